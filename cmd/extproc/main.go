@@ -1,0 +1,24 @@
+// Command extproc runs the llm-proxy-extproc server: the Envoy ext_proc gRPC
+// service on GRPC_ADDR and the admin HTTP listener (/health, /ready,
+// /metrics) on ADMIN_ADDR.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "extproc:", err)
+		os.Exit(1)
+	}
+}

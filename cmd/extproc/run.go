@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sethvargo/go-envconfig"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/telemetry"
+)
+
+// Settings are the process settings, read from the environment.
+type Settings struct {
+	// GRPCAddr is the ext_proc gRPC listen address.
+	GRPCAddr string `env:"GRPC_ADDR, default=:50051"`
+	// AdminAddr is the admin HTTP listen address (/health, /ready, /metrics).
+	AdminAddr string `env:"ADMIN_ADDR, default=:9003"`
+	// ConfigFiles is a comma-separated list of YAML rule files merged in order.
+	ConfigFiles string `env:"LLM_PROXY_CONFIG, default=configs/base.yml"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `env:"LOG_LEVEL, default=info"`
+	// LogFormat is json or text.
+	LogFormat string `env:"LOG_FORMAT, default=json"`
+	// ShutdownTimeout bounds how long open streams may run after SIGTERM.
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT, default=25s"`
+}
+
+// Envoy multiplexes every request of a worker over few HTTP/2 connections to
+// the ext_proc cluster, so the per-connection stream cap must be far above
+// gRPC's default of 100 concurrent requests per connection.
+const maxConcurrentStreams = 1 << 16
+
+// Keepalive lets dead Envoy connections be noticed while streams idle during
+// long LLM responses.
+var (
+	keepaliveParams = keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
+	keepalivePolicy = keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}
+)
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("extproc", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	validate := fs.String("validate-config", "", "check comma-separated YAML rule `files`, print the result and exit 0 (valid) or 1")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version)
+		return nil
+	}
+	if *validate != "" {
+		files := config.SplitPaths(*validate)
+		if _, err := config.Load(files, getenv); err != nil {
+			return fmt.Errorf("invalid configuration:\n%w", err)
+		}
+		fmt.Fprintf(stdout, "configuration valid: %s\n", strings.Join(files, ", "))
+		return nil
+	}
+	var s Settings
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &s, Lookuper: lookuper(getenv)}); err != nil {
+		return fmt.Errorf("read settings: %w", err)
+	}
+	a, err := start(ctx, s, stderr)
+	if err != nil {
+		return err
+	}
+	return a.wait(ctx)
+}
+
+func lookuper(getenv func(string) string) envconfig.Lookuper {
+	return envconfig.LookuperFunc(func(key string) (string, bool) {
+		v := getenv(key)
+		return v, v != ""
+	})
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("LOG_FORMAT: want json or text, got %q", format)
+	}
+}
+
+// app is a started server.
+type app struct {
+	settings  Settings
+	log       *slog.Logger
+	grpc      *grpc.Server
+	health    *health.Server
+	admin     *http.Server
+	grpcLn    net.Listener
+	adminLn   net.Listener
+	ready     atomic.Bool
+	errs      chan error
+	processor *processor.Server
+}
+
+// start loads the rules and starts both listeners. It returns once they
+// accept connections.
+func start(ctx context.Context, s Settings, logOut io.Writer) (*app, error) {
+	log, err := newLogger(logOut, s.LogLevel, s.LogFormat)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(config.SplitPaths(s.ConfigFiles), nil)
+	if err != nil {
+		return nil, fmt.Errorf("load configuration %s:\n%w", s.ConfigFiles, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := telemetry.NewMetrics(reg)
+	proc := processor.New(processor.Options{
+		Config:   cfg,
+		Observer: telemetry.Observers{metrics, telemetry.NewLogger(log)},
+		Logger:   log,
+	})
+
+	a := &app{settings: s, log: log, errs: make(chan error, 2), processor: proc}
+	var lc net.ListenConfig
+	if a.grpcLn, err = lc.Listen(ctx, "tcp", s.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", s.GRPCAddr, err)
+	}
+	if a.adminLn, err = lc.Listen(ctx, "tcp", s.AdminAddr); err != nil {
+		a.grpcLn.Close()
+		return nil, fmt.Errorf("listen %s: %w", s.AdminAddr, err)
+	}
+	a.grpc = grpc.NewServer(
+		grpc.MaxConcurrentStreams(maxConcurrentStreams),
+		grpc.KeepaliveParams(keepaliveParams),
+		grpc.KeepaliveEnforcementPolicy(keepalivePolicy),
+	)
+	extprocv3.RegisterExternalProcessorServer(a.grpc, proc)
+	a.health = health.NewServer()
+	healthpb.RegisterHealthServer(a.grpc, a.health)
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	a.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	a.admin = &http.Server{Handler: newAdmin(a, reg), ReadHeaderTimeout: 5 * time.Second}
+	go func() { a.errs <- a.grpc.Serve(a.grpcLn) }()
+	go func() {
+		if err := a.admin.Serve(a.adminLn); !errors.Is(err, http.ErrServerClosed) {
+			a.errs <- err
+		}
+	}()
+	a.ready.Store(true)
+	log.Info("extproc started", "version", version, "grpc_addr", a.grpcLn.Addr().String(),
+		"admin_addr", a.adminLn.Addr().String(), "config", s.ConfigFiles)
+	return a, nil
+}
+
+// wait serves until ctx ends or a listener fails, then shuts down: it stops
+// accepting, lets open streams finish within ShutdownTimeout, and closes.
+func (a *app) wait(ctx context.Context) error {
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-a.errs:
+		err = fmt.Errorf("serve: %w", err)
+	}
+	a.shutdown()
+	return err
+}
+
+func (a *app) shutdown() {
+	a.ready.Store(false)
+	a.health.Shutdown()
+	a.log.Info("extproc shutting down", "timeout", a.settings.ShutdownTimeout.String())
+	done := make(chan struct{})
+	go func() {
+		a.grpc.GracefulStop()
+		close(done)
+	}()
+	timer := time.NewTimer(a.settings.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		a.log.Warn("open streams did not finish in time; closing them")
+		a.grpc.Stop()
+		<-done
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = a.admin.Shutdown(ctx)
+	a.log.Info("extproc stopped")
+}

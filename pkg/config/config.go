@@ -1,0 +1,187 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+)
+
+// Providers known to the gateway, in display order.
+var knownProviders = []string{"anthropic", "gemini", "openai"}
+
+// Config is the merged rule configuration. The zero value is not valid; use
+// Defaults or Load.
+type Config struct {
+	// Providers configures each vendor by name ("openai", "anthropic",
+	// "gemini"). A provider missing from the map is enabled with defaults.
+	Providers map[string]Provider `json:"providers"`
+	// Features holds the optional gateway features.
+	Features Features `json:"features"`
+	// Processing tunes the ext_proc pipeline.
+	Processing Processing `json:"processing"`
+}
+
+// Provider configures one vendor.
+type Provider struct {
+	// Enabled turns the provider's routes on. Default true. A disabled
+	// provider's paths pass through Envoy untouched by this server.
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// IsEnabled reports whether the provider is enabled (default true).
+func (p Provider) IsEnabled() bool { return p.Enabled == nil || *p.Enabled }
+
+// Features holds the optional gateway features.
+type Features struct {
+	RateLimiting RateLimiting `json:"rate_limiting"`
+}
+
+// RateLimiting configures request and token limits. Only the estimation
+// block is read by the foundation pipeline.
+type RateLimiting struct {
+	// Estimation configures input-token estimation from request bodies.
+	Estimation Estimation `json:"estimation"`
+}
+
+// Estimation configures how input tokens are estimated before the vendor
+// answers.
+type Estimation struct {
+	// MaxSampleBytes is the largest decoded request body, in bytes, whose
+	// text is read for estimation. 0 means the default (1 MiB); -1 means no
+	// limit. Larger bodies are estimated from their length.
+	MaxSampleBytes int64 `json:"max_sample_bytes"`
+	// BytesPerToken divides the body length when the text cannot be read.
+	// Default 4.
+	BytesPerToken float64 `json:"bytes_per_token"`
+	// CharsPerToken divides the billable text's code points. Default 4.
+	CharsPerToken float64 `json:"chars_per_token"`
+	// ProviderCharsPerToken overrides CharsPerToken per provider.
+	ProviderCharsPerToken map[string]float64 `json:"provider_chars_per_token"`
+}
+
+// Processing tunes the ext_proc pipeline.
+type Processing struct {
+	// ResponseBufferLimitBytes is the largest response body, in bytes, that
+	// the server asks Envoy to deliver whole (BUFFERED). It must not exceed
+	// Envoy's buffer limit for the listener, or Envoy answers 500 instead.
+	// Larger bodies and bodies of unknown length are STREAMED. Default 1 MiB.
+	ResponseBufferLimitBytes int64 `json:"response_buffer_limit_bytes"`
+	// MetadataNamespace is the Envoy dynamic-metadata namespace the server
+	// writes usage to. It must be listed in the ext_proc filter's
+	// metadata_options.receiving_namespaces. Default "llm_proxy".
+	MetadataNamespace string `json:"metadata_namespace"`
+}
+
+// Defaults used when a field is zero.
+const (
+	DefaultMaxSampleBytes           = 1 << 20
+	DefaultBytesPerToken            = 4
+	DefaultCharsPerToken            = 4
+	DefaultResponseBufferLimitBytes = 1 << 20
+	DefaultMetadataNamespace        = "llm_proxy"
+)
+
+// Defaults returns the configuration used when no file sets anything.
+func Defaults() Config {
+	c := Config{}
+	c.applyDefaults()
+	return c
+}
+
+func (c *Config) applyDefaults() {
+	if c.Providers == nil {
+		c.Providers = map[string]Provider{}
+	}
+	for _, name := range knownProviders {
+		if _, ok := c.Providers[name]; !ok {
+			c.Providers[name] = Provider{}
+		}
+	}
+	e := &c.Features.RateLimiting.Estimation
+	if e.MaxSampleBytes == 0 {
+		e.MaxSampleBytes = DefaultMaxSampleBytes
+	}
+	if e.BytesPerToken == 0 {
+		e.BytesPerToken = DefaultBytesPerToken
+	}
+	if e.CharsPerToken == 0 {
+		e.CharsPerToken = DefaultCharsPerToken
+	}
+	p := &c.Processing
+	if p.ResponseBufferLimitBytes == 0 {
+		p.ResponseBufferLimitBytes = DefaultResponseBufferLimitBytes
+	}
+	if p.MetadataNamespace == "" {
+		p.MetadataNamespace = DefaultMetadataNamespace
+	}
+}
+
+// Validate reports every problem of c at once, joined.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	names := make([]string, 0, len(c.Providers))
+	for name := range c.Providers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !isKnownProvider(name) {
+			bad("providers."+name, "unknown provider (known: %s)", strings.Join(knownProviders, ", "))
+		}
+	}
+	e := c.Features.RateLimiting.Estimation
+	const est = "features.rate_limiting.estimation"
+	if e.MaxSampleBytes < -1 {
+		bad(est+".max_sample_bytes", "must be -1 (no limit), 0 (default) or positive, got %d", e.MaxSampleBytes)
+	}
+	if !positiveFinite(e.BytesPerToken) {
+		bad(est+".bytes_per_token", "must be a positive number, got %v", e.BytesPerToken)
+	}
+	if !positiveFinite(e.CharsPerToken) {
+		bad(est+".chars_per_token", "must be a positive number, got %v", e.CharsPerToken)
+	}
+	pnames := make([]string, 0, len(e.ProviderCharsPerToken))
+	for name := range e.ProviderCharsPerToken {
+		pnames = append(pnames, name)
+	}
+	sort.Strings(pnames)
+	for _, name := range pnames {
+		if !isKnownProvider(name) {
+			bad(est+".provider_chars_per_token."+name, "unknown provider")
+		}
+		if v := e.ProviderCharsPerToken[name]; !positiveFinite(v) {
+			bad(est+".provider_chars_per_token."+name, "must be a positive number, got %v", v)
+		}
+	}
+	if c.Processing.ResponseBufferLimitBytes < 0 {
+		bad("processing.response_buffer_limit_bytes", "must be positive, got %d", c.Processing.ResponseBufferLimitBytes)
+	}
+	if ns := c.Processing.MetadataNamespace; strings.ContainsAny(ns, " :\t\n") {
+		bad("processing.metadata_namespace", "must not contain spaces or colons, got %q", ns)
+	}
+	return errors.Join(errs...)
+}
+
+// CharsPerTokenFor returns the characters-per-token ratio for provider.
+func (e Estimation) CharsPerTokenFor(provider string) float64 {
+	if v, ok := e.ProviderCharsPerToken[provider]; ok && v > 0 {
+		return v
+	}
+	return e.CharsPerToken
+}
+
+func isKnownProvider(name string) bool {
+	for _, k := range knownProviders {
+		if k == name {
+			return true
+		}
+	}
+	return false
+}
+
+func positiveFinite(v float64) bool { return v > 0 && !math.IsInf(v, 0) && !math.IsNaN(v) }

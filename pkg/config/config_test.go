@@ -1,0 +1,140 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name    string
+		docs    []string
+		env     map[string]string
+		check   func(t *testing.T, c Config)
+		wantErr []string
+	}{
+		{
+			name: "empty document gives defaults",
+			docs: []string{""},
+			check: func(t *testing.T, c Config) {
+				require.Equal(t, Defaults(), c)
+				require.True(t, c.Providers["openai"].IsEnabled())
+				require.EqualValues(t, DefaultMaxSampleBytes, c.Features.RateLimiting.Estimation.MaxSampleBytes)
+				require.Equal(t, "llm_proxy", c.Processing.MetadataNamespace)
+			},
+		},
+		{
+			name: "later file wins key by key and maps merge",
+			docs: []string{
+				"features: {rate_limiting: {estimation: {chars_per_token: 3, provider_chars_per_token: {openai: 5}}}}",
+				"features: {rate_limiting: {estimation: {provider_chars_per_token: {anthropic: 2}}}}\nproviders: {gemini: {enabled: false}}",
+			},
+			check: func(t *testing.T, c Config) {
+				e := c.Features.RateLimiting.Estimation
+				require.InDelta(t, 3, e.CharsPerToken, 0)
+				require.InDelta(t, 5, e.CharsPerTokenFor("openai"), 0)
+				require.InDelta(t, 2, e.CharsPerTokenFor("anthropic"), 0)
+				require.InDelta(t, 3, e.CharsPerTokenFor("gemini"), 0)
+				require.False(t, c.Providers["gemini"].IsEnabled())
+				require.True(t, c.Providers["openai"].IsEnabled())
+			},
+		},
+		{
+			name: "environment references expand",
+			docs: []string{"processing: {metadata_namespace: \"${NS}\"}"},
+			env:  map[string]string{"NS": "acme.llm"},
+			check: func(t *testing.T, c Config) {
+				require.Equal(t, "acme.llm", c.Processing.MetadataNamespace)
+			},
+		},
+		{
+			name: "every problem is reported at once",
+			docs: []string{`
+providers: {bedrock: {enabled: true}}
+features:
+  rate_limiting:
+    estimation: {chars_per_token: -1, max_sample_bytes: -5, typo_key: 1}
+processing: {unknown: true}
+`},
+			wantErr: []string{
+				"providers.bedrock: unknown provider",
+				"features.rate_limiting.estimation.typo_key: unknown key",
+				"processing.unknown: unknown key",
+			},
+		},
+		{
+			name: "values are validated after defaults",
+			docs: []string{"features: {rate_limiting: {estimation: {chars_per_token: -1, max_sample_bytes: -5, provider_chars_per_token: {openai: -2}}}}"},
+			wantErr: []string{
+				"chars_per_token: must be a positive number",
+				"max_sample_bytes: must be -1",
+				"provider_chars_per_token.openai: must be a positive number",
+			},
+		},
+		{
+			name:    "wrong type names the field",
+			docs:    []string{"processing: {response_buffer_limit_bytes: lots}"},
+			wantErr: []string{"response_buffer_limit_bytes"},
+		},
+		{
+			name:    "top level must be a mapping",
+			docs:    []string{"- a\n- b"},
+			wantErr: []string{"top level must be a mapping"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			docs := make([][]byte, len(tt.docs))
+			for i, d := range tt.docs {
+				docs[i] = []byte(d)
+			}
+			c, err := Parse(env(tt.env), docs...)
+			if len(tt.wantErr) > 0 {
+				require.Error(t, err)
+				for _, w := range tt.wantErr {
+					require.Contains(t, err.Error(), w)
+				}
+				return
+			}
+			require.NoError(t, err)
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestLoadFiles(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.yml")
+	b := filepath.Join(dir, "b.yml")
+	require.NoError(t, os.WriteFile(a, []byte("processing: {response_buffer_limit_bytes: 100}\n"), 0o600))
+	require.NoError(t, os.WriteFile(b, []byte("processing: {metadata_namespace: x}\n"), 0o600))
+	c, err := Load(SplitPaths(" "+a+" , "+b+","), env(nil))
+	require.NoError(t, err)
+	require.EqualValues(t, 100, c.Processing.ResponseBufferLimitBytes)
+	require.Equal(t, "x", c.Processing.MetadataNamespace)
+
+	_, err = Load([]string{a, filepath.Join(dir, "missing.yml")}, env(nil))
+	require.ErrorContains(t, err, "missing.yml")
+	_, err = Load(nil, env(nil))
+	require.Error(t, err)
+}
+
+func TestShippedConfigsValidate(t *testing.T) {
+	files, err := filepath.Glob("../../configs/*.yml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, err := Load([]string{f}, env(map[string]string{}))
+			require.NoError(t, err, strings.TrimSpace(f))
+		})
+	}
+}

@@ -1,0 +1,112 @@
+package processor
+
+import (
+	"context"
+	"time"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
+)
+
+// Call describes a provider request at admission time, after its body (if
+// any) was read. Guards must treat it as read-only.
+type Call struct {
+	// RequestID is Envoy's x-request-id.
+	RequestID string
+	Provider  string
+	// Path is the vendor path with the routing prefix removed, no query.
+	Path     string
+	Method   string
+	Info     providers.RequestInfo
+	Identity Identity
+	// EstimatedInputTokens is the input-token estimate for the body.
+	EstimatedInputTokens int64
+	// EstimateSource says how the estimate was made: "text" (billable text
+	// read from the body), "length" (body length / bytes_per_token) or
+	// "none" (no body).
+	EstimateSource string
+	// Start is when the request headers reached the server.
+	Start time.Time
+	// Header returns the first value of a request header (lower-case name),
+	// as Envoy sent it, before proxy-only headers were stripped.
+	Header func(name string) string
+}
+
+// Identity names who is calling.
+type Identity struct {
+	// User is the end-user id, from the /meta/{user}/ path, the X-User-ID
+	// header, the vendor body field or the llm_user_id query, in that order.
+	User string
+}
+
+// Reply is a local answer sent to the client instead of calling the vendor.
+type Reply struct {
+	// Status is the HTTP status code.
+	Status int
+	// Headers are set on the reply, in order.
+	Headers [][2]string
+	// Body is the reply body.
+	Body []byte
+	// Details is recorded by Envoy as %RESPONSE_CODE_DETAILS%.
+	Details string
+}
+
+// Guard admits or refuses provider requests before they reach the vendor.
+//
+// Admit is called once per provider request. It returns a Ticket that the
+// processor settles exactly once when the request ends (whatever the way),
+// or a Reply that refuses the request (and then no Ticket). An error means
+// the guard could not decide; the processor logs it and lets the request
+// through, so a guard that wants to fail closed returns a Reply instead.
+// Implementations must be safe for concurrent use.
+type Guard interface {
+	Admit(ctx context.Context, c *Call) (Ticket, *Reply, error)
+}
+
+// Ticket is an admitted request's claim on a Guard, settled exactly once.
+type Ticket interface {
+	// Settle ends the claim with the request's final Record. It runs on a
+	// context that is not cancelled with the client.
+	Settle(ctx context.Context, r *Record)
+}
+
+// Observer receives one Record per provider request when it ends.
+// Implementations must be safe for concurrent use and must not block.
+type Observer interface {
+	Observe(r *Record)
+}
+
+// Outcome says how a provider request ended.
+type Outcome string
+
+// Outcomes of a provider request.
+const (
+	// OutcomeCompleted: the response ended normally.
+	OutcomeCompleted Outcome = "completed"
+	// OutcomeRefused: a Guard answered locally; the vendor was not called.
+	OutcomeRefused Outcome = "refused"
+	// OutcomeAborted: the stream ended before the response did (client
+	// disconnect, upstream reset, Envoy timeout).
+	OutcomeAborted Outcome = "aborted"
+)
+
+// Record is the account of one provider request.
+type Record struct {
+	Call
+	// Status is the HTTP status the client got (0 when none was seen).
+	Status  int
+	Outcome Outcome
+	// Usage is what the vendor reported; Usage.Found is false when it
+	// reported nothing (errors, aborted streams before the usage event).
+	Usage providers.Usage
+	// RefusedBy names the refusal's Details when Outcome is OutcomeRefused.
+	RefusedBy string
+	// TTFB is the time from the request headers to the first response body
+	// byte; zero when no body byte was seen.
+	TTFB time.Duration
+	// Duration is the time from the request headers to the end.
+	Duration time.Duration
+	// RequestBytes and ResponseBytes count body bytes seen by the server
+	// (response bytes before any decompression).
+	RequestBytes  int64
+	ResponseBytes int64
+}

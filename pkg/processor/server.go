@@ -1,0 +1,118 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
+)
+
+// Options configures a Server. Zero values are documented per field.
+type Options struct {
+	// Config holds the rules. Required (use config.Defaults() in tests).
+	Config config.Config
+	// Providers is the provider registry. Default providers.Default(),
+	// minus providers disabled in Config.
+	Providers providers.Registry
+	// Guards run in order at admission. Default none.
+	Guards []Guard
+	// Observer receives a Record per provider request. Default none.
+	Observer Observer
+	// Logger receives stream-level problems. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// SettleTimeout bounds each Ticket.Settle call. Default 2s.
+	SettleTimeout time.Duration
+}
+
+// Server implements the ext_proc ExternalProcessor service. It is safe for
+// concurrent use: every Process stream has its own state.
+type Server struct {
+	extprocv3.UnimplementedExternalProcessorServer
+
+	cfg       config.Config
+	providers providers.Registry
+	guards    []Guard
+	observer  Observer
+	log       *slog.Logger
+	now       func() time.Time
+	settleTO  time.Duration
+}
+
+var _ extprocv3.ExternalProcessorServer = (*Server)(nil)
+
+// New returns a Server for opts.
+func New(opts Options) *Server {
+	s := &Server{
+		cfg:      opts.Config,
+		guards:   opts.Guards,
+		observer: opts.Observer,
+		log:      opts.Logger,
+		now:      opts.Now,
+		settleTO: opts.SettleTimeout,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.settleTO <= 0 {
+		s.settleTO = 2 * time.Second
+	}
+	reg := opts.Providers
+	if reg == nil {
+		reg = providers.Default()
+	}
+	s.providers = providers.Registry{}
+	for name, p := range reg {
+		if pc, ok := opts.Config.Providers[name]; ok && !pc.IsEnabled() {
+			continue
+		}
+		s.providers[name] = p
+	}
+	return s
+}
+
+// Providers returns the enabled providers.
+func (s *Server) Providers() providers.Registry { return s.providers }
+
+// Process implements [extprocv3.ExternalProcessorServer.Process]. It serves
+// one HTTP request. End of stream and cancellation are normal ends; the
+// server never returns an error for anything a client sent.
+func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
+	ctx := srv.Context()
+	st := newStream(s)
+	defer st.finish(ctx)
+	for {
+		req, err := srv.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
+				return nil
+			}
+			s.log.Debug("ext_proc stream receive failed", "error", err)
+			return nil
+		}
+		resp := st.handle(ctx, req)
+		if resp == nil {
+			// Observability mode or an unknown message: nothing to answer.
+			continue
+		}
+		if err := srv.Send(resp); err != nil {
+			s.log.Debug("ext_proc stream send failed", "error", err)
+			return nil
+		}
+		if st.closed {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,513 @@
+package processor
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
+)
+
+// errorBodyCap bounds the bytes of a non-2xx response body kept for
+// classification.
+const errorBodyCap = 16 << 10
+
+// stream is the state of one Process stream (one HTTP request). It is not
+// safe for concurrent use; Process drives it from one goroutine.
+type stream struct {
+	s *Server
+
+	closed bool // the server ends the stream after the current reply
+
+	// Set at request headers for provider requests.
+	provider  providers.Provider
+	call      Call
+	headers   []*corev3.HeaderValue
+	req       providers.Request
+	reqLength int64 // content-length, -1 when unknown
+	encoding  string
+	bodyMode  filterv3.ProcessingMode_BodySendMode // configured request body mode, when Envoy told us
+
+	body      []byte
+	bodySeen  int64
+	bodyOver  bool // body exceeded the sample limit
+	admitted  bool
+	tickets   []Ticket
+	refusedBy string
+
+	// Response side.
+	status     int
+	parser     providers.UsageParser
+	gunzip     *gunzipParser
+	errBody    []byte
+	respBytes  int64
+	firstByte  time.Time
+	respDone   bool
+	finished   bool
+	finalUsage *providers.Usage
+	rec        *Record // set once settled
+}
+
+func newStream(s *Server) *stream { return &stream{s: s, reqLength: -1} }
+
+// handle answers one message. It returns nil when no answer is due.
+func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	if req.GetObservabilityMode() {
+		st.observe(ctx, req)
+		return nil
+	}
+	if pc := req.GetProtocolConfig(); pc != nil {
+		st.bodyMode = pc.GetRequestBodyMode()
+	}
+	switch r := req.GetRequest().(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return st.requestHeaders(ctx, r.RequestHeaders)
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return st.requestBody(ctx, r.RequestBody)
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		if st.provider != nil && !st.admitted {
+			if reply := st.admit(ctx); reply != nil {
+				return reply
+			}
+		}
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{
+			RequestTrailers: &extprocv3.TrailersResponse{}}}
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return st.responseHeaders(ctx, r.ResponseHeaders)
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return st.responseBody(ctx, r.ResponseBody)
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		st.endResponse(ctx)
+		resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{
+			ResponseTrailers: &extprocv3.TrailersResponse{}}}
+		resp.DynamicMetadata = st.metadata()
+		return resp
+	default:
+		return nil
+	}
+}
+
+// observe feeds observability-mode messages (no replies are read by Envoy).
+func (st *stream) observe(ctx context.Context, req *extprocv3.ProcessingRequest) {
+	switch r := req.GetRequest().(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		st.requestHeaders(ctx, r.RequestHeaders)
+	case *extprocv3.ProcessingRequest_RequestBody:
+		st.requestBody(ctx, r.RequestBody)
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		st.responseHeaders(ctx, r.ResponseHeaders)
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		st.responseBody(ctx, r.ResponseBody)
+	}
+}
+
+// passThrough releases a request that is none of our business: later phases
+// are skipped and the stream ends.
+func (st *stream) passThrough() *extprocv3.ProcessingResponse {
+	st.closed = true
+	return &extprocv3.ProcessingResponse{
+		Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}},
+		ModeOverride: &filterv3.ProcessingMode{
+			RequestBodyMode:    filterv3.ProcessingMode_NONE,
+			ResponseHeaderMode: filterv3.ProcessingMode_SKIP,
+			ResponseBodyMode:   filterv3.ProcessingMode_NONE,
+		},
+	}
+}
+
+func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	if st.provider != nil {
+		// A second request_headers on one stream is not something Envoy
+		// sends; answer it without state changes.
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
+			RequestHeaders: &extprocv3.HeadersResponse{}}}
+	}
+	hs := headersOf(h)
+	fullPath, ok := header(hs, ":path")
+	if !ok || fullPath == "" {
+		return st.passThrough()
+	}
+	path, rawQuery, _ := strings.Cut(fullPath, "?")
+	res, ok := st.s.providers.Resolve(path)
+	if !ok {
+		return st.passThrough()
+	}
+	st.provider = res.Provider
+	st.headers = hs
+	method, _ := header(hs, ":method")
+	accept, _ := header(hs, "accept")
+	ct, _ := header(hs, "content-type")
+	st.encoding, _ = header(hs, "content-encoding")
+	st.encoding = strings.ToLower(strings.TrimSpace(st.encoding))
+	st.reqLength = parseLength(header(hs, "content-length"))
+	requestID, _ := header(hs, "x-request-id")
+	st.req = providers.Request{Method: method, Path: res.Path, RawQuery: rawQuery, Accept: accept, ContentType: ct}
+	st.call = Call{
+		RequestID: requestID,
+		Provider:  res.Provider.Name(),
+		Path:      res.Path,
+		Method:    method,
+		Identity:  Identity{User: res.User},
+		Start:     st.s.now(),
+		Header: func(name string) string {
+			v, _ := header(hs, name)
+			return v
+		},
+	}
+	if st.call.Identity.User == "" {
+		if u, ok := header(hs, "x-user-id"); ok {
+			st.call.Identity.User = u
+		}
+	}
+
+	mut := &extprocv3.HeaderMutation{}
+	for _, hv := range hs {
+		k := hv.GetKey()
+		if strings.HasPrefix(k, proxyHeaderPrefix) || k == "accept-encoding" {
+			mut.RemoveHeaders = appendUnique(mut.RemoveHeaders, k)
+		}
+	}
+	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
+		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}}}}
+	if h.GetEndOfStream() {
+		if reply := st.admit(ctx); reply != nil {
+			return reply
+		}
+	}
+	return resp
+}
+
+func appendUnique(list []string, v string) []string {
+	for _, e := range list {
+		if e == v {
+			return list
+		}
+	}
+	return append(list, v)
+}
+
+func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	cont := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{
+		RequestBody: &extprocv3.BodyResponse{}}}
+	if st.provider == nil || st.admitted {
+		return cont
+	}
+	chunk := b.GetBody()
+	st.bodySeen += int64(len(chunk))
+	limit := st.sampleLimit()
+	if !st.bodyOver {
+		if limit >= 0 && int64(len(st.body)+len(chunk)) > limit {
+			st.bodyOver = true
+			st.body = nil
+		} else {
+			st.body = append(st.body, chunk...)
+		}
+	}
+	// In BUFFERED and BUFFERED_PARTIAL modes the one body message is all
+	// Envoy will send, even when end_of_stream is false (trailers follow,
+	// or the partial buffer filled).
+	whole := b.GetEndOfStream() ||
+		st.bodyMode == filterv3.ProcessingMode_BUFFERED ||
+		st.bodyMode == filterv3.ProcessingMode_BUFFERED_PARTIAL
+	if !whole {
+		return cont
+	}
+	if reply := st.admit(ctx); reply != nil {
+		return reply
+	}
+	return cont
+}
+
+// sampleLimit is the largest body, in bytes, read for estimation; -1 is
+// unlimited.
+func (st *stream) sampleLimit() int64 {
+	return st.s.cfg.Features.RateLimiting.Estimation.MaxSampleBytes
+}
+
+// admit reads the request, estimates its tokens and runs the guards. It
+// returns an ImmediateResponse when a guard refuses.
+func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
+	st.admitted = true
+	st.call.Info, st.call.EstimatedInputTokens, st.call.EstimateSource = st.estimate()
+	if st.call.Identity.User == "" {
+		st.call.Identity.User = st.call.Info.User
+	}
+	if st.call.Identity.User == "" {
+		st.call.Identity.User = queryValue(st.req.RawQuery, "llm_user_id")
+	}
+	st.body = nil // the bytes are no longer needed
+	for _, g := range st.s.guards {
+		t, reply, err := g.Admit(ctx, &st.call)
+		if err != nil {
+			st.s.log.Warn("guard failed; request let through", "provider", st.call.Provider, "request_id", st.call.RequestID, "error", err)
+			continue
+		}
+		if reply != nil {
+			st.refusedBy = reply.Details
+			st.status = reply.Status
+			st.closed = true
+			st.settle(OutcomeRefused)
+			return immediate(reply, st.metadata())
+		}
+		if t != nil {
+			st.tickets = append(st.tickets, t)
+		}
+	}
+	return nil
+}
+
+// estimate reads the body and returns what the provider saw in it, with an
+// input-token estimate and its source.
+func (st *stream) estimate() (providers.RequestInfo, int64, string) {
+	est := st.s.cfg.Features.RateLimiting.Estimation
+	length := st.bodySeen
+	if st.reqLength > length {
+		length = st.reqLength
+	}
+	body := st.body
+	if len(body) > 0 && !st.bodyOver && st.encoding != "" && st.encoding != "identity" {
+		body = decodeBody(body, st.encoding, st.sampleLimit())
+	}
+	readable := len(body) > 0 && !st.bodyOver && looksJSON(st.req.ContentType, body)
+	if readable {
+		st.req.Body = body
+	} else {
+		st.req.Body = nil
+	}
+	info := st.provider.ParseRequest(st.req)
+	st.req.Body = nil
+	if readable && !info.Malformed {
+		tokens := int64(math.Ceil(float64(info.TextRunes)/est.CharsPerTokenFor(st.call.Provider))) + info.ImageTokens
+		return info, tokens, "text"
+	}
+	if length > 0 {
+		return info, int64(math.Ceil(float64(length) / est.BytesPerToken)), "length"
+	}
+	return info, 0, "none"
+}
+
+// looksJSON reports whether a body should be read as JSON: a JSON content
+// type, or none at all with a body that starts like an object.
+func looksJSON(contentType string, body []byte) bool {
+	mt := mediaType(contentType)
+	if mt == "application/json" || strings.HasSuffix(mt, "+json") {
+		return true
+	}
+	if mt != "" {
+		return false
+	}
+	t := bytes.TrimLeft(body, " \t\r\n")
+	return len(t) > 0 && t[0] == '{'
+}
+
+// decodeBody undoes a gzip content-encoding, reading at most limit decoded
+// bytes (-1 no limit). It returns nil when the body cannot be decoded.
+func decodeBody(body []byte, encoding string, limit int64) []byte {
+	if encoding != "gzip" && encoding != "x-gzip" {
+		return nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return nil
+	}
+	defer zr.Close()
+	var r io.Reader = zr
+	if limit >= 0 {
+		r = io.LimitReader(zr, limit+1)
+	}
+	out, err := io.ReadAll(r)
+	if err != nil || (limit >= 0 && int64(len(out)) > limit) {
+		return nil
+	}
+	return out
+}
+
+func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
+		ResponseHeaders: &extprocv3.HeadersResponse{}}}
+	if st.provider == nil || st.finished {
+		return resp
+	}
+	if !st.admitted {
+		// The request ended without a body message we could act on (for
+		// example trailers with trailer mode SKIP): account for it now.
+		st.admit(ctx)
+		if st.finished {
+			return resp
+		}
+	}
+	hs := headersOf(h)
+	code, _ := header(hs, ":status")
+	st.status, _ = strconv.Atoi(code)
+	if h.GetEndOfStream() {
+		st.endResponse(ctx)
+		resp.DynamicMetadata = st.metadata()
+		st.closed = true
+		return resp
+	}
+	ctRaw, _ := header(hs, "content-type")
+	ct := mediaType(ctRaw)
+	length := parseLength(header(hs, "content-length"))
+	enc, _ := header(hs, "content-encoding")
+	enc = strings.ToLower(strings.TrimSpace(enc))
+
+	st.parser = st.provider.NewUsageParser(st.req, st.call.Info, ct)
+	if enc == "gzip" || enc == "x-gzip" {
+		st.gunzip = newGunzipParser(st.parser)
+	}
+
+	mode := filterv3.ProcessingMode_STREAMED
+	var mut *extprocv3.HeaderMutation
+	limit := st.s.cfg.Processing.ResponseBufferLimitBytes
+	switch {
+	case ct == "text/event-stream":
+		// Streams pass chunk by chunk. Envoy decided about content-length
+		// before this override (body mode NONE keeps it), so drop it here:
+		// an event stream has no fixed length.
+		if length >= 0 {
+			mut = &extprocv3.HeaderMutation{RemoveHeaders: []string{"content-length"}}
+		}
+	case length >= 0 && length <= limit:
+		mode = filterv3.ProcessingMode_BUFFERED
+	}
+	resp.ModeOverride = &filterv3.ProcessingMode{ResponseBodyMode: mode}
+	if mut != nil {
+		resp.GetResponseHeaders().Response = &extprocv3.CommonResponse{HeaderMutation: mut}
+	}
+	return resp
+}
+
+func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+		ResponseBody: &extprocv3.BodyResponse{}}}
+	if st.provider == nil || st.parser == nil || st.finished {
+		return resp
+	}
+	chunk := b.GetBody()
+	if len(chunk) > 0 {
+		if st.firstByte.IsZero() {
+			st.firstByte = st.s.now()
+		}
+		st.respBytes += int64(len(chunk))
+		if st.status >= 300 && len(st.errBody) < errorBodyCap {
+			n := min(len(chunk), errorBodyCap-len(st.errBody))
+			st.errBody = append(st.errBody, chunk[:n]...)
+		}
+		if st.gunzip != nil {
+			st.gunzip.Write(chunk)
+		} else {
+			st.parser.Write(chunk)
+		}
+	}
+	if b.GetEndOfStream() {
+		st.endResponse(ctx)
+		resp.DynamicMetadata = st.metadata()
+		st.closed = true
+	}
+	return resp
+}
+
+// endResponse records that the response ended normally.
+func (st *stream) endResponse(context.Context) {
+	if st.respDone || st.provider == nil {
+		return
+	}
+	st.respDone = true
+	st.settle(OutcomeCompleted)
+}
+
+// usage returns the final usage, closing the decompressor if any.
+func (st *stream) usage() providers.Usage {
+	if st.finalUsage != nil {
+		return *st.finalUsage
+	}
+	var u providers.Usage
+	if st.gunzip != nil {
+		st.gunzip.Close()
+	}
+	if st.parser != nil {
+		u = st.parser.Usage()
+	}
+	st.finalUsage = &u
+	return u
+}
+
+// finish runs when the stream ends; a provider request that did not end
+// normally is settled as aborted.
+func (st *stream) finish(context.Context) {
+	if st.provider == nil || st.finished {
+		if st.gunzip != nil {
+			st.gunzip.Close()
+		}
+		return
+	}
+	if !st.admitted {
+		// The client went away before the request was complete: nothing
+		// was reserved and the vendor was not called.
+		st.call.Info, st.call.EstimatedInputTokens, st.call.EstimateSource = st.estimate()
+	}
+	st.settle(OutcomeAborted)
+}
+
+// settle builds the Record, settles every ticket once and notifies the
+// observer. It runs at most once per stream.
+func (st *stream) settle(outcome Outcome) {
+	if st.finished {
+		return
+	}
+	st.finished = true
+	now := st.s.now()
+	rec := &Record{
+		Call:          st.call,
+		Status:        st.status,
+		Outcome:       outcome,
+		Usage:         st.usage(),
+		RefusedBy:     st.refusedBy,
+		Duration:      now.Sub(st.call.Start),
+		RequestBytes:  st.bodySeen,
+		ResponseBytes: st.respBytes,
+	}
+	if !st.firstByte.IsZero() {
+		rec.TTFB = st.firstByte.Sub(st.call.Start)
+	}
+	if len(st.tickets) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), st.s.settleTO)
+		for _, t := range st.tickets {
+			t.Settle(ctx, rec)
+		}
+		cancel()
+		st.tickets = nil
+	}
+	if st.s.observer != nil {
+		st.s.observer.Observe(rec)
+	}
+	st.rec = rec
+}
+
+// immediate builds an ImmediateResponse for reply.
+func immediate(reply *Reply, md *structpb.Struct) *extprocv3.ProcessingResponse {
+	mut := &extprocv3.HeaderMutation{}
+	for _, h := range reply.Headers {
+		mut.SetHeaders = append(mut.SetHeaders, setHeader(strings.ToLower(h[0]), h[1]))
+	}
+	return &extprocv3.ProcessingResponse{
+		Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(reply.Status)},
+			Headers: mut,
+			Body:    reply.Body,
+			Details: reply.Details,
+		}},
+		DynamicMetadata: md,
+	}
+}

@@ -1,0 +1,176 @@
+package providers
+
+import "strings"
+
+// Provider describes one vendor API family: where it lives, how to read its
+// requests, and how to read usage from its responses.
+//
+// Implementations are immutable after construction and safe for concurrent use.
+type Provider interface {
+	// Name is the lower-case provider name used in paths, metrics and config
+	// ("openai", "anthropic", "gemini").
+	Name() string
+	// UpstreamURL is the vendor's base URL, for example "https://api.openai.com".
+	UpstreamURL() string
+	// ParseRequest inspects a request. It never fails: what cannot be read is
+	// left at its zero value and RequestInfo.Malformed says why.
+	ParseRequest(r Request) RequestInfo
+	// NewUsageParser returns an incremental usage reader for one response
+	// body with the given Content-Type (the value, without parameters being
+	// required). The parser holds a bounded amount of memory.
+	NewUsageParser(r Request, info RequestInfo, contentType string) UsageParser
+}
+
+// Request is what the processor knows about a client request when it asks a
+// Provider to read it. Path is the vendor path with the provider prefix
+// removed ("/v1/chat/completions"), without the query.
+type Request struct {
+	Method      string
+	Path        string
+	RawQuery    string
+	Accept      string
+	ContentType string
+	// Body is the decoded (not compressed) request body, or nil when the
+	// body was not seen (no body, too large to sample, or undecodable).
+	Body []byte
+}
+
+// Endpoint names the kind of API call.
+type Endpoint string
+
+// Endpoints the providers recognise. Anything else is EndpointOther.
+const (
+	EndpointChatCompletions       Endpoint = "chat_completions"
+	EndpointCompletions           Endpoint = "completions"
+	EndpointResponses             Endpoint = "responses"
+	EndpointEmbeddings            Endpoint = "embeddings"
+	EndpointMessages              Endpoint = "messages"
+	EndpointCountTokens           Endpoint = "count_tokens"
+	EndpointGenerateContent       Endpoint = "generate_content"
+	EndpointStreamGenerateContent Endpoint = "stream_generate_content"
+	EndpointOther                 Endpoint = "other"
+)
+
+// RequestInfo is what a Provider read from a request.
+type RequestInfo struct {
+	Endpoint Endpoint
+	// Model as the client named it (body field, or the Gemini URL path).
+	Model string
+	// Stream is true when the client asked for a streamed response.
+	Stream bool
+	// User is the end-user id carried in the body (OpenAI "user",
+	// Anthropic "metadata.user_id"), empty when absent.
+	User string
+	// TextRunes counts the Unicode code points of every text the vendor bills
+	// as input: messages in string or part form, system prompts and
+	// instructions, tool definitions (their JSON as sent).
+	TextRunes int64
+	// ImageTokens is the input-token cost of images, by the vendor's
+	// documented rule or a stated constant per image.
+	ImageTokens int64
+	// Images counts image parts.
+	Images int
+	// MaxOutputTokens is the output limit the client asked for
+	// (max_tokens, max_completion_tokens, max_output_tokens,
+	// generationConfig.maxOutputTokens); 0 when absent.
+	MaxOutputTokens int64
+	// Malformed is set when a body was given but is not a JSON object of the
+	// expected shape; the other fields then hold what could be read.
+	Malformed bool
+}
+
+// Usage is the token accounting a vendor reported for one response.
+// Token counts are in tokens; zero means not reported.
+//
+// Vendors split the counts differently and Usage keeps each vendor's billing
+// split rather than forcing one:
+//   - OpenAI: InputTokens includes CacheReadTokens; OutputTokens includes
+//     ReasoningTokens.
+//   - Anthropic: InputTokens excludes the cache: CacheReadTokens and
+//     CacheWriteTokens are separate, billed at their own prices.
+//   - Gemini: InputTokens (promptTokenCount + toolUsePromptTokenCount)
+//     includes CacheReadTokens; OutputTokens (candidatesTokenCount +
+//     thoughtsTokenCount) includes ReasoningTokens.
+//
+// TotalTokens is the vendor's total when it reports one, else
+// InputTokens + OutputTokens (for Anthropic: without the cache counts).
+// Model falls back to the request's model when the response names none;
+// FinishReason is the vendor's own value (finish_reason, stop_reason,
+// finishReason, or for the Responses API incomplete_details.reason or the
+// final status).
+type Usage struct {
+	InputTokens      int64
+	OutputTokens     int64
+	TotalTokens      int64
+	CacheReadTokens  int64
+	CacheWriteTokens int64
+	ReasoningTokens  int64
+	Model            string
+	RequestID        string
+	FinishReason     string
+	// Found is true when the response carried a usage block.
+	Found bool
+}
+
+// UsageParser reads usage from a response body delivered in chunks of any
+// size. Write never fails and never retains more than a bounded number of
+// bytes (see Held). A parser is not safe for concurrent use.
+type UsageParser interface {
+	// Write consumes the next chunk of the response body.
+	Write(chunk []byte)
+	// Usage returns what was read so far; after the last Write it is final.
+	Usage() Usage
+	// Held reports the bytes currently buffered by the parser.
+	Held() int
+}
+
+// Registry maps provider names to providers.
+type Registry map[string]Provider
+
+// Resolved is the outcome of matching a request path against a Registry.
+type Resolved struct {
+	Provider Provider
+	// Path is the vendor path with the routing prefix removed.
+	Path string
+	// User is the user id named by a /meta/{user}/{provider}/ path.
+	User string
+}
+
+// Resolve matches path (the request :path without query) against the
+// provider prefixes "/<name>/" and "/meta/<user>/<name>/". ok is false when
+// no provider matches.
+func (r Registry) Resolve(path string) (res Resolved, ok bool) {
+	if rest, found := strings.CutPrefix(path, "/meta/"); found {
+		user, tail, found := strings.Cut(rest, "/")
+		if !found || user == "" {
+			return Resolved{}, false
+		}
+		res, ok = r.Resolve("/" + tail)
+		if ok {
+			res.User = user
+		}
+		return res, ok
+	}
+	if len(path) < 2 || path[0] != '/' {
+		return Resolved{}, false
+	}
+	name, tail, found := strings.Cut(path[1:], "/")
+	if !found {
+		return Resolved{}, false
+	}
+	p, ok := r[name]
+	if !ok {
+		return Resolved{}, false
+	}
+	return Resolved{Provider: p, Path: "/" + tail}, true
+}
+
+// Default returns a Registry of the three providers with their public
+// upstream URLs: "openai", "anthropic" and "gemini".
+func Default() Registry {
+	return Registry{
+		"openai":    OpenAI{},
+		"anthropic": Anthropic{},
+		"gemini":    Gemini{},
+	}
+}

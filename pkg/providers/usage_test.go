@@ -1,0 +1,316 @@
+package providers
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+type usageCase struct {
+	name     string
+	provider Provider
+	file     string
+	ctype    string
+	want     Usage
+}
+
+var usageCases = []usageCase{
+	{
+		name: "openai chat json", provider: OpenAI{}, file: "openai_chat.json", ctype: "application/json",
+		want: Usage{
+			InputTokens: 1117, OutputTokens: 46, TotalTokens: 1163, CacheReadTokens: 1024,
+			Model: "gpt-4o-2024-08-06", RequestID: "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG", FinishReason: "stop", Found: true,
+		},
+	},
+	{
+		name: "openai chat sse", provider: OpenAI{}, file: "openai_chat_stream.sse", ctype: "text/event-stream",
+		want: Usage{
+			InputTokens: 31, OutputTokens: 300, TotalTokens: 331, ReasoningTokens: 256,
+			Model: "o3-mini-2025-01-31", RequestID: "chatcmpl-AqX3vYw9mFbq2", FinishReason: "length", Found: true,
+		},
+	},
+	{
+		name: "openai responses json", provider: OpenAI{}, file: "openai_responses.json", ctype: "application/json",
+		want: Usage{
+			InputTokens: 36, OutputTokens: 64, TotalTokens: 100, CacheReadTokens: 12, ReasoningTokens: 40,
+			Model: "gpt-4.1-2025-04-14", RequestID: "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b",
+			FinishReason: "max_output_tokens", Found: true,
+		},
+	},
+	{
+		name: "openai responses sse", provider: OpenAI{}, file: "openai_responses_stream.sse", ctype: "text/event-stream",
+		want: Usage{
+			InputTokens: 2048, OutputTokens: 210, TotalTokens: 2258, CacheReadTokens: 1920, ReasoningTokens: 192,
+			Model: "gpt-5-mini-2025-08-07", RequestID: "resp_68a1f0c2b5e48193", FinishReason: "completed", Found: true,
+		},
+	},
+	{
+		name: "openai embeddings", provider: OpenAI{}, file: "openai_embeddings.json", ctype: "application/json",
+		want: Usage{InputTokens: 8, TotalTokens: 8, Model: "text-embedding-3-small", Found: true},
+	},
+	{
+		name: "anthropic messages json", provider: Anthropic{}, file: "anthropic_messages.json", ctype: "application/json",
+		want: Usage{
+			InputTokens: 472, OutputTokens: 89, TotalTokens: 561, CacheReadTokens: 12000, CacheWriteTokens: 1800,
+			Model: "claude-sonnet-4-5-20250929", RequestID: "msg_01XFDUDYJgAACzvnptvVoYEL", FinishReason: "tool_use", Found: true,
+		},
+	},
+	{
+		name: "anthropic messages sse", provider: Anthropic{}, file: "anthropic_messages_stream.sse", ctype: "text/event-stream",
+		want: Usage{
+			InputTokens: 1503, OutputTokens: 512, TotalTokens: 2015, CacheReadTokens: 2048,
+			Model: "claude-opus-4-1-20250805", RequestID: "msg_014p7gG3wDgGV9EUtLvnow3U", FinishReason: "max_tokens", Found: true,
+		},
+	},
+	{
+		name: "anthropic openai-compatible", provider: Anthropic{}, file: "anthropic_compat_chat.json", ctype: "application/json",
+		want: Usage{
+			InputTokens: 19, OutputTokens: 12, TotalTokens: 31,
+			Model: "claude-3-7-sonnet-20250219", RequestID: "msg_01EnYxLU6sM6ZtRmD3g5hsYm", FinishReason: "stop", Found: true,
+		},
+	},
+	{
+		name: "anthropic error body", provider: Anthropic{}, file: "anthropic_error.json", ctype: "application/json",
+		want: Usage{Model: "request-model"},
+	},
+	{
+		name: "gemini json", provider: Gemini{}, file: "gemini_generate.json", ctype: "application/json",
+		want: Usage{
+			InputTokens: 130, OutputTokens: 60, TotalTokens: 190, CacheReadTokens: 64, ReasoningTokens: 30,
+			Model: "gemini-2.5-pro", RequestID: "mKyoaLzgNo2hz7IPo5yK6Ak", FinishReason: "MAX_TOKENS", Found: true,
+		},
+	},
+	{
+		name: "gemini sse", provider: Gemini{}, file: "gemini_stream.sse", ctype: "text/event-stream",
+		want: Usage{
+			InputTokens: 9, OutputTokens: 424, TotalTokens: 433, CacheReadTokens: 4, ReasoningTokens: 413,
+			Model: "gemini-2.5-flash", RequestID: "9WqcaNqbEMGTqtsPj4bq8A4", FinishReason: "STOP", Found: true,
+		},
+	},
+	{
+		name: "gemini json array stream", provider: Gemini{}, file: "gemini_stream_array.json", ctype: "application/json",
+		want: Usage{
+			InputTokens: 8, OutputTokens: 250, TotalTokens: 258,
+			Model: "gemini-2.0-flash", RequestID: "AbCdEfGh123", FinishReason: "STOP", Found: true,
+		},
+	},
+	{
+		name: "gemini openai-compatible sse", provider: Gemini{}, file: "gemini_compat_stream.sse", ctype: "text/event-stream",
+		want: Usage{
+			InputTokens: 5, OutputTokens: 2, TotalTokens: 7,
+			Model: "gemini-2.0-flash", RequestID: "7MFDaJ6-GJ2nqtsP5pbfwQE", FinishReason: "stop", Found: true,
+		},
+	},
+}
+
+func readFixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	return b
+}
+
+// parseChunks feeds body to a fresh parser in the given pieces.
+func parseChunks(p Provider, ctype string, chunks ...[]byte) (Usage, UsageParser) {
+	up := p.NewUsageParser(Request{}, RequestInfo{Model: "request-model"}, ctype)
+	for _, c := range chunks {
+		up.Write(c)
+	}
+	return up.Usage(), up
+}
+
+func TestUsageParserFixtures(t *testing.T) {
+	for _, tc := range usageCases {
+		t.Run(tc.name, func(t *testing.T) {
+			body := readFixture(t, tc.file)
+			got, up := parseChunks(tc.provider, tc.ctype, body)
+			require.Equal(t, tc.want, got)
+			require.Zero(t, up.Held(), "nothing pending after a complete body")
+		})
+	}
+}
+
+// TestUsageParserLineEndings rewrites every event stream with CRLF and CR
+// line ends.
+func TestUsageParserLineEndings(t *testing.T) {
+	for _, tc := range usageCases {
+		if !strings.HasSuffix(tc.file, ".sse") {
+			continue
+		}
+		body := bytes.ReplaceAll(readFixture(t, tc.file), []byte("\r\n"), []byte("\n"))
+		for _, eol := range []string{"\n", "\r\n", "\r"} {
+			t.Run(tc.name+" "+strings.NewReplacer("\r", "CR", "\n", "LF").Replace(eol), func(t *testing.T) {
+				b := bytes.ReplaceAll(body, []byte("\n"), []byte(eol))
+				got, _ := parseChunks(tc.provider, tc.ctype, b)
+				require.Equal(t, tc.want, got)
+				// And split between the CR and the LF of every CRLF.
+				got, _ = parseChunks(tc.provider, tc.ctype, splitEvery(b, 1)...)
+				require.Equal(t, tc.want, got)
+			})
+		}
+	}
+}
+
+func splitEvery(b []byte, n int) [][]byte {
+	var out [][]byte
+	for len(b) > n {
+		out = append(out, b[:n])
+		b = b[n:]
+	}
+	return append(out, b)
+}
+
+// TestUsageParserSplitAnywhere feeds every fixture split at every byte
+// boundary, and in random chunkings, and expects the same usage.
+func TestUsageParserSplitAnywhere(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range usageCases {
+		t.Run(tc.name, func(t *testing.T) {
+			body := readFixture(t, tc.file)
+			for i := 0; i <= len(body); i++ {
+				got, _ := parseChunks(tc.provider, tc.ctype, body[:i], body[i:])
+				require.Equal(t, tc.want, got, "split at %d", i)
+			}
+			for range 200 {
+				var chunks [][]byte
+				rest := body
+				for len(rest) > 0 {
+					n := 1 + rng.IntN(min(len(rest), 1+rng.IntN(64)))
+					chunks = append(chunks, rest[:n])
+					rest = rest[n:]
+				}
+				got, up := parseChunks(tc.provider, tc.ctype, chunks...)
+				require.Equal(t, tc.want, got)
+				require.LessOrEqual(t, up.Held(), maxKey+maxScalar+maxFieldName)
+			}
+		})
+	}
+}
+
+func TestUsageParserSSEDetails(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want Usage
+	}{
+		{
+			name: "data without space and comments",
+			body: ": keep-alive\n:\nevent: message_start\nid: 7\nretry: 1000\ndata:{\"message\":{\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n",
+			want: Usage{InputTokens: 5, OutputTokens: 1, TotalTokens: 6, Model: "request-model", Found: true},
+		},
+		{
+			name: "multi-line data joined",
+			body: "event: message_delta\ndata: {\"type\":\"message_delta\",\ndata: \"usage\":\ndata: {\"output_tokens\":\ndata: 42}}\n\n",
+			want: Usage{OutputTokens: 42, TotalTokens: 42, Model: "request-model", Found: true},
+		},
+		{
+			name: "unterminated last event still counts",
+			body: "data: {\"usage\":{\"input_tokens\":3,\"output_tokens\":4}}",
+			want: Usage{InputTokens: 3, OutputTokens: 4, TotalTokens: 7, Model: "request-model", Found: true},
+		},
+		{
+			name: "usage split over two events does not leak between them",
+			body: "data: {\"usage\":{\"input_tokens\":3,\n\ndata: \"output_tokens\":4}}\n\n",
+			want: Usage{InputTokens: 3, TotalTokens: 3, Model: "request-model", Found: true},
+		},
+		{
+			name: "message_delta overwrites cumulative counts",
+			body: "data: {\"message\":{\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n" +
+				"data: {\"usage\":{\"output_tokens\":15}}\n\n" +
+				"data: {\"usage\":{\"output_tokens\":30,\"cache_read_input_tokens\":7}}\n\n",
+			want: Usage{InputTokens: 10, OutputTokens: 30, TotalTokens: 40, CacheReadTokens: 7, Model: "request-model", Found: true},
+		},
+		{
+			name: "null usage and unknown fields ignored",
+			body: "data: {\"usage\":null,\"x\":[1,{\"usage\":{\"input_tokens\":9}}]}\n\ndata: [DONE]\n\n",
+			want: Usage{Model: "request-model"},
+		},
+		{
+			name: "long field name ignored",
+			body: "datadatadata: {\"usage\":{\"input_tokens\":9}}\n\ndata: {\"usage\":{\"output_tokens\":2}}\n\n",
+			want: Usage{OutputTokens: 2, TotalTokens: 2, Model: "request-model", Found: true},
+		},
+		{
+			name: "field named data without colon is an empty data line",
+			body: "data\ndata: {\"usage\":{\"output_tokens\":2}}\n\n",
+			want: Usage{OutputTokens: 2, TotalTokens: 2, Model: "request-model", Found: true},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i := 0; i <= len(tt.body); i++ {
+				got, _ := parseChunks(Anthropic{}, "text/event-stream", []byte(tt.body[:i]), []byte(tt.body[i:]))
+				require.Equal(t, tt.want, got, "split at %d", i)
+			}
+		})
+	}
+}
+
+func TestUsageParserBadInput(t *testing.T) {
+	huge := bytes.Repeat([]byte("x"), 5<<20)
+	tests := []struct {
+		name string
+		body [][]byte
+		want Usage
+	}{
+		{name: "empty", body: nil, want: Usage{Model: "request-model"}},
+		{name: "blank", body: [][]byte{[]byte(" \n\r\n")}, want: Usage{Model: "request-model"}},
+		{name: "truncated json", body: [][]byte{[]byte(`{"model":"m","usage":{"prompt_tokens":4`)}, want: Usage{Model: "m"}},
+		{name: "malformed json", body: [][]byte{[]byte(`{"model" "m", "usage":{"prompt_tokens":4}}`)}, want: Usage{Model: "request-model"}},
+		{name: "wrong shapes", body: [][]byte{[]byte(`{"model":5,"usage":"lots","choices":{"0":1}}`)}, want: Usage{Model: "request-model"}},
+		{name: "string and float counts", body: [][]byte{[]byte(`{"usage":{"prompt_tokens":"4","completion_tokens":1.5,"total_tokens":-3}}`)}, want: Usage{Model: "request-model"}},
+		{name: "non-utf8", body: [][]byte{[]byte("{\"model\":\"\xff\xfe\",\"usage\":{\"prompt_tokens\":2}}")}, want: Usage{InputTokens: 2, TotalTokens: 2, Model: "\uFFFD", Found: true}},
+		{name: "binary garbage", body: [][]byte{{0, 1, 2, 0xff, '\n', '\n', 0x80}}, want: Usage{Model: "request-model"}},
+		{
+			name: "huge sse line then usage",
+			body: [][]byte{[]byte(`data: {"choices":[{"delta":{"content":"`), huge, []byte("\"}}]}\n\ndata: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n")},
+			want: Usage{InputTokens: 1, OutputTokens: 2, TotalTokens: 3, Model: "request-model", Found: true},
+		},
+		{
+			name: "huge garbage line then usage",
+			body: [][]byte{[]byte("data: "), huge, []byte("\n\ndata: {\"usage\":{\"prompt_tokens\":1}}\n\n")},
+			want: Usage{InputTokens: 1, TotalTokens: 1, Model: "request-model", Found: true},
+		},
+		{
+			name: "huge model value dropped",
+			body: [][]byte{[]byte(`{"model":"`), huge, []byte(`","usage":{"prompt_tokens":1}}`)},
+			want: Usage{InputTokens: 1, TotalTokens: 1, Model: "request-model", Found: true},
+		},
+		{
+			name: "deep nesting",
+			body: [][]byte{bytes.Repeat([]byte("["), 100000), bytes.Repeat([]byte("]"), 100000)},
+			want: Usage{Model: "request-model"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, p := range []Provider{OpenAI{}, Anthropic{}, Gemini{}} {
+				got, up := parseChunks(p, "application/json", tt.body...)
+				require.Equal(t, tt.want, got, p.Name())
+				require.LessOrEqual(t, up.Held(), maxKey+maxScalar+maxFieldName)
+			}
+		})
+	}
+}
+
+func TestUsageParserHeldStaysSmall(t *testing.T) {
+	chunk := []byte(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"some words of text"},"finish_reason":null}],"usage":null}` + "\n\n")
+	up := OpenAI{}.NewUsageParser(Request{}, RequestInfo{}, "text/event-stream")
+	peak := 0
+	for i := range 100000 {
+		// Split each event in two so a partial value is pending in between.
+		cut := i % len(chunk)
+		up.Write(chunk[:cut])
+		peak = max(peak, up.Held())
+		up.Write(chunk[cut:])
+	}
+	up.Write([]byte("data: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":100000}}\n\n"))
+	require.Equal(t, int64(100000), up.Usage().OutputTokens)
+	require.Zero(t, up.Held())
+	require.LessOrEqual(t, peak, 64, "peak held bytes")
+}

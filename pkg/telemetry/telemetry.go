@@ -1,0 +1,197 @@
+package telemetry
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+)
+
+// MaxModels is the number of distinct model label values kept per process;
+// later models are labelled "other".
+const MaxModels = 200
+
+// Metrics holds the gateway's request metrics. It is safe for concurrent
+// use.
+type Metrics struct {
+	requests   *prometheus.CounterVec
+	tokens     *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	ttfb       *prometheus.HistogramVec
+	noUsage    *prometheus.CounterVec
+	estimation *prometheus.HistogramVec
+
+	mu     sync.Mutex
+	models map[string]struct{}
+}
+
+// NewMetrics registers the metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llm_proxy_requests_total",
+			Help: "Provider requests by provider, model, HTTP status class, outcome and stream flag.",
+		}, []string{"provider", "model", "status_class", "outcome", "stream"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llm_proxy_tokens_total",
+			Help: "Tokens reported by vendors, by provider, model and token type (input, output, cache_read, cache_write, reasoning).",
+		}, []string{"provider", "model", "type"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "llm_proxy_request_duration_seconds",
+			Help:    "Time from request headers to the end of the response, in seconds.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}, []string{"provider", "outcome"}),
+		ttfb: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "llm_proxy_time_to_first_byte_seconds",
+			Help:    "Time from request headers to the first response body byte, in seconds.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60},
+		}, []string{"provider", "stream"}),
+		noUsage: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llm_proxy_usage_missing_total",
+			Help: "Successful responses that carried no usage block, by provider.",
+		}, []string{"provider"}),
+		estimation: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "llm_proxy_estimation_ratio",
+			Help:    "Estimated input tokens divided by the vendor's reported input tokens, by provider.",
+			Buckets: []float64{0.25, 0.5, 0.75, 0.9, 1, 1.1, 1.25, 1.5, 2, 4},
+		}, []string{"provider"}),
+		models: map[string]struct{}{},
+	}
+	reg.MustRegister(m.requests, m.tokens, m.duration, m.ttfb, m.noUsage, m.estimation)
+	return m
+}
+
+// Observe implements [processor.Observer].
+func (m *Metrics) Observe(r *processor.Record) {
+	model := r.Usage.Model
+	if model == "" {
+		model = r.Info.Model
+	}
+	model = m.modelLabel(r.Provider, model)
+	stream := strconv.FormatBool(r.Info.Stream)
+	m.requests.WithLabelValues(r.Provider, model, statusClass(r.Status), string(r.Outcome), stream).Inc()
+	m.duration.WithLabelValues(r.Provider, string(r.Outcome)).Observe(r.Duration.Seconds())
+	if r.TTFB > 0 {
+		m.ttfb.WithLabelValues(r.Provider, stream).Observe(r.TTFB.Seconds())
+	}
+	u := r.Usage
+	if u.Found {
+		for _, t := range [...]struct {
+			name string
+			n    int64
+		}{
+			{"input", u.InputTokens}, {"output", u.OutputTokens}, {"cache_read", u.CacheReadTokens},
+			{"cache_write", u.CacheWriteTokens}, {"reasoning", u.ReasoningTokens},
+		} {
+			if t.n > 0 {
+				m.tokens.WithLabelValues(r.Provider, model, t.name).Add(float64(t.n))
+			}
+		}
+		if u.InputTokens > 0 && r.EstimateSource == "text" {
+			m.estimation.WithLabelValues(r.Provider).Observe(float64(r.EstimatedInputTokens) / float64(u.InputTokens))
+		}
+	} else if r.Outcome == processor.OutcomeCompleted && r.Status >= 200 && r.Status < 300 {
+		m.noUsage.WithLabelValues(r.Provider).Inc()
+	}
+}
+
+// modelLabel bounds the model label's cardinality.
+func (m *Metrics) modelLabel(provider, model string) string {
+	if model == "" {
+		return "unknown"
+	}
+	if !plausibleModel(model) {
+		return "other"
+	}
+	key := provider + "\x00" + model
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.models[key]; ok {
+		return model
+	}
+	if len(m.models) >= MaxModels {
+		return "other"
+	}
+	m.models[key] = struct{}{}
+	return model
+}
+
+func plausibleModel(s string) bool {
+	if len(s) > 96 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == ':' || c == '/' || c == '@'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func statusClass(code int) string {
+	if code < 100 || code > 599 {
+		return "none"
+	}
+	return strconv.Itoa(code/100) + "xx"
+}
+
+// Logger writes one structured line per provider request.
+type Logger struct{ log *slog.Logger }
+
+// NewLogger returns a Logger writing to log.
+func NewLogger(log *slog.Logger) *Logger { return &Logger{log: log} }
+
+// Observe implements [processor.Observer].
+func (l *Logger) Observe(r *processor.Record) {
+	u := r.Usage
+	model := u.Model
+	if model == "" {
+		model = r.Info.Model
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", r.RequestID),
+		slog.String("provider", r.Provider),
+		slog.String("model", model),
+		slog.String("user", r.Identity.User),
+		slog.String("endpoint", string(r.Info.Endpoint)),
+		slog.Bool("stream", r.Info.Stream),
+		slog.Int("status", r.Status),
+		slog.String("outcome", string(r.Outcome)),
+		slog.Int64("estimated_input_tokens", r.EstimatedInputTokens),
+		slog.String("estimate_source", r.EstimateSource),
+		slog.Bool("usage_found", u.Found),
+		slog.Int64("input_tokens", u.InputTokens),
+		slog.Int64("output_tokens", u.OutputTokens),
+		slog.Int64("total_tokens", u.TotalTokens),
+		slog.Int64("cache_read_tokens", u.CacheReadTokens),
+		slog.Int64("cache_write_tokens", u.CacheWriteTokens),
+		slog.Int64("reasoning_tokens", u.ReasoningTokens),
+		slog.String("finish_reason", u.FinishReason),
+		slog.String("vendor_request_id", u.RequestID),
+		slog.Int64("ttfb_ms", r.TTFB.Milliseconds()),
+		slog.Int64("duration_ms", r.Duration.Milliseconds()),
+		slog.Int64("request_bytes", r.RequestBytes),
+		slog.Int64("response_bytes", r.ResponseBytes),
+	}
+	if r.RefusedBy != "" {
+		attrs = append(attrs, slog.String("refused_by", r.RefusedBy))
+	}
+	l.log.LogAttrs(context.Background(), slog.LevelInfo, "llm request", attrs...)
+}
+
+// Observers fans a Record out to several observers in order.
+type Observers []processor.Observer
+
+// Observe implements [processor.Observer].
+func (os Observers) Observe(r *processor.Record) {
+	for _, o := range os {
+		o.Observe(r)
+	}
+}
