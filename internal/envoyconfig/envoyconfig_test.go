@@ -58,7 +58,7 @@ func TestEveryEnvoyConfigIsValid(t *testing.T) {
 	}
 }
 
-// contractMode is the filter-level processing mode fixed in notes/contracts.md.
+// contractMode is the filter-level processing mode fixed in docs/architecture.md.
 func contractMode() *extprocv3.ProcessingMode {
 	return &extprocv3.ProcessingMode{
 		RequestHeaderMode:   extprocv3.ProcessingMode_SEND,

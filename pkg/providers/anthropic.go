@@ -127,7 +127,7 @@ func (w anthropicReader) top(i int, stream *bool) int {
 		var end int
 		switch string(keyBytes(k)) {
 		case "model":
-			w.info.Model, end = s.string(v)
+			w.info.Model, end = s.strValue(v)
 		case "stream":
 			*stream, end = s.boolean(v)
 		case "max_tokens":
@@ -136,7 +136,7 @@ func (w anthropicReader) top(i int, stream *bool) int {
 			end = s.object(v, func(k []byte, v int) int {
 				if keyIs(k, "user_id") {
 					var e int
-					w.info.User, e = s.string(v)
+					w.info.User, e = s.strValue(v)
 					return e
 				}
 				return s.skip(v)

@@ -166,7 +166,7 @@ func (w geminiReader) top(i int, model *string) int {
 		var end int
 		switch string(keyBytes(k)) {
 		case "model":
-			*model, end = s.string(v)
+			*model, end = s.strValue(v)
 		case "contents":
 			end = s.array(v, w.content)
 		case "systemInstruction", "system_instruction", "content":

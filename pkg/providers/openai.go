@@ -158,11 +158,11 @@ func (w openAIReader) top(i int, f *openAIFields) int {
 		var end int
 		switch string(keyBytes(k)) {
 		case "model":
-			w.info.Model, end = s.string(v)
+			w.info.Model, end = s.strValue(v)
 		case "user":
-			f.user, end = s.string(v)
+			f.user, end = s.strValue(v)
 		case "safety_identifier":
-			f.safetyID, end = s.string(v)
+			f.safetyID, end = s.strValue(v)
 		case "stream":
 			f.stream, end = s.boolean(v)
 		case "max_tokens":
@@ -335,13 +335,13 @@ func readLooseModel(b []byte, info *RequestInfo) {
 	s.object(i, func(k []byte, v int) int {
 		switch string(keyBytes(k)) {
 		case "model":
-			m, end := s.string(v)
+			m, end := s.strValue(v)
 			if !s.bad {
 				info.Model = m
 			}
 			return end
 		case "user":
-			u, end := s.string(v)
+			u, end := s.strValue(v)
 			if !s.bad {
 				info.User = u
 			}

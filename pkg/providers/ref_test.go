@@ -425,6 +425,7 @@ func benchBody(provider string, size int) []byte {
 	system := benchText(rng, 60)
 	var turns []any
 	var body jsonObj
+	est := len(system)
 	build := func() []byte {
 		b, err := json.Marshal(body)
 		if err != nil {
@@ -495,8 +496,11 @@ func benchBody(provider string, size int) []byte {
 		default:
 			panic(provider)
 		}
-		if b := build(); len(b) >= size {
-			return b
+		// Marshal the whole body only once it should be large enough.
+		if est += len(user) + len(answer) + len(args) + len(result) + 200; est >= size {
+			if b := build(); len(b) >= size {
+				return b
+			}
 		}
 	}
 }

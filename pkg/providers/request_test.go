@@ -60,10 +60,10 @@ var requestCases = []requestCase{
 		},
 	},
 	{
-		name:     "openai chat stream via accept, stream string ignored",
+		name:     "openai chat stream via accept, stream null",
 		provider: OpenAI{},
 		req: Request{Path: "/v1/chat/completions", Accept: "application/json, Text/Event-Stream",
-			Body: []byte(`{"model":"gpt-4o-mini","stream":"true","messages":[{"role":"user","content":"hi"}],"max_tokens":12}`)},
+			Body: []byte(`{"model":"gpt-4o-mini","stream":null,"messages":[{"role":"user","content":"hi"}],"max_tokens":12}`)},
 		want: RequestInfo{Endpoint: EndpointChatCompletions, Model: "gpt-4o-mini", Stream: true, TextRunes: 2, MaxOutputTokens: 12},
 	},
 	{
@@ -252,7 +252,7 @@ func TestParseRequestEscapes(t *testing.T) {
 		content string
 		want    int64
 	}{
-		{name: "simple escapes", content: `a\n\t\"\\\/b`, want: 8},
+		{name: "simple escapes", content: `a\n\t\"\\\/b`, want: 7},
 		{name: "bmp escape", content: `\u00e9t\u00E9`, want: 3},
 		{name: "surrogate pair is one code point", content: `\ud83d\ude00`, want: 1},
 		{name: "lone high surrogate", content: `\ud800x`, want: 2},
@@ -279,9 +279,9 @@ func TestParseRequestBadInput(t *testing.T) {
 		name string
 		body string
 		want RequestInfo // Endpoint and Malformed are checked by the loop
-		// messages is set for shape errors in "messages", which Gemini
-		// does not read.
-		messages bool
+		// notGemini is set for shape errors in fields Gemini does not
+		// read ("messages", "stream").
+		notGemini bool
 	}{
 		{name: "empty", body: ""},
 		{name: "spaces", body: "  \n"},
@@ -290,17 +290,18 @@ func TestParseRequestBadInput(t *testing.T) {
 		{name: "truncated", body: `{"model":"gpt-4o","messages":[{"role":"user","content":"hello"},{"content":`, want: RequestInfo{Model: "gpt-4o", TextRunes: 5}},
 		{name: "trailing garbage", body: `{"model":"m"} x`, want: RequestInfo{Model: "m"}},
 		{name: "two objects", body: `{"model":"m"}{}`, want: RequestInfo{Model: "m"}},
-		{name: "messages object", body: `{"model":"m","messages":{"content":"hi"}}`, want: RequestInfo{Model: "m"}, messages: true},
-		{name: "content number", body: `{"messages":[{"content":5},{"content":"ok"}]}`, want: RequestInfo{TextRunes: 2}, messages: true},
-		{name: "message not object", body: `{"messages":["hi",{"content":"ok"}]}`, want: RequestInfo{TextRunes: 2}, messages: true},
+		{name: "messages object", body: `{"model":"m","messages":{"content":"hi"}}`, want: RequestInfo{Model: "m"}, notGemini: true},
+		{name: "content number", body: `{"messages":[{"content":5},{"content":"ok"}]}`, want: RequestInfo{TextRunes: 2}, notGemini: true},
+		{name: "message not object", body: `{"messages":["hi",{"content":"ok"}]}`, want: RequestInfo{TextRunes: 2}, notGemini: true},
 		{name: "model number", body: `{"model":5,"messages":[]}`},
 		{name: "non-utf8 in content", body: "{\"messages\":[{\"content\":\"a\xffb\"}]}", want: RequestInfo{TextRunes: 3}},
 		{name: "non-utf8 in model", body: "{\"model\":\"m\xff\"}", want: RequestInfo{Model: "m\uFFFD"}},
-		{name: "control char in string", body: "{\"messages\":[{\"content\":\"a\nb\"}]}"},
-		{name: "bad escape", body: `{"messages":[{"content":"a\qb"}]}`},
-		{name: "bad unicode escape", body: `{"messages":[{"content":"a\u12G4"}]}`},
+		{name: "control char in string", body: "{\"messages\":[{\"content\":\"a\nb\"}]}", want: RequestInfo{TextRunes: 1}},
+		{name: "bad escape", body: `{"messages":[{"content":"a\qb"}]}`, want: RequestInfo{TextRunes: 1}},
+		{name: "bad unicode escape", body: `{"messages":[{"content":"a\u12G4"}]}`, want: RequestInfo{TextRunes: 1}},
 		{name: "bad number", body: `{"max_tokens":01}`},
 		{name: "bad literal", body: `{"stream":tru}`},
+		{name: "stream string", body: `{"stream":"true"}`, notGemini: true},
 		{name: "missing colon", body: `{"model" "m"}`},
 		{name: "missing comma", body: `{"model":"m" "user":"u"}`, want: RequestInfo{Model: "m"}},
 		{name: "trailing comma", body: `{"model":"m",}`, want: RequestInfo{Model: "m"}},
@@ -320,7 +321,7 @@ func TestParseRequestBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, e := range endpoints {
-				if tt.messages && e.p.Name() == "gemini" {
+				if tt.notGemini && e.p.Name() == "gemini" {
 					continue
 				}
 				got := e.p.ParseRequest(Request{Path: e.path, Body: []byte(tt.body)})

@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"math/bits"
@@ -415,9 +416,9 @@ func (s *jscan) text(i int, n *int64) int {
 	return end
 }
 
-// string decodes the string at i. null gives "". Other kinds are a shape
+// strValue decodes the string at i. null gives "". Other kinds are a shape
 // error.
-func (s *jscan) string(i int) (string, int) {
+func (s *jscan) strValue(i int) (string, int) {
 	if s.at(i) == 'n' {
 		return "", s.literal(i, "null")
 	}
@@ -436,14 +437,7 @@ func (s *jscan) string(i int) (string, int) {
 	return string(raw), end
 }
 
-func containsByte(b []byte, c byte) bool {
-	for _, x := range b {
-		if x == c {
-			return true
-		}
-	}
-	return false
-}
+func containsByte(b []byte, c byte) bool { return bytes.IndexByte(b, c) >= 0 }
 
 // integer reads the integer at i. ok is false (and the value skipped) for
 // null, fractions, exponents, out-of-range numbers and other kinds; only the

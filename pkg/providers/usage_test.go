@@ -314,3 +314,87 @@ func TestUsageParserHeldStaysSmall(t *testing.T) {
 	require.Zero(t, up.Held())
 	require.LessOrEqual(t, peak, 64, "peak held bytes")
 }
+
+// BenchmarkUsageParserSSEChunk measures the cost of one typical streamed
+// event on a long-lived parser, and reports the bytes it holds afterwards.
+func BenchmarkUsageParserSSEChunk(b *testing.B) {
+	chunks := []struct {
+		name  string
+		p     Provider
+		chunk string
+	}{
+		{"openai", OpenAI{}, `data: {"id":"chatcmpl-AqX3vYw9mFbq2","object":"chat.completion.chunk","created":1737012345,"model":"gpt-4o-2024-08-06","system_fingerprint":"fp_42bfad963b","choices":[{"index":0,"delta":{"content":" tokens"},"logprobs":null,"finish_reason":null}],"usage":null}` + "\n\n"},
+		{"openai-responses", OpenAI{}, `event: response.output_text.delta` + "\n" + `data: {"type":"response.output_text.delta","sequence_number":42,"item_id":"msg_68a1f0c3","output_index":0,"content_index":0,"delta":" tokens","logprobs":[]}` + "\n\n"},
+		{"anthropic", Anthropic{}, `event: content_block_delta` + "\n" + `data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" some streamed words"}}` + "\n\n"},
+		{"gemini", Gemini{}, `data: {"candidates": [{"content": {"parts": [{"text": " quick brown fox"}],"role": "model"},"index": 0}],"usageMetadata": {"promptTokenCount": 9,"totalTokenCount": 9},"modelVersion": "gemini-2.5-flash","responseId": "9WqcaNqbEMGTqtsPj4bq8A4"}` + "\r\n\r\n"},
+	}
+	for _, c := range chunks {
+		b.Run(c.name, func(b *testing.B) {
+			chunk := []byte(c.chunk)
+			up := c.p.NewUsageParser(Request{}, RequestInfo{}, "text/event-stream")
+			b.SetBytes(int64(len(chunk)))
+			b.ReportAllocs()
+			for b.Loop() {
+				up.Write(chunk)
+			}
+			b.ReportMetric(float64(len(chunk)), "chunk-bytes")
+			b.ReportMetric(float64(up.Held()), "held-bytes")
+		})
+	}
+}
+
+// BenchmarkUsageParserJSON reads whole JSON responses.
+func BenchmarkUsageParserJSON(b *testing.B) {
+	for _, tc := range usageCases {
+		if !strings.HasSuffix(tc.file, ".json") {
+			continue
+		}
+		body := readFixture(b, tc.file)
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				up := tc.provider.NewUsageParser(Request{}, RequestInfo{}, tc.ctype)
+				up.Write(body)
+				_ = up.Usage()
+			}
+		})
+	}
+}
+
+func TestUsageParserGeminiShapes(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want Usage
+	}{
+		{
+			name: "blocked prompt",
+			body: `{"promptFeedback":{"blockReason":"SAFETY","safetyRatings":[]},"usageMetadata":{"promptTokenCount":7,"totalTokenCount":7},"modelVersion":"gemini-2.0-flash"}`,
+			want: Usage{InputTokens: 7, TotalTokens: 7, Model: "gemini-2.0-flash", FinishReason: "SAFETY", Found: true},
+		},
+		{
+			name: "compact array, last usage wins",
+			body: `[{"usageMetadata":{"promptTokenCount":1}},{"usageMetadata":{"promptTokenCount":2,"candidatesTokenCount":3}}]`,
+			want: Usage{InputTokens: 2, OutputTokens: 3, TotalTokens: 5, Model: "request-model", Found: true},
+		},
+		{
+			name: "empty array",
+			body: `[]`,
+			want: Usage{Model: "request-model"},
+		},
+		{
+			name: "second candidate ignored",
+			body: `{"candidates":[{"index":0},{"finishReason":"OTHER","index":1}],"usageMetadata":{"promptTokenCount":1}}`,
+			want: Usage{InputTokens: 1, TotalTokens: 1, Model: "request-model", Found: true},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i := 0; i <= len(tt.body); i++ {
+				got, _ := parseChunks(Gemini{}, "application/json", []byte(tt.body[:i]), []byte(tt.body[i:]))
+				require.Equal(t, tt.want, got, "split at %d", i)
+			}
+		})
+	}
+}
