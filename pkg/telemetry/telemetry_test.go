@@ -1,0 +1,103 @@
+package telemetry
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
+)
+
+func record(model string) *processor.Record {
+	return &processor.Record{
+		Call: processor.Call{RequestID: "r1", Provider: "openai", Info: providers.RequestInfo{Model: model, Stream: true},
+			EstimatedInputTokens: 12, EstimateSource: "text", Identity: processor.Identity{User: "u1"}},
+		Status: 200, Outcome: processor.OutcomeCompleted,
+		Usage:  providers.Usage{InputTokens: 10, OutputTokens: 5, TotalTokens: 15, CacheReadTokens: 4, Found: true},
+		TTFB:   120 * time.Millisecond, Duration: time.Second,
+	}
+}
+
+func TestMetricsObserve(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.Observe(record("gpt-4o"))
+	m.Observe(record("gpt-4o"))
+	require.InDelta(t, 2, testutil.ToFloat64(m.requests.WithLabelValues("openai", "gpt-4o", "2xx", "completed", "true")), 0)
+	require.InDelta(t, 20, testutil.ToFloat64(m.tokens.WithLabelValues("openai", "gpt-4o", "input")), 0)
+	require.InDelta(t, 8, testutil.ToFloat64(m.tokens.WithLabelValues("openai", "gpt-4o", "cache_read")), 0)
+	require.Equal(t, 0, testutil.CollectAndCount(m.noUsage))
+
+	missing := record("gpt-4o")
+	missing.Usage = providers.Usage{}
+	m.Observe(missing)
+	require.InDelta(t, 1, testutil.ToFloat64(m.noUsage.WithLabelValues("openai")), 0)
+
+	errored := record("gpt-4o")
+	errored.Status, errored.Usage = 503, providers.Usage{}
+	m.Observe(errored)
+	require.InDelta(t, 1, testutil.ToFloat64(m.noUsage.WithLabelValues("openai")), 0, "errors carry no usage by design")
+	require.InDelta(t, 1, testutil.ToFloat64(m.requests.WithLabelValues("openai", "gpt-4o", "5xx", "completed", "true")), 0)
+}
+
+func TestModelLabelCardinalityIsBounded(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	tests := []struct {
+		name, model, want string
+	}{
+		{"plain", "claude-sonnet-4-5", "claude-sonnet-4-5"},
+		{"empty", "", "unknown"},
+		{"spaces", "gpt 4", "other"},
+		{"too long", strings.Repeat("a", 200), "other"},
+		{"control bytes", "m\x00", "other"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, m.modelLabel("openai", tt.model))
+		})
+	}
+	for i := range MaxModels * 2 {
+		m.modelLabel("openai", fmt.Sprintf("model-%d", i))
+	}
+	require.Equal(t, "other", m.modelLabel("openai", "brand-new-model"))
+	require.Equal(t, "claude-sonnet-4-5", m.modelLabel("openai", "claude-sonnet-4-5"), "known models keep their label")
+}
+
+func TestLoggerWritesOneLinePerRecord(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
+	rec := record("gpt-4o")
+	rec.Call.Header = func(string) string { return "Bearer sk-secret-value" }
+	l.Observe(rec)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 1)
+	var got map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &got))
+	require.Equal(t, "llm request", got["msg"])
+	require.Equal(t, "openai", got["provider"])
+	require.Equal(t, "gpt-4o", got["model"])
+	require.EqualValues(t, 15, got["total_tokens"])
+	require.EqualValues(t, 120, got["ttfb_ms"])
+	require.Equal(t, "completed", got["outcome"])
+	require.NotContains(t, buf.String(), "sk-secret")
+}
+
+func TestObserversFanOut(t *testing.T) {
+	var n int
+	o := Observers{obsFunc(func(*processor.Record) { n++ }), obsFunc(func(*processor.Record) { n += 10 })}
+	o.Observe(record("m"))
+	require.Equal(t, 11, n)
+}
+
+type obsFunc func(*processor.Record)
+
+func (f obsFunc) Observe(r *processor.Record) { f(r) }
