@@ -1,0 +1,495 @@
+package envoytest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"sigs.k8s.io/yaml"
+
+	// Typed configs a realistic bootstrap may embed; registering them lets
+	// protojson resolve their Any @type.
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/compression/brotli/compressor/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/compression/gzip/compressor/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/compression/zstd/compressor/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/buffer/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/compressor/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/health_check/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/set_metadata/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+)
+
+// DefaultRouteTimeout is Envoy's route timeout when the field is absent.
+const DefaultRouteTimeout = 15 * time.Second
+
+// FromBootstrap reads an Envoy v3 bootstrap YAML (or JSON) file and builds
+// the Config of its first listener's HTTP connection manager. clusterAddrs
+// overrides cluster addresses by cluster name ("openai" ->
+// "127.0.0.1:8080"); clusters keep their load_assignment address otherwise.
+// TLS clusters are reached over plain HTTP.
+func FromBootstrap(path string, clusterAddrs map[string]string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read bootstrap: %w", err)
+	}
+	cfg, err := ParseBootstrap(data, clusterAddrs)
+	if err != nil {
+		return Config{}, fmt.Errorf("bootstrap %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseBootstrap is FromBootstrap on in-memory YAML/JSON. Unknown fields,
+// unregistered @types and protoc-gen-validate failures are errors.
+func ParseBootstrap(data []byte, clusterAddrs map[string]string) (Config, error) {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("yaml: %w", err)
+	}
+	var bs bootstrapv3.Bootstrap
+	if err := protojson.Unmarshal(js, &bs); err != nil {
+		return Config{}, fmt.Errorf("decode bootstrap: %w", err)
+	}
+	if err := bs.ValidateAll(); err != nil {
+		return Config{}, fmt.Errorf("validate bootstrap: %w", err)
+	}
+	return fromBootstrap(&bs, clusterAddrs)
+}
+
+func fromBootstrap(bs *bootstrapv3.Bootstrap, clusterAddrs map[string]string) (Config, error) {
+	var cfg Config
+	sr := bs.GetStaticResources()
+	if len(sr.GetListeners()) == 0 {
+		return cfg, errors.New("no static listener")
+	}
+	ln := sr.GetListeners()[0]
+	if sa := ln.GetAddress().GetSocketAddress(); sa != nil {
+		cfg.ListenAddr = net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
+	}
+	if v := ln.GetPerConnectionBufferLimitBytes(); v != nil {
+		cfg.BufferLimit = int(v.GetValue())
+	}
+	hcm, err := findHCM(ln.GetFilterChains())
+	if err != nil {
+		return cfg, err
+	}
+	cfg.UseRemoteAddress = hcm.GetUseRemoteAddress().GetValue()
+	if hcm.GetServerName() != "" {
+		cfg.ServerName = hcm.GetServerName()
+	}
+	cfg.AccessLogFormat = accessLogFormat(hcm)
+
+	cfg.Clusters = map[string]string{}
+	for _, c := range sr.GetClusters() {
+		if addr := clusterAddress(c); addr != "" {
+			cfg.Clusters[c.GetName()] = addr
+		}
+	}
+	for name, addr := range clusterAddrs {
+		cfg.Clusters[name] = addr
+	}
+
+	extProcName := ""
+	for _, hf := range hcm.GetHttpFilters() {
+		tc := hf.GetTypedConfig()
+		if tc == nil {
+			continue
+		}
+		msg, err := tc.UnmarshalNew()
+		if err != nil {
+			return cfg, fmt.Errorf("http filter %q: %w", hf.GetName(), err)
+		}
+		if v, ok := msg.(interface{ ValidateAll() error }); ok {
+			if err := v.ValidateAll(); err != nil {
+				return cfg, fmt.Errorf("http filter %q: %w", hf.GetName(), err)
+			}
+		}
+		switch m := msg.(type) {
+		case *extprocv3.ExternalProcessor:
+			if cfg.ExtProc != nil {
+				return cfg, fmt.Errorf("http filter %q: more than one ext_proc filter: %w", hf.GetName(), errUnsupported)
+			}
+			ep, err := extProcConfig(hf.GetName(), m, cfg.Clusters)
+			if err != nil {
+				return cfg, fmt.Errorf("http filter %q: %w", hf.GetName(), err)
+			}
+			cfg.ExtProc = ep
+			extProcName = hf.GetName()
+		case *routerv3.Router:
+			cfg.SuppressEnvoyHeaders = m.GetSuppressEnvoyHeaders()
+		}
+	}
+
+	rc := hcm.GetRouteConfig()
+	if rc == nil {
+		return cfg, fmt.Errorf("hcm without inline route_config (RDS): %w", errUnsupported)
+	}
+	for _, vh := range rc.GetVirtualHosts() {
+		v := VirtualHost{Name: vh.GetName(), Domains: vh.GetDomains()}
+		vhPerRoute, err := perRoute(vh.GetTypedPerFilterConfig(), extProcName)
+		if err != nil {
+			return cfg, fmt.Errorf("virtual host %q: %w", vh.GetName(), err)
+		}
+		for i, r := range vh.GetRoutes() {
+			rt, err := route(r, extProcName)
+			if err != nil {
+				return cfg, fmt.Errorf("virtual host %q route %d (%q): %w", vh.GetName(), i, r.GetName(), err)
+			}
+			if rt.ExtProc == nil {
+				rt.ExtProc = vhPerRoute
+			}
+			v.Routes = append(v.Routes, rt)
+		}
+		cfg.VirtualHosts = append(cfg.VirtualHosts, v)
+	}
+	if err := cfg.validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func findHCM(chains []*listenerv3.FilterChain) (*hcmv3.HttpConnectionManager, error) {
+	for _, fc := range chains {
+		for _, nf := range fc.GetFilters() {
+			tc := nf.GetTypedConfig()
+			if tc == nil {
+				continue
+			}
+			var hcm hcmv3.HttpConnectionManager
+			if !tc.MessageIs(&hcm) {
+				continue
+			}
+			if err := tc.UnmarshalTo(&hcm); err != nil {
+				return nil, fmt.Errorf("http_connection_manager: %w", err)
+			}
+			if err := hcm.ValidateAll(); err != nil {
+				return nil, fmt.Errorf("http_connection_manager: %w", err)
+			}
+			return &hcm, nil
+		}
+	}
+	return nil, errors.New("first listener has no http_connection_manager")
+}
+
+func accessLogFormat(hcm *hcmv3.HttpConnectionManager) map[string]any {
+	for _, al := range hcm.GetAccessLog() {
+		tc := al.GetTypedConfig()
+		if tc == nil {
+			continue
+		}
+		msg, err := tc.UnmarshalNew()
+		if err != nil {
+			continue
+		}
+		var sf *corev3.SubstitutionFormatString
+		switch m := msg.(type) {
+		case *streamv3.StdoutAccessLog:
+			sf = m.GetLogFormat()
+		case *streamv3.StderrAccessLog:
+			sf = m.GetLogFormat()
+		case *filev3.FileAccessLog:
+			sf = m.GetLogFormat()
+		}
+		if js := sf.GetJsonFormat(); js != nil {
+			return js.AsMap()
+		}
+	}
+	return nil
+}
+
+func clusterAddress(c *clusterv3.Cluster) string {
+	for _, ep := range c.GetLoadAssignment().GetEndpoints() {
+		for _, lb := range ep.GetLbEndpoints() {
+			if sa := lb.GetEndpoint().GetAddress().GetSocketAddress(); sa != nil {
+				return net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
+			}
+		}
+	}
+	return ""
+}
+
+func dur(d *durationpb.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return d.AsDuration()
+}
+
+func extProcConfig(name string, m *extprocv3.ExternalProcessor, clusters map[string]string) (*ExtProcConfig, error) {
+	ep := &ExtProcConfig{
+		Name:                                    name,
+		ProcessingMode:                          m.GetProcessingMode(),
+		FailureModeAllow:                        m.GetFailureModeAllow(),
+		MessageTimeout:                          dur(m.GetMessageTimeout()),
+		MaxMessageTimeout:                       dur(m.GetMaxMessageTimeout()),
+		AllowModeOverride:                       m.GetAllowModeOverride(),
+		AllowedOverrideModes:                    m.GetAllowedOverrideModes(),
+		SendBodyWithoutWaitingForHeaderResponse: m.GetSendBodyWithoutWaitingForHeaderResponse(),
+		DisableImmediateResponse:                m.GetDisableImmediateResponse(),
+		StatusOnError:                           int(m.GetStatusOnError().GetCode()),
+		ReceivingNamespaces:                     m.GetMetadataOptions().GetReceivingNamespaces().GetUntyped(),
+		ForwardingNamespaces:                    m.GetMetadataOptions().GetForwardingNamespaces().GetUntyped(),
+		RequestAttributes:                       m.GetRequestAttributes(),
+		ResponseAttributes:                      m.GetResponseAttributes(),
+		AllowedHeaders:                          stringMatchers(m.GetForwardRules().GetAllowedHeaders()),
+		DisallowedHeaders:                       stringMatchers(m.GetForwardRules().GetDisallowedHeaders()),
+		RouteCacheAction:                        m.GetRouteCacheAction().String(),
+		DisableClearRouteCache:                  m.GetDisableClearRouteCache(),
+		ObservabilityMode:                       m.GetObservabilityMode(),
+	}
+	if m.GetHttpService() != nil {
+		return nil, fmt.Errorf("ext_proc http_service: %w", errUnsupported)
+	}
+	gs := m.GetGrpcService()
+	switch {
+	case gs.GetEnvoyGrpc() != nil:
+		cn := gs.GetEnvoyGrpc().GetClusterName()
+		addr, ok := clusters[cn]
+		if !ok {
+			return nil, fmt.Errorf("ext_proc cluster %q has no address", cn)
+		}
+		ep.Addr = addr
+	case gs.GetGoogleGrpc() != nil:
+		ep.Addr = gs.GetGoogleGrpc().GetTargetUri()
+	default:
+		return nil, errors.New("ext_proc without grpc_service")
+	}
+	if mr := m.GetMutationRules(); mr != nil {
+		ep.MutationRules = MutationRules{
+			AllowAllRouting: mr.GetAllowAllRouting().GetValue(),
+			AllowEnvoy:      mr.GetAllowEnvoy().GetValue(),
+			DisallowSystem:  mr.GetDisallowSystem().GetValue(),
+			DisallowAll:     mr.GetDisallowAll().GetValue(),
+			DisallowIsError: mr.GetDisallowIsError().GetValue(),
+		}
+		var err error
+		if re := mr.GetAllowExpression().GetRegex(); re != "" {
+			if ep.MutationRules.AllowExpression, err = regexp.Compile("^(?:" + re + ")$"); err != nil {
+				return nil, fmt.Errorf("allow_expression: %w", err)
+			}
+		}
+		if re := mr.GetDisallowExpression().GetRegex(); re != "" {
+			if ep.MutationRules.DisallowExpression, err = regexp.Compile("^(?:" + re + ")$"); err != nil {
+				return nil, fmt.Errorf("disallow_expression: %w", err)
+			}
+		}
+	}
+	return ep, nil
+}
+
+func stringMatchers(l *matcherv3.ListStringMatcher) []StringMatcher {
+	var out []StringMatcher
+	for _, p := range l.GetPatterns() {
+		out = append(out, stringMatcher(p))
+	}
+	return out
+}
+
+func stringMatcher(p *matcherv3.StringMatcher) StringMatcher {
+	return StringMatcher{
+		Exact:      p.GetExact(),
+		Prefix:     p.GetPrefix(),
+		Suffix:     p.GetSuffix(),
+		Contains:   p.GetContains(),
+		Regex:      p.GetSafeRegex().GetRegex(),
+		IgnoreCase: p.GetIgnoreCase(),
+	}
+}
+
+func route(r *routev3.Route, extProcName string) (Route, error) {
+	rt := Route{Name: r.GetName()}
+	m := r.GetMatch()
+	switch ps := m.GetPathSpecifier().(type) {
+	case *routev3.RouteMatch_Prefix:
+		rt.Prefix = ps.Prefix
+		if rt.Prefix == "" {
+			rt.Prefix = "/"
+		}
+	case *routev3.RouteMatch_Path:
+		rt.Path = ps.Path
+	case *routev3.RouteMatch_SafeRegex:
+		rt.Regex = ps.SafeRegex.GetRegex()
+	case *routev3.RouteMatch_PathSeparatedPrefix:
+		rt.PathSeparatedPrefix = ps.PathSeparatedPrefix
+	default:
+		return rt, fmt.Errorf("route match %T: %w", ps, errUnsupported)
+	}
+	if cs := m.GetCaseSensitive(); cs != nil && !cs.GetValue() {
+		rt.CaseInsensitive = true
+	}
+	for _, hm := range m.GetHeaders() {
+		h := HeaderMatcher{Name: hm.GetName(), Invert: hm.GetInvertMatch()}
+		switch s := hm.GetHeaderMatchSpecifier().(type) {
+		case *routev3.HeaderMatcher_PresentMatch:
+			p := s.PresentMatch
+			h.Present = &p
+		case *routev3.HeaderMatcher_StringMatch:
+			sm := stringMatcher(s.StringMatch)
+			h.Match = &sm
+		case *routev3.HeaderMatcher_ExactMatch:
+			h.Match = &StringMatcher{Exact: s.ExactMatch}
+		case *routev3.HeaderMatcher_PrefixMatch:
+			h.Match = &StringMatcher{Prefix: s.PrefixMatch}
+		case *routev3.HeaderMatcher_SuffixMatch:
+			h.Match = &StringMatcher{Suffix: s.SuffixMatch}
+		case *routev3.HeaderMatcher_ContainsMatch:
+			h.Match = &StringMatcher{Contains: s.ContainsMatch}
+		case *routev3.HeaderMatcher_SafeRegexMatch:
+			h.Match = &StringMatcher{Regex: s.SafeRegexMatch.GetRegex()}
+		case nil:
+		default:
+			return rt, fmt.Errorf("header matcher %T: %w", s, errUnsupported)
+		}
+		rt.Headers = append(rt.Headers, h)
+	}
+	switch a := r.GetAction().(type) {
+	case *routev3.Route_Route:
+		ra := a.Route
+		cl, ok := ra.GetClusterSpecifier().(*routev3.RouteAction_Cluster)
+		if !ok {
+			return rt, fmt.Errorf("cluster specifier %T: %w", ra.GetClusterSpecifier(), errUnsupported)
+		}
+		rt.Cluster = cl.Cluster
+		rt.PrefixRewrite = ra.GetPrefixRewrite()
+		if rr := ra.GetRegexRewrite(); rr != nil {
+			rt.RegexRewrite = &RegexRewrite{Pattern: rr.GetPattern().GetRegex(), Substitution: rr.GetSubstitution()}
+		}
+		rt.HostRewriteLiteral = ra.GetHostRewriteLiteral()
+		rt.Timeout = DefaultRouteTimeout
+		if ra.GetTimeout() != nil {
+			rt.Timeout = ra.GetTimeout().AsDuration()
+		}
+		if rp := ra.GetRetryPolicy(); rp != nil {
+			rt.Retry = retryPolicy(rp)
+		}
+	case *routev3.Route_DirectResponse:
+		dr := a.DirectResponse
+		body := dr.GetBody()
+		text := body.GetInlineString()
+		if b := body.GetInlineBytes(); len(b) > 0 {
+			text = string(b)
+		}
+		if fn := body.GetFilename(); fn != "" {
+			b, err := os.ReadFile(fn)
+			if err != nil {
+				return rt, fmt.Errorf("direct_response body: %w", err)
+			}
+			text = string(b)
+		}
+		rt.DirectResponse = &DirectResponse{Status: int(dr.GetStatus()), Body: text}
+	default:
+		return rt, fmt.Errorf("route action %T: %w", a, errUnsupported)
+	}
+	pr, err := perRoute(r.GetTypedPerFilterConfig(), extProcName)
+	if err != nil {
+		return rt, err
+	}
+	rt.ExtProc = pr
+	return rt, nil
+}
+
+func retryPolicy(rp *routev3.RetryPolicy) *RetryPolicy {
+	p := &RetryPolicy{
+		RetryOn:       rp.GetRetryOn(),
+		NumRetries:    1,
+		PerTryTimeout: dur(rp.GetPerTryTimeout()),
+		BaseInterval:  dur(rp.GetRetryBackOff().GetBaseInterval()),
+		MaxInterval:   dur(rp.GetRetryBackOff().GetMaxInterval()),
+	}
+	if n := rp.GetNumRetries(); n != nil {
+		p.NumRetries = int(n.GetValue())
+		if p.NumRetries == 0 {
+			p.RetryOn = "" // num_retries: 0 disables retries
+		}
+	}
+	for _, c := range rp.GetRetriableStatusCodes() {
+		p.RetriableStatusCodes = append(p.RetriableStatusCodes, int(c))
+	}
+	if rl := rp.GetRateLimitedRetryBackOff(); rl != nil {
+		for _, h := range rl.GetResetHeaders() {
+			f := ResetSeconds
+			if h.GetFormat() == routev3.RetryPolicy_UNIX_TIMESTAMP {
+				f = ResetUnixTimestamp
+			}
+			p.RateLimitedResetHeaders = append(p.RateLimitedResetHeaders, ResetHeader{Name: h.GetName(), Format: f})
+		}
+		p.RateLimitedMaxInterval = dur(rl.GetMaxInterval())
+	}
+	return p
+}
+
+// perRoute extracts the ext_proc ExtProcPerRoute from typed_per_filter_config.
+func perRoute(tpfc map[string]*anypb.Any, name string) (*ExtProcPerRoute, error) {
+	if name == "" {
+		return nil, nil
+	}
+	a, ok := tpfc[name]
+	if !ok {
+		return nil, nil
+	}
+	msg, err := a.UnmarshalNew()
+	if err != nil {
+		return nil, fmt.Errorf("typed_per_filter_config %q: %w", name, err)
+	}
+	if fc, ok := msg.(*routev3.FilterConfig); ok {
+		if fc.GetDisabled() {
+			return &ExtProcPerRoute{Disabled: true}, nil
+		}
+		if fc.GetConfig() == nil {
+			return nil, nil
+		}
+		if msg, err = fc.GetConfig().UnmarshalNew(); err != nil {
+			return nil, fmt.Errorf("typed_per_filter_config %q: %w", name, err)
+		}
+	}
+	pr, ok := msg.(*extprocv3.ExtProcPerRoute)
+	if !ok {
+		return nil, fmt.Errorf("typed_per_filter_config %q is %s, want ExtProcPerRoute", name, proto.MessageName(msg))
+	}
+	if err := pr.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("typed_per_filter_config %q: %w", name, err)
+	}
+	out := &ExtProcPerRoute{Disabled: pr.GetDisabled()}
+	if o := pr.GetOverrides(); o != nil {
+		out.ProcessingMode = o.GetProcessingMode()
+		if fma := o.GetFailureModeAllow(); fma != nil {
+			v := fma.GetValue()
+			out.FailureModeAllow = &v
+		}
+		if mo := o.GetMetadataOptions(); mo != nil {
+			out.OverrideMetadataOptions = true
+			out.ReceivingNamespaces = mo.GetReceivingNamespaces().GetUntyped()
+			out.ForwardingNamespaces = mo.GetForwardingNamespaces().GetUntyped()
+		}
+	}
+	return out, nil
+}
