@@ -22,6 +22,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/admin"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/telemetry"
@@ -163,7 +164,8 @@ func start(ctx context.Context, s Settings, logOut io.Writer) (*app, error) {
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	a.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
-	a.admin = &http.Server{Handler: newAdmin(a, reg), ReadHeaderTimeout: 5 * time.Second}
+	a.admin = &http.Server{Handler: admin.New(admin.Options{Providers: proc.Providers(), Ready: a.ready.Load,
+		Gatherer: reg, Version: version}), ReadHeaderTimeout: 5 * time.Second}
 	go func() { a.errs <- a.grpc.Serve(a.grpcLn) }()
 	go func() {
 		if err := a.admin.Serve(a.adminLn); !errors.Is(err, http.ErrServerClosed) {

@@ -15,6 +15,8 @@ import (
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/stretchr/testify/require"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/admin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -77,10 +79,10 @@ func TestServeAndShutdown(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.wait(ctx) }()
 
-	admin := "http://" + a.adminLn.Addr().String()
-	resp, err := http.Get(admin + "/health")
+	adminURL := "http://" + a.adminLn.Addr().String()
+	resp, err := http.Get(adminURL + "/health")
 	require.NoError(t, err)
-	var h healthBody
+	var h admin.Health
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&h))
 	resp.Body.Close()
 	require.Equal(t, "healthy", h.Status)
@@ -88,12 +90,12 @@ func TestServeAndShutdown(t *testing.T) {
 	require.True(t, h.Providers["gemini"].StreamingSupport)
 	require.Len(t, h.Providers, 3)
 
-	resp, err = http.Get(admin + "/ready")
+	resp, err = http.Get(adminURL + "/ready")
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
-	resp, err = http.Get(admin + "/metrics")
+	resp, err = http.Get(adminURL + "/metrics")
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()

@@ -1,7 +1,6 @@
 package processor
 
 import (
-
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -52,4 +51,3 @@ func (st *stream) metadata() *structpb.Struct {
 		st.s.cfg.Processing.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f}),
 	}}
 }
-

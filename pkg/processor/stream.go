@@ -184,6 +184,9 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 		if reply := st.admit(ctx); reply != nil {
 			return reply
 		}
+		// Written now so the access log names the call even if the stream
+		// later breaks before a response reply could carry it.
+		resp.DynamicMetadata = st.metadata()
 	}
 	return resp
 }
@@ -226,6 +229,9 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	if reply := st.admit(ctx); reply != nil {
 		return reply
 	}
+	// Written now so the access log names the call even if the stream later
+	// breaks before a response reply could carry it.
+	cont.DynamicMetadata = st.metadata()
 	return cont
 }
 

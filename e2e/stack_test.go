@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/envoytest"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/fakevendor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/admin"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/telemetry"
+)
+
+// stack is a running gateway as scenarios see it.
+type stack interface {
+	// URL is the gateway's base URL (Envoy's listener).
+	URL() string
+	// VendorCalls returns what the fake vendor served so far.
+	VendorCalls(t *testing.T) []fakevendor.Call
+	// AccessLog waits for n access-log lines and returns them, rendered with
+	// the bootstrap's json_format as Envoy prints them.
+	AccessLog(t *testing.T, n int) []map[string]any
+}
+
+// emulated runs the real ext_proc server in-process behind the Envoy
+// emulator loaded from envoy/envoy-mock.yaml, in front of the fake vendor.
+type emulated struct {
+	url     string
+	front   *envoytest.Front
+	format  map[string]any
+	fake    *fakevendor.Server
+	records *recorder
+}
+
+type recorder struct {
+	mu   sync.Mutex
+	recs []*processor.Record
+}
+
+func (r *recorder) Observe(rec *processor.Record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recs = append(r.recs, rec)
+}
+
+// startEmulated starts the whole stack on loopback. Any reply of our server
+// that real Envoy would reject fails the test.
+func startEmulated(t *testing.T) *emulated {
+	t.Helper()
+	ctx := t.Context()
+	fake := fakevendor.New(fakevendor.Options{Seed: 7})
+	vendor := httptest.NewServer(fake)
+	t.Cleanup(vendor.Close)
+
+	rec := &recorder{}
+	reg := prometheus.NewRegistry()
+	proc := processor.New(processor.Options{
+		Config:   config.Defaults(),
+		Observer: telemetry.Observers{rec, telemetry.NewMetrics(reg), telemetry.NewLogger(slog.New(slog.NewJSONHandler(io.Discard, nil)))},
+	})
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	gs := grpc.NewServer()
+	extprocv3.RegisterExternalProcessorServer(gs, proc)
+	go func() { _ = gs.Serve(ln) }()
+	t.Cleanup(gs.Stop)
+	adminSrv := httptest.NewServer(admin.New(admin.Options{Providers: proc.Providers(), Ready: func() bool { return true }, Gatherer: reg, Version: "e2e"}))
+	t.Cleanup(adminSrv.Close)
+
+	vendorAddr := vendor.Listener.Addr().String()
+	cfg, err := envoytest.FromBootstrap("../envoy/envoy-mock.yaml", map[string]string{
+		"ext_proc":      ln.Addr().String(),
+		"extproc_admin": adminSrv.Listener.Addr().String(),
+		"openai":        vendorAddr,
+		"anthropic":     vendorAddr,
+		"gemini":        vendorAddr,
+	})
+	require.NoError(t, err)
+	cfg.OnViolation = envoytest.Strict(t)
+	// Retries back off without waiting in tests.
+	cfg.Sleep = func(context.Context, time.Duration) error { return nil }
+	front, err := envoytest.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { front.Close() })
+	srv, err := front.Start(ctx, "")
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.Close() })
+	return &emulated{url: srv.URL, front: front, format: cfg.AccessLogFormat, fake: fake, records: rec}
+}
+
+func (e *emulated) URL() string { return e.url }
+
+func (e *emulated) VendorCalls(*testing.T) []fakevendor.Call { return e.fake.Calls() }
+
+func (e *emulated) AccessLog(t *testing.T, n int) []map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	entries, err := e.front.WaitAccessLog(ctx, n)
+	require.NoError(t, err, "waiting for %d access-log lines", n)
+	out := make([]map[string]any, len(entries))
+	for i, en := range entries {
+		// Round-trip through JSON so both runners compare the same types.
+		out[i] = roundTrip(t, en.Format(e.format))
+	}
+	return out
+}
+
+// Records returns what the ext_proc server recorded (emulated runner only).
+func (e *emulated) Records(t *testing.T, n int) []*processor.Record {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		e.records.mu.Lock()
+		defer e.records.mu.Unlock()
+		return len(e.records.recs) >= n
+	}, 10*time.Second, time.Millisecond)
+	e.records.mu.Lock()
+	defer e.records.mu.Unlock()
+	return append([]*processor.Record(nil), e.records.recs...)
+}
+
+func roundTrip(t *testing.T, m map[string]any) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(m)
+	require.NoError(t, err)
+	var out map[string]any
+	require.NoError(t, json.Unmarshal(b, &out))
+	return out
+}
+
+// num reads an access-log value as an integer: Envoy prints metadata numbers
+// as JSON numbers and most other fields as strings; "-" and absent are -1.
+func num(v any) int64 {
+	switch tv := v.(type) {
+	case float64:
+		return int64(tv)
+	case string:
+		n, err := strconv.ParseInt(tv, 10, 64)
+		if err != nil {
+			return -1
+		}
+		return n
+	case bool:
+		if tv {
+			return 1
+		}
+		return 0
+	}
+	return -1
+}
+
+func str(v any) string {
+	if v == nil {
+		return ""
+	}
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return fmt.Sprint(v)
+}
+
+func httpClient() *http.Client { return &http.Client{Timeout: 30 * time.Second} }

@@ -1,0 +1,85 @@
+// Package admin serves the operator endpoints of the ext_proc server:
+// GET /health (provider status as JSON), GET /ready (readiness for load
+// balancers and Kubernetes) and GET /metrics (Prometheus).
+package admin
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
+)
+
+// Options configures the admin handler.
+type Options struct {
+	// Providers are the enabled providers, reported by /health.
+	Providers providers.Registry
+	// Ready reports whether the server accepts new streams. Required.
+	Ready func() bool
+	// Gatherer serves /metrics. Default: no metrics endpoint.
+	Gatherer prometheus.Gatherer
+	// Version is reported by /health.
+	Version string
+	// Now is the clock for /health's timestamp. Default time.Now.
+	Now func() time.Time
+}
+
+// ProviderHealth is one provider's entry in GET /health.
+type ProviderHealth struct {
+	Provider         string `json:"provider"`
+	Status           string `json:"status"`
+	BaseURL          string `json:"baseURL"`
+	StreamingSupport bool   `json:"streaming_support"`
+	BodyParsing      bool   `json:"body_parsing"`
+}
+
+// Health is the body of GET /health. Status is "healthy", or
+// "shutting_down" once the server stopped accepting streams.
+type Health struct {
+	Status    string                    `json:"status"`
+	Timestamp int64                     `json:"timestamp"`
+	Version   string                    `json:"version"`
+	Providers map[string]ProviderHealth `json:"providers"`
+}
+
+// New returns the admin handler. It is safe for concurrent use.
+func New(o Options) http.Handler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	names := make([]string, 0, len(o.Providers))
+	for name := range o.Providers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		body := Health{Status: "healthy", Timestamp: o.Now().Unix(), Version: o.Version,
+			Providers: make(map[string]ProviderHealth, len(names))}
+		if !o.Ready() {
+			body.Status = "shutting_down"
+		}
+		for _, name := range names {
+			body.Providers[name] = ProviderHealth{Provider: name, Status: "healthy",
+				BaseURL: o.Providers[name].UpstreamURL(), StreamingSupport: true, BodyParsing: true}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(body)
+	})
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
+		if !o.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	if o.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	}
+	return mux
+}
