@@ -44,7 +44,7 @@ e2e: ## Run the end-to-end suite (emulated Envoy, fake vendor, official SDKs).
 
 .PHONY: e2e-docker
 e2e-docker: ## Run the same e2e scenarios against real Envoy in Docker (skips without a Docker engine).
-	E2E_DOCKER=1 go test -count=1 -tags docker -run Docker $(GO_TEST_ARGS) ./e2e/...
+	E2E_DOCKER=1 go test -count=1 -timeout 30m -run Docker $(GO_TEST_ARGS) ./e2e/...
 
 .PHONY: bench
 bench: ## Run the benchmarks and print the comparisons with ratios.

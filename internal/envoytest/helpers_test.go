@@ -31,7 +31,6 @@ type scriptedProc struct {
 
 	mu      sync.Mutex
 	streams int
-	ends    []error // what Recv returned when each stream ended (nil if the script returned first)
 }
 
 func (p *scriptedProc) Process(st extprocsvc.ExternalProcessor_ProcessServer) error {
@@ -304,21 +303,6 @@ func violationKinds(f *Front) []ViolationKind {
 		out = append(out, v.Kind)
 	}
 	return out
-}
-
-func stringsReader(s string) io.Reader { return &onceReader{s: s} }
-
-// onceReader hides its length so requests are sent chunked unless a
-// content-length is set explicitly by http.NewRequest's type switch.
-type onceReader struct{ s string }
-
-func (r *onceReader) Read(p []byte) (int, error) {
-	if r.s == "" {
-		return 0, io.EOF
-	}
-	n := copy(p, r.s)
-	r.s = r.s[n:]
-	return n, nil
 }
 
 type fakeTB struct {
