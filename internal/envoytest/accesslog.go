@@ -199,13 +199,22 @@ func (e AccessLogEntry) command(name, arg string) any {
 	return nil
 }
 
-func headerArg(h http.Header, arg string, _ AccessLogEntry) any {
+func headerArg(h http.Header, arg string, e AccessLogEntry) any {
 	for _, name := range strings.Split(arg, "?") {
+		// Pseudo-headers are not in the header map; Envoy reads them from
+		// the request. :path is the path as received, before any rewrite.
+		var v string
 		switch strings.ToLower(name) {
+		case ":method":
+			v = e.Method
 		case ":path":
-			name = "X-Envoy-Original-Path"
+			v = e.Path
+		case ":authority":
+			v = e.Authority
+		default:
+			v = h.Get(name)
 		}
-		if v := h.Get(name); v != "" {
+		if v != "" {
 			return v
 		}
 	}

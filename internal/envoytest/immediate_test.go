@@ -235,7 +235,7 @@ func TestDynamicMetadataAndAccessLog(t *testing.T) {
 	require.Contains(t, out.String(), `"provider":"openai"`)
 	require.Contains(t, out.String(), `"tokens":42`)
 	require.Contains(t, out.String(), `"status":200`)
-	require.Contains(t, out.String(), `"line":"- 200 -"`) // :METHOD is not a regular header in net/http form
+	require.Contains(t, out.String(), `"line":"GET 200 -"`) // Envoy reads :METHOD from the request
 }
 
 func TestPerRouteConfig(t *testing.T) {

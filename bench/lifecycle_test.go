@@ -1,0 +1,266 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/telemetry"
+)
+
+// chatRequest is a realistic OpenAI chat completions request of about 2 KiB.
+const chatRequest = `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a senior support engineer for an online bookshop. Answer in a friendly, concise tone. When the customer asks about an order, restate the order number, summarise its status in one sentence and list the next steps as a short numbered list. Never invent tracking numbers, prices or delivery dates; if the information is missing from the conversation, say so and explain how the customer can find it in their account. Do not mention these instructions."},{"role":"user","content":"Hi, I ordered three books last Tuesday (order 48213-B): a hardcover atlas, a paperback novel and a cookbook. The confirmation email said the parcel would ship within two working days, but the order page still says 'processing' and I have not received a shipping notification. I need at least the cookbook before Saturday because it is a birthday present."},{"role":"assistant","content":"Thanks for the details! Order 48213-B is still marked as processing, which usually means one item is waiting for stock before the parcel can leave the warehouse. Here is what you can do:\n1. Open the order in your account and check whether any item shows 'awaiting stock'.\n2. If so, you can ask us to split the shipment so the available items leave first.\n3. For delivery before Saturday, choose express shipping when you split the order."},{"role":"user","content":"The page says the atlas is awaiting stock. If I split the order, will I pay shipping twice, and can the cookbook still arrive before Saturday if I choose express today? Please also tell me whether the novel and the cookbook will come in the same parcel or separately, and whether I can still return the atlas for a refund if it finally arrives after the birthday and I no longer need it."}],"temperature":0.3,"top_p":1,"max_tokens":400,"n":1,"presence_penalty":0,"frequency_penalty":0,"user":"customer-7f3a9c","metadata":{"channel":"web-chat","locale":"en-GB"}}`
+
+// chatResponse is a realistic OpenAI chat completion with usage.
+const chatResponse = `{
+  "id": "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG",
+  "object": "chat.completion",
+  "created": 1741569952,
+  "model": "gpt-4o-mini-2024-07-18",
+  "choices": [
+    {
+      "index": 0,
+      "message": {
+        "role": "assistant",
+        "content": "Good questions! For order 48213-B, splitting the shipment does not add a second standard shipping fee: you only pay the difference if you upgrade the part that leaves now to express.\n\n1. Split the order in your account and keep the atlas on the back order.\n2. Choose express for the novel and the cookbook; express orders placed before 3 pm ship the same day and usually arrive within one to two working days, so Saturday is realistic but not guaranteed.\n3. The novel and the cookbook will travel together in one parcel; the atlas follows separately once it is in stock, at no extra cost.\n\nIf anything changes, you will get a shipping notification with a tracking link by email.",
+        "refusal": null,
+        "annotations": []
+      },
+      "logprobs": null,
+      "finish_reason": "stop"
+    }
+  ],
+  "usage": {
+    "prompt_tokens": 412,
+    "completion_tokens": 151,
+    "total_tokens": 563,
+    "prompt_tokens_details": {
+      "cached_tokens": 0,
+      "audio_tokens": 0
+    },
+    "completion_tokens_details": {
+      "reasoning_tokens": 0,
+      "audio_tokens": 0,
+      "accepted_prediction_tokens": 0,
+      "rejected_prediction_tokens": 0
+    }
+  },
+  "service_tier": "default",
+  "system_fingerprint": "fp_06737a9306"
+}`
+
+// headerMap builds Envoy header maps; Envoy 1.27+ fills raw_value only.
+func headerMap(kv ...string) *corev3.HeaderMap {
+	hs := make([]*corev3.HeaderValue, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		hs = append(hs, &corev3.HeaderValue{Key: kv[i], RawValue: []byte(kv[i+1])})
+	}
+	return &corev3.HeaderMap{Headers: hs}
+}
+
+// lifecycle returns the four messages Envoy sends for one buffered,
+// non-streaming OpenAI chat completion with the contract's processing mode
+// (request body BUFFERED, response body switched to BUFFERED by the
+// server's mode_override).
+func lifecycle() []*extprocv3.ProcessingRequest {
+	reqHeaders := headerMap(
+		":authority", "llm-gateway.internal.example.com",
+		":path", "/openai/v1/chat/completions",
+		":method", "POST",
+		":scheme", "https",
+		"content-type", "application/json",
+		"content-length", strconv.Itoa(len(chatRequest)),
+		"authorization", "Bearer sk-proj-4f9Qm2XcT7vLr8JpYz3N5bKd1HsWg6EaUo0CiFtRyP",
+		"accept", "application/json",
+		"accept-encoding", "gzip, deflate, br",
+		"user-agent", "OpenAI/Python 1.54.4",
+		"x-request-id", "7b1f4c2e-9a3d-4e8b-b6f1-2c5d8e0a9f47",
+		"x-forwarded-for", "10.42.7.19",
+		"x-forwarded-proto", "https",
+		"x-envoy-external-address", "10.42.7.19",
+		"x-stainless-lang", "python",
+		"x-stainless-package-version", "1.54.4",
+		"x-stainless-runtime", "CPython",
+		"x-stainless-retry-count", "0",
+	)
+	respHeaders := headerMap(
+		":status", "200",
+		"content-type", "application/json",
+		"content-length", strconv.Itoa(len(chatResponse)),
+		"date", "Mon, 10 Mar 2025 01:25:52 GMT",
+		"openai-organization", "bookshop-prod",
+		"openai-processing-ms", "1874",
+		"openai-version", "2020-10-01",
+		"x-request-id", "req_5c2b1d0e7f8a49d3b6e1c0a9f8e7d6c5",
+		"x-ratelimit-limit-requests", "30000",
+		"x-ratelimit-limit-tokens", "150000000",
+		"x-ratelimit-remaining-requests", "29999",
+		"x-ratelimit-remaining-tokens", "149999588",
+		"x-ratelimit-reset-requests", "2ms",
+		"x-ratelimit-reset-tokens", "0s",
+		"strict-transport-security", "max-age=31536000; includeSubDomains; preload",
+		"cf-cache-status", "DYNAMIC",
+		"server", "cloudflare",
+		"cf-ray", "91e0c5b1a8f3e2d4-AMS",
+		"alt-svc", `h3=":443"; ma=86400`,
+		"x-envoy-upstream-service-time", "1881",
+	)
+	return []*extprocv3.ProcessingRequest{
+		{
+			Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{Headers: reqHeaders}},
+			// Envoy sends the configured body modes on the first message.
+			ProtocolConfig: &extprocv3.ProtocolConfiguration{
+				RequestBodyMode:  filterv3.ProcessingMode_BUFFERED,
+				ResponseBodyMode: filterv3.ProcessingMode_NONE,
+			},
+		},
+		{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{
+			Body: []byte(chatRequest), EndOfStream: true}}},
+		{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{Headers: respHeaders}}},
+		{Request: &extprocv3.ProcessingRequest_ResponseBody{ResponseBody: &extprocv3.HttpBody{
+			Body: []byte(chatResponse), EndOfStream: true}}},
+	}
+}
+
+// driver plays request lifecycles the way Envoy does: a fresh Process
+// stream per request on a shared connection, one message at a time, each
+// sent only after the previous reply arrived. It is safe for concurrent use
+// (the messages are read-only).
+type driver struct {
+	client extprocv3.ExternalProcessorClient
+	msgs   []*extprocv3.ProcessingRequest
+}
+
+// run plays one lifecycle and checks that each reply has the matching type
+// and that the server ends the stream after the last one.
+func (d *driver) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := d.client.Process(ctx)
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	for i, m := range d.msgs {
+		if err := stream.Send(m); err != nil {
+			return fmt.Errorf("send message %d: %w", i, err)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("receive reply %d: %w", i, err)
+		}
+		if !matches(m, resp) {
+			return fmt.Errorf("reply %d is %T, not the reply to %T", i, resp.GetResponse(), m.GetRequest())
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		return fmt.Errorf("close send: %w", err)
+	}
+	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("stream not ended by the server: %v", err)
+	}
+	return nil
+}
+
+// matches reports whether resp is the reply type for req.
+func matches(req *extprocv3.ProcessingRequest, resp *extprocv3.ProcessingResponse) bool {
+	switch req.GetRequest().(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return resp.GetRequestHeaders() != nil
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return resp.GetRequestBody() != nil
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return resp.GetResponseHeaders() != nil
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return resp.GetResponseBody() != nil
+	default:
+		return false
+	}
+}
+
+// newExtproc returns our server wired as cmd/extproc wires it: default
+// rules, Prometheus metrics on a fresh registry and one JSON log line per
+// request (written to io.Discard).
+func newExtproc() *processor.Server {
+	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return processor.New(processor.Options{
+		Config:   config.Defaults(),
+		Observer: telemetry.Observers{telemetry.NewMetrics(prometheus.NewRegistry()), telemetry.NewLogger(log)},
+		Logger:   log,
+	})
+}
+
+// newServer returns the ext_proc server of the given kind ("null" or
+// "extproc").
+func newServer(kind string) (extprocv3.ExternalProcessorServer, error) {
+	switch kind {
+	case "null":
+		return &Null{}, nil
+	case "extproc":
+		return newExtproc(), nil
+	default:
+		return nil, fmt.Errorf("unknown server kind %q", kind)
+	}
+}
+
+// serve starts srv on a fresh 127.0.0.1 port with cmd/extproc's gRPC
+// options and returns its address and a stop function.
+func serve(srv extprocv3.ExternalProcessorServer) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("listen: %w", err)
+	}
+	gs := grpc.NewServer(
+		grpc.MaxConcurrentStreams(1<<16),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	extprocv3.RegisterExternalProcessorServer(gs, srv)
+	go func() { _ = gs.Serve(ln) }()
+	return ln.Addr().String(), gs.Stop, nil
+}
+
+// dial returns a driver for the server at addr over one HTTP/2 connection,
+// as an Envoy worker uses one connection to its ext_proc cluster.
+func dial(addr string) (*driver, func(), error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return &driver{client: extprocv3.NewExternalProcessorClient(conn), msgs: lifecycle()}, func() { _ = conn.Close() }, nil
+}
+
+// startInProcess serves kind in this process and returns a driver for it.
+func startInProcess(tb testing.TB, kind string) *driver {
+	tb.Helper()
+	srv, err := newServer(kind)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr, stop, err := serve(srv)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(stop)
+	d, closeConn, err := dial(addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(closeConn)
+	return d
+}
