@@ -29,11 +29,11 @@ const (
 func play(ctx context.Context, d *driver, n, workers int, lat []time.Duration) error {
 	if workers <= 1 {
 		for i := range n {
-			t0 := time.Now()
-			if err := d.run(ctx); err != nil {
+			l, err := d.run(ctx)
+			if err != nil {
 				return err
 			}
-			lat[i] = time.Since(t0)
+			lat[i] = l
 		}
 		return nil
 	}
@@ -50,12 +50,12 @@ func play(ctx context.Context, d *driver, n, workers int, lat []time.Duration) e
 				if i >= n {
 					return
 				}
-				t0 := time.Now()
-				if e := d.run(ctx); e != nil {
+				l, e := d.run(ctx)
+				if e != nil {
 					once.Do(func() { err = e })
 					return
 				}
-				lat[i] = time.Since(t0)
+				lat[i] = l
 			}
 		})
 	}

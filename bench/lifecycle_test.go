@@ -148,33 +148,39 @@ type driver struct {
 }
 
 // run plays one lifecycle and checks that each reply has the matching type
-// and that the server ends the stream after the last one.
-func (d *driver) run(ctx context.Context) error {
+// and that the server ends the stream after the last one. It returns the
+// latency the lifecycle adds to an HTTP request: from opening the stream to
+// the last reply. Envoy forwards the response as soon as that reply arrives
+// and tears the stream down on its own, so the wait for the server's end of
+// stream (checked here too) is not part of it.
+func (d *driver) run(ctx context.Context) (time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	t0 := time.Now()
 	stream, err := d.client.Process(ctx)
 	if err != nil {
-		return fmt.Errorf("open stream: %w", err)
+		return 0, fmt.Errorf("open stream: %w", err)
 	}
 	for i, m := range d.msgs {
 		if err := stream.Send(m); err != nil {
-			return fmt.Errorf("send message %d: %w", i, err)
+			return 0, fmt.Errorf("send message %d: %w", i, err)
 		}
 		resp, err := stream.Recv()
 		if err != nil {
-			return fmt.Errorf("receive reply %d: %w", i, err)
+			return 0, fmt.Errorf("receive reply %d: %w", i, err)
 		}
 		if !matches(m, resp) {
-			return fmt.Errorf("reply %d is %T, not the reply to %T", i, resp.GetResponse(), m.GetRequest())
+			return 0, fmt.Errorf("reply %d is %T, not the reply to %T", i, resp.GetResponse(), m.GetRequest())
 		}
 	}
+	lat := time.Since(t0)
 	if err := stream.CloseSend(); err != nil {
-		return fmt.Errorf("close send: %w", err)
+		return 0, fmt.Errorf("close send: %w", err)
 	}
 	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
-		return fmt.Errorf("stream not ended by the server: %v", err)
+		return 0, fmt.Errorf("stream not ended by the server: %v", err)
 	}
-	return nil
+	return lat, nil
 }
 
 // matches reports whether resp is the reply type for req.

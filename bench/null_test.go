@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"google.golang.org/protobuf/types/known/structpb"
 	"io"
 	"strconv"
 	"testing"
@@ -171,7 +172,8 @@ func TestDriver(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			d := startInProcess(t, kind)
 			for range 3 {
-				require.NoError(t, d.run(t.Context()))
+				_, err := d.run(t.Context())
+				require.NoError(t, err)
 			}
 		})
 	}
@@ -184,7 +186,8 @@ func TestChild(t *testing.T) {
 			before, err := c.cpu()
 			require.NoError(t, err)
 			for range 20 {
-				require.NoError(t, c.run(t.Context()))
+				_, err := c.run(t.Context())
+				require.NoError(t, err)
 			}
 			after, err := c.cpu()
 			require.NoError(t, err)
@@ -246,8 +249,14 @@ func TestExtprocReadsLifecycle(t *testing.T) {
 	require.Len(t, got, 4)
 	require.Equal(t, []string{"accept-encoding"},
 		got[0].GetRequestHeaders().GetResponse().GetHeaderMutation().GetRemoveHeaders())
-	md := got[3].GetDynamicMetadata().GetFields()["llm_proxy"].GetStructValue().GetFields()
-	require.NotNil(t, md, "metadata in the llm_proxy namespace")
+	// Envoy merges the namespace across replies: admission, then usage.
+	md := map[string]*structpb.Value{}
+	for _, r := range got {
+		for k, v := range r.GetDynamicMetadata().GetFields()["llm_proxy"].GetStructValue().GetFields() {
+			md[k] = v
+		}
+	}
+	require.NotEmpty(t, md, "metadata in the llm_proxy namespace")
 	require.Equal(t, "openai", md["provider"].GetStringValue())
 	require.Equal(t, "gpt-4o-mini-2024-07-18", md["model"].GetStringValue())
 	require.Equal(t, "customer-7f3a9c", md["user"].GetStringValue())

@@ -57,10 +57,19 @@ func expected(c fakevendor.Call) tokens {
 	}
 }
 
+// logged reads the usage from an access-log line. The server leaves zero
+// cache and reasoning counts out of the metadata, so absent means 0 there;
+// input, output and total must be present.
 func logged(line map[string]any) tokens {
+	zeroIfAbsent := func(v any) int64 {
+		if v == nil || v == "-" {
+			return 0
+		}
+		return num(v)
+	}
 	return tokens{in: num(line["input_tokens"]), out: num(line["output_tokens"]), total: num(line["total_tokens"]),
-		cacheRead: num(line["cache_read_tokens"]), cacheWrite: num(line["cache_write_tokens"]),
-		reasoning: num(line["reasoning_tokens"])}
+		cacheRead: zeroIfAbsent(line["cache_read_tokens"]), cacheWrite: zeroIfAbsent(line["cache_write_tokens"]),
+		reasoning: zeroIfAbsent(line["reasoning_tokens"])}
 }
 
 // requireUsageRecorded checks that the one call made so far was served, and

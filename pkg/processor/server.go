@@ -103,15 +103,15 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 			return nil
 		}
 		resp := st.handle(ctx, req)
-		if resp == nil {
-			// Observability mode or an unknown message: nothing to answer.
-			continue
+		if resp != nil {
+			if err := srv.Send(resp); err != nil {
+				s.log.Debug("ext_proc stream send failed", "error", err)
+				return nil
+			}
 		}
-		if err := srv.Send(resp); err != nil {
-			s.log.Debug("ext_proc stream send failed", "error", err)
-			return nil
-		}
-		if st.closed {
+		// Settlements and the observer run once the reply is on its way.
+		st.flush()
+		if st.closed && resp != nil {
 			return nil
 		}
 	}

@@ -57,6 +57,8 @@ type stream struct {
 	finished   bool
 	finalUsage *providers.Usage
 	rec        *Record // set once settled
+	pending    bool    // rec awaits flush
+	mdSent     bool    // the admission metadata reached Envoy
 }
 
 func newStream(s *Server) *stream { return &stream{s: s, reqLength: -1} }
@@ -145,39 +147,66 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 	}
 	st.provider = res.Provider
 	st.headers = hs
-	method, _ := header(hs, ":method")
-	accept, _ := header(hs, "accept")
-	ct, _ := header(hs, "content-type")
-	st.encoding, _ = header(hs, "content-encoding")
-	st.encoding = strings.ToLower(strings.TrimSpace(st.encoding))
-	st.reqLength = parseLength(header(hs, "content-length"))
-	requestID, _ := header(hs, "x-request-id")
-	st.req = providers.Request{Method: method, Path: res.Path, RawQuery: rawQuery, Accept: accept, ContentType: ct}
+	st.req = providers.Request{Path: res.Path, RawQuery: rawQuery}
 	st.call = Call{
-		RequestID: requestID,
-		Provider:  res.Provider.Name(),
-		Path:      res.Path,
-		Method:    method,
-		Identity:  Identity{User: res.User},
-		Start:     st.s.now(),
+		Provider: res.Provider.Name(),
+		Path:     res.Path,
+		Identity: Identity{User: res.User},
+		Start:    st.s.now(),
 		Header: func(name string) string {
 			v, _ := header(hs, name)
 			return v
 		},
 	}
-	if st.call.Identity.User == "" {
-		if u, ok := header(hs, "x-user-id"); ok {
-			st.call.Identity.User = u
-		}
-	}
-
+	// One pass over the headers; the first value of a repeated header wins.
 	mut := &extprocv3.HeaderMutation{}
+	var seen uint8
+	first := func(bit uint8) bool {
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		return true
+	}
 	for _, hv := range hs {
-		k := hv.GetKey()
-		if strings.HasPrefix(k, proxyHeaderPrefix) || k == "accept-encoding" {
+		switch k := hv.GetKey(); k {
+		case ":method":
+			if first(1) {
+				st.req.Method = headerValue(hv)
+			}
+		case "accept":
+			if first(2) {
+				st.req.Accept = headerValue(hv)
+			}
+		case "content-type":
+			if first(4) {
+				st.req.ContentType = headerValue(hv)
+			}
+		case "content-encoding":
+			if first(8) {
+				st.encoding = strings.ToLower(strings.TrimSpace(headerValue(hv)))
+			}
+		case "content-length":
+			if first(16) {
+				st.reqLength = parseLength(headerValue(hv), true)
+			}
+		case "x-request-id":
+			if first(32) {
+				st.call.RequestID = headerValue(hv)
+			}
+		case "x-user-id":
+			if first(64) && st.call.Identity.User == "" {
+				st.call.Identity.User = headerValue(hv)
+			}
+		case "accept-encoding":
 			mut.RemoveHeaders = appendUnique(mut.RemoveHeaders, k)
+		default:
+			if strings.HasPrefix(k, proxyHeaderPrefix) {
+				mut.RemoveHeaders = appendUnique(mut.RemoveHeaders, k)
+			}
 		}
 	}
+	st.call.Method = st.req.Method
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
 		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}}}}
 	if h.GetEndOfStream() {
@@ -187,6 +216,7 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 		// Written now so the access log names the call even if the stream
 		// later breaks before a response reply could carry it.
 		resp.DynamicMetadata = st.metadata()
+		st.mdSent = true
 	}
 	return resp
 }
@@ -209,13 +239,17 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	chunk := b.GetBody()
 	st.bodySeen += int64(len(chunk))
 	limit := st.sampleLimit()
-	if !st.bodyOver {
-		if limit >= 0 && int64(len(st.body)+len(chunk)) > limit {
-			st.bodyOver = true
-			st.body = nil
-		} else {
-			st.body = append(st.body, chunk...)
-		}
+	switch {
+	case st.bodyOver:
+	case limit >= 0 && int64(len(st.body)+len(chunk)) > limit:
+		st.bodyOver = true
+		st.body = nil
+	case st.body == nil:
+		// The common case: one message holds the whole body. The message
+		// outlives this call, so the bytes need no copy.
+		st.body = chunk
+	default:
+		st.body = append(st.body[:len(st.body):len(st.body)], chunk...)
 	}
 	// In BUFFERED and BUFFERED_PARTIAL modes the one body message is all
 	// Envoy will send, even when end_of_stream is false (trailers follow,
@@ -232,6 +266,7 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	// Written now so the access log names the call even if the stream later
 	// breaks before a response reply could carry it.
 	cont.DynamicMetadata = st.metadata()
+	st.mdSent = true
 	return cont
 }
 
@@ -452,6 +487,7 @@ func (st *stream) usage() providers.Usage {
 // finish runs when the stream ends; a provider request that did not end
 // normally is settled as aborted.
 func (st *stream) finish(context.Context) {
+	defer st.flush()
 	if st.provider == nil || st.finished {
 		if st.gunzip != nil {
 			st.gunzip.Close()
@@ -466,8 +502,9 @@ func (st *stream) finish(context.Context) {
 	st.settle(OutcomeAborted)
 }
 
-// settle builds the Record, settles every ticket once and notifies the
-// observer. It runs at most once per stream.
+// settle builds the Record once per stream. The tickets and the observer
+// run later, in flush, after the reply that carries the Record's metadata
+// was sent: Envoy holds the response until that reply arrives.
 func (st *stream) settle(outcome Outcome) {
 	if st.finished {
 		return
@@ -487,18 +524,28 @@ func (st *stream) settle(outcome Outcome) {
 	if !st.firstByte.IsZero() {
 		rec.TTFB = st.firstByte.Sub(st.call.Start)
 	}
+	st.rec = rec
+	st.pending = true
+}
+
+// flush settles every ticket once and notifies the observer, if a Record
+// is waiting. Process calls it after each reply and when the stream ends.
+func (st *stream) flush() {
+	if !st.pending {
+		return
+	}
+	st.pending = false
 	if len(st.tickets) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), st.s.settleTO)
 		for _, t := range st.tickets {
-			t.Settle(ctx, rec)
+			t.Settle(ctx, st.rec)
 		}
 		cancel()
 		st.tickets = nil
 	}
 	if st.s.observer != nil {
-		st.s.observer.Observe(rec)
+		st.s.observer.Observe(st.rec)
 	}
-	st.rec = rec
 }
 
 // immediate builds an ImmediateResponse for reply.

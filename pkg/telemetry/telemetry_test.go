@@ -22,8 +22,8 @@ func record(model string) *processor.Record {
 		Call: processor.Call{RequestID: "r1", Provider: "openai", Info: providers.RequestInfo{Model: model, Stream: true},
 			EstimatedInputTokens: 12, EstimateSource: "text", Identity: processor.Identity{User: "u1"}},
 		Status: 200, Outcome: processor.OutcomeCompleted,
-		Usage:  providers.Usage{InputTokens: 10, OutputTokens: 5, TotalTokens: 15, CacheReadTokens: 4, Found: true},
-		TTFB:   120 * time.Millisecond, Duration: time.Second,
+		Usage: providers.Usage{InputTokens: 10, OutputTokens: 5, TotalTokens: 15, CacheReadTokens: 4, Found: true},
+		TTFB:  120 * time.Millisecond, Duration: time.Second,
 	}
 }
 
