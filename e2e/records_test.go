@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"context"
 	"testing"
 
 	"github.com/anthropics/anthropic-sdk-go"
 	aoption "github.com/anthropics/anthropic-sdk-go/option"
-	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
 	"github.com/stretchr/testify/require"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
@@ -18,16 +15,7 @@ import (
 
 func TestDisconnectedStreamIsRecordedAsAborted(t *testing.T) {
 	s := startEmulated(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	p := chatParams()
-	p.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
-	st := openaiClient(s, option.WithHeader("x-fake-output-tokens", "400"), option.WithHeader("x-fake-chunk-delay-ms", "5")).
-		Chat.Completions.NewStreaming(ctx, p)
-	require.True(t, st.Next())
-	cancel()
-	for st.Next() {
-	}
+	disconnectMidStream(t, s)
 	r := s.Records(t, 1)[0]
 	require.Equal(t, processor.OutcomeAborted, r.Outcome)
 	require.Equal(t, "gpt-4o-mini", r.Info.Model)

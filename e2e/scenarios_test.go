@@ -326,16 +326,7 @@ var scenarios = []scenario{
 		require.Equal(t, "first", str(s.AccessLog(t, 1)[0]["user"]))
 	}},
 	{"client disconnect mid-stream", func(t *testing.T, s stack) {
-		ctx, cancel := context.WithCancel(t.Context())
-		defer cancel()
-		p := chatParams()
-		p.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
-		st := openaiClient(s, option.WithHeader("x-fake-output-tokens", "400"), option.WithHeader("x-fake-chunk-delay-ms", "5")).
-			Chat.Completions.NewStreaming(ctx, p)
-		require.True(t, st.Next())
-		cancel()
-		for st.Next() {
-		}
+		disconnectMidStream(t, s)
 		line := s.AccessLog(t, 1)[0]
 		require.Equal(t, "openai", str(line["provider"]))
 		require.Contains(t, str(line["response_flags"]), "DC", "Envoy saw the downstream disconnect")
@@ -365,6 +356,22 @@ var scenarios = []scenario{
 		require.Equal(t, "healthy", h.Status)
 		require.Equal(t, "https://api.openai.com", h.Providers["openai"].BaseURL)
 	}},
+}
+
+// disconnectMidStream starts a long OpenAI stream, reads one chunk and
+// hangs up.
+func disconnectMidStream(t *testing.T, s stack) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	p := chatParams()
+	p.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+	st := openaiClient(s, option.WithHeader("x-fake-output-tokens", "400"), option.WithHeader("x-fake-chunk-delay-ms", "5")).
+		Chat.Completions.NewStreaming(ctx, p)
+	require.True(t, st.Next())
+	cancel()
+	for st.Next() {
+	}
 }
 
 func post(t *testing.T, s stack, path, contentType string, body []byte, h http.Header) *http.Response {
