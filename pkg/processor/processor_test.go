@@ -527,3 +527,8 @@ func TestObservabilityModeNeverReplies(t *testing.T) {
 	recs := h.waitRecords(1)
 	require.EqualValues(t, 2, recs[0].Usage.TotalTokens)
 }
+
+func (fakeProvider) ErrorBody(_ providers.RequestInfo, kind providers.ErrorKind, message string) []byte {
+	b, _ := json.Marshal(map[string]any{"kind": int(kind), "message": message})
+	return b
+}

@@ -47,7 +47,9 @@ func (Anthropic) ParseRequest(r Request) RequestInfo {
 	case "/v1/messages/count_tokens":
 		ep = EndpointCountTokens
 	case "/v1/chat/completions":
-		return readOpenAIRequest(r, EndpointChatCompletions, true)
+		info := readOpenAIRequest(r, EndpointChatCompletions, true)
+		info.OpenAICompatible = true
+		return info
 	default:
 		ep = EndpointOther
 	}

@@ -45,7 +45,9 @@ func (g Gemini) UpstreamURL() string {
 func (Gemini) ParseRequest(r Request) RequestInfo {
 	ep, model, compat := geminiEndpoint(r.Path)
 	if compat {
-		return readOpenAIRequest(r, ep, ep == EndpointChatCompletions)
+		info := readOpenAIRequest(r, ep, ep == EndpointChatCompletions)
+		info.OpenAICompatible = true
+		return info
 	}
 	info := RequestInfo{Endpoint: ep, Model: model}
 	switch ep {

@@ -19,7 +19,26 @@ type Provider interface {
 	// body with the given Content-Type (the value, without parameters being
 	// required). The parser holds a bounded amount of memory.
 	NewUsageParser(r Request, info RequestInfo, contentType string) UsageParser
+	// ErrorBody renders a gateway error in the vendor's own JSON error
+	// shape (the OpenAI shape on the vendor's OpenAI-compatible endpoints),
+	// so each official SDK raises its native error type. message is plain
+	// text; it is JSON-escaped here.
+	ErrorBody(info RequestInfo, kind ErrorKind, message string) []byte
 }
+
+// ErrorKind classifies a gateway-generated error for ErrorBody.
+type ErrorKind int
+
+// Error kinds. Each maps to the vendor's error type for the HTTP status the
+// gateway answers with.
+const (
+	// ErrorRateLimited goes with HTTP 429.
+	ErrorRateLimited ErrorKind = iota
+	// ErrorUnavailable goes with HTTP 503.
+	ErrorUnavailable
+	// ErrorBudgetExceeded goes with HTTP 402.
+	ErrorBudgetExceeded
+)
 
 // Request is what the processor knows about a client request when it asks a
 // Provider to read it. Path is the vendor path with the provider prefix
@@ -74,6 +93,10 @@ type RequestInfo struct {
 	// (max_tokens, max_completion_tokens, max_output_tokens,
 	// generationConfig.maxOutputTokens); 0 when absent.
 	MaxOutputTokens int64
+	// OpenAICompatible is set on a vendor's OpenAI-compatible endpoint
+	// (Anthropic /v1/chat/completions, Gemini /v1beta/openai/...): requests,
+	// responses and errors there have OpenAI's shape.
+	OpenAICompatible bool
 	// Malformed is set when a body was given but is not a JSON object of the
 	// expected shape; the other fields then hold what could be read.
 	Malformed bool

@@ -215,7 +215,9 @@ func refOAPart(raw json.RawMessage, info *RequestInfo, bad *bool) {
 func refAnthropic(r Request) RequestInfo {
 	switch strings.TrimSuffix(r.Path, "/") {
 	case "/v1/chat/completions":
-		return refOpenAI(r, EndpointChatCompletions, true)
+		info := refOpenAI(r, EndpointChatCompletions, true)
+		info.OpenAICompatible = true
+		return info
 	case "/v1/messages", "/v1/messages/count_tokens":
 	default:
 		return Anthropic{}.ParseRequest(r) // not compared: the loose path
@@ -325,7 +327,9 @@ type refGeminiBody struct {
 func refGemini(r Request) RequestInfo {
 	ep, model, compat := geminiEndpoint(r.Path)
 	if compat {
-		return refOpenAI(r, ep, ep == EndpointChatCompletions)
+		info := refOpenAI(r, ep, ep == EndpointChatCompletions)
+		info.OpenAICompatible = true
+		return info
 	}
 	if ep == EndpointOther {
 		return Gemini{}.ParseRequest(r) // not compared: the loose path

@@ -174,7 +174,7 @@ var requestCases = []requestCase{
 		name:     "anthropic openai-compatible chat",
 		provider: Anthropic{},
 		req:      Request{Path: "/v1/chat/completions", Body: []byte(`{"model":"claude-3-7-sonnet","messages":[{"role":"user","content":"hey"}],"stream":true,"max_tokens":9}`)},
-		want:     RequestInfo{Endpoint: EndpointChatCompletions, Model: "claude-3-7-sonnet", Stream: true, TextRunes: 3, MaxOutputTokens: 9},
+		want:     RequestInfo{Endpoint: EndpointChatCompletions, Model: "claude-3-7-sonnet", Stream: true, TextRunes: 3, MaxOutputTokens: 9, OpenAICompatible: true},
 	},
 	{
 		name:     "gemini stream generate content",
@@ -228,7 +228,7 @@ var requestCases = []requestCase{
 		name:     "gemini openai-compatible chat",
 		provider: Gemini{},
 		req:      Request{Path: "/v1beta/openai/chat/completions", Body: []byte(`{"model":"gemini-2.0-flash","messages":[{"role":"user","content":"hey"}],"stream":true,"max_tokens":9,"user":"u"}`)},
-		want:     RequestInfo{Endpoint: EndpointChatCompletions, Model: "gemini-2.0-flash", Stream: true, User: "u", TextRunes: 3, MaxOutputTokens: 9},
+		want:     RequestInfo{Endpoint: EndpointChatCompletions, Model: "gemini-2.0-flash", Stream: true, User: "u", TextRunes: 3, MaxOutputTokens: 9, OpenAICompatible: true},
 	},
 	{
 		name:     "gemini list models",
