@@ -56,16 +56,25 @@ var (
 	keepalivePolicy = keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}
 )
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("extproc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	validate := fs.String("validate-config", "", "check comma-separated YAML rule `files`, print the result and exit 0 (valid) or 1")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	keyID := fs.Bool("key-id", false, "read an API key from standard input and print the id the gateway uses for it (for overrides.per_key)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *showVersion {
 		fmt.Fprintln(stdout, version)
+		return nil
+	}
+	if *keyID {
+		key, err := io.ReadAll(io.LimitReader(stdin, 64<<10))
+		if err != nil {
+			return fmt.Errorf("read key: %w", err)
+		}
+		fmt.Fprintln(stdout, processor.KeyID(strings.TrimSpace(string(key))))
 		return nil
 	}
 	if *validate != "" {

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/admin"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -28,8 +29,14 @@ func getenv(m map[string]string) func(string) string {
 
 func TestVersionFlag(t *testing.T) {
 	var out bytes.Buffer
-	require.NoError(t, run(t.Context(), []string{"-version"}, getenv(nil), &out, io.Discard))
+	require.NoError(t, run(t.Context(), []string{"-version"}, getenv(nil), nil, &out, io.Discard))
 	require.Equal(t, version+"\n", out.String())
+}
+
+func TestKeyIDFlag(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(t.Context(), []string{"-key-id"}, getenv(nil), strings.NewReader("sk-secret\n"), &out, io.Discard))
+	require.Equal(t, processor.KeyID("sk-secret")+"\n", out.String())
 }
 
 func TestValidateConfigFlag(t *testing.T) {
@@ -37,10 +44,10 @@ func TestValidateConfigFlag(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yml")
 	require.NoError(t, os.WriteFile(bad, []byte("processing: {nope: 1}\nfeatures: {rate_limiting: {estimation: {chars_per_token: -2}}}\n"), 0o600))
 	var out bytes.Buffer
-	require.NoError(t, run(t.Context(), []string{"-validate-config", "../../configs/base.yml"}, getenv(nil), &out, io.Discard))
+	require.NoError(t, run(t.Context(), []string{"-validate-config", "../../configs/base.yml"}, getenv(nil), nil, &out, io.Discard))
 	require.Contains(t, out.String(), "configuration valid")
 
-	err := run(t.Context(), []string{"-validate-config", "../../configs/base.yml," + bad}, getenv(nil), &out, io.Discard)
+	err := run(t.Context(), []string{"-validate-config", "../../configs/base.yml," + bad}, getenv(nil), nil, &out, io.Discard)
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "processing.nope: unknown key")
 	require.Contains(t, err.Error(), "chars_per_token: must be a positive number")
@@ -63,7 +70,7 @@ func TestBadSettings(t *testing.T) {
 			for k, v := range tt.env {
 				env[k] = v
 			}
-			err := run(t.Context(), nil, getenv(env), io.Discard, io.Discard)
+			err := run(t.Context(), nil, getenv(env), nil, io.Discard, io.Discard)
 			require.ErrorContains(t, err, tt.want)
 		})
 	}

@@ -36,6 +36,13 @@ type Identity struct {
 	// User is the end-user id, from the /meta/{user}/ path, the X-User-ID
 	// header, the vendor body field or the llm_user_id query, in that order.
 	User string
+	// KeyID identifies the API key the client sent (Authorization bearer,
+	// x-api-key, x-goog-api-key or the key query parameter, in that order)
+	// by its hash; see KeyID. Empty when no key was sent.
+	KeyID string
+	// ClientIP is the client address Envoy vouches for (last
+	// x-forwarded-for entry, without port).
+	ClientIP string
 }
 
 // Reply is a local answer sent to the client instead of calling the vendor.

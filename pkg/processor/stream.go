@@ -160,6 +160,7 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 	}
 	// One pass over the headers; the first value of a repeated header wins.
 	mut := &extprocv3.HeaderMutation{}
+	var auth, xAPIKey, googKey string
 	var seen uint8
 	first := func(bit uint8) bool {
 		if seen&bit != 0 {
@@ -198,6 +199,22 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 			if first(64) && st.call.Identity.User == "" {
 				st.call.Identity.User = headerValue(hv)
 			}
+		case "authorization":
+			if auth == "" {
+				auth = bearer(headerValue(hv))
+			}
+		case "x-api-key":
+			if xAPIKey == "" {
+				xAPIKey = headerValue(hv)
+			}
+		case "x-goog-api-key":
+			if googKey == "" {
+				googKey = headerValue(hv)
+			}
+		case "x-forwarded-for":
+			if first(128) {
+				st.call.Identity.ClientIP = clientIP(headerValue(hv))
+			}
 		case "accept-encoding":
 			mut.RemoveHeaders = appendUnique(mut.RemoveHeaders, k)
 		default:
@@ -207,6 +224,16 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 		}
 	}
 	st.call.Method = st.req.Method
+	key := auth
+	for _, k := range [...]string{xAPIKey, googKey} {
+		if key == "" {
+			key = k
+		}
+	}
+	if key == "" {
+		key = queryValue(rawQuery, "key")
+	}
+	st.call.Identity.KeyID = KeyID(key)
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
 		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}}}}
 	if h.GetEndOfStream() {

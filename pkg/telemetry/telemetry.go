@@ -160,6 +160,8 @@ func (l *Logger) Observe(r *processor.Record) {
 		slog.String("provider", r.Provider),
 		slog.String("model", model),
 		slog.String("user", r.Identity.User),
+		slog.String("key_id", r.Identity.KeyID),
+		slog.String("client_ip", r.Identity.ClientIP),
 		slog.String("endpoint", string(r.Info.Endpoint)),
 		slog.Bool("stream", r.Info.Stream),
 		slog.Int("status", r.Status),
