@@ -16,6 +16,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"github.com/sethvargo/go-envconfig"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -25,6 +26,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/admin"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/telemetry"
 )
 
@@ -131,6 +133,7 @@ type app struct {
 	ready     atomic.Bool
 	errs      chan error
 	processor *processor.Server
+	closers   []io.Closer
 }
 
 // start loads the rules and starts both listeners. It returns once they
@@ -147,19 +150,29 @@ func start(ctx context.Context, s Settings, logOut io.Writer) (*app, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := telemetry.NewMetrics(reg)
+	a := &app{settings: s, log: log, errs: make(chan error, 2)}
+	redis.SetLogger(redisLogger{log})
+	provs := providers.Default()
+	guards, sections, err := a.guards(ctx, cfg, reg, provs)
+	if err != nil {
+		return nil, err
+	}
 	proc := processor.New(processor.Options{
-		Config:   cfg,
-		Observer: telemetry.Observers{metrics, telemetry.NewLogger(log)},
-		Logger:   log,
+		Config:    cfg,
+		Providers: provs,
+		Guards:    guards,
+		Observer:  telemetry.Observers{metrics, telemetry.NewLogger(log)},
+		Logger:    log,
 	})
-
-	a := &app{settings: s, log: log, errs: make(chan error, 2), processor: proc}
+	a.processor = proc
 	var lc net.ListenConfig
 	if a.grpcLn, err = lc.Listen(ctx, "tcp", s.GRPCAddr); err != nil {
+		a.closeAll()
 		return nil, fmt.Errorf("listen %s: %w", s.GRPCAddr, err)
 	}
 	if a.adminLn, err = lc.Listen(ctx, "tcp", s.AdminAddr); err != nil {
 		a.grpcLn.Close()
+		a.closeAll()
 		return nil, fmt.Errorf("listen %s: %w", s.AdminAddr, err)
 	}
 	a.grpc = grpc.NewServer(
@@ -174,7 +187,7 @@ func start(ctx context.Context, s Settings, logOut io.Writer) (*app, error) {
 	a.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
 	a.admin = &http.Server{Handler: admin.New(admin.Options{Providers: proc.Providers(), Ready: a.ready.Load,
-		Gatherer: reg, Version: version}), ReadHeaderTimeout: 5 * time.Second}
+		Gatherer: reg, Version: version, Sections: sections}), ReadHeaderTimeout: 5 * time.Second}
 	go func() { a.errs <- a.grpc.Serve(a.grpcLn) }()
 	go func() {
 		if err := a.admin.Serve(a.adminLn); !errors.Is(err, http.ErrServerClosed) {
@@ -221,5 +234,6 @@ func (a *app) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = a.admin.Shutdown(ctx)
+	a.closeAll()
 	a.log.Info("extproc stopped")
 }

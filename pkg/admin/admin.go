@@ -4,6 +4,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -27,6 +28,9 @@ type Options struct {
 	Version string
 	// Now is the clock for /health's timestamp. Default time.Now.
 	Now func() time.Time
+	// Sections add top-level keys to /health (for example "rate_limiting");
+	// each func is called per request and must be cheap.
+	Sections map[string]func(ctx context.Context) any
 }
 
 // ProviderHealth is one provider's entry in GET /health.
@@ -39,7 +43,8 @@ type ProviderHealth struct {
 }
 
 // Health is the body of GET /health. Status is "healthy", or
-// "shutting_down" once the server stopped accepting streams.
+// "shutting_down" once the server stopped accepting streams. The
+// Options.Sections appear beside these fields.
 type Health struct {
 	Status    string                    `json:"status"`
 	Timestamp int64                     `json:"timestamp"`
@@ -68,8 +73,13 @@ func New(o Options) http.Handler {
 			body.Providers[name] = ProviderHealth{Provider: name, Status: "healthy",
 				BaseURL: o.Providers[name].UpstreamURL(), StreamingSupport: true, BodyParsing: true}
 		}
+		out := map[string]any{"status": body.Status, "timestamp": body.Timestamp, "version": body.Version,
+			"providers": body.Providers}
+		for name, f := range o.Sections {
+			out[name] = f(r.Context())
+		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(body)
+		_ = json.NewEncoder(w).Encode(out)
 	})
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
 		if !o.Ready() {

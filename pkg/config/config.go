@@ -6,6 +6,8 @@ import (
 	"math"
 	"sort"
 	"strings"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 )
 
 // Providers known to the gateway, in display order.
@@ -38,9 +40,11 @@ type Features struct {
 	RateLimiting RateLimiting `json:"rate_limiting"`
 }
 
-// RateLimiting configures request and token limits. Only the estimation
-// block is read by the foundation pipeline.
+// RateLimiting configures request and token limits (see
+// ratelimit.Config for the keys, inline under features.rate_limiting) and
+// the input-token estimation every request gets, limits or not.
 type RateLimiting struct {
+	ratelimit.Config
 	// Estimation configures input-token estimation from request bodies.
 	Estimation Estimation `json:"estimation"`
 }
@@ -109,6 +113,7 @@ func (c *Config) applyDefaults() {
 	if e.CharsPerToken == 0 {
 		e.CharsPerToken = DefaultCharsPerToken
 	}
+	c.Features.RateLimiting.Config.ApplyDefaults()
 	p := &c.Processing
 	if p.ResponseBufferLimitBytes == 0 {
 		p.ResponseBufferLimitBytes = DefaultResponseBufferLimitBytes
@@ -132,6 +137,14 @@ func (c *Config) Validate() error {
 	for _, name := range names {
 		if !isKnownProvider(name) {
 			bad("providers."+name, "unknown provider (known: %s)", strings.Join(knownProviders, ", "))
+		}
+	}
+	if err := c.Features.RateLimiting.Config.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for name := range c.Features.RateLimiting.PerProvider {
+		if !isKnownProvider(name) {
+			bad("features.rate_limiting.per_provider."+name, "unknown provider")
 		}
 	}
 	e := c.Features.RateLimiting.Estimation

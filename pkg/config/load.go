@@ -174,14 +174,7 @@ func unknownKeys(v any, t reflect.Type, path string, errs *[]error) {
 			return // type errors are reported by the decoder
 		}
 		fields := map[string]reflect.Type{}
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if name == "" || name == "-" {
-				continue
-			}
-			fields[name] = f.Type
-		}
+		jsonFields(t, fields)
 		keys := make([]string, 0, len(m))
 		for k := range m {
 			keys = append(keys, k)
@@ -211,6 +204,32 @@ func unknownKeys(v any, t reflect.Type, path string, errs *[]error) {
 		for i, e := range s {
 			unknownKeys(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i), errs)
 		}
+	}
+}
+
+// jsonFields records the JSON names of t's fields, descending into
+// embedded structs without a name as encoding/json does.
+func jsonFields(t reflect.Type, fields map[string]reflect.Type) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() && !f.Anonymous {
+			continue
+		}
+		if name == "" && f.Anonymous {
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				jsonFields(ft, fields)
+				continue
+			}
+		}
+		if name == "" {
+			name = f.Name
+		}
+		fields[name] = f.Type
 	}
 }
 

@@ -1,0 +1,274 @@
+package ratelimit
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Backend names accepted in [Config.Backend].
+const (
+	BackendMemory = "memory"
+	BackendRedis  = "redis"
+)
+
+// Fail modes accepted in [Config.FailMode].
+const (
+	FailOpen   = "open"
+	FailClosed = "closed"
+)
+
+// Defaults applied by [Config.ApplyDefaults] to zero fields.
+const (
+	DefaultKeyPrefix = "llmproxy:rl:"
+	DefaultMaxScopes = 100_000
+)
+
+// configPath is where the block lives in the YAML configuration; Validate
+// reports field paths under it.
+const configPath = "features.rate_limiting"
+
+// Config configures rate limiting. It is the YAML block
+// features.rate_limiting (json tags; the estimation block of that section is
+// owned by pkg/config). It holds data only; the zero value is valid and
+// disabled.
+//
+// Scopes. A request is checked against every scope that applies to it, in
+// this order, and is admitted only if all of them admit it:
+//
+//   - "global": [Config.Global], all traffic through the limiter backend.
+//   - "provider:<name>": [Config.PerProvider][name], all traffic to a vendor.
+//   - "model:<name>": [Overrides.PerModel][name], all traffic to a model,
+//     whoever sends it. Skipped when the model is unknown.
+//   - "key:<key id>": one counter per API key id. Its limits are
+//     [Overrides.PerKey][id] when present, else [Config.Limits]. Skipped when
+//     the request carries no key.
+//   - "user:<id>": one counter per user id. Its limits are
+//     [Overrides.PerUser][id] when present, else [Config.Limits]. Skipped when
+//     the request has no user id.
+//
+// So Limits are per identity (each user and each key has its own budget),
+// never a shared cap: the shared caps are Global, PerProvider and PerModel,
+// and each applies only where it is configured. A scope whose limits are all
+// 0 is unlimited and keeps no counters.
+type Config struct {
+	// Enabled turns rate limiting on. Default false.
+	Enabled bool `json:"enabled"`
+	// Backend is "memory" (default; counters in this process only, so every
+	// replica has its own budget) or "redis" (shared and exact across
+	// replicas).
+	Backend string `json:"backend"`
+	// FailMode says what the caller does when the backend fails: "open"
+	// (default; admit the request) or "closed" (refuse it). The limiter
+	// itself only returns an error wrapping [ErrBackendUnavailable]; see
+	// [Config.FailClosed].
+	FailMode string `json:"fail_mode"`
+	// Limits are the default limits of EACH user and EACH API key, counted
+	// separately per identity.
+	Limits Limits `json:"limits"`
+	// Overrides replace Limits for named identities and set per-model caps.
+	Overrides Overrides `json:"overrides"`
+	// Global caps all traffic together. Zero (default) means no global cap.
+	Global Limits `json:"global"`
+	// PerProvider caps all traffic to a provider ("openai", "anthropic",
+	// "gemini"). Providers not listed are not capped.
+	PerProvider map[string]Limits `json:"per_provider,omitempty"`
+	// CountOutputTokens makes token limits count input plus output tokens.
+	// The request's output cap (or DefaultMaxOutputTokens) is reserved at
+	// admission and replaced by the actual count at settlement. Default
+	// false: token limits count input tokens only.
+	CountOutputTokens bool `json:"count_output_tokens"`
+	// DefaultMaxOutputTokens is the output, in tokens, reserved when
+	// CountOutputTokens is set and the request names no maximum. Default 0.
+	DefaultMaxOutputTokens int64 `json:"default_max_output_tokens"`
+	// Redis configures the redis backend.
+	Redis RedisConfig `json:"redis"`
+	// KeyPrefix starts every Redis key. Default "llmproxy:rl:". It must not
+	// contain '{' or '}': the limiter builds the Redis Cluster hash tag from
+	// it.
+	KeyPrefix string `json:"key_prefix"`
+	// MaxScopes bounds the memory backend: at most this many scopes
+	// (identities with live counters) and this many outstanding
+	// reservations. Default 100000. Ignored by the redis backend.
+	MaxScopes int `json:"max_scopes"`
+}
+
+// Limits are request and token budgets per fixed window. Windows are aligned
+// to the UTC clock: a minute window starts at second 0, a day window at
+// 00:00 UTC. A field of 0 means unlimited.
+type Limits struct {
+	// RequestsPerMinute is the number of requests admitted per minute.
+	RequestsPerMinute int64 `json:"requests_per_minute"`
+	// TokensPerMinute is the number of tokens (input, or input+output with
+	// CountOutputTokens) per minute.
+	TokensPerMinute int64 `json:"tokens_per_minute"`
+	// RequestsPerDay is the number of requests admitted per UTC day.
+	RequestsPerDay int64 `json:"requests_per_day"`
+	// TokensPerDay is the number of tokens per UTC day.
+	TokensPerDay int64 `json:"tokens_per_day"`
+}
+
+// IsZero reports whether l sets no limit.
+func (l Limits) IsZero() bool { return l == Limits{} }
+
+// Overrides name identities whose limits differ from the base Limits.
+//
+// A per-user or per-key override REPLACES the whole [Limits] of that
+// identity: fields left out are 0, which means unlimited, not "use the base
+// value". So {requests_per_minute: 100} lifts that user's token limits; write
+// every field you want enforced. An override with all fields 0 exempts the
+// identity.
+type Overrides struct {
+	// PerUser maps a user id to its limits.
+	PerUser map[string]Limits `json:"per_user,omitempty"`
+	// PerKey maps an API key id (the hashed key the gateway derives; never
+	// the raw key) to its limits.
+	PerKey map[string]Limits `json:"per_key,omitempty"`
+	// PerModel caps all traffic to a model, shared by every user and key.
+	PerModel map[string]Limits `json:"per_model,omitempty"`
+}
+
+// RedisConfig locates the Redis server of the redis backend. URL wins over the
+// other fields.
+type RedisConfig struct {
+	// URL is redis://[user:password@]host:port/db or rediss:// for TLS.
+	URL string `json:"url"`
+	// Address is host:port, used when URL is empty.
+	Address string `json:"address"`
+	// Password authenticates with Address.
+	Password string `json:"password"`
+	// DB is the database number used with Address. Default 0.
+	DB int `json:"db"`
+}
+
+// ApplyDefaults sets the documented defaults on zero fields.
+func (c *Config) ApplyDefaults() {
+	if c.Backend == "" {
+		c.Backend = BackendMemory
+	}
+	if c.FailMode == "" {
+		c.FailMode = FailOpen
+	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = DefaultKeyPrefix
+	}
+	if c.MaxScopes == 0 {
+		c.MaxScopes = DefaultMaxScopes
+	}
+}
+
+// FailClosed reports whether requests must be refused when the backend
+// fails ([ErrBackendUnavailable]); false means admit them (fail open).
+func (c Config) FailClosed() bool { return c.FailMode == FailClosed }
+
+// Billable returns the tokens that token limits count for a request that
+// used input and output tokens: input alone, or input+output when
+// CountOutputTokens is set. Negative values count as 0. Pass the result to
+// [Limiter.Settle].
+func (c Config) Billable(input, output int64) int64 {
+	n := max(input, 0)
+	if c.CountOutputTokens {
+		n += max(output, 0)
+	}
+	return n
+}
+
+// charge returns the tokens reserved at admission for req.
+func (c *Config) charge(req Request) int64 {
+	n := max(req.InputTokens, 0)
+	if c.CountOutputTokens {
+		out := req.OutputTokens
+		if out <= 0 {
+			out = c.DefaultMaxOutputTokens
+		}
+		n += max(out, 0)
+	}
+	return n
+}
+
+// Validate reports every problem of c at once (joined with errors.Join),
+// each prefixed with its field path under features.rate_limiting. Zero
+// fields are valid (they mean the default). A disabled Config is still
+// validated so that mistakes surface before it is enabled.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", configPath, path, fmt.Sprintf(format, args...)))
+	}
+	switch c.Backend {
+	case "", BackendMemory, BackendRedis:
+	default:
+		bad("backend", "must be %q or %q, got %q", BackendMemory, BackendRedis, c.Backend)
+	}
+	switch c.FailMode {
+	case "", FailOpen, FailClosed:
+	default:
+		bad("fail_mode", "must be %q or %q, got %q", FailOpen, FailClosed, c.FailMode)
+	}
+	validateLimits(bad, "limits", c.Limits)
+	validateLimits(bad, "global", c.Global)
+	validateLimitMap(bad, "per_provider", c.PerProvider)
+	validateLimitMap(bad, "overrides.per_user", c.Overrides.PerUser)
+	validateLimitMap(bad, "overrides.per_key", c.Overrides.PerKey)
+	validateLimitMap(bad, "overrides.per_model", c.Overrides.PerModel)
+	if c.DefaultMaxOutputTokens < 0 {
+		bad("default_max_output_tokens", "must not be negative, got %d", c.DefaultMaxOutputTokens)
+	}
+	if strings.ContainsAny(c.KeyPrefix, "{}") {
+		bad("key_prefix", "must not contain '{' or '}' (the limiter adds the Redis Cluster hash tag), got %q", c.KeyPrefix)
+	}
+	if c.MaxScopes < 0 {
+		bad("max_scopes", "must not be negative, got %d", c.MaxScopes)
+	}
+	if c.Backend == BackendRedis {
+		switch {
+		case c.Redis.URL != "":
+			if _, err := redis.ParseURL(c.Redis.URL); err != nil {
+				// The parser's message may quote the URL, password included.
+				bad("redis.url", "not a valid redis:// or rediss:// URL")
+			}
+		case c.Redis.Address == "":
+			bad("redis", "url or address is required with backend %q", BackendRedis)
+		}
+		if c.Redis.DB < 0 {
+			bad("redis.db", "must not be negative, got %d", c.Redis.DB)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type badFunc func(path, format string, args ...any)
+
+func validateLimits(bad badFunc, path string, l Limits) {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"requests_per_minute", l.RequestsPerMinute},
+		{"tokens_per_minute", l.TokensPerMinute},
+		{"requests_per_day", l.RequestsPerDay},
+		{"tokens_per_day", l.TokensPerDay},
+	} {
+		if f.v < 0 {
+			bad(path+"."+f.name, "must be 0 (unlimited) or positive, got %d", f.v)
+		}
+	}
+}
+
+func validateLimitMap(bad badFunc, path string, m map[string]Limits) {
+	names := make([]string, 0, len(m))
+	for name := range m {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if name == "" {
+			bad(path, "empty name")
+			continue
+		}
+		validateLimits(bad, path+"."+name, m[name])
+	}
+}

@@ -1,0 +1,197 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrBackendUnavailable is wrapped by every error a [Limiter] returns when
+// its backend cannot answer (Redis down, memory table full). The caller then
+// admits or refuses the request according to [Config.FailClosed].
+var ErrBackendUnavailable = errors.New("rate limit backend unavailable")
+
+// Metric is what a limit counts.
+type Metric string
+
+// Metrics.
+const (
+	MetricRequests Metric = "requests"
+	MetricTokens   Metric = "tokens"
+)
+
+// Window is the length of a fixed window.
+type Window string
+
+// Windows, aligned to the UTC clock.
+const (
+	WindowMinute Window = "minute"
+	WindowDay    Window = "day"
+)
+
+// Request is what the limiter knows about a request at admission.
+type Request struct {
+	// Provider is the vendor ("openai", "anthropic", "gemini").
+	Provider string
+	// Model is the requested model; empty when unknown.
+	Model string
+	// User is the user id; empty when the request has none.
+	User string
+	// KeyID identifies the API key. It must already be a hash of the key:
+	// the limiter stores it in counters and Redis keys and reports it in
+	// [Decision.Scope]. Empty when the request has no key.
+	KeyID string
+	// InputTokens is the estimated input, in tokens.
+	InputTokens int64
+	// OutputTokens is the request's output cap (max_tokens and the like), in
+	// tokens; 0 when it names none. Reserved only with
+	// [Config.CountOutputTokens].
+	OutputTokens int64
+}
+
+// Decision is the answer to [Limiter.Reserve]. When Allowed, Reservation must
+// be settled or cancelled; otherwise the Denied fields describe the first
+// limit that refused the request.
+type Decision struct {
+	// Allowed reports whether the request was admitted and charged.
+	Allowed bool
+	// Reservation records what was charged. Zero when not Allowed.
+	Reservation Reservation
+
+	// Scope names the refusing counter: "global", "provider:openai",
+	// "model:gpt-4o", "key:<key id>" or "user:<id>".
+	Scope string
+	// Metric is the refusing metric.
+	Metric Metric
+	// Window is the refusing window.
+	Window Window
+	// Limit is the refusing limit (requests or tokens per Window).
+	Limit int64
+	// Remaining is what is left of Limit in the current window (0 for a
+	// request limit; for a token limit it can be positive but smaller than
+	// the request's charge).
+	Remaining int64
+	// Reset is when the refusing window ends.
+	Reset time.Time
+	// RetryAfter is Reset minus the admission time.
+	RetryAfter time.Duration
+}
+
+// Reservation records what [Limiter.Reserve] charged: one request and
+// Tokens tokens in each of Charges. It is plain data and can be serialised
+// (JSON) and settled by another instance sharing the same backend.
+type Reservation struct {
+	// ID identifies the reservation; settling or cancelling it twice is
+	// harmless because the second call finds the ID gone.
+	ID string `json:"id"`
+	// Tokens is the number of tokens charged in every window.
+	Tokens int64 `json:"tokens"`
+	// Charges are the windows charged. Empty when no limit applied.
+	Charges []Charge `json:"charges,omitempty"`
+}
+
+// Charge is one window of one scope that a reservation charged.
+type Charge struct {
+	// Scope is the counter's scope, like [Decision.Scope].
+	Scope string `json:"scope"`
+	// Window is the window length.
+	Window Window `json:"window"`
+	// Index is the window number since the Unix epoch (minutes or days).
+	Index int64 `json:"index"`
+}
+
+// BackendStatus reports a backend's health for /health.
+type BackendStatus struct {
+	// Backend is "memory", "redis" or "disabled".
+	Backend string `json:"backend"`
+	// Healthy is false while the backend fails.
+	Healthy bool `json:"healthy"`
+	// LastError is the most recent backend error, empty if none.
+	LastError string `json:"last_error,omitempty"`
+	// LastErrorAt is when LastError happened.
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// Hooks observe a limiter without the package logging or importing metrics.
+// Nil fields are skipped. Hooks run synchronously on the calling goroutine
+// and must be quick.
+type Hooks struct {
+	// OnStateChange is called when the backend turns unhealthy (with the
+	// error) or healthy again, once per transition, so the caller can log
+	// once rather than per request.
+	OnStateChange func(s BackendStatus)
+}
+
+// Limiter admits requests against fixed-window request and token limits in
+// every applicable scope (see [Config]). Implementations are safe for
+// concurrent use.
+type Limiter interface {
+	// Reserve checks every applicable scope, metric (requests, tokens) and
+	// window (minute, day) at now and, only if all admit, charges one
+	// request and the request's tokens to all of them atomically. A denial
+	// charges nothing. Within a window, a request whose scope has charged no
+	// tokens yet passes the token check even if its charge alone exceeds the
+	// limit (optimistic first request). An error wraps
+	// [ErrBackendUnavailable].
+	Reserve(ctx context.Context, req Request, now time.Time) (Decision, error)
+	// Settle replaces the reservation's tokens with actualTokens (see
+	// [Config.Billable]) in every charged window still current at now;
+	// rotated windows are left alone. Counters never go below 0.
+	Settle(ctx context.Context, res Reservation, actualTokens int64, now time.Time) error
+	// Cancel takes back the reservation's request and tokens in every
+	// charged window still current at now.
+	Cancel(ctx context.Context, res Reservation, now time.Time) error
+	// Status reports the backend's health; the redis backend pings.
+	Status(ctx context.Context) BackendStatus
+	// Close releases the backend's resources.
+	Close() error
+}
+
+// New returns the limiter cfg asks for: [Nop] when rate limiting is
+// disabled, else the memory or redis backend. cfg is validated and
+// defaulted first.
+func New(ctx context.Context, cfg Config, hooks Hooks) (Limiter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if !cfg.Enabled {
+		return Nop{}, nil
+	}
+	cfg.ApplyDefaults()
+	switch cfg.Backend {
+	case BackendRedis:
+		return NewRedis(ctx, cfg, hooks)
+	default:
+		return NewMemory(cfg), nil
+	}
+}
+
+// Nop admits everything and charges nothing. Use it when rate limiting is
+// disabled. The zero value is ready to use.
+type Nop struct{}
+
+var _ Limiter = Nop{}
+
+// Reserve implements [Limiter.Reserve]: it always admits.
+func (Nop) Reserve(context.Context, Request, time.Time) (Decision, error) {
+	return Decision{Allowed: true}, nil
+}
+
+// Settle implements [Limiter.Settle].
+func (Nop) Settle(context.Context, Reservation, int64, time.Time) error { return nil }
+
+// Cancel implements [Limiter.Cancel].
+func (Nop) Cancel(context.Context, Reservation, time.Time) error { return nil }
+
+// Status implements [Limiter.Status].
+func (Nop) Status(context.Context) BackendStatus {
+	return BackendStatus{Backend: "disabled", Healthy: true}
+}
+
+// Close implements [Limiter.Close].
+func (Nop) Close() error { return nil }
+
+func unavailable(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBackendUnavailable, fmt.Sprintf(format, args...))
+}

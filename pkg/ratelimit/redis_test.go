@@ -1,0 +1,297 @@
+package ratelimit
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
+)
+
+var prefixSeq atomic.Int64
+
+// newRedisFor returns a limiter on s with a key prefix no other limiter of
+// the test binary uses, so subtests share one server without sharing state.
+func newRedisFor(t *testing.T, s *redistest.Server, cfg Config) *Redis {
+	t.Helper()
+	cfg.Backend = BackendRedis
+	cfg.Redis = RedisConfig{Address: s.Addr}
+	if cfg.KeyPrefix == "" {
+		cfg.KeyPrefix = fmt.Sprintf("test%d:", prefixSeq.Add(1))
+	}
+	require.NoError(t, cfg.Validate())
+	r, err := NewRedis(t.Context(), cfg, Hooks{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+func rawClient(t *testing.T, s *redistest.Server) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, DisableIdentity: true})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func TestRedis(t *testing.T) {
+	s := redistest.Start(t)
+	testLimiter(t, func(t *testing.T, cfg Config) Limiter { return newRedisFor(t, s, cfg) })
+}
+
+// Two instances on one Redis, thousands of concurrent calls: exactly N
+// admitted per scope.
+func TestRedisTwoInstancesExact(t *testing.T) {
+	s := redistest.Start(t)
+	const (
+		limit   = 250
+		calls   = 4000
+		workers = 64
+	)
+	cfg := Config{
+		Enabled:     true,
+		KeyPrefix:   "exact:",
+		Limits:      Limits{RequestsPerMinute: limit},
+		PerProvider: map[string]Limits{"openai": {RequestsPerMinute: 10 * limit}},
+	}
+	a, b := newRedisFor(t, s, cfg), newRedisFor(t, s, cfg)
+	var admitted [2]atomic.Int64 // alice, bob
+	var errs atomic.Int64
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		l := a
+		if w%2 == 1 {
+			l = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > calls {
+					return
+				}
+				who := int(i % 2)
+				user := []string{"alice", "bob"}[who]
+				d, err := l.Reserve(t.Context(), Request{Provider: "openai", User: user, InputTokens: 10}, t0)
+				switch {
+				case err != nil:
+					errs.Add(1)
+				case d.Allowed:
+					admitted[who].Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.Zero(t, errs.Load())
+	require.Equal(t, int64(limit), admitted[0].Load())
+	require.Equal(t, int64(limit), admitted[1].Load())
+
+	// The provider counter holds exactly the admitted requests: refusals
+	// charged nothing.
+	key := a.windowKey(WindowMinute, windowIndex(t0, WindowMinute), "provider:openai")
+	got, err := rawClient(t, s).HMGet(t.Context(), key, "r", "t").Result()
+	require.NoError(t, err)
+	require.Equal(t, []any{fmt.Sprint(2 * limit), fmt.Sprint(2 * limit * 10)}, got)
+}
+
+// A random mix of settles and cancels from two instances leaves the token
+// counters equal to the sum of the settled actuals: zero drift.
+func TestRedisZeroDrift(t *testing.T) {
+	s := redistest.Start(t)
+	cfg := Config{
+		Enabled:   true,
+		KeyPrefix: "drift:",
+		Limits:    Limits{TokensPerMinute: 1 << 50, TokensPerDay: 1 << 50},
+		Global:    Limits{RequestsPerDay: 1 << 40},
+	}
+	a, b := newRedisFor(t, s, cfg), newRedisFor(t, s, cfg)
+	const calls, workers = 2000, 32
+	var settledTokens, settledReqs atomic.Int64
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for next.Add(1) <= calls {
+				reserver, settler := a, b
+				if rng.IntN(2) == 0 {
+					reserver, settler = b, a
+				}
+				d, err := reserver.Reserve(t.Context(), Request{User: "alice", InputTokens: rng.Int64N(500)}, t0)
+				if err != nil || !d.Allowed {
+					t.Errorf("reserve: %v %+v", err, d)
+					return
+				}
+				switch rng.IntN(3) {
+				case 0: // upstream 5xx or local reply
+					err = settler.Cancel(t.Context(), d.Reservation, t0)
+				default: // usage reported (a disconnect settles what was streamed)
+					actual := rng.Int64N(1000)
+					err = settler.Settle(t.Context(), d.Reservation, actual, t0)
+					if err == nil {
+						settledTokens.Add(actual)
+						settledReqs.Add(1)
+					}
+					if rng.IntN(4) == 0 { // a duplicate settle changes nothing
+						err = settler.Settle(t.Context(), d.Reservation, 12345, t0)
+					}
+				}
+				if err != nil {
+					t.Errorf("release: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	c := rawClient(t, s)
+	for _, w := range []Window{WindowMinute, WindowDay} {
+		key := a.windowKey(w, windowIndex(t0, w), "user:alice")
+		got, err := c.HMGet(t.Context(), key, "r", "t").Result()
+		require.NoError(t, err)
+		require.Equal(t, []any{fmt.Sprint(settledReqs.Load()), fmt.Sprint(settledTokens.Load())}, got, "window %s", w)
+	}
+	global, err := c.HGet(t.Context(), a.windowKey(WindowDay, windowIndex(t0, WindowDay), "global"), "r").Int64()
+	require.NoError(t, err)
+	require.Equal(t, settledReqs.Load(), global)
+	// Every reservation was released: no markers left.
+	markers, err := c.Keys(t.Context(), "{drift}:res:*").Result()
+	require.NoError(t, err)
+	require.Empty(t, markers)
+}
+
+func TestRedisOutageAndRecovery(t *testing.T) {
+	s := redistest.Start(t)
+	var mu sync.Mutex
+	var changes []BackendStatus
+	cfg := Config{Enabled: true, Backend: BackendRedis, Redis: RedisConfig{Address: s.Addr},
+		Limits: Limits{RequestsPerMinute: 5, TokensPerMinute: 1000}}
+	r, err := NewRedis(t.Context(), cfg, Hooks{OnStateChange: func(st BackendStatus) {
+		mu.Lock()
+		defer mu.Unlock()
+		changes = append(changes, st)
+	}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Close() })
+	ctx := t.Context()
+
+	d, err := r.Reserve(ctx, alice(10), t0)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	require.True(t, r.Status(ctx).Healthy)
+
+	s.Stop()
+	_, err = r.Reserve(ctx, alice(10), t0)
+	require.ErrorIs(t, err, ErrBackendUnavailable)
+	// While unhealthy, calls fail at once instead of each waiting for Redis.
+	for range 3 {
+		start := time.Now()
+		_, err = r.Reserve(ctx, alice(10), t0)
+		require.ErrorIs(t, err, ErrBackendUnavailable)
+		require.ErrorContains(t, err, "skipped while unhealthy")
+		require.Less(t, time.Since(start), 50*time.Millisecond)
+	}
+	require.ErrorIs(t, r.Settle(ctx, d.Reservation, 5, t0), ErrBackendUnavailable)
+	st := r.Status(ctx)
+	require.False(t, st.Healthy)
+	require.Equal(t, BackendRedis, st.Backend)
+	require.NotEmpty(t, st.LastError)
+	require.False(t, st.LastErrorAt.IsZero())
+
+	s.Restart(t) // empty server: script cache and counters gone
+	// The /health probe (Status) always tries Redis, so it ends the outage
+	// at once; without it the next call would try within a second.
+	require.True(t, r.Status(ctx).Healthy)
+	d, err = r.Reserve(ctx, alice(10), t0)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	require.NoError(t, r.Settle(ctx, d.Reservation, 5, t0))
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, changes, 2, "one hook call when Redis went away, one when it came back")
+	require.False(t, changes[0].Healthy)
+	require.ErrorContains(t, fmt.Errorf("%s", changes[0].LastError), "redis")
+	require.True(t, changes[1].Healthy)
+}
+
+func TestRedisUnreachableAtStart(t *testing.T) {
+	s := redistest.Start(t)
+	addr := s.Addr
+	s.Stop()
+	r, err := NewRedis(t.Context(), Config{Enabled: true, Backend: BackendRedis, Redis: RedisConfig{Address: addr},
+		Limits: Limits{RequestsPerMinute: 1}}, Hooks{})
+	require.NoError(t, err, "an unreachable server is a state, not a construction error")
+	t.Cleanup(func() { _ = r.Close() })
+	require.False(t, r.Status(t.Context()).Healthy)
+	_, err = r.Reserve(t.Context(), alice(1), t0)
+	require.ErrorIs(t, err, ErrBackendUnavailable)
+	s.Restart(t)
+	r.health.nextTry.Store(0) // as if the retry interval (1 s) had passed
+	d, err := r.Reserve(t.Context(), alice(1), t0)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	require.True(t, r.Status(t.Context()).Healthy)
+}
+
+func TestRedisKeyLayout(t *testing.T) {
+	s := redistest.Start(t)
+	cfg := Config{Enabled: true, KeyPrefix: "layout:", Limits: Limits{RequestsPerMinute: 5, TokensPerDay: 100}}
+	r := newRedisFor(t, s, cfg)
+	at := time.Now() // real time: the TTLs are checked against the server's clock
+	d, err := r.Reserve(t.Context(), Request{User: "alice", KeyID: "5f2b9c", InputTokens: 3}, at)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+
+	c := rawClient(t, s)
+	keys, err := c.Keys(t.Context(), "*").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 5) // 2 scopes x 2 windows + the reservation marker
+	m, day := windowIndex(at, WindowMinute), windowIndex(at, WindowDay)
+	require.ElementsMatch(t, []string{
+		fmt.Sprintf("{layout}:m:%d:key:5f2b9c", m),
+		fmt.Sprintf("{layout}:d:%d:key:5f2b9c", day),
+		fmt.Sprintf("{layout}:m:%d:user:alice", m),
+		fmt.Sprintf("{layout}:d:%d:user:alice", day),
+		"{layout}:res:" + d.Reservation.ID,
+	}, keys)
+	for _, k := range keys {
+		ttl, err := c.PTTL(t.Context(), k).Result()
+		require.NoError(t, err)
+		end := windowEnd(WindowMinute, m)
+		if strings.Contains(k, ":d:") || strings.Contains(k, ":res:") {
+			end = windowEnd(WindowDay, day)
+		}
+		require.Positive(t, ttl, k)
+		require.LessOrEqual(t, ttl, end.Sub(at)+ttlGrace, k)
+		require.Greater(t, ttl, end.Sub(at), k) // just past the window end
+	}
+}
+
+// A call retried after a lost reply (same reservation id) is not charged
+// twice.
+func TestRedisReserveScriptIdempotent(t *testing.T) {
+	s := redistest.Start(t)
+	r := newRedisFor(t, s, Config{Enabled: true, Limits: Limits{RequestsPerMinute: 10}})
+	c := rawClient(t, s)
+	key := r.windowKey(WindowMinute, 1, "user:alice")
+	keys := []string{r.markerKey("same-id"), key}
+	for range 3 {
+		out, err := reserveScript.Run(t.Context(), c, keys, 7, 60000, 10, 0, 60000).Int64Slice()
+		require.NoError(t, err)
+		require.Equal(t, []int64{1}, out)
+	}
+	got, err := c.HMGet(t.Context(), key, "r", "t").Result()
+	require.NoError(t, err)
+	require.Equal(t, []any{"1", "7"}, got)
+}
