@@ -15,16 +15,14 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/envoytest"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/fakevendor"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/admin"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/gateway"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/telemetry"
 )
 
 // stack is a running gateway as scenarios see it.
@@ -41,11 +39,12 @@ type stack interface {
 // emulated runs the real ext_proc server in-process behind the Envoy
 // emulator loaded from envoy/envoy-mock.yaml, in front of the fake vendor.
 type emulated struct {
-	url     string
-	front   *envoytest.Front
-	format  map[string]any
-	fake    *fakevendor.Server
-	records *recorder
+	url      string
+	adminURL string
+	front    *envoytest.Front
+	format   map[string]any
+	fake     *fakevendor.Server
+	records  *recorder
 }
 
 type recorder struct {
@@ -59,35 +58,35 @@ func (r *recorder) Observe(rec *processor.Record) {
 	r.recs = append(r.recs, rec)
 }
 
-// startEmulated starts the whole stack on loopback. Any reply of our server
-// that real Envoy would reject fails the test.
-func startEmulated(t *testing.T) *emulated {
+// emuOption adjusts the emulated stack.
+type emuOption func(*emuConfig)
+
+type emuConfig struct {
+	cfg config.Config
+	now func() time.Time
+}
+
+// withConfig edits the server's rules before it starts.
+func withConfig(f func(*config.Config)) emuOption { return func(c *emuConfig) { f(&c.cfg) } }
+
+// withClock gives the server a clock (windows, cooldowns) the test moves.
+func withClock(now func() time.Time) emuOption { return func(c *emuConfig) { c.now = now } }
+
+// startEmulated starts the whole stack on loopback: the server built by
+// pkg/gateway exactly as cmd/extproc builds it. Any reply of our server that
+// real Envoy would reject fails the test.
+func startEmulated(t *testing.T, opts ...emuOption) *emulated {
 	t.Helper()
 	ctx := t.Context()
 	fake := fakevendor.New(fakevendor.Options{Seed: 7})
 	vendor := httptest.NewServer(fake)
 	t.Cleanup(vendor.Close)
-
-	rec := &recorder{}
-	reg := prometheus.NewRegistry()
-	proc := processor.New(processor.Options{
-		Config:   config.Defaults(),
-		Observer: telemetry.Observers{rec, telemetry.NewMetrics(reg), telemetry.NewLogger(slog.New(slog.NewJSONHandler(io.Discard, nil)))},
-	})
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	gs := grpc.NewServer()
-	extprocv3.RegisterExternalProcessorServer(gs, proc)
-	go func() { _ = gs.Serve(ln) }()
-	t.Cleanup(gs.Stop)
-	adminSrv := httptest.NewServer(admin.New(admin.Options{Providers: proc.Providers(), Ready: func() bool { return true }, Gatherer: reg, Version: "e2e"}))
-	t.Cleanup(adminSrv.Close)
+	grpcAddr, adminAddr, rec := startServer(t, opts...)
 
 	vendorAddr := vendor.Listener.Addr().String()
 	cfg, err := envoytest.FromBootstrap("../envoy/envoy-mock.yaml", map[string]string{
-		"ext_proc":      ln.Addr().String(),
-		"extproc_admin": adminSrv.Listener.Addr().String(),
+		"ext_proc":      grpcAddr,
+		"extproc_admin": adminAddr,
 		"openai":        vendorAddr,
 		"anthropic":     vendorAddr,
 		"gemini":        vendorAddr,
@@ -102,7 +101,35 @@ func startEmulated(t *testing.T) *emulated {
 	srv, err := front.Start(ctx, "")
 	require.NoError(t, err)
 	t.Cleanup(func() { srv.Close() })
-	return &emulated{url: srv.URL, front: front, format: cfg.AccessLogFormat, fake: fake, records: rec}
+	return &emulated{url: srv.URL, front: front, format: cfg.AccessLogFormat, fake: fake, records: rec,
+		adminURL: "http://" + adminAddr}
+}
+
+// startServer runs one ext_proc server (gRPC and admin listeners) built by
+// pkg/gateway, and returns its addresses and what it records.
+func startServer(t *testing.T, opts ...emuOption) (grpcAddr, adminAddr string, rec *recorder) {
+	t.Helper()
+	ec := emuConfig{cfg: config.Defaults()}
+	for _, o := range opts {
+		o(&ec)
+	}
+	rec = &recorder{}
+	gw, err := gateway.New(t.Context(), ec.cfg, gateway.Options{
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Now: ec.now, Version: "e2e",
+		Observers: []processor.Observer{rec},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = gw.Close() })
+	var lc net.ListenConfig
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	gs := grpc.NewServer()
+	extprocv3.RegisterExternalProcessorServer(gs, gw.Processor)
+	go func() { _ = gs.Serve(ln) }()
+	t.Cleanup(gs.Stop)
+	adminSrv := httptest.NewServer(gw.Admin)
+	t.Cleanup(adminSrv.Close)
+	return ln.Addr().String(), adminSrv.Listener.Addr().String(), rec
 }
 
 func (e *emulated) URL() string { return e.url }
@@ -176,4 +203,9 @@ func str(v any) string {
 	return fmt.Sprint(v)
 }
 
-func httpClient() *http.Client { return &http.Client{Timeout: 30 * time.Second} }
+// httpClient opens a connection per request: scenarios that reset a
+// downstream connection must not break the next request that would have
+// reused it (a POST on a connection the server just closed fails with EOF).
+func httpClient() *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+}

@@ -23,11 +23,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/admin"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/gateway"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/telemetry"
 )
 
 // Settings are the process settings, read from the environment.
@@ -123,17 +121,16 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 
 // app is a started server.
 type app struct {
-	settings  Settings
-	log       *slog.Logger
-	grpc      *grpc.Server
-	health    *health.Server
-	admin     *http.Server
-	grpcLn    net.Listener
-	adminLn   net.Listener
-	ready     atomic.Bool
-	errs      chan error
-	processor *processor.Server
-	closers   []io.Closer
+	settings Settings
+	log      *slog.Logger
+	grpc     *grpc.Server
+	health   *health.Server
+	admin    *http.Server
+	grpcLn   net.Listener
+	adminLn  net.Listener
+	ready    atomic.Bool
+	errs     chan error
+	gateway  *gateway.Gateway
 }
 
 // start loads the rules and starts both listeners. It returns once they
@@ -149,30 +146,21 @@ func start(ctx context.Context, s Settings, logOut io.Writer) (*app, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := telemetry.NewMetrics(reg)
 	a := &app{settings: s, log: log, errs: make(chan error, 2)}
 	redis.SetLogger(redisLogger{log})
-	provs := providers.Default()
-	guards, sections, err := a.guards(ctx, cfg, reg, provs)
+	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log, Registry: reg, Ready: a.ready.Load, Version: version})
 	if err != nil {
 		return nil, err
 	}
-	proc := processor.New(processor.Options{
-		Config:    cfg,
-		Providers: provs,
-		Guards:    guards,
-		Observer:  telemetry.Observers{metrics, telemetry.NewLogger(log)},
-		Logger:    log,
-	})
-	a.processor = proc
+	a.gateway = gw
 	var lc net.ListenConfig
 	if a.grpcLn, err = lc.Listen(ctx, "tcp", s.GRPCAddr); err != nil {
-		a.closeAll()
+		_ = gw.Close()
 		return nil, fmt.Errorf("listen %s: %w", s.GRPCAddr, err)
 	}
 	if a.adminLn, err = lc.Listen(ctx, "tcp", s.AdminAddr); err != nil {
 		a.grpcLn.Close()
-		a.closeAll()
+		_ = gw.Close()
 		return nil, fmt.Errorf("listen %s: %w", s.AdminAddr, err)
 	}
 	a.grpc = grpc.NewServer(
@@ -180,14 +168,13 @@ func start(ctx context.Context, s Settings, logOut io.Writer) (*app, error) {
 		grpc.KeepaliveParams(keepaliveParams),
 		grpc.KeepaliveEnforcementPolicy(keepalivePolicy),
 	)
-	extprocv3.RegisterExternalProcessorServer(a.grpc, proc)
+	extprocv3.RegisterExternalProcessorServer(a.grpc, gw.Processor)
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	a.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
-	a.admin = &http.Server{Handler: admin.New(admin.Options{Providers: proc.Providers(), Ready: a.ready.Load,
-		Gatherer: reg, Version: version, Sections: sections}), ReadHeaderTimeout: 5 * time.Second}
+	a.admin = &http.Server{Handler: gw.Admin, ReadHeaderTimeout: 5 * time.Second}
 	go func() { a.errs <- a.grpc.Serve(a.grpcLn) }()
 	go func() {
 		if err := a.admin.Serve(a.adminLn); !errors.Is(err, http.ErrServerClosed) {
@@ -234,6 +221,15 @@ func (a *app) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = a.admin.Shutdown(ctx)
-	a.closeAll()
+	_ = a.gateway.Close()
 	a.log.Info("extproc stopped")
+}
+
+// redisLogger sends go-redis's internal messages (dial failures, pool
+// events) to slog at debug level: the limiter reports backend state itself,
+// once per transition.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }

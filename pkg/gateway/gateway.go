@@ -1,0 +1,137 @@
+// Package gateway assembles the ext_proc server from the rules: providers,
+// the guards the configuration enables (rate limits), telemetry, and the
+// admin handler. cmd/extproc serves what it builds; the end-to-end tests and
+// benchmarks build the very same thing in-process.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/admin"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/telemetry"
+)
+
+// Options configures New. Zero values are documented per field.
+type Options struct {
+	// Logger receives the request log and state transitions. Default
+	// slog.Default().
+	Logger *slog.Logger
+	// Registry receives the metrics and serves /metrics. Default a new
+	// registry.
+	Registry *prometheus.Registry
+	// Now is the clock for every time-based decision. Default time.Now.
+	Now func() time.Time
+	// Ready reports readiness for /ready and /health. Default always ready.
+	Ready func() bool
+	// Version is reported by /health.
+	Version string
+	// Observers receive each Record besides the metrics and the log line.
+	Observers []processor.Observer
+	// Providers overrides the provider registry (tests). Default
+	// providers.Default().
+	Providers providers.Registry
+}
+
+// Gateway is an assembled server. Close releases its backends.
+type Gateway struct {
+	// Processor serves envoy.service.ext_proc.v3.ExternalProcessor.
+	Processor *processor.Server
+	// Admin serves /health, /ready and /metrics.
+	Admin http.Handler
+	// Limiter is the rate limiter in use (ratelimit.Nop when disabled).
+	Limiter ratelimit.Limiter
+
+	closers []io.Closer
+}
+
+// New builds the gateway for cfg. It fails only on configuration problems;
+// an unreachable Redis is not an error (the backend starts unhealthy and
+// recovers on its own).
+func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Ready == nil {
+		o.Ready = func() bool { return true }
+	}
+	if o.Providers == nil {
+		o.Providers = providers.Default()
+	}
+	g := &Gateway{Limiter: ratelimit.Nop{}}
+	sections := map[string]func(context.Context) any{}
+	var guards []processor.Guard
+
+	rl := cfg.Features.RateLimiting.Config
+	if rl.Enabled {
+		m := telemetry.NewRateLimitMetrics(o.Registry)
+		log := o.Logger
+		lim, err := ratelimit.New(ctx, rl, ratelimit.Hooks{OnStateChange: func(st ratelimit.BackendStatus) {
+			// Logged once per transition, not per request.
+			m.SetBackendHealthy(st.Healthy)
+			if st.Healthy {
+				log.Info("rate limiter backend recovered", "backend", st.Backend)
+				return
+			}
+			log.Warn("rate limiter backend unavailable", "backend", st.Backend, "error", st.LastError,
+				"fail_mode", rl.FailMode)
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("rate limiter: %w", err)
+		}
+		g.Limiter = lim
+		g.closers = append(g.closers, lim)
+		guards = append(guards, processor.NewRateLimit(processor.RateLimitOptions{
+			Limiter: lim, Config: rl, Providers: o.Providers, Hooks: m.Hooks(), Now: o.Now,
+			Corrector: ratelimit.NewCorrector(ratelimit.CorrectorConfig{}),
+		}))
+		sections["rate_limiting"] = func(ctx context.Context) any {
+			st := lim.Status(ctx)
+			return map[string]any{"enabled": true, "backend": st.Backend, "healthy": st.Healthy,
+				"last_error": st.LastError, "fail_mode": rl.FailMode}
+		}
+	} else {
+		sections["rate_limiting"] = func(context.Context) any { return map[string]any{"enabled": false} }
+	}
+
+	observers := telemetry.Observers{telemetry.NewMetrics(o.Registry), telemetry.NewLogger(o.Logger)}
+	observers = append(observers, o.Observers...)
+	g.Processor = processor.New(processor.Options{
+		Config:    cfg,
+		Providers: o.Providers,
+		Guards:    guards,
+		Observer:  observers,
+		Logger:    o.Logger,
+		Now:       o.Now,
+	})
+	g.Admin = admin.New(admin.Options{Providers: g.Processor.Providers(), Ready: o.Ready, Gatherer: o.Registry,
+		Version: o.Version, Now: o.Now, Sections: sections})
+	return g, nil
+}
+
+// Close releases the backends (Redis connections). It is safe to call twice.
+func (g *Gateway) Close() error {
+	var errs []error
+	for _, c := range g.closers {
+		errs = append(errs, c.Close())
+	}
+	g.closers = nil
+	return errors.Join(errs...)
+}
