@@ -1,6 +1,8 @@
 // Command envoyemu runs the envoytest Envoy emulation (HTTP connection
-// manager + ext_proc filter + router) from a real Envoy bootstrap file, for
-// demos and local end-to-end runs without an Envoy binary.
+// manager + ext_proc filter + router, and per-attempt upstream ext_proc
+// filters from cluster http_filters or router upstream_http_filters) from a
+// real Envoy bootstrap file, for demos and local end-to-end runs without an
+// Envoy binary.
 //
 //	envoyemu -bootstrap envoy/envoy-mock.yaml -listen :9002 \
 //	    -cluster ext_proc=127.0.0.1:50051 -cluster openai=127.0.0.1:8080
@@ -95,8 +97,25 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("envoyemu listening", "addr", srv.Addr, "bootstrap", *bootstrap, "clusters", cfg.Clusters)
+	logger.Info("envoyemu listening", "addr", srv.Addr, "bootstrap", *bootstrap, "clusters", cfg.Clusters,
+		"upstream_ext_proc", upstreamExtProc(cfg))
 	<-ctx.Done()
 	logger.Info("envoyemu stopping")
 	return srv.Close()
+}
+
+// upstreamExtProc describes which clusters run an upstream ext_proc filter:
+// cluster name -> ext_proc server address ("(router)" for clusters using the
+// router's upstream_http_filters).
+func upstreamExtProc(cfg envoytest.Config) map[string]string {
+	out := map[string]string{}
+	for name, e := range cfg.UpstreamExtProc {
+		if e != nil {
+			out[name] = e.Addr
+		}
+	}
+	if e := cfg.RouterUpstreamExtProc; e != nil {
+		out["(router)"] = e.Addr
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"testing"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/envoytest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -32,4 +33,13 @@ func TestClusterFlags(t *testing.T) {
 	require.NoError(t, c.Set("openai=127.0.0.1:8080"))
 	require.Equal(t, clusterFlags{"ext_proc": "127.0.0.1:50051", "openai": "127.0.0.1:8080"}, c)
 	require.Error(t, c.Set("=x"))
+}
+
+func TestUpstreamExtProcSummary(t *testing.T) {
+	cfg := envoytest.Config{
+		UpstreamExtProc:       map[string]*envoytest.ExtProcConfig{"openai": {Addr: "127.0.0.1:1"}, "plain": nil},
+		RouterUpstreamExtProc: &envoytest.ExtProcConfig{Addr: "127.0.0.1:2"},
+	}
+	require.Equal(t, map[string]string{"openai": "127.0.0.1:1", "(router)": "127.0.0.1:2"}, upstreamExtProc(cfg))
+	require.Empty(t, upstreamExtProc(envoytest.Config{}))
 }

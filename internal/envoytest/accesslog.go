@@ -43,12 +43,16 @@ type AccessLogEntry struct {
 	Reset bool `json:"reset"`
 	// DynamicMetadata holds the accepted ext_proc dynamic metadata by namespace.
 	DynamicMetadata map[string]map[string]any `json:"dynamic_metadata,omitempty"`
-	// ExtProcStreams is the number of ext_proc streams opened (0 or 1).
+	// ExtProcStreams is the number of streams the downstream ext_proc filter
+	// opened (0 or 1).
 	ExtProcStreams int `json:"ext_proc_streams"`
 	// ExtProcSent / ExtProcReceived are the messages exchanged with the
-	// ext_proc server, in order.
+	// ext_proc server by the downstream filter, in order.
 	ExtProcSent     []*extprocsvc.ProcessingRequest  `json:"-"`
 	ExtProcReceived []*extprocsvc.ProcessingResponse `json:"-"`
+	// UpstreamAttempts describes every upstream attempt in order, including
+	// those that were retried; empty when no upstream was tried.
+	UpstreamAttempts []UpstreamAttempt `json:"upstream_attempts,omitempty"`
 	// RequestHeaders are the downstream request headers after HCM processing
 	// (before ext_proc); ResponseHeaders those sent downstream.
 	RequestHeaders  http.Header `json:"-"`
@@ -73,9 +77,9 @@ func (x *exchange) accessLogEntry() AccessLogEntry {
 		BytesReceived:   x.bytesRecv,
 		BytesSent:       x.down.written,
 		Reset:           x.resetDown,
-		ExtProcStreams:  x.streamsOpened,
-		ExtProcSent:     x.sentMessages,
-		ExtProcReceived: x.receivedMessages,
+		ExtProcStreams:  x.ep.streams,
+		ExtProcSent:     x.ep.sent,
+		ExtProcReceived: x.ep.received,
 		RequestHeaders:  x.origHeaders.httpHeader(),
 		ResponseHeaders: x.down.respHeaders,
 	}
@@ -90,11 +94,9 @@ func (x *exchange) accessLogEntry() AccessLogEntry {
 	}
 	e.Cluster = x.rt.cluster
 	e.UpstreamHost = x.rt.host
-	if len(x.dynMeta) > 0 {
-		e.DynamicMetadata = map[string]map[string]any{}
-		for ns, st := range x.dynMeta {
-			e.DynamicMetadata[ns] = st.AsMap()
-		}
+	e.DynamicMetadata = x.dynMeta.asMap()
+	for _, a := range x.rt.all {
+		e.UpstreamAttempts = append(e.UpstreamAttempts, a.logEntry())
 	}
 	return e
 }
@@ -230,18 +232,20 @@ func nilIfEmpty(s string) any {
 
 // attributes evaluates the configured CEL attribute names the way Envoy's
 // ext_proc expression manager reports them.
-func (x *exchange) attributes(names []string) map[string]*structpb.Struct {
+// fl is the filter instance asking: request/response attributes come from
+// the headers it sees (an upstream filter sees the rewritten request).
+func (x *exchange) attributes(fl *filter, names []string) map[string]*structpb.Struct {
 	fields := map[string]*structpb.Value{}
 	for _, n := range names {
-		if v, ok := x.attribute(n); ok {
+		if v, ok := x.attribute(fl, n); ok {
 			fields[n] = v
 		}
 	}
 	return map[string]*structpb.Struct{"envoy.filters.http.ext_proc": {Fields: fields}}
 }
 
-func (x *exchange) attribute(name string) (*structpb.Value, bool) {
-	h := x.ep.dec.headers
+func (x *exchange) attribute(fl *filter, name string) (*structpb.Value, bool) {
+	h := fl.dec.headers
 	if h == nil {
 		h = x.origHeaders
 	}
@@ -285,7 +289,7 @@ func (x *exchange) attribute(name string) (*structpb.Value, bool) {
 		}
 		return nil, false
 	case "response.code":
-		if v, ok := x.ep.enc.headers.get(":status"); ok {
+		if v, ok := fl.enc.headers.get(":status"); ok {
 			if n, err := strconv.Atoi(v); err == nil {
 				return num(int64(n))
 			}

@@ -18,7 +18,9 @@ import (
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	upstreamcodecv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -42,12 +44,10 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/set_metadata/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 )
 
 // DefaultRouteTimeout is Envoy's route timeout when the field is absent.
@@ -119,6 +119,18 @@ func fromBootstrap(bs *bootstrapv3.Bootstrap, clusterAddrs map[string]string) (C
 	for name, addr := range clusterAddrs {
 		cfg.Clusters[name] = addr
 	}
+	for _, c := range sr.GetClusters() {
+		ep, ok, err := clusterUpstreamChain(c, cfg.Clusters)
+		if err != nil {
+			return cfg, fmt.Errorf("cluster %q: %w", c.GetName(), err)
+		}
+		if ok {
+			if cfg.UpstreamExtProc == nil {
+				cfg.UpstreamExtProc = map[string]*ExtProcConfig{}
+			}
+			cfg.UpstreamExtProc[c.GetName()] = ep
+		}
+	}
 
 	extProcName := ""
 	for _, hf := range hcm.GetHttpFilters() {
@@ -148,6 +160,13 @@ func fromBootstrap(bs *bootstrapv3.Bootstrap, clusterAddrs map[string]string) (C
 			extProcName = hf.GetName()
 		case *routerv3.Router:
 			cfg.SuppressEnvoyHeaders = m.GetSuppressEnvoyHeaders()
+			if len(m.GetUpstreamHttpFilters()) > 0 {
+				ep, err := upstreamChain(m.GetUpstreamHttpFilters(), cfg.Clusters)
+				if err != nil {
+					return cfg, fmt.Errorf("router %q upstream_http_filters: %w", hf.GetName(), err)
+				}
+				cfg.RouterUpstreamExtProc = ep
+			}
 		}
 	}
 
@@ -156,7 +175,12 @@ func fromBootstrap(bs *bootstrapv3.Bootstrap, clusterAddrs map[string]string) (C
 		return cfg, fmt.Errorf("hcm without inline route_config (RDS): %w", errUnsupported)
 	}
 	for _, vh := range rc.GetVirtualHosts() {
-		v := VirtualHost{Name: vh.GetName(), Domains: vh.GetDomains()}
+		v := VirtualHost{
+			Name:                          vh.GetName(),
+			Domains:                       vh.GetDomains(),
+			IncludeRequestAttemptCount:    vh.GetIncludeRequestAttemptCount(),
+			IncludeAttemptCountInResponse: vh.GetIncludeAttemptCountInResponse(),
+		}
 		vhPerRoute, err := perRoute(vh.GetTypedPerFilterConfig(), extProcName)
 		if err != nil {
 			return cfg, fmt.Errorf("virtual host %q: %w", vh.GetName(), err)
@@ -177,6 +201,78 @@ func fromBootstrap(bs *bootstrapv3.Bootstrap, clusterAddrs map[string]string) (C
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// httpProtocolOptionsKey is the typed_extension_protocol_options key of
+// envoy.extensions.upstreams.http.v3.HttpProtocolOptions.
+const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// clusterUpstreamChain reads the cluster's upstream HTTP filter chain
+// (HttpProtocolOptions.http_filters). ok is false when the cluster has no
+// chain of its own (Envoy then uses the router's upstream_http_filters).
+func clusterUpstreamChain(c *clusterv3.Cluster, clusters map[string]string) (*ExtProcConfig, bool, error) {
+	a, found := c.GetTypedExtensionProtocolOptions()[httpProtocolOptionsKey]
+	if !found {
+		return nil, false, nil
+	}
+	var opts upstreamhttpv3.HttpProtocolOptions
+	if err := a.UnmarshalTo(&opts); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", httpProtocolOptionsKey, err)
+	}
+	if err := opts.ValidateAll(); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", httpProtocolOptionsKey, err)
+	}
+	if len(opts.GetHttpFilters()) == 0 {
+		return nil, false, nil
+	}
+	ep, err := upstreamChain(opts.GetHttpFilters(), clusters)
+	if err != nil {
+		return nil, false, fmt.Errorf("http_filters: %w", err)
+	}
+	return ep, true, nil
+}
+
+// upstreamChain reads an upstream HTTP filter chain. Like Envoy's filter
+// chain check it must end with the terminal envoy.filters.http.upstream_codec
+// filter, which may appear nowhere else. It returns the chain's ext_proc
+// filter (nil if none); more than one is unsupported. Other filters are
+// parsed, validated and ignored.
+func upstreamChain(filters []*hcmv3.HttpFilter, clusters map[string]string) (*ExtProcConfig, error) {
+	var ep *ExtProcConfig
+	for i, hf := range filters {
+		tc := hf.GetTypedConfig()
+		if tc == nil {
+			return nil, fmt.Errorf("upstream http filter %q without typed_config: %w", hf.GetName(), errUnsupported)
+		}
+		msg, err := tc.UnmarshalNew()
+		if err != nil {
+			return nil, fmt.Errorf("upstream http filter %q: %w", hf.GetName(), err)
+		}
+		if v, ok := msg.(interface{ ValidateAll() error }); ok {
+			if err := v.ValidateAll(); err != nil {
+				return nil, fmt.Errorf("upstream http filter %q: %w", hf.GetName(), err)
+			}
+		}
+		last := i == len(filters)-1
+		switch m := msg.(type) {
+		case *upstreamcodecv3.UpstreamCodec:
+			if !last {
+				return nil, fmt.Errorf("terminal filter %q (upstream_codec) must be the last upstream http filter", hf.GetName())
+			}
+			continue
+		case *extprocv3.ExternalProcessor:
+			if ep != nil {
+				return nil, fmt.Errorf("upstream http filter %q: more than one ext_proc filter: %w", hf.GetName(), errUnsupported)
+			}
+			if ep, err = extProcConfig(hf.GetName(), m, clusters); err != nil {
+				return nil, fmt.Errorf("upstream http filter %q: %w", hf.GetName(), err)
+			}
+		}
+		if last {
+			return nil, fmt.Errorf("non-terminal filter %q is the last upstream http filter: the chain must end with envoy.filters.http.upstream_codec", hf.GetName())
+		}
+	}
+	return ep, nil
 }
 
 func findHCM(chains []*listenerv3.FilterChain) (*hcmv3.HttpConnectionManager, error) {

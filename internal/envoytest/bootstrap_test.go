@@ -136,3 +136,144 @@ func TestBootstrapEndToEnd(t *testing.T) {
 	require.Len(t, rec.kinds(), 5, "health route is ext_proc-disabled; teapot passes the filter")
 	require.Empty(t, f.Violations())
 }
+
+func TestFromBootstrapUpstreamFilters(t *testing.T) {
+	cfg, err := FromBootstrap("testdata/upstream.yaml", nil)
+	require.NoError(t, err)
+	vh := cfg.VirtualHosts[0]
+	require.True(t, vh.IncludeRequestAttemptCount)
+	require.True(t, vh.IncludeAttemptCountInResponse)
+
+	require.Len(t, cfg.UpstreamExtProc, 2)
+	oa := cfg.UpstreamExtProc["openai"]
+	require.NotNil(t, oa)
+	require.Equal(t, "envoy.filters.http.ext_proc.upstream", oa.Name)
+	require.Equal(t, "127.0.0.1:50052", oa.Addr)
+	require.Equal(t, 2*time.Second, oa.MessageTimeout)
+	require.True(t, oa.FailureModeAllow)
+	require.Equal(t, extprocv3.ProcessingMode_BUFFERED, oa.ProcessingMode.GetRequestBodyMode())
+	require.Equal(t, []string{"llm.upstream"}, oa.ReceivingNamespaces)
+	plain, ok := cfg.UpstreamExtProc["plain"]
+	require.True(t, ok, "a chain without ext_proc still overrides the router chain")
+	require.Nil(t, plain)
+	_, ok = cfg.UpstreamExtProc["gemini"]
+	require.False(t, ok, "no http_filters: the router's upstream_http_filters apply")
+	require.NotNil(t, cfg.RouterUpstreamExtProc)
+	require.Equal(t, "127.0.0.1:50052", cfg.RouterUpstreamExtProc.Addr)
+	require.Equal(t, 4*time.Second, cfg.RouterUpstreamExtProc.MessageTimeout)
+	require.Equal(t, "127.0.0.1:50051", cfg.ExtProc.Addr)
+
+	f, err := New(cfg)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+}
+
+func TestParseBootstrapUpstreamChainErrors(t *testing.T) {
+	good, err := os.ReadFile("testdata/upstream.yaml")
+	require.NoError(t, err)
+	codec := `
+        - name: envoy.filters.http.upstream_codec
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
+    load_assignment:
+      cluster_name: plain`
+	tests := []struct {
+		name    string
+		mutate  func(string) string
+		wantErr string
+	}{
+		{name: "chain not ending in upstream_codec", mutate: func(s string) string {
+			// Drop the openai chain's codec: header_mutation becomes last.
+			return strings.Replace(s, `        - name: envoy.filters.http.upstream_codec
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
+    load_assignment:
+      cluster_name: openai`, `    load_assignment:
+      cluster_name: openai`, 1)
+		}, wantErr: `cluster "openai": http_filters: non-terminal filter "envoy.filters.http.header_mutation" is the last upstream http filter`},
+		{name: "upstream_codec not last", mutate: func(s string) string {
+			return strings.Replace(s, codec, `
+        - name: envoy.filters.http.upstream_codec
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
+        - name: envoy.filters.http.upstream_codec
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
+    load_assignment:
+      cluster_name: plain`, 1)
+		}, wantErr: `cluster "plain": http_filters: terminal filter "envoy.filters.http.upstream_codec" (upstream_codec) must be the last`},
+		{name: "router chain without codec", mutate: func(s string) string {
+			return strings.Replace(s, `                  message_timeout: 4s
+              - name: envoy.filters.http.upstream_codec
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
+`, `                  message_timeout: 4s
+`, 1)
+		}, wantErr: `upstream_http_filters: non-terminal filter "envoy.filters.http.ext_proc" is the last`},
+		{name: "ext_proc cluster without address", mutate: func(s string) string {
+			return strings.Replace(s, "envoy_grpc: { cluster_name: ext_proc_upstream }\n            message_timeout: 2s", "envoy_grpc: { cluster_name: nope }\n            message_timeout: 2s", 1)
+		}, wantErr: `ext_proc cluster "nope" has no address`},
+		{name: "two ext_proc filters", mutate: func(s string) string {
+			return strings.Replace(s, codec, `
+        - name: a
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+            grpc_service: { envoy_grpc: { cluster_name: ext_proc } }
+        - name: b
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+            grpc_service: { envoy_grpc: { cluster_name: ext_proc } }`+codec, 1)
+		}, wantErr: "more than one ext_proc filter"},
+		{name: "unsupported upstream body mode", mutate: func(s string) string {
+			return strings.Replace(s, "request_body_mode: BUFFERED", "request_body_mode: FULL_DUPLEX_STREAMED", 1)
+		}, wantErr: `cluster "openai" http_filters: body mode FULL_DUPLEX_STREAMED`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			mutated := tc.mutate(string(good))
+			require.NotEqual(t, string(good), mutated, "mutation did not apply")
+			_, err := ParseBootstrap([]byte(mutated), nil)
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tc.wantErr)
+		})
+	}
+}
+
+func TestBootstrapUpstreamEndToEnd(t *testing.T) {
+	down := &recorder{}
+	_, downAddr := startProc(t, respond(down, nil))
+	up, upAddr := startUpstreamProc(t, nil)
+	srv := startUpstream(t, statusesUpstream(503, 200))
+	cfg, err := FromBootstrap("testdata/upstream.yaml", map[string]string{
+		"ext_proc": downAddr, "ext_proc_upstream": upAddr, "openai": srv.URL, "plain": srv.URL, "gemini": srv.URL,
+	})
+	require.NoError(t, err)
+	cfg.Sleep = (&sleepRecorder{}).sleep
+	cfg.OnViolation = Strict(t)
+	f, s := startFront(t, cfg)
+
+	resp, body, err := do(t, "POST", s.URL+"/openai/v1/chat/completions", `{"model":"m"}`, nil)
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, "attempt 1", body)
+	require.Equal(t, "2", resp.Header.Get("X-Envoy-Attempt-Count"))
+	want := []string{"request_headers", "request_body(eos)", "response_headers"}
+	require.Equal(t, [][]string{want, want}, up.kinds(), "cluster chain: BUFFERED request body, one stream per attempt")
+
+	resp, _, err = do(t, "GET", s.URL+"/plain/x", "", nil)
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Len(t, up.kinds(), 2, "the plain cluster's own chain has no ext_proc")
+
+	resp, _, err = do(t, "GET", s.URL+"/gemini/v1beta/models", "", nil)
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode)
+	kinds := up.kinds()
+	require.Len(t, kinds, 3)
+	require.Equal(t, []string{"request_headers(eos)", "response_headers"}, kinds[2], "router upstream_http_filters")
+	require.Equal(t, "/v1beta/models", hdr(t, up.stream(2)[0].GetRequestHeaders().GetHeaders(), ":path"))
+	e := waitLog(t, f, 3)
+	require.Len(t, e[0].UpstreamAttempts, 2)
+	require.Len(t, e[1].UpstreamAttempts, 1)
+	require.Zero(t, e[1].UpstreamAttempts[0].ExtProcStreams)
+}

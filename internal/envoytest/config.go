@@ -39,6 +39,18 @@ type Config struct {
 	// ExtProc configures the downstream (HCM) ext_proc filter; nil means the
 	// filter chain has no ext_proc filter.
 	ExtProc *ExtProcConfig
+	// UpstreamExtProc maps a cluster name to the ext_proc filter of that
+	// cluster's upstream HTTP filter chain
+	// (typed_extension_protocol_options HttpProtocolOptions.http_filters).
+	// A present key with a nil value means the cluster has its own upstream
+	// chain without ext_proc: like in Envoy it still replaces
+	// RouterUpstreamExtProc for that cluster. Each upstream attempt gets a
+	// new filter instance and its own Process stream.
+	UpstreamExtProc map[string]*ExtProcConfig
+	// RouterUpstreamExtProc is the ext_proc filter of the router's
+	// upstream_http_filters, used for clusters without an UpstreamExtProc
+	// entry; nil means none.
+	RouterUpstreamExtProc *ExtProcConfig
 	// VirtualHosts are matched by :authority like Envoy's route table.
 	VirtualHosts []VirtualHost
 	// Routes is a shortcut for a single catch-all virtual host ("*"); it is
@@ -168,6 +180,16 @@ type VirtualHost struct {
 	Name    string
 	Domains []string // "*", "example.com", "*.example.com", "example.*"
 	Routes  []Route
+	// IncludeRequestAttemptCount is include_request_attempt_count: the
+	// router sets x-envoy-attempt-count (1, 2, ...) on every upstream
+	// request, before the upstream filters see it.
+	IncludeRequestAttemptCount bool
+	// IncludeAttemptCountInResponse is include_attempt_count_in_response:
+	// the router sets x-envoy-attempt-count on the response it passes
+	// downstream (upstream responses and its own 503/504 local replies), so
+	// the downstream ext_proc and the client see it. Neither flag is affected
+	// by SuppressEnvoyHeaders.
+	IncludeAttemptCountInResponse bool
 }
 
 // Route is one route entry: a match, then either a cluster action or a
@@ -317,24 +339,15 @@ var errUnsupported = errors.New("unsupported by envoytest")
 // validate checks the configuration like Envoy's load-time checks plus the
 // harness' own limits.
 func (c *Config) validate() error {
-	if c.ExtProc != nil {
-		e := c.ExtProc
-		if e.Addr == "" {
-			return errors.New("ext_proc: empty server address")
-		}
-		if e.ObservabilityMode {
-			return fmt.Errorf("ext_proc observability_mode: %w", errUnsupported)
-		}
-		if err := checkMode(e.ProcessingMode); err != nil {
-			return err
-		}
-		for _, m := range e.AllowedOverrideModes {
-			if err := checkMode(m); err != nil {
-				return fmt.Errorf("allowed_override_modes: %w", err)
-			}
-		}
-		if e.DisableClearRouteCache && e.RouteCacheAction != "" && e.RouteCacheAction != "DEFAULT" {
-			return errors.New("ext_proc: disable_clear_route_cache with non-default route_cache_action")
+	if err := c.ExtProc.validate(); err != nil {
+		return err
+	}
+	if err := c.RouterUpstreamExtProc.validate(); err != nil {
+		return fmt.Errorf("router upstream_http_filters: %w", err)
+	}
+	for name, e := range c.UpstreamExtProc {
+		if err := e.validate(); err != nil {
+			return fmt.Errorf("cluster %q http_filters: %w", name, err)
 		}
 	}
 	for _, vh := range c.allVirtualHosts() {
@@ -360,6 +373,41 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// validate checks one ext_proc filter configuration; nil is valid (no filter).
+func (e *ExtProcConfig) validate() error {
+	if e == nil {
+		return nil
+	}
+	if e.Addr == "" {
+		return errors.New("ext_proc: empty server address")
+	}
+	if e.ObservabilityMode {
+		return fmt.Errorf("ext_proc observability_mode: %w", errUnsupported)
+	}
+	if err := checkMode(e.ProcessingMode); err != nil {
+		return err
+	}
+	for _, m := range e.AllowedOverrideModes {
+		if err := checkMode(m); err != nil {
+			return fmt.Errorf("allowed_override_modes: %w", err)
+		}
+	}
+	if e.DisableClearRouteCache && e.RouteCacheAction != "" && e.RouteCacheAction != "DEFAULT" {
+		return errors.New("ext_proc: disable_clear_route_cache with non-default route_cache_action")
+	}
+	return nil
+}
+
+// upstreamExtProc returns the ext_proc filter of cluster's upstream filter
+// chain: the cluster's own chain wins over the router's (Envoy tries the
+// cluster chain first). nil means no upstream ext_proc.
+func (c *Config) upstreamExtProc(cluster string) *ExtProcConfig {
+	if e, ok := c.UpstreamExtProc[cluster]; ok {
+		return e
+	}
+	return c.RouterUpstreamExtProc
 }
 
 func checkMode(m *extprocv3.ProcessingMode) error {
@@ -411,23 +459,38 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.ExtProc != nil {
-		e := *c.ExtProc
-		if e.Name == "" {
-			e.Name = DefaultFilterName
+	c.ExtProc = c.ExtProc.withDefaults()
+	c.RouterUpstreamExtProc = c.RouterUpstreamExtProc.withDefaults()
+	if c.UpstreamExtProc != nil {
+		up := make(map[string]*ExtProcConfig, len(c.UpstreamExtProc))
+		for name, e := range c.UpstreamExtProc {
+			up[name] = e.withDefaults()
 		}
-		if e.MessageTimeout <= 0 {
-			e.MessageTimeout = DefaultMessageTimeout
-		}
-		if e.StatusOnError == 0 {
-			e.StatusOnError = 500
-		}
-		if e.RemoteCloseTimeout <= 0 {
-			e.RemoteCloseTimeout = DefaultRemoteCloseTimeout
-		}
-		c.ExtProc = &e
+		c.UpstreamExtProc = up
 	}
 	return c
+}
+
+// withDefaults returns a copy of e with zero fields replaced by defaults;
+// nil stays nil.
+func (e *ExtProcConfig) withDefaults() *ExtProcConfig {
+	if e == nil {
+		return nil
+	}
+	d := *e
+	if d.Name == "" {
+		d.Name = DefaultFilterName
+	}
+	if d.MessageTimeout <= 0 {
+		d.MessageTimeout = DefaultMessageTimeout
+	}
+	if d.StatusOnError == 0 {
+		d.StatusOnError = 500
+	}
+	if d.RemoteCloseTimeout <= 0 {
+		d.RemoteCloseTimeout = DefaultRemoteCloseTimeout
+	}
+	return &d
 }
 
 func realSleep(ctx context.Context, d time.Duration) error {

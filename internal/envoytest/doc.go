@@ -13,8 +13,9 @@
 // loopback port. After requests finish, AccessLog / WaitAccessLog return what
 // an Envoy access log would print (status, RESPONSE_CODE_DETAILS, response
 // flags, attempt count, the ext_proc dynamic metadata) plus every ext_proc
-// message exchanged, and Violations lists every protocol deviation of the
-// server. Set Config.OnViolation to Strict(t) to fail a test on any deviation,
+// message exchanged (downstream, and per upstream attempt in
+// UpstreamAttempts), and Violations lists every protocol deviation of the
+// server (Violation.Attempt tells which upstream filter saw it). Set Config.OnViolation to Strict(t) to fail a test on any deviation,
 // including those Envoy would silently ignore.
 //
 // # What is emulated
@@ -71,9 +72,42 @@
 //     and wait (server sees io.EOF) with GracefulClose; the stream is closed as
 //     soon as no further message can be needed (KeepStreamUntilEnd disables).
 //
+// Upstream ext_proc (Config.UpstreamExtProc per cluster, from the cluster's
+// HttpProtocolOptions.http_filters, else Config.RouterUpstreamExtProc from
+// the router's upstream_http_filters; FromBootstrap rejects a chain that
+// does not end with envoy.filters.http.upstream_codec):
+//   - a new filter instance and Process stream per attempt, with the same
+//     state machine, modes, checker, mode_override, timeouts,
+//     failure_mode_allow and metadata handling as the downstream filter;
+//   - request_headers carry the request as the upstream sees it: rewritten
+//     :path/:authority, x-envoy-original-path, x-envoy-expected-rq-timeout-ms,
+//     x-envoy-attempt-count (include_request_attempt_count), the downstream
+//     x-request-id; the body the router buffered is replayed per attempt;
+//   - like Envoy, the upstream filters work on the router's request header
+//     map, which all attempts share: a request header mutation made on
+//     attempt N is still present on attempt N+1;
+//   - response_headers of every attempt, including retried ones; the retry
+//     decision uses the headers after the upstream filter (a :status rewrite
+//     changes it) and x-envoy-upstream-service-time is added after it;
+//   - a local reply of the upstream filter (ImmediateResponse, error, message
+//     timeout, buffer overflow) is final, never retried, and passes through
+//     the downstream filter chain like any local reply;
+//   - an attempt that ends without response headers reaching the router
+//     (connect failure, reset, per-try timeout) destroys its filter: the
+//     server sees the stream cancelled without response_headers;
+//   - clear_route_cache is ignored (reported); dynamic_metadata is written to
+//     the request's StreamInfo, which Envoy's upstream filter manager shares
+//     with the downstream stream (UpstreamFilterManager::streamInfo), so it
+//     appears in AccessLogEntry.DynamicMetadata and in later downstream
+//     metadata_context; each attempt's own writes are also kept in
+//     UpstreamAttempt.UpstreamDynamicMetadata.
+//
 // Router: prefix_rewrite, regex_rewrite, host_rewrite_literal,
 // x-envoy-original-path, x-envoy-expected-rq-timeout-ms and
-// x-envoy-upstream-service-time (unless suppress_envoy_headers), route
+// x-envoy-upstream-service-time (unless suppress_envoy_headers),
+// x-envoy-attempt-count on upstream requests (include_request_attempt_count)
+// and on responses and router local replies passed downstream
+// (include_attempt_count_in_response), route
 // timeout (from the end of the request), per-try timeout, retry_on (5xx,
 // gateway-error, reset, connect-failure, retriable-4xx,
 // retriable-status-codes), num_retries, fully jittered exponential back-off,
@@ -91,9 +125,16 @@
 //   - FULL_DUPLEX_STREAMED and GRPC body modes, observability_mode,
 //     http_service, streamed_immediate_response, typed_dynamic_metadata
 //     (reported as violations or rejected by New);
-//   - an ext_proc filter in the upstream (per-attempt) filter chain, more
-//     than one ext_proc filter, other HTTP filters (cors, compressor, ...:
-//     parsed but ignored);
+//   - more than one ext_proc filter per chain, other HTTP filters (cors,
+//     compressor, header_mutation, ... downstream or upstream: parsed but
+//     ignored);
+//   - per-route ExtProcPerRoute for upstream ext_proc filters (not applied);
+//     upstream filters are not validated as registered for the upstream
+//     category;
+//   - Envoy connects to the upstream in parallel with the upstream filter
+//     chain; the emulation connects once the chain released the request
+//     headers, so a connect failure is always seen after the upstream
+//     ext_proc answered request_headers;
 //   - h2c and HTTP/2 downstream, TLS (TLS clusters are reached over plain
 //     HTTP), RDS/EDS/xDS, load balancing (first endpoint only), weighted
 //     clusters, redirects, hedging, retry budgets, shadowing;

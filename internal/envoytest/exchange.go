@@ -25,10 +25,12 @@ type (
 	evDownTrailers struct{ t headerMap }
 	evDownErr      struct{ err error }
 	evReply        struct {
+		fl   *filter
 		ps   *procStream
 		resp *extprocsvc.ProcessingResponse
 	}
 	evStreamEnd struct {
+		fl  *filter
 		ps  *procStream
 		err error
 	}
@@ -70,13 +72,10 @@ type exchange struct {
 	status    int
 	details   string
 	flags     []string
-	dynMeta   map[string]*structpb.Struct
+	dynMeta   metadata
 	bytesRecv int64
 
-	streamsOpened      int
 	immediateResponses int
-	sentMessages       []*extprocsvc.ProcessingRequest
-	receivedMessages   []*extprocsvc.ProcessingResponse
 }
 
 // post delivers an event from another goroutine; it gives up once the
@@ -101,7 +100,14 @@ func (x *exchange) addFlag(flag string) {
 }
 
 func (x *exchange) violation(kind ViolationKind, detail, outcome string) {
-	x.f.record(Violation{RequestID: x.requestID, Method: x.r.Method, Path: x.r.URL.RequestURI(), Kind: kind, Detail: detail, Outcome: outcome})
+	x.violationAt(0, kind, detail, outcome)
+}
+
+// violationAt records a violation seen by the upstream filter of the given
+// attempt (0: downstream).
+func (x *exchange) violationAt(attempt int, kind ViolationKind, detail, outcome string) {
+	x.f.record(Violation{RequestID: x.requestID, Method: x.r.Method, Path: x.r.URL.RequestURI(), Attempt: attempt,
+		Kind: kind, Detail: detail, Outcome: outcome})
 }
 
 // serve runs the whole exchange.
@@ -181,11 +187,11 @@ func (x *exchange) handle(ev any) {
 			x.reset()
 		}
 	case evReply:
-		x.ep.onReply(e.ps, e.resp)
+		e.fl.onReply(e.ps, e.resp)
 	case evStreamEnd:
-		x.ep.onStreamEnd(e.ps, e.err)
+		e.fl.onStreamEnd(e.ps, e.err)
 	case evTimer:
-		x.ep.onTimeout(e.d, e.gen)
+		e.d.f.onTimeout(e.d, e.gen)
 	default:
 		x.rt.handle(ev)
 	}
@@ -386,16 +392,36 @@ func (x *exchange) upstreamResponse(h headerMap, eos bool) {
 
 func (x *exchange) setMetadata(ns string, st *structpb.Struct) {
 	if x.dynMeta == nil {
-		x.dynMeta = map[string]*structpb.Struct{}
+		x.dynMeta = metadata{}
 	}
-	cur, ok := x.dynMeta[ns]
+	x.dynMeta.merge(ns, st)
+}
+
+// metadata is dynamic metadata by namespace (StreamInfo filter_metadata).
+type metadata map[string]*structpb.Struct
+
+// merge writes the fields of st into namespace ns (setDynamicMetadata).
+func (m metadata) merge(ns string, st *structpb.Struct) {
+	cur, ok := m[ns]
 	if !ok {
 		cur = &structpb.Struct{Fields: map[string]*structpb.Value{}}
-		x.dynMeta[ns] = cur
+		m[ns] = cur
 	}
 	for k, v := range st.GetFields() {
 		cur.Fields[k] = v
 	}
+}
+
+// asMap converts m for the access log; nil when empty.
+func (m metadata) asMap() map[string]map[string]any {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]map[string]any, len(m))
+	for ns, st := range m {
+		out[ns] = st.AsMap()
+	}
+	return out
 }
 
 func (x *exchange) metadataContext(ns []string) *corev3.Metadata {

@@ -42,10 +42,14 @@ type procStream struct {
 	closed   bool // closed by the filter or ended by the server
 }
 
-// filter is one ext_proc filter instance on one HTTP stream.
+// filter is one ext_proc filter instance: the downstream one of an HTTP
+// stream, or the upstream one of a single upstream attempt.
 type filter struct {
-	x   *exchange
-	cfg *ExtProcConfig
+	x      *exchange
+	cfg    *ExtProcConfig
+	client extprocsvc.ExternalProcessorClient
+	// up is the attempt of an upstream (per-attempt) filter; nil downstream.
+	up *attempt
 	// base is the filter-level processing mode (the base for mode_override).
 	base     *extprocv3.ProcessingMode
 	failOpen bool
@@ -54,8 +58,14 @@ type filter struct {
 
 	stream    *procStream
 	complete  bool // processing complete: everything passes through
+	destroyed bool // the filter chain was torn down (upstream attempt ended)
 	firstSent bool
 	dec, enc  *direction
+
+	// streams, sent and received record the Process stream for the access log.
+	streams  int
+	sent     []*extprocsvc.ProcessingRequest
+	received []*extprocsvc.ProcessingResponse
 }
 
 // outstanding is a message waiting for its reply.
@@ -111,6 +121,9 @@ func (d *direction) name() string {
 	return "response"
 }
 
+// newFilter builds a filter instance; a nil cfg gives a pass-through filter
+// (no ext_proc in the chain). route carries the per-route config (nil for
+// upstream filters).
 func newFilter(x *exchange, cfg *ExtProcConfig, route *Route) *filter {
 	f := &filter{x: x, cfg: cfg}
 	if cfg == nil {
@@ -119,6 +132,7 @@ func newFilter(x *exchange, cfg *ExtProcConfig, route *Route) *filter {
 		f.enc = &direction{f: f}
 		return f
 	}
+	f.client = x.f.procClients[cfg.Addr]
 	f.base = cfg.ProcessingMode
 	if f.base == nil {
 		f.base = &extprocv3.ProcessingMode{}
@@ -180,23 +194,23 @@ func (f *filter) open() {
 	ctx, cancel := context.WithCancel(context.Background())
 	ps := &procStream{cancel: cancel, recvDone: make(chan struct{})}
 	f.stream = ps
-	s, err := x.f.procClient.Process(ctx)
+	s, err := f.client.Process(ctx)
 	if err != nil {
 		close(ps.recvDone)
-		x.queue(evStreamEnd{ps: ps, err: err})
+		x.queue(evStreamEnd{fl: f, ps: ps, err: err})
 		return
 	}
 	ps.s = s
-	x.streamsOpened++
+	f.streams++
 	go func() {
 		defer close(ps.recvDone)
 		for {
 			resp, err := s.Recv()
 			if err != nil {
-				x.post(evStreamEnd{ps: ps, err: err})
+				x.post(evStreamEnd{fl: f, ps: ps, err: err})
 				return
 			}
-			x.post(evReply{ps: ps, resp: resp})
+			x.post(evReply{fl: f, ps: ps, resp: resp})
 		}
 	}()
 }
@@ -215,7 +229,7 @@ func (f *filter) send(req *extprocsvc.ProcessingRequest) {
 			SendBodyWithoutWaitingForHeaderResponse: f.cfg.SendBodyWithoutWaitingForHeaderResponse,
 		}
 	}
-	f.x.sentMessages = append(f.x.sentMessages, req)
+	f.sent = append(f.sent, req)
 	if f.stream.s == nil || f.stream.closed {
 		return
 	}
@@ -256,6 +270,40 @@ func (f *filter) closeStream() {
 	}()
 }
 
+// destroy tears the filter down with its filter chain (Envoy onDestroy):
+// the stream is closed, nothing more is forwarded and late replies are
+// dropped unseen.
+func (f *filter) destroy() {
+	if f.destroyed {
+		return
+	}
+	f.destroyed = true
+	f.complete = true
+	f.dec.dead, f.enc.dead = true, true
+	f.closeStream()
+	f.dec.stopTimer()
+	f.enc.stopTimer()
+}
+
+// violation records a protocol deviation seen by this filter instance.
+func (f *filter) violation(kind ViolationKind, detail, outcome string) {
+	n := 0
+	if f.up != nil {
+		n = f.up.n
+	}
+	f.x.violationAt(n, kind, detail, outcome)
+}
+
+// localReply sends a local reply on behalf of this filter. An upstream
+// filter's local reply goes through the downstream filter manager (Envoy's
+// UpstreamFilterManager::sendLocalReply): it is final, never retried.
+func (f *filter) localReply(lr localReply) {
+	if f.up != nil {
+		f.up.outcome = AttemptLocalReply
+	}
+	f.x.localReply(lr)
+}
+
 // finishOpen marks processing complete and lets everything held continue
 // unmodified (clean close or fail-open).
 func (f *filter) finishOpen() {
@@ -278,7 +326,7 @@ func (f *filter) fail(code int, details string) {
 	}
 	f.complete = true
 	f.closeStream()
-	f.x.localReply(localReply{status: code, details: details})
+	f.localReply(localReply{status: code, details: details})
 }
 
 // maybeClose implements the 1.37 stream close optimisation: once neither
@@ -326,7 +374,7 @@ func (d *direction) mayNeedMore() bool {
 
 // onStreamEnd handles the end of the stream's receive side.
 func (f *filter) onStreamEnd(ps *procStream, err error) {
-	if ps != f.stream || ps.closed || f.complete {
+	if ps != f.stream || ps.closed || f.complete || f.destroyed {
 		return
 	}
 	ps.closed = true
@@ -338,7 +386,7 @@ func (f *filter) onStreamEnd(ps *procStream, err error) {
 		return
 	}
 	st := status.Convert(err)
-	f.x.violation(KindGRPCError, fmt.Sprintf("stream ended with %s: %s", st.Code(), st.Message()),
+	f.violation(KindGRPCError, fmt.Sprintf("stream ended with %s: %s", st.Code(), st.Message()),
 		f.failOpenOutcome())
 	if f.failOpen {
 		f.finishOpen()
@@ -363,7 +411,7 @@ func (f *filter) onTimeout(d *direction, gen int) {
 	if f.failOpen {
 		outcome = "continued without ext_proc (failure_mode_allow)"
 	}
-	f.x.violation(KindMessageTimeout, fmt.Sprintf("no reply to %s_%s within the message timeout", d.name(), d.pending[0].kind), outcome)
+	f.violation(KindMessageTimeout, fmt.Sprintf("no reply to %s_%s within the message timeout", d.name(), d.pending[0].kind), outcome)
 	if f.failOpen {
 		f.finishOpen()
 		return
@@ -409,7 +457,7 @@ func (d *direction) push(req *extprocsvc.ProcessingRequest, o *outstanding) {
 			names = f.cfg.ResponseAttributes
 		}
 		if len(names) > 0 {
-			req.Attributes = f.x.attributes(names)
+			req.Attributes = f.x.attributes(f, names)
 		}
 	}
 	d.pending = append(d.pending, o)
@@ -706,13 +754,13 @@ func (d *direction) sendPartial() {
 // overflow handles a BUFFERED body above the buffer limit: 413 for requests,
 // 500 for responses; the server never sees the body.
 func (d *direction) overflow() {
-	x := d.f.x
+	f := d.f
 	d.held = nil
 	if d.req {
-		x.localReply(localReply{status: 413, body: "Payload Too Large", details: "request_payload_too_large"})
+		f.localReply(localReply{status: 413, body: "Payload Too Large", details: "request_payload_too_large"})
 		return
 	}
-	x.localReply(localReply{status: 500, body: "Internal Server Error", details: "response_payload_too_large"})
+	f.localReply(localReply{status: 500, body: "Internal Server Error", details: "response_payload_too_large"})
 }
 
 // ---------------------------------------------------------------------------
@@ -720,13 +768,16 @@ func (d *direction) overflow() {
 
 // onReply validates and applies one ProcessingResponse.
 func (f *filter) onReply(ps *procStream, resp *extprocsvc.ProcessingResponse) {
-	x := f.x
-	x.receivedMessages = append(x.receivedMessages, resp)
+	if f.destroyed {
+		return
+	}
+	f.received = append(f.received, resp)
 	if ps != f.stream {
 		return
 	}
+	x := f.x
 	if f.complete {
-		x.violation(KindLateReply, "reply received after processing completed: "+replyName(resp), "ignored")
+		f.violation(KindLateReply, "reply received after processing completed: "+replyName(resp), "ignored")
 		return
 	}
 	if resp.GetOverrideMessageTimeout() != nil {
@@ -836,7 +887,7 @@ func replyName(resp *extprocsvc.ProcessingResponse) string {
 
 // spurious handles an unexpected reply (FailedPrecondition in Envoy).
 func (f *filter) spurious(why string) {
-	f.x.violation(KindSpuriousReply, why, f.failOpenOutcome())
+	f.violation(KindSpuriousReply, why, f.failOpenOutcome())
 	if f.failOpen {
 		f.finishOpen()
 		return
@@ -846,12 +897,11 @@ func (f *filter) spurious(why string) {
 
 // overrideTimeout handles override_message_timeout: only the timer changes.
 func (f *filter) overrideTimeout(resp *extprocsvc.ProcessingResponse) {
-	x := f.x
 	if resp.Response != nil || resp.GetModeOverride() != nil || resp.GetDynamicMetadata() != nil {
-		x.violation(KindIgnoredField, "override_message_timeout message carries other fields; Envoy ignores them", "ignored")
+		f.violation(KindIgnoredField, "override_message_timeout message carries other fields; Envoy ignores them", "ignored")
 	}
 	if f.cfg.MaxMessageTimeout <= 0 {
-		x.violation(KindIgnoredField, "override_message_timeout without max_message_timeout", "ignored")
+		f.violation(KindIgnoredField, "override_message_timeout without max_message_timeout", "ignored")
 		return
 	}
 	var d *direction
@@ -861,17 +911,17 @@ func (f *filter) overrideTimeout(resp *extprocsvc.ProcessingResponse) {
 	case len(f.enc.pending) > 0:
 		d = f.enc
 	default:
-		x.violation(KindIgnoredField, "override_message_timeout with no outstanding message", "ignored")
+		f.violation(KindIgnoredField, "override_message_timeout with no outstanding message", "ignored")
 		return
 	}
 	p := d.pending[0]
 	to := resp.GetOverrideMessageTimeout().AsDuration()
 	if p.overrides > 0 {
-		x.violation(KindIgnoredField, "second override_message_timeout for the same message", "ignored")
+		f.violation(KindIgnoredField, "second override_message_timeout for the same message", "ignored")
 		return
 	}
 	if to < time.Millisecond || to > f.cfg.MaxMessageTimeout {
-		x.violation(KindIgnoredField, fmt.Sprintf("override_message_timeout %s outside [1ms, %s]", to, f.cfg.MaxMessageTimeout), "ignored")
+		f.violation(KindIgnoredField, fmt.Sprintf("override_message_timeout %s outside [1ms, %s]", to, f.cfg.MaxMessageTimeout), "ignored")
 		return
 	}
 	p.overrides++
@@ -880,16 +930,15 @@ func (f *filter) overrideTimeout(resp *extprocsvc.ProcessingResponse) {
 
 // modeOverride applies mode_override under Envoy's gates (1.34+ semantics).
 func (f *filter) modeOverride(m *extprocv3.ProcessingMode, kind msgKind) {
-	x := f.x
 	switch {
 	case kind != kindHeaders:
-		x.violation(KindIgnoredField, "mode_override on a body/trailers reply", "ignored")
+		f.violation(KindIgnoredField, "mode_override on a body/trailers reply", "ignored")
 		return
 	case !f.cfg.AllowModeOverride:
-		x.violation(KindIgnoredField, "mode_override without allow_mode_override", "ignored")
+		f.violation(KindIgnoredField, "mode_override without allow_mode_override", "ignored")
 		return
 	case f.cfg.SendBodyWithoutWaitingForHeaderResponse:
-		x.violation(KindIgnoredField, "mode_override with send_body_without_waiting_for_header_response", "ignored")
+		f.violation(KindIgnoredField, "mode_override with send_body_without_waiting_for_header_response", "ignored")
 		return
 	}
 	if len(f.cfg.AllowedOverrideModes) > 0 {
@@ -903,12 +952,12 @@ func (f *filter) modeOverride(m *extprocv3.ProcessingMode, kind msgKind) {
 			}
 		}
 		if !ok {
-			x.violation(KindIgnoredField, "mode_override not in allowed_override_modes", "ignored")
+			f.violation(KindIgnoredField, "mode_override not in allowed_override_modes", "ignored")
 			return
 		}
 	}
 	if err := checkMode(m); err != nil {
-		x.violation(KindUnsupported, "mode_override: "+err.Error(), "ignored by the harness")
+		f.violation(KindUnsupported, "mode_override: "+err.Error(), "ignored by the harness")
 		return
 	}
 	f.setMode(m, f.base)
@@ -918,7 +967,7 @@ func (f *filter) modeOverride(m *extprocv3.ProcessingMode, kind msgKind) {
 func (f *filter) applyMetadata(resp *extprocsvc.ProcessingResponse) {
 	x := f.x
 	if len(resp.GetTypedDynamicMetadata()) > 0 {
-		x.violation(KindIgnoredField, "typed_dynamic_metadata is not emulated", "ignored")
+		f.violation(KindIgnoredField, "typed_dynamic_metadata is not emulated", "ignored")
 	}
 	md := resp.GetDynamicMetadata()
 	if md == nil {
@@ -933,28 +982,34 @@ func (f *filter) applyMetadata(resp *extprocsvc.ProcessingResponse) {
 			}
 		}
 		if !allowed {
-			x.violation(KindIgnoredField, fmt.Sprintf("dynamic_metadata namespace %q is not a receiving namespace", ns), "ignored")
+			f.violation(KindIgnoredField, fmt.Sprintf("dynamic_metadata namespace %q is not a receiving namespace", ns), "ignored")
 			continue
 		}
 		st := v.GetStructValue()
 		if st == nil {
-			x.violation(KindIgnoredField, fmt.Sprintf("dynamic_metadata namespace %q is not a Struct", ns), "ignored")
+			f.violation(KindIgnoredField, fmt.Sprintf("dynamic_metadata namespace %q is not a Struct", ns), "ignored")
 			continue
 		}
+		// Upstream filters share the downstream StreamInfo in Envoy
+		// (UpstreamFilterManager::streamInfo), so their metadata lands in
+		// the same place; the attempt keeps its own copy for the log.
 		x.setMetadata(ns, st)
+		if f.up != nil {
+			f.up.meta.merge(ns, st)
+		}
 	}
 }
 
 func (f *filter) mutate(h *headerMap, m *extprocsvc.HeaderMutation, replacing, removeCL bool) error {
 	out, err := applyHeaderMutation(h, m, mutationContext{rules: f.cfg.MutationRules, replacing: replacing, removeCL: removeCL})
 	for _, r := range out.rejected {
-		f.x.violation(KindMutationRejected, "header mutation rejected by the checker: "+r, "skipped (rejected_header_mutations)")
+		f.violation(KindMutationRejected, "header mutation rejected by the checker: "+r, "skipped (rejected_header_mutations)")
 	}
 	for _, n := range out.notes {
-		f.x.violation(KindIgnoredField, n, "ignored")
+		f.violation(KindIgnoredField, n, "ignored")
 	}
 	if err != nil {
-		f.x.violation(KindInvalidMutation, err.Error(), "local reply "+strconv.Itoa(f.cfg.StatusOnError))
+		f.violation(KindInvalidMutation, err.Error(), "local reply "+strconv.Itoa(f.cfg.StatusOnError))
 	}
 	return err
 }
@@ -963,19 +1018,24 @@ func (d *direction) clearRouteCache(c *extprocsvc.CommonResponse) {
 	if !c.GetClearRouteCache() && d.f.cfg.RouteCacheAction != "CLEAR" {
 		return
 	}
-	x := d.f.x
+	f := d.f
 	switch {
+	case f.up != nil:
+		// Upstream filters have no downstream route cache to clear.
+		if c.GetClearRouteCache() {
+			f.violation(KindIgnoredField, "clear_route_cache in an upstream ext_proc filter", "ignored")
+		}
 	case !d.req:
 		if c.GetClearRouteCache() {
-			x.violation(KindIgnoredField, "clear_route_cache on a response reply", "ignored")
+			f.violation(KindIgnoredField, "clear_route_cache on a response reply", "ignored")
 		}
 	case c.GetHeaderMutation() == nil:
 		if c.GetClearRouteCache() {
-			x.violation(KindIgnoredField, "clear_route_cache without header_mutation", "ignored")
+			f.violation(KindIgnoredField, "clear_route_cache without header_mutation", "ignored")
 		}
-	case d.f.cfg.DisableClearRouteCache || d.f.cfg.RouteCacheAction == "RETAIN":
+	case f.cfg.DisableClearRouteCache || f.cfg.RouteCacheAction == "RETAIN":
 	default:
-		x.routeCleared = true
+		f.x.routeCleared = true
 	}
 }
 
@@ -989,10 +1049,10 @@ func (d *direction) onHeadersReply(c *extprocsvc.CommonResponse) {
 		return
 	}
 	if c.GetBodyMutation() != nil {
-		f.x.violation(KindIgnoredField, "body_mutation in a headers reply without CONTINUE_AND_REPLACE", "ignored")
+		f.violation(KindIgnoredField, "body_mutation in a headers reply without CONTINUE_AND_REPLACE", "ignored")
 	}
 	if len(c.GetTrailers().GetHeaders()) > 0 {
-		f.x.violation(KindIgnoredField, "CommonResponse.trailers is not implemented by Envoy", "ignored")
+		f.violation(KindIgnoredField, "CommonResponse.trailers is not implemented by Envoy", "ignored")
 	}
 	if err := f.mutate(&d.headers, c.GetHeaderMutation(), false, d.removeCL); err != nil {
 		f.fail(f.cfg.StatusOnError, "ext_proc_error_header_mutation")
@@ -1088,7 +1148,7 @@ func (d *direction) onBodyReply(c *extprocsvc.CommonResponse) {
 	d.rearm()
 	d.clearRouteCache(c)
 	if c.GetStatus() == extprocsvc.CommonResponse_CONTINUE_AND_REPLACE {
-		f.x.violation(KindIgnoredField, "CONTINUE_AND_REPLACE in a body reply", "ignored (treated as CONTINUE)")
+		f.violation(KindIgnoredField, "CONTINUE_AND_REPLACE in a body reply", "ignored (treated as CONTINUE)")
 	}
 	body := p.data
 	mutated := false
@@ -1110,13 +1170,13 @@ func (d *direction) onBodyReply(c *extprocsvc.CommonResponse) {
 				return
 			}
 		} else {
-			f.x.violation(KindIgnoredField, "header_mutation in a "+d.name()+"_body reply after the headers were sent", "ignored")
+			f.violation(KindIgnoredField, "header_mutation in a "+d.name()+"_body reply after the headers were sent", "ignored")
 		}
 	}
 	if mutated && d.headersHeld {
 		if cl, ok := d.headers.get("content-length"); ok {
 			if n, err := strconv.Atoi(cl); err != nil || n != len(body) {
-				f.x.violation(KindContentLength, fmt.Sprintf("body replaced with %d bytes but content-length is %s", len(body), cl),
+				f.violation(KindContentLength, fmt.Sprintf("body replaced with %d bytes but content-length is %s", len(body), cl),
 					"local reply "+strconv.Itoa(f.cfg.StatusOnError))
 				f.fail(f.cfg.StatusOnError, "ext_proc_error_content_length_mismatch")
 				return
@@ -1176,13 +1236,13 @@ func (f *filter) immediate(ir *extprocsvc.ImmediateResponse) {
 		m := ir.GetHeaders()
 		lr.mutate = func(h *headerMap) {
 			if _, err := applyHeaderMutation(h, m, mutationContext{rules: f.cfg.MutationRules}); err != nil {
-				x.violation(KindInvalidMutation, "immediate_response headers: "+err.Error(), "logged, headers partly applied")
+				f.violation(KindInvalidMutation, "immediate_response headers: "+err.Error(), "logged, headers partly applied")
 			}
 		}
 	}
 	if ir.GetGrpcStatus() != nil {
-		x.violation(KindIgnoredField, "immediate_response grpc_status on a non-gRPC request", "ignored")
+		f.violation(KindIgnoredField, "immediate_response grpc_status on a non-gRPC request", "ignored")
 	}
 	x.immediateResponses++
-	x.localReply(lr)
+	f.localReply(lr)
 }

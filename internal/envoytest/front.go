@@ -53,14 +53,21 @@ type Violation struct {
 	RequestID string
 	Method    string
 	Path      string
-	Kind      ViolationKind
-	Detail    string
+	// Attempt is 0 for the downstream ext_proc filter (and the HCM/router),
+	// or the 1-based upstream attempt whose upstream ext_proc filter saw it.
+	Attempt int
+	Kind    ViolationKind
+	Detail  string
 	// Outcome is what Envoy does about it ("ignored", "local reply 500", ...).
 	Outcome string
 }
 
 func (v Violation) String() string {
-	return fmt.Sprintf("%s %s [%s] %s: %s -> %s", v.Method, v.Path, v.RequestID, v.Kind, v.Detail, v.Outcome)
+	where := ""
+	if v.Attempt > 0 {
+		where = fmt.Sprintf(" (upstream ext_proc, attempt %d)", v.Attempt)
+	}
+	return fmt.Sprintf("%s %s [%s]%s %s: %s -> %s", v.Method, v.Path, v.RequestID, where, v.Kind, v.Detail, v.Outcome)
 }
 
 // TB is the subset of testing.TB used by Strict.
@@ -81,12 +88,15 @@ func Strict(t TB) func(Violation) {
 // Front is an emulated Envoy listener (HCM + ext_proc + router). It is an
 // http.Handler; it is safe for concurrent use.
 type Front struct {
-	cfg        Config
-	vhosts     []compiledVHost
-	clusters   map[string]*url.URL
-	conn       *grpc.ClientConn
-	procClient extprocsvc.ExternalProcessorClient
-	transport  *http.Transport
+	cfg      Config
+	vhosts   []compiledVHost
+	clusters map[string]*url.URL
+	// conns / procClients hold one gRPC client per ext_proc server address
+	// (downstream and upstream filters share a connection when they share
+	// an address).
+	conns       []*grpc.ClientConn
+	procClients map[string]extprocsvc.ExternalProcessorClient
+	transport   *http.Transport
 
 	mu         sync.Mutex
 	violations []Violation
@@ -111,7 +121,8 @@ func New(cfg Config) (*Front, error) {
 		return nil, fmt.Errorf("envoytest config: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	f := &Front{cfg: cfg, clusters: map[string]*url.URL{}, changed: make(chan struct{})}
+	f := &Front{cfg: cfg, clusters: map[string]*url.URL{}, changed: make(chan struct{}),
+		procClients: map[string]extprocsvc.ExternalProcessorClient{}}
 	for name, addr := range cfg.Clusters {
 		u, err := clusterURL(addr)
 		if err != nil {
@@ -144,13 +155,21 @@ func New(cfg Config) (*Front, error) {
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	if cfg.ExtProc != nil {
-		conn, err := grpc.NewClient(cfg.ExtProc.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return nil, fmt.Errorf("ext_proc client %q: %w", cfg.ExtProc.Addr, err)
+	epcs := []*ExtProcConfig{cfg.ExtProc, cfg.RouterUpstreamExtProc}
+	for _, e := range cfg.UpstreamExtProc {
+		epcs = append(epcs, e)
+	}
+	for _, e := range epcs {
+		if e == nil || f.procClients[e.Addr] != nil {
+			continue
 		}
-		f.conn = conn
-		f.procClient = extprocsvc.NewExternalProcessorClient(conn)
+		conn, err := grpc.NewClient(e.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("ext_proc client %q: %w", e.Addr, err)
+		}
+		f.conns = append(f.conns, conn)
+		f.procClients[e.Addr] = extprocsvc.NewExternalProcessorClient(conn)
 	}
 	return f, nil
 }
@@ -173,15 +192,17 @@ func clusterURL(addr string) (*url.URL, error) {
 	return u, nil
 }
 
-// Close releases the gRPC connection and idle upstream connections.
+// Close releases the gRPC connections and idle upstream connections.
 func (f *Front) Close() error {
 	f.transport.CloseIdleConnections()
-	if f.conn != nil {
-		if err := f.conn.Close(); err != nil {
-			return fmt.Errorf("close ext_proc client: %w", err)
+	var errs []error
+	for _, c := range f.conns {
+		if err := c.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close ext_proc client %s: %w", c.Target(), err))
 		}
 	}
-	return nil
+	f.conns = nil
+	return errors.Join(errs...)
 }
 
 // ServeHTTP handles one downstream request like Envoy's HCM.

@@ -3,7 +3,6 @@ package envoytest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -41,27 +39,23 @@ type (
 	evRetry         struct{ gen int }
 )
 
-// attempt is one upstream try.
-type attempt struct {
-	n      int
-	ctx    context.Context
-	cancel context.CancelFunc
-	start  time.Time
-	perTry *time.Timer
-	resp   *http.Response
-	dead   bool
-}
-
 // router emulates envoy.filters.http.router: it is the sink of the request
-// direction and the source of the response direction.
+// direction and the source of the response direction. Each attempt runs its
+// own upstream filter chain (see attempt); the router decides on retries
+// from the response headers that chain lets through.
 type router struct {
-	x          *exchange
-	route      *Route
-	base       *url.URL
-	cluster    string
-	host       string
+	x       *exchange
+	vhost   *VirtualHost
+	route   *Route
+	base    *url.URL
+	cluster string
+	host    string
+	// upHeaders is the request header map the router owns. Like Envoy's
+	// downstream header map it is shared by every attempt's upstream filter
+	// chain, so request header mutations by an upstream filter carry over to
+	// later attempts.
 	upHeaders  headerMap
-	body       *replayBuffer
+	reqBody    []byte // the request body seen so far, replayed to each attempt
 	upTrailers headerMap
 	reqDone    bool
 	started    bool
@@ -79,41 +73,30 @@ type router struct {
 	routeTimer *time.Timer
 	routeGen   int
 	bodyLen    int64
-	declaredCL int64
 }
 
 // cancel stops every attempt and timer.
 func (r *router) cancel() {
 	r.stopped = true
 	for _, a := range r.all {
-		a.dead = true
-		a.cancel()
-		if a.perTry != nil {
-			a.perTry.Stop()
-		}
-		if a.resp != nil {
-			_ = a.resp.Body.Close()
-		}
+		a.kill(AttemptCancelled)
 	}
 	if r.routeTimer != nil {
 		r.routeTimer.Stop()
 	}
 	r.routeGen++
 	r.retryGen++
-	if r.body != nil {
-		r.body.close()
-	}
 }
 
 // headers is the request direction's sink: the router decides the route
 // and starts the first attempt.
 func (r *router) headers(h headerMap, eos bool) {
 	x := r.x
-	route := x.route
+	vhost, route := x.vhost, x.route
 	if x.routeCleared {
-		_, route = x.f.match(h)
+		vhost, route = x.f.match(h)
 	}
-	r.route = route
+	r.vhost, r.route = vhost, route
 	if route == nil {
 		x.localReply(localReply{status: 404, details: "route_not_found", flag: "NR"})
 		return
@@ -131,13 +114,6 @@ func (r *router) headers(h headerMap, eos bool) {
 	r.base = base
 	r.host = base.Host
 	r.upHeaders = r.rewrite(h.clone(), route)
-	r.declaredCL = -1
-	if cl, ok := r.upHeaders.get("content-length"); ok {
-		if n, err := strconv.ParseInt(cl, 10, 64); err == nil {
-			r.declaredCL = n
-		}
-	}
-	r.body = newReplayBuffer()
 	r.started = true
 	if eos {
 		r.requestComplete()
@@ -150,9 +126,12 @@ func (r *router) data(b []byte, eos bool) {
 		return
 	}
 	r.bodyLen += int64(len(b))
-	r.body.write(b)
+	r.reqBody = append(r.reqBody, b...)
 	if eos {
 		r.requestComplete()
+	}
+	if a := r.cur; a != nil && !a.dead {
+		a.fl.dec.onData(b, eos)
 	}
 }
 
@@ -162,6 +141,9 @@ func (r *router) trailers(t headerMap) {
 	}
 	r.upTrailers = t
 	r.requestComplete()
+	if a := r.cur; a != nil && !a.dead {
+		a.fl.dec.onTrailers(t.clone())
+	}
 }
 
 // requestComplete runs when the router saw the end of the request: the
@@ -171,10 +153,6 @@ func (r *router) requestComplete() {
 		return
 	}
 	r.reqDone = true
-	r.body.close()
-	if r.declaredCL >= 0 && r.bodyLen != r.declaredCL {
-		r.x.violation(KindFraming, fmt.Sprintf("request content-length %d but %d body bytes sent upstream", r.declaredCL, r.bodyLen), "upstream sees a malformed request")
-	}
 	if t := r.route.Timeout; t > 0 {
 		gen := r.routeGen
 		x := r.x
@@ -233,66 +211,34 @@ func envoySubstitution(s string) string {
 	return substRef.ReplaceAllString(s, "$${$1}")
 }
 
+// startAttempt creates the next attempt with a new upstream filter chain
+// and replays the request (headers, the body seen so far, trailers) into it.
 func (r *router) startAttempt() {
 	x := r.x
 	r.attempts++
-	ctx, cancel := context.WithCancel(context.Background())
-	a := &attempt{n: r.attempts, ctx: ctx, cancel: cancel, start: time.Now()}
+	if r.vhost != nil && r.vhost.IncludeRequestAttemptCount {
+		// The router writes the count into the shared request header map
+		// before the upstream filter chain runs.
+		r.upHeaders.set("x-envoy-attempt-count", strconv.Itoa(r.attempts))
+	}
+	a := newAttempt(r, r.attempts, x.cfg.upstreamExtProc(r.cluster))
 	r.cur = a
 	r.all = append(r.all, a)
-	req, err := r.newRequest(ctx)
-	if err != nil {
-		cancel()
-		x.localReply(localReply{status: 503, body: "upstream connect error or disconnect/reset before headers. reset reason: " + err.Error(), details: "upstream_reset_before_response_started{local_reset}", flag: "LR"})
-		return
-	}
 	if r.reqDone {
 		r.armPerTry(a)
 	}
-	transport := x.f.transport
-	go func() {
-		resp, err := transport.RoundTrip(req)
-		x.post(evUpHeaders{a: a, resp: resp, err: err})
-	}()
-}
-
-func (r *router) newRequest(ctx context.Context) (*http.Request, error) {
-	h := r.upHeaders
-	method, _ := h.get(":method")
-	path, _ := h.get(":path")
-	pu, err := url.ParseRequestURI(path)
-	if err != nil {
-		return nil, fmt.Errorf("invalid :path %q: %w", path, err)
+	eos := r.reqDone && len(r.reqBody) == 0 && r.upTrailers == nil
+	a.fl.dec.onHeaders(r.upHeaders.clone(), eos)
+	if eos || a.dead {
+		return
 	}
-	u := *r.base
-	u.Path, u.RawPath, u.RawQuery = pu.Path, pu.RawPath, pu.RawQuery
-	var body io.Reader = http.NoBody
-	var trailer http.Header
-	if !r.reqDone || r.bodyLen > 0 || len(r.upTrailers) > 0 {
-		trailer = http.Header{}
-		body = r.body.reader(ctx, trailer, func() http.Header { return r.upTrailers.httpHeader() })
+	dataEOS := r.reqDone && r.upTrailers == nil
+	if len(r.reqBody) > 0 || dataEOS {
+		a.fl.dec.onData(append([]byte(nil), r.reqBody...), dataEOS)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
-	if err != nil {
-		return nil, fmt.Errorf("build upstream request: %w", err)
+	if r.upTrailers != nil && !a.dead {
+		a.fl.dec.onTrailers(r.upTrailers.clone())
 	}
-	req.Header = h.httpHeader()
-	if _, ok := req.Header["User-Agent"]; !ok {
-		req.Header["User-Agent"] = []string{""}
-	}
-	req.Header.Del("Content-Length")
-	authority, _ := h.get(":authority")
-	req.Host = authority
-	switch {
-	case body == http.NoBody:
-		req.ContentLength = 0
-	case r.declaredCL >= 0:
-		req.ContentLength = r.declaredCL
-	default:
-		req.ContentLength = -1
-	}
-	req.Trailer = trailer
-	return req, nil
 }
 
 func (r *router) armPerTry(a *attempt) {
@@ -303,29 +249,43 @@ func (r *router) armPerTry(a *attempt) {
 	a.perTry = time.AfterFunc(r.route.Retry.PerTryTimeout, func() { x.post(evPerTryTimeout{a: a}) })
 }
 
+// localReply sends a router-generated local reply; like Envoy's
+// modify_headers_ it carries x-envoy-attempt-count when the virtual host
+// asks for it and an attempt was made.
+func (r *router) localReply(lr localReply) {
+	if r.vhost != nil && r.vhost.IncludeAttemptCountInResponse && r.attempts > 0 {
+		n := strconv.Itoa(r.attempts)
+		lr.mutate = func(h *headerMap) { h.set("x-envoy-attempt-count", n) }
+	}
+	r.x.localReply(lr)
+}
+
 // handle processes router events.
 func (r *router) handle(ev any) {
 	switch e := ev.(type) {
 	case evUpHeaders:
-		r.onHeaders(e)
+		r.onCodecHeaders(e)
 	case evUpData:
-		if e.a.dead || e.a != r.cur {
-			return
-		}
-		r.x.ep.enc.onData(e.data, e.eos)
-		if e.eos {
-			r.upstreamComplete()
+		if !e.a.dead {
+			e.a.fl.enc.onData(e.data, e.eos)
 		}
 	case evUpTrailers:
-		if e.a.dead || e.a != r.cur {
-			return
+		if !e.a.dead {
+			e.a.fl.enc.onTrailers(e.t)
 		}
-		r.upstreamComplete()
-		r.x.ep.enc.onTrailers(e.t)
 	case evUpReset:
-		if e.a.dead || e.a != r.cur {
+		a := e.a
+		if a.dead || a != r.cur {
 			return
 		}
+		if !a.gotHeaders {
+			// The upstream filter chain still holds the response headers:
+			// for the router this is a reset before headers.
+			r.attemptReset(a, e.err)
+			return
+		}
+		a.outcome, a.resetReason = AttemptReset, resetReason(e.err)
+		a.kill(AttemptReset)
 		r.upstreamComplete()
 		r.x.details = "upstream_reset_after_response_started{" + resetReason(e.err) + "}"
 		r.x.addFlag("UR")
@@ -334,24 +294,26 @@ func (r *router) handle(ev any) {
 		if e.gen != r.routeGen || r.upDone || r.stopped {
 			return
 		}
+		if r.cur != nil && r.cur.outcome == "" {
+			r.cur.outcome = AttemptRouteTimeout
+		}
 		r.x.addFlag("UT")
 		if !r.respStarted {
-			r.x.localReply(localReply{status: 504, body: "upstream request timeout", details: "upstream_response_timeout", flag: "UT"})
+			r.localReply(localReply{status: 504, body: "upstream request timeout", details: "upstream_response_timeout", flag: "UT"})
 			return
 		}
 		r.x.details = "upstream_response_timeout"
 		r.x.reset()
 	case evPerTryTimeout:
 		a := e.a
-		if a.dead || a != r.cur || a.resp != nil {
+		if a.dead || a != r.cur || a.gotHeaders {
 			return
 		}
-		a.dead = true
-		a.cancel()
+		a.kill(AttemptPerTryTimeout)
 		if r.retryOnReset(false) && r.retry(nil) {
 			return
 		}
-		r.x.localReply(localReply{status: 504, body: "upstream request timeout", details: "upstream_per_try_timeout", flag: "UT"})
+		r.localReply(localReply{status: 504, body: "upstream request timeout", details: "upstream_per_try_timeout", flag: "UT"})
 	case evRetry:
 		if e.gen != r.retryGen || r.stopped {
 			return
@@ -367,7 +329,10 @@ func (r *router) upstreamComplete() {
 	}
 }
 
-func (r *router) onHeaders(e evUpHeaders) {
+// onCodecHeaders handles the upstream codec's outcome for an attempt: a
+// transport error, or response headers that now enter the attempt's
+// upstream filter chain.
+func (r *router) onCodecHeaders(e evUpHeaders) {
 	a := e.a
 	if a.dead || a != r.cur || r.stopped {
 		if e.resp != nil {
@@ -375,60 +340,111 @@ func (r *router) onHeaders(e evUpHeaders) {
 		}
 		return
 	}
-	if a.perTry != nil {
-		a.perTry.Stop()
-	}
-	x := r.x
 	if e.err != nil {
-		connFail := isConnectFailure(e.err)
-		reason := resetReason(e.err)
-		r.retryable = r.retryOnReset(connFail)
-		if r.retryable && r.retry(nil) {
-			return
-		}
-		flag := "UC"
-		if connFail {
-			flag = "UF"
-		}
-		if r.retryable {
-			x.addFlag("URX")
-		}
-		x.localReply(localReply{
-			status:  503,
-			body:    "upstream connect error or disconnect/reset before headers. reset reason: " + reason,
-			details: "upstream_reset_before_response_started{" + reason + "}",
-			flag:    flag,
-		})
+		r.attemptReset(a, e.err)
 		return
 	}
 	resp := e.resp
 	a.resp = resp
-	r.retryable = r.retryOnStatus(resp.StatusCode)
-	if r.retryable && r.retry(resp.Header) {
-		_ = resp.Body.Close()
-		a.resp = nil
-		return
-	}
-	if r.retryable {
-		x.addFlag("URX")
-	}
-	r.respStarted = true
 	h := headerMap{{key: ":status", value: strconv.Itoa(resp.StatusCode)}}
 	h = fromHTTP(h, resp.Header)
 	if resp.ContentLength >= 0 {
 		h.set("content-length", strconv.FormatInt(resp.ContentLength, 10))
 	}
-	if !x.cfg.SuppressEnvoyHeaders {
-		h.set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(a.start).Milliseconds(), 10))
-	}
-	eos := resp.ContentLength == 0 || x.r.Method == http.MethodHead || resp.StatusCode == 204 || resp.StatusCode == 304
+	eos := resp.ContentLength == 0 || a.method == http.MethodHead || resp.StatusCode == 204 || resp.StatusCode == 304
 	if eos {
 		_ = resp.Body.Close()
-		r.upstreamComplete()
 	} else {
 		go r.pump(a, resp)
 	}
+	a.fl.enc.onHeaders(h, eos)
+}
+
+// attemptReset handles an attempt that ended without response headers
+// reaching the router (connect failure, reset, transport error): retry, or
+// the 503 local reply. The attempt's upstream filter is torn down without
+// ever sending response_headers.
+func (r *router) attemptReset(a *attempt, err error) {
+	x := r.x
+	connFail := isConnectFailure(err)
+	reason := resetReason(err)
+	a.outcome, a.resetReason = AttemptReset, reason
+	a.kill(AttemptReset)
+	r.retryable = r.retryOnReset(connFail)
+	if r.retryable && r.retry(nil) {
+		return
+	}
+	flag := "UC"
+	if connFail {
+		flag = "UF"
+	}
+	if r.retryable {
+		x.addFlag("URX")
+	}
+	r.localReply(localReply{
+		status:  503,
+		body:    "upstream connect error or disconnect/reset before headers. reset reason: " + reason,
+		details: "upstream_reset_before_response_started{" + reason + "}",
+		flag:    flag,
+	})
+}
+
+// onUpstreamHeaders receives the response headers an attempt's upstream
+// filter chain let through (so mutations there, e.g. of :status, count) and
+// makes the retry decision; only a final response goes downstream.
+func (r *router) onUpstreamHeaders(a *attempt, h headerMap, eos bool) {
+	x := r.x
+	if a.dead || a != r.cur || r.stopped {
+		return
+	}
+	a.gotHeaders = true
+	if a.perTry != nil {
+		a.perTry.Stop()
+	}
+	code := 0
+	if v, ok := h.get(":status"); ok {
+		code, _ = strconv.Atoi(v)
+	}
+	a.status = code
+	r.retryable = r.retryOnStatus(code)
+	if r.retryable && r.retry(h.httpHeader()) {
+		return
+	}
+	if r.retryable {
+		x.addFlag("URX")
+	}
+	a.outcome = AttemptResponse
+	r.respStarted = true
+	if !x.cfg.SuppressEnvoyHeaders {
+		h.set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(a.start).Milliseconds(), 10))
+	}
+	if r.vhost != nil && r.vhost.IncludeAttemptCountInResponse {
+		h.set("x-envoy-attempt-count", strconv.Itoa(r.attempts))
+	}
+	if eos {
+		r.upstreamComplete()
+	}
 	x.upstreamResponse(h, eos)
+}
+
+// onUpstreamData / onUpstreamTrailers forward the final attempt's response
+// body and trailers, as the upstream filter chain lets them through.
+func (r *router) onUpstreamData(a *attempt, b []byte, eos bool) {
+	if a.dead || a != r.cur || !r.respStarted || r.stopped {
+		return
+	}
+	if eos {
+		r.upstreamComplete()
+	}
+	r.x.ep.enc.onData(b, eos)
+}
+
+func (r *router) onUpstreamTrailers(a *attempt, t headerMap) {
+	if a.dead || a != r.cur || !r.respStarted || r.stopped {
+		return
+	}
+	r.upstreamComplete()
+	r.x.ep.enc.onTrailers(t)
 }
 
 // pump forwards the upstream body chunk by chunk as the transport delivers it.
@@ -519,8 +535,7 @@ func (r *router) retry(respHeader http.Header) bool {
 		return false
 	}
 	if r.cur != nil {
-		r.cur.dead = true
-		r.cur.cancel()
+		r.cur.kill(AttemptRetried)
 	}
 	r.cur = nil
 	delay := r.backoff(p, respHeader)
@@ -620,76 +635,4 @@ func resetReason(err error) string {
 		return "remote reset"
 	}
 	return "connection termination"
-}
-
-// replayBuffer keeps the request body the router has seen so every attempt
-// can read it from the start while more may still arrive.
-type replayBuffer struct {
-	mu      sync.Mutex
-	data    []byte
-	done    bool
-	changed chan struct{}
-}
-
-func newReplayBuffer() *replayBuffer { return &replayBuffer{changed: make(chan struct{})} }
-
-func (b *replayBuffer) write(p []byte) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.data = append(b.data, p...)
-	close(b.changed)
-	b.changed = make(chan struct{})
-}
-
-func (b *replayBuffer) close() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.done {
-		return
-	}
-	b.done = true
-	close(b.changed)
-	b.changed = make(chan struct{})
-}
-
-// reader returns a reader of the whole body; at EOF it copies the trailers
-// produced by src into dst (the request's Trailer map).
-func (b *replayBuffer) reader(ctx context.Context, dst http.Header, src func() http.Header) io.Reader {
-	return &replayReader{b: b, ctx: ctx, dst: dst, src: src}
-}
-
-type replayReader struct {
-	b   *replayBuffer
-	ctx context.Context
-	off int
-	dst http.Header
-	src func() http.Header
-}
-
-func (rr *replayReader) Read(p []byte) (int, error) {
-	for {
-		rr.b.mu.Lock()
-		if rr.off < len(rr.b.data) {
-			n := copy(p, rr.b.data[rr.off:])
-			rr.off += n
-			rr.b.mu.Unlock()
-			return n, nil
-		}
-		if rr.b.done {
-			if rr.dst != nil && rr.src != nil {
-				for k, v := range rr.src() {
-					rr.dst[k] = v
-				}
-			}
-			rr.b.mu.Unlock()
-			return 0, io.EOF
-		}
-		ch := rr.b.changed
-		rr.b.mu.Unlock()
-		select {
-		case <-ch:
-		case <-rr.ctx.Done():
-			return 0, rr.ctx.Err()
-		}
-	}
 }
