@@ -31,6 +31,9 @@ type Options struct {
 	// Sections add top-level keys to /health (for example "rate_limiting");
 	// each func is called per request and must be cheap.
 	Sections map[string]func(ctx context.Context) any
+	// ProviderExtra adds fields to each provider's /health entry (for
+	// example circuit_state); nil adds none.
+	ProviderExtra func(ctx context.Context, provider string) map[string]any
 }
 
 // ProviderHealth is one provider's entry in GET /health.
@@ -73,8 +76,19 @@ func New(o Options) http.Handler {
 			body.Providers[name] = ProviderHealth{Provider: name, Status: "healthy",
 				BaseURL: o.Providers[name].UpstreamURL(), StreamingSupport: true, BodyParsing: true}
 		}
+		provs := make(map[string]any, len(body.Providers))
+		for name, ph := range body.Providers {
+			entry := map[string]any{"provider": ph.Provider, "status": ph.Status, "baseURL": ph.BaseURL,
+				"streaming_support": ph.StreamingSupport, "body_parsing": ph.BodyParsing}
+			if o.ProviderExtra != nil {
+				for k, v := range o.ProviderExtra(r.Context(), name) {
+					entry[k] = v
+				}
+			}
+			provs[name] = entry
+		}
 		out := map[string]any{"status": body.Status, "timestamp": body.Timestamp, "version": body.Version,
-			"providers": body.Providers}
+			"providers": provs}
 		for name, f := range o.Sections {
 			out[name] = f(r.Context())
 		}

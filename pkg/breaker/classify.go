@@ -280,3 +280,15 @@ func decodeBody(body []byte) []byte {
 	out, _ := io.ReadAll(io.LimitReader(zr, maxErrorBody))
 	return out
 }
+
+// ParseClass returns the Class whose String is s; ok is false for any
+// other string. It reads the attempt classes the server itself wrote into
+// Envoy's dynamic metadata.
+func ParseClass(s string) (Class, bool) {
+	for i, n := range classNames {
+		if n == s {
+			return Class(i), true
+		}
+	}
+	return None, false
+}

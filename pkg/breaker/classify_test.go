@@ -177,3 +177,15 @@ func FuzzClassify(f *testing.F) {
 		require.LessOrEqual(t, int(c), int(Degraded))
 	})
 }
+
+func TestParseClass(t *testing.T) {
+	for c := None; c <= Degraded; c++ {
+		got, ok := ParseClass(c.String())
+		if !ok || got != c {
+			t.Fatalf("ParseClass(%q) = %v, %v", c.String(), got, ok)
+		}
+	}
+	if _, ok := ParseClass("nonsense"); ok {
+		t.Fatal("ParseClass accepted an unknown name")
+	}
+}

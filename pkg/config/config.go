@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 )
 
@@ -38,6 +39,9 @@ func (p Provider) IsEnabled() bool { return p.Enabled == nil || *p.Enabled }
 // Features holds the optional gateway features.
 type Features struct {
 	RateLimiting RateLimiting `json:"rate_limiting"`
+	// CircuitBreaker configures failure classification and the per
+	// provider/model circuit breaker (see breaker.Config).
+	CircuitBreaker breaker.Config `json:"circuit_breaker"`
 }
 
 // RateLimiting configures request and token limits (see
@@ -114,6 +118,7 @@ func (c *Config) applyDefaults() {
 		e.CharsPerToken = DefaultCharsPerToken
 	}
 	c.Features.RateLimiting.Config.ApplyDefaults()
+	c.Features.CircuitBreaker.ApplyDefaults()
 	p := &c.Processing
 	if p.ResponseBufferLimitBytes == 0 {
 		p.ResponseBufferLimitBytes = DefaultResponseBufferLimitBytes
@@ -140,6 +145,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.Features.RateLimiting.Config.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Features.CircuitBreaker.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	for name := range c.Features.RateLimiting.PerProvider {

@@ -11,11 +11,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/admin"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
@@ -42,6 +44,9 @@ type Options struct {
 	// Providers overrides the provider registry (tests). Default
 	// providers.Default().
 	Providers providers.Registry
+	// Getenv reads the environment (LLM_PROXY_ALLOW_TEST_MODE). Default
+	// os.Getenv.
+	Getenv func(string) string
 }
 
 // Gateway is an assembled server. Close releases its backends.
@@ -52,6 +57,8 @@ type Gateway struct {
 	Admin http.Handler
 	// Limiter is the rate limiter in use (ratelimit.Nop when disabled).
 	Limiter ratelimit.Limiter
+	// Breaker is the circuit breaker; nil when disabled.
+	Breaker *breaker.Breaker
 
 	closers []io.Closer
 }
@@ -75,9 +82,49 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 	if o.Providers == nil {
 		o.Providers = providers.Default()
 	}
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
 	g := &Gateway{Limiter: ratelimit.Nop{}}
 	sections := map[string]func(context.Context) any{}
 	var guards []processor.Guard
+
+	var attempts processor.AttemptClassifier
+	var providerExtra func(context.Context, string) map[string]any
+	cb := cfg.Features.CircuitBreaker
+	if cb.Enabled {
+		b, err := g.newBreaker(ctx, cb, o)
+		if err != nil {
+			return nil, err
+		}
+		testMode := cb.TestModeEnabled && o.Getenv("LLM_PROXY_ALLOW_TEST_MODE") == "1"
+		if cb.TestModeEnabled && !testMode {
+			o.Logger.Warn("circuit_breaker.test_mode_enabled is set but LLM_PROXY_ALLOW_TEST_MODE=1 is not; test mode stays off")
+		}
+		// The breaker goes first: an open circuit answers before any rate
+		// limit budget is spent.
+		guards = append(guards, processor.NewCircuit(b, testMode, o.Now))
+		attempts = processor.AttemptClass
+		sections["circuit_breaker"] = func(context.Context) any {
+			st := b.Status()
+			return map[string]any{"enabled": true, "mode": cb.Mode, "backend": st.Backend,
+				"redis_fallback": st.Fallback, "last_error": st.LastError, "degraded_signal": b.Signal(),
+				"retry_contribution_mode": cb.RetryContributionMode}
+		}
+		providerExtra = func(ctx context.Context, provider string) map[string]any {
+			ps, err := b.Stats(ctx, provider, o.Now())
+			if err != nil {
+				return map[string]any{"circuit_error": "stats_unavailable"}
+			}
+			out := map[string]any{"circuit_state": ps.State.String(), "circuit_failures": ps.Failures}
+			if !ps.CooldownUntil.IsZero() {
+				out["circuit_cooldown_until"] = ps.CooldownUntil.Unix()
+			}
+			return out
+		}
+	} else {
+		sections["circuit_breaker"] = func(context.Context) any { return map[string]any{"enabled": false} }
+	}
 
 	rl := cfg.Features.RateLimiting.Config
 	if rl.Enabled {
@@ -120,10 +167,37 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 		Observer:  observers,
 		Logger:    o.Logger,
 		Now:       o.Now,
+		Attempts:  attempts,
 	})
 	g.Admin = admin.New(admin.Options{Providers: g.Processor.Providers(), Ready: o.Ready, Gatherer: o.Registry,
-		Version: o.Version, Now: o.Now, Sections: sections})
+		Version: o.Version, Now: o.Now, Sections: sections, ProviderExtra: providerExtra})
 	return g, nil
+}
+
+// newBreaker builds the circuit breaker with metrics and state-change logs.
+func (g *Gateway) newBreaker(ctx context.Context, cb breaker.Config, o Options) (*breaker.Breaker, error) {
+	m := telemetry.NewBreakerMetrics(o.Registry)
+	log := o.Logger
+	hooks := m.Hooks(cb.Mode, breaker.Hooks{
+		OnStateChange: func(k breaker.Key, from, to breaker.State, reason breaker.Reason) {
+			log.Warn("circuit state change", "provider", k.Provider, "model", k.Model, "from", from.String(),
+				"to", to.String(), "reason", reason.String())
+		},
+		OnBackendChange: func(s breaker.Status) {
+			if s.Fallback {
+				log.Warn("circuit breaker store unavailable; using memory", "backend", s.Backend, "error", s.LastError)
+				return
+			}
+			log.Info("circuit breaker store recovered", "backend", s.Backend)
+		},
+	})
+	b, err := breaker.New(ctx, cb, breaker.Options{Hooks: hooks})
+	if err != nil {
+		return nil, fmt.Errorf("circuit breaker: %w", err)
+	}
+	g.Breaker = b
+	g.closers = append(g.closers, b)
+	return b, nil
 }
 
 // Close releases the backends (Redis connections). It is safe to call twice.

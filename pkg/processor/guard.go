@@ -29,6 +29,9 @@ type Call struct {
 	// Header returns the first value of a request header (lower-case name),
 	// as Envoy sent it, before proxy-only headers were stripped.
 	Header func(name string) string
+	// RawQuery is the request's query as the client sent it, before
+	// proxy-only parameters (llm_proxy_*) were removed.
+	RawQuery string
 }
 
 // Identity names who is calling.
@@ -76,6 +79,51 @@ type Ticket interface {
 	Settle(ctx context.Context, r *Record)
 }
 
+// ResponseTicket is a Ticket that sees the final response before the
+// client does and may replace it (the circuit breaker's degraded signal).
+// The processor finds it by type assertion.
+type ResponseTicket interface {
+	Ticket
+	// ResponseHeaders sees the final response's status and headers. It
+	// returns a Reply to send instead, or wantBody to decide once the body
+	// (up to 16 KiB, delivered whole when it fits the buffer limit) is in.
+	ResponseHeaders(ctx context.Context, r *Response) (reply *Reply, wantBody bool)
+	// ResponseBody is called after wantBody, with the body's first bytes.
+	ResponseBody(ctx context.Context, r *Response, body []byte) *Reply
+}
+
+// RequestHeaderSetter is a Ticket that needs headers set on the request
+// before it goes upstream (for example x-envoy-max-retries: 0 on a circuit
+// probe). Envoy only applies x-envoy-* headers when the filter's
+// mutation_rules allow_envoy is true.
+type RequestHeaderSetter interface {
+	Ticket
+	RequestHeaders() [][2]string
+}
+
+// MetadataTicket is a Ticket that adds fields to the admission metadata
+// (the dynamic metadata namespace), for later filters such as the upstream
+// filter. Values must be strings, numbers or bools.
+type MetadataTicket interface {
+	Ticket
+	Metadata() map[string]any
+}
+
+// Response describes the final response as Envoy passes it on.
+type Response struct {
+	Status int
+	// Header returns the first value of a response header (lower-case name).
+	Header func(name string) string
+	// EnvoyLocal is true when Envoy's router generated the response itself
+	// (connect failure, reset, timeout, no healthy upstream): such replies
+	// carry no x-envoy-upstream-service-time header.
+	EnvoyLocal bool
+	// Attempts are the classes the upstream filter recorded for each
+	// attempt, in order (the last one is this response's); empty when no
+	// upstream filter runs.
+	Attempts []string
+}
+
 // Observer receives one Record per provider request when it ends.
 // Implementations must be safe for concurrent use and must not block.
 type Observer interface {
@@ -107,6 +155,9 @@ type Record struct {
 	Usage providers.Usage
 	// RefusedBy names the refusal's Details when Outcome is OutcomeRefused.
 	RefusedBy string
+	// ReplacedBy names the Details of the reply that replaced the vendor's
+	// response (Status is then the reply's), empty otherwise.
+	ReplacedBy string
 	// TTFB is the time from the request headers to the first response body
 	// byte; zero when no body byte was seen.
 	TTFB time.Duration

@@ -23,6 +23,11 @@ func (st *stream) metadata() *structpb.Struct {
 		f["user"] = structpb.NewStringValue(st.call.Identity.User)
 		f["stream"] = structpb.NewBoolValue(st.call.Info.Stream)
 		f["estimated_input_tokens"] = structpb.NewNumberValue(float64(st.call.EstimatedInputTokens))
+		for k, v := range st.extraMD {
+			if pv, err := structpb.NewValue(v); err == nil {
+				f[k] = pv
+			}
+		}
 	}
 	if r := st.rec; r != nil {
 		u := r.Usage
@@ -48,6 +53,9 @@ func (st *stream) metadata() *structpb.Struct {
 		}
 		if r.RefusedBy != "" {
 			f["refused_by"] = structpb.NewStringValue(r.RefusedBy)
+		}
+		if r.ReplacedBy != "" {
+			f["replaced_by"] = structpb.NewStringValue(r.ReplacedBy)
 		}
 	}
 	if len(f) == 0 {

@@ -32,6 +32,9 @@ type Options struct {
 	Now func() time.Time
 	// SettleTimeout bounds each Ticket.Settle call. Default 2s.
 	SettleTimeout time.Duration
+	// Attempts classifies upstream attempts seen by the upstream filter
+	// (see attempt.go). Nil: upstream filter streams are passed through.
+	Attempts AttemptClassifier
 }
 
 // Server implements the ext_proc ExternalProcessor service. It is safe for
@@ -46,6 +49,7 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	settleTO  time.Duration
+	attempts  AttemptClassifier
 }
 
 var _ extprocv3.ExternalProcessorServer = (*Server)(nil)
@@ -59,6 +63,7 @@ func New(opts Options) *Server {
 		log:      opts.Logger,
 		now:      opts.Now,
 		settleTO: opts.SettleTimeout,
+		attempts: opts.Attempts,
 	}
 	if s.log == nil {
 		s.log = slog.Default()

@@ -56,6 +56,13 @@ type stream struct {
 	respDone   bool
 	finished   bool
 	finalUsage *providers.Usage
+	md         *corev3.Metadata // metadata_context of the current message
+	attempt    *attemptState    // set on an upstream filter's stream
+	setHeaders [][2]string      // request headers asked for by tickets
+	extraMD    map[string]any   // admission metadata asked for by tickets
+	wantBody   []ResponseTicket // tickets waiting for the error body
+	response   *Response
+	replacedBy string
 	rec        *Record // set once settled
 	pending    bool    // rec awaits flush
 	mdSent     bool    // the admission metadata reached Envoy
@@ -72,6 +79,7 @@ func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) 
 	if pc := req.GetProtocolConfig(); pc != nil {
 		st.bodyMode = pc.GetRequestBodyMode()
 	}
+	st.md = req.GetMetadataContext()
 	switch r := req.GetRequest().(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
 		return st.requestHeaders(ctx, r.RequestHeaders)
@@ -143,6 +151,9 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 	path, rawQuery, _ := strings.Cut(fullPath, "?")
 	res, ok := st.s.providers.Resolve(path)
 	if !ok {
+		if a := st.upstreamAttempt(hs); a != nil {
+			return a
+		}
 		return st.passThrough()
 	}
 	st.provider = res.Provider
@@ -224,6 +235,16 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 		}
 	}
 	st.call.Method = st.req.Method
+	st.call.RawQuery = rawQuery
+	if stripped, changed := stripProxyParams(rawQuery); changed {
+		// llm_proxy_* query parameters are for the gateway only.
+		np := path
+		if stripped != "" {
+			np += "?" + stripped
+		}
+		mut.SetHeaders = append(mut.SetHeaders, setHeader(":path", np))
+		st.req.RawQuery = stripped
+	}
 	key := auth
 	for _, k := range [...]string{xAPIKey, googKey} {
 		if key == "" {
@@ -239,6 +260,9 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 	if h.GetEndOfStream() {
 		if reply := st.admit(ctx); reply != nil {
 			return reply
+		}
+		for _, kv := range st.setHeaders {
+			mut.SetHeaders = append(mut.SetHeaders, setHeader(strings.ToLower(kv[0]), kv[1]))
 		}
 		// Written now so the access log names the call even if the stream
 		// later breaks before a response reply could carry it.
@@ -290,6 +314,15 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	if reply := st.admit(ctx); reply != nil {
 		return reply
 	}
+	if len(st.setHeaders) > 0 {
+		// The headers are still held in BUFFERED mode, so a header mutation
+		// in the body reply reaches the upstream request.
+		mut := &extprocv3.HeaderMutation{}
+		for _, kv := range st.setHeaders {
+			mut.SetHeaders = append(mut.SetHeaders, setHeader(strings.ToLower(kv[0]), kv[1]))
+		}
+		cont.GetRequestBody().Response = &extprocv3.CommonResponse{HeaderMutation: mut}
+	}
 	// Written now so the access log names the call even if the stream later
 	// breaks before a response reply could carry it.
 	cont.DynamicMetadata = st.metadata()
@@ -330,6 +363,17 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 		}
 		if t != nil {
 			st.tickets = append(st.tickets, t)
+			if hs, ok := t.(RequestHeaderSetter); ok {
+				st.setHeaders = append(st.setHeaders, hs.RequestHeaders()...)
+			}
+			if mt, ok := t.(MetadataTicket); ok {
+				for k, v := range mt.Metadata() {
+					if st.extraMD == nil {
+						st.extraMD = map[string]any{}
+					}
+					st.extraMD[k] = v
+				}
+			}
 		}
 	}
 	return nil
@@ -402,6 +446,9 @@ func decodeBody(body []byte, encoding string, limit int64) []byte {
 }
 
 func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	if st.attempt != nil {
+		return st.attemptResponse(h)
+	}
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
 		ResponseHeaders: &extprocv3.HeadersResponse{}}}
 	if st.provider == nil || st.finished {
@@ -418,6 +465,9 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	hs := headersOf(h)
 	code, _ := header(hs, ":status")
 	st.status, _ = strconv.Atoi(code)
+	if reply := st.inspectResponse(ctx, hs); reply != nil {
+		return reply
+	}
 	if h.GetEndOfStream() {
 		st.endResponse(ctx)
 		resp.DynamicMetadata = st.metadata()
@@ -448,6 +498,14 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 		}
 	case length >= 0 && length <= limit:
 		mode = filterv3.ProcessingMode_BUFFERED
+	case len(st.wantBody) > 0 && length < 0:
+		// An error body of unknown length that a ticket must read before
+		// the client sees anything: vendors' error bodies are small.
+		mode = filterv3.ProcessingMode_BUFFERED
+	}
+	if mode == filterv3.ProcessingMode_STREAMED && len(st.wantBody) > 0 {
+		// Too large to hold: decide without the body.
+		st.wantBody = nil
 	}
 	resp.ModeOverride = &filterv3.ProcessingMode{ResponseBodyMode: mode}
 	if mut != nil {
@@ -479,11 +537,66 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 		}
 	}
 	if b.GetEndOfStream() {
+		if len(st.wantBody) > 0 {
+			tickets := st.wantBody
+			st.wantBody = nil
+			for _, t := range tickets {
+				if reply := t.ResponseBody(ctx, st.response, st.errBody); reply != nil {
+					return st.replace(reply)
+				}
+			}
+		}
 		st.endResponse(ctx)
 		resp.DynamicMetadata = st.metadata()
 		st.closed = true
 	}
 	return resp
+}
+
+// inspectResponse shows the final response headers to the tickets that
+// want to see them. It returns the ImmediateResponse that replaces the
+// response, if one asks for it.
+func (st *stream) inspectResponse(ctx context.Context, hs []*corev3.HeaderValue) *extprocv3.ProcessingResponse {
+	var rts []ResponseTicket
+	for _, t := range st.tickets {
+		if rt, ok := t.(ResponseTicket); ok {
+			rts = append(rts, rt)
+		}
+	}
+	if len(rts) == 0 {
+		return nil
+	}
+	_, hasServiceTime := header(hs, "x-envoy-upstream-service-time")
+	st.response = &Response{
+		Status: st.status,
+		Header: func(name string) string {
+			v, _ := header(hs, name)
+			return v
+		},
+		EnvoyLocal: !hasServiceTime && (st.status == 502 || st.status == 503 || st.status == 504),
+		Attempts:   attemptClasses(st.md, st.s.cfg.Processing.MetadataNamespace),
+	}
+	for _, rt := range rts {
+		reply, wantBody := rt.ResponseHeaders(ctx, st.response)
+		if reply != nil {
+			return st.replace(reply)
+		}
+		if wantBody {
+			st.wantBody = append(st.wantBody, rt)
+		}
+	}
+	return nil
+}
+
+// replace answers the client with reply instead of the vendor's response.
+// At response headers, and at a BUFFERED response body, Envoy writes it
+// straight to the client (the response was still held).
+func (st *stream) replace(reply *Reply) *extprocv3.ProcessingResponse {
+	st.status = reply.Status
+	st.replacedBy = reply.Details
+	st.closed = true
+	st.settle(OutcomeCompleted)
+	return immediate(reply, st.metadata())
 }
 
 // endResponse records that the response ended normally.
@@ -544,6 +657,7 @@ func (st *stream) settle(outcome Outcome) {
 		Outcome:       outcome,
 		Usage:         st.usage(),
 		RefusedBy:     st.refusedBy,
+		ReplacedBy:    st.replacedBy,
 		Duration:      now.Sub(st.call.Start),
 		RequestBytes:  st.bodySeen,
 		ResponseBytes: st.respBytes,

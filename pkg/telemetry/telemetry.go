@@ -25,8 +25,7 @@ type Metrics struct {
 	noUsage    *prometheus.CounterVec
 	estimation *prometheus.HistogramVec
 
-	mu     sync.Mutex
-	models map[string]struct{}
+	models *labelSet
 }
 
 // NewMetrics registers the metrics with reg.
@@ -59,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Estimated input tokens divided by the vendor's reported input tokens, by provider.",
 			Buckets: []float64{0.25, 0.5, 0.75, 0.9, 1, 1.1, 1.25, 1.5, 2, 4},
 		}, []string{"provider"}),
-		models: map[string]struct{}{},
+		models: newLabelSet(MaxModels),
 	}
 	reg.MustRegister(m.requests, m.tokens, m.duration, m.ttfb, m.noUsage, m.estimation)
 	return m
@@ -100,7 +99,20 @@ func (m *Metrics) Observe(r *processor.Record) {
 }
 
 // modelLabel bounds the model label's cardinality.
-func (m *Metrics) modelLabel(provider, model string) string {
+func (m *Metrics) modelLabel(provider, model string) string { return m.models.label(provider, model) }
+
+// labelSet hands out model label values: the first max plausible names
+// (per process) keep their name, later or implausible ones become "other",
+// an empty one "unknown". It is safe for concurrent use.
+type labelSet struct {
+	max  int
+	mu   sync.Mutex
+	seen map[string]struct{}
+}
+
+func newLabelSet(max int) *labelSet { return &labelSet{max: max, seen: map[string]struct{}{}} }
+
+func (s *labelSet) label(provider, model string) string {
 	if model == "" {
 		return "unknown"
 	}
@@ -108,15 +120,15 @@ func (m *Metrics) modelLabel(provider, model string) string {
 		return "other"
 	}
 	key := provider + "\x00" + model
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.models[key]; ok {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.seen[key]; ok {
 		return model
 	}
-	if len(m.models) >= MaxModels {
+	if len(s.seen) >= s.max {
 		return "other"
 	}
-	m.models[key] = struct{}{}
+	s.seen[key] = struct{}{}
 	return model
 }
 
