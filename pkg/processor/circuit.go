@@ -103,7 +103,6 @@ type circuitTicket struct {
 
 	mu       sync.Mutex
 	reported bool
-	provider string
 }
 
 // RequestHeaders implements [RequestHeaderSetter]: the probe is one
