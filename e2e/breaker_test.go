@@ -265,6 +265,14 @@ func TestCircuitTestModes(t *testing.T) {
 	// Unknown values are ignored and never forwarded.
 	_, err = openaiClient(s, option.WithHeader("X-LLM-Proxy-Test-Mode", "explode")).Chat.Completions.New(t.Context(), chatParams())
 	require.NoError(t, err)
+	resp = post(t, s, "/gemini/v1beta/models/gemini-2.5-flash:generateContent?llm_proxy_test_mode=explode&key=g-1", "application/json",
+		[]byte(`{"contents":[{"parts":[{"text":"hi"}]}]}`), nil)
+	readAll(t, resp)
+	require.Equal(t, 200, resp.StatusCode)
+	calls = s.VendorCalls(t)
+	last := calls[len(calls)-1]
+	require.Equal(t, "g-1", last.Query.Get("key"), "other parameters are kept")
+	require.False(t, last.Query.Has("llm_proxy_test_mode"), "proxy-only parameters never reach the vendor")
 }
 
 func TestCircuitTestModeNeedsTheEnvironment(t *testing.T) {

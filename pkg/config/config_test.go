@@ -133,8 +133,12 @@ func TestShippedConfigsValidate(t *testing.T) {
 	require.NotEmpty(t, files)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			_, err := Load([]string{f}, env(map[string]string{}))
+			// Overlays apply on top of base.yml, as documented.
+			_, err := Load([]string{"../../configs/base.yml", f}, env(map[string]string{"REDIS_ADDR": "127.0.0.1:6379"}))
 			require.NoError(t, err, strings.TrimSpace(f))
 		})
 	}
+	// Without REDIS_ADDR the redis backends have no address: reported.
+	_, err = Load([]string{"../../configs/base.yml", "../../configs/gateway.yml"}, env(nil))
+	require.ErrorContains(t, err, "redis")
 }
