@@ -223,13 +223,13 @@ func twoInstances(t *testing.T, rdb *redistest.Server, clk *clock, f func(*ratel
 
 func TestRateLimitExactAcrossInstancesOnRedis(t *testing.T) {
 	rdb := redistest.Start(t)
-	const limit, calls = 40, 240
+	const limit, calls = 100, 2000
 	gws := twoInstances(t, rdb, newClock(midMinute), func(c *ratelimit.Config) {
 		c.Limits = ratelimit.Limits{RequestsPerMinute: limit}
 	})
 	var ok, refused atomic.Int64
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 24)
+	sem := make(chan struct{}, 64)
 	for i := range calls {
 		wg.Go(func() {
 			sem <- struct{}{}
