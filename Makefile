@@ -48,7 +48,7 @@ e2e-docker: ## Run the same e2e scenarios against real Envoy in Docker (skips wi
 
 .PHONY: bench
 bench: ## Run the benchmarks and print the comparisons with ratios.
-	go test -run '^$$' -bench . -benchmem -benchtime $(BENCH_TIME) ./pkg/providers/ ./bench/
+	go test -run '^$$' -bench . -benchmem -benchtime $(BENCH_TIME) ./pkg/providers/ ./pkg/ratelimit/ ./pkg/breaker/ ./bench/...
 
 .PHONY: fmt
 fmt: ## Format the code.
