@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -135,6 +136,31 @@ var scenarios = []scenario{
 		require.NoError(t, err)
 		require.NotEmpty(t, resp.Choices[0].Message.Content)
 		requireUsageRecorded(t, s, "openai", "gpt-4o-mini")
+	}},
+	{"openai stream without include_usage is still metered", func(t *testing.T, s stack) {
+		st := openaiClient(s).Chat.Completions.NewStreaming(t.Context(), chatParams())
+		var acc openai.ChatCompletionAccumulator
+		for st.Next() {
+			chunk := st.Current()
+			require.False(t, chunk.JSON.Usage.Valid(), "the client never sees the usage chunk it did not ask for")
+			require.NotEmpty(t, chunk.Choices, "no empty-choices chunk reaches the client")
+			acc.AddChunk(chunk)
+		}
+		require.NoError(t, st.Err())
+		require.NotEmpty(t, acc.Choices[0].Message.Content)
+		require.Contains(t, string(s.VendorCalls(t)[0].Body), `"include_usage":true`, "the gateway asked the vendor for usage")
+		requireUsageRecorded(t, s, "openai", "gpt-4o-mini")
+	}},
+	{"json responses carry usage headers", func(t *testing.T, s stack) {
+		var httpResp *http.Response
+		_, err := openaiClient(s).Chat.Completions.New(t.Context(), chatParams(), option.WithResponseInto(&httpResp))
+		require.NoError(t, err)
+		u := s.VendorCalls(t)[0].DeliveredUsage
+		require.Equal(t, "openai", httpResp.Header.Get("X-LLM-Provider"))
+		require.Equal(t, "gpt-4o-mini", httpResp.Header.Get("X-LLM-Model"))
+		require.Equal(t, strconv.FormatInt(u.InputTokens, 10), httpResp.Header.Get("X-LLM-Input-Tokens"))
+		require.Equal(t, strconv.FormatInt(u.OutputTokens, 10), httpResp.Header.Get("X-LLM-Output-Tokens"))
+		require.Equal(t, strconv.FormatInt(u.TotalTokens, 10), httpResp.Header.Get("X-LLM-Total-Tokens"))
 	}},
 	{"openai chat stream with usage", func(t *testing.T, s stack) {
 		p := chatParams()

@@ -80,6 +80,11 @@ type Processing struct {
 	// writes usage to. It must be listed in the ext_proc filter's
 	// metadata_options.receiving_namespaces. Default "llm_proxy".
 	MetadataNamespace string `json:"metadata_namespace"`
+	// InjectStreamUsage adds stream_options.include_usage to streamed OpenAI
+	// chat requests that do not set stream_options, and removes the extra
+	// usage chunk from the stream before the client sees it, so every
+	// stream can be priced and reconciled. Default true.
+	InjectStreamUsage *bool `json:"inject_stream_usage,omitempty"`
 }
 
 // Defaults used when a field is zero.

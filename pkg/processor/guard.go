@@ -167,4 +167,26 @@ type Record struct {
 	// (response bytes before any decompression).
 	RequestBytes  int64
 	ResponseBytes int64
+	// Cost is the request's price; Cost.Known is false when the model has
+	// no price or no Pricer is configured.
+	Cost Cost
+	// UsageEstimated is true when the vendor reported no usage and Usage
+	// holds the gateway's input estimate instead (streams cut short before
+	// the usage event).
+	UsageEstimated bool
+}
+
+// Cost is the price of one request in USD.
+type Cost struct {
+	// Known is false when the model has no price.
+	Known bool
+	// Model is the canonical model the price belongs to.
+	Model                                                      string
+	InputUSD, CacheReadUSD, CacheWriteUSD, OutputUSD, TotalUSD float64
+}
+
+// Pricer prices a request's usage. Implementations are safe for
+// concurrent use and must not block.
+type Pricer interface {
+	Price(provider string, info providers.RequestInfo, u providers.Usage) Cost
 }

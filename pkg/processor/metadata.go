@@ -42,6 +42,9 @@ func (st *stream) metadata() *structpb.Struct {
 			putCount(f, "cache_write_tokens", u.CacheWriteTokens)
 			putCount(f, "reasoning_tokens", u.ReasoningTokens)
 		}
+		if r.Cost.Known {
+			f["cost_usd"] = structpb.NewNumberValue(r.Cost.TotalUSD)
+		}
 		if u.RequestID != "" {
 			f["request_id"] = structpb.NewStringValue(u.RequestID)
 		}

@@ -35,6 +35,8 @@ type Options struct {
 	// Attempts classifies upstream attempts seen by the upstream filter
 	// (see attempt.go). Nil: upstream filter streams are passed through.
 	Attempts AttemptClassifier
+	// Pricer prices each request's usage. Nil: costs are unknown.
+	Pricer Pricer
 }
 
 // Server implements the ext_proc ExternalProcessor service. It is safe for
@@ -50,6 +52,10 @@ type Server struct {
 	now       func() time.Time
 	settleTO  time.Duration
 	attempts  AttemptClassifier
+	pricer    Pricer
+	// injectUsage asks OpenAI for usage in streams (config
+	// processing.inject_stream_usage).
+	injectUsage bool
 }
 
 var _ extprocv3.ExternalProcessorServer = (*Server)(nil)
@@ -64,6 +70,9 @@ func New(opts Options) *Server {
 		now:      opts.Now,
 		settleTO: opts.SettleTimeout,
 		attempts: opts.Attempts,
+		pricer:   opts.Pricer,
+
+		injectUsage: opts.Config.Processing.InjectStreamUsage == nil || *opts.Config.Processing.InjectStreamUsage,
 	}
 	if s.log == nil {
 		s.log = slog.Default()

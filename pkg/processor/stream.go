@@ -60,6 +60,10 @@ type stream struct {
 	attempt    *attemptState    // set on an upstream filter's stream
 	setHeaders [][2]string      // request headers asked for by tickets
 	extraMD    map[string]any   // admission metadata asked for by tickets
+	newBody    []byte           // request body with include_usage added
+	stripUsage bool             // remove the usage chunk we asked for
+	filter     *usageChunkFilter
+	buffered   bool // the response body arrives whole
 	wantBody   []ResponseTicket // tickets waiting for the error body
 	response   *Response
 	replacedBy string
@@ -314,14 +318,25 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	if reply := st.admit(ctx); reply != nil {
 		return reply
 	}
-	if len(st.setHeaders) > 0 {
+	if len(st.setHeaders) > 0 || st.newBody != nil {
 		// The headers are still held in BUFFERED mode, so a header mutation
 		// in the body reply reaches the upstream request.
 		mut := &extprocv3.HeaderMutation{}
 		for _, kv := range st.setHeaders {
 			mut.SetHeaders = append(mut.SetHeaders, setHeader(strings.ToLower(kv[0]), kv[1]))
 		}
-		cont.GetRequestBody().Response = &extprocv3.CommonResponse{HeaderMutation: mut}
+		common := &extprocv3.CommonResponse{HeaderMutation: mut}
+		if st.newBody != nil && b.GetEndOfStream() && st.bodySeen == int64(len(b.GetBody())) {
+			// One message held the whole body: replace it, and keep
+			// content-length true to the new body (Envoy rejects a mismatch).
+			common.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: st.newBody}}
+			if st.reqLength >= 0 {
+				mut.SetHeaders = append(mut.SetHeaders, setHeader("content-length", strconv.Itoa(len(st.newBody))))
+			}
+			st.stripUsage = true
+		}
+		st.newBody = nil
+		cont.GetRequestBody().Response = common
 	}
 	// Written now so the access log names the call even if the stream later
 	// breaks before a response reply could carry it.
@@ -346,6 +361,10 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	}
 	if st.call.Identity.User == "" {
 		st.call.Identity.User = queryValue(st.req.RawQuery, "llm_user_id")
+	}
+	if st.s.injectUsage && !st.bodyOver && (st.encoding == "" || st.encoding == "identity") &&
+		wantsUsageInjection(st.call.Provider, st.call.Info, st.body) {
+		st.newBody = injectIncludeUsage(st.body)
 	}
 	st.body = nil // the bytes are no longer needed
 	for _, g := range st.s.guards {
@@ -508,6 +527,10 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 		st.wantBody = nil
 	}
 	resp.ModeOverride = &filterv3.ProcessingMode{ResponseBodyMode: mode}
+	st.buffered = mode == filterv3.ProcessingMode_BUFFERED
+	if st.stripUsage && ct == "text/event-stream" && st.status < 300 {
+		st.filter = &usageChunkFilter{}
+	}
 	if mut != nil {
 		resp.GetResponseHeaders().Response = &extprocv3.CommonResponse{HeaderMutation: mut}
 	}
@@ -536,6 +559,14 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 			st.parser.Write(chunk)
 		}
 	}
+	if st.filter != nil {
+		out := st.filter.Write(chunk)
+		if b.GetEndOfStream() {
+			out = append(out, st.filter.Flush()...)
+		}
+		resp.GetResponseBody().Response = &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{
+			Mutation: &extprocv3.BodyMutation_Body{Body: out}}}
+	}
 	if b.GetEndOfStream() {
 		if len(st.wantBody) > 0 {
 			tickets := st.wantBody
@@ -548,9 +579,38 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 		}
 		st.endResponse(ctx)
 		resp.DynamicMetadata = st.metadata()
+		if st.buffered {
+			// The response headers are still held: the client sees usage.
+			resp.GetResponseBody().Response = &extprocv3.CommonResponse{HeaderMutation: st.usageHeaders()}
+		}
 		st.closed = true
 	}
 	return resp
+}
+
+// usageHeaders returns the X-LLM-* headers for a response whose headers
+// are still held by Envoy (BUFFERED).
+func (st *stream) usageHeaders() *extprocv3.HeaderMutation {
+	r := st.rec
+	mut := &extprocv3.HeaderMutation{}
+	add := func(k, v string) { mut.SetHeaders = append(mut.SetHeaders, setHeader(k, v)) }
+	add("x-llm-provider", st.call.Provider)
+	model := r.Usage.Model
+	if model == "" {
+		model = st.call.Info.Model
+	}
+	if model != "" {
+		add("x-llm-model", model)
+	}
+	if r.Usage.Found {
+		add("x-llm-input-tokens", strconv.FormatInt(r.Usage.InputTokens, 10))
+		add("x-llm-output-tokens", strconv.FormatInt(r.Usage.OutputTokens, 10))
+		add("x-llm-total-tokens", strconv.FormatInt(r.Usage.TotalTokens, 10))
+	}
+	if r.Cost.Known {
+		add("x-llm-cost-usd", strconv.FormatFloat(r.Cost.TotalUSD, 'f', -1, 64))
+	}
+	return mut
 }
 
 // inspectResponse shows the final response headers to the tickets that
@@ -664,6 +724,16 @@ func (st *stream) settle(outcome Outcome) {
 	}
 	if !st.firstByte.IsZero() {
 		rec.TTFB = st.firstByte.Sub(st.call.Start)
+	}
+	if !rec.Usage.Found && outcome == OutcomeAborted && st.status > 0 && st.status < 400 {
+		// The stream broke before the usage event: account the input the
+		// gateway estimated, flagged as such.
+		rec.Usage.InputTokens = st.call.EstimatedInputTokens
+		rec.Usage.TotalTokens = st.call.EstimatedInputTokens
+		rec.UsageEstimated = true
+	}
+	if st.s.pricer != nil && (rec.Usage.Found || rec.UsageEstimated) {
+		rec.Cost = st.s.pricer.Price(st.call.Provider, st.call.Info, rec.Usage)
 	}
 	st.rec = rec
 	st.pending = true
