@@ -63,7 +63,7 @@ type stream struct {
 	newBody    []byte           // request body with include_usage added
 	stripUsage bool             // remove the usage chunk we asked for
 	filter     *usageChunkFilter
-	buffered   bool // the response body arrives whole
+	buffered   bool             // the response body arrives whole
 	wantBody   []ResponseTicket // tickets waiting for the error body
 	response   *Response
 	replacedBy string
