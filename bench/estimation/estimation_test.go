@@ -21,8 +21,13 @@ import (
 
 // estimate is the gateway's text estimate (pkg/processor): the billable
 // code points divided by chars_per_token, rounded up, plus image tokens.
+// estimate is the gateway's estimate (config.Estimation.InputTokens) with
+// chars_per_token cpt for the narrow scripts and the shipped
+// wide_chars_per_token for CJK, kana, hangul and emoji.
 func estimate(info providers.RequestInfo, cpt float64) int64 {
-	return int64(math.Ceil(float64(info.TextRunes)/cpt)) + info.ImageTokens
+	e := config.Defaults().Features.RateLimiting.Estimation
+	e.CharsPerToken, e.ProviderCharsPerToken = cpt, nil
+	return e.InputTokens("", info)
 }
 
 // fixture is the corpus with the shipped estimation settings.

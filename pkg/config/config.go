@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 )
 
@@ -67,6 +68,20 @@ type Estimation struct {
 	CharsPerToken float64 `json:"chars_per_token"`
 	// ProviderCharsPerToken overrides CharsPerToken per provider.
 	ProviderCharsPerToken map[string]float64 `json:"provider_chars_per_token"`
+	// WideCharsPerToken divides the code points of CJK, kana, hangul and
+	// emoji, which tokenizers split far finer than Latin text (about 1.4
+	// characters per token for Chinese and Japanese with OpenAI's o200k).
+	// Default 1.5.
+	WideCharsPerToken float64 `json:"wide_chars_per_token"`
+}
+
+// InputTokens estimates the input tokens of a request the provider read:
+// the billable text at the provider's characters per token (wide scripts
+// at WideCharsPerToken), rounded up, plus the image tokens.
+func (e Estimation) InputTokens(provider string, info providers.RequestInfo) int64 {
+	narrow := float64(info.TextRunes - info.WideRunes)
+	t := narrow/e.CharsPerTokenFor(provider) + float64(info.WideRunes)/e.WideCharsPerToken
+	return int64(math.Ceil(t)) + info.ImageTokens
 }
 
 // Processing tunes the ext_proc pipeline.
@@ -92,6 +107,7 @@ const (
 	DefaultMaxSampleBytes           = 1 << 20
 	DefaultBytesPerToken            = 4
 	DefaultCharsPerToken            = 4
+	DefaultWideCharsPerToken        = 1.5
 	DefaultResponseBufferLimitBytes = 1 << 20
 	DefaultMetadataNamespace        = "llm_proxy"
 )
@@ -121,6 +137,9 @@ func (c *Config) applyDefaults() {
 	}
 	if e.CharsPerToken == 0 {
 		e.CharsPerToken = DefaultCharsPerToken
+	}
+	if e.WideCharsPerToken == 0 {
+		e.WideCharsPerToken = DefaultWideCharsPerToken
 	}
 	c.Features.RateLimiting.Config.ApplyDefaults()
 	c.Features.CircuitBreaker.ApplyDefaults()
@@ -170,6 +189,9 @@ func (c *Config) Validate() error {
 	}
 	if !positiveFinite(e.CharsPerToken) {
 		bad(est+".chars_per_token", "must be a positive number, got %v", e.CharsPerToken)
+	}
+	if !positiveFinite(e.WideCharsPerToken) {
+		bad(est+".wide_chars_per_token", "must be a positive number, got %v", e.WideCharsPerToken)
 	}
 	pnames := make([]string, 0, len(e.ProviderCharsPerToken))
 	for name := range e.ProviderCharsPerToken {

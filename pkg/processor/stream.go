@@ -419,7 +419,7 @@ func (st *stream) estimate() (providers.RequestInfo, int64, string) {
 	info := st.provider.ParseRequest(st.req)
 	st.req.Body = nil
 	if readable && !info.Malformed {
-		tokens := int64(math.Ceil(float64(info.TextRunes)/est.CharsPerTokenFor(st.call.Provider))) + info.ImageTokens
+		tokens := est.InputTokens(st.call.Provider, info)
 		return info, tokens, "text"
 	}
 	if length > 0 {

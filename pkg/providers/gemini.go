@@ -71,6 +71,7 @@ func (Gemini) ParseRequest(r Request) RequestInfo {
 	info.Model = firstNonEmpty(model, strings.TrimPrefix(bodyModel, "models/"))
 	info.MaxOutputTokens = max(info.MaxOutputTokens, 0)
 	info.Malformed = w.s.bad || !w.s.valid
+	info.WideRunes = w.s.wide
 	return info
 }
 

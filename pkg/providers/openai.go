@@ -141,6 +141,7 @@ func readOpenAIRequest(r Request, ep Endpoint, streamable bool) RequestInfo {
 		info.MaxOutputTokens = max(f.maxTokens, 0)
 	}
 	info.Malformed = w.s.bad || !w.s.valid
+	info.WideRunes = w.s.wide
 	return info
 }
 

@@ -84,6 +84,10 @@ type RequestInfo struct {
 	// as input: messages in string or part form, system prompts and
 	// instructions, tool definitions (their JSON as sent).
 	TextRunes int64
+	// WideRunes counts, among TextRunes, the code points of scripts that
+	// tokenizers split into about one token per one or two characters
+	// (CJK ideographs, kana, hangul, emoji): estimates weigh them apart.
+	WideRunes int64
 	// ImageTokens is the input-token cost of images, by the vendor's
 	// documented rule or a stated constant per image.
 	ImageTokens int64

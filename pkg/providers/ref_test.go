@@ -547,7 +547,12 @@ func TestParseRequestAgreesWithEncodingJSON(t *testing.T) {
 		t.Run(it.name, func(t *testing.T) {
 			want := refParseRequest(it.p, it.req)
 			require.False(t, want.Malformed)
-			require.Equal(t, want, it.p.ParseRequest(it.req))
+			got := it.p.ParseRequest(it.req)
+			// WideRunes is a weighting of TextRunes, tested on its own in
+			// TestWideRunes; the reference does not compute it.
+			require.LessOrEqual(t, got.WideRunes, got.TextRunes)
+			got.WideRunes = 0
+			require.Equal(t, want, got)
 		})
 	}
 }

@@ -56,6 +56,7 @@ var requestCases = []requestCase{
 		want: RequestInfo{
 			Endpoint: EndpointChatCompletions, Model: "gpt-4o", Stream: true, User: "user-1",
 			TextRunes: runes("Be brief.", "héllo", oaToolCalls, "é😀\n", "no", oaTools),
+			WideRunes: 1, // 😀
 			Images:    2, ImageTokens: openAIImageLowTokens + openAIImageHighTokens, MaxOutputTokens: 500,
 		},
 	},
@@ -269,6 +270,7 @@ func TestParseRequestEscapes(t *testing.T) {
 			require.False(t, info.Malformed)
 			require.Equal(t, tt.want, info.TextRunes)
 			ref := refParseRequest(OpenAI{}, Request{Path: "/v1/chat/completions", Body: []byte(body)})
+			info.WideRunes = 0 // weighted separately, see TestWideRunes
 			require.Equal(t, ref, info)
 		})
 	}
@@ -394,5 +396,32 @@ func TestDefaultUpstreams(t *testing.T) {
 	require.Equal(t, "http://127.0.0.1:8080", OpenAI{BaseURL: "http://127.0.0.1:8080"}.UpstreamURL())
 	for name, p := range reg {
 		require.Equal(t, name, p.Name())
+	}
+}
+
+func TestWideRunes(t *testing.T) {
+	tests := []struct {
+		name string
+		text string
+		want int64
+	}{
+		{"ascii", "hello world", 0},
+		{"latin accents", "café über", 0},
+		{"cyrillic", "привет", 0},
+		{"chinese", "你好世界", 4},
+		{"japanese kana and kanji", "こんにちは世界", 7},
+		{"korean", "안녕하세요", 5},
+		{"emoji", "ok 👍🎉", 2},
+		{"escaped cjk", `\u4f60\u597d`, 2},
+		{"escaped surrogate pair", `\ud83d\udc4d`, 1},
+		{"escaped latin", `caf\u00e9`, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := []byte(`{"model":"m","messages":[{"role":"user","content":"` + tt.text + `"}]}`)
+			info := OpenAI{}.ParseRequest(Request{Path: "/v1/chat/completions", Body: body})
+			require.False(t, info.Malformed)
+			require.Equal(t, tt.want, info.WideRunes)
+		})
 	}
 }

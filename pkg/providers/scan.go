@@ -34,6 +34,23 @@ type jscan struct {
 	valid bool
 	bad   bool
 	depth int
+	// wide counts the code points of the counted text that are CJK, kana,
+	// hangul or four-byte (see wideLeads).
+	wide int64
+}
+
+// wideLeads counts the code points in b that tokenizers split into about
+// one token each: three-byte UTF-8 sequences led by 0xE3-0xED (CJK
+// ideographs, kana, hangul and their punctuation) and four-byte sequences
+// (emoji, rare ideographs).
+func wideLeads(b []byte) int64 {
+	var n int64
+	for _, c := range b {
+		if c >= 0xE3 && c <= 0xED || c >= 0xF0 && c <= 0xF4 {
+			n++
+		}
+	}
+	return n
 }
 
 func newScan(b []byte) *jscan {
@@ -341,6 +358,9 @@ func (s *jscan) runes(i int) (n int64, end int) {
 		if s.valid {
 			k, cont = span(s.b, j)
 			n += int64(k - j - cont)
+			if cont > 0 {
+				s.wide += wideLeads(s.b[j:k])
+			}
 		} else {
 			k = j
 			for k < len(s.b) {
@@ -365,6 +385,13 @@ func (s *jscan) runes(i int) (n int64, end int) {
 				return n, s.fail()
 			}
 			n += int64(r)
+			if size == 12 {
+				s.wide++ // a surrogate pair: a four-byte code point
+			} else if size == 6 {
+				if c := hex4(s.b, k+2); c >= 0x3000 && c <= 0xD7FF {
+					s.wide++
+				}
+			}
 			j = k + size
 		default:
 			return n, s.fail()
@@ -387,6 +414,9 @@ func (s *jscan) rawRunes(i int) (n int64, end int) {
 		return int64(utf8.RuneCount(seg)), end
 	}
 	_, cont := spanAll(seg)
+	if cont > 0 {
+		s.wide += wideLeads(seg)
+	}
 	return int64(len(seg) - cont), end
 }
 
