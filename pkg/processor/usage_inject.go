@@ -2,7 +2,6 @@ package processor
 
 import (
 	"bytes"
-	"strconv"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 )
@@ -140,5 +139,3 @@ func isUsageOnlyChunk(ev []byte) bool {
 	return bytes.Contains(ev, []byte(`"usage":{`)) && (bytes.Contains(ev, []byte(`"choices":[]`)) ||
 		bytes.Contains(ev, []byte(`"choices": []`)))
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
