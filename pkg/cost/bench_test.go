@@ -1,0 +1,60 @@
+package cost
+
+import "testing"
+
+var sink Breakdown
+
+func BenchmarkLookupCompute(b *testing.B) {
+	tests := []struct {
+		name, provider, model string
+	}{
+		{name: "exact", provider: "openai", model: "gpt-4o-mini"},
+		{name: "snapshot", provider: "anthropic", model: "claude-sonnet-4-5-20250929"},
+		{name: "prefix-version", provider: "gemini", model: "models/gemini-2.0-flash-001"},
+		{name: "fine-tune", provider: "openai", model: "ft:gpt-4o-mini-2024-07-18:acme:support:9xYz"},
+	}
+	tab := DefaultTable()
+	u := Usage{Input: 12_000, Output: 800, CacheRead: 9_000, CacheWrite: 500, Reasoning: 300}
+	for _, tt := range tests {
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				p, _, ok := tab.Lookup(tt.provider, tt.model)
+				if !ok {
+					b.Fatal("unknown model")
+				}
+				sink = Compute(tt.provider, false, p, u)
+			}
+		})
+	}
+}
+
+func BenchmarkEstimate(b *testing.B) {
+	p, _, _ := DefaultTable().Lookup("gemini", "gemini-2.5-pro")
+	var s float64
+	b.ReportAllocs()
+	for b.Loop() {
+		s += Estimate(p, 250_000, 4_096)
+	}
+	_ = s
+}
+
+func FuzzLookupCompute(f *testing.F) {
+	f.Add("openai", "gpt-4o-2024-08-06", int64(10), int64(5), int64(3), int64(1), int64(2), false)
+	f.Add("anthropic", "claude-sonnet-4@20250514", int64(-1), int64(0), int64(1<<62), int64(1<<62), int64(0), false)
+	f.Add("openai", "ft::", int64(0), int64(0), int64(0), int64(0), int64(0), true)
+	f.Add("gemini", "models/-001", int64(1), int64(1), int64(1), int64(1), int64(1), false)
+	tab := DefaultTable()
+	f.Fuzz(func(t *testing.T, prov, model string, in, out, cr, cw, r int64, compat bool) {
+		p, c, ok := tab.Lookup(prov, model)
+		if ok != (c != "") {
+			t.Fatalf("ok %v with canonical %q", ok, c)
+		}
+		b := Compute(prov, compat, p, Usage{Input: in, Output: out, CacheRead: cr, CacheWrite: cw, Reasoning: r})
+		if b.TotalUSD < 0 || b.InputUSD < 0 || b.OutputUSD < 0 || b.CacheReadUSD < 0 || b.CacheWriteUSD < 0 {
+			t.Fatalf("negative cost %+v", b)
+		}
+		_ = b.Micros()
+		_ = Estimate(p, in, out)
+	})
+}
