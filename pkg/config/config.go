@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/cost"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 )
@@ -32,6 +33,10 @@ type Provider struct {
 	// Enabled turns the provider's routes on. Default true. A disabled
 	// provider's paths pass through Envoy untouched by this server.
 	Enabled *bool `json:"enabled,omitempty"`
+	// Models prices models (USD per million tokens) and names their
+	// aliases; they add to, or replace, the shipped default table
+	// (pkg/cost/default_pricing.yml) model by model.
+	Models map[string]cost.Model `json:"models,omitempty"`
 }
 
 // IsEnabled reports whether the provider is enabled (default true).
@@ -174,6 +179,9 @@ func (c *Config) Validate() error {
 	if err := c.Features.CircuitBreaker.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := c.PriceTable(); err != nil {
+		errs = append(errs, err)
+	}
 	for name := range c.Features.RateLimiting.PerProvider {
 		if !isKnownProvider(name) {
 			bad("features.rate_limiting.per_provider."+name, "unknown provider")
@@ -233,3 +241,15 @@ func isKnownProvider(name string) bool {
 }
 
 func positiveFinite(v float64) bool { return v > 0 && !math.IsInf(v, 0) && !math.IsNaN(v) }
+
+// PriceTable returns the shipped default prices with the configured models
+// merged over them.
+func (c *Config) PriceTable() (*cost.Table, error) {
+	configured := map[string]map[string]cost.Model{}
+	for name, p := range c.Providers {
+		if len(p.Models) > 0 {
+			configured[name] = p.Models
+		}
+	}
+	return cost.NewTableWithDefaults(configured)
+}

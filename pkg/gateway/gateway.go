@@ -158,6 +158,12 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 		sections["rate_limiting"] = func(context.Context) any { return map[string]any{"enabled": false} }
 	}
 
+	table, err := cfg.PriceTable()
+	if err != nil {
+		return nil, fmt.Errorf("pricing: %w", err)
+	}
+	pricer := processor.TablePricer{Table: table}
+
 	observers := telemetry.Observers{telemetry.NewMetrics(o.Registry), telemetry.NewLogger(o.Logger)}
 	observers = append(observers, o.Observers...)
 	g.Processor = processor.New(processor.Options{
@@ -168,6 +174,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 		Logger:    o.Logger,
 		Now:       o.Now,
 		Attempts:  attempts,
+		Pricer:    pricer,
 	})
 	g.Admin = admin.New(admin.Options{Providers: g.Processor.Providers(), Ready: o.Ready, Gatherer: o.Registry,
 		Version: o.Version, Now: o.Now, Sections: sections, ProviderExtra: providerExtra})

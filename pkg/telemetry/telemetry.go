@@ -24,6 +24,10 @@ type Metrics struct {
 	ttfb       *prometheus.HistogramVec
 	noUsage    *prometheus.CounterVec
 	estimation *prometheus.HistogramVec
+	costUSD    *prometheus.CounterVec
+	noPrice    *prometheus.CounterVec
+	genTokens  *prometheus.HistogramVec
+	genLatency *prometheus.HistogramVec
 
 	models *labelSet
 }
@@ -58,9 +62,30 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Estimated input tokens divided by the vendor's reported input tokens, by provider.",
 			Buckets: []float64{0.25, 0.5, 0.75, 0.9, 1, 1.1, 1.25, 1.5, 2, 4},
 		}, []string{"provider"}),
+		costUSD: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llm_proxy_cost_usd_total",
+			Help: "Cost of vendor usage in USD, by provider and priced model.",
+		}, []string{"provider", "model"}),
+		noPrice: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llm_proxy_cost_unknown_total",
+			Help: "Requests with usage whose model has no price (cost unknown), by provider.",
+		}, []string{"provider"}),
+		// OpenTelemetry GenAI semantic conventions: gen_ai.client.token.usage
+		// and gen_ai.client.operation.duration, in Prometheus naming.
+		genTokens: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gen_ai_client_token_usage",
+			Help:    "Tokens per request by gen_ai.system, gen_ai.request.model and gen_ai.token.type (input, output).",
+			Buckets: []float64{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304},
+		}, []string{"gen_ai_system", "gen_ai_request_model", "gen_ai_token_type"}),
+		genLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gen_ai_client_operation_duration_seconds",
+			Help:    "Duration of LLM calls by gen_ai.system and gen_ai.request.model, in seconds.",
+			Buckets: []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92},
+		}, []string{"gen_ai_system", "gen_ai_request_model"}),
 		models: newLabelSet(MaxModels),
 	}
-	reg.MustRegister(m.requests, m.tokens, m.duration, m.ttfb, m.noUsage, m.estimation)
+	reg.MustRegister(m.requests, m.tokens, m.duration, m.ttfb, m.noUsage, m.estimation, m.costUSD, m.noPrice,
+		m.genTokens, m.genLatency)
 	return m
 }
 
@@ -74,6 +99,15 @@ func (m *Metrics) Observe(r *processor.Record) {
 	stream := strconv.FormatBool(r.Info.Stream)
 	m.requests.WithLabelValues(r.Provider, model, statusClass(r.Status), string(r.Outcome), stream).Inc()
 	m.duration.WithLabelValues(r.Provider, string(r.Outcome)).Observe(r.Duration.Seconds())
+	reqModel := m.modelLabel(r.Provider, r.Info.Model)
+	if r.Outcome != processor.OutcomeRefused {
+		m.genLatency.WithLabelValues(r.Provider, reqModel).Observe(r.Duration.Seconds())
+	}
+	if r.Cost.Known {
+		m.costUSD.WithLabelValues(r.Provider, m.modelLabel(r.Provider, r.Cost.Model)).Add(r.Cost.TotalUSD)
+	} else if r.Usage.Found {
+		m.noPrice.WithLabelValues(r.Provider).Inc()
+	}
 	if r.TTFB > 0 {
 		m.ttfb.WithLabelValues(r.Provider, stream).Observe(r.TTFB.Seconds())
 	}
@@ -90,6 +124,8 @@ func (m *Metrics) Observe(r *processor.Record) {
 				m.tokens.WithLabelValues(r.Provider, model, t.name).Add(float64(t.n))
 			}
 		}
+		m.genTokens.WithLabelValues(r.Provider, reqModel, "input").Observe(float64(u.InputTokens))
+		m.genTokens.WithLabelValues(r.Provider, reqModel, "output").Observe(float64(u.OutputTokens))
 		if u.InputTokens > 0 && r.EstimateSource == "text" {
 			m.estimation.WithLabelValues(r.Provider).Observe(float64(r.EstimatedInputTokens) / float64(u.InputTokens))
 		}
@@ -196,6 +232,15 @@ func (l *Logger) Observe(r *processor.Record) {
 	}
 	if r.RefusedBy != "" {
 		attrs = append(attrs, slog.String("refused_by", r.RefusedBy))
+	}
+	if r.ReplacedBy != "" {
+		attrs = append(attrs, slog.String("replaced_by", r.ReplacedBy))
+	}
+	if r.Cost.Known {
+		attrs = append(attrs, slog.Float64("cost_usd", r.Cost.TotalUSD), slog.String("priced_model", r.Cost.Model))
+	}
+	if r.UsageEstimated {
+		attrs = append(attrs, slog.Bool("usage_estimated", true))
 	}
 	l.log.LogAttrs(context.Background(), slog.LevelInfo, "llm request", attrs...)
 }

@@ -1,0 +1,149 @@
+package budget
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
+)
+
+// benchConfig applies two scopes (key, user), each with day and month
+// windows: four counters per request. The limits are high enough never to
+// refuse.
+func benchConfig() Config {
+	huge := Limits{DailyUSD: MaxUSD, MonthlyUSD: MaxUSD}
+	return Config{Enabled: true, PerKey: Policy{Default: huge}, PerUser: Policy{Default: huge}, KeyPrefix: "bench:"}
+}
+
+func benchRequests() []Request {
+	reqs := make([]Request, 1024)
+	for i := range reqs {
+		reqs[i] = Request{Provider: "openai", Model: "gpt-4o", User: fmt.Sprintf("user-%d", i),
+			KeyID: fmt.Sprintf("key-%d", i%64), EstimatedUSD: 0.001 * float64(1+i%7)}
+	}
+	return reqs
+}
+
+func benchRedisConfig(b *testing.B) Config {
+	s := redistest.Start(b)
+	c := benchConfig()
+	c.Backend, c.Redis = BackendRedis, RedisConfig{Address: s.Addr}
+	return c
+}
+
+// BenchmarkReserveSettle measures one admission plus its settlement, the
+// budget's cost per request.
+func BenchmarkReserveSettle(b *testing.B) {
+	backends := []struct {
+		name string
+		new  func(b *testing.B) Limiter
+	}{
+		{name: "disabled", new: func(*testing.B) Limiter { return Nop{} }},
+		{name: "memory", new: func(*testing.B) Limiter { return NewMemory(benchConfig()) }},
+		{name: "redis", new: func(b *testing.B) Limiter {
+			r, err := NewRedis(b.Context(), benchRedisConfig(b), Hooks{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = r.Close() })
+			return r
+		}},
+	}
+	reqs := benchRequests()
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			l := be.new(b)
+			ctx := b.Context()
+			now := time.Now()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				d, err := l.Reserve(ctx, reqs[i%len(reqs)], now)
+				if err != nil || !d.Allowed {
+					b.Fatalf("reserve: %v %+v", err, d)
+				}
+				if err := l.Settle(ctx, d.Reservation, 0.0015, now); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+		b.Run(be.name+"/parallel", func(b *testing.B) {
+			l := be.new(b)
+			ctx := b.Context()
+			now := time.Now()
+			var seq atomic.Int64
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					d, err := l.Reserve(ctx, reqs[int(seq.Add(1))%len(reqs)], now)
+					if err != nil || !d.Allowed {
+						b.Errorf("reserve: %v %+v", err, d)
+						return
+					}
+					if err := l.Settle(ctx, d.Reservation, 0.0015, now); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkLedgerRecord measures recording one request's spend.
+func BenchmarkLedgerRecord(b *testing.B) {
+	backends := []struct {
+		name string
+		new  func(b *testing.B) Ledger
+	}{
+		{name: "memory", new: func(*testing.B) Ledger { return NewMemoryLedger(benchConfig()) }},
+		{name: "redis", new: func(b *testing.B) Ledger {
+			l, err := NewRedisLedger(b.Context(), benchRedisConfig(b), Hooks{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = l.Close() })
+			return l
+		}},
+	}
+	usages := make([]Usage, 1024)
+	for i := range usages {
+		usages[i] = Usage{User: fmt.Sprintf("user-%d", i), KeyID: fmt.Sprintf("key-%d", i%64), Provider: "openai",
+			Model: "gpt-4o", CostMicros: int64(1000 + i), InputTokens: int64(100 + i), OutputTokens: 50, CostKnown: true}
+	}
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			l := be.new(b)
+			ctx := b.Context()
+			now := time.Now()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if err := l.Record(ctx, usages[i%len(usages)], now); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkLedgerReport measures GET /usage over 1000 users, 64 keys and
+// one model.
+func BenchmarkLedgerReport(b *testing.B) {
+	l := NewMemoryLedger(benchConfig())
+	now := time.Now()
+	for i := range 1000 {
+		_ = l.Record(b.Context(), Usage{User: fmt.Sprintf("user-%d", i), KeyID: fmt.Sprintf("key-%d", i%64),
+			Provider: "openai", Model: "gpt-4o", CostMicros: int64(i), CostKnown: true}, now)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := l.Report(b.Context(), now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,200 @@
+package budget
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrBackendUnavailable is wrapped by every error a [Limiter] or [Ledger]
+// returns when its backend cannot answer (Redis down, memory table full).
+// For a Limiter the caller then admits or refuses the request according to
+// [Config.FailClosed].
+var ErrBackendUnavailable = errors.New("budget backend unavailable")
+
+// Request is what the limiter knows about a request at admission.
+type Request struct {
+	// Provider is the vendor ("openai", "anthropic", "gemini"). Not used
+	// for budgets today; kept for symmetry with the ledger.
+	Provider string
+	// Model is the requested model; empty when unknown. Not used for
+	// budgets today.
+	Model string
+	// User is the user id; empty when the request has none.
+	User string
+	// KeyID identifies the API key. It must already be a hash of the key:
+	// the limiter stores it in counters and Redis keys and reports it in
+	// [Decision.Scope]. Empty when the request has no key.
+	KeyID string
+	// EstimatedUSD is the expected cost of the call, in USD: the estimated
+	// input plus the expected output at the model's price. It is reserved
+	// in every applicable budget until [Limiter.Settle] replaces it with the
+	// actual cost. Negative and NaN count as 0.
+	EstimatedUSD float64
+}
+
+// Decision is the answer to [Limiter.Reserve]. When Allowed, Reservation must
+// be settled or cancelled; otherwise the other fields describe the first
+// budget that refused the request.
+type Decision struct {
+	// Allowed reports whether the request was admitted and its estimate
+	// reserved.
+	Allowed bool
+	// Reservation records what was reserved. Zero when not Allowed, and
+	// without charges when no budget applied.
+	Reservation Reservation
+
+	// Scope names the refusing budget: "key:<key id>" or "user:<id>".
+	Scope string
+	// Window is the refusing budget's window.
+	Window Window
+	// LimitMicros is the refusing limit, in micro-dollars per Window.
+	LimitMicros int64
+	// SpendMicros is what the window held at the refusal: settled spend
+	// plus outstanding reservations, in micro-dollars. It can exceed
+	// LimitMicros when actual costs came out above their estimates.
+	SpendMicros int64
+	// EstimateMicros is the refused request's estimate, in micro-dollars.
+	EstimateMicros int64
+	// Reset is when the refusing window ends and its budget is new again.
+	Reset time.Time
+}
+
+// LimitUSD is [Decision.LimitMicros] in USD.
+func (d Decision) LimitUSD() float64 { return USD(d.LimitMicros) }
+
+// SpendUSD is [Decision.SpendMicros] in USD.
+func (d Decision) SpendUSD() float64 { return USD(d.SpendMicros) }
+
+// Reason is the machine-readable cause of a refusal, for the
+// X-Cost-Limit-Reason header: "daily_cost_limit_exceeded" or
+// "monthly_cost_limit_exceeded". Empty when Allowed.
+func (d Decision) Reason() string {
+	switch {
+	case d.Allowed:
+		return ""
+	case d.Window == WindowMonth:
+		return "monthly_cost_limit_exceeded"
+	default:
+		return "daily_cost_limit_exceeded"
+	}
+}
+
+// Reservation records what [Limiter.Reserve] charged: EstimateMicros in
+// each of Charges. It is plain data and can be serialised (JSON) and settled
+// by another instance sharing the same backend.
+type Reservation struct {
+	// ID identifies the reservation; settling or cancelling it twice is
+	// harmless because the second call finds the ID gone.
+	ID string `json:"id"`
+	// EstimateMicros is the amount reserved in every window, in
+	// micro-dollars.
+	EstimateMicros int64 `json:"estimate_micros"`
+	// Charges are the windows charged. Empty when no budget applied.
+	Charges []Charge `json:"charges,omitempty"`
+}
+
+// Charge is one window of one budget that a reservation charged.
+type Charge struct {
+	// Scope is the budget's scope, like [Decision.Scope].
+	Scope string `json:"scope"`
+	// Window is the window kind.
+	Window Window `json:"window"`
+	// Index is the window number (see [WindowDay] and [WindowMonth]).
+	Index int64 `json:"index"`
+}
+
+// BackendStatus reports a backend's health for /health.
+type BackendStatus struct {
+	// Backend is "memory", "redis" or "disabled".
+	Backend string `json:"backend"`
+	// Healthy is false while the backend fails.
+	Healthy bool `json:"healthy"`
+	// LastError is the most recent backend error, empty if none.
+	LastError string `json:"last_error,omitempty"`
+	// LastErrorAt is when LastError happened.
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// Hooks observe a limiter or ledger without the package logging or
+// importing metrics. Nil fields are skipped. Hooks run synchronously on the
+// calling goroutine and must be quick.
+type Hooks struct {
+	// OnStateChange is called when the backend turns unhealthy (with the
+	// error) or healthy again, once per transition, so the caller can log
+	// once rather than per request.
+	OnStateChange func(s BackendStatus)
+}
+
+// Limiter enforces daily and monthly USD budgets per API key and per user
+// (see [Config]). Implementations are safe for concurrent use.
+type Limiter interface {
+	// Reserve checks the key's and the user's budgets (day, then month) at
+	// now and, only if all admit, adds the request's estimate to all of them
+	// atomically. A denial charges nothing. A budget refuses when its spend
+	// (settled plus reserved) has reached the limit, or when spend plus the
+	// estimate would pass it. An error wraps [ErrBackendUnavailable].
+	Reserve(ctx context.Context, req Request, now time.Time) (Decision, error)
+	// Settle replaces the reservation's estimate with actualUSD (converted
+	// by [Micros]) in every charged window still current at now; rotated
+	// windows keep the estimate. Counters never go below 0. A second Settle
+	// or Cancel of the same reservation does nothing.
+	Settle(ctx context.Context, res Reservation, actualUSD float64, now time.Time) error
+	// Cancel takes the reservation's estimate back from every charged
+	// window still current at now (the call cost nothing).
+	Cancel(ctx context.Context, res Reservation, now time.Time) error
+	// Status reports the backend's health; the redis backend pings.
+	Status(ctx context.Context) BackendStatus
+	// Close releases the backend's resources.
+	Close() error
+}
+
+// New returns the limiter cfg asks for: [Nop] when budgets are disabled,
+// else the memory or redis backend. cfg is validated and defaulted first.
+func New(ctx context.Context, cfg Config, hooks Hooks) (Limiter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if !cfg.Enabled {
+		return Nop{}, nil
+	}
+	cfg.ApplyDefaults()
+	switch cfg.Backend {
+	case BackendRedis:
+		return NewRedis(ctx, cfg, hooks)
+	default:
+		m := NewMemory(cfg)
+		m.health = newHealth(BackendMemory, hooks, 0)
+		return m, nil
+	}
+}
+
+// Nop admits everything and charges nothing. Use it when budgets are
+// disabled. The zero value is ready to use.
+type Nop struct{}
+
+var _ Limiter = Nop{}
+
+// Reserve implements [Limiter.Reserve]: it always admits.
+func (Nop) Reserve(context.Context, Request, time.Time) (Decision, error) {
+	return Decision{Allowed: true}, nil
+}
+
+// Settle implements [Limiter.Settle].
+func (Nop) Settle(context.Context, Reservation, float64, time.Time) error { return nil }
+
+// Cancel implements [Limiter.Cancel].
+func (Nop) Cancel(context.Context, Reservation, time.Time) error { return nil }
+
+// Status implements [Limiter.Status].
+func (Nop) Status(context.Context) BackendStatus {
+	return BackendStatus{Backend: "disabled", Healthy: true}
+}
+
+// Close implements [Limiter.Close].
+func (Nop) Close() error { return nil }
+
+func unavailable(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBackendUnavailable, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,243 @@
+package budget
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Backend names accepted in [Config.Backend].
+const (
+	BackendMemory = "memory"
+	BackendRedis  = "redis"
+)
+
+// Fail modes accepted in [Config.FailMode].
+const (
+	FailOpen   = "open"
+	FailClosed = "closed"
+)
+
+// Defaults applied by [Config.ApplyDefaults] to zero fields.
+const (
+	DefaultKeyPrefix     = "llmproxy:budget:"
+	DefaultMaxScopes     = 100_000
+	DefaultMaxUsageNames = 10_000
+	DefaultReportRows    = 1000
+)
+
+// configPath is where the block lives in the YAML configuration; Validate
+// reports field paths under it.
+const configPath = "features.cost_tracking.budgets"
+
+// Config configures budgets and the spend ledger. It is the YAML block
+// features.cost_tracking.budgets (json tags). It holds data only; the zero
+// value is valid and disabled.
+//
+// Scopes. A request is checked against its API key's budget ("key:<key
+// id>", limits [Policy.Overrides] of PerKey for that id, else
+// [Policy.Default]) and then its user's budget ("user:<id>", from PerUser
+// the same way). Limits are per identity: every key and every user has its
+// own day and month counters. A request without a key or user id skips that
+// scope; a window whose limit is 0 is unlimited and keeps no counter.
+//
+// Backend, Redis and KeyPrefix are also used by the [Ledger], which records
+// spend whether or not Enabled is set.
+type Config struct {
+	// Enabled turns budget enforcement on. Default false.
+	Enabled bool `json:"enabled"`
+	// Backend is "memory" (default; this process only, so every replica has
+	// its own budget) or "redis" (shared and exact across replicas).
+	Backend string `json:"backend"`
+	// FailMode says what the caller does when the backend fails: "open"
+	// (default; admit the request) or "closed" (refuse it). The limiter
+	// itself only returns an error wrapping [ErrBackendUnavailable]; see
+	// [Config.FailClosed].
+	FailMode string `json:"fail_mode"`
+	// Redis configures the redis backend.
+	Redis RedisConfig `json:"redis"`
+	// KeyPrefix starts every Redis key. Default "llmproxy:budget:". It must
+	// not contain '{' or '}': the package builds the Redis Cluster hash tag
+	// from it.
+	KeyPrefix string `json:"key_prefix"`
+	// PerKey are the budgets of API keys, by key id (the hashed key the
+	// gateway derives; never the raw key).
+	PerKey Policy `json:"per_key"`
+	// PerUser are the budgets of users, by user id.
+	PerUser Policy `json:"per_user"`
+	// MaxScopes bounds the memory limiter: at most this many identities with
+	// live counters and this many outstanding reservations. Default 100000.
+	// Ignored by the redis backend.
+	MaxScopes int `json:"max_scopes"`
+	// MaxUsageNames bounds the ledger: per period (today, this month) and
+	// dimension (user, key, model) at most this many names are recorded
+	// separately; spend of further names is added to the row "(other)", so
+	// totals stay exact. Default 10000. Applies to both backends.
+	MaxUsageNames int `json:"max_usage_names"`
+	// ReportRows is how many rows, highest cost first, [Ledger.Report]
+	// returns per dimension. Default 1000.
+	ReportRows int `json:"report_rows"`
+}
+
+// Policy is the budget of every identity of one kind (API keys or users).
+type Policy struct {
+	// Default is the budget of EACH identity not listed in Overrides,
+	// counted separately per identity.
+	Default Limits `json:"default"`
+	// Overrides replace Default for named identities. An override replaces
+	// the whole Limits: a field left out is 0, which means unlimited, not
+	// "use the default". An override with both fields 0 exempts the
+	// identity.
+	Overrides map[string]Limits `json:"overrides,omitempty"`
+}
+
+// limits returns the budget of identity id.
+func (p *Policy) limits(id string) Limits {
+	if l, ok := p.Overrides[id]; ok {
+		return l
+	}
+	return p.Default
+}
+
+// Limits are spend limits in USD. A field of 0 means unlimited. Amounts are
+// kept to the micro-dollar ([Micros]).
+type Limits struct {
+	// DailyUSD is the spend allowed per UTC day.
+	DailyUSD float64 `json:"daily_usd"`
+	// MonthlyUSD is the spend allowed per UTC calendar month.
+	MonthlyUSD float64 `json:"monthly_usd"`
+}
+
+// IsZero reports whether l sets no limit.
+func (l Limits) IsZero() bool { return Micros(l.DailyUSD) == 0 && Micros(l.MonthlyUSD) == 0 }
+
+// RedisConfig locates the Redis server of the redis backend. URL wins over
+// the other fields.
+type RedisConfig struct {
+	// URL is redis://[user:password@]host:port/db or rediss:// for TLS.
+	URL string `json:"url"`
+	// Address is host:port, used when URL is empty.
+	Address string `json:"address"`
+	// Password authenticates with Address.
+	Password string `json:"password"`
+	// DB is the database number used with Address. Default 0.
+	DB int `json:"db"`
+}
+
+// ApplyDefaults sets the documented defaults on zero fields.
+func (c *Config) ApplyDefaults() {
+	if c.Backend == "" {
+		c.Backend = BackendMemory
+	}
+	if c.FailMode == "" {
+		c.FailMode = FailOpen
+	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = DefaultKeyPrefix
+	}
+	if c.MaxScopes == 0 {
+		c.MaxScopes = DefaultMaxScopes
+	}
+	if c.MaxUsageNames == 0 {
+		c.MaxUsageNames = DefaultMaxUsageNames
+	}
+	if c.ReportRows == 0 {
+		c.ReportRows = DefaultReportRows
+	}
+}
+
+// FailClosed reports whether requests must be refused when the backend
+// fails ([ErrBackendUnavailable]); false means admit them (fail open).
+func (c Config) FailClosed() bool { return c.FailMode == FailClosed }
+
+// Validate reports every problem of c at once (joined with errors.Join),
+// each prefixed with its field path under features.cost_tracking.budgets.
+// Zero fields are valid (they mean the default). A disabled Config is still
+// validated so that mistakes surface before it is enabled.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", configPath, path, fmt.Sprintf(format, args...)))
+	}
+	switch c.Backend {
+	case "", BackendMemory, BackendRedis:
+	default:
+		bad("backend", "must be %q or %q, got %q", BackendMemory, BackendRedis, c.Backend)
+	}
+	switch c.FailMode {
+	case "", FailOpen, FailClosed:
+	default:
+		bad("fail_mode", "must be %q or %q, got %q", FailOpen, FailClosed, c.FailMode)
+	}
+	validatePolicy(bad, "per_key", c.PerKey)
+	validatePolicy(bad, "per_user", c.PerUser)
+	if strings.ContainsAny(c.KeyPrefix, "{}") {
+		bad("key_prefix", "must not contain '{' or '}' (the package adds the Redis Cluster hash tag), got %q", c.KeyPrefix)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"max_scopes", c.MaxScopes},
+		{"max_usage_names", c.MaxUsageNames},
+		{"report_rows", c.ReportRows},
+	} {
+		if f.v < 0 {
+			bad(f.name, "must not be negative, got %d", f.v)
+		}
+	}
+	if c.Backend == BackendRedis {
+		switch {
+		case c.Redis.URL != "":
+			if _, err := redis.ParseURL(c.Redis.URL); err != nil {
+				// The parser's message may quote the URL, password included.
+				bad("redis.url", "not a valid redis:// or rediss:// URL")
+			}
+		case c.Redis.Address == "":
+			bad("redis", "url or address is required with backend %q", BackendRedis)
+		}
+		if c.Redis.DB < 0 {
+			bad("redis.db", "must not be negative, got %d", c.Redis.DB)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type badFunc func(path, format string, args ...any)
+
+func validatePolicy(bad badFunc, path string, p Policy) {
+	validateLimits(bad, path+".default", p.Default)
+	names := make([]string, 0, len(p.Overrides))
+	for name := range p.Overrides {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if name == "" {
+			bad(path+".overrides", "empty name")
+			continue
+		}
+		validateLimits(bad, path+".overrides."+name, p.Overrides[name])
+	}
+}
+
+func validateLimits(bad badFunc, path string, l Limits) {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{
+		{"daily_usd", l.DailyUSD},
+		{"monthly_usd", l.MonthlyUSD},
+	} {
+		switch {
+		case math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 || f.v > MaxUSD:
+			bad(path+"."+f.name, "must be 0 (unlimited) or a positive amount up to %g, got %v", float64(MaxUSD), f.v)
+		case f.v > 0 && Micros(f.v) == 0:
+			bad(path+"."+f.name, "must be at least 0.000001 (one micro-dollar), got %v", f.v)
+		}
+	}
+}

@@ -1,0 +1,99 @@
+package budget
+
+import (
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		errs []string
+	}{
+		{name: "zero value", cfg: Config{}},
+		{name: "full", cfg: Config{
+			Enabled: true, Backend: BackendRedis, FailMode: FailClosed, Redis: RedisConfig{URL: "redis://localhost:6379/2"},
+			KeyPrefix: "x:", PerKey: Policy{Default: Limits{DailyUSD: 10, MonthlyUSD: 200}, Overrides: map[string]Limits{"k": {}}},
+			PerUser: Policy{Overrides: map[string]Limits{"alice": {DailyUSD: 0.5}}},
+		}},
+		{name: "every problem at once", cfg: Config{
+			Backend: "etcd", FailMode: "maybe", KeyPrefix: "a{b}",
+			PerKey:    Policy{Default: Limits{DailyUSD: -1, MonthlyUSD: math.NaN()}},
+			PerUser:   Policy{Overrides: map[string]Limits{"": {}, "bob": {MonthlyUSD: math.Inf(1)}, "carol": {DailyUSD: 0.0000001}}},
+			MaxScopes: -1, MaxUsageNames: -2, ReportRows: -3,
+		}, errs: []string{
+			`features.cost_tracking.budgets.backend: must be "memory" or "redis", got "etcd"`,
+			`features.cost_tracking.budgets.fail_mode: must be "open" or "closed", got "maybe"`,
+			`features.cost_tracking.budgets.per_key.default.daily_usd: must be 0 (unlimited) or a positive amount up to 1e+09, got -1`,
+			`features.cost_tracking.budgets.per_key.default.monthly_usd: must be 0 (unlimited) or a positive amount up to 1e+09, got NaN`,
+			`features.cost_tracking.budgets.per_user.overrides: empty name`,
+			`features.cost_tracking.budgets.per_user.overrides.bob.monthly_usd: must be 0 (unlimited) or a positive amount up to 1e+09, got +Inf`,
+			`features.cost_tracking.budgets.per_user.overrides.carol.daily_usd: must be at least 0.000001 (one micro-dollar), got 1e-07`,
+			`features.cost_tracking.budgets.key_prefix: must not contain '{' or '}'`,
+			`features.cost_tracking.budgets.max_scopes: must not be negative, got -1`,
+			`features.cost_tracking.budgets.max_usage_names: must not be negative, got -2`,
+			`features.cost_tracking.budgets.report_rows: must not be negative, got -3`,
+		}},
+		{name: "redis without address", cfg: Config{Backend: BackendRedis, Redis: RedisConfig{DB: -1}}, errs: []string{
+			`features.cost_tracking.budgets.redis: url or address is required with backend "redis"`,
+			`features.cost_tracking.budgets.redis.db: must not be negative, got -1`,
+		}},
+		{name: "bad redis url hides the password", cfg: Config{Backend: BackendRedis, Redis: RedisConfig{URL: "http://u:secret@h"}}, errs: []string{
+			`features.cost_tracking.budgets.redis.url: not a valid redis:// or rediss:// URL`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if len(tt.errs) == 0 {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			for _, e := range tt.errs {
+				require.ErrorContains(t, err, e)
+			}
+			require.NotContains(t, err.Error(), "secret")
+		})
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	var c Config
+	c.ApplyDefaults()
+	require.Equal(t, Config{Backend: BackendMemory, FailMode: FailOpen, KeyPrefix: "llmproxy:budget:",
+		MaxScopes: 100_000, MaxUsageNames: 10_000, ReportRows: 1000}, c)
+	require.False(t, c.FailClosed())
+	require.True(t, Config{FailMode: FailClosed}.FailClosed())
+	require.True(t, Limits{}.IsZero())
+	require.False(t, Limits{MonthlyUSD: 0.01}.IsZero())
+}
+
+func TestNew(t *testing.T) {
+	l, err := New(t.Context(), Config{PerUser: Policy{Default: Limits{DailyUSD: 1}}}, Hooks{})
+	require.NoError(t, err)
+	require.Equal(t, Nop{}, l, "disabled budgets admit everything")
+	d, err := l.Reserve(t.Context(), alice(1e6), t0)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	require.Equal(t, "disabled", l.Status(t.Context()).Backend)
+	require.NoError(t, l.Settle(t.Context(), d.Reservation, 1, t0))
+	require.NoError(t, l.Cancel(t.Context(), d.Reservation, t0))
+	require.NoError(t, l.Close())
+
+	_, err = New(t.Context(), Config{Enabled: true, Backend: "nope"}, Hooks{})
+	require.ErrorContains(t, err, "backend")
+	_, err = NewLedger(t.Context(), Config{Backend: "nope"}, Hooks{})
+	require.ErrorContains(t, err, "backend")
+
+	l, err = New(t.Context(), Config{Enabled: true}, Hooks{})
+	require.NoError(t, err)
+	require.IsType(t, &Memory{}, l)
+	// The ledger works with budgets disabled.
+	led, err := NewLedger(t.Context(), Config{}, Hooks{})
+	require.NoError(t, err)
+	require.IsType(t, &MemoryLedger{}, led)
+}

@@ -1,0 +1,293 @@
+package budget
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
+)
+
+var prefixSeq atomic.Int64
+
+// redisConfigFor points cfg at s with a key prefix no other store of the
+// test binary uses (unless cfg names one), so tests share one server without
+// sharing state.
+func redisConfigFor(t *testing.T, s *redistest.Server, cfg Config) Config {
+	t.Helper()
+	cfg.Backend = BackendRedis
+	cfg.Redis = RedisConfig{Address: s.Addr}
+	if cfg.KeyPrefix == "" {
+		cfg.KeyPrefix = fmt.Sprintf("test%d:", prefixSeq.Add(1))
+	}
+	require.NoError(t, cfg.Validate())
+	return cfg
+}
+
+func newRedisFor(t *testing.T, s *redistest.Server, cfg Config) *Redis {
+	t.Helper()
+	r, err := NewRedis(t.Context(), redisConfigFor(t, s, cfg), Hooks{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+func rawClient(t *testing.T, s *redistest.Server) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, DisableIdentity: true})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func TestRedis(t *testing.T) {
+	s := redistest.Start(t)
+	testLimiter(t, func(t *testing.T, cfg Config) Limiter { return newRedisFor(t, s, cfg) })
+}
+
+// Two instances on one Redis, concurrent reservations from many goroutines,
+// settled at random by either instance with actual costs at or below the
+// estimate: spend never passes the limit, every admitted request fits, and
+// the counters end equal to the sum of the settled costs (zero drift).
+func TestRedisTwoInstancesNeverOverspendZeroDrift(t *testing.T) {
+	s := redistest.Start(t)
+	const (
+		limitUSD = 25.0
+		calls    = 3000
+		workers  = 48
+	)
+	cfg := Config{
+		Enabled:   true,
+		KeyPrefix: "spend:",
+		PerUser:   Policy{Default: Limits{DailyUSD: limitUSD, MonthlyUSD: 1000}},
+		PerKey:    Policy{Default: Limits{MonthlyUSD: 1000}},
+	}
+	a, b := newRedisFor(t, s, cfg), newRedisFor(t, s, cfg)
+	var settled, admitted, refused atomic.Int64
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 11))
+			for next.Add(1) <= calls {
+				reserver, settler := a, b
+				if rng.IntN(2) == 0 {
+					reserver, settler = b, a
+				}
+				est := float64(1+rng.IntN(50_000)) / MicrosPerUSD // up to $0.05
+				d, err := reserver.Reserve(t.Context(), Request{User: "alice", KeyID: "k1", EstimatedUSD: est}, t0)
+				if err != nil {
+					t.Errorf("reserve: %v", err)
+					return
+				}
+				if !d.Allowed {
+					refused.Add(1)
+					continue
+				}
+				admitted.Add(1)
+				switch rng.IntN(4) {
+				case 0: // upstream 5xx or local reply
+					err = settler.Cancel(t.Context(), d.Reservation, t0)
+				default:
+					actual := rng.Int64N(Micros(est) + 1)
+					err = settler.Settle(t.Context(), d.Reservation, USD(actual), t0)
+					if err == nil {
+						settled.Add(actual)
+					}
+					if rng.IntN(4) == 0 { // a duplicate settle changes nothing
+						err = settler.Settle(t.Context(), d.Reservation, 1, t0)
+					}
+				}
+				if err != nil {
+					t.Errorf("release: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.Positive(t, refused.Load(), "the budget must bind in this test")
+	c := rawClient(t, s)
+	for _, key := range []string{
+		a.windowKey(WindowDay, windowIndex(t0, WindowDay), "user:alice"),
+		a.windowKey(WindowMonth, windowIndex(t0, WindowMonth), "user:alice"),
+		a.windowKey(WindowMonth, windowIndex(t0, WindowMonth), "key:k1"),
+	} {
+		got, err := c.HGet(t.Context(), key, "s").Int64()
+		require.NoError(t, err, key)
+		require.Equal(t, settled.Load(), got, key)
+		require.LessOrEqual(t, got, Micros(limitUSD), key)
+	}
+	markers, err := c.Keys(t.Context(), "{spend}:res:*").Result()
+	require.NoError(t, err)
+	require.Empty(t, markers, "every reservation was released")
+}
+
+// With actual = estimate, two instances admit exactly limit/estimate calls.
+func TestRedisTwoInstancesAdmitExactly(t *testing.T) {
+	s := redistest.Start(t)
+	cfg := Config{Enabled: true, KeyPrefix: "exact:", PerKey: Policy{Default: Limits{DailyUSD: 10}}}
+	a, b := newRedisFor(t, s, cfg), newRedisFor(t, s, cfg)
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 32 {
+		l := a
+		if w%2 == 1 {
+			l = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				d, err := l.Reserve(t.Context(), keyReq("k", 0.1), t0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d.Allowed {
+					admitted.Add(1)
+					if err := l.Settle(t.Context(), d.Reservation, 0.1, t0); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, int64(100), admitted.Load())
+}
+
+func TestRedisOutageAndRecovery(t *testing.T) {
+	s := redistest.Start(t)
+	var mu sync.Mutex
+	var changes []BackendStatus
+	cfg := redisConfigFor(t, s, Config{Enabled: true, PerUser: Policy{Default: Limits{DailyUSD: 5}}})
+	l, err := New(t.Context(), cfg, Hooks{OnStateChange: func(st BackendStatus) {
+		mu.Lock()
+		defer mu.Unlock()
+		changes = append(changes, st)
+	}})
+	require.NoError(t, err)
+	r := l.(*Redis)
+	t.Cleanup(func() { _ = r.Close() })
+	ctx := t.Context()
+
+	d, err := r.Reserve(ctx, alice(1), t0)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	require.True(t, r.Status(ctx).Healthy)
+
+	s.Stop()
+	_, err = r.Reserve(ctx, alice(1), t0)
+	require.ErrorIs(t, err, ErrBackendUnavailable)
+	// While unhealthy, calls fail at once instead of each waiting for Redis.
+	for range 3 {
+		start := time.Now()
+		_, err = r.Reserve(ctx, alice(1), t0)
+		require.ErrorIs(t, err, ErrBackendUnavailable)
+		require.ErrorContains(t, err, "skipped while unhealthy")
+		require.Less(t, time.Since(start), 50*time.Millisecond)
+	}
+	require.ErrorIs(t, r.Settle(ctx, d.Reservation, 0.5, t0), ErrBackendUnavailable)
+	st := r.Status(ctx)
+	require.False(t, st.Healthy)
+	require.Equal(t, BackendRedis, st.Backend)
+	require.NotEmpty(t, st.LastError)
+	require.False(t, st.LastErrorAt.IsZero())
+
+	s.Restart(t) // empty server: script cache and counters gone
+	require.True(t, r.Status(ctx).Healthy)
+	d, err = r.Reserve(ctx, alice(1), t0)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	require.NoError(t, r.Settle(ctx, d.Reservation, 0.5, t0))
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, changes, 2, "one hook call when Redis went away, one when it came back")
+	require.False(t, changes[0].Healthy)
+	require.Contains(t, changes[0].LastError, "redis")
+	require.True(t, changes[1].Healthy)
+}
+
+func TestRedisUnreachableAtStart(t *testing.T) {
+	s := redistest.Start(t)
+	addr := s.Addr
+	s.Stop()
+	r, err := NewRedis(t.Context(), Config{Enabled: true, Backend: BackendRedis, Redis: RedisConfig{Address: addr},
+		PerUser: Policy{Default: Limits{DailyUSD: 1}}}, Hooks{})
+	require.NoError(t, err, "an unreachable server is a state, not a construction error")
+	t.Cleanup(func() { _ = r.Close() })
+	require.False(t, r.Status(t.Context()).Healthy)
+	_, err = r.Reserve(t.Context(), alice(1), t0)
+	require.ErrorIs(t, err, ErrBackendUnavailable)
+	s.Restart(t)
+	r.conn.health.nextTry.Store(0) // as if the retry interval (1 s) had passed
+	d, err := r.Reserve(t.Context(), alice(1), t0)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	require.True(t, r.Status(t.Context()).Healthy)
+}
+
+func TestRedisKeyLayout(t *testing.T) {
+	s := redistest.Start(t)
+	r := newRedisFor(t, s, Config{Enabled: true, KeyPrefix: "layout:",
+		PerKey:  Policy{Default: Limits{DailyUSD: 5, MonthlyUSD: 50}},
+		PerUser: Policy{Default: Limits{MonthlyUSD: 20}}})
+	at := time.Now() // real time: the TTLs are checked against the server's clock
+	d, err := r.Reserve(t.Context(), Request{User: "alice", KeyID: "5f2b9c", EstimatedUSD: 0.25}, at)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+
+	c := rawClient(t, s)
+	keys, err := c.Keys(t.Context(), "*").Result()
+	require.NoError(t, err)
+	day, month := windowIndex(at, WindowDay), windowIndex(at, WindowMonth)
+	require.ElementsMatch(t, []string{
+		fmt.Sprintf("{layout}:d:%d:key:5f2b9c", day),
+		fmt.Sprintf("{layout}:mo:%d:key:5f2b9c", month),
+		fmt.Sprintf("{layout}:mo:%d:user:alice", month),
+		"{layout}:res:" + d.Reservation.ID,
+	}, keys)
+	for _, k := range keys {
+		ttl, err := c.PTTL(t.Context(), k).Result()
+		require.NoError(t, err)
+		end := windowEnd(WindowMonth, month)
+		if strings.Contains(k, ":d:") {
+			end = windowEnd(WindowDay, day)
+		}
+		require.LessOrEqual(t, ttl, end.Sub(at)+ttlGrace, k)
+		require.Greater(t, ttl, end.Sub(at)-time.Second, k)
+		if !strings.Contains(k, ":res:") {
+			v, err := c.HGet(t.Context(), k, "s").Result()
+			require.NoError(t, err)
+			require.Equal(t, "250000", v, k)
+		}
+	}
+}
+
+// A call retried after a lost reply (same reservation id) is not charged
+// twice.
+func TestRedisReserveScriptIdempotent(t *testing.T) {
+	s := redistest.Start(t)
+	r := newRedisFor(t, s, Config{Enabled: true})
+	c := rawClient(t, s)
+	key := r.windowKey(WindowDay, 1, "user:alice")
+	keys := []string{r.markerKey("same-id"), key}
+	for range 3 {
+		out, err := reserveScript.Run(t.Context(), c, keys, 7, 60000, 100, 60000).Int64Slice()
+		require.NoError(t, err)
+		require.Equal(t, []int64{1}, out)
+	}
+	got, err := c.HGet(t.Context(), key, "s").Result()
+	require.NoError(t, err)
+	require.Equal(t, "7", got)
+}

@@ -1,0 +1,120 @@
+package budget
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ttlGrace keeps a window's key a little past the window's end, so an
+// instance whose clock lags slightly still finds the counters it charged.
+// Keys are stamped with the window index, so the grace never lets spend
+// leak into the next window.
+const ttlGrace = 2 * time.Second
+
+// Client timeouts used when the URL does not set them. A budget check sits
+// in the request path: better to fail fast and apply the fail mode than to
+// hold requests.
+const (
+	redisDialTimeout = 2 * time.Second
+	redisIOTimeout   = time.Second
+	redisDialTries   = 1
+)
+
+// redisRetryInterval is how often, while Redis is unhealthy, one call is let
+// through to try it; the others fail at once with [ErrBackendUnavailable].
+// Status always tries.
+const redisRetryInterval = time.Second
+
+// redisConn is what the redis limiter and ledger share: a client, the hash
+// tag that starts every key, and health tracking.
+type redisConn struct {
+	client *redis.Client
+	tag    string // "{P}:"
+	health *health
+}
+
+// newRedisConn builds the client of cfg (defaults applied). Commands are
+// never retried by the client: the scripts that are not idempotent (ledger
+// records) must not run twice after a lost reply.
+func newRedisConn(cfg Config, hooks Hooks) (*redisConn, error) {
+	opts, err := redisOptions(cfg.Redis)
+	if err != nil {
+		return nil, err
+	}
+	prefix := strings.TrimSuffix(cfg.KeyPrefix, ":")
+	if prefix == "" {
+		prefix = strings.TrimSuffix(DefaultKeyPrefix, ":")
+	}
+	return &redisConn{
+		client: redis.NewClient(opts),
+		tag:    "{" + prefix + "}:",
+		health: newHealth(BackendRedis, hooks, redisRetryInterval),
+	}, nil
+}
+
+func redisOptions(c RedisConfig) (*redis.Options, error) {
+	var opts *redis.Options
+	if c.URL != "" {
+		o, err := redis.ParseURL(c.URL)
+		if err != nil {
+			// The parser's message may quote the URL, password included.
+			return nil, errors.New("redis url: not a valid redis:// or rediss:// URL")
+		}
+		opts = o
+	} else {
+		if c.Address == "" {
+			return nil, errors.New("redis: url or address is required")
+		}
+		opts = &redis.Options{Addr: c.Address, Password: c.Password, DB: c.DB}
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = redisDialTimeout
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = redisIOTimeout
+	}
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = redisIOTimeout
+	}
+	opts.MaxRetries = -1
+	if opts.DialerRetries == 0 {
+		opts.DialerRetries = redisDialTries
+	}
+	opts.DisableIdentity = true
+	return opts, nil
+}
+
+// status pings Redis with ctx and reports the resulting health.
+func (c *redisConn) status(ctx context.Context) BackendStatus {
+	if err := c.client.Ping(ctx).Err(); err != nil {
+		_ = c.fail(ctx, "ping", err)
+	} else {
+		c.health.observe(nil)
+	}
+	return c.health.get()
+}
+
+// fail wraps err in ErrBackendUnavailable and records it, unless the
+// caller's own context ended (that says nothing about Redis).
+func (c *redisConn) fail(ctx context.Context, op string, err error) error {
+	err = fmt.Errorf("redis %s: %w", op, err)
+	if ctx.Err() == nil {
+		c.health.observe(err)
+	}
+	return fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
+}
+
+func (c *redisConn) skipped(op string) error {
+	return fmt.Errorf("%w: redis %s: skipped while unhealthy (last error: %s)",
+		ErrBackendUnavailable, op, c.health.get().LastError)
+}
+
+// ttlMillis is the TTL, in ms, of a key whose window ends at end.
+func ttlMillis(end, now time.Time) int64 {
+	return max(end.Sub(now)+ttlGrace, time.Millisecond).Milliseconds()
+}
