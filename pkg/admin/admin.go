@@ -34,6 +34,8 @@ type Options struct {
 	// ProviderExtra adds fields to each provider's /health entry (for
 	// example circuit_state); nil adds none.
 	ProviderExtra func(ctx context.Context, provider string) map[string]any
+	// Handlers are extra GET endpoints by path (for example "/usage").
+	Handlers map[string]http.Handler
 }
 
 // ProviderHealth is one provider's entry in GET /health.
@@ -104,6 +106,9 @@ func New(o Options) http.Handler {
 	})
 	if o.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	}
+	for path, h := range o.Handlers {
+		mux.Handle("GET "+path, h)
 	}
 	return mux
 }

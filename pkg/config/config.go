@@ -8,7 +8,9 @@ import (
 	"strings"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/budget"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/cost"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 )
@@ -48,6 +50,17 @@ type Features struct {
 	// CircuitBreaker configures failure classification and the per
 	// provider/model circuit breaker (see breaker.Config).
 	CircuitBreaker breaker.Config `json:"circuit_breaker"`
+	// CostTracking configures cost records (see costlog.Config, inline),
+	// the spend ledger behind GET /usage, and budgets.
+	CostTracking CostTracking `json:"cost_tracking"`
+}
+
+// CostTracking configures cost records and budgets.
+type CostTracking struct {
+	costlog.Config
+	// Budgets are daily and monthly USD limits per key and per user; their
+	// backend also holds the spend ledger.
+	Budgets budget.Config `json:"budgets"`
 }
 
 // RateLimiting configures request and token limits (see
@@ -148,6 +161,8 @@ func (c *Config) applyDefaults() {
 	}
 	c.Features.RateLimiting.Config.ApplyDefaults()
 	c.Features.CircuitBreaker.ApplyDefaults()
+	c.Features.CostTracking.Config.ApplyDefaults()
+	c.Features.CostTracking.Budgets.ApplyDefaults()
 	p := &c.Processing
 	if p.ResponseBufferLimitBytes == 0 {
 		p.ResponseBufferLimitBytes = DefaultResponseBufferLimitBytes
@@ -180,6 +195,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if _, err := c.PriceTable(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Features.CostTracking.Config.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Features.CostTracking.Budgets.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	for name := range c.Features.RateLimiting.PerProvider {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/admin"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/budget"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
@@ -61,6 +63,7 @@ type Gateway struct {
 	Breaker *breaker.Breaker
 
 	closers []io.Closer
+	log     *slog.Logger
 }
 
 // New builds the gateway for cfg. It fails only on configuration problems;
@@ -85,7 +88,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
 	}
-	g := &Gateway{Limiter: ratelimit.Nop{}}
+	g := &Gateway{Limiter: ratelimit.Nop{}, log: o.Logger}
 	sections := map[string]func(context.Context) any{}
 	var guards []processor.Guard
 
@@ -164,7 +167,60 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 	}
 	pricer := processor.TablePricer{Table: table}
 
+	handlers := map[string]http.Handler{}
+	ct := cfg.Features.CostTracking
+	if ct.Budgets.Enabled {
+		lim, err := budget.New(ctx, ct.Budgets, budget.Hooks{OnStateChange: g.backendLog("budget store", ct.Budgets.FailMode)})
+		if err != nil {
+			g.Close()
+			return nil, fmt.Errorf("budgets: %w", err)
+		}
+		g.closers = append(g.closers, lim)
+		guards = append(guards, processor.NewBudget(lim, ct.Budgets, pricer, o.Providers, processor.BudgetHooks{}, o.Now))
+		sections["budgets"] = func(ctx context.Context) any {
+			st := lim.Status(ctx)
+			return map[string]any{"enabled": true, "backend": st.Backend, "healthy": st.Healthy,
+				"last_error": st.LastError, "fail_mode": ct.Budgets.FailMode}
+		}
+	}
+	var extra []processor.Observer
+	if ct.Enabled {
+		errs, dropped, written := newCostMetrics(o.Registry)
+		w, err := costlog.New(ctx, ct.Config, costlog.Hooks{
+			OnDrop:    func(string) { dropped.Inc() },
+			OnWritten: func(n int) { written.Add(float64(n)) },
+			OnWriteError: func(err error) {
+				o.Logger.Warn("cost record sink write failed", "error", err)
+			},
+		})
+		if err != nil {
+			g.Close()
+			return nil, fmt.Errorf("cost records: %w", err)
+		}
+		g.closers = append(g.closers, closerFunc(func() error {
+			// Flush everything queued; the records are acknowledged writes.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			return w.Close(ctx)
+		}))
+		led, err := budget.NewLedger(ctx, ct.Budgets, budget.Hooks{OnStateChange: g.backendLog("usage ledger", "open")})
+		if err != nil {
+			g.Close()
+			return nil, fmt.Errorf("usage ledger: %w", err)
+		}
+		g.closers = append(g.closers, led)
+		handlers["/usage"] = usageHandler(led, o.Now)
+		extra = append(extra, &costRecorder{w: w, ledger: led, now: o.Now, errors: errs, dropped: dropped,
+			written: written, log: o.Logger})
+		sections["cost_tracking"] = func(context.Context) any {
+			st := w.Stats()
+			return map[string]any{"enabled": true, "queued": st.Queued, "written": st.Written,
+				"dropped": st.Dropped, "failed": st.Failed}
+		}
+	}
+
 	observers := telemetry.Observers{telemetry.NewMetrics(o.Registry), telemetry.NewLogger(o.Logger)}
+	observers = append(observers, extra...)
 	observers = append(observers, o.Observers...)
 	g.Processor = processor.New(processor.Options{
 		Config:    cfg,
@@ -177,8 +233,19 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 		Pricer:    pricer,
 	})
 	g.Admin = admin.New(admin.Options{Providers: g.Processor.Providers(), Ready: o.Ready, Gatherer: o.Registry,
-		Version: o.Version, Now: o.Now, Sections: sections, ProviderExtra: providerExtra})
+		Version: o.Version, Now: o.Now, Sections: sections, ProviderExtra: providerExtra, Handlers: handlers})
 	return g, nil
+}
+
+// backendLog logs a store's health transitions, once each.
+func (g *Gateway) backendLog(what, failMode string) func(budget.BackendStatus) {
+	return func(st budget.BackendStatus) {
+		if st.Healthy {
+			g.log.Info(what+" recovered", "backend", st.Backend)
+			return
+		}
+		g.log.Warn(what+" unavailable", "backend", st.Backend, "error", st.LastError, "fail_mode", failMode)
+	}
 }
 
 // newBreaker builds the circuit breaker with metrics and state-change logs.
