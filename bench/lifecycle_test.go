@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -20,6 +22,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/gateway"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/telemetry"
 )
@@ -211,6 +215,24 @@ func newExtproc() *processor.Server {
 	})
 }
 
+// newExtprocWithCost is newExtproc with cost tracking on, as
+// features.cost_tracking.enabled sets it up: requests priced, cost records
+// queued for a JSONL file (in the temporary directory), ledger entries for
+// /usage (memory).
+func newExtprocWithCost() (*processor.Server, error) {
+	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg := config.Defaults()
+	ct := &cfg.Features.CostTracking
+	ct.Enabled = true
+	ct.Sinks = []costlog.SinkConfig{{Type: costlog.SinkFile,
+		File: &costlog.FileConfig{Path: filepath.Join(os.TempDir(), fmt.Sprintf("bench-costs-%d.jsonl", os.Getpid()))}}}
+	g, err := gateway.New(context.Background(), cfg, gateway.Options{Logger: log, Registry: prometheus.NewRegistry()})
+	if err != nil {
+		return nil, err
+	}
+	return g.Processor, nil
+}
+
 // newServer returns the ext_proc server of the given kind ("null" or
 // "extproc").
 func newServer(kind string) (extprocv3.ExternalProcessorServer, error) {
@@ -219,6 +241,9 @@ func newServer(kind string) (extprocv3.ExternalProcessorServer, error) {
 		return &Null{}, nil
 	case "extproc":
 		return newExtproc(), nil
+	case "extproc+cost":
+		return newExtprocWithCost()
+
 	default:
 		return nil, fmt.Errorf("unknown server kind %q", kind)
 	}

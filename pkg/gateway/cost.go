@@ -65,9 +65,9 @@ func (c *costRecorder) Observe(r *processor.Record) {
 	if c.ledger == nil || r.Outcome == processor.OutcomeRefused {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	err := c.ledger.Record(ctx, budget.Usage{User: r.Identity.User, KeyID: r.Identity.KeyID, Provider: r.Provider,
+	// No per-call deadline: the Redis ledger's client bounds every command
+	// with its own I/O timeouts, and the memory one never waits.
+	err := c.ledger.Record(context.Background(), budget.Usage{User: r.Identity.User, KeyID: r.Identity.KeyID, Provider: r.Provider,
 		Model: model, CostMicros: budget.Micros(r.Cost.TotalUSD), InputTokens: u.InputTokens,
 		OutputTokens: u.OutputTokens, CostKnown: r.Cost.Known}, c.now())
 	if err != nil {
