@@ -25,7 +25,6 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/gateway"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/telemetry"
 )
 
 // chatRequest is a realistic OpenAI chat completions request of about 2 KiB.
@@ -203,16 +202,17 @@ func matches(req *extprocv3.ProcessingRequest, resp *extprocv3.ProcessingRespons
 	}
 }
 
-// newExtproc returns our server wired as cmd/extproc wires it: default
-// rules, Prometheus metrics on a fresh registry and one JSON log line per
-// request (written to io.Discard).
+// newExtproc returns our server wired as cmd/extproc wires it, through
+// pkg/gateway with the default rules: every request priced, Prometheus
+// metrics on a fresh registry and one JSON log line per request (written to
+// io.Discard); no guards (they are off by default).
 func newExtproc() *processor.Server {
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	return processor.New(processor.Options{
-		Config:   config.Defaults(),
-		Observer: telemetry.Observers{telemetry.NewMetrics(prometheus.NewRegistry()), telemetry.NewLogger(log)},
-		Logger:   log,
-	})
+	g, err := gateway.New(context.Background(), config.Defaults(), gateway.Options{Logger: log, Registry: prometheus.NewRegistry()})
+	if err != nil {
+		panic(err) // the default rules always build
+	}
+	return g.Processor
 }
 
 // newExtprocWithCost is newExtproc with cost tracking on, as

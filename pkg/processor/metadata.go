@@ -16,61 +16,61 @@ func (st *stream) metadata() *structpb.Struct {
 	if st.provider == nil {
 		return nil
 	}
-	f := make(map[string]*structpb.Value, 16)
+	f := newFieldSlab(16)
 	if !st.mdSent {
-		f["provider"] = structpb.NewStringValue(st.call.Provider)
-		f["model"] = structpb.NewStringValue(st.call.Info.Model)
-		f["user"] = structpb.NewStringValue(st.call.Identity.User)
-		f["stream"] = structpb.NewBoolValue(st.call.Info.Stream)
-		f["estimated_input_tokens"] = structpb.NewNumberValue(float64(st.call.EstimatedInputTokens))
+		f.str("provider", st.call.Provider)
+		f.str("model", st.call.Info.Model)
+		f.str("user", st.call.Identity.User)
+		f.boolean("stream", st.call.Info.Stream)
+		f.num("estimated_input_tokens", float64(st.call.EstimatedInputTokens))
 		for k, v := range st.extraMD {
 			if pv, err := structpb.NewValue(v); err == nil {
-				f[k] = pv
+				f.f[k] = pv
 			}
 		}
 	}
 	if r := st.rec; r != nil {
 		u := r.Usage
 		if u.Model != "" && (u.Model != st.call.Info.Model || !st.mdSent) {
-			f["model"] = structpb.NewStringValue(u.Model)
+			f.str("model", u.Model)
 		}
 		if u.Found {
-			f["input_tokens"] = structpb.NewNumberValue(float64(u.InputTokens))
-			f["output_tokens"] = structpb.NewNumberValue(float64(u.OutputTokens))
-			f["total_tokens"] = structpb.NewNumberValue(float64(u.TotalTokens))
+			f.num("input_tokens", float64(u.InputTokens))
+			f.num("output_tokens", float64(u.OutputTokens))
+			f.num("total_tokens", float64(u.TotalTokens))
 			putCount(f, "cache_read_tokens", u.CacheReadTokens)
 			putCount(f, "cache_write_tokens", u.CacheWriteTokens)
 			putCount(f, "reasoning_tokens", u.ReasoningTokens)
 		}
 		if r.Cost.Known {
-			f["cost_usd"] = structpb.NewNumberValue(r.Cost.TotalUSD)
+			f.num("cost_usd", r.Cost.TotalUSD)
 		}
 		if u.RequestID != "" {
-			f["request_id"] = structpb.NewStringValue(u.RequestID)
+			f.str("request_id", u.RequestID)
 		}
 		if u.FinishReason != "" {
-			f["finish_reason"] = structpb.NewStringValue(u.FinishReason)
+			f.str("finish_reason", u.FinishReason)
 		}
 		if r.TTFB > 0 {
-			f["ttfb_ms"] = structpb.NewNumberValue(float64(r.TTFB.Milliseconds()))
+			f.num("ttfb_ms", float64(r.TTFB.Milliseconds()))
 		}
 		if r.RefusedBy != "" {
-			f["refused_by"] = structpb.NewStringValue(r.RefusedBy)
+			f.str("refused_by", r.RefusedBy)
 		}
 		if r.ReplacedBy != "" {
-			f["replaced_by"] = structpb.NewStringValue(r.ReplacedBy)
+			f.str("replaced_by", r.ReplacedBy)
 		}
 	}
-	if len(f) == 0 {
+	if len(f.f) == 0 {
 		return nil
 	}
 	return &structpb.Struct{Fields: map[string]*structpb.Value{
-		st.s.cfg.Processing.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f}),
+		st.s.cfg.Processing.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f.f}),
 	}}
 }
 
-func putCount(f map[string]*structpb.Value, key string, n int64) {
+func putCount(f *fieldSlab, key string, n int64) {
 	if n != 0 {
-		f[key] = structpb.NewNumberValue(float64(n))
+		f.num(key, float64(n))
 	}
 }

@@ -592,8 +592,8 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 // are still held by Envoy (BUFFERED).
 func (st *stream) usageHeaders() *extprocv3.HeaderMutation {
 	r := st.rec
-	mut := &extprocv3.HeaderMutation{}
-	add := func(k, v string) { mut.SetHeaders = append(mut.SetHeaders, setHeader(k, v)) }
+	hs := newHeaderSlab(6)
+	add := hs.set
 	add("x-llm-provider", st.call.Provider)
 	model := r.Usage.Model
 	if model == "" {
@@ -610,7 +610,7 @@ func (st *stream) usageHeaders() *extprocv3.HeaderMutation {
 	if r.Cost.Known {
 		add("x-llm-cost-usd", strconv.FormatFloat(r.Cost.TotalUSD, 'f', -1, 64))
 	}
-	return mut
+	return &extprocv3.HeaderMutation{SetHeaders: hs.out}
 }
 
 // inspectResponse shows the final response headers to the tickets that

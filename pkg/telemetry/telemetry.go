@@ -196,46 +196,56 @@ type Logger struct{ log *slog.Logger }
 // NewLogger returns a Logger writing to log.
 func NewLogger(log *slog.Logger) *Logger { return &Logger{log: log} }
 
-// Observe implements [processor.Observer].
+// Observe implements [processor.Observer]. Fields that are empty or zero
+// are left out (the line is on every request's path and its cost grows with
+// its width); request_id, provider, model, stream, status, outcome,
+// duration_ms and usage_found are always present.
 func (l *Logger) Observe(r *processor.Record) {
 	u := r.Usage
 	model := u.Model
 	if model == "" {
 		model = r.Info.Model
 	}
-	attrs := []slog.Attr{
+	attrs := make([]slog.Attr, 0, 24)
+	attrs = append(attrs,
 		slog.String("request_id", r.RequestID),
 		slog.String("provider", r.Provider),
 		slog.String("model", model),
-		slog.String("user", r.Identity.User),
-		slog.String("key_id", r.Identity.KeyID),
-		slog.String("client_ip", r.Identity.ClientIP),
-		slog.String("endpoint", string(r.Info.Endpoint)),
 		slog.Bool("stream", r.Info.Stream),
 		slog.Int("status", r.Status),
 		slog.String("outcome", string(r.Outcome)),
-		slog.Int64("estimated_input_tokens", r.EstimatedInputTokens),
-		slog.String("estimate_source", r.EstimateSource),
-		slog.Bool("usage_found", u.Found),
-		slog.Int64("input_tokens", u.InputTokens),
-		slog.Int64("output_tokens", u.OutputTokens),
-		slog.Int64("total_tokens", u.TotalTokens),
-		slog.Int64("cache_read_tokens", u.CacheReadTokens),
-		slog.Int64("cache_write_tokens", u.CacheWriteTokens),
-		slog.Int64("reasoning_tokens", u.ReasoningTokens),
-		slog.String("finish_reason", u.FinishReason),
-		slog.String("vendor_request_id", u.RequestID),
-		slog.Int64("ttfb_ms", r.TTFB.Milliseconds()),
 		slog.Int64("duration_ms", r.Duration.Milliseconds()),
-		slog.Int64("request_bytes", r.RequestBytes),
-		slog.Int64("response_bytes", r.ResponseBytes),
+		slog.Bool("usage_found", u.Found),
+	)
+	str := func(k, v string) {
+		if v != "" {
+			attrs = append(attrs, slog.String(k, v))
+		}
 	}
-	if r.RefusedBy != "" {
-		attrs = append(attrs, slog.String("refused_by", r.RefusedBy))
+	num := func(k string, v int64) {
+		if v != 0 {
+			attrs = append(attrs, slog.Int64(k, v))
+		}
 	}
-	if r.ReplacedBy != "" {
-		attrs = append(attrs, slog.String("replaced_by", r.ReplacedBy))
-	}
+	str("user", r.Identity.User)
+	str("key_id", r.Identity.KeyID)
+	str("client_ip", r.Identity.ClientIP)
+	str("endpoint", string(r.Info.Endpoint))
+	num("estimated_input_tokens", r.EstimatedInputTokens)
+	str("estimate_source", r.EstimateSource)
+	num("input_tokens", u.InputTokens)
+	num("output_tokens", u.OutputTokens)
+	num("total_tokens", u.TotalTokens)
+	num("cache_read_tokens", u.CacheReadTokens)
+	num("cache_write_tokens", u.CacheWriteTokens)
+	num("reasoning_tokens", u.ReasoningTokens)
+	str("finish_reason", u.FinishReason)
+	str("vendor_request_id", u.RequestID)
+	num("ttfb_ms", r.TTFB.Milliseconds())
+	num("request_bytes", r.RequestBytes)
+	num("response_bytes", r.ResponseBytes)
+	str("refused_by", r.RefusedBy)
+	str("replaced_by", r.ReplacedBy)
 	if r.Cost.Known {
 		attrs = append(attrs, slog.Float64("cost_usd", r.Cost.TotalUSD), slog.String("priced_model", r.Cost.Model))
 	}
