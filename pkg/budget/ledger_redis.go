@@ -114,7 +114,7 @@ func NewRedisLedger(ctx context.Context, cfg Config, hooks Hooks) (*RedisLedger,
 
 // Record implements [Ledger.Record].
 func (l *RedisLedger) Record(ctx context.Context, u Usage, now time.Time) error {
-	if !l.conn.health.admit() {
+	if !l.conn.health.Admit() {
 		return l.conn.skipped("record")
 	}
 	u = u.normalize()
@@ -132,7 +132,7 @@ func (l *RedisLedger) Record(ctx context.Context, u Usage, now time.Time) error 
 	if err != nil {
 		return l.conn.fail(ctx, "record", err)
 	}
-	l.conn.health.observe(nil)
+	l.conn.health.Observe(nil)
 	return nil
 }
 
@@ -171,7 +171,7 @@ func (l *RedisLedger) appendPeriodKeys(dst []string, w Window, idx int64) []stri
 // Report implements [Ledger.Report].
 func (l *RedisLedger) Report(ctx context.Context, now time.Time) (Report, error) {
 	rep := Report{GeneratedAt: now.UTC(), Backend: BackendRedis}
-	if !l.conn.health.admit() {
+	if !l.conn.health.Admit() {
 		return rep, l.conn.skipped("report")
 	}
 	day, month := windowIndex(now, WindowDay), windowIndex(now, WindowMonth)
@@ -184,7 +184,7 @@ func (l *RedisLedger) Report(ctx context.Context, now time.Time) (Report, error)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return rep, l.conn.fail(ctx, "report", err)
 	}
-	l.conn.health.observe(nil)
+	l.conn.health.Observe(nil)
 	for p, w := range []Window{WindowDay, WindowMonth} {
 		dst := &rep.Today
 		idx := day

@@ -96,14 +96,14 @@ func (m *Memory) Reserve(_ context.Context, req Request, now time.Time) (Decisio
 			added++
 		}
 		if ch.exceeds(spend, charge) {
-			m.health.observe(nil)
+			m.health.Observe(nil)
 			return ch.denial(spend, charge), nil
 		}
 	}
 	if len(m.scopes)+added > m.cfg.MaxScopes || len(m.pending) >= m.cfg.MaxScopes {
 		err := unavailable("memory budget table is full (%d scopes, %d outstanding reservations; max_scopes %d)",
 			len(m.scopes), len(m.pending), m.cfg.MaxScopes)
-		m.health.observe(err)
+		m.health.Observe(err)
 		return Decision{}, err
 	}
 
@@ -122,7 +122,7 @@ func (m *Memory) Reserve(_ context.Context, req Request, now time.Time) (Decisio
 		res.Charges[i] = Charge{Scope: ch.scope, Window: ch.window, Index: ch.index}
 	}
 	m.pending[id] = res.expiry().Unix()
-	m.health.observe(nil)
+	m.health.Observe(nil)
 	return Decision{Allowed: true, Reservation: res}, nil
 }
 
@@ -189,7 +189,7 @@ func (m *Memory) sweep(now time.Time) {
 }
 
 // Status implements [Limiter.Status].
-func (m *Memory) Status(context.Context) BackendStatus { return m.health.get() }
+func (m *Memory) Status(context.Context) BackendStatus { return m.health.Status() }
 
 // Close implements [Limiter.Close]; it does nothing.
 func (m *Memory) Close() error { return nil }

@@ -101,7 +101,7 @@ func (r *Redis) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 	if len(checks) == 0 {
 		return Decision{Allowed: true}, nil
 	}
-	if !r.conn.health.admit() {
+	if !r.conn.health.Admit() {
 		return Decision{}, r.conn.skipped("reserve")
 	}
 	charge := Micros(req.EstimatedUSD)
@@ -123,7 +123,7 @@ func (r *Redis) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 	if err != nil {
 		return Decision{}, r.conn.fail(ctx, "reserve", err)
 	}
-	r.conn.health.observe(nil)
+	r.conn.health.Observe(nil)
 	if len(out) == 3 && out[0] == 0 {
 		i := int(out[1]) - 1
 		if i < 0 || i >= len(checks) {
@@ -159,13 +159,13 @@ func (r *Redis) release(ctx context.Context, op string, res Reservation, delta i
 		// Nothing left to adjust; the marker expires with the last window.
 		return nil
 	}
-	if !r.conn.health.admit() {
+	if !r.conn.health.Admit() {
 		return r.conn.skipped(op)
 	}
 	if err := releaseScript.Run(ctx, r.conn.client, keys, delta).Err(); err != nil {
 		return r.conn.fail(ctx, op, err)
 	}
-	r.conn.health.observe(nil)
+	r.conn.health.Observe(nil)
 	return nil
 }
 

@@ -230,7 +230,7 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	_, err = r.Reserve(t.Context(), alice(1), t0)
 	require.ErrorIs(t, err, ErrBackendUnavailable)
 	s.Restart(t)
-	r.conn.health.nextTry.Store(0) // as if the retry interval (1 s) had passed
+	r.conn.health.RetryNow() // as if the retry interval (1 s) had passed
 	d, err := r.Reserve(t.Context(), alice(1), t0)
 	require.NoError(t, err)
 	require.True(t, d.Allowed)

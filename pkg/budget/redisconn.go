@@ -94,9 +94,9 @@ func (c *redisConn) status(ctx context.Context) BackendStatus {
 	if err := c.client.Ping(ctx).Err(); err != nil {
 		_ = c.fail(ctx, "ping", err)
 	} else {
-		c.health.observe(nil)
+		c.health.Observe(nil)
 	}
-	return c.health.get()
+	return c.health.Status()
 }
 
 // fail wraps err in ErrBackendUnavailable and records it, unless the
@@ -104,14 +104,14 @@ func (c *redisConn) status(ctx context.Context) BackendStatus {
 func (c *redisConn) fail(ctx context.Context, op string, err error) error {
 	err = fmt.Errorf("redis %s: %w", op, err)
 	if ctx.Err() == nil {
-		c.health.observe(err)
+		c.health.Observe(err)
 	}
 	return fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
 }
 
 func (c *redisConn) skipped(op string) error {
 	return fmt.Errorf("%w: redis %s: skipped while unhealthy (last error: %s)",
-		ErrBackendUnavailable, op, c.health.get().LastError)
+		ErrBackendUnavailable, op, c.health.Status().LastError)
 }
 
 // ttlMillis is the TTL, in ms, of a key whose window ends at end.

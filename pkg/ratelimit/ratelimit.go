@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/backendhealth"
 	"time"
 )
 
@@ -102,16 +103,7 @@ type Charge struct {
 }
 
 // BackendStatus reports a backend's health for /health.
-type BackendStatus struct {
-	// Backend is "memory", "redis" or "disabled".
-	Backend string `json:"backend"`
-	// Healthy is false while the backend fails.
-	Healthy bool `json:"healthy"`
-	// LastError is the most recent backend error, empty if none.
-	LastError string `json:"last_error,omitempty"`
-	// LastErrorAt is when LastError happened.
-	LastErrorAt time.Time `json:"last_error_at,omitzero"`
-}
+type BackendStatus = backendhealth.Status
 
 // Hooks observe a limiter without the package logging or importing metrics.
 // Nil fields are skipped. Hooks run synchronously on the calling goroutine

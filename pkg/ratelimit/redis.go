@@ -175,7 +175,7 @@ func (r *Redis) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 	if len(checks) == 0 {
 		return Decision{Allowed: true}, nil
 	}
-	if !r.health.admit() {
+	if !r.health.Admit() {
 		return Decision{}, r.skipped("reserve")
 	}
 	tokens := r.cfg.charge(req)
@@ -193,7 +193,7 @@ func (r *Redis) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 	if err != nil {
 		return Decision{}, r.fail(ctx, "reserve", err)
 	}
-	r.health.observe(nil)
+	r.health.Observe(nil)
 	if len(out) == 5 && out[0] == 0 {
 		i := int(out[1]) - 1
 		if i < 0 || i >= len(checks) {
@@ -233,13 +233,13 @@ func (r *Redis) release(ctx context.Context, op string, res Reservation, dReqs, 
 		// Nothing left to adjust; the marker expires with the last window.
 		return nil
 	}
-	if !r.health.admit() {
+	if !r.health.Admit() {
 		return r.skipped(op)
 	}
 	if err := releaseScript.Run(ctx, r.client, keys, dReqs, dToks).Err(); err != nil {
 		return r.fail(ctx, op, err)
 	}
-	r.health.observe(nil)
+	r.health.Observe(nil)
 	return nil
 }
 
@@ -248,9 +248,9 @@ func (r *Redis) Status(ctx context.Context) BackendStatus {
 	if err := r.client.Ping(ctx).Err(); err != nil {
 		_ = r.fail(ctx, "ping", err)
 	} else {
-		r.health.observe(nil)
+		r.health.Observe(nil)
 	}
-	return r.health.get()
+	return r.health.Status()
 }
 
 // Close implements [Limiter.Close]: it closes the Redis client.
@@ -261,14 +261,14 @@ func (r *Redis) Close() error { return r.client.Close() }
 func (r *Redis) fail(ctx context.Context, op string, err error) error {
 	err = fmt.Errorf("redis %s: %w", op, err)
 	if ctx.Err() == nil {
-		r.health.observe(err)
+		r.health.Observe(err)
 	}
 	return fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
 }
 
 func (r *Redis) skipped(op string) error {
 	return fmt.Errorf("%w: redis %s: skipped while unhealthy (last error: %s)",
-		ErrBackendUnavailable, op, r.health.get().LastError)
+		ErrBackendUnavailable, op, r.health.Status().LastError)
 }
 
 func (r *Redis) windowKey(w Window, idx int64, scope string) string {
