@@ -219,7 +219,8 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 		}
 	}
 
-	observers := telemetry.Observers{telemetry.NewMetrics(o.Registry), telemetry.NewLogger(o.Logger)}
+	reqLog := telemetry.NewAsyncLogger(o.Logger)
+	observers := telemetry.Observers{telemetry.NewMetrics(o.Registry), reqLog}
 	observers = append(observers, extra...)
 	observers = append(observers, o.Observers...)
 	g.Processor = processor.New(processor.Options{
@@ -232,6 +233,8 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 		Attempts:  attempts,
 		Pricer:    pricer,
 	})
+	// Closed last, after the cost writer: shutdown logs still get written.
+	g.closers = append(g.closers, reqLog)
 	g.Admin = admin.New(admin.Options{Providers: g.Processor.Providers(), Ready: o.Ready, Gatherer: o.Registry,
 		Version: o.Version, Now: o.Now, Sections: sections, ProviderExtra: providerExtra, Handlers: handlers})
 	return g, nil

@@ -193,8 +193,62 @@ func statusClass(code int) string {
 // Logger writes one structured line per provider request.
 type Logger struct{ log *slog.Logger }
 
-// NewLogger returns a Logger writing to log.
+// NewLogger returns a Logger writing to log from the caller's goroutine.
 func NewLogger(log *slog.Logger) *Logger { return &Logger{log: log} }
+
+// AsyncLogger writes the request log lines from one long-lived goroutine:
+// formatting a wide JSON line on each stream's fresh goroutine grew that
+// goroutine's stack on every request. When its queue (4096 lines) is full
+// it writes on the caller's goroutine instead, so no line is lost. Close
+// drains the queue. It is safe for concurrent use.
+type AsyncLogger struct {
+	l    *Logger
+	q    chan *processor.Record
+	done chan struct{}
+	mu   sync.RWMutex
+	shut bool
+}
+
+// NewAsyncLogger starts an AsyncLogger writing to log.
+func NewAsyncLogger(log *slog.Logger) *AsyncLogger {
+	a := &AsyncLogger{l: NewLogger(log), q: make(chan *processor.Record, 4096), done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		for r := range a.q {
+			a.l.Observe(r)
+		}
+	}()
+	return a
+}
+
+// Observe implements [processor.Observer]. Records are not modified after
+// they are observed, so the pointer is shared with the writer goroutine.
+func (a *AsyncLogger) Observe(r *processor.Record) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.shut {
+		a.l.Observe(r)
+		return
+	}
+	select {
+	case a.q <- r:
+	default:
+		a.l.Observe(r)
+	}
+}
+
+// Close writes every queued line and stops the goroutine. Later lines are
+// written synchronously. It is safe to call twice.
+func (a *AsyncLogger) Close() error {
+	a.mu.Lock()
+	if !a.shut {
+		a.shut = true
+		close(a.q)
+	}
+	a.mu.Unlock()
+	<-a.done
+	return nil
+}
 
 // Observe implements [processor.Observer]. Fields that are empty or zero
 // are left out (the line is on every request's path and its cost grows with

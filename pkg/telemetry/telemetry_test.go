@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,3 +102,33 @@ func TestObserversFanOut(t *testing.T) {
 type obsFunc func(*processor.Record)
 
 func (f obsFunc) Observe(r *processor.Record) { f(r) }
+
+func TestAsyncLoggerWritesEveryLine(t *testing.T) {
+	var buf bytes.Buffer
+	w := &lockedWriter{w: &buf}
+	a := NewAsyncLogger(slog.New(slog.NewJSONHandler(w, nil)))
+	for range 10000 {
+		a.Observe(record("gpt-4o"))
+	}
+	require.NoError(t, a.Close())
+	a.Observe(record("gpt-4o")) // after Close: written synchronously
+	require.NoError(t, a.Close())
+	require.Equal(t, 10001, strings.Count(w.String(), "\n"))
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
+}
