@@ -27,6 +27,9 @@ COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/extproc ./cmd/extproc
+# An empty directory for cost records; a named volume mounted there takes
+# its ownership (distroless has no shell to create it).
+RUN mkdir -p /out/state
 
 FROM deps AS build-fakellm
 COPY . .
@@ -41,6 +44,7 @@ WORKDIR /app
 COPY --from=build-extproc /out/extproc /usr/local/bin/extproc
 COPY --from=build-healthcheck /out/healthcheck /usr/local/bin/healthcheck
 COPY configs/ /app/configs/
+COPY --from=build-extproc --chown=nonroot:nonroot /out/state /var/lib/llm-proxy
 USER nonroot:nonroot
 EXPOSE 50051 9003
 ENTRYPOINT ["/usr/local/bin/extproc"]
