@@ -344,3 +344,41 @@ func settledTokens(t *testing.T, gws [2]*emulated) int64 {
 	}
 	return int64(sum)
 }
+
+func TestRateLimitRefusalCarriesCORSAndPreflightsAreFree(t *testing.T) {
+	s := startEmulated(t, withClock(newClock(midMinute).Now), limits(func(c *ratelimit.Config) {
+		c.Limits = ratelimit.Limits{RequestsPerMinute: 1}
+	}))
+	origin := "https://app.example.com"
+	preflight := func() {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodOptions, s.URL()+"/openai/v1/chat/completions", nil)
+		require.NoError(t, err)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
+		resp, err := httpClient().Do(req)
+		require.NoError(t, err)
+		readAll(t, resp)
+		require.Equal(t, 200, resp.StatusCode)
+		require.NotEmpty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	call := func() *http.Response {
+		return post(t, s, "/openai/v1/chat/completions", "application/json",
+			[]byte(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`),
+			http.Header{"Origin": {origin}, "X-User-Id": {"cora"}})
+	}
+	// Preflights are answered by Envoy's CORS filter: they never reach the
+	// server, so they never spend rate-limit budget.
+	preflight()
+	preflight()
+	resp := call()
+	readAll(t, resp)
+	require.Equal(t, 200, resp.StatusCode)
+	require.NotEmpty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+	resp = call()
+	readAll(t, resp)
+	require.Equal(t, 429, resp.StatusCode)
+	require.NotEmpty(t, resp.Header.Get("Access-Control-Allow-Origin"), "the refusal carries CORS headers")
+	require.Contains(t, strings.ToLower(resp.Header.Get("Access-Control-Expose-Headers")), "retry-after")
+	require.Len(t, s.VendorCalls(t), 1)
+}

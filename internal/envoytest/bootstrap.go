@@ -16,16 +16,19 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	upstreamcodecv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	"sigs.k8s.io/yaml"
 
 	// Typed configs a realistic bootstrap may embed; registering them lets
@@ -36,7 +39,6 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/compression/zstd/compressor/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/buffer/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/compressor/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/health_check/v3"
@@ -158,6 +160,11 @@ func fromBootstrap(bs *bootstrapv3.Bootstrap, clusterAddrs map[string]string) (C
 			}
 			cfg.ExtProc = ep
 			extProcName = hf.GetName()
+		case *corsv3.Cors:
+			if cfg.CORS != nil {
+				return cfg, fmt.Errorf("http filter %q: more than one cors filter: %w", hf.GetName(), errUnsupported)
+			}
+			cfg.CORS = &CORSFilter{Name: hf.GetName(), AfterExtProc: cfg.ExtProc != nil}
 		case *routerv3.Router:
 			cfg.SuppressEnvoyHeaders = m.GetSuppressEnvoyHeaders()
 			if len(m.GetUpstreamHttpFilters()) > 0 {
@@ -185,10 +192,34 @@ func fromBootstrap(bs *bootstrapv3.Bootstrap, clusterAddrs map[string]string) (C
 		if err != nil {
 			return cfg, fmt.Errorf("virtual host %q: %w", vh.GetName(), err)
 		}
+		if v.CORS, err = corsPerRoute(vh.GetTypedPerFilterConfig(), cfg.CORS); err != nil {
+			return cfg, fmt.Errorf("virtual host %q: %w", vh.GetName(), err)
+		}
+		vhLegacyCORS, err := legacyCORS(vh.GetCors())
+		if err != nil {
+			return cfg, fmt.Errorf("virtual host %q cors: %w", vh.GetName(), err)
+		}
 		for i, r := range vh.GetRoutes() {
 			rt, err := route(r, extProcName)
 			if err != nil {
 				return cfg, fmt.Errorf("virtual host %q route %d (%q): %w", vh.GetName(), i, r.GetName(), err)
+			}
+			if rt.CORS, err = corsPerRoute(r.GetTypedPerFilterConfig(), cfg.CORS); err != nil {
+				return cfg, fmt.Errorf("virtual host %q route %d (%q): %w", vh.GetName(), i, r.GetName(), err)
+			}
+			if v.CORS == nil && rt.CORS == nil && cfg.CORS != nil {
+				// Envoy reads the deprecated RouteAction/VirtualHost cors
+				// fields only when no typed_per_filter_config policy applies.
+				legacy, err := legacyCORS(r.GetRoute().GetCors())
+				if err != nil {
+					return cfg, fmt.Errorf("virtual host %q route %d (%q) cors: %w", vh.GetName(), i, r.GetName(), err)
+				}
+				rt.CORS = legacy
+				if rt.CORS == nil {
+					rt.CORS = vhLegacyCORS
+				} else if vhLegacyCORS != nil {
+					rt.CORS = mergeCORS(rt.CORS, vhLegacyCORS)
+				}
 			}
 			if rt.ExtProc == nil {
 				rt.ExtProc = vhPerRoute
@@ -590,4 +621,135 @@ func perRoute(tpfc map[string]*anypb.Any, name string) (*ExtProcPerRoute, error)
 		}
 	}
 	return out, nil
+}
+
+// corsPerRoute extracts the CORS filter's policy from typed_per_filter_config
+// (the filter's configured name first, then the canonical name). It is nil
+// when the chain has no CORS filter or no entry applies.
+func corsPerRoute(tpfc map[string]*anypb.Any, cf *CORSFilter) (*CORSPolicy, error) {
+	if cf == nil {
+		return nil, nil
+	}
+	name := cf.Name
+	a, ok := tpfc[name]
+	if !ok {
+		name = DefaultCORSFilterName
+		if a, ok = tpfc[name]; !ok {
+			return nil, nil
+		}
+	}
+	msg, err := a.UnmarshalNew()
+	if err != nil {
+		return nil, fmt.Errorf("typed_per_filter_config %q: %w", name, err)
+	}
+	if fc, ok := msg.(*routev3.FilterConfig); ok {
+		if fc.GetDisabled() {
+			return &CORSPolicy{Disabled: true}, nil
+		}
+		if fc.GetConfig() == nil {
+			return nil, nil
+		}
+		if msg, err = fc.GetConfig().UnmarshalNew(); err != nil {
+			return nil, fmt.Errorf("typed_per_filter_config %q: %w", name, err)
+		}
+	}
+	cp, ok := msg.(*corsv3.CorsPolicy)
+	if !ok {
+		return nil, fmt.Errorf("typed_per_filter_config %q is %s, want %s", name, proto.MessageName(msg), proto.MessageName(&corsv3.CorsPolicy{}))
+	}
+	if err := cp.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("typed_per_filter_config %q: %w", name, err)
+	}
+	return corsPolicy(cp)
+}
+
+// corsFields is what the typed and the deprecated CorsPolicy messages share.
+type corsFields interface {
+	GetAllowOriginStringMatch() []*matcherv3.StringMatcher
+	GetAllowMethods() string
+	GetAllowHeaders() string
+	GetExposeHeaders() string
+	GetMaxAge() string
+	GetAllowCredentials() *wrapperspb.BoolValue
+	GetForwardNotMatchingPreflights() *wrapperspb.BoolValue
+	GetFilterEnabled() *corev3.RuntimeFractionalPercent
+}
+
+func corsPolicy(m corsFields) (*CORSPolicy, error) {
+	p := &CORSPolicy{
+		AllowMethods:  m.GetAllowMethods(),
+		AllowHeaders:  m.GetAllowHeaders(),
+		ExposeHeaders: m.GetExposeHeaders(),
+		MaxAge:        m.GetMaxAge(),
+	}
+	for _, sm := range m.GetAllowOriginStringMatch() {
+		if re := sm.GetSafeRegex().GetRegex(); re != "" {
+			if _, err := regexp.Compile(re); err != nil {
+				return nil, fmt.Errorf("allow_origin_string_match: %w", err)
+			}
+		}
+		p.AllowOrigins = append(p.AllowOrigins, stringMatcher(sm))
+	}
+	if v := m.GetAllowCredentials(); v != nil {
+		b := v.GetValue()
+		p.AllowCredentials = &b
+	}
+	if v := m.GetForwardNotMatchingPreflights(); v != nil {
+		b := v.GetValue()
+		p.ForwardNotMatchingPreflights = &b
+	}
+	if fe := m.GetFilterEnabled(); fe != nil {
+		switch n := fe.GetDefaultValue().GetNumerator(); {
+		case n == 0:
+			p.Disabled = true
+		case n < fractionDenominator(fe.GetDefaultValue()):
+			return nil, fmt.Errorf("cors filter_enabled below 100%%: %w", errUnsupported)
+		}
+	}
+	return p, nil
+}
+
+func fractionDenominator(fp *typev3.FractionalPercent) uint32 {
+	switch fp.GetDenominator() {
+	case typev3.FractionalPercent_TEN_THOUSAND:
+		return 10000
+	case typev3.FractionalPercent_MILLION:
+		return 1000000
+	}
+	return 100
+}
+
+// legacyCORS converts the deprecated route/virtual host cors field.
+func legacyCORS(m *routev3.CorsPolicy) (*CORSPolicy, error) {
+	if m == nil {
+		return nil, nil
+	}
+	return corsPolicy(m)
+}
+
+// mergeCORS returns route with its empty fields taken from vhost, which is
+// how Envoy resolves a route and a virtual host policy.
+func mergeCORS(route, vhost *CORSPolicy) *CORSPolicy {
+	p := *route
+	if len(p.AllowOrigins) == 0 {
+		p.AllowOrigins = vhost.AllowOrigins
+	}
+	for _, f := range []struct {
+		dst *string
+		src string
+	}{
+		{&p.AllowMethods, vhost.AllowMethods}, {&p.AllowHeaders, vhost.AllowHeaders},
+		{&p.ExposeHeaders, vhost.ExposeHeaders}, {&p.MaxAge, vhost.MaxAge},
+	} {
+		if *f.dst == "" {
+			*f.dst = f.src
+		}
+	}
+	if p.AllowCredentials == nil {
+		p.AllowCredentials = vhost.AllowCredentials
+	}
+	if p.ForwardNotMatchingPreflights == nil {
+		p.ForwardNotMatchingPreflights = vhost.ForwardNotMatchingPreflights
+	}
+	return &p
 }

@@ -51,6 +51,10 @@ type Config struct {
 	// upstream_http_filters, used for clusters without an UpstreamExtProc
 	// entry; nil means none.
 	RouterUpstreamExtProc *ExtProcConfig
+	// CORS places Envoy's CORS filter in the downstream chain (before
+	// ext_proc unless AfterExtProc); nil means no CORS filter, and then
+	// VirtualHost.CORS / Route.CORS have no effect.
+	CORS *CORSFilter
 	// VirtualHosts are matched by :authority like Envoy's route table.
 	VirtualHosts []VirtualHost
 	// Routes is a shortcut for a single catch-all virtual host ("*"); it is
@@ -190,6 +194,9 @@ type VirtualHost struct {
 	// the downstream ext_proc and the client see it. Neither flag is affected
 	// by SuppressEnvoyHeaders.
 	IncludeAttemptCountInResponse bool
+	// CORS is the virtual host's CORS policy (typed_per_filter_config of
+	// the CORS filter); nil means none.
+	CORS *CORSPolicy
 }
 
 // Route is one route entry: a match, then either a cluster action or a
@@ -224,6 +231,9 @@ type Route struct {
 
 	// ExtProc is the route's typed_per_filter_config for the ext_proc filter.
 	ExtProc *ExtProcPerRoute
+	// CORS is the route's CORS policy; its non-empty fields win over the
+	// virtual host's. nil means none.
+	CORS *CORSPolicy
 }
 
 // RegexRewrite mirrors envoy.type.matcher.v3.RegexMatchAndSubstitute.
@@ -351,7 +361,13 @@ func (c *Config) validate() error {
 		}
 	}
 	for _, vh := range c.allVirtualHosts() {
+		if err := vh.CORS.validate(); err != nil {
+			return fmt.Errorf("virtual host %q: %w", vh.Name, err)
+		}
 		for _, r := range vh.Routes {
+			if err := r.CORS.validate(); err != nil {
+				return fmt.Errorf("route %q: %w", r.Name, err)
+			}
 			if r.Regex != "" {
 				if _, err := regexp.Compile(r.Regex); err != nil {
 					return fmt.Errorf("route %q: regex: %w", r.Name, err)

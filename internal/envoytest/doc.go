@@ -102,6 +102,32 @@
 //     metadata_context; each attempt's own writes are also kept in
 //     UpstreamAttempt.UpstreamDynamicMetadata.
 //
+// CORS filter (envoy.filters.http.cors, Config.CORS, placed before or after
+// ext_proc as in http_filters; policies from VirtualHost.CORS and Route.CORS,
+// i.e. typed_per_filter_config CorsPolicy, else the deprecated cors fields):
+//   - the route's policy wins field by field over the virtual host's
+//     (allow_origin_string_match, allow_methods, allow_headers,
+//     expose_headers, max_age, allow_credentials,
+//     forward_not_matching_preflights); filter_enabled 0% or a disabled
+//     FilterConfig on the most specific level turns it off; no route or a
+//     direct_response route: no CORS;
+//   - a preflight (OPTIONS with Origin and access-control-request-method)
+//     from an allowed origin is answered with a 200 without body (details
+//     "cors_response"): filters after the CORS filter never see the request
+//     (placed first, no ext_proc stream is opened); "*" methods/headers echo
+//     the requested ones; a disallowed origin's preflight is forwarded unless
+//     forward_not_matching_preflights is false (then answered without
+//     access-control-allow-origin);
+//   - response headers of an allowed request get access-control-allow-origin,
+//     -allow-credentials and -expose-headers: upstream responses, the
+//     preflight reply itself, and local replies of filters after it (placed
+//     before ext_proc: ext_proc request-phase ImmediateResponse and errors,
+//     router replies). A local reply enters the encoder chain at the filter
+//     that sent it, so with CORS after ext_proc, ext_proc's request-phase
+//     replies skip it, and ext_proc's response-phase direct replies always do;
+//   - not emulated: shadow_enabled (only stats), partial filter_enabled
+//     percentages (rejected), allow_private_network_access, stats.
+//
 // Router: prefix_rewrite, regex_rewrite, host_rewrite_literal,
 // x-envoy-original-path, x-envoy-expected-rq-timeout-ms and
 // x-envoy-upstream-service-time (unless suppress_envoy_headers),
@@ -125,9 +151,9 @@
 //   - FULL_DUPLEX_STREAMED and GRPC body modes, observability_mode,
 //     http_service, streamed_immediate_response, typed_dynamic_metadata
 //     (reported as violations or rejected by New);
-//   - more than one ext_proc filter per chain, other HTTP filters (cors,
-//     compressor, header_mutation, ... downstream or upstream: parsed but
-//     ignored);
+//   - more than one ext_proc or cors filter per chain, other HTTP filters
+//     (compressor, header_mutation, ... downstream or upstream, cors
+//     upstream: parsed but ignored);
 //   - per-route ExtProcPerRoute for upstream ext_proc filters (not applied);
 //     upstream filters are not validated as registered for the upstream
 //     category;

@@ -436,7 +436,7 @@ func (r *router) onUpstreamData(a *attempt, b []byte, eos bool) {
 	if eos {
 		r.upstreamComplete()
 	}
-	r.x.ep.enc.onData(b, eos)
+	r.x.encHead.data(b, eos)
 }
 
 func (r *router) onUpstreamTrailers(a *attempt, t headerMap) {
@@ -444,7 +444,7 @@ func (r *router) onUpstreamTrailers(a *attempt, t headerMap) {
 		return
 	}
 	r.upstreamComplete()
-	r.x.ep.enc.onTrailers(t)
+	r.x.encHead.trailers(t)
 }
 
 // pump forwards the upstream body chunk by chunk as the transport delivers it.
