@@ -3,6 +3,7 @@ package budget
 import (
 	"errors"
 	"fmt"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"math"
 	"sort"
 	"strings"
@@ -117,16 +118,7 @@ func (l Limits) IsZero() bool { return Micros(l.DailyUSD) == 0 && Micros(l.Month
 
 // RedisConfig locates the Redis server of the redis backend. URL wins over
 // the other fields.
-type RedisConfig struct {
-	// URL is redis://[user:password@]host:port/db or rediss:// for TLS.
-	URL string `json:"url"`
-	// Address is host:port, used when URL is empty.
-	Address string `json:"address"`
-	// Password authenticates with Address.
-	Password string `json:"password"`
-	// DB is the database number used with Address. Default 0.
-	DB int `json:"db"`
-}
+type RedisConfig = redisconf.Config
 
 // ApplyDefaults sets the documented defaults on zero fields.
 func (c *Config) ApplyDefaults() {

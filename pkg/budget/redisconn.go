@@ -2,7 +2,6 @@ package budget
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -15,15 +14,6 @@ import (
 // Keys are stamped with the window index, so the grace never lets spend
 // leak into the next window.
 const ttlGrace = 2 * time.Second
-
-// Client timeouts used when the URL does not set them. A budget check sits
-// in the request path: better to fail fast and apply the fail mode than to
-// hold requests.
-const (
-	redisDialTimeout = 2 * time.Second
-	redisIOTimeout   = time.Second
-	redisDialTries   = 1
-)
 
 // redisRetryInterval is how often, while Redis is unhealthy, one call is let
 // through to try it; the others fail at once with [ErrBackendUnavailable].
@@ -57,37 +47,7 @@ func newRedisConn(cfg Config, hooks Hooks) (*redisConn, error) {
 	}, nil
 }
 
-func redisOptions(c RedisConfig) (*redis.Options, error) {
-	var opts *redis.Options
-	if c.URL != "" {
-		o, err := redis.ParseURL(c.URL)
-		if err != nil {
-			// The parser's message may quote the URL, password included.
-			return nil, errors.New("redis url: not a valid redis:// or rediss:// URL")
-		}
-		opts = o
-	} else {
-		if c.Address == "" {
-			return nil, errors.New("redis: url or address is required")
-		}
-		opts = &redis.Options{Addr: c.Address, Password: c.Password, DB: c.DB}
-	}
-	if opts.DialTimeout == 0 {
-		opts.DialTimeout = redisDialTimeout
-	}
-	if opts.ReadTimeout == 0 {
-		opts.ReadTimeout = redisIOTimeout
-	}
-	if opts.WriteTimeout == 0 {
-		opts.WriteTimeout = redisIOTimeout
-	}
-	opts.MaxRetries = -1
-	if opts.DialerRetries == 0 {
-		opts.DialerRetries = redisDialTries
-	}
-	opts.DisableIdentity = true
-	return opts, nil
-}
+func redisOptions(c RedisConfig) (*redis.Options, error) { return c.Options(-1) }
 
 // status pings Redis with ctx and reports the resulting health.
 func (c *redisConn) status(ctx context.Context) BackendStatus {

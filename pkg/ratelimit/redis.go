@@ -2,7 +2,6 @@ package ratelimit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -17,15 +16,10 @@ import (
 // leak into the next window.
 const ttlGrace = 2 * time.Second
 
-// Client timeouts used when the URL does not set them. A rate limiter sits
-// in the request path: better to fail fast and apply the fail mode than to
-// hold requests.
-const (
-	redisDialTimeout = 2 * time.Second
-	redisIOTimeout   = time.Second
-	redisMaxRetries  = 1
-	redisDialTries   = 1
-)
+// redisMaxRetries lets go-redis retry a command once: the reserve script
+// is idempotent (a marker key per reservation). Timeouts come from
+// internal/redisconf: fail fast, then the fail mode applies.
+const redisMaxRetries = 1
 
 // redisRetryInterval is how often, while Redis is unhealthy, one call is let
 // through to try it; the others fail at once with [ErrBackendUnavailable].
@@ -135,39 +129,7 @@ func NewRedis(ctx context.Context, cfg Config, hooks Hooks) (*Redis, error) {
 	return r, nil
 }
 
-func redisOptions(c RedisConfig) (*redis.Options, error) {
-	var opts *redis.Options
-	if c.URL != "" {
-		o, err := redis.ParseURL(c.URL)
-		if err != nil {
-			// The parser's message may quote the URL, password included.
-			return nil, errors.New("redis url: not a valid redis:// or rediss:// URL")
-		}
-		opts = o
-	} else {
-		if c.Address == "" {
-			return nil, errors.New("redis: url or address is required")
-		}
-		opts = &redis.Options{Addr: c.Address, Password: c.Password, DB: c.DB}
-	}
-	if opts.DialTimeout == 0 {
-		opts.DialTimeout = redisDialTimeout
-	}
-	if opts.ReadTimeout == 0 {
-		opts.ReadTimeout = redisIOTimeout
-	}
-	if opts.WriteTimeout == 0 {
-		opts.WriteTimeout = redisIOTimeout
-	}
-	if opts.MaxRetries == 0 {
-		opts.MaxRetries = redisMaxRetries
-	}
-	if opts.DialerRetries == 0 {
-		opts.DialerRetries = redisDialTries
-	}
-	opts.DisableIdentity = true
-	return opts, nil
-}
+func redisOptions(c RedisConfig) (*redis.Options, error) { return c.Options(redisMaxRetries) }
 
 // Reserve implements [Limiter.Reserve].
 func (r *Redis) Reserve(ctx context.Context, req Request, now time.Time) (Decision, error) {
