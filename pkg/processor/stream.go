@@ -608,7 +608,9 @@ func (st *stream) usageHeaders() *extprocv3.HeaderMutation {
 		add("x-llm-total-tokens", strconv.FormatInt(r.Usage.TotalTokens, 10))
 	}
 	if r.Cost.Known {
-		add("x-llm-cost-usd", strconv.FormatFloat(r.Cost.TotalUSD, 'f', -1, 64))
+		// Rounded to 1e-10 USD: exact for every price in micro-dollars per
+		// token, without binary-float noise (0.0000075, not 0.00000749999...).
+		add("x-llm-cost-usd", strconv.FormatFloat(math.Round(r.Cost.TotalUSD*1e10)/1e10, 'f', -1, 64))
 	}
 	return &extprocv3.HeaderMutation{SetHeaders: hs.out}
 }
