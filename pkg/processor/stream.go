@@ -39,34 +39,36 @@ type stream struct {
 	encoding  string
 	bodyMode  filterv3.ProcessingMode_BodySendMode // configured request body mode, when Envoy told us
 
-	body      []byte
-	bodySeen  int64
-	bodyOver  bool // body exceeded the sample limit
-	admitted  bool
-	tickets   []Ticket
-	refusedBy string
+	body       []byte
+	bodySeen   int64
+	bodyOver   bool // body exceeded the sample limit
+	admitted   bool
+	tickets    []Ticket
+	refusedBy  string
+	setHeaders [][2]string      // request headers asked for by tickets
+	extraMD    map[string]any   // admission metadata asked for by tickets
+	newBody    []byte           // request body with include_usage added
+	stripUsage bool             // remove the usage chunk we asked for
+	md         *corev3.Metadata // metadata_context of the current message
+	attempt    *attemptState    // set on an upstream filter's stream
 
 	// Response side.
 	status     int
 	parser     providers.UsageParser
 	gunzip     *gunzipParser
+	filter     *usageChunkFilter
+	buffered   bool // the response body arrives whole
 	errBody    []byte
 	respBytes  int64
 	firstByte  time.Time
-	respDone   bool
-	finished   bool
-	finalUsage *providers.Usage
-	md         *corev3.Metadata // metadata_context of the current message
-	attempt    *attemptState    // set on an upstream filter's stream
-	setHeaders [][2]string      // request headers asked for by tickets
-	extraMD    map[string]any   // admission metadata asked for by tickets
-	newBody    []byte           // request body with include_usage added
-	stripUsage bool             // remove the usage chunk we asked for
-	filter     *usageChunkFilter
-	buffered   bool             // the response body arrives whole
 	wantBody   []ResponseTicket // tickets waiting for the error body
 	response   *Response
 	replacedBy string
+
+	// End of the request.
+	respDone   bool
+	finished   bool
+	finalUsage *providers.Usage
 	rec        *Record // set once settled
 	pending    bool    // rec awaits flush
 	mdSent     bool    // the admission metadata reached Envoy
