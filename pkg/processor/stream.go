@@ -357,6 +357,11 @@ func (st *stream) sampleLimit() int64 {
 // returns an ImmediateResponse when a guard refuses.
 func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	st.admitted = true
+	if st.finished {
+		// The response already ended (messages out of the usual order):
+		// nothing can be reserved for a request that is over.
+		return nil
+	}
 	st.call.Info, st.call.EstimatedInputTokens, st.call.EstimateSource = st.estimate()
 	if st.call.Identity.User == "" {
 		st.call.Identity.User = st.call.Info.User
