@@ -9,8 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -131,6 +134,7 @@ type app struct {
 	ready    atomic.Bool
 	errs     chan error
 	gateway  *gateway.Gateway
+	hup      chan os.Signal // SIGHUP: reopen cost-record files (logrotate)
 }
 
 // start loads the rules and starts both listeners. It returns once they
@@ -146,7 +150,10 @@ func start(ctx context.Context, s Settings, logOut io.Writer) (*app, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a := &app{settings: s, log: log, errs: make(chan error, 2)}
+	a := &app{settings: s, log: log, errs: make(chan error, 2), hup: make(chan os.Signal, 1)}
+	// Registered before the server is ready, so a SIGHUP never finds the
+	// process with the default (terminating) action.
+	signal.Notify(a.hup, syscall.SIGHUP)
 	redis.SetLogger(redisLogger{log})
 	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log, Registry: reg, Ready: a.ready.Load, Version: version})
 	if err != nil {
@@ -191,12 +198,26 @@ func start(ctx context.Context, s Settings, logOut io.Writer) (*app, error) {
 // accepting, lets open streams finish within ShutdownTimeout, and closes.
 func (a *app) wait(ctx context.Context) error {
 	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-a.errs:
-		err = fmt.Errorf("serve: %w", err)
+	hup := a.hup
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case err = <-a.errs:
+			err = fmt.Errorf("serve: %w", err)
+			done = true
+		case <-hup:
+			if rerr := a.gateway.Reopen(); rerr != nil {
+				a.log.Warn("reopen cost record files", "error", rerr)
+			} else {
+				a.log.Info("cost record files reopened")
+			}
+		}
 	}
 	a.shutdown()
+	if a.hup != nil {
+		signal.Stop(a.hup)
+	}
 	return err
 }
 

@@ -151,3 +151,48 @@ features:
 	}
 	require.Len(t, seen, n, "every call acknowledged before SIGTERM has its record")
 }
+
+func TestSIGHUPReopensCostRecords(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the server as a child process")
+	}
+	dir := t.TempDir()
+	records := filepath.Join(dir, "costs.jsonl")
+	cfgFile := filepath.Join(dir, "cost.yml")
+	require.NoError(t, os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
+features:
+  cost_tracking:
+    enabled: true
+    flush_interval: 10ms
+    sinks: [{type: file, file: {path: %q}}]
+`, records)), 0o600))
+	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "EXTPROC_RUN_MAIN=1", "GRPC_ADDR="+grpcAddr, "ADMIN_ADDR="+adminAddr,
+		"LLM_PROXY_CONFIG=../../configs/base.yml,"+cfgFile, "LOG_LEVEL=warn")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + adminAddr + "/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, 20*time.Second, 20*time.Millisecond)
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	client := extprocv3.NewExternalProcessorClient(conn)
+	require.NoError(t, lifecycle(t.Context(), client, 1))
+	require.Eventually(t, func() bool { st, err := os.Stat(records); return err == nil && st.Size() > 0 }, 5*time.Second, 10*time.Millisecond)
+	// logrotate: move the file away, then SIGHUP.
+	require.NoError(t, os.Rename(records, records+".1"))
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { _, err := os.Stat(records); return err == nil }, 5*time.Second, 10*time.Millisecond,
+		"SIGHUP reopens the file at its configured path")
+	require.NoError(t, lifecycle(t.Context(), client, 2))
+	require.Eventually(t, func() bool { st, err := os.Stat(records); return err == nil && st.Size() > 0 }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait())
+}

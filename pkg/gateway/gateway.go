@@ -64,6 +64,7 @@ type Gateway struct {
 
 	closers []io.Closer
 	log     *slog.Logger
+	records *costlog.Writer
 }
 
 // New builds the gateway for cfg. It fails only on configuration problems;
@@ -197,6 +198,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 			g.Close()
 			return nil, fmt.Errorf("cost records: %w", err)
 		}
+		g.records = w
 		g.closers = append(g.closers, closerFunc(func() error {
 			// Flush everything queued; the records are acknowledged writes.
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -275,6 +277,15 @@ func (g *Gateway) newBreaker(ctx context.Context, cb breaker.Config, o Options) 
 	g.Breaker = b
 	g.closers = append(g.closers, b)
 	return b, nil
+}
+
+// Reopen reopens the cost-record files (after logrotate moved them); a
+// no-op without cost tracking.
+func (g *Gateway) Reopen() error {
+	if g.records == nil {
+		return nil
+	}
+	return g.records.Reopen()
 }
 
 // Close releases the backends (Redis connections). It is safe to call twice.
