@@ -54,3 +54,13 @@ func clientIP(xff string) string {
 	}
 	return ""
 }
+
+// firstNonEmpty returns the first non-empty value.
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -3,11 +3,13 @@ package processor
 import (
 	"context"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
@@ -116,4 +118,53 @@ func FuzzProcessorSequence(f *testing.F) {
 		}
 		st.finish(context.Background())
 	})
+}
+
+// bodyTicket asks for the error body and records what it was given.
+type bodyTicket struct {
+	mu     sync.Mutex
+	bodies [][]byte
+	calls  int
+}
+
+func (b *bodyTicket) Settle(context.Context, *Record) {}
+func (b *bodyTicket) ResponseHeaders(context.Context, *Response) (*Reply, bool) {
+	return nil, true
+}
+
+func (b *bodyTicket) ResponseBody(_ context.Context, _ *Response, body []byte) *Reply {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls++
+	b.bodies = append(b.bodies, body)
+	return nil
+}
+
+type ticketGuard struct{ t Ticket }
+
+func (g ticketGuard) Admit(context.Context, *Call) (Ticket, *Reply, error) { return g.t, nil, nil }
+
+func TestTicketsThatWantTheBodyAlwaysDecide(t *testing.T) {
+	tests := []struct {
+		name     string
+		length   string
+		wantBody string
+	}{
+		{"small error body is delivered", "12", `{"error":{}}`},
+		{"too large to hold: decided without it", "99999999", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bt := &bodyTicket{}
+			h := newHarness(t, config.Defaults(), ticketGuard{bt})
+			c := h.open()
+			c.do(reqHeaders(hdrs(true, ":method", "GET", ":path", "/fake/v1/x")))
+			c.do(respHeaders(hdrs(false, ":status", "429", "content-type", "application/json", "content-length", tt.length)))
+			c.do(respBody([]byte(`{"error":{}}`), true))
+			bt.mu.Lock()
+			defer bt.mu.Unlock()
+			require.Equal(t, 1, bt.calls, "exactly one decision")
+			require.Equal(t, tt.wantBody, string(bt.bodies[0]))
+		})
+	}
 }

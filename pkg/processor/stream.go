@@ -33,7 +33,6 @@ type stream struct {
 	// Set at request headers for provider requests.
 	provider  providers.Provider
 	call      Call
-	headers   []*corev3.HeaderValue
 	req       providers.Request
 	reqLength int64 // content-length, -1 when unknown
 	encoding  string
@@ -47,6 +46,7 @@ type stream struct {
 	refusedBy  string
 	setHeaders [][2]string      // request headers asked for by tickets
 	extraMD    map[string]any   // admission metadata asked for by tickets
+	oneMessage bool             // the whole body came in the message being answered
 	newBody    []byte           // request body with include_usage added
 	stripUsage bool             // remove the usage chunk we asked for
 	md         *corev3.Metadata // metadata_context of the current message
@@ -163,7 +163,6 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 		return st.passThrough()
 	}
 	st.provider = res.Provider
-	st.headers = hs
 	st.req = providers.Request{Path: res.Path, RawQuery: rawQuery}
 	st.call = Call{
 		Provider: res.Provider.Name(),
@@ -251,12 +250,7 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 		mut.SetHeaders = append(mut.SetHeaders, setHeader(":path", np))
 		st.req.RawQuery = stripped
 	}
-	key := auth
-	for _, k := range [...]string{xAPIKey, googKey} {
-		if key == "" {
-			key = k
-		}
-	}
+	key := firstNonEmpty(auth, xAPIKey, googKey)
 	if key == "" {
 		key = queryValue(rawQuery, "key")
 	}
@@ -267,9 +261,7 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 		if reply := st.admit(ctx); reply != nil {
 			return reply
 		}
-		for _, kv := range st.setHeaders {
-			mut.SetHeaders = append(mut.SetHeaders, setHeader(strings.ToLower(kv[0]), kv[1]))
-		}
+		st.addRequestHeaders(mut)
 		// Written now so the access log names the call even if the stream
 		// later breaks before a response reply could carry it.
 		resp.DynamicMetadata = st.metadata()
@@ -317,6 +309,9 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	if !whole {
 		return cont
 	}
+	// Only a body that arrived in this one message can be replaced by
+	// this reply.
+	st.oneMessage = b.GetEndOfStream() && st.bodySeen == int64(len(chunk))
 	if reply := st.admit(ctx); reply != nil {
 		return reply
 	}
@@ -324,13 +319,11 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 		// The headers are still held in BUFFERED mode, so a header mutation
 		// in the body reply reaches the upstream request.
 		mut := &extprocv3.HeaderMutation{}
-		for _, kv := range st.setHeaders {
-			mut.SetHeaders = append(mut.SetHeaders, setHeader(strings.ToLower(kv[0]), kv[1]))
-		}
+		st.addRequestHeaders(mut)
 		common := &extprocv3.CommonResponse{HeaderMutation: mut}
-		if st.newBody != nil && b.GetEndOfStream() && st.bodySeen == int64(len(b.GetBody())) {
-			// One message held the whole body: replace it, and keep
-			// content-length true to the new body (Envoy rejects a mismatch).
+		if st.newBody != nil {
+			// Replace the body, and keep content-length true to the new
+			// body (Envoy rejects a mismatch).
 			common.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: st.newBody}}
 			if st.reqLength >= 0 {
 				mut.SetHeaders = append(mut.SetHeaders, setHeader("content-length", strconv.Itoa(len(st.newBody))))
@@ -369,7 +362,7 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	if st.call.Identity.User == "" {
 		st.call.Identity.User = queryValue(st.req.RawQuery, "llm_user_id")
 	}
-	if st.s.injectUsage && !st.bodyOver && (st.encoding == "" || st.encoding == "identity") &&
+	if st.oneMessage && st.s.injectUsage && !st.bodyOver && (st.encoding == "" || st.encoding == "identity") &&
 		wantsUsageInjection(st.call.Provider, st.call.Info, st.body) {
 		st.newBody = injectIncludeUsage(st.body)
 	}
@@ -530,8 +523,10 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 		mode = filterv3.ProcessingMode_BUFFERED
 	}
 	if mode == filterv3.ProcessingMode_STREAMED && len(st.wantBody) > 0 {
-		// Too large to hold: decide without the body.
-		st.wantBody = nil
+		// Too large to hold: decide now, without the body.
+		if reply := st.decideWithBody(ctx, nil); reply != nil {
+			return reply
+		}
 	}
 	resp.ModeOverride = &filterv3.ProcessingMode{ResponseBodyMode: mode}
 	st.buffered = mode == filterv3.ProcessingMode_BUFFERED
@@ -575,14 +570,8 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 			Mutation: &extprocv3.BodyMutation_Body{Body: out}}}
 	}
 	if b.GetEndOfStream() {
-		if len(st.wantBody) > 0 {
-			tickets := st.wantBody
-			st.wantBody = nil
-			for _, t := range tickets {
-				if reply := t.ResponseBody(ctx, st.response, st.errBody); reply != nil {
-					return st.replace(reply)
-				}
-			}
+		if reply := st.decideWithBody(ctx, st.errBody); reply != nil {
+			return reply
 		}
 		st.endResponse(ctx)
 		resp.DynamicMetadata = st.metadata()
@@ -593,6 +582,27 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 		st.closed = true
 	}
 	return resp
+}
+
+// decideWithBody hands the tickets that asked for the error body what
+// there is of it (nil when it was too large to hold), once. It returns the
+// reply that replaces the response, if one asks for it.
+func (st *stream) decideWithBody(ctx context.Context, body []byte) *extprocv3.ProcessingResponse {
+	tickets := st.wantBody
+	st.wantBody = nil
+	for _, t := range tickets {
+		if reply := t.ResponseBody(ctx, st.response, body); reply != nil {
+			return st.replace(reply)
+		}
+	}
+	return nil
+}
+
+// addRequestHeaders adds the request headers tickets asked for to mut.
+func (st *stream) addRequestHeaders(mut *extprocv3.HeaderMutation) {
+	for _, kv := range st.setHeaders {
+		mut.SetHeaders = append(mut.SetHeaders, setHeader(strings.ToLower(kv[0]), kv[1]))
+	}
 }
 
 // usageHeaders returns the X-LLM-* headers for a response whose headers
