@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
@@ -21,13 +20,10 @@ import (
 // costRecorder is the Observer that turns each Record into a cost record
 // (queued, never blocking) and a ledger entry for /usage.
 type costRecorder struct {
-	w       *costlog.Writer
-	ledger  budget.Ledger
-	now     func() time.Time
-	errors  prometheus.Counter
-	dropped prometheus.Counter
-	written prometheus.Counter
-	log     *slog.Logger
+	w      *costlog.Writer
+	ledger budget.Ledger
+	now    func() time.Time
+	errors prometheus.Counter // failed ledger writes
 }
 
 var _ processor.Observer = (*costRecorder)(nil)

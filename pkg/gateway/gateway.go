@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/backendhealth"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/admin"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/budget"
@@ -70,7 +71,7 @@ type Gateway struct {
 // New builds the gateway for cfg. It fails only on configuration problems;
 // an unreachable Redis is not an error (the backend starts unhealthy and
 // recovers on its own).
-func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
+func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -90,6 +91,11 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 		o.Getenv = os.Getenv
 	}
 	g := &Gateway{Limiter: ratelimit.Nop{}, log: o.Logger}
+	defer func() {
+		if err != nil {
+			_ = g.Close() // release whatever was built before the failure
+		}
+	}()
 	sections := map[string]func(context.Context) any{}
 	var guards []processor.Guard
 
@@ -133,16 +139,10 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 	rl := cfg.Features.RateLimiting.Config
 	if rl.Enabled {
 		m := telemetry.NewRateLimitMetrics(o.Registry)
-		log := o.Logger
+		logTransition := g.backendLog("rate limiter backend", rl.FailMode)
 		lim, err := ratelimit.New(ctx, rl, ratelimit.Hooks{OnStateChange: func(st ratelimit.BackendStatus) {
-			// Logged once per transition, not per request.
 			m.SetBackendHealthy(st.Healthy)
-			if st.Healthy {
-				log.Info("rate limiter backend recovered", "backend", st.Backend)
-				return
-			}
-			log.Warn("rate limiter backend unavailable", "backend", st.Backend, "error", st.LastError,
-				"fail_mode", rl.FailMode)
+			logTransition(st)
 		}})
 		if err != nil {
 			return nil, fmt.Errorf("rate limiter: %w", err)
@@ -153,11 +153,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 			Limiter: lim, Config: rl, Providers: o.Providers, Hooks: m.Hooks(), Now: o.Now,
 			Corrector: ratelimit.NewCorrector(ratelimit.CorrectorConfig{}),
 		}))
-		sections["rate_limiting"] = func(ctx context.Context) any {
-			st := lim.Status(ctx)
-			return map[string]any{"enabled": true, "backend": st.Backend, "healthy": st.Healthy,
-				"last_error": st.LastError, "fail_mode": rl.FailMode}
-		}
+		sections["rate_limiting"] = storeSection(lim.Status, rl.FailMode)
 	} else {
 		sections["rate_limiting"] = func(context.Context) any { return map[string]any{"enabled": false} }
 	}
@@ -173,16 +169,11 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 	if ct.Budgets.Enabled {
 		lim, err := budget.New(ctx, ct.Budgets, budget.Hooks{OnStateChange: g.backendLog("budget store", ct.Budgets.FailMode)})
 		if err != nil {
-			g.Close()
 			return nil, fmt.Errorf("budgets: %w", err)
 		}
 		g.closers = append(g.closers, lim)
 		guards = append(guards, processor.NewBudget(lim, ct.Budgets, pricer, o.Providers, processor.BudgetHooks{}, o.Now))
-		sections["budgets"] = func(ctx context.Context) any {
-			st := lim.Status(ctx)
-			return map[string]any{"enabled": true, "backend": st.Backend, "healthy": st.Healthy,
-				"last_error": st.LastError, "fail_mode": ct.Budgets.FailMode}
-		}
+		sections["budgets"] = storeSection(lim.Status, ct.Budgets.FailMode)
 	}
 	var extra []processor.Observer
 	if ct.Enabled {
@@ -195,7 +186,6 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 			},
 		})
 		if err != nil {
-			g.Close()
 			return nil, fmt.Errorf("cost records: %w", err)
 		}
 		g.records = w
@@ -207,13 +197,11 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 		}))
 		led, err := budget.NewLedger(ctx, ct.Budgets, budget.Hooks{OnStateChange: g.backendLog("usage ledger", "open")})
 		if err != nil {
-			g.Close()
 			return nil, fmt.Errorf("usage ledger: %w", err)
 		}
 		g.closers = append(g.closers, led)
 		handlers["/usage"] = usageHandler(led, o.Now)
-		extra = append(extra, &costRecorder{w: w, ledger: led, now: o.Now, errors: errs, dropped: dropped,
-			written: written, log: o.Logger})
+		extra = append(extra, &costRecorder{w: w, ledger: led, now: o.Now, errors: errs})
 		sections["cost_tracking"] = func(context.Context) any {
 			st := w.Stats()
 			return map[string]any{"enabled": true, "queued": st.Queued, "written": st.Written,
@@ -242,9 +230,18 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Gateway, error) {
 	return g, nil
 }
 
+// storeSection reports a shared store (rate limits, budgets) on /health.
+func storeSection(status func(context.Context) backendhealth.Status, failMode string) func(context.Context) any {
+	return func(ctx context.Context) any {
+		st := status(ctx)
+		return map[string]any{"enabled": true, "backend": st.Backend, "healthy": st.Healthy,
+			"last_error": st.LastError, "fail_mode": failMode}
+	}
+}
+
 // backendLog logs a store's health transitions, once each.
-func (g *Gateway) backendLog(what, failMode string) func(budget.BackendStatus) {
-	return func(st budget.BackendStatus) {
+func (g *Gateway) backendLog(what, failMode string) func(backendhealth.Status) {
+	return func(st backendhealth.Status) {
 		if st.Healthy {
 			g.log.Info(what+" recovered", "backend", st.Backend)
 			return
