@@ -72,24 +72,13 @@ func lifecycle(ctx context.Context, c extprocv3.ExternalProcessorClient, i int) 
 	return st.CloseSend()
 }
 
-func TestSIGTERMFlushesAcknowledgedCostRecords(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the server as a child process")
-	}
-	dir := t.TempDir()
-	records := filepath.Join(dir, "costs.jsonl")
-	cfgFile := filepath.Join(dir, "cost.yml")
-	// A flush interval far beyond the test: only the shutdown flush can
-	// write the records.
-	require.NoError(t, os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
-features:
-  cost_tracking:
-    enabled: true
-    flush_interval: 1h
-    batch_size: 100000
-    queue_size: 100000
-    sinks: [{type: file, file: {path: %q}}]
-`, records)), 0o600))
+// startChild runs the real main in a child process with base.yml plus the
+// rule document extra, waits until it is ready and returns it with an
+// ext_proc client.
+func startChild(t *testing.T, extra string) (*exec.Cmd, extprocv3.ExternalProcessorClient) {
+	t.Helper()
+	cfgFile := filepath.Join(t.TempDir(), "extra.yml")
+	require.NoError(t, os.WriteFile(cfgFile, []byte(extra), 0o600))
 	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "EXTPROC_RUN_MAIN=1", "GRPC_ADDR="+grpcAddr, "ADMIN_ADDR="+adminAddr,
@@ -106,11 +95,28 @@ features:
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	}, 20*time.Second, 20*time.Millisecond, "server not ready: %s", &stderr)
-
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
-	defer conn.Close()
-	client := extprocv3.NewExternalProcessorClient(conn)
+	t.Cleanup(func() { conn.Close() })
+	return cmd, extprocv3.NewExternalProcessorClient(conn)
+}
+
+func TestSIGTERMFlushesAcknowledgedCostRecords(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the server as a child process")
+	}
+	records := filepath.Join(t.TempDir(), "costs.jsonl")
+	// A flush interval far beyond the test: only the shutdown flush can
+	// write the records.
+	cmd, client := startChild(t, fmt.Sprintf(`
+features:
+  cost_tracking:
+    enabled: true
+    flush_interval: 1h
+    batch_size: 100000
+    queue_size: 100000
+    sinks: [{type: file, file: {path: %q}}]
+`, records))
 	const n = 500
 	done := make(chan error, 8)
 	for w := range 8 {
@@ -156,34 +162,14 @@ func TestSIGHUPReopensCostRecords(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the server as a child process")
 	}
-	dir := t.TempDir()
-	records := filepath.Join(dir, "costs.jsonl")
-	cfgFile := filepath.Join(dir, "cost.yml")
-	require.NoError(t, os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
+	records := filepath.Join(t.TempDir(), "costs.jsonl")
+	cmd, client := startChild(t, fmt.Sprintf(`
 features:
   cost_tracking:
     enabled: true
     flush_interval: 10ms
     sinks: [{type: file, file: {path: %q}}]
-`, records)), 0o600))
-	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "EXTPROC_RUN_MAIN=1", "GRPC_ADDR="+grpcAddr, "ADMIN_ADDR="+adminAddr,
-		"LLM_PROXY_CONFIG=../../configs/base.yml,"+cfgFile, "LOG_LEVEL=warn")
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + adminAddr + "/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, 20*time.Second, 20*time.Millisecond)
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer conn.Close()
-	client := extprocv3.NewExternalProcessorClient(conn)
+`, records))
 	require.NoError(t, lifecycle(t.Context(), client, 1))
 	require.Eventually(t, func() bool { st, err := os.Stat(records); return err == nil && st.Size() > 0 }, 5*time.Second, 10*time.Millisecond)
 	// logrotate: move the file away, then SIGHUP.
