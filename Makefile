@@ -38,6 +38,10 @@ demo: build ## Run server, fake vendor and emulated Envoy on :9002 (no Docker, n
 test: ## Run every test with the race detector.
 	go test -race -count=1 $(GO_TEST_ARGS) ./...
 
+.PHONY: test-stress
+test-stress: ## Run every test with -race -count=3 beside a CPU hog (catches scheduling-dependent tests).
+	./scripts/test-stress.sh
+
 .PHONY: e2e
 e2e: ## Run the end-to-end suite (emulated Envoy, fake vendor, official SDKs).
 	go test -race -count=1 $(GO_TEST_ARGS) ./e2e/...

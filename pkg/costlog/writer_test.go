@@ -195,14 +195,20 @@ func TestWriterLogsDropsAndLosses(t *testing.T) {
 	var bufMu sync.Mutex
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{mu: &bufMu, w: &buf}, nil))
 	clk := newFakeClock()
-	sink := &memSink{failAlways: true}
-	w, err := NewWriter([]Sink{sink}, Options{QueueSize: 2, BatchSize: 10, MaxAttempts: 2, Clock: clk, Logger: logger}, Hooks{})
+	sink := newBlockSink()
+	sink.failAlways = true
+	w, err := NewWriter([]Sink{sink}, Options{QueueSize: 2, BatchSize: 2, MaxAttempts: 2, Clock: clk, Logger: logger}, Hooks{})
 	require.NoError(t, err)
-	for i := range 3 {
-		w.Enqueue(rec(strconv.Itoa(i)))
-	}
-	clk.tick <- time.Now() // fails the partial batch and reports the drop
-	// The batch already failed during the tick: nothing is left to flush.
+	// A full batch wakes the writer, which takes it out of the ring and
+	// blocks in the sink: from here on the ring only fills.
+	require.True(t, w.Enqueue(rec("0")))
+	require.True(t, w.Enqueue(rec("1")))
+	<-sink.entered
+	require.True(t, w.Enqueue(rec("2")))
+	require.True(t, w.Enqueue(rec("3")))
+	require.False(t, w.Enqueue(rec("4")), "the ring is full while the sink blocks")
+	close(sink.release) // every attempt of both batches now fails
+	clk.tick <- time.Now() // reports the drop once both batches failed
 	require.NoError(t, w.Flush(ctxTimeout(t, 10*time.Second)))
 	require.NoError(t, w.Close(ctxTimeout(t, 10*time.Second)))
 	bufMu.Lock()
@@ -212,7 +218,7 @@ func TestWriterLogsDropsAndLosses(t *testing.T) {
 	require.Contains(t, out, "dropped=1")
 	require.Contains(t, out, "cost record write failed; retrying")
 	require.Contains(t, out, "cost records lost")
-	require.Equal(t, Stats{Accepted: 2, Dropped: 1, Failed: 2}, w.Stats())
+	require.Equal(t, Stats{Accepted: 4, Dropped: 1, Failed: 4}, w.Stats())
 }
 
 type lockedWriter struct {
