@@ -944,11 +944,16 @@ func (f *filter) modeOverride(m *extprocv3.ProcessingMode, kind msgKind) {
 		return
 	}
 	if len(f.cfg.AllowedOverrideModes) > 0 {
+		// Envoy (ext_proc.cc, onReceiveMessage) compares the effective mode,
+		// the override applied over the filter-level processing_mode
+		// (effectiveModeOverride), not the raw message; request_header_mode
+		// is not compared.
+		eff := effectiveOverride(m, f.base)
 		ok := false
 		for _, a := range f.cfg.AllowedOverrideModes {
-			if a.GetRequestBodyMode() == m.GetRequestBodyMode() && a.GetRequestTrailerMode() == m.GetRequestTrailerMode() &&
-				a.GetResponseHeaderMode() == m.GetResponseHeaderMode() && a.GetResponseBodyMode() == m.GetResponseBodyMode() &&
-				a.GetResponseTrailerMode() == m.GetResponseTrailerMode() {
+			if a.GetRequestBodyMode() == eff.GetRequestBodyMode() && a.GetRequestTrailerMode() == eff.GetRequestTrailerMode() &&
+				a.GetResponseHeaderMode() == eff.GetResponseHeaderMode() && a.GetResponseBodyMode() == eff.GetResponseBodyMode() &&
+				a.GetResponseTrailerMode() == eff.GetResponseTrailerMode() {
 				ok = true
 				break
 			}
@@ -963,6 +968,26 @@ func (f *filter) modeOverride(m *extprocv3.ProcessingMode, kind msgKind) {
 		return
 	}
 	f.setMode(m, f.base)
+}
+
+// effectiveOverride is Envoy's effectiveModeOverride: DEFAULT header and
+// trailer modes of the override keep the filter-level value, body modes are
+// taken literally.
+func effectiveOverride(m, base *extprocv3.ProcessingMode) *extprocv3.ProcessingMode {
+	pick := func(v, b extprocv3.ProcessingMode_HeaderSendMode) extprocv3.ProcessingMode_HeaderSendMode {
+		if v == extprocv3.ProcessingMode_DEFAULT {
+			return b
+		}
+		return v
+	}
+	return &extprocv3.ProcessingMode{
+		RequestHeaderMode:   pick(m.GetRequestHeaderMode(), base.GetRequestHeaderMode()),
+		RequestBodyMode:     m.GetRequestBodyMode(),
+		RequestTrailerMode:  pick(m.GetRequestTrailerMode(), base.GetRequestTrailerMode()),
+		ResponseHeaderMode:  pick(m.GetResponseHeaderMode(), base.GetResponseHeaderMode()),
+		ResponseBodyMode:    m.GetResponseBodyMode(),
+		ResponseTrailerMode: pick(m.GetResponseTrailerMode(), base.GetResponseTrailerMode()),
+	}
 }
 
 // applyMetadata writes dynamic_metadata of receiving namespaces.
