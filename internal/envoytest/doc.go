@@ -136,9 +136,12 @@
 // (include_attempt_count_in_response), route
 // timeout (from the end of the request), per-try timeout, retry_on (5xx,
 // gateway-error, reset, connect-failure, retriable-4xx,
-// retriable-status-codes), num_retries, fully jittered exponential back-off,
-// rate_limited_retry_back_off (retry-after seconds, x-ratelimit-reset Unix
-// timestamps, max_interval), retries resend the (possibly mutated) body the
+// retriable-status-codes), num_retries, fully jittered exponential back-off
+// (uniform in [0, interval), interval base, 2·base, 4·base… until it reaches
+// max_interval/2, then max_interval), rate_limited_retry_back_off
+// (retry-after seconds, x-ratelimit-reset Unix timestamps, max_interval;
+// [interval, 1.5·interval), not advancing the exponential interval; 1 ms or
+// less falls back to the exponential one), retries resend the (possibly mutated) body the
 // router saw and only the final attempt reaches the downstream ext_proc;
 // local replies 503 "upstream connect error or disconnect/reset before
 // headers. reset reason: ..." and 504 "upstream request timeout" pass through

@@ -64,7 +64,8 @@ type router struct {
 	cur         *attempt
 	all         []*attempt
 	retryGen    int
-	backoffs    int
+	// nextBackoff is the exponential strategy's next interval (0: unused).
+	nextBackoff time.Duration
 	respStarted bool
 	upDone      bool
 	stopped     bool
@@ -561,40 +562,17 @@ func (r *router) retry(respHeader http.Header) bool {
 	return true
 }
 
-// backoff computes Envoy's retry delay: a rate-limit reset header when
-// configured and parsable within max_interval (jittered lower bound), else
-// the fully jittered exponential back-off.
+// backoff computes Envoy's retry delay (retry_state_impl.cc,
+// enableBackoffTimer): a rate-limit reset header when configured, parsable,
+// at most max_interval and over 1 ms gives a JitteredLowerBoundBackOffStrategy
+// delay in [interval, 1.5·interval) that does not advance the exponential
+// strategy; otherwise JitteredExponentialBackOffStrategy (backoff_strategy.cc)
+// returns a uniform delay in [0, interval) where interval starts at
+// base_interval and doubles after each use while below max_interval/2, then
+// stays at max_interval.
 func (r *router) backoff(p *RetryPolicy, h http.Header) time.Duration {
-	r.backoffs++
-	if h != nil && len(p.RateLimitedResetHeaders) > 0 {
-		maxI := p.RateLimitedMaxInterval
-		if maxI <= 0 {
-			maxI = DefaultRateLimitedMaxInterval
-		}
-		for _, rh := range p.RateLimitedResetHeaders {
-			v := strings.TrimSpace(h.Get(rh.Name))
-			if v == "" {
-				continue
-			}
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 {
-				continue
-			}
-			var d time.Duration
-			switch rh.Format {
-			case ResetSeconds:
-				d = time.Duration(n) * time.Second
-			case ResetUnixTimestamp:
-				d = time.Unix(n, 0).Sub(r.x.cfg.Now())
-				if d <= 0 {
-					continue
-				}
-			}
-			if d > maxI {
-				continue
-			}
-			return d + r.x.cfg.Jitter(d/2)
-		}
+	if d, ok := r.rateLimitedInterval(p, h); ok {
+		return d + r.x.cfg.Jitter(d/2)
 	}
 	base := p.BaseInterval
 	if base <= 0 {
@@ -604,19 +582,54 @@ func (r *router) backoff(p *RetryPolicy, h http.Header) time.Duration {
 	if maxI <= 0 {
 		maxI = 10 * base
 	}
-	n := r.backoffs
-	if n > 30 {
-		n = 30
+	if r.nextBackoff == 0 {
+		r.nextBackoff = base
 	}
-	upper := time.Duration((int64(1)<<n)-1) * base
-	if upper > maxI || upper <= 0 {
-		upper = maxI
+	interval := r.nextBackoff
+	if r.nextBackoff < maxI/2 {
+		r.nextBackoff *= 2
+	} else {
+		r.nextBackoff = maxI
 	}
-	d := r.x.cfg.Jitter(upper)
-	if d > maxI {
-		d = maxI
+	return r.x.cfg.Jitter(interval)
+}
+
+// rateLimitedInterval is RetryStateImpl::parseResetInterval: the first reset
+// header whose interval is within rate_limited_retry_back_off.max_interval,
+// used only when it is over 1 ms.
+func (r *router) rateLimitedInterval(p *RetryPolicy, h http.Header) (time.Duration, bool) {
+	if h == nil || len(p.RateLimitedResetHeaders) == 0 {
+		return 0, false
 	}
-	return d
+	maxI := p.RateLimitedMaxInterval
+	if maxI <= 0 {
+		maxI = DefaultRateLimitedMaxInterval
+	}
+	for _, rh := range p.RateLimitedResetHeaders {
+		v := strings.TrimSpace(h.Get(rh.Name))
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			continue
+		}
+		var d time.Duration
+		switch rh.Format {
+		case ResetSeconds:
+			d = time.Duration(n) * time.Second
+		case ResetUnixTimestamp:
+			d = time.Unix(n, 0).Sub(r.x.cfg.Now()).Truncate(time.Millisecond)
+			if d <= 0 {
+				continue
+			}
+		}
+		if d > maxI {
+			continue
+		}
+		return d, d.Milliseconds() > 1
+	}
+	return 0, false
 }
 
 func isConnectFailure(err error) bool {
