@@ -60,10 +60,10 @@ type router struct {
 	reqDone    bool
 	started    bool
 
-	attempts    int
-	cur         *attempt
-	all         []*attempt
-	retryGen    int
+	attempts int
+	cur      *attempt
+	all      []*attempt
+	retryGen int
 	// nextBackoff is the exponential strategy's next interval (0: unused).
 	nextBackoff time.Duration
 	respStarted bool
