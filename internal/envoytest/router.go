@@ -285,10 +285,11 @@ func (r *router) handle(ev any) {
 			r.attemptReset(a, e.err)
 			return
 		}
-		a.outcome, a.resetReason = AttemptReset, resetReason(e.err)
+		ur := classifyReset(e.err)
+		a.outcome, a.resetReason = AttemptReset, ur.reason
 		a.kill(AttemptReset)
 		r.upstreamComplete()
-		r.x.details = "upstream_reset_after_response_started{" + resetReason(e.err) + "}"
+		r.x.details = ur.details("upstream_reset_after_response_started")
 		r.x.addFlag("UR")
 		r.x.reset()
 	case evRouteTimeout:
@@ -367,25 +368,27 @@ func (r *router) onCodecHeaders(e evUpHeaders) {
 // ever sending response_headers.
 func (r *router) attemptReset(a *attempt, err error) {
 	x := r.x
-	connFail := isConnectFailure(err)
-	reason := resetReason(err)
-	a.outcome, a.resetReason = AttemptReset, reason
+	ur := classifyReset(err)
+	a.outcome, a.resetReason = AttemptReset, ur.reason
 	a.kill(AttemptReset)
-	r.retryable = r.retryOnReset(connFail)
+	r.retryable = r.retryOnReset(ur.connFail)
 	if r.retryable && r.retry(nil) {
 		return
 	}
 	flag := "UC"
-	if connFail {
+	switch {
+	case ur.connFail:
 		flag = "UF"
+	case ur.reason == "remote reset":
+		flag = "UR"
 	}
 	if r.retryable {
 		x.addFlag("URX")
 	}
 	r.localReply(localReply{
 		status:  503,
-		body:    "upstream connect error or disconnect/reset before headers. reset reason: " + reason,
-		details: "upstream_reset_before_response_started{" + reason + "}",
+		body:    ur.body(r.attempts > 1),
+		details: ur.details("upstream_reset_before_response_started"),
 		flag:    flag,
 	})
 }
@@ -640,12 +643,75 @@ func isConnectFailure(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
-func resetReason(err error) string {
+// upstreamReset is an upstream failure as Envoy's router reports it: the
+// StreamResetReason text (Http::Utility::resetReasonToString) and the
+// transport failure reason of the connection.
+type upstreamReset struct {
+	reason    string
+	transport string
+	connFail  bool
+}
+
+// classifyReset maps a transport error to Envoy's reset reason. A failed
+// connect is a pool failure: RemoteConnectionFailure with the socket's
+// "delayed connect error: <strerror>" (connection_impl.cc), or
+// ConnectionTimeout; on an established HTTP/1 connection any close or read
+// error is ConnectionTermination (codec_client.cc, onEvent); "remote reset"
+// is an HTTP/2 RST_STREAM.
+func classifyReset(err error) upstreamReset {
 	switch {
+	case isStreamReset(err):
+		return upstreamReset{reason: "remote reset"}
 	case isConnectFailure(err):
-		return "connection failure"
-	case errors.Is(err, syscall.ECONNRESET):
-		return "remote reset"
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return upstreamReset{reason: "connection timeout", connFail: true}
+		}
+		var errno syscall.Errno
+		detail := err.Error()
+		if errors.As(err, &errno) {
+			detail = strerror(errno)
+		}
+		return upstreamReset{reason: "remote connection failure", transport: "delayed connect error: " + detail, connFail: true}
 	}
-	return "connection termination"
+	return upstreamReset{reason: "connection termination"}
+}
+
+// isStreamReset reports an HTTP/2 RST_STREAM from the upstream (net/http's
+// bundled HTTP/2 client reports it as "stream error: ...").
+func isStreamReset(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "stream error:")
+}
+
+// strerror renders errno as glibc's strerror does (Go's texts are lower case).
+func strerror(e syscall.Errno) string {
+	s := e.Error()
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// details is the router's response code details for the reset
+// (router.cc, onUpstreamReset): "<basic>{<reason>[|<transport>]}" with
+// spaces replaced by "_" (StringUtil::replaceAllEmptySpace).
+func (u upstreamReset) details(basic string) string {
+	d := basic + "{" + u.reason
+	if u.transport != "" {
+		d += "|" + u.transport
+	}
+	return strings.ReplaceAll(d+"}", " ", "_")
+}
+
+// body is the 503 local reply body; retried says the request was retried.
+func (u upstreamReset) body(retried bool) string {
+	b := "upstream connect error or disconnect/reset before headers. "
+	if retried {
+		b += "retried and the latest "
+	}
+	b += "reset reason: " + u.reason
+	if u.transport != "" {
+		b += ", transport failure reason: " + u.transport
+	}
+	return b
 }
