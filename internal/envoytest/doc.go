@@ -33,6 +33,10 @@
 //     after headers with end_of_stream), metadata_context on every message
 //     (forwarding namespaces), attributes once per direction under
 //     "envoy.filters.http.ext_proc", protocol_config on the first message;
+//   - gRPC message sizes as Envoy's client has them: requests uncapped (a
+//     BUFFERED body up to the buffer limit is one message, so a server left
+//     at grpc-go's 4 MiB receive default fails the stream), replies
+//     uncapped unless envoy_grpc max_receive_message_length is set;
 //   - processing modes per direction: headers SEND/SKIP, bodies NONE,
 //     BUFFERED, STREAMED (pipelined: chunks are sent without waiting, replies
 //     are matched FIFO and each chunk is re-injected in order, chunk sizes as

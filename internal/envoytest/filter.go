@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 )
 
@@ -194,7 +196,14 @@ func (f *filter) open() {
 	ctx, cancel := context.WithCancel(context.Background())
 	ps := &procStream{cancel: cancel, recvDone: make(chan struct{})}
 	f.stream = ps
-	s, err := f.client.Process(ctx)
+	// Envoy's gRPC client caps neither what it sends nor, unless
+	// max_receive_message_length is set, what it receives (grpc-go's client
+	// default would cap replies at 4 MiB).
+	recvMax := f.cfg.MaxReceiveMessageLength
+	if recvMax <= 0 {
+		recvMax = math.MaxInt32
+	}
+	s, err := f.client.Process(ctx, grpc.MaxCallSendMsgSize(math.MaxInt32), grpc.MaxCallRecvMsgSize(recvMax))
 	if err != nil {
 		close(ps.recvDone)
 		x.queue(evStreamEnd{fl: f, ps: ps, err: err})
