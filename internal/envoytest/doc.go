@@ -117,18 +117,22 @@
 //     direct_response route: no CORS;
 //   - a preflight (OPTIONS with Origin and access-control-request-method)
 //     from an allowed origin is answered with a 200 without body (details
-//     "cors_response"): filters after the CORS filter never see the request
-//     (placed first, no ext_proc stream is opened); "*" methods/headers echo
-//     the requested ones; a disallowed origin's preflight is forwarded unless
-//     forward_not_matching_preflights is false (then answered without
-//     access-control-allow-origin);
+//     "cors_response"): decoder filters after the CORS filter never see the
+//     request, but the reply, like every local reply, traverses the whole
+//     encoder chain (commonEncodePrefix starts at encoder_filters_.begin()),
+//     so with CORS before ext_proc the ext_proc filter opens a stream whose
+//     only message is response_headers (end_of_stream) and waits for the
+//     reply; "*" methods/headers echo the requested ones; a disallowed
+//     origin's preflight is forwarded unless forward_not_matching_preflights
+//     is false (then answered without access-control-allow-origin);
 //   - response headers of an allowed request get access-control-allow-origin,
-//     -allow-credentials and -expose-headers: upstream responses, the
-//     preflight reply itself, and local replies of filters after it (placed
-//     before ext_proc: ext_proc request-phase ImmediateResponse and errors,
-//     router replies). A local reply enters the encoder chain at the filter
-//     that sent it, so with CORS after ext_proc, ext_proc's request-phase
-//     replies skip it, and ext_proc's response-phase direct replies always do;
+//     -allow-credentials and -expose-headers, added by the CORS encoder
+//     whenever its decodeHeaders latched the origin: upstream responses, the
+//     preflight reply itself and local replies sent while no response
+//     started (ext_proc request-phase replies and errors, router replies,
+//     413). With CORS after ext_proc, a reply sent while ext_proc still held
+//     the request headers finds CORS without a latched origin; ext_proc's
+//     response-phase direct replies bypass the chain altogether;
 //   - not emulated: shadow_enabled (only stats), partial filter_enabled
 //     percentages (rejected), allow_private_network_access, stats.
 //

@@ -309,8 +309,6 @@ func (f *filter) violation(kind ViolationKind, detail, outcome string) {
 func (f *filter) localReply(lr localReply) {
 	if f.up != nil {
 		f.up.outcome = AttemptLocalReply
-	} else {
-		lr.from = fromExtProc
 	}
 	f.x.localReply(lr)
 }
