@@ -65,6 +65,13 @@
 //     with allow_mode_override, not with send_body_without_waiting, only on
 //     headers replies, allowed_override_modes, DEFAULT header/trailer modes
 //     mean "filter-level value", body modes literal, both directions);
+//   - a BUFFERED request body over the buffer limit is answered 413
+//     "Payload Too Large" (request_payload_too_large) through the whole
+//     encoder chain: the server, which saw request_headers and never
+//     request_body, gets the 413's response_headers (and body, per mode),
+//     possibly before it answered request_headers; a late reply's
+//     dynamic_metadata is still written; a BUFFERED response body over the
+//     limit is a direct 500 (response_payload_too_large) bypassing the chain;
 //   - ImmediateResponse by phase: filter-chain local reply before any
 //     response (upstream not called or reset), direct local reply while the
 //     response headers are held, downstream reset once headers went out;

@@ -833,8 +833,11 @@ func (f *filter) onReply(ps *procStream, resp *extprocsvc.ProcessingResponse) {
 		return
 	}
 	if d.dead {
-		// The direction was ended by a local reply; Envoy drops the answer.
+		// The direction was ended by a local reply. Envoy still sets the
+		// reply's dynamic metadata (onReceiveMessage, before handling it);
+		// what it would continue is already aborted.
 		d.pending = d.pending[1:]
+		f.applyMetadata(resp)
 		return
 	}
 	if resp.GetModeOverride() != nil {
