@@ -61,9 +61,15 @@ type Config struct {
 	// appended after VirtualHosts.
 	Routes []Route
 	// Clusters maps a cluster name to its upstream address: "host:port" or a
-	// base URL "http://host:port". Upstreams are always reached over plain
-	// HTTP/1.1, even when the real cluster uses TLS.
+	// base URL "http://host:port". Upstreams are reached over plain HTTP
+	// (HTTP/1.1 unless ClusterProtocols says HTTP/2), even when the real
+	// cluster uses TLS.
 	Clusters map[string]string
+	// ClusterProtocols holds the upstream HTTP protocol options of a cluster
+	// (typed_extension_protocol_options HttpProtocolOptions
+	// explicit_http_config); a cluster without an entry speaks HTTP/1.1
+	// with Envoy's defaults.
+	ClusterProtocols map[string]ClusterProtocol
 	// BufferLimit is the per-stream buffer limit in bytes (Envoy
 	// per_connection_buffer_limit_bytes); 0 means DefaultBufferLimit.
 	BufferLimit int
@@ -104,6 +110,18 @@ type Config struct {
 	AccessLogFormat map[string]any
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
+}
+
+// ClusterProtocol is the HTTP protocol a cluster's upstream connections use.
+type ClusterProtocol struct {
+	// HTTP2 is explicit_http_config.http2_protocol_options: requests go out
+	// as HTTP/2 with prior knowledge (h2c, the emulation uses no TLS), and
+	// response trailers always reach the filter chain.
+	HTTP2 bool
+	// EnableTrailers is http_protocol_options.enable_trailers for HTTP/1.1:
+	// without it Envoy's HTTP/1 codec drops the response trailers (the body
+	// then ends with end_of_stream on its last data).
+	EnableTrailers bool
 }
 
 // ExtProcConfig mirrors the fields of

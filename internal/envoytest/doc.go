@@ -143,6 +143,15 @@
 //   - not emulated: shadow_enabled (only stats), partial filter_enabled
 //     percentages (rejected), allow_private_network_access, stats.
 //
+// Upstream protocol per cluster (Config.ClusterProtocols, from
+// HttpProtocolOptions explicit_http_config or use_downstream_protocol_config):
+// HTTP/1.1 by default, HTTP/2 with prior knowledge (h2c) for
+// http2_protocol_options. Envoy's HTTP/1 codec drops response trailers
+// unless http_protocol_options.enable_trailers, so only then, or over
+// HTTP/2, do trailers reach the filters; with response trailers SKIP the
+// last body message then has end_of_stream=false and no trailers message
+// follows (STREAMED, BUFFERED and BUFFERED_PARTIAL alike).
+//
 // Router: prefix_rewrite, regex_rewrite, host_rewrite_literal,
 // x-envoy-original-path, x-envoy-expected-rq-timeout-ms and
 // x-envoy-upstream-service-time (unless suppress_envoy_headers),
@@ -179,8 +188,8 @@
 //     chain; the emulation connects once the chain released the request
 //     headers, so a connect failure is always seen after the upstream
 //     ext_proc answered request_headers;
-//   - h2c and HTTP/2 downstream, TLS (TLS clusters are reached over plain
-//     HTTP), RDS/EDS/xDS, load balancing (first endpoint only), weighted
+//   - HTTP/2 downstream, TLS (TLS clusters are reached over plain HTTP;
+//     auto_config, which needs ALPN, is rejected as unsupported), RDS/EDS/xDS, load balancing (first endpoint only), weighted
 //     clusters, redirects, hedging, retry budgets, shadowing;
 //   - header wire order (net/http does not keep it: regular headers are
 //     sorted by name), header count/size limits other than 100 mutation

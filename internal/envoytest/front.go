@@ -96,7 +96,10 @@ type Front struct {
 	// an address).
 	conns       []*grpc.ClientConn
 	procClients map[string]extprocsvc.ExternalProcessorClient
+	// transport speaks HTTP/1.1 to upstreams, h2transport HTTP/2 with prior
+	// knowledge (clusters with ClusterProtocol.HTTP2).
 	transport   *http.Transport
+	h2transport *http.Transport
 
 	mu         sync.Mutex
 	violations []Violation
@@ -155,6 +158,15 @@ func New(cfg Config) (*Front, error) {
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 	}
+	h2 := new(http.Protocols)
+	h2.SetUnencryptedHTTP2(true)
+	f.h2transport = &http.Transport{
+		Proxy:              nil,
+		DialContext:        dialer.DialContext,
+		DisableCompression: true,
+		IdleConnTimeout:    90 * time.Second,
+		Protocols:          h2,
+	}
 	epcs := []*ExtProcConfig{cfg.ExtProc, cfg.RouterUpstreamExtProc}
 	for _, e := range cfg.UpstreamExtProc {
 		epcs = append(epcs, e)
@@ -195,6 +207,7 @@ func clusterURL(addr string) (*url.URL, error) {
 // Close releases the gRPC connections and idle upstream connections.
 func (f *Front) Close() error {
 	f.transport.CloseIdleConnections()
+	f.h2transport.CloseIdleConnections()
 	var errs []error
 	for _, c := range f.conns {
 		if err := c.Close(); err != nil {

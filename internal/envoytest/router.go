@@ -466,6 +466,10 @@ func (r *router) pump(a *attempt, resp *http.Response) {
 			}
 		case errors.Is(err, io.EOF):
 			tr := trailerMap(resp.Trailer)
+			if cp := x.cfg.ClusterProtocols[r.cluster]; !cp.HTTP2 && !cp.EnableTrailers {
+				// Envoy's HTTP/1 codec drops trailers unless enable_trailers.
+				tr = nil
+			}
 			if len(tr) == 0 {
 				x.post(evUpData{a: a, data: chunk, eos: true})
 				return

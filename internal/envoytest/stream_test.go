@@ -101,7 +101,10 @@ func TestTrailers(t *testing.T) {
 	})
 	m := mode(extprocv3.ProcessingMode_NONE, extprocv3.ProcessingMode_STREAMED)
 	m.ResponseTrailerMode = extprocv3.ProcessingMode_SEND
-	f, s := startFront(t, basicConfig(addr, up, m))
+	cfg := basicConfig(addr, up, m)
+	// Envoy's HTTP/1 codec drops response trailers unless enable_trailers.
+	cfg.ClusterProtocols = map[string]ClusterProtocol{"up": {EnableTrailers: true}}
+	f, s := startFront(t, cfg)
 	resp, err := http.Get(s.URL + "/x")
 	require.NoError(t, err)
 	b, err := io.ReadAll(resp.Body)

@@ -179,6 +179,9 @@ func (c codecSink) headers(h headerMap, eos bool) {
 	}
 	x := r.x
 	transport := x.f.transport
+	if x.cfg.ClusterProtocols[r.cluster].HTTP2 {
+		transport = x.f.h2transport
+	}
 	go func() {
 		resp, err := transport.RoundTrip(req)
 		x.post(evUpHeaders{a: a, resp: resp, err: err})
