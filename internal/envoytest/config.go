@@ -102,6 +102,10 @@ type Config struct {
 	// OnViolation, when set, is called for every recorded violation (see
 	// Strict). It may be called from many goroutines at once.
 	OnViolation func(Violation)
+	// onEvent, for this package's tests, is called on the exchange's loop
+	// after each event was handled, so a test can order what the network
+	// would leave to chance (a body arriving before or after a reply).
+	onEvent func(ev any)
 	// AccessLog, when set, receives one JSON line per finished request:
 	// either AccessLogFormat rendered, or the AccessLogEntry itself.
 	AccessLog io.Writer

@@ -43,7 +43,17 @@
 //     the peer delivered them, possibly an empty final chunk) and
 //     BUFFERED_PARTIAL, trailers only when present and SEND; a body that
 //     arrived completely while the header reply was pending goes out as one
-//     message; send_body_without_waiting_for_header_response;
+//     message in every mode and keeps the headers held until its reply
+//     (Envoy's BufferedBodyCallback: header mutations honoured,
+//     content-length checked); send_body_without_waiting_for_header_response;
+//   - BUFFERED_PARTIAL: headers held while the body is queued; at end of
+//     stream (or trailers) the queue goes out with end_of_stream as the
+//     stream ends; once strictly more than the buffer limit is queued, all
+//     of it goes out with end_of_stream=false; the reply may mutate the
+//     headers, which then go on with the (mutated) chunk, the data that came
+//     meanwhile, and the rest of the body unprocessed (no further body
+//     messages, never a 500); BUFFERED over the limit is a 500 for responses
+//     and 413 for requests;
 //   - strict reply matching: a reply of the wrong type or without a response
 //     is spurious (fail-open: close and continue; otherwise status_on_error);
 //     override_message_timeout (1 ms..max_message_timeout, once per message);
@@ -57,9 +67,13 @@
 //     allow/disallow_expression, disallow_is_error, :status >= 200);
 //   - content-length: removed at header time for STREAMED, BUFFERED_PARTIAL
 //     and BUFFERED with header SKIP (decided from the pre-override mode);
-//     BUFFERED with header SEND keeps it and a body replacement of another
-//     length is a 500; header mutations in body replies apply only while the
-//     headers are held; wire framing is checked on both sides;
+//     BUFFERED with header SEND keeps it (decided from the mode at header
+//     time: a mode_override keeps it too); a content-length set by a
+//     mutation is skipped when the current (post-override) mode removes it;
+//     a BufferedBodyCallback body replacement of another length is a 500,
+//     a BUFFERED_PARTIAL or STREAMED one leaves a stale content-length;
+//     header mutations in body replies apply only while the headers are
+//     held; wire framing is checked on both sides;
 //   - CONTINUE_AND_REPLACE, clear_route_cache (re-routes; honoured only on
 //     request-side replies carrying a header_mutation), mode_override (only
 //     with allow_mode_override, not with send_body_without_waiting, only on

@@ -48,6 +48,9 @@ func TestImmediateResponseByPhase(t *testing.T) {
 		wantUp      int
 		wantReset   bool
 		wantDetails string
+		// gateBody makes the SSE upstream send its events only once the
+		// response_headers reply was handled (the headers then went on).
+		gateBody bool
 	}{
 		{
 			name: "request headers: local reply, upstream not called", mode: mode(extprocv3.ProcessingMode_BUFFERED, extprocv3.ProcessingMode_NONE),
@@ -76,7 +79,7 @@ func TestImmediateResponseByPhase(t *testing.T) {
 		{
 			name: "streamed response body after headers: downstream reset", mode: mode(extprocv3.ProcessingMode_NONE, extprocv3.ProcessingMode_STREAMED),
 			upstream: sse, at: func(r *extprocsvc.ProcessingRequest) bool { return r.GetResponseBody() != nil },
-			reply:      immediate(500, "x", "too_late"),
+			reply: immediate(500, "x", "too_late"), gateBody: true,
 			wantStatus: 200, wantUp: 1, wantReset: true, wantDetails: "too_late",
 		},
 	}
@@ -89,8 +92,24 @@ func TestImmediateResponseByPhase(t *testing.T) {
 				}
 				return nil
 			}))
-			up := startUpstream(t, tc.upstream)
-			f, s := startFront(t, basicConfig(addr, up, tc.mode))
+			cfg := basicConfig(addr, &upstream{}, tc.mode)
+			h := tc.upstream
+			if tc.gateBody {
+				gate := afterEvent(&cfg, isResponseHeadersReply)
+				h = func(_ int, w http.ResponseWriter, _ *http.Request) {
+					w.Header().Set("Content-Type", "text/event-stream")
+					w.WriteHeader(200)
+					w.(http.Flusher).Flush()
+					<-gate
+					for i := 0; i < 3; i++ {
+						_, _ = fmt.Fprintf(w, "data: %d\n\n", i)
+						w.(http.Flusher).Flush()
+					}
+				}
+			}
+			up := startUpstream(t, h)
+			cfg.Clusters["up"] = up.URL
+			f, s := startFront(t, cfg)
 			resp, body, err := do(t, "POST", s.URL+"/x", "abc", nil)
 			e := waitLog(t, f, 1)
 			require.Len(t, up.requests(), tc.wantUp)
