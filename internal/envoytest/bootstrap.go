@@ -600,11 +600,12 @@ func route(r *routev3.Route, extProcName string) (Route, error) {
 
 func retryPolicy(rp *routev3.RetryPolicy) *RetryPolicy {
 	p := &RetryPolicy{
-		RetryOn:       rp.GetRetryOn(),
-		NumRetries:    1,
-		PerTryTimeout: dur(rp.GetPerTryTimeout()),
-		BaseInterval:  dur(rp.GetRetryBackOff().GetBaseInterval()),
-		MaxInterval:   dur(rp.GetRetryBackOff().GetMaxInterval()),
+		RetryOn:           rp.GetRetryOn(),
+		NumRetries:        1,
+		PerTryTimeout:     dur(rp.GetPerTryTimeout()),
+		PerTryIdleTimeout: dur(rp.GetPerTryIdleTimeout()),
+		BaseInterval:      dur(rp.GetRetryBackOff().GetBaseInterval()),
+		MaxInterval:       dur(rp.GetRetryBackOff().GetMaxInterval()),
 	}
 	if n := rp.GetNumRetries(); n != nil {
 		p.NumRetries = int(n.GetValue())

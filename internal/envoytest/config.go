@@ -106,6 +106,9 @@ type Config struct {
 	// after each event was handled, so a test can order what the network
 	// would leave to chance (a body arriving before or after a reply).
 	onEvent func(ev any)
+	// afterFunc, for this package's tests, replaces time.AfterFunc for the
+	// per_try_idle_timeout timer; it returns the timer's stop function.
+	afterFunc func(d time.Duration, f func()) func() bool
 	// AccessLog, when set, receives one JSON line per finished request:
 	// either AccessLogFormat rendered, or the AccessLogEntry itself.
 	AccessLog io.Writer
@@ -299,8 +302,17 @@ type RetryPolicy struct {
 	NumRetries int
 	// RetriableStatusCodes is retriable_status_codes.
 	RetriableStatusCodes []int
-	// PerTryTimeout bounds each attempt until its response headers; 0 = none.
+	// PerTryTimeout bounds each attempt from the end of the request; once
+	// the response started downstream it is ignored (Envoy's
+	// UpstreamRequest::onPerTryTimeout). 0 = none.
 	PerTryTimeout time.Duration
+	// PerTryIdleTimeout is per_try_idle_timeout: armed with the per-try
+	// timeout and re-armed on the attempt's response headers and every
+	// response body chunk, it keeps running during the response: a gap
+	// longer than it cuts a streaming response mid-way (downstream reset,
+	// details upstream_per_try_idle_timeout, flag UT); before the response
+	// it is a per-try timeout (retried like one, else 504). 0 = none.
+	PerTryIdleTimeout time.Duration
 	// BaseInterval / MaxInterval are retry_back_off; 0 means 25 ms / 10×base.
 	BaseInterval time.Duration
 	MaxInterval  time.Duration

@@ -172,7 +172,11 @@
 // x-envoy-attempt-count on upstream requests (include_request_attempt_count)
 // and on responses and router local replies passed downstream
 // (include_attempt_count_in_response), route
-// timeout (from the end of the request), per-try timeout, retry_on (5xx,
+// timeout (from the end of the request), per-try timeout (ignored once the
+// response started), per_try_idle_timeout (armed with the per-try timeout,
+// re-armed on response headers and each body chunk, so a gap longer than it
+// cuts a stream mid-response: downstream reset, details
+// upstream_per_try_idle_timeout, flag UT), retry_on (5xx,
 // gateway-error, reset, connect-failure, retriable-4xx,
 // retriable-status-codes), num_retries, fully jittered exponential back-off
 // (uniform in [0, interval), interval base, 2·base, 4·base… until it reaches
@@ -203,13 +207,14 @@
 //     headers, so a connect failure is always seen after the upstream
 //     ext_proc answered request_headers;
 //   - HTTP/2 downstream, TLS (TLS clusters are reached over plain HTTP;
-//     auto_config, which needs ALPN, is rejected as unsupported), RDS/EDS/xDS, load balancing (first endpoint only), weighted
-//     clusters, redirects, hedging, retry budgets, shadowing;
+//     auto_config, which needs ALPN, is rejected as unsupported),
+//     RDS/EDS/xDS, load balancing (first endpoint only), weighted clusters,
+//     redirects, hedging, retry budgets, shadowing;
 //   - header wire order (net/http does not keep it: regular headers are
 //     sorted by name), header count/size limits other than 100 mutation
 //     entries, local_reply_config, CEL attributes beyond the common
 //     request/response/source/destination/upstream/xds names;
-//   - the per-try timeout stops at response headers.
+//   - per-attempt response flags (StreamIdleTimeout on the upstream stream).
 //
 // Timing: per-message and route timers use real time; retry back-off uses
 // Config.Sleep and Config.Jitter so tests need not wait.

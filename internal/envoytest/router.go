@@ -36,7 +36,11 @@ type (
 	}
 	evRouteTimeout  struct{ gen int }
 	evPerTryTimeout struct{ a *attempt }
-	evRetry         struct{ gen int }
+	evPerTryIdle    struct {
+		a   *attempt
+		gen int
+	}
+	evRetry struct{ gen int }
 )
 
 // router emulates envoy.filters.http.router: it is the sink of the request
@@ -242,12 +246,41 @@ func (r *router) startAttempt() {
 	}
 }
 
+// armPerTry starts the attempt's per-try timers once the request is
+// complete (UpstreamRequest::setupPerTryTimeout).
 func (r *router) armPerTry(a *attempt) {
-	if r.route.Retry == nil || r.route.Retry.PerTryTimeout <= 0 || a.perTry != nil {
+	p := r.route.Retry
+	if p == nil {
 		return
 	}
 	x := r.x
-	a.perTry = time.AfterFunc(r.route.Retry.PerTryTimeout, func() { x.post(evPerTryTimeout{a: a}) })
+	if p.PerTryTimeout > 0 && a.perTry == nil {
+		a.perTry = time.AfterFunc(p.PerTryTimeout, func() { x.post(evPerTryTimeout{a: a}) })
+	}
+	if p.PerTryIdleTimeout > 0 && a.idleStop == nil {
+		r.resetIdle(a)
+	}
+}
+
+// resetIdle (re-)arms the per_try_idle_timeout of an attempt whose timer is
+// set up (UpstreamRequest::resetPerTryIdleTimer: on setup, on response
+// headers and on every response body chunk).
+func (r *router) resetIdle(a *attempt) {
+	p := r.route.Retry
+	if p == nil || p.PerTryIdleTimeout <= 0 || a.dead {
+		return
+	}
+	if a.idleStop != nil {
+		a.idleStop()
+	}
+	a.idleGen++
+	gen := a.idleGen
+	x := r.x
+	after := x.cfg.afterFunc
+	if after == nil {
+		after = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+	}
+	a.idleStop = after(p.PerTryIdleTimeout, func() { x.post(evPerTryIdle{a: a, gen: gen}) })
 }
 
 // localReply sends a router-generated local reply; like Envoy's
@@ -316,6 +349,25 @@ func (r *router) handle(ev any) {
 			return
 		}
 		r.localReply(localReply{status: 504, body: "upstream request timeout", details: "upstream_per_try_timeout", flag: "UT"})
+	case evPerTryIdle:
+		a := e.a
+		if a.dead || a != r.cur || e.gen != a.idleGen || r.upDone || r.stopped {
+			return
+		}
+		a.kill(AttemptPerTryIdleTimeout)
+		if !r.respStarted {
+			if r.retryOnReset(false) && r.retry(nil) {
+				return
+			}
+			r.localReply(localReply{status: 504, body: "upstream request timeout", details: "upstream_per_try_idle_timeout", flag: "UT"})
+			return
+		}
+		// onPerTryTimeoutCommon -> onUpstreamAbort: with the response
+		// started, sendLocalReply resets the downstream stream.
+		r.upstreamComplete()
+		r.x.details = "upstream_per_try_idle_timeout"
+		r.x.addFlag("UT")
+		r.x.reset()
 	case evRetry:
 		if e.gen != r.retryGen || r.stopped {
 			return
@@ -405,6 +457,9 @@ func (r *router) onUpstreamHeaders(a *attempt, h headerMap, eos bool) {
 	if a.perTry != nil {
 		a.perTry.Stop()
 	}
+	if a.idleStop != nil {
+		r.resetIdle(a)
+	}
 	code := 0
 	if v, ok := h.get(":status"); ok {
 		code, _ = strconv.Atoi(v)
@@ -437,6 +492,13 @@ func (r *router) onUpstreamData(a *attempt, b []byte, eos bool) {
 	if a.dead || a != r.cur || !r.respStarted || r.stopped {
 		return
 	}
+	if a.idleStop != nil {
+		if eos {
+			a.idleStop()
+		} else {
+			r.resetIdle(a)
+		}
+	}
 	if eos {
 		r.upstreamComplete()
 	}
@@ -446,6 +508,9 @@ func (r *router) onUpstreamData(a *attempt, b []byte, eos bool) {
 func (r *router) onUpstreamTrailers(a *attempt, t headerMap) {
 	if a.dead || a != r.cur || !r.respStarted || r.stopped {
 		return
+	}
+	if a.idleStop != nil {
+		a.idleStop()
 	}
 	r.upstreamComplete()
 	r.x.encHead.trailers(t)
