@@ -120,6 +120,10 @@
 //   - an attempt that ends without response headers reaching the router
 //     (connect failure, reset, per-try timeout) destroys its filter: the
 //     server sees the stream cancelled without response_headers;
+//   - like Envoy (acceptHeadersFromRouter: newStream before decodeHeaders)
+//     the upstream connection is opened in parallel with the upstream
+//     filter chain, so a connect failure can end an attempt while its
+//     request_headers are still unanswered: no reply, no metadata from it;
 //   - clear_route_cache is ignored (reported); dynamic_metadata is written to
 //     the request's StreamInfo, which Envoy's upstream filter manager shares
 //     with the downstream stream (UpstreamFilterManager::streamInfo), so it
@@ -202,10 +206,9 @@
 //   - per-route ExtProcPerRoute for upstream ext_proc filters (not applied);
 //     upstream filters are not validated as registered for the upstream
 //     category;
-//   - Envoy connects to the upstream in parallel with the upstream filter
-//     chain; the emulation connects once the chain released the request
-//     headers, so a connect failure is always seen after the upstream
-//     ext_proc answered request_headers;
+//   - pool failures other than a failed connect (overflow, no healthy
+//     host); the parallel connect is a TCP probe beside the HTTP
+//     transport's own connection;
 //   - HTTP/2 downstream, TLS (TLS clusters are reached over plain HTTP;
 //     auto_config, which needs ALPN, is rejected as unsupported),
 //     RDS/EDS/xDS, load balancing (first endpoint only), weighted clusters,

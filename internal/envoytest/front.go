@@ -100,6 +100,8 @@ type Front struct {
 	// knowledge (clusters with ClusterProtocol.HTTP2).
 	transport   *http.Transport
 	h2transport *http.Transport
+	// dialer connects to upstreams (connect_timeout).
+	dialer *net.Dialer
 
 	mu         sync.Mutex
 	violations []Violation
@@ -151,6 +153,7 @@ func New(cfg Config) (*Front, error) {
 		f.vhosts = append(f.vhosts, cv)
 	}
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout}
+	f.dialer = dialer
 	f.transport = &http.Transport{
 		Proxy:               nil,
 		DialContext:         dialer.DialContext,

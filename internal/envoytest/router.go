@@ -36,7 +36,11 @@ type (
 	}
 	evRouteTimeout  struct{ gen int }
 	evPerTryTimeout struct{ a *attempt }
-	evPerTryIdle    struct {
+	evUpConnect     struct {
+		a   *attempt
+		err error
+	}
+	evPerTryIdle struct {
 		a   *attempt
 		gen int
 	}
@@ -226,9 +230,13 @@ func (r *router) startAttempt() {
 		// before the upstream filter chain runs.
 		r.upHeaders.set("x-envoy-attempt-count", strconv.Itoa(r.attempts))
 	}
-	a := newAttempt(r, r.attempts, x.cfg.upstreamExtProc(r.cluster))
+	upCfg := x.cfg.upstreamExtProc(r.cluster)
+	a := newAttempt(r, r.attempts, upCfg)
 	r.cur = a
 	r.all = append(r.all, a)
+	if upCfg != nil {
+		r.connect(a)
+	}
 	if r.reqDone {
 		r.armPerTry(a)
 	}
@@ -244,6 +252,30 @@ func (r *router) startAttempt() {
 	if r.upTrailers != nil && !a.dead {
 		a.fl.dec.onTrailers(r.upTrailers.clone())
 	}
+}
+
+// connect starts the attempt's upstream connection in parallel with its
+// upstream filter chain, as UpstreamRequest::acceptHeadersFromRouter calls
+// conn_pool_->newStream before filter_manager_->decodeHeaders: a connect
+// failure then ends the attempt whether or not the upstream ext_proc has
+// answered request_headers (its stream is cancelled, an unanswered
+// message's metadata never lands). The emulation probes with its own TCP
+// connection (only for chains with an upstream filter, where the order is
+// visible); the request itself still goes through the HTTP transport.
+func (r *router) connect(a *attempt) {
+	x := r.x
+	host := r.base.Host
+	dialer := x.f.dialer
+	go func() {
+		c, err := dialer.DialContext(a.ctx, "tcp", host)
+		if err == nil {
+			_ = c.Close()
+			return
+		}
+		if a.ctx.Err() == nil {
+			x.post(evUpConnect{a: a, err: err})
+		}
+	}()
 }
 
 // armPerTry starts the attempt's per-try timers once the request is
@@ -349,6 +381,13 @@ func (r *router) handle(ev any) {
 			return
 		}
 		r.localReply(localReply{status: 504, body: "upstream request timeout", details: "upstream_per_try_timeout", flag: "UT"})
+	case evUpConnect:
+		a := e.a
+		if a.dead || a != r.cur || a.gotHeaders || r.stopped {
+			return
+		}
+		// onPoolFailure: the attempt dies wherever its filter chain is.
+		r.attemptReset(a, e.err)
 	case evPerTryIdle:
 		a := e.a
 		if a.dead || a != r.cur || e.gen != a.idleGen || r.upDone || r.stopped {
