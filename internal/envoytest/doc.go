@@ -2,9 +2,11 @@
 // (ext_proc) server talks to, so the server can be tested end to end without
 // an Envoy binary: the HTTP connection manager (HCM), the ext_proc HTTP
 // filter and the router. It follows Envoy's documented and source-level
-// behaviour (Envoy 1.34+ semantics, with the 1.37 stream close optimisation)
-// and does not import any package of this project: it is test machinery,
-// independent of the code under test.
+// behaviour as of Envoy 1.37, the supported floor (1.34-1.36 did not send
+// local replies to ext_proc, runtime guard skip_ext_proc_on_local_reply,
+// re-enabled by envoyproxy/envoy#41769; the 1.37 stream close optimisation
+// is emulated) and does not import any package of this project: it is test
+// machinery, independent of the code under test.
 //
 // # Use
 //

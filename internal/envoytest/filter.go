@@ -165,7 +165,7 @@ func newFilter(x *exchange, cfg *ExtProcConfig, route *Route) *filter {
 }
 
 // setMode applies the six fields of m (with DEFAULT header/trailer modes
-// resolved against base, Envoy 1.34+) to both directions.
+// resolved against base, as Envoy 1.37 does) to both directions.
 func (f *filter) setMode(m, base *extprocv3.ProcessingMode) {
 	hdr := func(v, b extprocv3.ProcessingMode_HeaderSendMode) bool {
 		if v == extprocv3.ProcessingMode_DEFAULT {
@@ -946,7 +946,8 @@ func (f *filter) overrideTimeout(resp *extprocsvc.ProcessingResponse) {
 	d.startTimer(to)
 }
 
-// modeOverride applies mode_override under Envoy's gates (1.34+ semantics).
+// modeOverride applies mode_override under Envoy's gates (ext_proc.cc,
+// onReceiveMessage).
 func (f *filter) modeOverride(m *extprocv3.ProcessingMode, kind msgKind) {
 	switch {
 	case kind != kindHeaders:
