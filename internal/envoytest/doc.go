@@ -64,10 +64,10 @@
 //     completion are ignored;
 //   - mutations: removals then sets, only the append BoolValue is honoured,
 //     value+raw_value is a 500, value alone yields an empty header (1.32+),
-//     invalid names/values are a 500
-//     (details: MutationUtils' message, e.g.
+//     invalid names/values are a 500 (details: MutationUtils' message, e.g.
 //     Invalid_character_in_set_headers_mutation.; spurious replies:
-//     spurious_message or unhandled_message, as handleErrorResponse sets them), the default mutation checker
+//     spurious_message or unhandled_message, as handleErrorResponse sets
+//     them), the default mutation checker
 //     (allow_all_routing, allow_envoy, disallow_system, disallow_all,
 //     allow/disallow_expression, disallow_is_error, :status >= 200);
 //   - content-length: removed at header time for STREAMED, BUFFERED_PARTIAL
