@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 )
 
@@ -95,6 +97,7 @@ type direction struct {
 	headersFwd  bool
 	removeCL    bool // content-length removed at header time
 	bodyEOS     bool // the source finished the body (eos data or trailers)
+	dataSeen    bool // a data frame arrived (Envoy's bufferedData() != nullptr)
 	held        []byte
 	after       []byte // BUFFERED_PARTIAL data that arrived after the partial message
 	partialSent bool
@@ -162,7 +165,7 @@ func newFilter(x *exchange, cfg *ExtProcConfig, route *Route) *filter {
 }
 
 // setMode applies the six fields of m (with DEFAULT header/trailer modes
-// resolved against base, Envoy 1.34+) to both directions.
+// resolved against base, as Envoy 1.37 does) to both directions.
 func (f *filter) setMode(m, base *extprocv3.ProcessingMode) {
 	hdr := func(v, b extprocv3.ProcessingMode_HeaderSendMode) bool {
 		if v == extprocv3.ProcessingMode_DEFAULT {
@@ -194,7 +197,14 @@ func (f *filter) open() {
 	ctx, cancel := context.WithCancel(context.Background())
 	ps := &procStream{cancel: cancel, recvDone: make(chan struct{})}
 	f.stream = ps
-	s, err := f.client.Process(ctx)
+	// Envoy's gRPC client caps neither what it sends nor, unless
+	// max_receive_message_length is set, what it receives (grpc-go's client
+	// default would cap replies at 4 MiB).
+	recvMax := f.cfg.MaxReceiveMessageLength
+	if recvMax <= 0 {
+		recvMax = math.MaxInt32
+	}
+	s, err := f.client.Process(ctx, grpc.MaxCallSendMsgSize(math.MaxInt32), grpc.MaxCallRecvMsgSize(recvMax))
 	if err != nil {
 		close(ps.recvDone)
 		x.queue(evStreamEnd{fl: f, ps: ps, err: err})
@@ -300,8 +310,6 @@ func (f *filter) violation(kind ViolationKind, detail, outcome string) {
 func (f *filter) localReply(lr localReply) {
 	if f.up != nil {
 		f.up.outcome = AttemptLocalReply
-	} else {
-		lr.from = fromExtProc
 	}
 	f.x.localReply(lr)
 }
@@ -472,7 +480,11 @@ func (d *direction) sendHeadersMsg() {
 	d.push(d.headerMessage(d.headersEOS), &outstanding{kind: kindHeaders, eos: d.headersEOS})
 }
 
-func (d *direction) sendBody(b []byte, eos bool) {
+func (d *direction) sendBody(b []byte, eos bool) { d.sendBodyAs(b, eos, d.body) }
+
+// sendBodyAs sends a body message handled on reply as Envoy's callback
+// state for mode (BUFFERED: BufferedBodyCallback).
+func (d *direction) sendBodyAs(b []byte, eos bool, mode extprocv3.ProcessingMode_BodySendMode) {
 	body := &extprocsvc.HttpBody{Body: b, EndOfStream: eos}
 	req := &extprocsvc.ProcessingRequest{}
 	if d.req {
@@ -483,7 +495,7 @@ func (d *direction) sendBody(b []byte, eos bool) {
 	if eos {
 		d.bodyEOSSent = true
 	}
-	d.push(req, &outstanding{kind: kindBody, data: b, eos: eos, bodyMode: d.body})
+	d.push(req, &outstanding{kind: kindBody, data: b, eos: eos, bodyMode: mode})
 }
 
 // rearm restarts the message timer while replies are outstanding.
@@ -625,6 +637,7 @@ func (d *direction) onData(b []byte, eos bool) {
 	if eos {
 		d.bodyEOS = true
 	}
+	d.dataSeen = true
 	f := d.f
 	if f.complete {
 		d.fwdData(b, eos)
@@ -675,7 +688,7 @@ func (d *direction) onData(b []byte, eos bool) {
 			return
 		}
 		d.held = append(d.held, b...)
-		if eos || len(d.held) >= f.x.cfg.BufferLimit {
+		if eos || len(d.held) > f.x.cfg.BufferLimit {
 			d.sendPartial()
 		}
 	}
@@ -787,7 +800,7 @@ func (f *filter) onReply(ps *procStream, resp *extprocsvc.ProcessingResponse) {
 		return
 	}
 	if resp.Response == nil {
-		f.spurious("ProcessingResponse without a response")
+		f.spuriousAs("ProcessingResponse without a response", unhandledMessage)
 		return
 	}
 	var d *direction
@@ -807,14 +820,14 @@ func (f *filter) onReply(ps *procStream, resp *extprocsvc.ProcessingResponse) {
 		d, kind = f.enc, kindTrailers
 	case *extprocsvc.ProcessingResponse_ImmediateResponse:
 		if f.cfg.DisableImmediateResponse {
-			f.spurious("immediate_response with disable_immediate_response")
+			f.spuriousAs("immediate_response with disable_immediate_response", immediateRefused)
 			return
 		}
 		f.applyMetadata(resp)
 		f.immediate(resp.GetImmediateResponse())
 		return
 	default:
-		f.spurious(fmt.Sprintf("unsupported response type %T", resp.Response))
+		f.spuriousAs(fmt.Sprintf("unsupported response type %T", resp.Response), unhandledMessage)
 		return
 	}
 	if len(d.pending) == 0 || d.pending[0].kind != kind {
@@ -826,8 +839,11 @@ func (f *filter) onReply(ps *procStream, resp *extprocsvc.ProcessingResponse) {
 		return
 	}
 	if d.dead {
-		// The direction was ended by a local reply; Envoy drops the answer.
+		// The direction was ended by a local reply. Envoy still sets the
+		// reply's dynamic metadata (onReceiveMessage, before handling it);
+		// what it would continue is already aborted.
 		d.pending = d.pending[1:]
+		f.applyMetadata(resp)
 		return
 	}
 	if resp.GetModeOverride() != nil {
@@ -887,14 +903,24 @@ func replyName(resp *extprocsvc.ProcessingResponse) string {
 	return fmt.Sprintf("%T", resp.Response)
 }
 
+// Envoy's FailedPrecondition messages for unexpected replies; fail-closed,
+// handleErrorResponse makes them the local reply's details.
+const (
+	spuriousMessage  = "spurious_message"  // a reply the state machine does not expect
+	unhandledMessage = "unhandled_message" // no or an unknown response case
+	immediateRefused = "unhandled_immediate_response_due_to_config_disabled_it"
+)
+
 // spurious handles an unexpected reply (FailedPrecondition in Envoy).
-func (f *filter) spurious(why string) {
+func (f *filter) spurious(why string) { f.spuriousAs(why, spuriousMessage) }
+
+func (f *filter) spuriousAs(why, details string) {
 	f.violation(KindSpuriousReply, why, f.failOpenOutcome())
 	if f.failOpen {
 		f.finishOpen()
 		return
 	}
-	f.fail(f.cfg.StatusOnError, "ext_proc_error_spurious_message")
+	f.fail(f.cfg.StatusOnError, details)
 }
 
 // overrideTimeout handles override_message_timeout: only the timer changes.
@@ -930,7 +956,8 @@ func (f *filter) overrideTimeout(resp *extprocsvc.ProcessingResponse) {
 	d.startTimer(to)
 }
 
-// modeOverride applies mode_override under Envoy's gates (1.34+ semantics).
+// modeOverride applies mode_override under Envoy's gates (ext_proc.cc,
+// onReceiveMessage).
 func (f *filter) modeOverride(m *extprocv3.ProcessingMode, kind msgKind) {
 	switch {
 	case kind != kindHeaders:
@@ -944,11 +971,16 @@ func (f *filter) modeOverride(m *extprocv3.ProcessingMode, kind msgKind) {
 		return
 	}
 	if len(f.cfg.AllowedOverrideModes) > 0 {
+		// Envoy (ext_proc.cc, onReceiveMessage) compares the effective mode,
+		// the override applied over the filter-level processing_mode
+		// (effectiveModeOverride), not the raw message; request_header_mode
+		// is not compared.
+		eff := effectiveOverride(m, f.base)
 		ok := false
 		for _, a := range f.cfg.AllowedOverrideModes {
-			if a.GetRequestBodyMode() == m.GetRequestBodyMode() && a.GetRequestTrailerMode() == m.GetRequestTrailerMode() &&
-				a.GetResponseHeaderMode() == m.GetResponseHeaderMode() && a.GetResponseBodyMode() == m.GetResponseBodyMode() &&
-				a.GetResponseTrailerMode() == m.GetResponseTrailerMode() {
+			if a.GetRequestBodyMode() == eff.GetRequestBodyMode() && a.GetRequestTrailerMode() == eff.GetRequestTrailerMode() &&
+				a.GetResponseHeaderMode() == eff.GetResponseHeaderMode() && a.GetResponseBodyMode() == eff.GetResponseBodyMode() &&
+				a.GetResponseTrailerMode() == eff.GetResponseTrailerMode() {
 				ok = true
 				break
 			}
@@ -963,6 +995,26 @@ func (f *filter) modeOverride(m *extprocv3.ProcessingMode, kind msgKind) {
 		return
 	}
 	f.setMode(m, f.base)
+}
+
+// effectiveOverride is Envoy's effectiveModeOverride: DEFAULT header and
+// trailer modes of the override keep the filter-level value, body modes are
+// taken literally.
+func effectiveOverride(m, base *extprocv3.ProcessingMode) *extprocv3.ProcessingMode {
+	pick := func(v, b extprocv3.ProcessingMode_HeaderSendMode) extprocv3.ProcessingMode_HeaderSendMode {
+		if v == extprocv3.ProcessingMode_DEFAULT {
+			return b
+		}
+		return v
+	}
+	return &extprocv3.ProcessingMode{
+		RequestHeaderMode:   pick(m.GetRequestHeaderMode(), base.GetRequestHeaderMode()),
+		RequestBodyMode:     m.GetRequestBodyMode(),
+		RequestTrailerMode:  pick(m.GetRequestTrailerMode(), base.GetRequestTrailerMode()),
+		ResponseHeaderMode:  pick(m.GetResponseHeaderMode(), base.GetResponseHeaderMode()),
+		ResponseBodyMode:    m.GetResponseBodyMode(),
+		ResponseTrailerMode: pick(m.GetResponseTrailerMode(), base.GetResponseTrailerMode()),
+	}
 }
 
 // applyMetadata writes dynamic_metadata of receiving namespaces.
@@ -1056,12 +1108,27 @@ func (d *direction) onHeadersReply(c *extprocsvc.CommonResponse) {
 	if len(c.GetTrailers().GetHeaders()) > 0 {
 		f.violation(KindIgnoredField, "CommonResponse.trailers is not implemented by Envoy", "ignored")
 	}
-	if err := f.mutate(&d.headers, c.GetHeaderMutation(), false, d.removeCL); err != nil {
-		f.fail(f.cfg.StatusOnError, "ext_proc_error_header_mutation")
+	if err := f.mutate(&d.headers, c.GetHeaderMutation(), false, d.shouldRemoveCL()); err != nil {
+		f.fail(f.cfg.StatusOnError, envoyDetails(err))
 		return
 	}
 	if d.headersEOS {
 		d.fwdHeaders()
+		return
+	}
+	if d.body != extprocv3.ProcessingMode_NONE && d.bodyEOS && d.dataSeen && !d.bodyEOSSent && len(d.pending) == 0 {
+		// The whole body came in while the header reply was pending
+		// (handleHeadersResponse, complete_body_available_): whatever the
+		// body mode, it goes out as one BufferedBodyCallback message and the
+		// headers stay held until its reply, which may still mutate them.
+		if d.body == extprocv3.ProcessingMode_BUFFERED && len(d.held) > f.x.cfg.BufferLimit {
+			d.overflow()
+			return
+		}
+		b := d.held
+		d.held = nil
+		d.bodySent, d.partialSent = true, true
+		d.sendBodyAs(b, d.dataEOS(), extprocv3.ProcessingMode_BUFFERED)
 		return
 	}
 	switch d.body {
@@ -1093,7 +1160,8 @@ func (d *direction) onHeadersReply(c *extprocsvc.CommonResponse) {
 			d.sendBuffered()
 		}
 	case extprocv3.ProcessingMode_BUFFERED_PARTIAL:
-		if d.bodyEOS || len(d.held) >= f.x.cfg.BufferLimit {
+		// queueOverHighLimit: strictly more than the buffer limit.
+		if d.bodyEOS || len(d.held) > f.x.cfg.BufferLimit {
 			d.sendPartial()
 		}
 	}
@@ -1102,8 +1170,8 @@ func (d *direction) onHeadersReply(c *extprocsvc.CommonResponse) {
 // replace handles CONTINUE_AND_REPLACE in a headers reply.
 func (d *direction) replace(c *extprocsvc.CommonResponse) {
 	f := d.f
-	if err := f.mutate(&d.headers, c.GetHeaderMutation(), true, d.removeCL); err != nil {
-		f.fail(f.cfg.StatusOnError, "ext_proc_error_header_mutation")
+	if err := f.mutate(&d.headers, c.GetHeaderMutation(), true, d.shouldRemoveCL()); err != nil {
+		f.fail(f.cfg.StatusOnError, envoyDetails(err))
 		return
 	}
 	d.replaced = true
@@ -1167,20 +1235,23 @@ func (d *direction) onBodyReply(c *extprocsvc.CommonResponse) {
 	}
 	if c.GetHeaderMutation() != nil {
 		if d.headersHeld {
-			if err := f.mutate(&d.headers, c.GetHeaderMutation(), false, d.removeCL); err != nil {
-				f.fail(f.cfg.StatusOnError, "ext_proc_error_header_mutation")
+			if err := f.mutate(&d.headers, c.GetHeaderMutation(), false, d.shouldRemoveCL()); err != nil {
+				f.fail(f.cfg.StatusOnError, envoyDetails(err))
 				return
 			}
 		} else {
 			f.violation(KindIgnoredField, "header_mutation in a "+d.name()+"_body reply after the headers were sent", "ignored")
 		}
 	}
-	if mutated && d.headersHeld {
+	if mutated && d.headersHeld && p.bodyMode == extprocv3.ProcessingMode_BUFFERED {
+		// Only BufferedBodyCallback checks content-length
+		// (handleBodyResponse); a BUFFERED_PARTIAL or STREAMED mutation of
+		// another length leaves a stale content-length in place.
 		if cl, ok := d.headers.get("content-length"); ok {
 			if n, err := strconv.Atoi(cl); err != nil || n != len(body) {
 				f.violation(KindContentLength, fmt.Sprintf("body replaced with %d bytes but content-length is %s", len(body), cl),
 					"local reply "+strconv.Itoa(f.cfg.StatusOnError))
-				f.fail(f.cfg.StatusOnError, "ext_proc_error_content_length_mismatch")
+				f.fail(f.cfg.StatusOnError, "mismatch_between_content_length_and_the_length_of_the_mutated_body")
 				return
 			}
 		}
@@ -1214,7 +1285,7 @@ func (d *direction) onTrailersReply(m *extprocsvc.HeaderMutation) {
 	d.pending = d.pending[1:]
 	d.rearm()
 	if err := f.mutate(&d.trailers, m, false, false); err != nil {
-		f.fail(f.cfg.StatusOnError, "ext_proc_error_header_mutation")
+		f.fail(f.cfg.StatusOnError, envoyDetails(err))
 		return
 	}
 	d.fwdTrailers()

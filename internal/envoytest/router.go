@@ -36,7 +36,15 @@ type (
 	}
 	evRouteTimeout  struct{ gen int }
 	evPerTryTimeout struct{ a *attempt }
-	evRetry         struct{ gen int }
+	evUpConnect     struct {
+		a   *attempt
+		err error
+	}
+	evPerTryIdle struct {
+		a   *attempt
+		gen int
+	}
+	evRetry struct{ gen int }
 )
 
 // router emulates envoy.filters.http.router: it is the sink of the request
@@ -60,11 +68,12 @@ type router struct {
 	reqDone    bool
 	started    bool
 
-	attempts    int
-	cur         *attempt
-	all         []*attempt
-	retryGen    int
-	backoffs    int
+	attempts int
+	cur      *attempt
+	all      []*attempt
+	retryGen int
+	// nextBackoff is the exponential strategy's next interval (0: unused).
+	nextBackoff time.Duration
 	respStarted bool
 	upDone      bool
 	stopped     bool
@@ -221,9 +230,13 @@ func (r *router) startAttempt() {
 		// before the upstream filter chain runs.
 		r.upHeaders.set("x-envoy-attempt-count", strconv.Itoa(r.attempts))
 	}
-	a := newAttempt(r, r.attempts, x.cfg.upstreamExtProc(r.cluster))
+	upCfg := x.cfg.upstreamExtProc(r.cluster)
+	a := newAttempt(r, r.attempts, upCfg)
 	r.cur = a
 	r.all = append(r.all, a)
+	if upCfg != nil {
+		r.connect(a)
+	}
 	if r.reqDone {
 		r.armPerTry(a)
 	}
@@ -241,12 +254,65 @@ func (r *router) startAttempt() {
 	}
 }
 
+// connect starts the attempt's upstream connection in parallel with its
+// upstream filter chain, as UpstreamRequest::acceptHeadersFromRouter calls
+// conn_pool_->newStream before filter_manager_->decodeHeaders: a connect
+// failure then ends the attempt whether or not the upstream ext_proc has
+// answered request_headers (its stream is cancelled, an unanswered
+// message's metadata never lands). The emulation probes with its own TCP
+// connection (only for chains with an upstream filter, where the order is
+// visible); the request itself still goes through the HTTP transport.
+func (r *router) connect(a *attempt) {
+	x := r.x
+	host := r.base.Host
+	dialer := x.f.dialer
+	go func() {
+		c, err := dialer.DialContext(a.ctx, "tcp", host)
+		if err == nil {
+			_ = c.Close()
+			return
+		}
+		if a.ctx.Err() == nil {
+			x.post(evUpConnect{a: a, err: err})
+		}
+	}()
+}
+
+// armPerTry starts the attempt's per-try timers once the request is
+// complete (UpstreamRequest::setupPerTryTimeout).
 func (r *router) armPerTry(a *attempt) {
-	if r.route.Retry == nil || r.route.Retry.PerTryTimeout <= 0 || a.perTry != nil {
+	p := r.route.Retry
+	if p == nil {
 		return
 	}
 	x := r.x
-	a.perTry = time.AfterFunc(r.route.Retry.PerTryTimeout, func() { x.post(evPerTryTimeout{a: a}) })
+	if p.PerTryTimeout > 0 && a.perTry == nil {
+		a.perTry = time.AfterFunc(p.PerTryTimeout, func() { x.post(evPerTryTimeout{a: a}) })
+	}
+	if p.PerTryIdleTimeout > 0 && a.idleStop == nil {
+		r.resetIdle(a)
+	}
+}
+
+// resetIdle (re-)arms the per_try_idle_timeout of an attempt whose timer is
+// set up (UpstreamRequest::resetPerTryIdleTimer: on setup, on response
+// headers and on every response body chunk).
+func (r *router) resetIdle(a *attempt) {
+	p := r.route.Retry
+	if p == nil || p.PerTryIdleTimeout <= 0 || a.dead {
+		return
+	}
+	if a.idleStop != nil {
+		a.idleStop()
+	}
+	a.idleGen++
+	gen := a.idleGen
+	x := r.x
+	after := x.cfg.afterFunc
+	if after == nil {
+		after = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+	}
+	a.idleStop = after(p.PerTryIdleTimeout, func() { x.post(evPerTryIdle{a: a, gen: gen}) })
 }
 
 // localReply sends a router-generated local reply; like Envoy's
@@ -284,10 +350,11 @@ func (r *router) handle(ev any) {
 			r.attemptReset(a, e.err)
 			return
 		}
-		a.outcome, a.resetReason = AttemptReset, resetReason(e.err)
+		ur := classifyReset(e.err)
+		a.outcome, a.resetReason = AttemptReset, ur.reason
 		a.kill(AttemptReset)
 		r.upstreamComplete()
-		r.x.details = "upstream_reset_after_response_started{" + resetReason(e.err) + "}"
+		r.x.details = ur.details("upstream_reset_after_response_started")
 		r.x.addFlag("UR")
 		r.x.reset()
 	case evRouteTimeout:
@@ -314,6 +381,32 @@ func (r *router) handle(ev any) {
 			return
 		}
 		r.localReply(localReply{status: 504, body: "upstream request timeout", details: "upstream_per_try_timeout", flag: "UT"})
+	case evUpConnect:
+		a := e.a
+		if a.dead || a != r.cur || a.gotHeaders || r.stopped {
+			return
+		}
+		// onPoolFailure: the attempt dies wherever its filter chain is.
+		r.attemptReset(a, e.err)
+	case evPerTryIdle:
+		a := e.a
+		if a.dead || a != r.cur || e.gen != a.idleGen || r.upDone || r.stopped {
+			return
+		}
+		a.kill(AttemptPerTryIdleTimeout)
+		if !r.respStarted {
+			if r.retryOnReset(false) && r.retry(nil) {
+				return
+			}
+			r.localReply(localReply{status: 504, body: "upstream request timeout", details: "upstream_per_try_idle_timeout", flag: "UT"})
+			return
+		}
+		// onPerTryTimeoutCommon -> onUpstreamAbort: with the response
+		// started, sendLocalReply resets the downstream stream.
+		r.upstreamComplete()
+		r.x.details = "upstream_per_try_idle_timeout"
+		r.x.addFlag("UT")
+		r.x.reset()
 	case evRetry:
 		if e.gen != r.retryGen || r.stopped {
 			return
@@ -366,25 +459,27 @@ func (r *router) onCodecHeaders(e evUpHeaders) {
 // ever sending response_headers.
 func (r *router) attemptReset(a *attempt, err error) {
 	x := r.x
-	connFail := isConnectFailure(err)
-	reason := resetReason(err)
-	a.outcome, a.resetReason = AttemptReset, reason
+	ur := classifyReset(err)
+	a.outcome, a.resetReason = AttemptReset, ur.reason
 	a.kill(AttemptReset)
-	r.retryable = r.retryOnReset(connFail)
+	r.retryable = r.retryOnReset(ur.connFail)
 	if r.retryable && r.retry(nil) {
 		return
 	}
 	flag := "UC"
-	if connFail {
+	switch {
+	case ur.connFail:
 		flag = "UF"
+	case ur.reason == "remote reset":
+		flag = "UR"
 	}
 	if r.retryable {
 		x.addFlag("URX")
 	}
 	r.localReply(localReply{
 		status:  503,
-		body:    "upstream connect error or disconnect/reset before headers. reset reason: " + reason,
-		details: "upstream_reset_before_response_started{" + reason + "}",
+		body:    ur.body(r.attempts > 1),
+		details: ur.details("upstream_reset_before_response_started"),
 		flag:    flag,
 	})
 }
@@ -400,6 +495,9 @@ func (r *router) onUpstreamHeaders(a *attempt, h headerMap, eos bool) {
 	a.gotHeaders = true
 	if a.perTry != nil {
 		a.perTry.Stop()
+	}
+	if a.idleStop != nil {
+		r.resetIdle(a)
 	}
 	code := 0
 	if v, ok := h.get(":status"); ok {
@@ -433,6 +531,13 @@ func (r *router) onUpstreamData(a *attempt, b []byte, eos bool) {
 	if a.dead || a != r.cur || !r.respStarted || r.stopped {
 		return
 	}
+	if a.idleStop != nil {
+		if eos {
+			a.idleStop()
+		} else {
+			r.resetIdle(a)
+		}
+	}
 	if eos {
 		r.upstreamComplete()
 	}
@@ -442,6 +547,9 @@ func (r *router) onUpstreamData(a *attempt, b []byte, eos bool) {
 func (r *router) onUpstreamTrailers(a *attempt, t headerMap) {
 	if a.dead || a != r.cur || !r.respStarted || r.stopped {
 		return
+	}
+	if a.idleStop != nil {
+		a.idleStop()
 	}
 	r.upstreamComplete()
 	r.x.encHead.trailers(t)
@@ -462,6 +570,10 @@ func (r *router) pump(a *attempt, resp *http.Response) {
 			}
 		case errors.Is(err, io.EOF):
 			tr := trailerMap(resp.Trailer)
+			if cp := x.cfg.ClusterProtocols[r.cluster]; !cp.HTTP2 && !cp.EnableTrailers {
+				// Envoy's HTTP/1 codec drops trailers unless enable_trailers.
+				tr = nil
+			}
 			if len(tr) == 0 {
 				x.post(evUpData{a: a, data: chunk, eos: true})
 				return
@@ -561,40 +673,17 @@ func (r *router) retry(respHeader http.Header) bool {
 	return true
 }
 
-// backoff computes Envoy's retry delay: a rate-limit reset header when
-// configured and parsable within max_interval (jittered lower bound), else
-// the fully jittered exponential back-off.
+// backoff computes Envoy's retry delay (retry_state_impl.cc,
+// enableBackoffTimer): a rate-limit reset header when configured, parsable,
+// at most max_interval and over 1 ms gives a JitteredLowerBoundBackOffStrategy
+// delay in [interval, 1.5·interval) that does not advance the exponential
+// strategy; otherwise JitteredExponentialBackOffStrategy (backoff_strategy.cc)
+// returns a uniform delay in [0, interval) where interval starts at
+// base_interval and doubles after each use while below max_interval/2, then
+// stays at max_interval.
 func (r *router) backoff(p *RetryPolicy, h http.Header) time.Duration {
-	r.backoffs++
-	if h != nil && len(p.RateLimitedResetHeaders) > 0 {
-		maxI := p.RateLimitedMaxInterval
-		if maxI <= 0 {
-			maxI = DefaultRateLimitedMaxInterval
-		}
-		for _, rh := range p.RateLimitedResetHeaders {
-			v := strings.TrimSpace(h.Get(rh.Name))
-			if v == "" {
-				continue
-			}
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 {
-				continue
-			}
-			var d time.Duration
-			switch rh.Format {
-			case ResetSeconds:
-				d = time.Duration(n) * time.Second
-			case ResetUnixTimestamp:
-				d = time.Unix(n, 0).Sub(r.x.cfg.Now())
-				if d <= 0 {
-					continue
-				}
-			}
-			if d > maxI {
-				continue
-			}
-			return d + r.x.cfg.Jitter(d/2)
-		}
+	if d, ok := r.rateLimitedInterval(p, h); ok {
+		return d + r.x.cfg.Jitter(d/2)
 	}
 	base := p.BaseInterval
 	if base <= 0 {
@@ -604,19 +693,54 @@ func (r *router) backoff(p *RetryPolicy, h http.Header) time.Duration {
 	if maxI <= 0 {
 		maxI = 10 * base
 	}
-	n := r.backoffs
-	if n > 30 {
-		n = 30
+	if r.nextBackoff == 0 {
+		r.nextBackoff = base
 	}
-	upper := time.Duration((int64(1)<<n)-1) * base
-	if upper > maxI || upper <= 0 {
-		upper = maxI
+	interval := r.nextBackoff
+	if r.nextBackoff < maxI/2 {
+		r.nextBackoff *= 2
+	} else {
+		r.nextBackoff = maxI
 	}
-	d := r.x.cfg.Jitter(upper)
-	if d > maxI {
-		d = maxI
+	return r.x.cfg.Jitter(interval)
+}
+
+// rateLimitedInterval is RetryStateImpl::parseResetInterval: the first reset
+// header whose interval is within rate_limited_retry_back_off.max_interval,
+// used only when it is over 1 ms.
+func (r *router) rateLimitedInterval(p *RetryPolicy, h http.Header) (time.Duration, bool) {
+	if h == nil || len(p.RateLimitedResetHeaders) == 0 {
+		return 0, false
 	}
-	return d
+	maxI := p.RateLimitedMaxInterval
+	if maxI <= 0 {
+		maxI = DefaultRateLimitedMaxInterval
+	}
+	for _, rh := range p.RateLimitedResetHeaders {
+		v := strings.TrimSpace(h.Get(rh.Name))
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			continue
+		}
+		var d time.Duration
+		switch rh.Format {
+		case ResetSeconds:
+			d = time.Duration(n) * time.Second
+		case ResetUnixTimestamp:
+			d = time.Unix(n, 0).Sub(r.x.cfg.Now()).Truncate(time.Millisecond)
+			if d <= 0 {
+				continue
+			}
+		}
+		if d > maxI {
+			continue
+		}
+		return d, d.Milliseconds() > 1
+	}
+	return 0, false
 }
 
 func isConnectFailure(err error) bool {
@@ -627,12 +751,75 @@ func isConnectFailure(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
-func resetReason(err error) string {
+// upstreamReset is an upstream failure as Envoy's router reports it: the
+// StreamResetReason text (Http::Utility::resetReasonToString) and the
+// transport failure reason of the connection.
+type upstreamReset struct {
+	reason    string
+	transport string
+	connFail  bool
+}
+
+// classifyReset maps a transport error to Envoy's reset reason. A failed
+// connect is a pool failure: RemoteConnectionFailure with the socket's
+// "delayed connect error: <strerror>" (connection_impl.cc), or
+// ConnectionTimeout; on an established HTTP/1 connection any close or read
+// error is ConnectionTermination (codec_client.cc, onEvent); "remote reset"
+// is an HTTP/2 RST_STREAM.
+func classifyReset(err error) upstreamReset {
 	switch {
+	case isStreamReset(err):
+		return upstreamReset{reason: "remote reset"}
 	case isConnectFailure(err):
-		return "connection failure"
-	case errors.Is(err, syscall.ECONNRESET):
-		return "remote reset"
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return upstreamReset{reason: "connection timeout", connFail: true}
+		}
+		var errno syscall.Errno
+		detail := err.Error()
+		if errors.As(err, &errno) {
+			detail = strerror(errno)
+		}
+		return upstreamReset{reason: "remote connection failure", transport: "delayed connect error: " + detail, connFail: true}
 	}
-	return "connection termination"
+	return upstreamReset{reason: "connection termination"}
+}
+
+// isStreamReset reports an HTTP/2 RST_STREAM from the upstream (net/http's
+// bundled HTTP/2 client reports it as "stream error: ...").
+func isStreamReset(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "stream error:")
+}
+
+// strerror renders errno as glibc's strerror does (Go's texts are lower case).
+func strerror(e syscall.Errno) string {
+	s := e.Error()
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// details is the router's response code details for the reset
+// (router.cc, onUpstreamReset): "<basic>{<reason>[|<transport>]}" with
+// spaces replaced by "_" (StringUtil::replaceAllEmptySpace).
+func (u upstreamReset) details(basic string) string {
+	d := basic + "{" + u.reason
+	if u.transport != "" {
+		d += "|" + u.transport
+	}
+	return strings.ReplaceAll(d+"}", " ", "_")
+}
+
+// body is the 503 local reply body; retried says the request was retried.
+func (u upstreamReset) body(retried bool) string {
+	b := "upstream connect error or disconnect/reset before headers. "
+	if retried {
+		b += "retried and the latest "
+	}
+	b += "reset reason: " + u.reason
+	if u.transport != "" {
+		b += ", transport failure reason: " + u.transport
+	}
+	return b
 }
