@@ -123,7 +123,7 @@ func startServer(t *testing.T, opts ...emuOption) (grpcAddr, adminAddr string, r
 	var lc net.ListenConfig
 	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(processor.GRPCServerOptions()...)
 	extprocv3.RegisterExternalProcessorServer(gs, gw.Processor)
 	go func() { _ = gs.Serve(ln) }()
 	t.Cleanup(gs.Stop)

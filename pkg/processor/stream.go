@@ -255,6 +255,10 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 		key = queryValue(rawQuery, "key")
 	}
 	st.call.Identity.KeyID = KeyID(key)
+	if max := st.s.cfg.Processing.MaxRequestBodyBytes; max > 0 && st.reqLength > max {
+		// Refused before Envoy buffers a body it would only discard.
+		return st.refuseTooLarge(st.reqLength)
+	}
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
 		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}}}}
 	if h.GetEndOfStream() {
@@ -287,6 +291,10 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	}
 	chunk := b.GetBody()
 	st.bodySeen += int64(len(chunk))
+	if max := st.s.cfg.Processing.MaxRequestBodyBytes; max > 0 && st.bodySeen > max {
+		st.body = nil
+		return st.refuseTooLarge(st.bodySeen)
+	}
 	limit := st.sampleLimit()
 	switch {
 	case st.bodyOver:
@@ -338,6 +346,39 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	cont.DynamicMetadata = st.metadata()
 	st.mdSent = true
 	return cont
+}
+
+// RequestTooLargeDetails is the %RESPONSE_CODE_DETAILS% of the 413 for a
+// request body over processing.max_request_body_bytes.
+const RequestTooLargeDetails = "llm_proxy_request_too_large"
+
+// refuseTooLarge answers a request whose body (size bytes, or at least
+// that many) is over processing.max_request_body_bytes with 413 in the
+// vendor's error shape. No guard runs: the vendor is never called.
+func (st *stream) refuseTooLarge(size int64) *extprocv3.ProcessingResponse {
+	st.admitted = true
+	st.bodyOver = true
+	st.body = nil
+	if st.reqLength < size {
+		st.reqLength = size
+	}
+	st.call.Info, st.call.EstimatedInputTokens, st.call.EstimateSource = st.estimate()
+	max := st.s.cfg.Processing.MaxRequestBodyBytes
+	msg := "[PROXY] Request body is larger than the gateway's limit of " + strconv.FormatInt(max, 10) + " bytes."
+	reply := &Reply{
+		Status: 413,
+		Headers: [][2]string{
+			{"Content-Type", "application/json"},
+			{headerErrorSource, "proxy"},
+		},
+		Body:    st.provider.ErrorBody(st.call.Info, providers.ErrorRequestTooLarge, msg),
+		Details: RequestTooLargeDetails,
+	}
+	st.refusedBy = reply.Details
+	st.status = reply.Status
+	st.closed = true
+	st.settle(OutcomeRefused)
+	return immediate(reply, st.metadata())
 }
 
 // sampleLimit is the largest body, in bytes, read for estimation; -1 is
