@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/stretchr/testify/require"
 
@@ -98,4 +99,117 @@ func replyOf(t *testing.T, resp *extprocv3.ProcessingResponse) *Reply {
 		r.Headers = append(r.Headers, [2]string{hv.GetHeader().GetKey(), string(hv.GetHeader().GetRawValue())})
 	}
 	return r
+}
+
+// JSON without content-length (chunked, HTTP/2, compressed) is held with
+// BUFFERED_PARTIAL, so the reply to its one body message still sets the
+// usage headers.
+func TestUnknownLengthJSONGetsUsageHeaders(t *testing.T) {
+	h := newHarness(t, config.Defaults())
+	c := h.open()
+	c.do(reqHeaders(hdrs(false, ":method", "POST", ":path", "/fake/v1/x", "content-type", "application/json")))
+	c.do(reqBody([]byte(`{"model":"m1","text":"abcd"}`), true))
+	resp := c.do(respHeaders(hdrs(false, ":status", "200", "content-type", "application/json",
+		"x-envoy-upstream-service-time", "3")))
+	require.Equal(t, filterv3.ProcessingMode_BUFFERED_PARTIAL, resp.GetModeOverride().GetResponseBodyMode())
+	resp = c.do(respBody([]byte(`{"in":7,"out":3}`), true))
+	require.Nil(t, resp.GetResponseBody().GetResponse().GetBodyMutation(), "the body is never changed")
+	require.Equal(t, "fake", usageHeader(resp, "x-llm-provider"))
+	require.Equal(t, "m1", usageHeader(resp, "x-llm-model"))
+	require.Equal(t, "7", usageHeader(resp, "x-llm-input-tokens"))
+	require.Equal(t, "3", usageHeader(resp, "x-llm-output-tokens"))
+	require.Equal(t, "10", usageHeader(resp, "x-llm-total-tokens"))
+	require.True(t, c.ended())
+	rec := h.waitRecords(1)[0]
+	require.Equal(t, OutcomeCompleted, rec.Outcome)
+	require.False(t, rec.UsageEstimated)
+}
+
+// A JSON body over Envoy's buffer limit: in BUFFERED_PARTIAL Envoy sends
+// what it holds with end_of_stream false and lets the rest through
+// unseen. The reply leaves the bytes alone, the call is settled there
+// (nothing more will come), and, the usage not being in the part seen, on
+// the estimate.
+func TestJSONOverEnvoysBufferPassesThroughUntouched(t *testing.T) {
+	g := &countingGuard{}
+	h := newHarness(t, config.Defaults(), g)
+	c := h.open()
+	c.do(reqHeaders(hdrs(false, ":method", "POST", ":path", "/fake/v1/x", "content-type", "application/json")))
+	c.do(reqBody([]byte(`{"model":"m1","text":"abcdefgh"}`), true))
+	c.do(respHeaders(hdrs(false, ":status", "200", "content-type", "application/json",
+		"x-envoy-upstream-service-time", "3")))
+	resp := c.do(respBody([]byte(`{"data":[1,2,3,`), false))
+	require.NotNil(t, resp.GetResponseBody())
+	require.Nil(t, resp.GetResponseBody().GetResponse().GetBodyMutation())
+	require.Empty(t, usageHeader(resp, "x-llm-input-tokens"), "no usage in the part seen")
+	require.True(t, c.ended(), "Envoy sends nothing more for this body")
+	rec := h.waitRecords(1)[0]
+	require.Equal(t, OutcomeCompleted, rec.Outcome)
+	require.True(t, rec.UsageEstimated)
+	require.EqualValues(t, 2, rec.Usage.InputTokens)
+	require.Len(t, g.settl, 1)
+}
+
+// Responses with trailers: in BUFFERED mode the one body message has
+// end_of_stream false (trailers SKIP) and is the whole body; the call is
+// settled there with usage and the headers set.
+func TestBufferedBodyBeforeTrailersIsTheWholeBody(t *testing.T) {
+	h := newHarness(t, config.Defaults())
+	c := h.open()
+	c.do(reqHeaders(hdrs(true, ":method", "GET", ":path", "/fake/v1/x")))
+	resp := c.do(respHeaders(hdrs(false, ":status", "200", "content-type", "application/json", "content-length", "16",
+		"x-envoy-upstream-service-time", "3")))
+	require.Equal(t, filterv3.ProcessingMode_BUFFERED, resp.GetModeOverride().GetResponseBodyMode())
+	resp = c.do(respBody([]byte(`{"in":5,"out":6}`), false))
+	require.Equal(t, "11", usageHeader(resp, "x-llm-total-tokens"))
+	require.EqualValues(t, 11, mdField(t, resp, "total_tokens"))
+	require.True(t, c.ended())
+	rec := h.waitRecords(1)[0]
+	require.Equal(t, OutcomeCompleted, rec.Outcome)
+	require.False(t, rec.UsageEstimated)
+}
+
+// A streamed body that ends with trailers: the last body message has
+// end_of_stream false; the server asked for trailers (SEND, sent only when
+// present) and settles the call at the trailers message, with its usage,
+// not as aborted.
+func TestStreamedBodyEndingInTrailersIsCompleted(t *testing.T) {
+	h := newHarness(t, config.Defaults())
+	c := h.open()
+	c.do(reqHeaders(hdrs(false, ":method", "POST", ":path", "/fake/v1/x", "content-type", "application/json")))
+	c.do(reqBody([]byte(`{"model":"m","stream":true,"text":"abcd"}`), true))
+	resp := c.do(respHeaders(hdrs(false, ":status", "200", "content-type", "text/event-stream",
+		"x-envoy-upstream-service-time", "3")))
+	require.Equal(t, filterv3.ProcessingMode_SEND, resp.GetModeOverride().GetResponseTrailerMode())
+	c.do(respBody([]byte("data: {\"x\":1}\n\n"), false))
+	c.do(respBody([]byte("data: {\"in\":4,\"out\":2}\n\n"), false))
+	resp = c.do(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseTrailers{
+		ResponseTrailers: &extprocv3.HttpTrailers{}}})
+	require.NotNil(t, resp.GetResponseTrailers())
+	require.EqualValues(t, 6, mdField(t, resp, "total_tokens"))
+	require.True(t, c.ended())
+	rec := h.waitRecords(1)[0]
+	require.Equal(t, OutcomeCompleted, rec.Outcome)
+	require.EqualValues(t, 2, rec.Usage.OutputTokens)
+}
+
+// Envoy answers 413 itself when a request body is over its buffer limit,
+// through the encoder chain: the server sees request headers, then the
+// local reply's headers. Nothing is admitted (the vendor was not called)
+// and Envoy's answer is left alone.
+func TestEnvoyLocal413IsNotAdmitted(t *testing.T) {
+	g := &countingGuard{}
+	h := newHarness(t, config.Defaults(), g)
+	c := h.open()
+	c.do(reqHeaders(hdrs(false, ":method", "POST", ":path", "/fake/v1/x", "content-type", "application/json",
+		"transfer-encoding", "chunked")))
+	resp := c.do(respHeaders(hdrs(false, ":status", "413", "content-type", "text/plain", "content-length", "17")))
+	require.NotNil(t, resp.GetResponseHeaders())
+	require.Nil(t, resp.GetResponseHeaders().GetResponse(), "Envoy's reply is not changed")
+	require.Nil(t, resp.GetModeOverride())
+	require.True(t, c.ended())
+	require.Empty(t, g.calls, "no admission on a local reply")
+	rec := h.waitRecords(1)[0]
+	require.Equal(t, 413, rec.Status)
+	require.Empty(t, rec.RefusedBy)
 }
