@@ -260,10 +260,6 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 		key = queryValue(rawQuery, "key")
 	}
 	st.call.Identity.KeyID = KeyID(key)
-	if max := st.s.cfg.Processing.MaxRequestBodyBytes; max > 0 && st.reqLength > max {
-		// Refused before Envoy buffers a body it would only discard.
-		return st.refuseTooLarge(st.reqLength)
-	}
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
 		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}}}}
 	if h.GetEndOfStream() {
@@ -296,6 +292,9 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	}
 	chunk := b.GetBody()
 	st.bodySeen += int64(len(chunk))
+	// Checked on the bytes, not at request headers on content-length: a
+	// reply there would reach an HTTP/1.1 client still uploading as a
+	// connection reset, and Envoy, buffering, holds the body by now.
 	if max := st.s.cfg.Processing.MaxRequestBodyBytes; max > 0 && st.bodySeen > max {
 		st.body = nil
 		return st.refuseTooLarge(st.bodySeen)
@@ -357,8 +356,8 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 // request body over processing.max_request_body_bytes.
 const RequestTooLargeDetails = "llm_proxy_request_too_large"
 
-// refuseTooLarge answers a request whose body (size bytes, or at least
-// that many) is over processing.max_request_body_bytes with 413 in the
+// refuseTooLarge answers a request whose body (at least size bytes) is
+// over processing.max_request_body_bytes with 413 in the
 // vendor's error shape. No guard runs: the vendor is never called.
 func (st *stream) refuseTooLarge(size int64) *extprocv3.ProcessingResponse {
 	st.admitted = true
@@ -730,14 +729,16 @@ func (st *stream) inspectResponse(ctx context.Context, hs []*corev3.HeaderValue)
 		return nil
 	}
 	_, hasServiceTime := header(hs, "x-envoy-upstream-service-time")
+	local := !hasServiceTime && (st.status == 502 || st.status == 503 || st.status == 504)
+	count, _ := header(hs, "x-envoy-attempt-count")
 	st.response = &Response{
 		Status: st.status,
 		Header: func(name string) string {
 			v, _ := header(hs, name)
 			return v
 		},
-		EnvoyLocal: !hasServiceTime && (st.status == 502 || st.status == 503 || st.status == 504),
-		Attempts:   attemptClasses(st.md, st.s.cfg.Processing.MetadataNamespace),
+		EnvoyLocal: local,
+		Attempts:   attemptClasses(st.md, st.s.cfg.Processing.MetadataNamespace, attemptCount(count), local),
 	}
 	for _, rt := range rts {
 		reply, wantBody := rt.ResponseHeaders(ctx, st.response)
