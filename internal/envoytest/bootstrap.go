@@ -407,6 +407,7 @@ func extProcConfig(name string, m *extprocv3.ExternalProcessor, clusters map[str
 			return nil, fmt.Errorf("ext_proc cluster %q has no address", cn)
 		}
 		ep.Addr = addr
+		ep.MaxReceiveMessageLength = int(gs.GetEnvoyGrpc().GetMaxReceiveMessageLength().GetValue())
 	case gs.GetGoogleGrpc() != nil:
 		ep.Addr = gs.GetGoogleGrpc().GetTargetUri()
 	default:

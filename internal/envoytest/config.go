@@ -125,6 +125,12 @@ type ExtProcConfig struct {
 	MessageTimeout time.Duration
 	// MaxMessageTimeout enables override_message_timeout; 0 disables it.
 	MaxMessageTimeout time.Duration
+	// MaxReceiveMessageLength is grpc_service.envoy_grpc.max_receive_message_length:
+	// the largest ProcessingResponse accepted, in bytes; 0 means unlimited
+	// (Envoy's default; a larger reply ends the stream with
+	// RESOURCE_EXHAUSTED). Requests are never capped: like Envoy's gRPC
+	// client, a BUFFERED body up to the buffer limit goes out as one message.
+	MaxReceiveMessageLength int
 	// AllowModeOverride is allow_mode_override.
 	AllowModeOverride bool
 	// AllowedOverrideModes is allowed_override_modes.

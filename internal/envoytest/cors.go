@@ -114,7 +114,7 @@ func (c *corsFilter) decodeHeaders(h headerMap) bool {
 		return false
 	}
 	reqHeaders, _ := h.get("access-control-request-headers")
-	x.localReply(localReply{status: 200, details: "cors_response", from: fromCORS, mutate: func(rh *headerMap) {
+	x.localReply(localReply{status: 200, details: "cors_response", mutate: func(rh *headerMap) {
 		if allowed {
 			rh.set("access-control-allow-origin", origin)
 		}

@@ -134,8 +134,14 @@ func TestCORSPreflight(t *testing.T) {
 					// as an earlier encoder filter, the preflight reply.
 					require.Equal(t, []string{"request_headers(eos)", "response_headers(eos)"}, rec.kinds())
 				} else {
-					require.Equal(t, 0, proc.streamCount(), "no ext_proc stream for a preflight answered before it")
-					require.Empty(t, log[0].ExtProcSent)
+					// The preflight reply traverses the whole encoder chain
+					// (commonEncodePrefix starts at encoder_filters_.begin()):
+					// ext_proc never saw the request, yet gets one stream with
+					// the reply's response_headers.
+					require.Equal(t, 1, proc.streamCount(), "a CORS preflight reply opens an ext_proc stream")
+					require.Equal(t, []string{"response_headers(eos)"}, rec.kinds())
+					st, _ := headerOf(rec.all()[0].GetResponseHeaders().GetHeaders(), ":status")
+					require.Equal(t, "200", st)
 				}
 			default:
 				require.Len(t, u.requests(), 1)
@@ -185,7 +191,8 @@ func TestCORSResponses(t *testing.T) {
 		{name: "request headers ImmediateResponse, cors before ext_proc", path: "/v1", origin: testOrigin, handler: atRequestHeaders, wantStatus: 429, wantCORS: true, wantCreds: "true", wantExpose: "x-request-id, retry-after"},
 		{name: "request body ImmediateResponse, cors before ext_proc", path: "/v1", origin: testOrigin, handler: atRequestBody, wantStatus: 429, wantCORS: true, wantCreds: "true", wantExpose: "x-request-id, retry-after"},
 		{name: "response headers ImmediateResponse bypasses cors", path: "/v1", origin: testOrigin, handler: atResponseHeaders, wantStatus: 502},
-		{name: "request ImmediateResponse bypasses cors placed after ext_proc", after: true, path: "/v1", origin: testOrigin, handler: atRequestHeaders, wantStatus: 429},
+		{name: "request headers ImmediateResponse: cors after ext_proc never saw the request", after: true, path: "/v1", origin: testOrigin, handler: atRequestHeaders, wantStatus: 429},
+		{name: "request body ImmediateResponse, cors after ext_proc: BUFFERED still holds the headers", after: true, path: "/v1", origin: testOrigin, handler: atRequestBody, wantStatus: 429},
 		{name: "upstream response, cors after ext_proc", after: true, path: "/v1", origin: testOrigin, wantStatus: 200, wantCORS: true, wantCreds: "true", wantExpose: "x-request-id, retry-after"},
 		{
 			name: "route policy wins field by field", path: "/narrow/x", origin: "https://only.example.com",
@@ -280,7 +287,7 @@ func TestFromBootstrapCORS(t *testing.T) {
 	require.Equal(t, 200, resp.StatusCode)
 	require.Equal(t, "https://abc.dev.test", resp.Header.Get("Access-Control-Allow-Origin"))
 	require.Equal(t, "86400", resp.Header.Get("Access-Control-Max-Age"))
-	require.Equal(t, 0, proc.streamCount())
+	require.Equal(t, 1, proc.streamCount(), "the preflight reply passes ext_proc's encoder")
 
 	resp, _, err = do(t, http.MethodGet, s.URL+"/strict/x", "", map[string]string{"Origin": "https://only.example.com"})
 	require.NoError(t, err)
@@ -392,4 +399,27 @@ func TestParseBootstrapCORSLegacyAndDisabled(t *testing.T) {
 	tv := cfg.VirtualHosts[1]
 	require.Equal(t, &CORSPolicy{AllowOrigins: []StringMatcher{{Exact: "https://b.test"}}}, tv.CORS, "configured filter name")
 	require.Equal(t, &CORSPolicy{Disabled: true}, tv.Routes[0].CORS, "canonical name fallback, disabled FilterConfig")
+}
+
+// A local reply traverses every encoder filter, including one whose
+// decodeHeaders ran after ext_proc let the request headers go: with a
+// STREAMED request body, CORS placed after ext_proc has latched the origin
+// when ext_proc answers request_body with an ImmediateResponse.
+func TestCORSAfterExtProcSeesStreamedBodyImmediateResponse(t *testing.T) {
+	_, addr := startProc(t, respond(&recorder{}, func(r *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
+		if r.GetRequestBody() != nil {
+			return immediate(429, `{"error":"slow down"}`, "rate limited")
+		}
+		return nil
+	}))
+	u := startUpstream(t, okUpstream(`{}`))
+	cfg := corsConfig(addr, u, true, corsTestPolicy(), nil)
+	cfg.ExtProc.ProcessingMode = mode(extprocv3.ProcessingMode_STREAMED, extprocv3.ProcessingMode_NONE)
+	f, s := startFront(t, cfg)
+	resp, _, err := do(t, http.MethodPost, s.URL+"/v1", `{"model":"m"}`, map[string]string{"Origin": testOrigin})
+	require.NoError(t, err)
+	require.Equal(t, 429, resp.StatusCode)
+	require.Equal(t, testOrigin, resp.Header.Get("Access-Control-Allow-Origin"))
+	require.Equal(t, "x-request-id, retry-after", resp.Header.Get("Access-Control-Expose-Headers"))
+	waitLog(t, f, 1)
 }

@@ -33,6 +33,10 @@
 //     after headers with end_of_stream), metadata_context on every message
 //     (forwarding namespaces), attributes once per direction under
 //     "envoy.filters.http.ext_proc", protocol_config on the first message;
+//   - gRPC message sizes as Envoy's client has them: requests uncapped (a
+//     BUFFERED body up to the buffer limit is one message, so a server left
+//     at grpc-go's 4 MiB receive default fails the stream), replies
+//     uncapped unless envoy_grpc max_receive_message_length is set;
 //   - processing modes per direction: headers SEND/SKIP, bodies NONE,
 //     BUFFERED, STREAMED (pipelined: chunks are sent without waiting, replies
 //     are matched FIFO and each chunk is re-injected in order, chunk sizes as
@@ -113,18 +117,22 @@
 //     direct_response route: no CORS;
 //   - a preflight (OPTIONS with Origin and access-control-request-method)
 //     from an allowed origin is answered with a 200 without body (details
-//     "cors_response"): filters after the CORS filter never see the request
-//     (placed first, no ext_proc stream is opened); "*" methods/headers echo
-//     the requested ones; a disallowed origin's preflight is forwarded unless
-//     forward_not_matching_preflights is false (then answered without
-//     access-control-allow-origin);
+//     "cors_response"): decoder filters after the CORS filter never see the
+//     request, but the reply, like every local reply, traverses the whole
+//     encoder chain (commonEncodePrefix starts at encoder_filters_.begin()),
+//     so with CORS before ext_proc the ext_proc filter opens a stream whose
+//     only message is response_headers (end_of_stream) and waits for the
+//     reply; "*" methods/headers echo the requested ones; a disallowed
+//     origin's preflight is forwarded unless forward_not_matching_preflights
+//     is false (then answered without access-control-allow-origin);
 //   - response headers of an allowed request get access-control-allow-origin,
-//     -allow-credentials and -expose-headers: upstream responses, the
-//     preflight reply itself, and local replies of filters after it (placed
-//     before ext_proc: ext_proc request-phase ImmediateResponse and errors,
-//     router replies). A local reply enters the encoder chain at the filter
-//     that sent it, so with CORS after ext_proc, ext_proc's request-phase
-//     replies skip it, and ext_proc's response-phase direct replies always do;
+//     -allow-credentials and -expose-headers, added by the CORS encoder
+//     whenever its decodeHeaders latched the origin: upstream responses, the
+//     preflight reply itself and local replies sent while no response
+//     started (ext_proc request-phase replies and errors, router replies,
+//     413). With CORS after ext_proc, a reply sent while ext_proc still held
+//     the request headers finds CORS without a latched origin; ext_proc's
+//     response-phase direct replies bypass the chain altogether;
 //   - not emulated: shadow_enabled (only stats), partial filter_enabled
 //     percentages (rejected), allow_private_network_access, stats.
 //
@@ -136,9 +144,12 @@
 // (include_attempt_count_in_response), route
 // timeout (from the end of the request), per-try timeout, retry_on (5xx,
 // gateway-error, reset, connect-failure, retriable-4xx,
-// retriable-status-codes), num_retries, fully jittered exponential back-off,
-// rate_limited_retry_back_off (retry-after seconds, x-ratelimit-reset Unix
-// timestamps, max_interval), retries resend the (possibly mutated) body the
+// retriable-status-codes), num_retries, fully jittered exponential back-off
+// (uniform in [0, interval), interval base, 2·base, 4·base… until it reaches
+// max_interval/2, then max_interval), rate_limited_retry_back_off
+// (retry-after seconds, x-ratelimit-reset Unix timestamps, max_interval;
+// [interval, 1.5·interval), not advancing the exponential interval; 1 ms or
+// less falls back to the exponential one), retries resend the (possibly mutated) body the
 // router saw and only the final attempt reaches the downstream ext_proc;
 // local replies 503 "upstream connect error or disconnect/reset before
 // headers. reset reason: ..." and 504 "upstream request timeout" pass through

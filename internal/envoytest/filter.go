@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 )
 
@@ -194,7 +196,14 @@ func (f *filter) open() {
 	ctx, cancel := context.WithCancel(context.Background())
 	ps := &procStream{cancel: cancel, recvDone: make(chan struct{})}
 	f.stream = ps
-	s, err := f.client.Process(ctx)
+	// Envoy's gRPC client caps neither what it sends nor, unless
+	// max_receive_message_length is set, what it receives (grpc-go's client
+	// default would cap replies at 4 MiB).
+	recvMax := f.cfg.MaxReceiveMessageLength
+	if recvMax <= 0 {
+		recvMax = math.MaxInt32
+	}
+	s, err := f.client.Process(ctx, grpc.MaxCallSendMsgSize(math.MaxInt32), grpc.MaxCallRecvMsgSize(recvMax))
 	if err != nil {
 		close(ps.recvDone)
 		x.queue(evStreamEnd{fl: f, ps: ps, err: err})
@@ -300,8 +309,6 @@ func (f *filter) violation(kind ViolationKind, detail, outcome string) {
 func (f *filter) localReply(lr localReply) {
 	if f.up != nil {
 		f.up.outcome = AttemptLocalReply
-	} else {
-		lr.from = fromExtProc
 	}
 	f.x.localReply(lr)
 }
@@ -944,11 +951,16 @@ func (f *filter) modeOverride(m *extprocv3.ProcessingMode, kind msgKind) {
 		return
 	}
 	if len(f.cfg.AllowedOverrideModes) > 0 {
+		// Envoy (ext_proc.cc, onReceiveMessage) compares the effective mode,
+		// the override applied over the filter-level processing_mode
+		// (effectiveModeOverride), not the raw message; request_header_mode
+		// is not compared.
+		eff := effectiveOverride(m, f.base)
 		ok := false
 		for _, a := range f.cfg.AllowedOverrideModes {
-			if a.GetRequestBodyMode() == m.GetRequestBodyMode() && a.GetRequestTrailerMode() == m.GetRequestTrailerMode() &&
-				a.GetResponseHeaderMode() == m.GetResponseHeaderMode() && a.GetResponseBodyMode() == m.GetResponseBodyMode() &&
-				a.GetResponseTrailerMode() == m.GetResponseTrailerMode() {
+			if a.GetRequestBodyMode() == eff.GetRequestBodyMode() && a.GetRequestTrailerMode() == eff.GetRequestTrailerMode() &&
+				a.GetResponseHeaderMode() == eff.GetResponseHeaderMode() && a.GetResponseBodyMode() == eff.GetResponseBodyMode() &&
+				a.GetResponseTrailerMode() == eff.GetResponseTrailerMode() {
 				ok = true
 				break
 			}
@@ -963,6 +975,26 @@ func (f *filter) modeOverride(m *extprocv3.ProcessingMode, kind msgKind) {
 		return
 	}
 	f.setMode(m, f.base)
+}
+
+// effectiveOverride is Envoy's effectiveModeOverride: DEFAULT header and
+// trailer modes of the override keep the filter-level value, body modes are
+// taken literally.
+func effectiveOverride(m, base *extprocv3.ProcessingMode) *extprocv3.ProcessingMode {
+	pick := func(v, b extprocv3.ProcessingMode_HeaderSendMode) extprocv3.ProcessingMode_HeaderSendMode {
+		if v == extprocv3.ProcessingMode_DEFAULT {
+			return b
+		}
+		return v
+	}
+	return &extprocv3.ProcessingMode{
+		RequestHeaderMode:   pick(m.GetRequestHeaderMode(), base.GetRequestHeaderMode()),
+		RequestBodyMode:     m.GetRequestBodyMode(),
+		RequestTrailerMode:  pick(m.GetRequestTrailerMode(), base.GetRequestTrailerMode()),
+		ResponseHeaderMode:  pick(m.GetResponseHeaderMode(), base.GetResponseHeaderMode()),
+		ResponseBodyMode:    m.GetResponseBodyMode(),
+		ResponseTrailerMode: pick(m.GetResponseTrailerMode(), base.GetResponseTrailerMode()),
+	}
 }
 
 // applyMetadata writes dynamic_metadata of receiving namespaces.

@@ -338,3 +338,58 @@ func TestClearRouteCacheReroutes(t *testing.T) {
 		})
 	}
 }
+
+// Envoy matches allowed_override_modes against the effective mode (the
+// override over the filter-level mode, DEFAULT header/trailer modes keep the
+// filter's value), not against the raw override message.
+func TestAllowedOverrideModesUseEffectiveMode(t *testing.T) {
+	filterMode := &extprocv3.ProcessingMode{RequestHeaderMode: extprocv3.ProcessingMode_SEND,
+		ResponseHeaderMode: extprocv3.ProcessingMode_SEND, ResponseTrailerMode: extprocv3.ProcessingMode_SKIP}
+	streamedSend := &extprocv3.ProcessingMode{ResponseHeaderMode: extprocv3.ProcessingMode_SEND,
+		ResponseBodyMode: extprocv3.ProcessingMode_STREAMED, ResponseTrailerMode: extprocv3.ProcessingMode_SKIP}
+	tests := []struct {
+		name     string
+		override *extprocv3.ProcessingMode
+		allowed  []*extprocv3.ProcessingMode
+		honoured bool
+	}{
+		{name: "DEFAULT header modes resolve to the filter's SEND/SKIP",
+			override: &extprocv3.ProcessingMode{ResponseBodyMode: extprocv3.ProcessingMode_STREAMED},
+			allowed:  []*extprocv3.ProcessingMode{streamedSend}, honoured: true},
+		{name: "raw DEFAULT entry no longer matches a resolved mode",
+			override: &extprocv3.ProcessingMode{ResponseBodyMode: extprocv3.ProcessingMode_STREAMED},
+			allowed:  []*extprocv3.ProcessingMode{{ResponseBodyMode: extprocv3.ProcessingMode_STREAMED}}, honoured: false},
+		{name: "request_header_mode is not compared",
+			override: &extprocv3.ProcessingMode{RequestHeaderMode: extprocv3.ProcessingMode_SKIP, ResponseBodyMode: extprocv3.ProcessingMode_STREAMED},
+			allowed:  []*extprocv3.ProcessingMode{streamedSend}, honoured: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			_, addr := startProc(t, respond(rec, func(req *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
+				if req.GetResponseHeaders() != nil {
+					r := cont(req)
+					r.ModeOverride = tc.override
+					return r
+				}
+				return nil
+			}))
+			up := startUpstream(t, okUpstream(`{"a":1}`))
+			cfg := basicConfig(addr, up, filterMode)
+			cfg.ExtProc.AllowModeOverride = true
+			cfg.ExtProc.AllowedOverrideModes = tc.allowed
+			f, s := startFront(t, cfg)
+			_, body, err := do(t, "GET", s.URL+"/x", "", nil)
+			require.NoError(t, err)
+			require.Equal(t, `{"a":1}`, body)
+			waitLog(t, f, 1)
+			if tc.honoured {
+				require.Equal(t, []string{"request_headers(eos)", "response_headers", "response_body(eos)"}, rec.kinds())
+				require.Empty(t, f.Violations())
+			} else {
+				require.Equal(t, []string{"request_headers(eos)", "response_headers"}, rec.kinds())
+				require.Equal(t, []ViolationKind{KindIgnoredField}, violationKinds(f))
+			}
+		})
+	}
+}

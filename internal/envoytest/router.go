@@ -60,11 +60,12 @@ type router struct {
 	reqDone    bool
 	started    bool
 
-	attempts    int
-	cur         *attempt
-	all         []*attempt
-	retryGen    int
-	backoffs    int
+	attempts int
+	cur      *attempt
+	all      []*attempt
+	retryGen int
+	// nextBackoff is the exponential strategy's next interval (0: unused).
+	nextBackoff time.Duration
 	respStarted bool
 	upDone      bool
 	stopped     bool
@@ -284,10 +285,11 @@ func (r *router) handle(ev any) {
 			r.attemptReset(a, e.err)
 			return
 		}
-		a.outcome, a.resetReason = AttemptReset, resetReason(e.err)
+		ur := classifyReset(e.err)
+		a.outcome, a.resetReason = AttemptReset, ur.reason
 		a.kill(AttemptReset)
 		r.upstreamComplete()
-		r.x.details = "upstream_reset_after_response_started{" + resetReason(e.err) + "}"
+		r.x.details = ur.details("upstream_reset_after_response_started")
 		r.x.addFlag("UR")
 		r.x.reset()
 	case evRouteTimeout:
@@ -366,25 +368,27 @@ func (r *router) onCodecHeaders(e evUpHeaders) {
 // ever sending response_headers.
 func (r *router) attemptReset(a *attempt, err error) {
 	x := r.x
-	connFail := isConnectFailure(err)
-	reason := resetReason(err)
-	a.outcome, a.resetReason = AttemptReset, reason
+	ur := classifyReset(err)
+	a.outcome, a.resetReason = AttemptReset, ur.reason
 	a.kill(AttemptReset)
-	r.retryable = r.retryOnReset(connFail)
+	r.retryable = r.retryOnReset(ur.connFail)
 	if r.retryable && r.retry(nil) {
 		return
 	}
 	flag := "UC"
-	if connFail {
+	switch {
+	case ur.connFail:
 		flag = "UF"
+	case ur.reason == "remote reset":
+		flag = "UR"
 	}
 	if r.retryable {
 		x.addFlag("URX")
 	}
 	r.localReply(localReply{
 		status:  503,
-		body:    "upstream connect error or disconnect/reset before headers. reset reason: " + reason,
-		details: "upstream_reset_before_response_started{" + reason + "}",
+		body:    ur.body(r.attempts > 1),
+		details: ur.details("upstream_reset_before_response_started"),
 		flag:    flag,
 	})
 }
@@ -561,40 +565,17 @@ func (r *router) retry(respHeader http.Header) bool {
 	return true
 }
 
-// backoff computes Envoy's retry delay: a rate-limit reset header when
-// configured and parsable within max_interval (jittered lower bound), else
-// the fully jittered exponential back-off.
+// backoff computes Envoy's retry delay (retry_state_impl.cc,
+// enableBackoffTimer): a rate-limit reset header when configured, parsable,
+// at most max_interval and over 1 ms gives a JitteredLowerBoundBackOffStrategy
+// delay in [interval, 1.5·interval) that does not advance the exponential
+// strategy; otherwise JitteredExponentialBackOffStrategy (backoff_strategy.cc)
+// returns a uniform delay in [0, interval) where interval starts at
+// base_interval and doubles after each use while below max_interval/2, then
+// stays at max_interval.
 func (r *router) backoff(p *RetryPolicy, h http.Header) time.Duration {
-	r.backoffs++
-	if h != nil && len(p.RateLimitedResetHeaders) > 0 {
-		maxI := p.RateLimitedMaxInterval
-		if maxI <= 0 {
-			maxI = DefaultRateLimitedMaxInterval
-		}
-		for _, rh := range p.RateLimitedResetHeaders {
-			v := strings.TrimSpace(h.Get(rh.Name))
-			if v == "" {
-				continue
-			}
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 {
-				continue
-			}
-			var d time.Duration
-			switch rh.Format {
-			case ResetSeconds:
-				d = time.Duration(n) * time.Second
-			case ResetUnixTimestamp:
-				d = time.Unix(n, 0).Sub(r.x.cfg.Now())
-				if d <= 0 {
-					continue
-				}
-			}
-			if d > maxI {
-				continue
-			}
-			return d + r.x.cfg.Jitter(d/2)
-		}
+	if d, ok := r.rateLimitedInterval(p, h); ok {
+		return d + r.x.cfg.Jitter(d/2)
 	}
 	base := p.BaseInterval
 	if base <= 0 {
@@ -604,19 +585,54 @@ func (r *router) backoff(p *RetryPolicy, h http.Header) time.Duration {
 	if maxI <= 0 {
 		maxI = 10 * base
 	}
-	n := r.backoffs
-	if n > 30 {
-		n = 30
+	if r.nextBackoff == 0 {
+		r.nextBackoff = base
 	}
-	upper := time.Duration((int64(1)<<n)-1) * base
-	if upper > maxI || upper <= 0 {
-		upper = maxI
+	interval := r.nextBackoff
+	if r.nextBackoff < maxI/2 {
+		r.nextBackoff *= 2
+	} else {
+		r.nextBackoff = maxI
 	}
-	d := r.x.cfg.Jitter(upper)
-	if d > maxI {
-		d = maxI
+	return r.x.cfg.Jitter(interval)
+}
+
+// rateLimitedInterval is RetryStateImpl::parseResetInterval: the first reset
+// header whose interval is within rate_limited_retry_back_off.max_interval,
+// used only when it is over 1 ms.
+func (r *router) rateLimitedInterval(p *RetryPolicy, h http.Header) (time.Duration, bool) {
+	if h == nil || len(p.RateLimitedResetHeaders) == 0 {
+		return 0, false
 	}
-	return d
+	maxI := p.RateLimitedMaxInterval
+	if maxI <= 0 {
+		maxI = DefaultRateLimitedMaxInterval
+	}
+	for _, rh := range p.RateLimitedResetHeaders {
+		v := strings.TrimSpace(h.Get(rh.Name))
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			continue
+		}
+		var d time.Duration
+		switch rh.Format {
+		case ResetSeconds:
+			d = time.Duration(n) * time.Second
+		case ResetUnixTimestamp:
+			d = time.Unix(n, 0).Sub(r.x.cfg.Now()).Truncate(time.Millisecond)
+			if d <= 0 {
+				continue
+			}
+		}
+		if d > maxI {
+			continue
+		}
+		return d, d.Milliseconds() > 1
+	}
+	return 0, false
 }
 
 func isConnectFailure(err error) bool {
@@ -627,12 +643,75 @@ func isConnectFailure(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
-func resetReason(err error) string {
+// upstreamReset is an upstream failure as Envoy's router reports it: the
+// StreamResetReason text (Http::Utility::resetReasonToString) and the
+// transport failure reason of the connection.
+type upstreamReset struct {
+	reason    string
+	transport string
+	connFail  bool
+}
+
+// classifyReset maps a transport error to Envoy's reset reason. A failed
+// connect is a pool failure: RemoteConnectionFailure with the socket's
+// "delayed connect error: <strerror>" (connection_impl.cc), or
+// ConnectionTimeout; on an established HTTP/1 connection any close or read
+// error is ConnectionTermination (codec_client.cc, onEvent); "remote reset"
+// is an HTTP/2 RST_STREAM.
+func classifyReset(err error) upstreamReset {
 	switch {
+	case isStreamReset(err):
+		return upstreamReset{reason: "remote reset"}
 	case isConnectFailure(err):
-		return "connection failure"
-	case errors.Is(err, syscall.ECONNRESET):
-		return "remote reset"
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return upstreamReset{reason: "connection timeout", connFail: true}
+		}
+		var errno syscall.Errno
+		detail := err.Error()
+		if errors.As(err, &errno) {
+			detail = strerror(errno)
+		}
+		return upstreamReset{reason: "remote connection failure", transport: "delayed connect error: " + detail, connFail: true}
 	}
-	return "connection termination"
+	return upstreamReset{reason: "connection termination"}
+}
+
+// isStreamReset reports an HTTP/2 RST_STREAM from the upstream (net/http's
+// bundled HTTP/2 client reports it as "stream error: ...").
+func isStreamReset(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "stream error:")
+}
+
+// strerror renders errno as glibc's strerror does (Go's texts are lower case).
+func strerror(e syscall.Errno) string {
+	s := e.Error()
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// details is the router's response code details for the reset
+// (router.cc, onUpstreamReset): "<basic>{<reason>[|<transport>]}" with
+// spaces replaced by "_" (StringUtil::replaceAllEmptySpace).
+func (u upstreamReset) details(basic string) string {
+	d := basic + "{" + u.reason
+	if u.transport != "" {
+		d += "|" + u.transport
+	}
+	return strings.ReplaceAll(d+"}", " ", "_")
+}
+
+// body is the 503 local reply body; retried says the request was retried.
+func (u upstreamReset) body(retried bool) string {
+	b := "upstream connect error or disconnect/reset before headers. "
+	if retried {
+		b += "retried and the latest "
+	}
+	b += "reset reason: " + u.reason
+	if u.transport != "" {
+		b += ", transport failure reason: " + u.transport
+	}
+	return b
 }

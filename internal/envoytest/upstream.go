@@ -48,8 +48,9 @@ type UpstreamAttempt struct {
 	Status int `json:"status,omitempty"`
 	// Outcome says how the attempt ended.
 	Outcome AttemptOutcome `json:"outcome"`
-	// ResetReason is set for AttemptReset ("connection failure",
-	// "connection termination", "remote reset").
+	// ResetReason is set for AttemptReset, in Envoy's words
+	// (Http::Utility::resetReasonToString): "remote connection failure",
+	// "connection timeout", "connection termination", "remote reset".
 	ResetReason string `json:"reset_reason,omitempty"`
 	// UpstreamDynamicMetadata is the dynamic_metadata (receiving namespaces
 	// only) that this attempt's upstream ext_proc filter set. Envoy's

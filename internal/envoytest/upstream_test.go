@@ -356,7 +356,7 @@ func TestUpstreamConnectFailureCancelsStream(t *testing.T) {
 	resp, body, err := do(t, "GET", s.URL+"/openai/v1/models", "", nil)
 	require.NoError(t, err)
 	require.Equal(t, 503, resp.StatusCode)
-	require.Equal(t, "upstream connect error or disconnect/reset before headers. reset reason: connection failure", body)
+	require.Equal(t, "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused", body)
 	require.Equal(t, "2", resp.Header.Get("X-Envoy-Attempt-Count"), "router local replies carry the attempt count")
 
 	e := waitLog(t, f, 1)[0]
@@ -364,7 +364,7 @@ func TestUpstreamConnectFailureCancelsStream(t *testing.T) {
 	require.Equal(t, 2, e.Attempts)
 	for _, a := range e.UpstreamAttempts {
 		require.Equal(t, AttemptReset, a.Outcome)
-		require.Equal(t, "connection failure", a.ResetReason)
+		require.Equal(t, "remote connection failure", a.ResetReason)
 	}
 	// Each attempt's stream saw its request headers, then was reset
 	// without response_headers.
