@@ -210,3 +210,18 @@ func TestEnvoyLocal413IsNotAdmitted(t *testing.T) {
 	require.Equal(t, 413, rec.Status)
 	require.Empty(t, rec.RefusedBy)
 }
+
+// A CORS preflight answered by the cors filter before ext_proc still passes
+// ext_proc's encoder path: a stream whose first message is the reply's
+// response headers. It is answered and ended at once, and not counted.
+func TestPreflightReplyIsAnsweredAndNotCounted(t *testing.T) {
+	g := &countingGuard{}
+	h := newHarness(t, config.Defaults(), g)
+	c := h.open()
+	resp := c.do(respHeaders(hdrs(true, ":status", "200", "access-control-allow-origin", "https://app.example")))
+	require.NotNil(t, resp.GetResponseHeaders())
+	require.Nil(t, resp.GetResponseHeaders().GetResponse())
+	require.True(t, c.ended())
+	require.Empty(t, g.calls)
+	require.Empty(t, h.obs.all())
+}

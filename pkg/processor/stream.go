@@ -521,6 +521,10 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
 		ResponseHeaders: &extprocv3.HeadersResponse{}}}
 	if st.provider == nil || st.finished {
+		// Nothing to account: a local reply of a filter before ext_proc
+		// (a CORS preflight's answer enters the whole encoder chain, so it
+		// opens a stream of its own) or a call already settled.
+		st.closed = true
 		return resp
 	}
 	hs := headersOf(h)
