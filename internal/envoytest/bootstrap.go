@@ -122,6 +122,18 @@ func fromBootstrap(bs *bootstrapv3.Bootstrap, clusterAddrs map[string]string) (C
 		cfg.Clusters[name] = addr
 	}
 	for _, c := range sr.GetClusters() {
+		cp, ok, err := clusterProtocol(c)
+		if err != nil {
+			return cfg, fmt.Errorf("cluster %q: %w", c.GetName(), err)
+		}
+		if ok {
+			if cfg.ClusterProtocols == nil {
+				cfg.ClusterProtocols = map[string]ClusterProtocol{}
+			}
+			cfg.ClusterProtocols[c.GetName()] = cp
+		}
+	}
+	for _, c := range sr.GetClusters() {
 		ep, ok, err := clusterUpstreamChain(c, cfg.Clusters)
 		if err != nil {
 			return cfg, fmt.Errorf("cluster %q: %w", c.GetName(), err)
@@ -237,6 +249,45 @@ func fromBootstrap(bs *bootstrapv3.Bootstrap, clusterAddrs map[string]string) (C
 // httpProtocolOptionsKey is the typed_extension_protocol_options key of
 // envoy.extensions.upstreams.http.v3.HttpProtocolOptions.
 const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// clusterProtocol reads the upstream protocol of a cluster from its
+// HttpProtocolOptions (or the deprecated Cluster.http2_protocol_options /
+// http_protocol_options). ok is false when the cluster sets none (HTTP/1.1
+// with defaults). auto_config picks the protocol by ALPN, which the
+// emulation (no TLS) cannot do: unsupported.
+func clusterProtocol(c *clusterv3.Cluster) (ClusterProtocol, bool, error) {
+	var cp ClusterProtocol
+	a, found := c.GetTypedExtensionProtocolOptions()[httpProtocolOptionsKey]
+	if !found {
+		//nolint:staticcheck // the deprecated fields still configure Envoy 1.37
+		switch {
+		case c.GetHttp2ProtocolOptions() != nil:
+			return ClusterProtocol{HTTP2: true}, true, nil
+		case c.GetHttpProtocolOptions() != nil:
+			return ClusterProtocol{EnableTrailers: c.GetHttpProtocolOptions().GetEnableTrailers()}, true, nil
+		}
+		return cp, false, nil
+	}
+	var opts upstreamhttpv3.HttpProtocolOptions
+	if err := a.UnmarshalTo(&opts); err != nil {
+		return cp, false, fmt.Errorf("%s: %w", httpProtocolOptionsKey, err)
+	}
+	switch {
+	case opts.GetExplicitHttpConfig() != nil:
+		e := opts.GetExplicitHttpConfig()
+		cp.HTTP2 = e.GetHttp2ProtocolOptions() != nil
+		cp.EnableTrailers = e.GetHttpProtocolOptions().GetEnableTrailers()
+		if e.GetHttp3ProtocolOptions() != nil {
+			return cp, false, fmt.Errorf("%s: http3_protocol_options: %w", httpProtocolOptionsKey, errUnsupported)
+		}
+	case opts.GetUseDownstreamProtocolConfig() != nil:
+		// The emulated downstream is HTTP/1.1.
+		cp.EnableTrailers = opts.GetUseDownstreamProtocolConfig().GetHttpProtocolOptions().GetEnableTrailers()
+	case opts.GetAutoConfig() != nil:
+		return cp, false, fmt.Errorf("%s: auto_config (ALPN): %w", httpProtocolOptionsKey, errUnsupported)
+	}
+	return cp, true, nil
+}
 
 // clusterUpstreamChain reads the cluster's upstream HTTP filter chain
 // (HttpProtocolOptions.http_filters). ok is false when the cluster has no
@@ -549,11 +600,12 @@ func route(r *routev3.Route, extProcName string) (Route, error) {
 
 func retryPolicy(rp *routev3.RetryPolicy) *RetryPolicy {
 	p := &RetryPolicy{
-		RetryOn:       rp.GetRetryOn(),
-		NumRetries:    1,
-		PerTryTimeout: dur(rp.GetPerTryTimeout()),
-		BaseInterval:  dur(rp.GetRetryBackOff().GetBaseInterval()),
-		MaxInterval:   dur(rp.GetRetryBackOff().GetMaxInterval()),
+		RetryOn:           rp.GetRetryOn(),
+		NumRetries:        1,
+		PerTryTimeout:     dur(rp.GetPerTryTimeout()),
+		PerTryIdleTimeout: dur(rp.GetPerTryIdleTimeout()),
+		BaseInterval:      dur(rp.GetRetryBackOff().GetBaseInterval()),
+		MaxInterval:       dur(rp.GetRetryBackOff().GetMaxInterval()),
 	}
 	if n := rp.GetNumRetries(); n != nil {
 		p.NumRetries = int(n.GetValue())

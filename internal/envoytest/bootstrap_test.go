@@ -24,6 +24,7 @@ func TestFromBootstrap(t *testing.T) {
 		"ext_proc": "127.0.0.1:1234", "openai": "127.0.0.1:8080",
 		"extproc_admin": "extproc:9003", "gemini": "generativelanguage.googleapis.com:443",
 	}, cfg.Clusters)
+	require.Equal(t, map[string]ClusterProtocol{"ext_proc": {HTTP2: true}, "openai": {EnableTrailers: true}}, cfg.ClusterProtocols)
 
 	ep := cfg.ExtProc
 	require.NotNil(t, ep)
@@ -92,6 +93,9 @@ func TestParseBootstrapErrors(t *testing.T) {
 			return strings.Replace(s, "cluster_name: ext_proc }", "cluster_name: \"\" }", 1)
 		},
 			wantErr: "ClusterName"},
+		{name: "auto_config needs ALPN", mutate: func(s string) string {
+			return strings.Replace(s, "explicit_http_config: { http_protocol_options: { enable_trailers: true } }", "auto_config: {}", 1)
+		}, wantErr: "auto_config"},
 		{name: "full duplex unsupported", mutate: func(s string) string {
 			return strings.Replace(s, "request_body_mode: BUFFERED", "request_body_mode: FULL_DUPLEX_STREAMED", 1)
 		}, wantErr: "unsupported"},

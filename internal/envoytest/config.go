@@ -61,9 +61,15 @@ type Config struct {
 	// appended after VirtualHosts.
 	Routes []Route
 	// Clusters maps a cluster name to its upstream address: "host:port" or a
-	// base URL "http://host:port". Upstreams are always reached over plain
-	// HTTP/1.1, even when the real cluster uses TLS.
+	// base URL "http://host:port". Upstreams are reached over plain HTTP
+	// (HTTP/1.1 unless ClusterProtocols says HTTP/2), even when the real
+	// cluster uses TLS.
 	Clusters map[string]string
+	// ClusterProtocols holds the upstream HTTP protocol options of a cluster
+	// (typed_extension_protocol_options HttpProtocolOptions
+	// explicit_http_config); a cluster without an entry speaks HTTP/1.1
+	// with Envoy's defaults.
+	ClusterProtocols map[string]ClusterProtocol
 	// BufferLimit is the per-stream buffer limit in bytes (Envoy
 	// per_connection_buffer_limit_bytes); 0 means DefaultBufferLimit.
 	BufferLimit int
@@ -96,6 +102,13 @@ type Config struct {
 	// OnViolation, when set, is called for every recorded violation (see
 	// Strict). It may be called from many goroutines at once.
 	OnViolation func(Violation)
+	// onEvent, for this package's tests, is called on the exchange's loop
+	// after each event was handled, so a test can order what the network
+	// would leave to chance (a body arriving before or after a reply).
+	onEvent func(ev any)
+	// afterFunc, for this package's tests, replaces time.AfterFunc for the
+	// per_try_idle_timeout timer; it returns the timer's stop function.
+	afterFunc func(d time.Duration, f func()) func() bool
 	// AccessLog, when set, receives one JSON line per finished request:
 	// either AccessLogFormat rendered, or the AccessLogEntry itself.
 	AccessLog io.Writer
@@ -104,6 +117,18 @@ type Config struct {
 	AccessLogFormat map[string]any
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
+}
+
+// ClusterProtocol is the HTTP protocol a cluster's upstream connections use.
+type ClusterProtocol struct {
+	// HTTP2 is explicit_http_config.http2_protocol_options: requests go out
+	// as HTTP/2 with prior knowledge (h2c, the emulation uses no TLS), and
+	// response trailers always reach the filter chain.
+	HTTP2 bool
+	// EnableTrailers is http_protocol_options.enable_trailers for HTTP/1.1:
+	// without it Envoy's HTTP/1 codec drops the response trailers (the body
+	// then ends with end_of_stream on its last data).
+	EnableTrailers bool
 }
 
 // ExtProcConfig mirrors the fields of
@@ -277,8 +302,17 @@ type RetryPolicy struct {
 	NumRetries int
 	// RetriableStatusCodes is retriable_status_codes.
 	RetriableStatusCodes []int
-	// PerTryTimeout bounds each attempt until its response headers; 0 = none.
+	// PerTryTimeout bounds each attempt from the end of the request; once
+	// the response started downstream it is ignored (Envoy's
+	// UpstreamRequest::onPerTryTimeout). 0 = none.
 	PerTryTimeout time.Duration
+	// PerTryIdleTimeout is per_try_idle_timeout: armed with the per-try
+	// timeout and re-armed on the attempt's response headers and every
+	// response body chunk, it keeps running during the response: a gap
+	// longer than it cuts a streaming response mid-way (downstream reset,
+	// details upstream_per_try_idle_timeout, flag UT); before the response
+	// it is a per-try timeout (retried like one, else 504). 0 = none.
+	PerTryIdleTimeout time.Duration
 	// BaseInterval / MaxInterval are retry_back_off; 0 means 25 ms / 10×base.
 	BaseInterval time.Duration
 	MaxInterval  time.Duration

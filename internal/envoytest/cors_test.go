@@ -1,6 +1,7 @@
 package envoytest
 
 import (
+	"io"
 	"net/http"
 	"testing"
 
@@ -415,9 +416,22 @@ func TestCORSAfterExtProcSeesStreamedBodyImmediateResponse(t *testing.T) {
 	u := startUpstream(t, okUpstream(`{}`))
 	cfg := corsConfig(addr, u, true, corsTestPolicy(), nil)
 	cfg.ExtProc.ProcessingMode = mode(extprocv3.ProcessingMode_STREAMED, extprocv3.ProcessingMode_NONE)
+	// The body follows once the request_headers reply let the headers go
+	// (and so through CORS's decodeHeaders).
+	gate := afterEvent(&cfg, isRequestHeadersReply)
 	f, s := startFront(t, cfg)
-	resp, _, err := do(t, http.MethodPost, s.URL+"/v1", `{"model":"m"}`, map[string]string{"Origin": testOrigin})
+	pr, pw := io.Pipe()
+	go func() {
+		<-gate
+		_, _ = io.WriteString(pw, `{"model":"m"}`)
+		_ = pw.Close()
+	}()
+	req, err := http.NewRequest(http.MethodPost, s.URL+"/v1", pr)
 	require.NoError(t, err)
+	req.Header.Set("Origin", testOrigin)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
 	require.Equal(t, 429, resp.StatusCode)
 	require.Equal(t, testOrigin, resp.Header.Get("Access-Control-Allow-Origin"))
 	require.Equal(t, "x-request-id, retry-after", resp.Header.Get("Access-Control-Expose-Headers"))

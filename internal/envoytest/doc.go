@@ -43,7 +43,17 @@
 //     the peer delivered them, possibly an empty final chunk) and
 //     BUFFERED_PARTIAL, trailers only when present and SEND; a body that
 //     arrived completely while the header reply was pending goes out as one
-//     message; send_body_without_waiting_for_header_response;
+//     message in every mode and keeps the headers held until its reply
+//     (Envoy's BufferedBodyCallback: header mutations honoured,
+//     content-length checked); send_body_without_waiting_for_header_response;
+//   - BUFFERED_PARTIAL: headers held while the body is queued; at end of
+//     stream (or trailers) the queue goes out with end_of_stream as the
+//     stream ends; once strictly more than the buffer limit is queued, all
+//     of it goes out with end_of_stream=false; the reply may mutate the
+//     headers, which then go on with the (mutated) chunk, the data that came
+//     meanwhile, and the rest of the body unprocessed (no further body
+//     messages, never a 500); BUFFERED over the limit is a 500 for responses
+//     and 413 for requests;
 //   - strict reply matching: a reply of the wrong type or without a response
 //     is spurious (fail-open: close and continue; otherwise status_on_error);
 //     override_message_timeout (1 ms..max_message_timeout, once per message);
@@ -57,14 +67,25 @@
 //     allow/disallow_expression, disallow_is_error, :status >= 200);
 //   - content-length: removed at header time for STREAMED, BUFFERED_PARTIAL
 //     and BUFFERED with header SKIP (decided from the pre-override mode);
-//     BUFFERED with header SEND keeps it and a body replacement of another
-//     length is a 500; header mutations in body replies apply only while the
-//     headers are held; wire framing is checked on both sides;
+//     BUFFERED with header SEND keeps it (decided from the mode at header
+//     time: a mode_override keeps it too); a content-length set by a
+//     mutation is skipped when the current (post-override) mode removes it;
+//     a BufferedBodyCallback body replacement of another length is a 500,
+//     a BUFFERED_PARTIAL or STREAMED one leaves a stale content-length;
+//     header mutations in body replies apply only while the headers are
+//     held; wire framing is checked on both sides;
 //   - CONTINUE_AND_REPLACE, clear_route_cache (re-routes; honoured only on
 //     request-side replies carrying a header_mutation), mode_override (only
 //     with allow_mode_override, not with send_body_without_waiting, only on
 //     headers replies, allowed_override_modes, DEFAULT header/trailer modes
 //     mean "filter-level value", body modes literal, both directions);
+//   - a BUFFERED request body over the buffer limit is answered 413
+//     "Payload Too Large" (request_payload_too_large) through the whole
+//     encoder chain: the server, which saw request_headers and never
+//     request_body, gets the 413's response_headers (and body, per mode),
+//     possibly before it answered request_headers; a late reply's
+//     dynamic_metadata is still written; a BUFFERED response body over the
+//     limit is a direct 500 (response_payload_too_large) bypassing the chain;
 //   - ImmediateResponse by phase: filter-chain local reply before any
 //     response (upstream not called or reset), direct local reply while the
 //     response headers are held, downstream reset once headers went out;
@@ -99,6 +120,10 @@
 //   - an attempt that ends without response headers reaching the router
 //     (connect failure, reset, per-try timeout) destroys its filter: the
 //     server sees the stream cancelled without response_headers;
+//   - like Envoy (acceptHeadersFromRouter: newStream before decodeHeaders)
+//     the upstream connection is opened in parallel with the upstream
+//     filter chain, so a connect failure can end an attempt while its
+//     request_headers are still unanswered: no reply, no metadata from it;
 //   - clear_route_cache is ignored (reported); dynamic_metadata is written to
 //     the request's StreamInfo, which Envoy's upstream filter manager shares
 //     with the downstream stream (UpstreamFilterManager::streamInfo), so it
@@ -136,13 +161,26 @@
 //   - not emulated: shadow_enabled (only stats), partial filter_enabled
 //     percentages (rejected), allow_private_network_access, stats.
 //
+// Upstream protocol per cluster (Config.ClusterProtocols, from
+// HttpProtocolOptions explicit_http_config or use_downstream_protocol_config):
+// HTTP/1.1 by default, HTTP/2 with prior knowledge (h2c) for
+// http2_protocol_options. Envoy's HTTP/1 codec drops response trailers
+// unless http_protocol_options.enable_trailers, so only then, or over
+// HTTP/2, do trailers reach the filters; with response trailers SKIP the
+// last body message then has end_of_stream=false and no trailers message
+// follows (STREAMED, BUFFERED and BUFFERED_PARTIAL alike).
+//
 // Router: prefix_rewrite, regex_rewrite, host_rewrite_literal,
 // x-envoy-original-path, x-envoy-expected-rq-timeout-ms and
 // x-envoy-upstream-service-time (unless suppress_envoy_headers),
 // x-envoy-attempt-count on upstream requests (include_request_attempt_count)
 // and on responses and router local replies passed downstream
 // (include_attempt_count_in_response), route
-// timeout (from the end of the request), per-try timeout, retry_on (5xx,
+// timeout (from the end of the request), per-try timeout (ignored once the
+// response started), per_try_idle_timeout (armed with the per-try timeout,
+// re-armed on response headers and each body chunk, so a gap longer than it
+// cuts a stream mid-response: downstream reset, details
+// upstream_per_try_idle_timeout, flag UT), retry_on (5xx,
 // gateway-error, reset, connect-failure, retriable-4xx,
 // retriable-status-codes), num_retries, fully jittered exponential back-off
 // (uniform in [0, interval), interval base, 2·base, 4·base… until it reaches
@@ -168,18 +206,18 @@
 //   - per-route ExtProcPerRoute for upstream ext_proc filters (not applied);
 //     upstream filters are not validated as registered for the upstream
 //     category;
-//   - Envoy connects to the upstream in parallel with the upstream filter
-//     chain; the emulation connects once the chain released the request
-//     headers, so a connect failure is always seen after the upstream
-//     ext_proc answered request_headers;
-//   - h2c and HTTP/2 downstream, TLS (TLS clusters are reached over plain
-//     HTTP), RDS/EDS/xDS, load balancing (first endpoint only), weighted
-//     clusters, redirects, hedging, retry budgets, shadowing;
+//   - pool failures other than a failed connect (overflow, no healthy
+//     host); the parallel connect is a TCP probe beside the HTTP
+//     transport's own connection;
+//   - HTTP/2 downstream, TLS (TLS clusters are reached over plain HTTP;
+//     auto_config, which needs ALPN, is rejected as unsupported),
+//     RDS/EDS/xDS, load balancing (first endpoint only), weighted clusters,
+//     redirects, hedging, retry budgets, shadowing;
 //   - header wire order (net/http does not keep it: regular headers are
 //     sorted by name), header count/size limits other than 100 mutation
 //     entries, local_reply_config, CEL attributes beyond the common
 //     request/response/source/destination/upstream/xds names;
-//   - the per-try timeout stops at response headers.
+//   - per-attempt response flags (StreamIdleTimeout on the upstream stream).
 //
 // Timing: per-message and route timers use real time; retry back-off uses
 // Config.Sleep and Config.Jitter so tests need not wait.

@@ -191,6 +191,9 @@ func (x *exchange) loop() {
 }
 
 func (x *exchange) handle(ev any) {
+	if h := x.cfg.onEvent; h != nil {
+		defer h(ev)
+	}
 	switch e := ev.(type) {
 	case evDownData:
 		x.bytesRecv += int64(len(e.data))

@@ -97,6 +97,7 @@ type direction struct {
 	headersFwd  bool
 	removeCL    bool // content-length removed at header time
 	bodyEOS     bool // the source finished the body (eos data or trailers)
+	dataSeen    bool // a data frame arrived (Envoy's bufferedData() != nullptr)
 	held        []byte
 	after       []byte // BUFFERED_PARTIAL data that arrived after the partial message
 	partialSent bool
@@ -479,7 +480,11 @@ func (d *direction) sendHeadersMsg() {
 	d.push(d.headerMessage(d.headersEOS), &outstanding{kind: kindHeaders, eos: d.headersEOS})
 }
 
-func (d *direction) sendBody(b []byte, eos bool) {
+func (d *direction) sendBody(b []byte, eos bool) { d.sendBodyAs(b, eos, d.body) }
+
+// sendBodyAs sends a body message handled on reply as Envoy's callback
+// state for mode (BUFFERED: BufferedBodyCallback).
+func (d *direction) sendBodyAs(b []byte, eos bool, mode extprocv3.ProcessingMode_BodySendMode) {
 	body := &extprocsvc.HttpBody{Body: b, EndOfStream: eos}
 	req := &extprocsvc.ProcessingRequest{}
 	if d.req {
@@ -490,7 +495,7 @@ func (d *direction) sendBody(b []byte, eos bool) {
 	if eos {
 		d.bodyEOSSent = true
 	}
-	d.push(req, &outstanding{kind: kindBody, data: b, eos: eos, bodyMode: d.body})
+	d.push(req, &outstanding{kind: kindBody, data: b, eos: eos, bodyMode: mode})
 }
 
 // rearm restarts the message timer while replies are outstanding.
@@ -632,6 +637,7 @@ func (d *direction) onData(b []byte, eos bool) {
 	if eos {
 		d.bodyEOS = true
 	}
+	d.dataSeen = true
 	f := d.f
 	if f.complete {
 		d.fwdData(b, eos)
@@ -682,7 +688,7 @@ func (d *direction) onData(b []byte, eos bool) {
 			return
 		}
 		d.held = append(d.held, b...)
-		if eos || len(d.held) >= f.x.cfg.BufferLimit {
+		if eos || len(d.held) > f.x.cfg.BufferLimit {
 			d.sendPartial()
 		}
 	}
@@ -833,8 +839,11 @@ func (f *filter) onReply(ps *procStream, resp *extprocsvc.ProcessingResponse) {
 		return
 	}
 	if d.dead {
-		// The direction was ended by a local reply; Envoy drops the answer.
+		// The direction was ended by a local reply. Envoy still sets the
+		// reply's dynamic metadata (onReceiveMessage, before handling it);
+		// what it would continue is already aborted.
 		d.pending = d.pending[1:]
+		f.applyMetadata(resp)
 		return
 	}
 	if resp.GetModeOverride() != nil {
@@ -1088,12 +1097,27 @@ func (d *direction) onHeadersReply(c *extprocsvc.CommonResponse) {
 	if len(c.GetTrailers().GetHeaders()) > 0 {
 		f.violation(KindIgnoredField, "CommonResponse.trailers is not implemented by Envoy", "ignored")
 	}
-	if err := f.mutate(&d.headers, c.GetHeaderMutation(), false, d.removeCL); err != nil {
+	if err := f.mutate(&d.headers, c.GetHeaderMutation(), false, d.shouldRemoveCL()); err != nil {
 		f.fail(f.cfg.StatusOnError, "ext_proc_error_header_mutation")
 		return
 	}
 	if d.headersEOS {
 		d.fwdHeaders()
+		return
+	}
+	if d.body != extprocv3.ProcessingMode_NONE && d.bodyEOS && d.dataSeen && !d.bodyEOSSent && len(d.pending) == 0 {
+		// The whole body came in while the header reply was pending
+		// (handleHeadersResponse, complete_body_available_): whatever the
+		// body mode, it goes out as one BufferedBodyCallback message and the
+		// headers stay held until its reply, which may still mutate them.
+		if d.body == extprocv3.ProcessingMode_BUFFERED && len(d.held) > f.x.cfg.BufferLimit {
+			d.overflow()
+			return
+		}
+		b := d.held
+		d.held = nil
+		d.bodySent, d.partialSent = true, true
+		d.sendBodyAs(b, d.dataEOS(), extprocv3.ProcessingMode_BUFFERED)
 		return
 	}
 	switch d.body {
@@ -1125,7 +1149,8 @@ func (d *direction) onHeadersReply(c *extprocsvc.CommonResponse) {
 			d.sendBuffered()
 		}
 	case extprocv3.ProcessingMode_BUFFERED_PARTIAL:
-		if d.bodyEOS || len(d.held) >= f.x.cfg.BufferLimit {
+		// queueOverHighLimit: strictly more than the buffer limit.
+		if d.bodyEOS || len(d.held) > f.x.cfg.BufferLimit {
 			d.sendPartial()
 		}
 	}
@@ -1134,7 +1159,7 @@ func (d *direction) onHeadersReply(c *extprocsvc.CommonResponse) {
 // replace handles CONTINUE_AND_REPLACE in a headers reply.
 func (d *direction) replace(c *extprocsvc.CommonResponse) {
 	f := d.f
-	if err := f.mutate(&d.headers, c.GetHeaderMutation(), true, d.removeCL); err != nil {
+	if err := f.mutate(&d.headers, c.GetHeaderMutation(), true, d.shouldRemoveCL()); err != nil {
 		f.fail(f.cfg.StatusOnError, "ext_proc_error_header_mutation")
 		return
 	}
@@ -1199,7 +1224,7 @@ func (d *direction) onBodyReply(c *extprocsvc.CommonResponse) {
 	}
 	if c.GetHeaderMutation() != nil {
 		if d.headersHeld {
-			if err := f.mutate(&d.headers, c.GetHeaderMutation(), false, d.removeCL); err != nil {
+			if err := f.mutate(&d.headers, c.GetHeaderMutation(), false, d.shouldRemoveCL()); err != nil {
 				f.fail(f.cfg.StatusOnError, "ext_proc_error_header_mutation")
 				return
 			}
@@ -1207,7 +1232,10 @@ func (d *direction) onBodyReply(c *extprocsvc.CommonResponse) {
 			f.violation(KindIgnoredField, "header_mutation in a "+d.name()+"_body reply after the headers were sent", "ignored")
 		}
 	}
-	if mutated && d.headersHeld {
+	if mutated && d.headersHeld && p.bodyMode == extprocv3.ProcessingMode_BUFFERED {
+		// Only BufferedBodyCallback checks content-length
+		// (handleBodyResponse); a BUFFERED_PARTIAL or STREAMED mutation of
+		// another length leaves a stale content-length in place.
 		if cl, ok := d.headers.get("content-length"); ok {
 			if n, err := strconv.Atoi(cl); err != nil || n != len(body) {
 				f.violation(KindContentLength, fmt.Sprintf("body replaced with %d bytes but content-length is %s", len(body), cl),

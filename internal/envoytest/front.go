@@ -96,7 +96,12 @@ type Front struct {
 	// an address).
 	conns       []*grpc.ClientConn
 	procClients map[string]extprocsvc.ExternalProcessorClient
+	// transport speaks HTTP/1.1 to upstreams, h2transport HTTP/2 with prior
+	// knowledge (clusters with ClusterProtocol.HTTP2).
 	transport   *http.Transport
+	h2transport *http.Transport
+	// dialer connects to upstreams (connect_timeout).
+	dialer *net.Dialer
 
 	mu         sync.Mutex
 	violations []Violation
@@ -148,12 +153,22 @@ func New(cfg Config) (*Front, error) {
 		f.vhosts = append(f.vhosts, cv)
 	}
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout}
+	f.dialer = dialer
 	f.transport = &http.Transport{
 		Proxy:               nil,
 		DialContext:         dialer.DialContext,
 		DisableCompression:  true,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
+	}
+	h2 := new(http.Protocols)
+	h2.SetUnencryptedHTTP2(true)
+	f.h2transport = &http.Transport{
+		Proxy:              nil,
+		DialContext:        dialer.DialContext,
+		DisableCompression: true,
+		IdleConnTimeout:    90 * time.Second,
+		Protocols:          h2,
 	}
 	epcs := []*ExtProcConfig{cfg.ExtProc, cfg.RouterUpstreamExtProc}
 	for _, e := range cfg.UpstreamExtProc {
@@ -195,6 +210,7 @@ func clusterURL(addr string) (*url.URL, error) {
 // Close releases the gRPC connections and idle upstream connections.
 func (f *Front) Close() error {
 	f.transport.CloseIdleConnections()
+	f.h2transport.CloseIdleConnections()
 	var errs []error
 	for _, c := range f.conns {
 		if err := c.Close(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -248,12 +249,17 @@ func startFront(t *testing.T, cfg Config) (*Front, *Server) {
 	return f, s
 }
 
-// basicConfig routes everything to upstream u through ext_proc at addr.
+// basicConfig routes everything to upstream u through ext_proc at addr; an
+// upstream without a server leaves the cluster address for the caller.
 func basicConfig(addr string, u *upstream, mode *extprocv3.ProcessingMode) Config {
+	url := ""
+	if u.Server != nil {
+		url = u.URL
+	}
 	return Config{
 		ExtProc:  &ExtProcConfig{Addr: addr, ProcessingMode: mode, MessageTimeout: 2 * time.Second},
 		Routes:   []Route{{Name: "all", Prefix: "/", Cluster: "up"}},
-		Clusters: map[string]string{"up": u.URL},
+		Clusters: map[string]string{"up": url},
 	}
 }
 
@@ -339,4 +345,59 @@ func (s *syncWriter) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.(fmt.Stringer).String()
+}
+
+// afterEvent returns a channel closed once an exchange of cfg's Front has
+// handled an event matching match (hooks chain).
+func afterEvent(cfg *Config, match func(ev any) bool) <-chan struct{} {
+	ch := make(chan struct{})
+	var once sync.Once
+	prev := cfg.onEvent
+	cfg.onEvent = func(ev any) {
+		if prev != nil {
+			prev(ev)
+		}
+		if match(ev) {
+			once.Do(func() { close(ch) })
+		}
+	}
+	return ch
+}
+
+// isReply matches the handling of a server reply for which pick is true.
+func isReply(pick func(*extprocsvc.ProcessingResponse) bool) func(any) bool {
+	return func(ev any) bool {
+		e, ok := ev.(evReply)
+		return ok && e.fl.up == nil && pick(e.resp)
+	}
+}
+
+func isResponseHeadersReply(ev any) bool {
+	return isReply(func(r *extprocsvc.ProcessingResponse) bool { return r.GetResponseHeaders() != nil })(ev)
+}
+
+func isRequestHeadersReply(ev any) bool {
+	return isReply(func(r *extprocsvc.ProcessingResponse) bool { return r.GetRequestHeaders() != nil })(ev)
+}
+
+// isUpstreamEnd matches the router handling the last upstream body chunk.
+func isUpstreamEnd(ev any) bool {
+	e, ok := ev.(evUpData)
+	return ok && e.eos
+}
+
+// gatedOK answers 200 with body and its content-length, sending the headers
+// at once and the body only after gate is closed.
+func gatedOK(gate <-chan struct{}, body string) func(int, http.ResponseWriter, *http.Request) {
+	return func(_ int, w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(200)
+		http.NewResponseController(w).Flush()
+		select {
+		case <-gate:
+		case <-time.After(10 * time.Second): // hang guard
+		}
+		_, _ = io.WriteString(w, body)
+	}
 }

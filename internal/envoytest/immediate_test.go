@@ -48,6 +48,9 @@ func TestImmediateResponseByPhase(t *testing.T) {
 		wantUp      int
 		wantReset   bool
 		wantDetails string
+		// gateBody makes the SSE upstream send its events only once the
+		// response_headers reply was handled (the headers then went on).
+		gateBody bool
 	}{
 		{
 			name: "request headers: local reply, upstream not called", mode: mode(extprocv3.ProcessingMode_BUFFERED, extprocv3.ProcessingMode_NONE),
@@ -76,7 +79,7 @@ func TestImmediateResponseByPhase(t *testing.T) {
 		{
 			name: "streamed response body after headers: downstream reset", mode: mode(extprocv3.ProcessingMode_NONE, extprocv3.ProcessingMode_STREAMED),
 			upstream: sse, at: func(r *extprocsvc.ProcessingRequest) bool { return r.GetResponseBody() != nil },
-			reply:      immediate(500, "x", "too_late"),
+			reply: immediate(500, "x", "too_late"), gateBody: true,
 			wantStatus: 200, wantUp: 1, wantReset: true, wantDetails: "too_late",
 		},
 	}
@@ -89,8 +92,24 @@ func TestImmediateResponseByPhase(t *testing.T) {
 				}
 				return nil
 			}))
-			up := startUpstream(t, tc.upstream)
-			f, s := startFront(t, basicConfig(addr, up, tc.mode))
+			cfg := basicConfig(addr, &upstream{}, tc.mode)
+			h := tc.upstream
+			if tc.gateBody {
+				gate := afterEvent(&cfg, isResponseHeadersReply)
+				h = func(_ int, w http.ResponseWriter, _ *http.Request) {
+					w.Header().Set("Content-Type", "text/event-stream")
+					w.WriteHeader(200)
+					w.(http.Flusher).Flush()
+					<-gate
+					for i := 0; i < 3; i++ {
+						_, _ = fmt.Fprintf(w, "data: %d\n\n", i)
+						w.(http.Flusher).Flush()
+					}
+				}
+			}
+			up := startUpstream(t, h)
+			cfg.Clusters["up"] = up.URL
+			f, s := startFront(t, cfg)
 			resp, body, err := do(t, "POST", s.URL+"/x", "abc", nil)
 			e := waitLog(t, f, 1)
 			require.Len(t, up.requests(), tc.wantUp)
@@ -269,4 +288,71 @@ func TestPerRouteConfig(t *testing.T) {
 	waitLog(t, f, 3)
 	require.Equal(t, []string{"request_headers(eos)", "response_headers", "request_headers", "response_headers", "response_body(eos)"}, rec.kinds())
 	require.Empty(t, up.requests()[0].Header.Get("X-Envoy-Original-Path"))
+}
+
+// A BUFFERED request body over the buffer limit: the filter manager answers
+// 413 (ActiveStreamDecoderFilter::requestDataTooLarge, details
+// request_payload_too_large) through the whole encoder chain, so ext_proc,
+// which never marked processing complete, processes the local reply like
+// any response. Before it the server saw only request_headers, whether or
+// not their reply had arrived when the limit was crossed (then the 413's
+// response_headers arrive while request_headers is still unanswered);
+// request_body is never sent.
+func TestRequestOverLimitIs413ThroughExtProc(t *testing.T) {
+	for _, holdHeaders := range []bool{false, true} {
+		t.Run(fmt.Sprintf("request_headers reply pending=%v", holdHeaders), func(t *testing.T) {
+			rec := &recorder{}
+			fn := respond(rec, nil)
+			if holdHeaders {
+				fn = func(st extprocsvc.ExternalProcessor_ProcessServer) error {
+					var reqs []*extprocsvc.ProcessingRequest
+					for i := 0; i < 2; i++ { // request_headers, then the 413's response_headers
+						r, err := st.Recv()
+						if err != nil {
+							return nil
+						}
+						rec.add(r)
+						reqs = append(reqs, r)
+					}
+					for _, r := range reqs {
+						resp := cont(r)
+						if r.GetRequestHeaders() != nil {
+							md, _ := structpb.NewStruct(map[string]any{"phase": "request_headers"})
+							resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{"llm_proxy": structpb.NewStructValue(md)}}
+						}
+						if err := st.Send(resp); err != nil {
+							return nil
+						}
+					}
+					return respond(rec, nil)(st)
+				}
+			}
+			_, addr := startProc(t, fn)
+			up := startUpstream(t, okUpstream(`{}`))
+			cfg := basicConfig(addr, up, mode(extprocv3.ProcessingMode_BUFFERED, extprocv3.ProcessingMode_BUFFERED))
+			cfg.BufferLimit = 100
+			cfg.ExtProc.ReceivingNamespaces = []string{"llm_proxy"}
+			f, s := startFront(t, cfg)
+			resp, body, err := do(t, "POST", s.URL+"/x", strings.Repeat("x", 200), nil)
+			require.NoError(t, err)
+			require.Equal(t, 413, resp.StatusCode)
+			require.Equal(t, "Payload Too Large", body)
+			e := waitLog(t, f, 1)[0]
+			require.Equal(t, "request_payload_too_large", e.Details)
+			require.Empty(t, up.requests())
+			require.Equal(t, []string{"request_headers", "response_headers", "response_body(eos)"}, rec.kinds())
+			rh := rec.all()[1].GetResponseHeaders().GetHeaders()
+			st, _ := headerOf(rh, ":status")
+			ct, _ := headerOf(rh, "content-type")
+			require.Equal(t, "413", st)
+			require.Equal(t, "text/plain", ct)
+			require.Equal(t, "Payload Too Large", string(rec.all()[2].GetResponseBody().GetBody()))
+			require.Empty(t, f.Violations())
+			if holdHeaders {
+				// The late request_headers reply still writes its dynamic
+				// metadata (onReceiveMessage sets it before handling).
+				require.Equal(t, map[string]map[string]any{"llm_proxy": {"phase": "request_headers"}}, e.DynamicMetadata)
+			}
+		})
+	}
 }

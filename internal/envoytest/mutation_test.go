@@ -238,8 +238,12 @@ func TestModeOverride(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &recorder{}
 			_, addr := startProc(t, respond(rec, overrideAt(true, tc.removeCL)))
-			up := startUpstream(t, okUpstream(`{"a":1}`))
-			cfg := basicConfig(addr, up, mode(extprocv3.ProcessingMode_NONE, extprocv3.ProcessingMode_NONE))
+			cfg := basicConfig(addr, &upstream{}, mode(extprocv3.ProcessingMode_NONE, extprocv3.ProcessingMode_NONE))
+			// The body arrives once the headers reply (and its override) was
+			// applied: a STREAMED body message, not the one-message path of a
+			// body that came in whole while the reply was pending.
+			up := startUpstream(t, gatedOK(afterEvent(&cfg, isResponseHeadersReply), `{"a":1}`))
+			cfg.Clusters["up"] = up.URL
 			cfg.ExtProc.AllowModeOverride = tc.allow
 			cfg.ExtProc.SendBodyWithoutWaitingForHeaderResponse = tc.without
 			f, s := startFront(t, cfg)

@@ -36,7 +36,15 @@ type (
 	}
 	evRouteTimeout  struct{ gen int }
 	evPerTryTimeout struct{ a *attempt }
-	evRetry         struct{ gen int }
+	evUpConnect     struct {
+		a   *attempt
+		err error
+	}
+	evPerTryIdle struct {
+		a   *attempt
+		gen int
+	}
+	evRetry struct{ gen int }
 )
 
 // router emulates envoy.filters.http.router: it is the sink of the request
@@ -222,9 +230,13 @@ func (r *router) startAttempt() {
 		// before the upstream filter chain runs.
 		r.upHeaders.set("x-envoy-attempt-count", strconv.Itoa(r.attempts))
 	}
-	a := newAttempt(r, r.attempts, x.cfg.upstreamExtProc(r.cluster))
+	upCfg := x.cfg.upstreamExtProc(r.cluster)
+	a := newAttempt(r, r.attempts, upCfg)
 	r.cur = a
 	r.all = append(r.all, a)
+	if upCfg != nil {
+		r.connect(a)
+	}
 	if r.reqDone {
 		r.armPerTry(a)
 	}
@@ -242,12 +254,65 @@ func (r *router) startAttempt() {
 	}
 }
 
+// connect starts the attempt's upstream connection in parallel with its
+// upstream filter chain, as UpstreamRequest::acceptHeadersFromRouter calls
+// conn_pool_->newStream before filter_manager_->decodeHeaders: a connect
+// failure then ends the attempt whether or not the upstream ext_proc has
+// answered request_headers (its stream is cancelled, an unanswered
+// message's metadata never lands). The emulation probes with its own TCP
+// connection (only for chains with an upstream filter, where the order is
+// visible); the request itself still goes through the HTTP transport.
+func (r *router) connect(a *attempt) {
+	x := r.x
+	host := r.base.Host
+	dialer := x.f.dialer
+	go func() {
+		c, err := dialer.DialContext(a.ctx, "tcp", host)
+		if err == nil {
+			_ = c.Close()
+			return
+		}
+		if a.ctx.Err() == nil {
+			x.post(evUpConnect{a: a, err: err})
+		}
+	}()
+}
+
+// armPerTry starts the attempt's per-try timers once the request is
+// complete (UpstreamRequest::setupPerTryTimeout).
 func (r *router) armPerTry(a *attempt) {
-	if r.route.Retry == nil || r.route.Retry.PerTryTimeout <= 0 || a.perTry != nil {
+	p := r.route.Retry
+	if p == nil {
 		return
 	}
 	x := r.x
-	a.perTry = time.AfterFunc(r.route.Retry.PerTryTimeout, func() { x.post(evPerTryTimeout{a: a}) })
+	if p.PerTryTimeout > 0 && a.perTry == nil {
+		a.perTry = time.AfterFunc(p.PerTryTimeout, func() { x.post(evPerTryTimeout{a: a}) })
+	}
+	if p.PerTryIdleTimeout > 0 && a.idleStop == nil {
+		r.resetIdle(a)
+	}
+}
+
+// resetIdle (re-)arms the per_try_idle_timeout of an attempt whose timer is
+// set up (UpstreamRequest::resetPerTryIdleTimer: on setup, on response
+// headers and on every response body chunk).
+func (r *router) resetIdle(a *attempt) {
+	p := r.route.Retry
+	if p == nil || p.PerTryIdleTimeout <= 0 || a.dead {
+		return
+	}
+	if a.idleStop != nil {
+		a.idleStop()
+	}
+	a.idleGen++
+	gen := a.idleGen
+	x := r.x
+	after := x.cfg.afterFunc
+	if after == nil {
+		after = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+	}
+	a.idleStop = after(p.PerTryIdleTimeout, func() { x.post(evPerTryIdle{a: a, gen: gen}) })
 }
 
 // localReply sends a router-generated local reply; like Envoy's
@@ -316,6 +381,32 @@ func (r *router) handle(ev any) {
 			return
 		}
 		r.localReply(localReply{status: 504, body: "upstream request timeout", details: "upstream_per_try_timeout", flag: "UT"})
+	case evUpConnect:
+		a := e.a
+		if a.dead || a != r.cur || a.gotHeaders || r.stopped {
+			return
+		}
+		// onPoolFailure: the attempt dies wherever its filter chain is.
+		r.attemptReset(a, e.err)
+	case evPerTryIdle:
+		a := e.a
+		if a.dead || a != r.cur || e.gen != a.idleGen || r.upDone || r.stopped {
+			return
+		}
+		a.kill(AttemptPerTryIdleTimeout)
+		if !r.respStarted {
+			if r.retryOnReset(false) && r.retry(nil) {
+				return
+			}
+			r.localReply(localReply{status: 504, body: "upstream request timeout", details: "upstream_per_try_idle_timeout", flag: "UT"})
+			return
+		}
+		// onPerTryTimeoutCommon -> onUpstreamAbort: with the response
+		// started, sendLocalReply resets the downstream stream.
+		r.upstreamComplete()
+		r.x.details = "upstream_per_try_idle_timeout"
+		r.x.addFlag("UT")
+		r.x.reset()
 	case evRetry:
 		if e.gen != r.retryGen || r.stopped {
 			return
@@ -405,6 +496,9 @@ func (r *router) onUpstreamHeaders(a *attempt, h headerMap, eos bool) {
 	if a.perTry != nil {
 		a.perTry.Stop()
 	}
+	if a.idleStop != nil {
+		r.resetIdle(a)
+	}
 	code := 0
 	if v, ok := h.get(":status"); ok {
 		code, _ = strconv.Atoi(v)
@@ -437,6 +531,13 @@ func (r *router) onUpstreamData(a *attempt, b []byte, eos bool) {
 	if a.dead || a != r.cur || !r.respStarted || r.stopped {
 		return
 	}
+	if a.idleStop != nil {
+		if eos {
+			a.idleStop()
+		} else {
+			r.resetIdle(a)
+		}
+	}
 	if eos {
 		r.upstreamComplete()
 	}
@@ -446,6 +547,9 @@ func (r *router) onUpstreamData(a *attempt, b []byte, eos bool) {
 func (r *router) onUpstreamTrailers(a *attempt, t headerMap) {
 	if a.dead || a != r.cur || !r.respStarted || r.stopped {
 		return
+	}
+	if a.idleStop != nil {
+		a.idleStop()
 	}
 	r.upstreamComplete()
 	r.x.encHead.trailers(t)
@@ -466,6 +570,10 @@ func (r *router) pump(a *attempt, resp *http.Response) {
 			}
 		case errors.Is(err, io.EOF):
 			tr := trailerMap(resp.Trailer)
+			if cp := x.cfg.ClusterProtocols[r.cluster]; !cp.HTTP2 && !cp.EnableTrailers {
+				// Envoy's HTTP/1 codec drops trailers unless enable_trailers.
+				tr = nil
+			}
 			if len(tr) == 0 {
 				x.post(evUpData{a: a, data: chunk, eos: true})
 				return

@@ -54,8 +54,13 @@ func TestHeaderMutationInStreamedBodyIgnored(t *testing.T) {
 		}
 		return nil
 	}))
-	up := startUpstream(t, okUpstream(`{"a":1}`))
-	f, s := startFront(t, basicConfig(addr, up, mode(extprocv3.ProcessingMode_NONE, extprocv3.ProcessingMode_STREAMED)))
+	cfg := basicConfig(addr, &upstream{}, mode(extprocv3.ProcessingMode_NONE, extprocv3.ProcessingMode_STREAMED))
+	// The body arrives after the headers were released (had it come in
+	// whole while response_headers was pending, Envoy would hold the headers
+	// for a BufferedBodyCallback message and honour the mutation).
+	up := startUpstream(t, gatedOK(afterEvent(&cfg, isResponseHeadersReply), `{"a":1}`))
+	cfg.Clusters["up"] = up.URL
+	f, s := startFront(t, cfg)
 	resp, body, err := do(t, "GET", s.URL+"/x", "", nil)
 	require.NoError(t, err)
 	require.Equal(t, `{"a":1}`, body)
@@ -101,7 +106,10 @@ func TestTrailers(t *testing.T) {
 	})
 	m := mode(extprocv3.ProcessingMode_NONE, extprocv3.ProcessingMode_STREAMED)
 	m.ResponseTrailerMode = extprocv3.ProcessingMode_SEND
-	f, s := startFront(t, basicConfig(addr, up, m))
+	cfg := basicConfig(addr, up, m)
+	// Envoy's HTTP/1 codec drops response trailers unless enable_trailers.
+	cfg.ClusterProtocols = map[string]ClusterProtocol{"up": {EnableTrailers: true}}
+	f, s := startFront(t, cfg)
 	resp, err := http.Get(s.URL + "/x")
 	require.NoError(t, err)
 	b, err := io.ReadAll(resp.Body)

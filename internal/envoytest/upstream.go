@@ -28,6 +28,9 @@ const (
 	AttemptReset AttemptOutcome = "reset"
 	// AttemptPerTryTimeout: per_try_timeout expired before response headers.
 	AttemptPerTryTimeout AttemptOutcome = "per_try_timeout"
+	// AttemptPerTryIdleTimeout: per_try_idle_timeout expired: no response
+	// headers or body data for that long, before or during the response.
+	AttemptPerTryIdleTimeout AttemptOutcome = "per_try_idle_timeout"
 	// AttemptRouteTimeout: the route timeout expired during this attempt.
 	AttemptRouteTimeout AttemptOutcome = "route_timeout"
 	// AttemptLocalReply: the attempt's upstream filter sent a local reply
@@ -78,7 +81,11 @@ type attempt struct {
 	cancel context.CancelFunc
 	start  time.Time
 	perTry *time.Timer
-	fl     *filter
+	// idleStop stops the armed per_try_idle_timeout timer (nil: not armed);
+	// idleGen tells a stale expiry from the current one.
+	idleStop func() bool
+	idleGen  int
+	fl       *filter
 
 	// Codec state (request direction, after the upstream filters).
 	method     string
@@ -121,6 +128,9 @@ func (a *attempt) kill(outcome AttemptOutcome) {
 	a.cancel()
 	if a.perTry != nil {
 		a.perTry.Stop()
+	}
+	if a.idleStop != nil {
+		a.idleStop()
 	}
 	if a.resp != nil {
 		_ = a.resp.Body.Close()
@@ -179,6 +189,9 @@ func (c codecSink) headers(h headerMap, eos bool) {
 	}
 	x := r.x
 	transport := x.f.transport
+	if x.cfg.ClusterProtocols[r.cluster].HTTP2 {
+		transport = x.f.h2transport
+	}
 	go func() {
 		resp, err := transport.RoundTrip(req)
 		x.post(evUpHeaders{a: a, resp: resp, err: err})

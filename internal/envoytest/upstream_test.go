@@ -366,14 +366,25 @@ func TestUpstreamConnectFailureCancelsStream(t *testing.T) {
 		require.Equal(t, AttemptReset, a.Outcome)
 		require.Equal(t, "remote connection failure", a.ResetReason)
 	}
-	// Each attempt's stream saw its request headers, then was reset
-	// without response_headers.
-	require.Equal(t, [][]string{{"request_headers(eos)"}, {"request_headers(eos)"}}, up.kinds())
-	for _, end := range up.waitEnds(t, 2) {
+	// Each attempt's filter sent its request headers; the connect runs in
+	// parallel, so its failure may cancel the stream before the server
+	// even read them. Whatever the server saw ended cancelled, without
+	// response_headers.
+	for i, a := range e.UpstreamAttempts {
+		require.Len(t, a.ExtProcSent, 1)
+		require.Equal(t, strconv.Itoa(i+1), hdr(t, a.ExtProcSent[0].GetRequestHeaders().GetHeaders(), "x-envoy-attempt-count"))
+	}
+	require.Eventually(t, func() bool {
+		for _, k := range up.kinds() {
+			if len(k) > 1 || len(k) == 1 && k[0] != "request_headers(eos)" {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 5*time.Millisecond)
+	for _, end := range up.waitEnds(t, len(up.kinds())) {
 		require.Equal(t, codes.Canceled, status.Code(end))
 	}
-	require.Equal(t, "1", hdr(t, up.stream(0)[0].GetRequestHeaders().GetHeaders(), "x-envoy-attempt-count"))
-	require.Equal(t, "2", hdr(t, up.stream(1)[0].GetRequestHeaders().GetHeaders(), "x-envoy-attempt-count"))
 	rh := down.all()[1].GetResponseHeaders().GetHeaders()
 	require.Equal(t, "503", hdr(t, rh, ":status"))
 	require.Equal(t, "2", hdr(t, rh, "x-envoy-attempt-count"))
@@ -559,4 +570,36 @@ func TestUpstreamExtProcErrorIsFinal(t *testing.T) {
 			require.Equal(t, strconv.Itoa(tc.wantStatus), hdr(t, down.all()[1].GetResponseHeaders().GetHeaders(), ":status"))
 		})
 	}
+}
+
+// Envoy asks the pool for a connection before the upstream filter chain
+// runs (UpstreamRequest::acceptHeadersFromRouter: newStream, then
+// decodeHeaders): a connect failure ends the attempt while the upstream
+// ext_proc's request_headers is still unanswered. The server's stream is
+// cancelled, and nothing it might have replied lands.
+func TestUpstreamConnectFailureBeatsUnansweredUpstreamFilter(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	_, downAddr := startProc(t, respond(&recorder{}, nil))
+	// The upstream filter's server never answers: only the failed connect
+	// can end the attempt before the 2 s message timeout.
+	up, upAddr := startUpstreamProc(t, func(int, *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse { return errBlock })
+	cfg := upstreamConfig(downAddr, upAddr, closed, nil, nil)
+	cfg.OnViolation = Strict(t)
+	f, s := startFront(t, cfg)
+
+	resp, _, err := do(t, "GET", s.URL+"/openai/v1/models", "", nil)
+	require.NoError(t, err)
+	require.Equal(t, 503, resp.StatusCode, "the connect failure, not the message timeout (504)")
+	e := waitLog(t, f, 1)[0]
+	require.Equal(t, "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}", e.Details)
+	require.Equal(t, "UF", e.ResponseFlags)
+	require.Len(t, e.UpstreamAttempts, 1)
+	require.Equal(t, AttemptReset, e.UpstreamAttempts[0].Outcome)
+	require.Empty(t, e.UpstreamAttempts[0].UpstreamDynamicMetadata)
+	ends := up.waitEnds(t, 1)
+	require.Equal(t, codes.Canceled, status.Code(ends[0]))
 }
