@@ -62,12 +62,31 @@ func (r *recorder) Observe(rec *processor.Record) {
 type emuOption func(*emuConfig)
 
 type emuConfig struct {
-	cfg config.Config
-	now func() time.Time
+	cfg    config.Config
+	now    func() time.Time
+	envoy  []func(*envoytest.Config)
+	vendor http.Handler
+	sent   func(*extprocv3.ProcessingResponse)
 }
 
 // withConfig edits the server's rules before it starts.
 func withConfig(f func(*config.Config)) emuOption { return func(c *emuConfig) { f(&c.cfg) } }
+
+// withEnvoy edits the emulator's configuration after it is loaded from
+// envoy-mock.yaml (for example a smaller buffer limit).
+func withEnvoy(f func(*envoytest.Config)) emuOption {
+	return func(c *emuConfig) { c.envoy = append(c.envoy, f) }
+}
+
+// withVendor serves every vendor cluster with h instead of the fake vendor
+// (VendorCalls is then empty).
+func withVendor(h http.Handler) emuOption { return func(c *emuConfig) { c.vendor = h } }
+
+// withSent calls f with every reply the ext_proc server has sent, after
+// it went out: a test can make an upstream wait for the server's answer.
+func withSent(f func(*extprocv3.ProcessingResponse)) emuOption {
+	return func(c *emuConfig) { c.sent = f }
+}
 
 // withClock gives the server a clock (windows, cooldowns) the test moves.
 func withClock(now func() time.Time) emuOption { return func(c *emuConfig) { c.now = now } }
@@ -78,8 +97,16 @@ func withClock(now func() time.Time) emuOption { return func(c *emuConfig) { c.n
 func startEmulated(t *testing.T, opts ...emuOption) *emulated {
 	t.Helper()
 	ctx := t.Context()
+	ec := emuConfig{cfg: config.Defaults()}
+	for _, o := range opts {
+		o(&ec)
+	}
 	fake := fakevendor.New(fakevendor.Options{Seed: 7})
-	vendor := httptest.NewServer(fake)
+	var handler http.Handler = fake
+	if ec.vendor != nil {
+		handler = ec.vendor
+	}
+	vendor := httptest.NewServer(handler)
 	t.Cleanup(vendor.Close)
 	grpcAddr, adminAddr, rec := startServer(t, opts...)
 
@@ -92,6 +119,9 @@ func startEmulated(t *testing.T, opts ...emuOption) *emulated {
 		"gemini":        vendorAddr,
 	})
 	require.NoError(t, err)
+	for _, f := range ec.envoy {
+		f(&cfg)
+	}
 	cfg.OnViolation = envoytest.Strict(t)
 	// Retries back off without waiting in tests.
 	cfg.Sleep = func(context.Context, time.Duration) error { return nil }
@@ -123,13 +153,33 @@ func startServer(t *testing.T, opts ...emuOption) (grpcAddr, adminAddr string, r
 	var lc net.ListenConfig
 	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	gs := grpc.NewServer()
+	gopts := processor.GRPCServerOptions()
+	if ec.sent != nil {
+		gopts = append(gopts, grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			return h(srv, sentStream{ServerStream: ss, sent: ec.sent})
+		}))
+	}
+	gs := grpc.NewServer(gopts...)
 	extprocv3.RegisterExternalProcessorServer(gs, gw.Processor)
 	go func() { _ = gs.Serve(ln) }()
 	t.Cleanup(gs.Stop)
 	adminSrv := httptest.NewServer(gw.Admin)
 	t.Cleanup(adminSrv.Close)
 	return ln.Addr().String(), adminSrv.Listener.Addr().String(), rec
+}
+
+// sentStream reports each reply after it was sent.
+type sentStream struct {
+	grpc.ServerStream
+	sent func(*extprocv3.ProcessingResponse)
+}
+
+func (s sentStream) SendMsg(m any) error {
+	err := s.ServerStream.SendMsg(m)
+	if r, ok := m.(*extprocv3.ProcessingResponse); ok && err == nil {
+		s.sent(r)
+	}
+	return err
 }
 
 func (e *emulated) URL() string { return e.url }

@@ -170,11 +170,11 @@ func start(ctx context.Context, s Settings, logOut io.Writer) (*app, error) {
 		_ = gw.Close()
 		return nil, fmt.Errorf("listen %s: %w", s.AdminAddr, err)
 	}
-	a.grpc = grpc.NewServer(
+	a.grpc = grpc.NewServer(append(processor.GRPCServerOptions(),
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
 		grpc.KeepaliveParams(keepaliveParams),
 		grpc.KeepaliveEnforcementPolicy(keepalivePolicy),
-	)
+	)...)
 	extprocv3.RegisterExternalProcessorServer(a.grpc, gw.Processor)
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpc, a.health)

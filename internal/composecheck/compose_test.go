@@ -77,7 +77,7 @@ func TestImagesArePinned(t *testing.T) {
 	require.NotNil(t, m, "envoy image must be pinned to an exact release: %s", p.Services["envoy"].Image)
 	minor, err := strconv.Atoi(m[1])
 	require.NoError(t, err)
-	require.GreaterOrEqual(t, minor, 34, "mode_override DEFAULT semantics need Envoy 1.34+")
+	require.GreaterOrEqual(t, minor, 37, "Envoy 1.37+: local replies reach ext_proc, upstream filters keep 5xx retries (README)")
 	require.Regexp(t, `^redis:7\.\d+\.\d+-alpine$`, p.Services["redis"].Image)
 }
 

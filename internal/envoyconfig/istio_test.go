@@ -7,9 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"github.com/google/go-cmp/cmp"
@@ -48,6 +51,13 @@ type envoyFilter struct {
 				Cluster struct {
 					Name string `json:"name"`
 				} `json:"cluster"`
+				RouteConfiguration *struct {
+					Vhost struct {
+						Route struct {
+							Name string `json:"name"`
+						} `json:"route"`
+					} `json:"vhost"`
+				} `json:"routeConfiguration"`
 			} `json:"match"`
 			Patch struct {
 				Operation string          `json:"operation"`
@@ -132,6 +142,8 @@ func TestIstioEnvoyFilterPatchesAreValidEnvoyConfig(t *testing.T) {
 
 	want := extProcServiceCluster(t)
 	seen := map[string]bool{}
+	vendorClusters := map[string]bool{}
+	patchedRoutes := map[string]bool{}
 	for i, p := range ef.Spec.ConfigPatches {
 		t.Run(fmt.Sprintf("%d_%s", i, p.ApplyTo), func(t *testing.T) {
 			require.Equal(t, "GATEWAY", p.Match.Context)
@@ -143,6 +155,10 @@ func TestIstioEnvoyFilterPatchesAreValidEnvoyConfig(t *testing.T) {
 				m = &clusterv3.Cluster{}
 			case "LISTENER":
 				m = &listenerv3.Listener{}
+			case "VIRTUAL_HOST":
+				m = &routev3.VirtualHost{}
+			case "HTTP_ROUTE":
+				m = &routev3.Route{}
 			default:
 				t.Fatalf("no proto type known for applyTo %s", p.ApplyTo)
 			}
@@ -150,7 +166,11 @@ func TestIstioEnvoyFilterPatchesAreValidEnvoyConfig(t *testing.T) {
 			if p.Patch.Operation == "MERGE" {
 				// A MERGE value is partial; Istio merges it into the generated
 				// object. Validate it merged into a stand-in for that object.
-				base := mergeBase(t, p.ApplyTo, p.Match.Cluster.Name)
+				var routeName string
+				if rc := p.Match.RouteConfiguration; rc != nil {
+					routeName = rc.Vhost.Route.Name
+				}
+				base := mergeBase(t, p.ApplyTo, p.Match.Cluster.Name, routeName)
 				proto.Merge(base, m)
 				m = base
 			}
@@ -173,9 +193,37 @@ func TestIstioEnvoyFilterPatchesAreValidEnvoyConfig(t *testing.T) {
 				e.GrpcService, local.GrpcService = nil, nil
 				require.Empty(t, cmp.Diff(local, e, protocmp.Transform()))
 			case *clusterv3.Cluster:
-				require.Equal(t, want, p.Match.Cluster.Name)
 				require.Equal(t, "MERGE", p.Patch.Operation)
-				require.NotNil(t, httpTwo(t, v), "the patch must pin HTTP/2")
+				if p.Match.Cluster.Name == want {
+					require.NotNil(t, httpTwo(t, v), "the patch must pin HTTP/2")
+					return
+				}
+				// A vendor cluster: the upstream filter chain of envoy.yaml's
+				// router, pointed at the ext_proc Service.
+				host := strings.TrimPrefix(p.Match.Cluster.Name, "outbound|80||")
+				vendorClusters[host] = true
+				o := protocolOptions(t, v)
+				require.NotNil(t, o.GetExplicitHttpConfig().GetHttpProtocolOptions(), "HTTP/1.1 to the vendor, as envoy.yaml")
+				fs := o.GetHttpFilters()
+				require.Len(t, fs, 2)
+				require.Equal(t, "envoy.filters.http.upstream_codec", fs[1].GetName())
+				e := &extprocv3.ExternalProcessor{}
+				require.NoError(t, fs[0].GetTypedConfig().UnmarshalTo(e))
+				require.Equal(t, want, e.GetGrpcService().GetEnvoyGrpc().GetClusterName())
+				local := upstreamExtProc(t, load(t, prodPath))
+				e.GrpcService, local.GrpcService = nil, nil
+				require.Empty(t, cmp.Diff(local, e, protocmp.Transform()))
+			case *routev3.VirtualHost:
+				require.True(t, v.GetIncludeRequestAttemptCount())
+				require.True(t, v.GetIncludeAttemptCountInResponse())
+				seen["attempt counts"] = true
+			case *routev3.Route:
+				name := p.Match.RouteConfiguration.Vhost.Route.Name
+				patchedRoutes[name] = true
+				local := localRoute(t, name).GetRoute().GetRetryPolicy()
+				rp := v.GetRoute().GetRetryPolicy()
+				require.Empty(t, cmp.Diff(local.GetRetryBackOff(), rp.GetRetryBackOff(), protocmp.Transform()))
+				require.Empty(t, cmp.Diff(local.GetRateLimitedRetryBackOff(), rp.GetRateLimitedRetryBackOff(), protocmp.Transform()))
 			case *listenerv3.Listener:
 				require.GreaterOrEqual(t, v.GetPerConnectionBufferLimitBytes().GetValue(), uint32(10<<20))
 			}
@@ -183,14 +231,83 @@ func TestIstioEnvoyFilterPatchesAreValidEnvoyConfig(t *testing.T) {
 	}
 	require.True(t, seen["HTTP_FILTER"])
 	require.True(t, seen["CLUSTER"])
+	require.True(t, seen["attempt counts"], "x-envoy-attempt-count on requests and final responses")
+	for _, host := range vendorHosts {
+		require.True(t, vendorClusters[host], "no upstream ext_proc filter on %s", host)
+	}
+	for _, r := range get(t, findDoc(t, k8sDocs(t, istioDir+"routing.yaml"), "VirtualService"), "spec", "http").([]any) {
+		name := get(t, r, "name").(string)
+		require.True(t, patchedRoutes[name], "route %s lacks envoy.yaml's retry back-off", name)
+	}
+}
+
+// upstreamExtProc returns the ext_proc filter of the router's
+// upstream_http_filters in b.
+func upstreamExtProc(t *testing.T, b *bootstrapv3.Bootstrap) *extprocv3.ExternalProcessor {
+	t.Helper()
+	var out *extprocv3.ExternalProcessor
+	editHCM(t, b, func(h *hcmv3.HttpConnectionManager) {
+		for _, f := range h.GetHttpFilters() {
+			if f.GetName() != "envoy.filters.http.router" {
+				continue
+			}
+			r := &routerv3.Router{}
+			require.NoError(t, f.GetTypedConfig().UnmarshalTo(r))
+			for _, uf := range r.GetUpstreamHttpFilters() {
+				if uf.GetName() == "envoy.filters.http.ext_proc" {
+					out = &extprocv3.ExternalProcessor{}
+					require.NoError(t, uf.GetTypedConfig().UnmarshalTo(out))
+				}
+			}
+		}
+	})
+	require.NotNil(t, out, "envoy.yaml's router has an upstream ext_proc filter")
+	return out
+}
+
+// localRoute returns envoy.yaml's route for a routing.yaml route name
+// ("meta-openai" is envoy.yaml's "meta_openai").
+func localRoute(t *testing.T, name string) *routev3.Route {
+	t.Helper()
+	want := strings.ReplaceAll(name, "-", "_")
+	for _, r := range routes(t, load(t, prodPath)) {
+		if r.GetName() == want {
+			return r
+		}
+	}
+	t.Fatalf("envoy.yaml has no route %s", want)
+	return nil
+}
+
+// protocolOptions returns the cluster's HttpProtocolOptions.
+func protocolOptions(t *testing.T, c *clusterv3.Cluster) *upstreamhttpv3.HttpProtocolOptions {
+	t.Helper()
+	a := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+	require.NotNil(t, a)
+	o := &upstreamhttpv3.HttpProtocolOptions{}
+	require.NoError(t, a.UnmarshalTo(o))
+	return o
 }
 
 // mergeBase returns a stand-in for the object Istio generates and a MERGE
 // patch modifies: the matching object of envoy/envoy.yaml.
-func mergeBase(t *testing.T, applyTo, clusterName string) proto.Message {
+func mergeBase(t *testing.T, applyTo, clusterName, routeName string) proto.Message {
 	t.Helper()
 	b := load(t, prodPath)
 	switch applyTo {
+	case "VIRTUAL_HOST":
+		var vh *routev3.VirtualHost
+		editHCM(t, b, func(h *hcmv3.HttpConnectionManager) {
+			vh = proto.Clone(h.GetRouteConfig().GetVirtualHosts()[0]).(*routev3.VirtualHost)
+		})
+		vh.IncludeRequestAttemptCount, vh.IncludeAttemptCountInResponse = false, false
+		return vh
+	case "HTTP_ROUTE":
+		r := proto.Clone(localRoute(t, routeName)).(*routev3.Route)
+		// Assume the worst generated route: retries without any back-off.
+		r.GetRoute().GetRetryPolicy().RetryBackOff = nil
+		r.GetRoute().GetRetryPolicy().RateLimitedRetryBackOff = nil
+		return r
 	case "CLUSTER":
 		c := proto.Clone(cluster(b, "ext_proc")).(*clusterv3.Cluster)
 		c.Name = clusterName

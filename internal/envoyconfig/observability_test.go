@@ -11,6 +11,7 @@ import (
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/envoyconfig"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
 )
 
 func TestAccessLogCarriesUsage(t *testing.T) {
@@ -57,7 +58,7 @@ func TestCORSPolicy(t *testing.T) {
 		require.Contains(t, allow, h)
 	}
 	expose := splitList(p.GetExposeHeaders())
-	for _, h := range []string{"x-llm-input-tokens", "x-llm-output-tokens", "x-llm-total-tokens", "x-llm-provider", "x-llm-model", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reason", "x-llm-proxy-error-class", "x-llm-proxy-error-source"} {
+	for _, h := range []string{"x-llm-input-tokens", "x-llm-output-tokens", "x-llm-total-tokens", "x-llm-cost-usd", "x-llm-provider", "x-llm-model", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reason", "x-llm-proxy-error-class", "x-llm-proxy-error-source"} {
 		require.Contains(t, expose, h)
 	}
 }
@@ -72,4 +73,21 @@ func TestResponseBufferCapFitsEnvoyLimit(t *testing.T) {
 	limit := load(t, prodPath).GetStaticResources().GetListeners()[0].GetPerConnectionBufferLimitBytes().GetValue()
 	require.LessOrEqual(t, cfg.Processing.ResponseBufferLimitBytes, int64(limit))
 	require.Equal(t, envoyconfig.MetadataNamespace, cfg.Processing.MetadataNamespace)
+}
+
+// The largest request body Envoy can send in one message is its buffer
+// limit; the server's max_request_body_bytes defaults to exactly that, so a
+// body Envoy accepts is never refused by default, and one the server's
+// limit refuses gets a 413 instead of a failed stream (the gRPC receive
+// limit itself is gRPC's ceiling, see processor.MaxRecvMsgBytes).
+func TestMaxRequestBodyMatchesEnvoyBuffer(t *testing.T) {
+	base, err := os.ReadFile("../../configs/base.yml")
+	require.NoError(t, err)
+	cfg, err := config.Parse(func(string) string { return "" }, base)
+	require.NoError(t, err)
+	for _, p := range []string{prodPath, mockPath} {
+		limit := load(t, p).GetStaticResources().GetListeners()[0].GetPerConnectionBufferLimitBytes().GetValue()
+		require.EqualValues(t, limit, cfg.Processing.MaxRequestBodyBytes, p)
+		require.LessOrEqual(t, int64(limit), int64(processor.MaxRecvMsgBytes)-(1<<20), "room for headers and metadata")
+	}
 }

@@ -109,6 +109,12 @@ type Processing struct {
 	// Envoy's buffer limit for the listener, or Envoy answers 500 instead.
 	// Larger bodies and bodies of unknown length are STREAMED. Default 1 MiB.
 	ResponseBufferLimitBytes int64 `json:"response_buffer_limit_bytes"`
+	// MaxRequestBodyBytes is the largest request body, in bytes, the server
+	// accepts from Envoy; a larger one (by content-length or by the bytes
+	// Envoy sends) is refused with 413 in the vendor's error shape before the
+	// vendor is called. Default 32 MiB, envoy.yaml's
+	// per_connection_buffer_limit_bytes, which bounds what Envoy can buffer.
+	MaxRequestBodyBytes int64 `json:"max_request_body_bytes"`
 	// MetadataNamespace is the Envoy dynamic-metadata namespace the server
 	// writes usage to. It must be listed in the ext_proc filter's
 	// metadata_options.receiving_namespaces. Default "llm_proxy".
@@ -127,6 +133,7 @@ const (
 	DefaultCharsPerToken            = 4
 	DefaultWideCharsPerToken        = 1.5
 	DefaultResponseBufferLimitBytes = 1 << 20
+	DefaultMaxRequestBodyBytes      = 32 << 20
 	DefaultMetadataNamespace        = "llm_proxy"
 )
 
@@ -169,6 +176,9 @@ func (c *Config) applyDefaults() {
 	}
 	if p.MetadataNamespace == "" {
 		p.MetadataNamespace = DefaultMetadataNamespace
+	}
+	if p.MaxRequestBodyBytes == 0 {
+		p.MaxRequestBodyBytes = DefaultMaxRequestBodyBytes
 	}
 }
 
@@ -237,6 +247,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Processing.ResponseBufferLimitBytes < 0 {
 		bad("processing.response_buffer_limit_bytes", "must be positive, got %d", c.Processing.ResponseBufferLimitBytes)
+	}
+	if c.Processing.MaxRequestBodyBytes < 0 {
+		bad("processing.max_request_body_bytes", "must be positive, got %d", c.Processing.MaxRequestBodyBytes)
 	}
 	if ns := c.Processing.MetadataNamespace; strings.ContainsAny(ns, " :\t\n") {
 		bad("processing.metadata_namespace", "must not contain spaces or colons, got %q", ns)

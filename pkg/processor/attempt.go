@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"sort"
 	"strconv"
 	"strings"
 
@@ -113,31 +112,66 @@ func namespace(md *corev3.Metadata, ns string) map[string]*structpb.Value {
 	return md.GetFilterMetadata()[ns].GetFields()
 }
 
-// attemptClasses returns the attempt classes recorded in md, in attempt
-// order.
-func attemptClasses(md *corev3.Metadata, ns string) []string {
-	type attempt struct {
-		n     int
-		class string
-	}
-	var as []attempt
+// maxAttempts bounds the attempt count read from x-envoy-attempt-count.
+const maxAttempts = 100
+
+// attemptClasses returns one class per upstream attempt of the request, in
+// attempt order, from the attempt_<n> entries the upstream filter wrote in
+// md and the attempt count Envoy put in the final response
+// (x-envoy-attempt-count, include_attempt_count_in_response; 0 when absent).
+//
+// Envoy opens the upstream connection before the upstream filter chain
+// runs, so an attempt that failed to connect (or died before the filter's
+// stream started) leaves no entry. Such an attempt is AttemptNoResponse
+// when the downstream view shows it happened: the count is above the
+// entries and either the upstream filter is evidently deployed (some entry
+// exists) or the final response is Envoy's own (local is true: the final
+// attempt died before a response too). Without any entry and with a
+// vendor's final response the filter may simply not be deployed, and the
+// earlier attempts are unknown: only the entries are returned (none).
+func attemptClasses(md *corev3.Metadata, ns string, count int, local bool) []string {
+	classes := map[int]string{}
+	highest := 0
 	for k, v := range namespace(md, ns) {
 		rest, ok := strings.CutPrefix(k, "attempt_")
 		if !ok {
 			continue
 		}
 		n, err := strconv.Atoi(rest)
-		if err != nil || n < 1 {
+		if err != nil || n < 1 || n > maxAttempts {
 			continue
 		}
-		as = append(as, attempt{n, v.GetStringValue()})
+		classes[n] = v.GetStringValue()
+		highest = max(highest, n)
 	}
-	sort.Slice(as, func(i, j int) bool { return as[i].n < as[j].n })
-	out := make([]string, len(as))
-	for i, a := range as {
-		out[i] = a.class
+	n := highest
+	if count > n && count <= maxAttempts && (len(classes) > 0 || local) {
+		n = count
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, 0, n)
+	for i := 1; i <= n; i++ {
+		c, ok := classes[i]
+		if !ok {
+			if len(classes) == 0 && !local {
+				continue
+			}
+			c = AttemptNoResponse
+		}
+		out = append(out, c)
 	}
 	return out
+}
+
+// attemptCount parses x-envoy-attempt-count; 0 when absent or invalid.
+func attemptCount(v string) int {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 1 {
+		return 0
+	}
+	return n
 }
 
 // stripProxyParams removes llm_proxy_* parameters from a raw query.

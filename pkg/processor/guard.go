@@ -118,9 +118,11 @@ type Response struct {
 	// (connect failure, reset, timeout, no healthy upstream): such replies
 	// carry no x-envoy-upstream-service-time header.
 	EnvoyLocal bool
-	// Attempts are the classes the upstream filter recorded for each
-	// attempt, in order (the last one is this response's); empty when no
-	// upstream filter runs.
+	// Attempts are the classes of each upstream attempt, in order (the
+	// last one is this response's): what the upstream filter recorded, and
+	// AttemptNoResponse for an attempt that x-envoy-attempt-count shows but
+	// that died before the filter could record it (connect failure). Empty
+	// when no upstream filter runs and the vendor answered.
 	Attempts []string
 }
 

@@ -141,7 +141,7 @@ func newHarness(t *testing.T, cfg config.Config, guards ...Guard) *harness {
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(GRPCServerOptions()...)
 	extprocv3.RegisterExternalProcessorServer(gs, srv)
 	go func() { _ = gs.Serve(ln) }()
 	t.Cleanup(gs.Stop)
@@ -330,15 +330,28 @@ func TestEventStreamIsStreamedAndLengthDropped(t *testing.T) {
 	require.EqualValues(t, len(stream), recs[0].ResponseBytes)
 }
 
-func TestLargeOrUnknownLengthResponsesStream(t *testing.T) {
+func TestResponseBodyModeByLengthAndType(t *testing.T) {
 	cfg := config.Defaults()
 	cfg.Processing.ResponseBufferLimitBytes = 10
 	tests := []struct {
 		name string
 		kv   []string
+		want filterv3.ProcessingMode_BodySendMode
 	}{
-		{"over the cap", []string{":status", "200", "content-type", "application/json", "content-length", "11"}},
-		{"no length", []string{":status", "200", "content-type", "application/json"}},
+		{"within the cap", []string{":status", "200", "content-type", "application/json", "content-length", "10"},
+			filterv3.ProcessingMode_BUFFERED},
+		{"over the cap", []string{":status", "200", "content-type", "application/json", "content-length", "11"},
+			filterv3.ProcessingMode_STREAMED},
+		// Held by Envoy up to its own buffer limit, so the usage headers
+		// can still be set (see TestUnknownLengthJSONGetsUsageHeaders).
+		{"json without length", []string{":status", "200", "content-type", "application/json"},
+			filterv3.ProcessingMode_BUFFERED_PARTIAL},
+		{"problem json without length", []string{":status", "200", "content-type", "application/problem+json"},
+			filterv3.ProcessingMode_BUFFERED_PARTIAL},
+		// Audio of unknown length (text to speech) must not wait for a
+		// buffer to fill.
+		{"audio without length", []string{":status", "200", "content-type", "audio/mpeg"},
+			filterv3.ProcessingMode_STREAMED},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -346,7 +359,14 @@ func TestLargeOrUnknownLengthResponsesStream(t *testing.T) {
 			c := h.open()
 			c.do(reqHeaders(hdrs(true, ":method", "GET", ":path", "/fake/v1/models")))
 			resp := c.do(respHeaders(hdrs(false, tt.kv...)))
-			require.Equal(t, filterv3.ProcessingMode_STREAMED, resp.GetModeOverride().GetResponseBodyMode())
+			mo := resp.GetModeOverride()
+			require.Equal(t, tt.want, mo.GetResponseBodyMode())
+			if tt.want == filterv3.ProcessingMode_STREAMED {
+				require.Equal(t, filterv3.ProcessingMode_SEND, mo.GetResponseTrailerMode(),
+					"a streamed body ending in trailers has no end_of_stream body message")
+			} else {
+				require.Equal(t, filterv3.ProcessingMode_DEFAULT, mo.GetResponseTrailerMode())
+			}
 			// Envoy keeps content-length for NONE->STREAMED; the body is not
 			// changed, so it stays right and must not be removed.
 			require.Nil(t, resp.GetResponseHeaders().GetResponse().GetHeaderMutation())
@@ -491,11 +511,11 @@ func TestGzipResponseUsage(t *testing.T) {
 	zw := gzip.NewWriter(&b)
 	_, _ = zw.Write([]byte(`{"in":11,"out":12}`))
 	_ = zw.Close()
-	c.do(respHeaders(hdrs(false, ":status", "200", "content-type", "application/json", "content-encoding", "gzip")))
-	z := b.Bytes()
-	c.do(respBody(z[:3], false))
-	resp := c.do(respBody(z[3:], true))
+	resp := c.do(respHeaders(hdrs(false, ":status", "200", "content-type", "application/json", "content-encoding", "gzip")))
+	require.Equal(t, filterv3.ProcessingMode_BUFFERED_PARTIAL, resp.GetModeOverride().GetResponseBodyMode())
+	resp = c.do(respBody(b.Bytes(), true))
 	require.EqualValues(t, 23, mdField(t, resp, "total_tokens"))
+	require.Equal(t, "23", usageHeader(resp, "x-llm-total-tokens"))
 }
 
 func TestHeadersOnlyResponseEndsAtHeaders(t *testing.T) {
@@ -526,6 +546,16 @@ func TestObservabilityModeNeverReplies(t *testing.T) {
 	require.True(t, c.ended(), "no reply is sent in observability mode")
 	recs := h.waitRecords(1)
 	require.EqualValues(t, 2, recs[0].Usage.TotalTokens)
+}
+
+// usageHeader returns the value a body reply sets for header name.
+func usageHeader(resp *extprocv3.ProcessingResponse, name string) string {
+	for _, hv := range resp.GetResponseBody().GetResponse().GetHeaderMutation().GetSetHeaders() {
+		if hv.GetHeader().GetKey() == name {
+			return string(hv.GetHeader().GetRawValue())
+		}
+	}
+	return ""
 }
 
 func (fakeProvider) ErrorBody(_ providers.RequestInfo, kind providers.ErrorKind, message string) []byte {

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -97,6 +99,24 @@ func New(opts Options) *Server {
 	return s
 }
 
+// MaxRecvMsgBytes is the gRPC receive limit [GRPCServerOptions] sets: gRPC's
+// own ceiling. Envoy bounds every message it sends by its buffer limit
+// (per_connection_buffer_limit_bytes, 32 MiB in envoy.yaml), and a lower
+// gRPC limit would not protect anything: grpc-go answers an oversized
+// message with a RESOURCE_EXHAUSTED stream error before the server can
+// reply, and Envoy (failure_mode_allow) then forwards the request with every
+// guard skipped. The server instead receives any message and refuses a
+// request body over processing.max_request_body_bytes with 413 itself.
+const MaxRecvMsgBytes = math.MaxInt32
+
+// GRPCServerOptions returns the grpc.ServerOptions every gRPC server that
+// serves [Server] needs: the receive limit [MaxRecvMsgBytes] (grpc-go's
+// default of 4 MiB is far below the 32 MiB request bodies envoy.yaml
+// buffers).
+func GRPCServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxRecvMsgBytes)}
+}
+
 // Providers returns the enabled providers.
 func (s *Server) Providers() providers.Registry { return s.providers }
 
@@ -113,7 +133,9 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 			if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
 				return nil
 			}
-			s.log.Debug("ext_proc stream receive failed", "error", err)
+			// Not a client's mistake: Envoy sent something the transport
+			// refused. Loud, because Envoy fails open on it.
+			s.log.Warn("ext_proc stream receive failed; Envoy continues without this server", "error", err)
 			return nil
 		}
 		resp := st.handle(ctx, req)

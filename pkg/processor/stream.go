@@ -57,7 +57,8 @@ type stream struct {
 	parser     providers.UsageParser
 	gunzip     *gunzipParser
 	filter     *usageChunkFilter
-	buffered   bool // the response body arrives whole
+	buffered   bool // the response body arrives in one message (BUFFERED, BUFFERED_PARTIAL)
+	cutShort   bool // that message lacked end_of_stream: trailers follow, or the rest passed unseen
 	errBody    []byte
 	respBytes  int64
 	firstByte  time.Time
@@ -104,10 +105,14 @@ func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) 
 	case *extprocv3.ProcessingRequest_ResponseBody:
 		return st.responseBody(ctx, r.ResponseBody)
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
-		st.endResponse(ctx)
+		// Asked for on streamed bodies: the response is complete.
 		resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{
 			ResponseTrailers: &extprocv3.TrailersResponse{}}}
-		resp.DynamicMetadata = st.metadata()
+		if st.attempt == nil && st.provider != nil && !st.finished {
+			st.endResponse(ctx)
+			resp.DynamicMetadata = st.metadata()
+			st.closed = true
+		}
 		return resp
 	default:
 		return nil
@@ -287,6 +292,13 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	}
 	chunk := b.GetBody()
 	st.bodySeen += int64(len(chunk))
+	// Checked on the bytes, not at request headers on content-length: a
+	// reply there would reach an HTTP/1.1 client still uploading as a
+	// connection reset, and Envoy, buffering, holds the body by now.
+	if max := st.s.cfg.Processing.MaxRequestBodyBytes; max > 0 && st.bodySeen > max {
+		st.body = nil
+		return st.refuseTooLarge(st.bodySeen)
+	}
 	limit := st.sampleLimit()
 	switch {
 	case st.bodyOver:
@@ -338,6 +350,39 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	cont.DynamicMetadata = st.metadata()
 	st.mdSent = true
 	return cont
+}
+
+// RequestTooLargeDetails is the %RESPONSE_CODE_DETAILS% of the 413 for a
+// request body over processing.max_request_body_bytes.
+const RequestTooLargeDetails = "llm_proxy_request_too_large"
+
+// refuseTooLarge answers a request whose body (at least size bytes) is
+// over processing.max_request_body_bytes with 413 in the
+// vendor's error shape. No guard runs: the vendor is never called.
+func (st *stream) refuseTooLarge(size int64) *extprocv3.ProcessingResponse {
+	st.admitted = true
+	st.bodyOver = true
+	st.body = nil
+	if st.reqLength < size {
+		st.reqLength = size
+	}
+	st.call.Info, st.call.EstimatedInputTokens, st.call.EstimateSource = st.estimate()
+	max := st.s.cfg.Processing.MaxRequestBodyBytes
+	msg := "[PROXY] Request body is larger than the gateway's limit of " + strconv.FormatInt(max, 10) + " bytes."
+	reply := &Reply{
+		Status: 413,
+		Headers: [][2]string{
+			{"Content-Type", "application/json"},
+			{headerErrorSource, "proxy"},
+		},
+		Body:    st.provider.ErrorBody(st.call.Info, providers.ErrorRequestTooLarge, msg),
+		Details: RequestTooLargeDetails,
+	}
+	st.refusedBy = reply.Details
+	st.status = reply.Status
+	st.closed = true
+	st.settle(OutcomeRefused)
+	return immediate(reply, st.metadata())
 }
 
 // sampleLimit is the largest body, in bytes, read for estimation; -1 is
@@ -432,7 +477,7 @@ func (st *stream) estimate() (providers.RequestInfo, int64, string) {
 // type, or none at all with a body that starts like an object.
 func looksJSON(contentType string, body []byte) bool {
 	mt := mediaType(contentType)
-	if mt == "application/json" || strings.HasSuffix(mt, "+json") {
+	if isJSON(mt) {
 		return true
 	}
 	if mt != "" {
@@ -440,6 +485,11 @@ func looksJSON(contentType string, body []byte) bool {
 	}
 	t := bytes.TrimLeft(body, " \t\r\n")
 	return len(t) > 0 && t[0] == '{'
+}
+
+// isJSON reports whether the media type mt is JSON.
+func isJSON(mt string) bool {
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
 }
 
 // decodeBody undoes a gzip content-encoding, reading at most limit decoded
@@ -471,19 +521,38 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
 		ResponseHeaders: &extprocv3.HeadersResponse{}}}
 	if st.provider == nil || st.finished {
+		// Nothing to account: a local reply of a filter before ext_proc
+		// (a CORS preflight's answer enters the whole encoder chain, so it
+		// opens a stream of its own) or a call already settled.
+		st.closed = true
 		return resp
 	}
+	hs := headersOf(h)
+	code, _ := header(hs, ":status")
+	st.status, _ = strconv.Atoi(code)
 	if !st.admitted {
-		// The request ended without a body message we could act on (for
-		// example trailers with trailer mode SKIP): account for it now.
+		if _, upstream := header(hs, "x-envoy-upstream-service-time"); !upstream {
+			// Envoy answered before the body reached this server: a 413 for
+			// a body over its buffer limit, or another local reply. The
+			// vendor was not called, so nothing is admitted (an admission
+			// here, on an estimate from the declared length, could reserve
+			// and even replace Envoy's answer).
+			st.admitted = true
+			st.call.Info, st.call.EstimatedInputTokens, st.call.EstimateSource = st.estimate()
+			st.respDone = true
+			st.settle(OutcomeCompleted)
+			resp.DynamicMetadata = st.metadata()
+			st.closed = true
+			return resp
+		}
+		// The vendor answered a request whose body never came as a message
+		// we could act on (for example a request body mode without an end
+		// marker): account for it now.
 		st.admit(ctx)
 		if st.finished {
 			return resp
 		}
 	}
-	hs := headersOf(h)
-	code, _ := header(hs, ":status")
-	st.status, _ = strconv.Atoi(code)
 	if reply := st.inspectResponse(ctx, hs); reply != nil {
 		return reply
 	}
@@ -517,10 +586,15 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 		}
 	case length >= 0 && length <= limit:
 		mode = filterv3.ProcessingMode_BUFFERED
-	case len(st.wantBody) > 0 && length < 0:
-		// An error body of unknown length that a ticket must read before
-		// the client sees anything: vendors' error bodies are small.
-		mode = filterv3.ProcessingMode_BUFFERED
+	case length < 0 && (isJSON(ct) || len(st.wantBody) > 0):
+		// JSON of unknown length (chunked, HTTP/2, compressed), or an error
+		// body a ticket must read: BUFFERED_PARTIAL holds the headers while
+		// Envoy collects the body up to its own buffer limit, so the whole
+		// body arrives in one message and the usage headers can still be
+		// set. A body over Envoy's limit is not a 500 (as BUFFERED's would
+		// be): Envoy sends what it holds (end_of_stream false), then lets
+		// the rest through untouched.
+		mode = filterv3.ProcessingMode_BUFFERED_PARTIAL
 	}
 	if mode == filterv3.ProcessingMode_STREAMED && len(st.wantBody) > 0 {
 		// Too large to hold: decide now, without the body.
@@ -529,7 +603,14 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 		}
 	}
 	resp.ModeOverride = &filterv3.ProcessingMode{ResponseBodyMode: mode}
-	st.buffered = mode == filterv3.ProcessingMode_BUFFERED
+	if mode == filterv3.ProcessingMode_STREAMED {
+		// A streamed body that ends with trailers has no end_of_stream
+		// body message, and with trailers SKIP nothing more is sent: the
+		// trailers message is then the only sign the response completed.
+		// Envoy sends it only when trailers are present.
+		resp.ModeOverride.ResponseTrailerMode = filterv3.ProcessingMode_SEND
+	}
+	st.buffered = mode != filterv3.ProcessingMode_STREAMED
 	if st.stripUsage && ct == "text/event-stream" && st.status < 300 {
 		st.filter = &usageChunkFilter{}
 	}
@@ -561,18 +642,24 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 			st.parser.Write(chunk)
 		}
 	}
+	// In BUFFERED and BUFFERED_PARTIAL modes the one body message is all
+	// Envoy sends: end_of_stream is false when trailers follow (trailers
+	// SKIP) or, in BUFFERED_PARTIAL, when the body is over Envoy's buffer
+	// limit and the rest passes through unseen.
+	last := b.GetEndOfStream() || st.buffered
 	if st.filter != nil {
 		out := st.filter.Write(chunk)
-		if b.GetEndOfStream() {
+		if last {
 			out = append(out, st.filter.Flush()...)
 		}
 		resp.GetResponseBody().Response = &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{
 			Mutation: &extprocv3.BodyMutation_Body{Body: out}}}
 	}
-	if b.GetEndOfStream() {
+	if last {
 		if reply := st.decideWithBody(ctx, st.errBody); reply != nil {
 			return reply
 		}
+		st.cutShort = !b.GetEndOfStream()
 		st.endResponse(ctx)
 		resp.DynamicMetadata = st.metadata()
 		if st.buffered {
@@ -646,14 +733,16 @@ func (st *stream) inspectResponse(ctx context.Context, hs []*corev3.HeaderValue)
 		return nil
 	}
 	_, hasServiceTime := header(hs, "x-envoy-upstream-service-time")
+	local := !hasServiceTime && (st.status == 502 || st.status == 503 || st.status == 504)
+	count, _ := header(hs, "x-envoy-attempt-count")
 	st.response = &Response{
 		Status: st.status,
 		Header: func(name string) string {
 			v, _ := header(hs, name)
 			return v
 		},
-		EnvoyLocal: !hasServiceTime && (st.status == 502 || st.status == 503 || st.status == 504),
-		Attempts:   attemptClasses(st.md, st.s.cfg.Processing.MetadataNamespace),
+		EnvoyLocal: local,
+		Attempts:   attemptClasses(st.md, st.s.cfg.Processing.MetadataNamespace, attemptCount(count), local),
 	}
 	for _, rt := range rts {
 		reply, wantBody := rt.ResponseHeaders(ctx, st.response)
@@ -744,9 +833,10 @@ func (st *stream) settle(outcome Outcome) {
 	if !st.firstByte.IsZero() {
 		rec.TTFB = st.firstByte.Sub(st.call.Start)
 	}
-	if !rec.Usage.Found && outcome == OutcomeAborted && st.status > 0 && st.status < 400 {
-		// The stream broke before the usage event: account the input the
-		// gateway estimated, flagged as such.
+	if !rec.Usage.Found && (outcome == OutcomeAborted || st.cutShort) && st.status > 0 && st.status < 400 {
+		// The stream broke before the usage event, or the part of the body
+		// the server saw had none: account the input the gateway
+		// estimated, flagged as such.
 		rec.Usage.InputTokens = st.call.EstimatedInputTokens
 		rec.Usage.TotalTokens = st.call.EstimatedInputTokens
 		rec.UsageEstimated = true

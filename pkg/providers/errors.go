@@ -14,6 +14,8 @@ func openAIError(kind ErrorKind, message string) []byte {
 		typ, code = "server_error", "service_unavailable"
 	case ErrorBudgetExceeded:
 		typ, code = "insufficient_quota", "budget_exceeded"
+	case ErrorRequestTooLarge:
+		typ, code = "invalid_request_error", "request_too_large"
 	}
 	return []byte(`{"error":{"message":` + quote(message) + `,"type":"` + typ + `","param":null,"code":"` + code + `"}}`)
 }
@@ -28,6 +30,9 @@ func anthropicError(kind ErrorKind, message string) []byte {
 	case ErrorBudgetExceeded:
 		// Anthropic has no 402; its billing errors are permission_error.
 		typ = "permission_error"
+	case ErrorRequestTooLarge:
+		// Anthropic's own 413 type.
+		typ = "request_too_large"
 	}
 	return []byte(`{"type":"error","error":{"type":"` + typ + `","message":` + quote(message) + `}}`)
 }
@@ -41,6 +46,8 @@ func geminiError(kind ErrorKind, message string) []byte {
 		code, status = 503, "UNAVAILABLE"
 	case ErrorBudgetExceeded:
 		code, status = 402, "FAILED_PRECONDITION"
+	case ErrorRequestTooLarge:
+		code, status = 413, "INVALID_ARGUMENT"
 	}
 	return []byte(`{"error":{"code":` + strconv.Itoa(code) + `,"message":` + quote(message) + `,"status":"` + status + `"}}`)
 }

@@ -30,6 +30,12 @@ func TestErrorBody(t *testing.T) {
 			`{"error":{"code":429,"message":"limit \"x\" reached","status":"RESOURCE_EXHAUSTED"}}`},
 		{"gemini 503", Gemini{}, RequestInfo{}, ErrorUnavailable,
 			`{"error":{"code":503,"message":"limit \"x\" reached","status":"UNAVAILABLE"}}`},
+		{"openai 413", OpenAI{}, RequestInfo{}, ErrorRequestTooLarge,
+			`{"error":{"message":"limit \"x\" reached","type":"invalid_request_error","param":null,"code":"request_too_large"}}`},
+		{"anthropic 413", Anthropic{}, RequestInfo{Endpoint: EndpointMessages}, ErrorRequestTooLarge,
+			`{"type":"error","error":{"type":"request_too_large","message":"limit \"x\" reached"}}`},
+		{"gemini 413", Gemini{}, RequestInfo{}, ErrorRequestTooLarge,
+			`{"error":{"code":413,"message":"limit \"x\" reached","status":"INVALID_ARGUMENT"}}`},
 		{"gemini compatible endpoint speaks openai", Gemini{}, RequestInfo{OpenAICompatible: true}, ErrorBudgetExceeded,
 			`{"error":{"message":"limit \"x\" reached","type":"insufficient_quota","param":null,"code":"budget_exceeded"}}`},
 	}

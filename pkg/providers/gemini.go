@@ -78,7 +78,8 @@ func (Gemini) ParseRequest(r Request) RequestInfo {
 // NewUsageParser implements [Provider.NewUsageParser]. It reads a
 // GenerateContentResponse as JSON, as an event stream (alt=sse) or as the
 // JSON array :streamGenerateContent sends without alt=sse, element by
-// element; the last usageMetadata wins. The OpenAI-compatible endpoint's
+// element; the last usageMetadata wins, as stated: a count it leaves out
+// (candidatesTokenCount after server-side tool turns) is zero. The OpenAI-compatible endpoint's
 // Chat Completions shapes are read too.
 //
 // Gemini's candidatesTokenCount leaves out thinking tokens and its
@@ -96,6 +97,7 @@ var geminiUsage = newPaths(mergePaths(chatUsagePaths, map[string]field{
 	"modelVersion":                          fieldModel,
 	"candidates.[0].finishReason":           fieldFinish,
 	"promptFeedback.blockReason":            fieldBlockReason,
+	"usageMetadata":                         fieldUsageBlock,
 	"usageMetadata.promptTokenCount":        fieldInput,
 	"usageMetadata.candidatesTokenCount":    fieldOutput,
 	"usageMetadata.totalTokenCount":         fieldTotal,

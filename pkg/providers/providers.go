@@ -38,6 +38,8 @@ const (
 	ErrorUnavailable
 	// ErrorBudgetExceeded goes with HTTP 402.
 	ErrorBudgetExceeded
+	// ErrorRequestTooLarge goes with HTTP 413.
+	ErrorRequestTooLarge
 )
 
 // Request is what the processor knows about a client request when it asks a

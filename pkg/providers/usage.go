@@ -36,6 +36,11 @@ const (
 	fieldStatus
 	fieldIncomplete
 	fieldBlockReason
+	// fieldUsageBlock marks an object that states a vendor's whole usage so
+	// far (Gemini's usageMetadata in each stream chunk): entering it clears
+	// the counts read before, so the last block is taken as the vendor
+	// states it and a count it leaves out is zero, not an earlier block's.
+	fieldUsageBlock
 	numFields
 )
 
@@ -170,6 +175,13 @@ func (v *values) setStr(f field, raw []byte, escaped bool) {
 	}
 }
 
+// clearCounts forgets every count read so far (a new usage block starts).
+func (v *values) clearCounts() {
+	for f := fieldInput; f <= fieldToolPrompt; f++ {
+		v.num[f], v.has[f] = 0, false
+	}
+}
+
 // parseCount parses a non-negative JSON integer without allocating.
 func parseCount(b []byte) (int64, bool) {
 	if len(b) == 0 || len(b) > 18 {
@@ -200,10 +212,12 @@ func (v *values) usage(requestModel string) Usage {
 	for f := fieldInput; f <= fieldToolPrompt; f++ {
 		u.Found = u.Found || v.has[f]
 	}
-	if v.has[fieldTotal] {
+	// The total always agrees with its parts (every vendor's total is
+	// input + output in this normalisation); the vendor's own total is
+	// used only when it states no part.
+	u.TotalTokens = u.InputTokens + u.OutputTokens
+	if u.TotalTokens == 0 && v.has[fieldTotal] {
 		u.TotalTokens = v.num[fieldTotal]
-	} else {
-		u.TotalTokens = u.InputTokens + u.OutputTokens
 	}
 	if u.Model == "" {
 		u.Model = requestModel
@@ -340,6 +354,9 @@ func (t *tracker) valueStart(b []byte, i int) int {
 	case isSpace(c):
 		return i + 1
 	case c == '{':
+		if n != nil && n.leaf == fieldUsageBlock {
+			t.sink.clearCounts()
+		}
 		if n != nil && len(n.keys) > 0 && t.depth < maxFrames {
 			t.frames[t.depth] = frame{node: n}
 			t.depth++

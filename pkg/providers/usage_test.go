@@ -93,6 +93,17 @@ var usageCases = []usageCase{
 		},
 	},
 	{
+		// Shaped after a recorded stream with server-side tool turns (code
+		// execution): the final chunk's usageMetadata has no
+		// candidatesTokenCount, and its total is prompt + thoughts. An
+		// earlier chunk's candidatesTokenCount must not survive into it.
+		name: "gemini sse with server-side tool turns", provider: Gemini{}, file: "gemini_stream_server_tools.sse", ctype: "text/event-stream",
+		want: Usage{
+			InputTokens: 87, OutputTokens: 78, TotalTokens: 165, ReasoningTokens: 78,
+			Model: "gemini-2.5-flash", RequestID: "q0TvaPr3LJ2c1e8PsK2x4Qk", FinishReason: "STOP", Found: true,
+		},
+	},
+	{
 		name: "gemini json array stream", provider: Gemini{}, file: "gemini_stream_array.json", ctype: "application/json",
 		want: Usage{
 			InputTokens: 8, OutputTokens: 250, TotalTokens: 258,
@@ -131,6 +142,32 @@ func TestUsageParserFixtures(t *testing.T) {
 			got, up := parseChunks(tc.provider, tc.ctype, body)
 			require.Equal(t, tc.want, got)
 			require.Zero(t, up.Held(), "nothing pending after a complete body")
+		})
+	}
+}
+
+// TestUsageTotalsAgreeWithTheirParts is a property over every recorded
+// fixture, however it is chunked: the total is input + output, the
+// normalisation every vendor's usage is reported in.
+func TestUsageTotalsAgreeWithTheirParts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, tc := range usageCases {
+		t.Run(tc.name, func(t *testing.T) {
+			body := readFixture(t, tc.file)
+			for range 50 {
+				var chunks [][]byte
+				for rest := body; len(rest) > 0; {
+					n := 1 + rng.IntN(min(len(rest), 64))
+					chunks = append(chunks, rest[:n])
+					rest = rest[n:]
+				}
+				got, _ := parseChunks(tc.provider, tc.ctype, chunks...)
+				if !got.Found {
+					continue
+				}
+				require.Equal(t, got.InputTokens+got.OutputTokens, got.TotalTokens, "total = input + output")
+				require.LessOrEqual(t, got.ReasoningTokens, got.OutputTokens, "reasoning is part of the output")
+			}
 		})
 	}
 }
