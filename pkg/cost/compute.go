@@ -4,16 +4,28 @@ import "math"
 
 // Usage is the token accounting of one response, in tokens, with the
 // semantics of providers.Usage (field X here is XTokens there). Negative
-// counts are treated as zero.
+// counts are treated as zero, counts above 2^58 as 2^58.
 //
 // How Input relates to the cache counts depends on the endpoint; see
-// [Compute]. Output always includes Reasoning.
+// [Compute]. Output always includes Reasoning, OutputAudio and OutputImage;
+// the prompt (Input, and the cache counts where Input excludes them)
+// includes InputAudio and InputImage. CacheWrite counts every cache write
+// and CacheWrite1h the part of it written with Anthropic's 1-hour TTL
+// (usage.cache_creation.ephemeral_1h_input_tokens); CacheReadAudio and
+// CacheReadImage are the audio and image parts of CacheRead.
 type Usage struct {
-	Input      int64
-	Output     int64
-	CacheRead  int64
-	CacheWrite int64
-	Reasoning  int64
+	Input          int64
+	Output         int64
+	CacheRead      int64
+	CacheWrite     int64
+	CacheWrite1h   int64
+	Reasoning      int64
+	InputAudio     int64
+	InputImage     int64
+	CacheReadAudio int64
+	CacheReadImage int64
+	OutputAudio    int64
+	OutputImage    int64
 }
 
 // Breakdown is the cost of one response in USD, at full float64 precision:
@@ -56,20 +68,26 @@ const anthropic = "anthropic"
 // provider name) on its native endpoint, or on its OpenAI-compatible
 // endpoint when openAICompatible is set.
 //
-// Splitting the prompt:
+// The whole prompt:
 //   - Anthropic native endpoint (provider "anthropic", not compatible):
-//     Input excludes the cache; uncached input = Input, and CacheRead and
-//     CacheWrite are added to it.
+//     Input excludes the cache; the prompt is Input + CacheRead + CacheWrite.
 //   - Every other case (OpenAI, Gemini native, every OpenAI-compatible
 //     endpoint, unknown providers): Input is the whole prompt and includes
-//     CacheRead (and CacheWrite when a vendor reports one); uncached input =
-//     Input - CacheRead - CacheWrite, floored at 0.
+//     CacheRead (and CacheWrite when a vendor reports one); the prompt is
+//     Input, or CacheRead + CacheWrite if a vendor reports more cache than
+//     input.
 //
-// The prompt size that selects the tier is uncached + CacheRead +
-// CacheWrite. Output is billed at the output rate; it already includes
-// reasoning, but if a vendor reports more Reasoning than Output, Reasoning
-// is billed instead so that thinking is never lost. Cache tokens are billed
-// at the cache rates of the selected tier (Input when the rate is 0).
+// The prompt size selects the tier. The prompt and the output are then
+// split as the genai-prices reference implementation splits them: each
+// kind of token with a rate of its own (see [Price]) is billed at that
+// rate, and what remains at the rate of the enclosing kind; so uncached
+// text input = prompt − cache reads − cache writes − audio and image input
+// (+ cached audio and image, when those have rates, so nothing counts
+// twice). A part that would come out negative because a vendor reported
+// inconsistent counts is billed as zero. Output is billed at the output
+// rate; it already includes reasoning, but if a vendor reports more
+// Reasoning than Output, Reasoning is billed instead so that thinking is
+// never lost.
 //
 // Compute never panics, allocates nothing and is safe for concurrent use.
 func Compute(provider string, openAICompatible bool, p Price, u Usage) Breakdown {
@@ -78,20 +96,47 @@ func Compute(provider string, openAICompatible bool, p Price, u Usage) Breakdown
 	if r := nonNeg(u.Reasoning); r > out {
 		out = r
 	}
-	uncached := in
-	if provider != anthropic || openAICompatible {
-		uncached = in - cr - cw
-		if uncached < 0 {
-			uncached = 0
-		}
+	prompt := in
+	if provider == anthropic && !openAICompatible {
+		prompt = in + cr + cw
+	} else if c := cr + cw; c > prompt {
+		prompt = c
 	}
-	r := p.ratesFor(sat(sat(uncached, cr), cw))
+	var counts [numUnits]int64
+	counts[unitInput] = prompt
+	counts[unitOutput] = out
+	counts[unitCacheRead] = cr
+	counts[unitCacheWrite] = cw
+	counts[unitCacheWrite1h] = nonNeg(u.CacheWrite1h)
+	counts[unitInputAudio] = nonNeg(u.InputAudio)
+	counts[unitCacheReadAudio] = nonNeg(u.CacheReadAudio)
+	counts[unitOutputAudio] = nonNeg(u.OutputAudio)
+	counts[unitInputImage] = nonNeg(u.InputImage)
+	counts[unitCacheReadImage] = nonNeg(u.CacheReadImage)
+	counts[unitOutputImage] = nonNeg(u.OutputImage)
+
+	r, tier := p.ratesFor(prompt)
+	// Cache tokens without a rate of their own are billed at the input
+	// rate either way; giving them that rate explicitly keeps them in
+	// CacheReadUSD and CacheWriteUSD instead of InputUSD. Totals do not
+	// change: the tokens move from the input part to their own.
+	if r[unitCacheRead] == 0 && r[unitCacheReadAudio] == 0 && r[unitCacheReadImage] == 0 {
+		r[unitCacheRead] = r[unitInput]
+	}
+	if r[unitCacheWrite] == 0 && r[unitCacheWrite1h] == 0 {
+		r[unitCacheWrite] = r[unitInput]
+	}
+	leaves := splitLeaves(&r, &counts)
+	var parts [numUnits]float64
+	for k := range parts {
+		parts[k] = usd(leaves[k], r[k])
+	}
 	b := Breakdown{
-		InputUSD:      usd(uncached, r.input),
-		CacheReadUSD:  usd(cr, r.cacheRead),
-		CacheWriteUSD: usd(cw, r.cacheWrite),
-		OutputUSD:     usd(out, r.output),
-		Tier:          r.tier,
+		InputUSD:      parts[unitInput] + parts[unitInputAudio] + parts[unitInputImage],
+		CacheReadUSD:  parts[unitCacheRead] + parts[unitCacheReadAudio] + parts[unitCacheReadImage],
+		CacheWriteUSD: parts[unitCacheWrite] + parts[unitCacheWrite1h],
+		OutputUSD:     parts[unitOutput] + parts[unitOutputAudio] + parts[unitOutputImage],
+		Tier:          tier,
 	}
 	b.TotalUSD = b.InputUSD + b.CacheReadUSD + b.CacheWriteUSD + b.OutputUSD
 	return b
@@ -103,26 +148,26 @@ func Compute(provider string, openAICompatible bool, p Price, u Usage) Breakdown
 // inputTokens. Negative counts are treated as zero.
 func Estimate(p Price, inputTokens, outputTokens int64) float64 {
 	in, out := nonNeg(inputTokens), nonNeg(outputTokens)
-	r := p.ratesFor(in)
-	return usd(in, r.input) + usd(out, r.output)
+	r, _ := p.ratesFor(in)
+	return usd(in, r[unitInput]) + usd(out, r[unitOutput])
 }
 
 // usd is tokens at rate USD per million tokens.
 func usd(tokens int64, rate float64) float64 {
-	return float64(tokens) * rate / 1e6
+	return rate * float64(tokens) / 1e6
 }
 
+// maxTokens caps every count (2.9e17 tokens, far beyond any real
+// response) so that sums of the twelve counts of a Usage cannot overflow.
+const maxTokens = 1 << 58
+
+// nonNeg returns n floored at 0 and capped at maxTokens.
 func nonNeg(n int64) int64 {
-	if n < 0 {
+	switch {
+	case n < 0:
 		return 0
+	case n > maxTokens:
+		return maxTokens
 	}
 	return n
-}
-
-// sat adds two non-negative counts, saturating at MaxInt64.
-func sat(a, b int64) int64 {
-	if s := a + b; s >= a {
-		return s
-	}
-	return math.MaxInt64
 }

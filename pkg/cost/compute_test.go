@@ -158,8 +158,9 @@ func TestCompute(t *testing.T) {
 			name: "huge counts do not overflow", provider: "anthropic", price: Price{Input: 1},
 			usage: Usage{Input: math.MaxInt64, CacheRead: math.MaxInt64},
 			want: Breakdown{
-				InputUSD: float64(math.MaxInt64) / 1e6, CacheReadUSD: float64(math.MaxInt64) / 1e6,
-				TotalUSD: 2 * float64(math.MaxInt64) / 1e6,
+				// Counts are capped at 2^58 tokens before they are added.
+				InputUSD: float64(1<<58) / 1e6, CacheReadUSD: float64(1<<58) / 1e6,
+				TotalUSD: 2 * float64(1<<58) / 1e6,
 			},
 		},
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 )
@@ -23,7 +24,19 @@ type Model struct {
 // Table resolves a provider's model names to prices. It is immutable once
 // built and safe for concurrent use.
 //
-// Resolution of a requested name, in order, with no other matching:
+// A Table has up to three layers, consulted in order; the first that knows
+// the name wins:
+//
+//   - explicit models (the gateway configuration, or the models passed to
+//     [NewTable]), resolved by the rules below;
+//   - a price catalog ([Catalog], the embedded genai-prices snapshot by
+//     default), resolved by the catalog's own match rules on the name
+//     (after rule 1), then on its dated-snapshot base (rule 4);
+//   - the shipped supplements (default_pricing.yml: models the catalog
+//     lacks, such as fine-tunes of gpt-4.1), resolved by the rules below.
+//
+// Resolution of a requested name by the explicit rules, in order, with no
+// other matching:
 //  1. One leading "models/" (Gemini's resource prefix) is removed.
 //  2. The name equals a model name or an alias: that model.
 //  3. OpenAI fine-tunes "ft:<base>:<suffix...>": the model named
@@ -45,11 +58,15 @@ type Model struct {
 //     Gemini "-preview-MM-DD" names and OpenAI "-MMDD" names are not
 //     snapshots under this grammar: their prices differed from the
 //     released model's, so they need explicit entries or aliases.
-//  5. Anything else is unknown.
+//  5. Anything else is unknown to that layer.
 //
-// Names are compared case-sensitively, as the vendors' APIs do.
+// Explicit names are compared case-sensitively, as the vendors' APIs do;
+// the catalog's rules compare as the catalog says.
 type Table struct {
 	providers map[string]*providerTable
+	catalog   *Catalog
+	// supplement is the last layer.
+	supplement map[string]*providerTable
 }
 
 type providerTable struct {
@@ -76,6 +93,30 @@ const (
 // are not positive and strictly ascending, aliases that repeat within a
 // provider or equal a model name. The maps are not retained.
 func NewTable(models map[string]map[string]Model) (*Table, error) {
+	providers, err := buildProviders(models)
+	if err != nil {
+		return nil, err
+	}
+	return &Table{providers: providers}, nil
+}
+
+// NewTableWithCatalog builds a Table whose explicit layer is configured
+// (validated as [NewTable] does), followed by catalog (nil for none) and the
+// shipped supplements (see [Table]). Reloading prices at run time means
+// building a new Table with the new catalog and swapping it in.
+func NewTableWithCatalog(configured map[string]map[string]Model, catalog *Catalog) (*Table, error) {
+	providers, err := buildProviders(configured)
+	if err != nil {
+		return nil, err
+	}
+	supplement, err := supplementProviders()
+	if err != nil {
+		return nil, err
+	}
+	return &Table{providers: providers, catalog: catalog, supplement: supplement}, nil
+}
+
+func buildProviders(models map[string]map[string]Model) (map[string]*providerTable, error) {
 	var errs []error
 	t := &Table{providers: make(map[string]*providerTable, len(models))}
 	for _, prov := range sortedKeys(models) {
@@ -130,7 +171,7 @@ func NewTable(models map[string]map[string]Model) (*Table, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return t, nil
+	return t.providers, nil
 }
 
 func (pt *providerTable) add(key string, idx int) {
@@ -156,21 +197,49 @@ func checkName(s string) error {
 	return nil
 }
 
-// Lookup returns the price of model at provider and the table's name for
-// it (the canonical name), following the rules in [Table]. ok is false
-// when the provider or the model is unknown; the caller then records the
-// cost as unknown. The returned Price shares its Tiers slice with the table
-// and must not be modified. Lookup allocates nothing. A nil Table knows no
-// model.
+// Lookup returns the latest price of model at provider (the price in force
+// now, for catalog models with a price history) and the name of the entry
+// it resolved to (the canonical name), following the layers and rules in
+// [Table]. It is LookupAt with the current time; see there.
 func (t *Table) Lookup(provider, model string) (p Price, canonical string, ok bool) {
+	return t.LookupAt(provider, model, time.Time{})
+}
+
+// LookupAt returns the price in force at at (the request's time) of model
+// at provider and the name of the entry it resolved to (the canonical
+// name). A zero at means now. ok is false when no layer knows the model;
+// the caller then records the cost as unknown. The returned Price shares
+// its Tiers slice with the table and must not be modified. LookupAt
+// allocates nothing (see [Catalog] for the bound on remembered names). A
+// nil Table knows no model.
+func (t *Table) LookupAt(provider, model string, at time.Time) (p Price, canonical string, ok bool) {
 	if t == nil {
 		return Price{}, "", false
 	}
-	pt := t.providers[provider]
+	name := strings.TrimPrefix(model, geminiPrefix)
+	if p, c, ok := lookupExplicit(t.providers[provider], name); ok {
+		return p, c, true
+	}
+	if t.catalog != nil {
+		if p, c, ok := t.catalog.Lookup(provider, name, at); ok {
+			return p, c, true
+		}
+		if !strings.HasPrefix(name, ftPrefix) {
+			if b, ok := snapshotBase(name); ok {
+				if p, c, ok := t.catalog.Lookup(provider, b, at); ok {
+					return p, c, true
+				}
+			}
+		}
+	}
+	return lookupExplicit(t.supplement[provider], name)
+}
+
+func lookupExplicit(pt *providerTable, name string) (Price, string, bool) {
 	if pt == nil {
 		return Price{}, "", false
 	}
-	i, ok := pt.resolve(strings.TrimPrefix(model, geminiPrefix))
+	i, ok := pt.resolve(name)
 	if !ok {
 		return Price{}, "", false
 	}
