@@ -21,6 +21,11 @@ import (
 //go:embed catalog/genai-prices.json
 var embeddedCatalog []byte
 
+// CatalogLicense is the licence of the embedded catalog, shipped with it.
+//
+//go:embed catalog/LICENSE.genai-prices
+var CatalogLicense string
+
 var defaultCatalog = sync.OnceValues(func() (*Catalog, error) { return ParseCatalog(embeddedCatalog) })
 
 // DefaultCatalog returns the catalog embedded at build time. The same
@@ -173,12 +178,19 @@ func (c *Catalog) Lookup(provider, name string, at time.Time) (Price, string, bo
 	if cp == nil {
 		return Price{}, "", false
 	}
-	i := cp.resolve(name)
-	if i < 0 {
+	m := cp.model(name)
+	if m == nil {
 		return Price{}, "", false
 	}
-	m := &cp.models[i]
-	return m.priceAt(at), m.id, true
+	return *m.priceAt(at), m.id, true
+}
+
+// model returns the model name resolves to, or nil.
+func (cp *catalogProvider) model(name string) *catalogModel {
+	if i := cp.resolve(name); i >= 0 {
+		return &cp.models[i]
+	}
+	return nil
 }
 
 func (cp *catalogProvider) resolve(name string) int32 {
@@ -232,19 +244,19 @@ func (cp *catalogProvider) scan(name string) int32 {
 // priceAt returns the price in force at at: the last entry whose start
 // date is not after at (an entry without one always qualifies), else the
 // first entry, as the reference implementation chooses.
-func (m *catalogModel) priceAt(at time.Time) Price {
+func (m *catalogModel) priceAt(at time.Time) *Price {
 	if len(m.prices) == 1 {
-		return m.prices[0].price
+		return &m.prices[0].price
 	}
 	if at.IsZero() {
 		at = time.Now()
 	}
 	for i := len(m.prices) - 1; i >= 0; i-- {
 		if p := &m.prices[i]; p.always || !at.Before(p.from) {
-			return p.price
+			return &p.price
 		}
 	}
-	return m.prices[0].price
+	return &m.prices[0].price
 }
 
 // Price keys of the catalog and the rates they fill.

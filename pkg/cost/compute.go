@@ -91,22 +91,35 @@ const anthropic = "anthropic"
 //
 // Compute never panics, allocates nothing and is safe for concurrent use.
 func Compute(provider string, openAICompatible bool, p Price, u Usage) Breakdown {
+	if u.CacheWrite1h <= 0 && u.InputAudio <= 0 && u.InputImage <= 0 && u.CacheReadAudio <= 0 &&
+		u.CacheReadImage <= 0 && u.OutputAudio <= 0 && u.OutputImage <= 0 {
+		prompt, cr, cw, out := split(provider, openAICompatible, &u)
+		return computeText(&p, prompt, cr, cw, out)
+	}
+	return computeGeneral(provider, openAICompatible, p, u)
+}
+
+// split returns the whole prompt, the cache reads and writes and the
+// billable output of u, as Compute defines them.
+func split(provider string, openAICompatible bool, u *Usage) (prompt, cr, cw, out int64) {
 	in, out := nonNeg(u.Input), nonNeg(u.Output)
-	cr, cw := nonNeg(u.CacheRead), nonNeg(u.CacheWrite)
+	cr, cw = nonNeg(u.CacheRead), nonNeg(u.CacheWrite)
 	if r := nonNeg(u.Reasoning); r > out {
 		out = r
 	}
-	prompt := in
+	prompt = in
 	if provider == anthropic && !openAICompatible {
 		prompt = in + cr + cw
 	} else if c := cr + cw; c > prompt {
 		prompt = c
 	}
+	return prompt, cr, cw, out
+}
+
+// computeGeneral is Compute by the full unit split.
+func computeGeneral(provider string, openAICompatible bool, p Price, u Usage) Breakdown {
 	var counts [numUnits]int64
-	counts[unitInput] = prompt
-	counts[unitOutput] = out
-	counts[unitCacheRead] = cr
-	counts[unitCacheWrite] = cw
+	counts[unitInput], counts[unitCacheRead], counts[unitCacheWrite], counts[unitOutput] = split(provider, openAICompatible, &u)
 	counts[unitCacheWrite1h] = nonNeg(u.CacheWrite1h)
 	counts[unitInputAudio] = nonNeg(u.InputAudio)
 	counts[unitCacheReadAudio] = nonNeg(u.CacheReadAudio)
@@ -115,17 +128,8 @@ func Compute(provider string, openAICompatible bool, p Price, u Usage) Breakdown
 	counts[unitCacheReadImage] = nonNeg(u.CacheReadImage)
 	counts[unitOutputImage] = nonNeg(u.OutputImage)
 
-	r, tier := p.ratesFor(prompt)
-	// Cache tokens without a rate of their own are billed at the input
-	// rate either way; giving them that rate explicitly keeps them in
-	// CacheReadUSD and CacheWriteUSD instead of InputUSD. Totals do not
-	// change: the tokens move from the input part to their own.
-	if r[unitCacheRead] == 0 && r[unitCacheReadAudio] == 0 && r[unitCacheReadImage] == 0 {
-		r[unitCacheRead] = r[unitInput]
-	}
-	if r[unitCacheWrite] == 0 && r[unitCacheWrite1h] == 0 {
-		r[unitCacheWrite] = r[unitInput]
-	}
+	r, tier := p.ratesFor(counts[unitInput])
+	fillCacheRates(&r)
 	leaves := splitLeaves(&r, &counts)
 	var parts [numUnits]float64
 	for k := range parts {
@@ -137,6 +141,59 @@ func Compute(provider string, openAICompatible bool, p Price, u Usage) Breakdown
 		CacheWriteUSD: parts[unitCacheWrite] + parts[unitCacheWrite1h],
 		OutputUSD:     parts[unitOutput] + parts[unitOutputAudio] + parts[unitOutputImage],
 		Tier:          tier,
+	}
+	b.TotalUSD = b.InputUSD + b.CacheReadUSD + b.CacheWriteUSD + b.OutputUSD
+	return b
+}
+
+// fillCacheRates gives cache tokens without a rate of their own the input
+// rate they are billed at either way, which keeps them in CacheReadUSD and
+// CacheWriteUSD instead of InputUSD. Totals do not change: the tokens (less
+// any rated parts, which are subtracted either way) move from the input
+// part to their own at the same rate.
+func fillCacheRates(r *rates) {
+	if r[unitCacheRead] == 0 {
+		r[unitCacheRead] = r[unitInput]
+	}
+	if r[unitCacheWrite] == 0 {
+		r[unitCacheWrite] = r[unitInput]
+	}
+}
+
+// computeText is Compute for usage without 1-hour writes, audio or image
+// counts, the common case: those units then bill nothing whatever their
+// rates, and the split reduces to uncached = prompt − cache reads − cache
+// writes. It gives exactly the general path's result.
+func computeText(p *Price, prompt, cr, cw, out int64) Breakdown {
+	t := p.tierAt(prompt)
+	rIn, rOut, rCR, rCW := p.Input, p.Output, p.CacheRead, p.CacheWrite
+	if t > 0 {
+		tr := &p.Tiers[t-1]
+		rIn, rOut, rCR, rCW = tr.Input, tr.Output, tr.CacheRead, tr.CacheWrite
+	}
+	// As fillCacheRates.
+	if rCR == 0 {
+		rCR = rIn
+	}
+	if rCW == 0 {
+		rCW = rIn
+	}
+	uncached := prompt
+	if rCR != 0 {
+		uncached -= cr
+	}
+	if rCW != 0 {
+		uncached -= cw
+	}
+	if uncached < 0 {
+		uncached = 0
+	}
+	b := Breakdown{
+		InputUSD:      usd(uncached, rIn),
+		CacheReadUSD:  usd(cr, rCR),
+		CacheWriteUSD: usd(cw, rCW),
+		OutputUSD:     usd(out, rOut),
+		Tier:          t,
 	}
 	b.TotalUSD = b.InputUSD + b.CacheReadUSD + b.CacheWriteUSD + b.OutputUSD
 	return b

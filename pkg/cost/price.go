@@ -102,13 +102,22 @@ func (t *Tier) rates() rates {
 	}
 }
 
-// ratesFor returns the rates for a prompt of promptTokens tokens and the
-// tier they come from (0 = base, i+1 = Tiers[i]).
-func (p *Price) ratesFor(promptTokens int64) (rates, int) {
+// tierAt returns the tier that applies to a prompt of promptTokens tokens:
+// 0 for the base rates, i+1 for Tiers[i].
+func (p *Price) tierAt(promptTokens int64) int {
 	for i := len(p.Tiers) - 1; i >= 0; i-- {
 		if promptTokens > p.Tiers[i].AbovePromptTokens {
-			return p.Tiers[i].rates(), i + 1
+			return i + 1
 		}
+	}
+	return 0
+}
+
+// ratesFor returns the rates for a prompt of promptTokens tokens and the
+// tier they come from (see tierAt).
+func (p *Price) ratesFor(promptTokens int64) (rates, int) {
+	if t := p.tierAt(promptTokens); t > 0 {
+		return p.Tiers[t-1].rates(), t
 	}
 	return p.base(), 0
 }

@@ -63,10 +63,16 @@ type Model struct {
 // Explicit names are compared case-sensitively, as the vendors' APIs do;
 // the catalog's rules compare as the catalog says.
 type Table struct {
+	layers map[string]*layers
+	// providers is the explicit layer (kept for the tests' fixtures).
 	providers map[string]*providerTable
-	catalog   *Catalog
-	// supplement is the last layer.
-	supplement map[string]*providerTable
+}
+
+// layers are one provider's layers, in lookup order; any may be nil.
+type layers struct {
+	explicit   *providerTable
+	catalog    *catalogProvider
+	supplement *providerTable
 }
 
 type providerTable struct {
@@ -97,7 +103,7 @@ func NewTable(models map[string]map[string]Model) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Table{providers: providers}, nil
+	return newTable(providers, nil, nil), nil
 }
 
 // NewTableWithCatalog builds a Table whose explicit layer is configured
@@ -113,7 +119,29 @@ func NewTableWithCatalog(configured map[string]map[string]Model, catalog *Catalo
 	if err != nil {
 		return nil, err
 	}
-	return &Table{providers: providers, catalog: catalog, supplement: supplement}, nil
+	return newTable(providers, catalog, supplement), nil
+}
+
+func newTable(explicit map[string]*providerTable, catalog *Catalog, supplement map[string]*providerTable) *Table {
+	t := &Table{layers: map[string]*layers{}, providers: explicit}
+	get := func(prov string) *layers {
+		if t.layers[prov] == nil {
+			t.layers[prov] = &layers{}
+		}
+		return t.layers[prov]
+	}
+	for prov, pt := range explicit {
+		get(prov).explicit = pt
+	}
+	if catalog != nil {
+		for prov, cp := range catalog.providers {
+			get(prov).catalog = cp
+		}
+	}
+	for prov, pt := range supplement {
+		get(prov).supplement = pt
+	}
+	return t
 }
 
 func buildProviders(models map[string]map[string]Model) (map[string]*providerTable, error) {
@@ -216,35 +244,42 @@ func (t *Table) LookupAt(provider, model string, at time.Time) (p Price, canonic
 	if t == nil {
 		return Price{}, "", false
 	}
-	name := strings.TrimPrefix(model, geminiPrefix)
-	if p, c, ok := lookupExplicit(t.providers[provider], name); ok {
-		return p, c, true
+	l := t.layers[provider]
+	if l == nil {
+		return Price{}, "", false
 	}
-	if t.catalog != nil {
-		if p, c, ok := t.catalog.Lookup(provider, name, at); ok {
-			return p, c, true
+	name := strings.TrimPrefix(model, geminiPrefix)
+	if e := l.explicit.lookup(name); e != nil {
+		return e.price, e.name, true
+	}
+	if l.catalog != nil {
+		if m := l.catalog.model(name); m != nil {
+			return *m.priceAt(at), m.id, true
 		}
 		if !strings.HasPrefix(name, ftPrefix) {
 			if b, ok := snapshotBase(name); ok {
-				if p, c, ok := t.catalog.Lookup(provider, b, at); ok {
-					return p, c, true
+				if m := l.catalog.model(b); m != nil {
+					return *m.priceAt(at), m.id, true
 				}
 			}
 		}
 	}
-	return lookupExplicit(t.supplement[provider], name)
+	if e := l.supplement.lookup(name); e != nil {
+		return e.price, e.name, true
+	}
+	return Price{}, "", false
 }
 
-func lookupExplicit(pt *providerTable, name string) (Price, string, bool) {
+// lookup returns the entry name resolves to by the explicit rules, or nil.
+func (pt *providerTable) lookup(name string) *entry {
 	if pt == nil {
-		return Price{}, "", false
+		return nil
 	}
 	i, ok := pt.resolve(name)
 	if !ok {
-		return Price{}, "", false
+		return nil
 	}
-	e := pt.entries[i]
-	return e.price, e.name, true
+	return &pt.entries[i]
 }
 
 func (pt *providerTable) resolve(name string) (int, bool) {
