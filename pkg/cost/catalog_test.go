@@ -125,7 +125,7 @@ func TestCatalogPriceHistory(t *testing.T) {
 		{model: "m", at: day("2025-06-10T00:00:00Z"), want: 2},
 		{model: "m", at: day("2098-12-31T23:59:59Z"), want: 2},
 		{model: "m", at: day("2099-01-01T00:00:00Z"), want: 1},
-		{model: "m", at: time.Time{}, want: 2}, // now
+		{model: "m", at: time.Time{}, want: 2},                 // now
 		{model: "d", at: day("2025-01-01T00:00:00Z"), want: 3}, // before every date: the first entry
 	}
 	for _, tt := range tests {
