@@ -45,6 +45,9 @@ type Record struct {
 	Interaction int    `json:"interaction"`
 	// Vendor is "openai", "anthropic" or "gemini".
 	Vendor string `json:"vendor"`
+	// Host is the API host the call went to (aiplatform.googleapis.com for
+	// Vertex AI, which takes Gemini request bodies).
+	Host string `json:"host"`
 	// Endpoint is the providers.Endpoint value of the call.
 	Endpoint string `json:"endpoint"`
 	// URLPath is the vendor path as the gateway sees it, without the
@@ -286,7 +289,7 @@ func record(uri string, req []byte, status int, resp []byte) (r Record, why stri
 	if err != nil {
 		return r, "request json"
 	}
-	r.Vendor, r.Endpoint, r.URLPath, r.RawQuery = vendor, ep, path, u.RawQuery
+	r.Vendor, r.Host, r.Endpoint, r.URLPath, r.RawQuery = vendor, u.Host, ep, path, u.RawQuery
 	r.Request, r.ElidedBytes = body, elided
 	r.Model, _ = reqObj["model"].(string)
 	if vendor == "gemini" {
