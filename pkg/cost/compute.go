@@ -26,6 +26,10 @@ type Usage struct {
 	CacheReadImage int64
 	OutputAudio    int64
 	OutputImage    int64
+	// ServiceTier is the processing tier the vendor reports for the
+	// response (OpenAI's service_tier: "default", "flex", "priority"); ""
+	// or an unlisted tier means standard rates, see [Compute].
+	ServiceTier string
 }
 
 // Breakdown is the cost of one response in USD, at full float64 precision:
@@ -38,6 +42,10 @@ type Breakdown struct {
 	OutputUSD     float64
 	TotalUSD      float64
 	Tier          int
+	// ServiceTier is the processing tier whose prices applied: the
+	// Usage's tier when the Price lists it or a documented rule prices it
+	// (OpenAI flex), else "" for standard rates.
+	ServiceTier string
 }
 
 // Micros returns TotalUSD in micro-dollars (1e-6 USD), rounded to the
@@ -89,14 +97,46 @@ const anthropic = "anthropic"
 // Reasoning than Output, Reasoning is billed instead so that thinking is
 // never lost.
 //
+// Service tiers: a Usage whose ServiceTier is listed in p.ServiceTiers is
+// billed at that price. OpenAI's "flex" tier, when not listed, is billed
+// at half the standard price (OpenAI prices flex at its Batch API rates).
+// Any other tier ("", "default", "standard", or one without a price, such
+// as OpenAI "priority" unless configured) is billed at the standard rates
+// and Breakdown.ServiceTier stays "".
+//
 // Compute never panics, allocates nothing and is safe for concurrent use.
 func Compute(provider string, openAICompatible bool, p Price, u Usage) Breakdown {
+	if u.ServiceTier == "" || u.ServiceTier == "default" || u.ServiceTier == "standard" {
+		return computeStandard(provider, openAICompatible, &p, &u)
+	}
+	if st, ok := p.ServiceTiers[u.ServiceTier]; ok {
+		b := computeStandard(provider, openAICompatible, &st, &u)
+		b.ServiceTier = u.ServiceTier
+		return b
+	}
+	b := computeStandard(provider, openAICompatible, &p, &u)
+	if provider == openAI && !openAICompatible && u.ServiceTier == flex {
+		// OpenAI bills flex processing at Batch API rates, half of the
+		// standard ones (prompt-cache discounts included).
+		b.InputUSD, b.CacheReadUSD, b.CacheWriteUSD, b.OutputUSD, b.TotalUSD =
+			b.InputUSD/2, b.CacheReadUSD/2, b.CacheWriteUSD/2, b.OutputUSD/2, b.TotalUSD/2
+		b.ServiceTier = flex
+	}
+	return b
+}
+
+const (
+	openAI = "openai"
+	flex   = "flex"
+)
+
+func computeStandard(provider string, openAICompatible bool, p *Price, u *Usage) Breakdown {
 	if u.CacheWrite1h <= 0 && u.InputAudio <= 0 && u.InputImage <= 0 && u.CacheReadAudio <= 0 &&
 		u.CacheReadImage <= 0 && u.OutputAudio <= 0 && u.OutputImage <= 0 {
-		prompt, cr, cw, out := split(provider, openAICompatible, &u)
-		return computeText(&p, prompt, cr, cw, out)
+		prompt, cr, cw, out := split(provider, openAICompatible, u)
+		return computeText(p, prompt, cr, cw, out)
 	}
-	return computeGeneral(provider, openAICompatible, p, u)
+	return computeGeneral(provider, openAICompatible, *p, *u)
 }
 
 // split returns the whole prompt, the cache reads and writes and the

@@ -345,3 +345,44 @@ func TestComputeTextPathMatchesGeneral(t *testing.T) {
 		}
 	}
 }
+
+func TestComputeServiceTiers(t *testing.T) {
+	gpt5 := Price{Input: 1.25, Output: 10, CacheRead: 0.125, ServiceTiers: map[string]Price{
+		"priority": {Input: 2.50, Output: 20, CacheRead: 0.25},
+	}}
+	u := Usage{Input: 10_000, CacheRead: 8_000, Output: 1_000, Reasoning: 600}
+	// Standard: 2,000 × 1.25 + 8,000 × 0.125 + 1,000 × 10.
+	standard := Breakdown{InputUSD: 0.0025, CacheReadUSD: 0.001, OutputUSD: 0.01, TotalUSD: 0.0135}
+	tests := []struct {
+		name, provider, tier string
+		compat               bool
+		want                 Breakdown
+	}{
+		{name: "no tier", provider: "openai", want: standard},
+		{name: "default", provider: "openai", tier: "default", want: standard},
+		{name: "configured priority", provider: "openai", tier: "priority",
+			want: Breakdown{InputUSD: 0.005, CacheReadUSD: 0.002, OutputUSD: 0.02, TotalUSD: 0.027, ServiceTier: "priority"}},
+		{name: "openai flex is half", provider: "openai", tier: "flex",
+			want: Breakdown{InputUSD: 0.00125, CacheReadUSD: 0.0005, OutputUSD: 0.005, TotalUSD: 0.00675, ServiceTier: "flex"}},
+		{name: "unpriced tier bills standard", provider: "openai", tier: "scale", want: standard},
+		{name: "flex rule is OpenAI's only", provider: "gemini", tier: "flex", want: standard},
+		{name: "flex rule not on compatible endpoints", provider: "gemini", compat: true, tier: "flex", want: standard},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u := u
+			u.ServiceTier = tt.tier
+			got := Compute(tt.provider, tt.compat, gpt5, u)
+			const eps = 1e-12
+			require.InEpsilon(t, 1+tt.want.InputUSD, 1+got.InputUSD, eps, "input")
+			require.InEpsilon(t, 1+tt.want.CacheReadUSD, 1+got.CacheReadUSD, eps, "cache read")
+			require.InEpsilon(t, 1+tt.want.OutputUSD, 1+got.OutputUSD, eps, "output")
+			require.InEpsilon(t, 1+tt.want.TotalUSD, 1+got.TotalUSD, eps, "total")
+			require.Equal(t, tt.want.ServiceTier, got.ServiceTier)
+		})
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		sink = Compute("openai", false, gpt5, Usage{Input: 10, Output: 1, ServiceTier: "priority"})
+	})
+	require.Zero(t, allocs)
+}

@@ -59,6 +59,11 @@ type Price struct {
 	OutputImage float64 `json:"output_image,omitempty"`
 	// Tiers are the long-prompt rates, by ascending threshold.
 	Tiers []Tier `json:"tiers,omitempty"`
+	// ServiceTiers are the complete prices of other processing tiers, by
+	// the service_tier name the vendor reports (OpenAI: "flex",
+	// "priority"); they cannot nest. A response in a tier listed here is
+	// billed at that price; see [Compute] for tiers not listed.
+	ServiceTiers map[string]Price `json:"service_tiers,omitempty"`
 }
 
 // Tier is a complete set of rates, in USD per million tokens, that replaces
@@ -136,6 +141,17 @@ func (p Price) validate(where string, errs []error) []error {
 		}
 		prev = t.AbovePromptTokens
 		errs = checkRates(tw, t.rates(), errs)
+	}
+	for _, name := range sortedKeys(p.ServiceTiers) {
+		st := p.ServiceTiers[name]
+		sw := fmt.Sprintf("%s: service_tiers.%s", where, name)
+		switch {
+		case name == "":
+			errs = append(errs, fmt.Errorf("%s: service tier name must not be empty", where))
+		case len(st.ServiceTiers) > 0:
+			errs = append(errs, fmt.Errorf("%s: service tiers cannot nest", sw))
+		}
+		errs = st.validate(sw, errs)
 	}
 	return errs
 }

@@ -420,6 +420,13 @@ func cloneModel(m Model) Model {
 
 func clonePrice(p Price) Price {
 	p.Tiers = slices.Clone(p.Tiers)
+	if p.ServiceTiers != nil {
+		st := make(map[string]Price, len(p.ServiceTiers))
+		for k, v := range p.ServiceTiers {
+			st[k] = clonePrice(v)
+		}
+		p.ServiceTiers = st
+	}
 	return p
 }
 

@@ -436,3 +436,31 @@ func TestDefaultModelsIsACopy(t *testing.T) {
 	p, _, _ := DefaultTable().Lookup("openai", "ft:gpt-4.1")
 	require.Equal(t, 3.0, p.Input)
 }
+
+func TestServiceTiersYAML(t *testing.T) {
+	m, err := ParseYAML([]byte(`
+providers:
+  openai:
+    models:
+      gpt-5:
+        pricing:
+          input: 1.25
+          cache_read: 0.125
+          output: 10
+          service_tiers:
+            priority: {input: 2.5, cache_read: 0.25, output: 20}
+`))
+	require.NoError(t, err)
+	tab, err := NewTableWithDefaults(m)
+	require.NoError(t, err)
+	p, c, ok := tab.Lookup("openai", "gpt-5-2025-08-07")
+	require.True(t, ok)
+	require.Equal(t, "gpt-5", c)
+	require.Equal(t, Price{Input: 2.5, CacheRead: 0.25, Output: 20}, p.ServiceTiers["priority"])
+
+	_, err = NewTable(map[string]map[string]Model{"openai": {"m": {Pricing: Price{Input: 1, ServiceTiers: map[string]Price{
+		"priority": {Input: -1, ServiceTiers: map[string]Price{"x": {}}},
+	}}}}})
+	require.ErrorContains(t, err, "service_tiers.priority: service tiers cannot nest")
+	require.ErrorContains(t, err, "service_tiers.priority: input must be")
+}
