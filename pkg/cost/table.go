@@ -66,6 +66,16 @@ type Table struct {
 	layers map[string]*layers
 	// providers is the explicit layer (kept for the tests' fixtures).
 	providers map[string]*providerTable
+	cat       *Catalog
+}
+
+// Catalog returns the catalog the Table consults, or nil (for example to
+// report its Version and SnapshotDate).
+func (t *Table) Catalog() *Catalog {
+	if t == nil {
+		return nil
+	}
+	return t.cat
 }
 
 // layers are one provider's layers, in lookup order; any may be nil.
@@ -123,7 +133,7 @@ func NewTableWithCatalog(configured map[string]map[string]Model, catalog *Catalo
 }
 
 func newTable(explicit map[string]*providerTable, catalog *Catalog, supplement map[string]*providerTable) *Table {
-	t := &Table{layers: map[string]*layers{}, providers: explicit}
+	t := &Table{layers: map[string]*layers{}, providers: explicit, cat: catalog}
 	get := func(prov string) *layers {
 		if t.layers[prov] == nil {
 			t.layers[prov] = &layers{}
