@@ -42,12 +42,11 @@ func (c crossCheckCase) usage() Usage {
 		CacheReadAudio: u.CacheReadAudio, CacheReadImage: u.CacheReadImage, OutputAudio: u.OutputAudio, OutputImage: u.OutputImage}
 }
 
-// referenceUsage is the usage in genai-prices' terms: input_tokens is the
-// whole prompt, every other count a part of it or of the output.
-func (c crossCheckCase) referenceUsage() map[string]int64 {
-	u := c.Usage
+// referenceUsage is u in genai-prices' terms: input_tokens is the whole
+// prompt, every other count a part of it or of the output.
+func referenceUsage(provider string, compat bool, u Usage) map[string]int64 {
 	prompt := u.Input
-	if c.Provider == anthropic && !c.Compat {
+	if provider == anthropic && !compat {
 		prompt = u.Input + u.CacheRead + u.CacheWrite
 	}
 	out := max(u.Output, u.Reasoning)
@@ -79,56 +78,21 @@ var catalogProviderIDs = map[string]string{"openai": "openai", "anthropic": "ant
 // `npm ci --prefix tools/pricecheck` (.ci/run does this) and skips without
 // them.
 func TestCrossCheckReference(t *testing.T) {
-	dir, err := filepath.Abs(filepath.Join("..", "..", "tools", "pricecheck"))
-	require.NoError(t, err)
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("cross-check skipped: node is not installed (the reference implementation runs under Node.js)")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@pydantic", "genai-prices", "package.json")); err != nil {
-		t.Skip("cross-check skipped: @pydantic/genai-prices is not installed; run `npm ci --prefix tools/pricecheck`")
-	}
-
+	requireReference(t)
 	data, err := os.ReadFile("testdata/crosscheck_usages.json")
 	require.NoError(t, err)
 	var cases []crossCheckCase
 	require.NoError(t, json.Unmarshal(data, &cases))
-	type input struct {
-		ProviderID string           `json:"provider_id"`
-		Model      string           `json:"model"`
-		Usage      map[string]int64 `json:"usage"`
-		Timestamp  time.Time        `json:"timestamp"`
-	}
-	ins := make([]input, len(cases))
+	ins := make([]referenceInput, len(cases))
 	for i, c := range cases {
-		ins[i] = input{ProviderID: catalogProviderIDs[c.Provider], Model: c.Model, Usage: c.referenceUsage(), Timestamp: c.At}
+		ins[i] = referenceInput{ProviderID: catalogProviderIDs[c.Provider], Model: c.Model,
+			Usage: referenceUsage(c.Provider, c.Compat, c.usage()), Timestamp: c.At}
 	}
-	stdin, err := json.Marshal(ins)
-	require.NoError(t, err)
-
-	cmd := exec.Command(node, filepath.Join(dir, "calc.mjs"))
-	cmd.Stdin = bytes.NewReader(stdin)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.Output()
-	require.NoError(t, err, "calc.mjs: %s", stderr.String())
-	var ref struct {
-		Version string `json:"version"`
-		Results []*struct {
-			ModelID    string  `json:"model_id"`
-			TotalPrice float64 `json:"total_price"`
-			Error      string  `json:"error"`
-		} `json:"results"`
-	}
-	require.NoError(t, json.Unmarshal(stdout, &ref))
-	require.Equal(t, DefaultCatalog().Version, ref.Version,
-		"tools/pricecheck installs a different genai-prices than the embedded snapshot: run `make update-prices` (or `npm ci --prefix tools/pricecheck`)")
-	require.Len(t, ref.Results, len(cases))
-
+	results := runReference(t, ins)
 	tab := DefaultTable()
 	for i, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
-			r := ref.Results[i]
+			r := results[i]
 			require.NotNil(t, r, "the reference has no price for %s/%s", c.Provider, c.Model)
 			require.Empty(t, r.Error, "the reference rejected the usage")
 			p, canonical, ok := tab.LookupAt(c.Provider, c.Model, c.At)
@@ -139,4 +103,57 @@ func TestCrossCheckReference(t *testing.T) {
 			require.InDelta(t, r.TotalPrice, b.TotalUSD, 1e-9*max(1, r.TotalPrice))
 		})
 	}
+}
+
+type referenceInput struct {
+	ProviderID string           `json:"provider_id"`
+	Model      string           `json:"model"`
+	Usage      map[string]int64 `json:"usage"`
+	Timestamp  time.Time        `json:"timestamp"`
+}
+
+type referenceResult struct {
+	ModelID    string  `json:"model_id"`
+	TotalPrice float64 `json:"total_price"`
+	Error      string  `json:"error"`
+}
+
+func pricecheckDir(t *testing.T) string {
+	dir, err := filepath.Abs(filepath.Join("..", "..", "tools", "pricecheck"))
+	require.NoError(t, err)
+	return dir
+}
+
+// requireReference skips the test unless node and the catalog's npm
+// package are installed.
+func requireReference(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("cross-check skipped: node is not installed (the reference implementation runs under Node.js)")
+	}
+	if _, err := os.Stat(filepath.Join(pricecheckDir(t), "node_modules", "@pydantic", "genai-prices", "package.json")); err != nil {
+		t.Skip("cross-check skipped: @pydantic/genai-prices is not installed; run `npm ci --prefix tools/pricecheck`")
+	}
+}
+
+// runReference prices ins with the reference calcPrice (nil where it has
+// no price) and checks that it is the snapshot's version.
+func runReference(t *testing.T, ins []referenceInput) []*referenceResult {
+	t.Helper()
+	stdin, err := json.Marshal(ins)
+	require.NoError(t, err)
+	cmd := exec.Command("node", filepath.Join(pricecheckDir(t), "calc.mjs"))
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	require.NoError(t, err, "calc.mjs: %s", stderr.String())
+	var ref struct {
+		Version string             `json:"version"`
+		Results []*referenceResult `json:"results"`
+	}
+	require.NoError(t, json.Unmarshal(stdout, &ref))
+	require.Equal(t, DefaultCatalog().Version, ref.Version,
+		"tools/pricecheck installs a different genai-prices than the embedded snapshot: run `make update-prices` (or `npm ci --prefix tools/pricecheck`)")
+	require.Len(t, ref.Results, len(ins))
+	return ref.Results
 }
