@@ -54,6 +54,14 @@ e2e-docker: ## Run the same e2e scenarios against real Envoy in Docker (skips wi
 bench: ## Run the benchmarks and print the comparisons with ratios.
 	go test -run '^$$' -bench . -benchmem -benchtime $(BENCH_TIME) ./pkg/providers/ ./pkg/ratelimit/ ./pkg/breaker/ ./bench/...
 
+.PHONY: update-prices
+update-prices: ## Refresh pkg/cost's vendored price catalog from the latest @pydantic/genai-prices on npm (needs npm).
+	cd tools/pricecheck && npm install --no-audit --no-fund --save-exact @pydantic/genai-prices@latest
+	SNAPSHOT_DATE=$$(date -u +%F) node tools/pricecheck/snapshot.mjs > pkg/cost/catalog/genai-prices.json.new
+	cp tools/pricecheck/node_modules/@pydantic/genai-prices/LICENSE pkg/cost/catalog/LICENSE.genai-prices
+	mv pkg/cost/catalog/genai-prices.json.new pkg/cost/catalog/genai-prices.json
+	go test -count=1 ./pkg/cost/
+
 .PHONY: fmt
 fmt: ## Format the code.
 	gofmt -w .

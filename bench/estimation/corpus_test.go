@@ -663,18 +663,6 @@ func openAIBody(c *conversation) ([]byte, error) {
 	return marshal(req)
 }
 
-// openAIToolsJSON is the "tools" value of openAIBody, exactly as sent.
-func openAIToolsJSON(c *conversation) ([]byte, error) {
-	if len(c.Tools) == 0 {
-		return nil, nil
-	}
-	raws := make([]json.RawMessage, len(c.Tools))
-	for i, t := range c.Tools {
-		raws[i] = t.Raw
-	}
-	return marshal(raws)
-}
-
 // anthropicBody renders c as a Messages API request.
 func anthropicBody(c *conversation) ([]byte, error) {
 	type msg struct {

@@ -108,10 +108,11 @@ func measure(t *testing.T, f *fixture) []sample {
 			s.runes[vi] = info.TextRunes
 			s.est[vi] = estimate(info, f.est.CharsPerTokenFor(v.name))
 		}
-		// OpenAI counts tools as their JSON as sent.
-		tools, err := openAIToolsJSON(c)
+		// OpenAI counts tools in the layout it renders them in: names,
+		// descriptions, types and enum values, not the JSON.
+		layout, err := openAILayoutRunes(c.Tools)
 		require.NoError(t, err)
-		require.Equal(t, text+int64(utf8.RuneCount(tools)), s.runes[0], "openai request %d", i)
+		require.Equal(t, text+layout, s.runes[0], "openai request %d", i)
 
 		n, err := tok.chat(c.System, c.Messages, c.Tools)
 		require.NoError(t, err)
@@ -532,4 +533,34 @@ func BenchmarkEstimate(b *testing.B) {
 			}
 		})
 	}
+}
+
+// openAILayoutRunes counts the text of flat function definitions as OpenAI
+// renders them: the name, the description, the parameters' type and each
+// property's name, type, description and enum values.
+func openAILayoutRunes(tools []toolDef) (int64, error) {
+	var n int
+	for _, t := range tools {
+		f := t.Function
+		n += utf8.RuneCountInString(f.Name) + utf8.RuneCountInString(f.Description)
+		var sc struct {
+			Type       string `json:"type"`
+			Properties map[string]struct {
+				Type        string   `json:"type"`
+				Description string   `json:"description"`
+				Enum        []string `json:"enum"`
+			} `json:"properties"`
+		}
+		if err := json.Unmarshal(f.Parameters, &sc); err != nil {
+			return 0, fmt.Errorf("tool %s: %w", f.Name, err)
+		}
+		n += utf8.RuneCountInString(sc.Type)
+		for name, p := range sc.Properties {
+			n += utf8.RuneCountInString(name) + utf8.RuneCountInString(p.Type) + utf8.RuneCountInString(p.Description)
+			for _, e := range p.Enum {
+				n += utf8.RuneCountInString(e)
+			}
+		}
+	}
+	return int64(n), nil
 }

@@ -1,5 +1,6 @@
 // Package admin serves the operator endpoints of the ext_proc server:
-// GET /health (provider status as JSON), GET /ready (readiness for load
+// GET /health (provider status and the models seen without a price, as
+// JSON), GET /ready (readiness for load
 // balancers and Kubernetes) and GET /metrics (Prometheus).
 package admin
 
@@ -34,6 +35,11 @@ type Options struct {
 	// ProviderExtra adds fields to each provider's /health entry (for
 	// example circuit_state); nil adds none.
 	ProviderExtra func(ctx context.Context, provider string) map[string]any
+	// UnpricedModels lists the models seen without a price in the last
+	// day (telemetry.UnpricedModels.Health); /health reports it as
+	// "unpriced_models". Nil omits the key. Called per request; must be
+	// cheap.
+	UnpricedModels func(ctx context.Context) any
 	// Handlers are extra GET endpoints by path (for example "/usage").
 	Handlers map[string]http.Handler
 }
@@ -93,6 +99,9 @@ func New(o Options) http.Handler {
 			"providers": provs}
 		for name, f := range o.Sections {
 			out[name] = f(r.Context())
+		}
+		if o.UnpricedModels != nil {
+			out["unpriced_models"] = o.UnpricedModels(r.Context())
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(out)

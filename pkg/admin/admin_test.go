@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -66,4 +67,32 @@ func TestEndpoints(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestHealthListsUnpricedModels(t *testing.T) {
+	type unpriced struct {
+		Provider string `json:"provider"`
+		Model    string `json:"model"`
+	}
+	list := []unpriced{{Provider: "openai", Model: "gpt-7"}}
+	health := func(o Options) map[string]json.RawMessage {
+		rec := httptest.NewRecorder()
+		New(o).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
+		require.Equal(t, 200, rec.Code)
+		var body map[string]json.RawMessage
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+		return body
+	}
+	ready := func() bool { return true }
+
+	body := health(Options{Ready: ready, UnpricedModels: func(context.Context) any { return list }})
+	var got []unpriced
+	require.NoError(t, json.Unmarshal(body["unpriced_models"], &got))
+	require.Equal(t, list, got)
+
+	body = health(Options{Ready: ready, UnpricedModels: func(context.Context) any { return []unpriced{} }})
+	require.JSONEq(t, `[]`, string(body["unpriced_models"]), "an empty list is reported, not omitted")
+
+	body = health(Options{Ready: ready})
+	require.NotContains(t, body, "unpriced_models")
 }

@@ -95,11 +95,12 @@ type Estimation struct {
 
 // InputTokens estimates the input tokens of a request the provider read:
 // the billable text at the provider's characters per token (wide scripts
-// at WideCharsPerToken), rounded up, plus the image tokens.
+// at WideCharsPerToken), rounded up, plus the image tokens and the
+// vendor's documented overhead (providers.RequestInfo.OverheadTokens).
 func (e Estimation) InputTokens(provider string, info providers.RequestInfo) int64 {
 	narrow := float64(info.TextRunes - info.WideRunes)
 	t := narrow/e.CharsPerTokenFor(provider) + float64(info.WideRunes)/e.WideCharsPerToken
-	return int64(math.Ceil(t)) + info.ImageTokens
+	return int64(math.Ceil(t)) + info.ImageTokens + info.OverheadTokens
 }
 
 // Processing tunes the ext_proc pipeline.

@@ -1,9 +1,15 @@
 package cost
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 var sink Breakdown
 
+// BenchmarkLookupCompute measures price lookup plus computation for the
+// shipped prices (catalog) and, in the same run, for the hand-written table
+// that preceded the catalog (handwritten), on the same names.
 func BenchmarkLookupCompute(b *testing.B) {
 	tests := []struct {
 		name, provider, model string
@@ -13,13 +19,49 @@ func BenchmarkLookupCompute(b *testing.B) {
 		{name: "prefix-version", provider: "gemini", model: "models/gemini-2.0-flash-001"},
 		{name: "fine-tune", provider: "openai", model: "ft:gpt-4o-mini-2024-07-18:acme:support:9xYz"},
 	}
-	tab := DefaultTable()
+	tables := []struct {
+		name string
+		tab  *Table
+	}{
+		{name: "catalog", tab: DefaultTable()},
+		{name: "handwritten", tab: handwrittenTable(b)},
+	}
 	u := Usage{Input: 12_000, Output: 800, CacheRead: 9_000, CacheWrite: 500, Reasoning: 300}
+	for _, tt := range tests {
+		for _, tab := range tables {
+			b.Run(tt.name+"/"+tab.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					p, _, ok := tab.tab.Lookup(tt.provider, tt.model)
+					if !ok {
+						b.Fatal("unknown model")
+					}
+					sink = Compute(tt.provider, false, p, u)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkLookupAtCompute is the hot path with the request's time, on
+// catalog names only the catalog knows, including a price history.
+func BenchmarkLookupAtCompute(b *testing.B) {
+	tests := []struct {
+		name, provider, model string
+	}{
+		{name: "listed", provider: "openai", model: "gpt-5.2-2025-12-11"},
+		{name: "matched", provider: "anthropic", model: "claude-opus-4-8-20261115"},
+		{name: "history", provider: "anthropic", model: "claude-sonnet-4-6"},
+		{name: "tiered", provider: "gemini", model: "gemini-3-pro-preview"},
+	}
+	tab := DefaultTable()
+	at := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	u := Usage{Input: 12_000, Output: 800, CacheRead: 9_000, CacheWrite: 500, CacheWrite1h: 200, Reasoning: 300}
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				p, _, ok := tab.Lookup(tt.provider, tt.model)
+				p, _, ok := tab.LookupAt(tt.provider, tt.model, at)
 				if !ok {
 					b.Fatal("unknown model")
 				}

@@ -10,14 +10,17 @@ import (
 // Prices used by the hand-computed cases, copied here so that a change to
 // the default table does not silently change the expected values.
 var (
-	gpt4o       = Price{Input: 2.50, Output: 10, CacheRead: 1.25}
-	o4mini      = Price{Input: 1.10, Output: 4.40, CacheRead: 0.275}
-	sonnet45    = Price{Input: 3, Output: 15, CacheWrite: 3.75, CacheRead: 0.30, Tiers: []Tier{{AbovePromptTokens: 200_000, Input: 6, Output: 22.50, CacheWrite: 7.50, CacheRead: 0.60}}}
-	haiku45     = Price{Input: 1, Output: 5, CacheWrite: 1.25, CacheRead: 0.10}
-	gemini25pro = Price{Input: 1.25, Output: 10, CacheRead: 0.125, Tiers: []Tier{{AbovePromptTokens: 200_000, Input: 2.50, Output: 15, CacheRead: 0.25}}}
-	gemini25fl  = Price{Input: 0.30, Output: 2.50, CacheRead: 0.03}
-	noCache     = Price{Input: 2, Output: 8}
-	threeTiers  = Price{Input: 1, Output: 1, Tiers: []Tier{{AbovePromptTokens: 100, Input: 2, Output: 2}, {AbovePromptTokens: 1000, Input: 3, Output: 3, CacheRead: 0.5}}}
+	gpt4o        = Price{Input: 2.50, Output: 10, CacheRead: 1.25}
+	o4mini       = Price{Input: 1.10, Output: 4.40, CacheRead: 0.275}
+	sonnet45     = Price{Input: 3, Output: 15, CacheWrite: 3.75, CacheRead: 0.30, Tiers: []Tier{{AbovePromptTokens: 200_000, Input: 6, Output: 22.50, CacheWrite: 7.50, CacheRead: 0.60}}}
+	sonnet46     = Price{Input: 3, Output: 15, CacheWrite: 3.75, CacheWrite1h: 6, CacheRead: 0.30}
+	gptAudio     = Price{Input: 2.50, Output: 10, InputAudio: 32, OutputAudio: 64}
+	gemini3flash = Price{Input: 0.30, Output: 2.50, CacheRead: 0.03, InputAudio: 1, CacheReadAudio: 0.10}
+	haiku45      = Price{Input: 1, Output: 5, CacheWrite: 1.25, CacheRead: 0.10}
+	gemini25pro  = Price{Input: 1.25, Output: 10, CacheRead: 0.125, Tiers: []Tier{{AbovePromptTokens: 200_000, Input: 2.50, Output: 15, CacheRead: 0.25}}}
+	gemini25fl   = Price{Input: 0.30, Output: 2.50, CacheRead: 0.03}
+	noCache      = Price{Input: 2, Output: 8}
+	threeTiers   = Price{Input: 1, Output: 1, Tiers: []Tier{{AbovePromptTokens: 100, Input: 2, Output: 2}, {AbovePromptTokens: 1000, Input: 3, Output: 3, CacheRead: 0.5}}}
 )
 
 func TestCompute(t *testing.T) {
@@ -113,6 +116,44 @@ func TestCompute(t *testing.T) {
 			want:  Breakdown{InputUSD: 0.0002, CacheWriteUSD: 0.002, TotalUSD: 0.0022},
 		},
 		{
+			// Prompt 31,000: 4,000 1h writes × 6 + 6,000 5m writes × 3.75 +
+			// 20,000 reads × 0.30 + 1,000 uncached × 3 + 500 out × 15.
+			name: "anthropic 1h and 5m cache writes apart", provider: "anthropic", price: sonnet46,
+			usage: Usage{Input: 1_000, CacheWrite: 10_000, CacheWrite1h: 4_000, CacheRead: 20_000, Output: 500},
+			want:  Breakdown{InputUSD: 0.003, CacheReadUSD: 0.006, CacheWriteUSD: 0.0465, OutputUSD: 0.0075, TotalUSD: 0.063},
+		},
+		{
+			// No 1-hour rate: all 10,000 writes at the 5-minute 3.75.
+			name: "1h writes without a rate bill the write rate", provider: "anthropic", price: sonnet45,
+			usage: Usage{Input: 1_000, CacheWrite: 10_000, CacheWrite1h: 4_000, CacheRead: 20_000, Output: 500},
+			want:  Breakdown{InputUSD: 0.003, CacheReadUSD: 0.006, CacheWriteUSD: 0.0375, OutputUSD: 0.0075, TotalUSD: 0.054},
+		},
+		{
+			// 200 text × 2.50 + 1,100 audio × 32; 120 text out × 10 + 780 audio out × 64.
+			name: "openai audio in and out", provider: "openai", price: gptAudio,
+			usage: Usage{Input: 1_300, InputAudio: 1_100, Output: 900, OutputAudio: 780},
+			want:  Breakdown{InputUSD: 0.0357, OutputUSD: 0.05112, TotalUSD: 0.08682},
+		},
+		{
+			// Cached audio 5,000 × 0.10; other cache 3,000 × 0.03; other audio
+			// 7,000 × 1; text 24,000 − 3,000 − 7,000 − 5,000 = 9,000 × 0.30; 900 × 2.50.
+			name: "gemini cached audio is counted once", provider: "gemini", price: gemini3flash,
+			usage: Usage{Input: 24_000, CacheRead: 8_000, InputAudio: 12_000, CacheReadAudio: 5_000, Output: 900},
+			want:  Breakdown{InputUSD: 0.0097, CacheReadUSD: 0.00059, OutputUSD: 0.00225, TotalUSD: 0.01254},
+		},
+		{
+			// No audio rate: audio is input, 1,000 × 2.50.
+			name: "audio without a rate bills input", provider: "openai", price: gpt4o,
+			usage: Usage{Input: 1_000, InputAudio: 400, Output: 10},
+			want:  Breakdown{InputUSD: 0.0025, OutputUSD: 0.0001, TotalUSD: 0.0026},
+		},
+		{
+			// A part larger than its whole: 300 audio × 2, text floored at 0.
+			name: "inconsistent parts floor at zero", provider: "openai", price: Price{Input: 1, Output: 1, InputAudio: 2},
+			usage: Usage{Input: 100, InputAudio: 300},
+			want:  Breakdown{InputUSD: 0.0006, TotalUSD: 0.0006},
+		},
+		{
 			name: "reasoning above output is billed", provider: "openai", price: noCache,
 			usage: Usage{Output: 100, Reasoning: 500},
 			want:  Breakdown{OutputUSD: 0.004, TotalUSD: 0.004},
@@ -158,8 +199,9 @@ func TestCompute(t *testing.T) {
 			name: "huge counts do not overflow", provider: "anthropic", price: Price{Input: 1},
 			usage: Usage{Input: math.MaxInt64, CacheRead: math.MaxInt64},
 			want: Breakdown{
-				InputUSD: float64(math.MaxInt64) / 1e6, CacheReadUSD: float64(math.MaxInt64) / 1e6,
-				TotalUSD: 2 * float64(math.MaxInt64) / 1e6,
+				// Counts are capped at 2^58 tokens before they are added.
+				InputUSD: float64(1<<58) / 1e6, CacheReadUSD: float64(1<<58) / 1e6,
+				TotalUSD: 2 * float64(1<<58) / 1e6,
 			},
 		},
 	}
@@ -275,6 +317,72 @@ func TestComputeAllocs(t *testing.T) {
 		_ = Compute("anthropic", false, p, Usage{Input: 1000, Output: 200, CacheRead: 5000})
 		_, _, _ = tab.Lookup("openai", "ft:gpt-4o-mini-2024-07-18:org:name:id")
 		_, _, _ = tab.Lookup("gemini", "models/gemini-2.0-flash-001")
+	})
+	require.Zero(t, allocs)
+}
+
+// TestComputeTextPathMatchesGeneral checks that the fast path for usage
+// without audio, image or 1-hour counts gives exactly what the general
+// unit split gives.
+func TestComputeTextPathMatchesGeneral(t *testing.T) {
+	prices := []Price{gpt4o, sonnet45, sonnet46, gemini25pro, noCache, threeTiers, gptAudio, gemini3flash, {}}
+	usages := []Usage{
+		{Input: 10_000, CacheRead: 4_000, Output: 2_000, Reasoning: 500},
+		{Input: 100_001, CacheRead: 100_000, CacheWrite: 7, Output: 1_000},
+		{Input: 5, CacheRead: 50, CacheWrite: 50},
+		{Input: 300_000, Output: 1, Reasoning: 9},
+		{},
+	}
+	for _, prov := range []string{"openai", "anthropic", "gemini"} {
+		for _, compat := range []bool{false, true} {
+			for pi, p := range prices {
+				for ui, u := range usages {
+					fast := Compute(prov, compat, p, u)
+					gen := computeGeneral(prov, compat, p, u)
+					require.Equal(t, gen, fast, "%s compat=%v price %d usage %d", prov, compat, pi, ui)
+				}
+			}
+		}
+	}
+}
+
+func TestComputeServiceTiers(t *testing.T) {
+	gpt5 := Price{Input: 1.25, Output: 10, CacheRead: 0.125, ServiceTiers: map[string]Price{
+		"priority": {Input: 2.50, Output: 20, CacheRead: 0.25},
+	}}
+	u := Usage{Input: 10_000, CacheRead: 8_000, Output: 1_000, Reasoning: 600}
+	// Standard: 2,000 × 1.25 + 8,000 × 0.125 + 1,000 × 10.
+	standard := Breakdown{InputUSD: 0.0025, CacheReadUSD: 0.001, OutputUSD: 0.01, TotalUSD: 0.0135}
+	tests := []struct {
+		name, provider, tier string
+		compat               bool
+		want                 Breakdown
+	}{
+		{name: "no tier", provider: "openai", want: standard},
+		{name: "default", provider: "openai", tier: "default", want: standard},
+		{name: "configured priority", provider: "openai", tier: "priority",
+			want: Breakdown{InputUSD: 0.005, CacheReadUSD: 0.002, OutputUSD: 0.02, TotalUSD: 0.027, ServiceTier: "priority"}},
+		{name: "openai flex is half", provider: "openai", tier: "flex",
+			want: Breakdown{InputUSD: 0.00125, CacheReadUSD: 0.0005, OutputUSD: 0.005, TotalUSD: 0.00675, ServiceTier: "flex"}},
+		{name: "unpriced tier bills standard", provider: "openai", tier: "scale", want: standard},
+		{name: "flex rule is OpenAI's only", provider: "gemini", tier: "flex", want: standard},
+		{name: "flex rule not on compatible endpoints", provider: "gemini", compat: true, tier: "flex", want: standard},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u := u
+			u.ServiceTier = tt.tier
+			got := Compute(tt.provider, tt.compat, gpt5, u)
+			const eps = 1e-12
+			require.InEpsilon(t, 1+tt.want.InputUSD, 1+got.InputUSD, eps, "input")
+			require.InEpsilon(t, 1+tt.want.CacheReadUSD, 1+got.CacheReadUSD, eps, "cache read")
+			require.InEpsilon(t, 1+tt.want.OutputUSD, 1+got.OutputUSD, eps, "output")
+			require.InEpsilon(t, 1+tt.want.TotalUSD, 1+got.TotalUSD, eps, "total")
+			require.Equal(t, tt.want.ServiceTier, got.ServiceTier)
+		})
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		sink = Compute("openai", false, gpt5, Usage{Input: 10, Output: 1, ServiceTier: "priority"})
 	})
 	require.Zero(t, allocs)
 }

@@ -1,32 +1,37 @@
-// Package cost prices LLM calls: a table of per-model prices in USD per
-// million tokens, explicit rules that resolve a requested model name to a
-// priced model, and the cost of one response's token usage.
+// Package cost prices LLM calls: per-model prices in USD per million
+// tokens from a maintained open catalog and from explicit entries, the
+// resolution of a requested model name to a priced model, and the cost of
+// one response's token usage.
 //
 // # Prices
 //
-// A [Price] has input, output, cache-read and cache-write rates plus
-// optional long-prompt [Tier]s (Gemini 2.5 Pro and Claude Sonnet 4 / 4.5
-// above 200k prompt tokens). A zero cache rate means "no separate rate":
-// those tokens are billed at the input rate, never for free. Reasoning
-// tokens have no rate of their own because all three vendors bill them as
-// output.
+// A [Price] has input, output, cache-read, cache-write (Anthropic's
+// 5-minute writes) and 1-hour cache-write rates, audio and image rates,
+// optional long-prompt [Tier]s and optional service-tier prices. A zero
+// rate means "no separate rate": those tokens are billed at the rate of
+// the enclosing kind (cache reads at input, 1-hour writes at the write
+// rate, audio output at output), never for free. Reasoning tokens have no
+// rate of their own because all three vendors bill them as output.
 //
-// # Table and resolution
+// # Sources and resolution
 //
-// [NewTable] validates models by provider and reports every problem at once;
-// [Table.Lookup] resolves a name by exact name, explicit alias, OpenAI
+// The shipped prices are a snapshot of pydantic's genai-prices catalog
+// (catalog/genai-prices.json, MIT licence, see [DefaultCatalog],
+// [CatalogLicense]; `make update-prices` refreshes it from the npm
+// package), with its price history: [Table.LookupAt] returns the price in
+// force at the request's time. A [Table] consults, in order, the explicit
+// entries (the gateway configuration: always wins), the catalog, and the
+// shipped supplements for models the catalog lacks (default_pricing.yml,
+// [DefaultModels]). Explicit entries resolve by exact name, alias, OpenAI
 // fine-tune family ("ft:<base>:...") and a fixed dated-snapshot grammar
 // ("-YYYY-MM-DD", "-YYYYMMDD", "@YYYYMMDD", "-DDD"), after removing
-// Gemini's "models/" prefix. There is no fuzzy matching: "gpt-4o-mini" is
-// never priced as "gpt-4o", and an unknown name returns ok=false so the
-// caller can record the cost as unknown. See [Table] for the exact rules.
+// Gemini's "models/" prefix; the catalog resolves by its own match rules
+// (as its reference implementation does), then by the snapshot grammar.
+// There is no fuzzy matching of ours, and an unknown name returns ok=false
+// so the caller can record the cost as unknown. See [Table].
 //
-// The embedded default_pricing.yml (see [DefaultTable], [DefaultModels])
-// covers the common OpenAI, Anthropic and Gemini models, each price with
-// its source and date. Configured models replace defaults per model:
-//
-//	tab, err := cost.NewTableWithDefaults(cfg.PricingModels) // Merge + NewTable
-//	p, model, ok := tab.Lookup("anthropic", usage.Model)
+//	tab, err := cost.NewTableWithDefaults(cfg.PricingModels)
+//	p, model, ok := tab.LookupAt("anthropic", usage.Model, requestStart)
 //	if !ok {
 //		// cost unknown: record it so and count a metric
 //	}
@@ -41,14 +46,16 @@
 // [Compute] follows the usage split of package providers: on Anthropic's
 // native endpoint input tokens exclude the cache, everywhere else
 // (OpenAI, Gemini, every OpenAI-compatible endpoint) input includes the
-// cached tokens, which are subtracted before the input rate applies. The
-// tier is chosen by the whole prompt (uncached + cache read + cache
-// write). Costs keep full float64 precision with no per-field rounding (the
-// reference proxy rounded every field up to 1e-4 USD, over-charging small
-// calls); [Breakdown.Micros] and [ToMicros] round once, to the nearest
-// micro-dollar, for counters. [Estimate] prices a reservation before the
-// vendor answers.
+// cached tokens. The whole prompt selects the tier; the prompt and output
+// are then split into kinds of tokens as the catalog's reference
+// implementation splits them, which the cross-check test
+// (crosscheck_test.go, Node.js) verifies to the micro-dollar. Costs keep
+// full float64 precision with no per-field rounding; [Breakdown.Micros]
+// and [ToMicros] round once, to the nearest micro-dollar, for counters.
+// [Estimate] prices a reservation before the vendor answers.
 //
 // Everything here is pure computation over immutable values: safe for
-// concurrent use, and Lookup, Compute and Estimate do not allocate.
+// concurrent use, and Lookup, LookupAt, Compute and Estimate do not
+// allocate (the catalog remembers at most 1,024 names per provider that
+// its rules had to match; see [Catalog]).
 package cost

@@ -7,10 +7,22 @@ import (
 
 // Price is what a model costs, in USD per million tokens.
 //
-// A zero CacheRead or CacheWrite means the vendor publishes no separate
-// rate for that kind of token: such tokens are then billed at the Input rate
-// of the same tier, never for free. There is no reasoning rate: all three
-// vendors bill reasoning (thinking) tokens as output tokens.
+// Input and Output are the base rates. Every other rate prices a subset of
+// the prompt or of the output separately; zero means the vendor publishes
+// no separate rate, and those tokens are then billed at the rate of the
+// enclosing kind, never for free:
+//
+//	CacheWrite1h               → CacheWrite → Input
+//	CacheRead, CacheWrite      → Input
+//	InputAudio, InputImage     → Input
+//	CacheReadAudio             → CacheRead and InputAudio (both apply as
+//	                             the catalog's reference implementation does)
+//	CacheReadImage             → CacheRead and InputImage
+//	OutputAudio, OutputImage   → Output
+//
+// There is no reasoning rate: all three vendors bill reasoning (thinking)
+// tokens as output tokens. See [Compute] for how usage is split into these
+// kinds.
 //
 // Tiers raise the rates for large prompts. Tier i applies when the request's
 // prompt tokens (uncached input + cache reads + cache writes) are strictly
@@ -30,13 +42,33 @@ type Price struct {
 	// (Anthropic: the 5-minute cache write); 0 means no separate rate
 	// (billed at Input).
 	CacheWrite float64 `json:"cache_write,omitempty"`
+	// CacheWrite1h is the rate for Anthropic's 1-hour cache writes; 0 means
+	// they are billed at CacheWrite.
+	CacheWrite1h float64 `json:"cache_write_1h,omitempty"`
+	// InputAudio and InputImage price audio and image prompt tokens; 0
+	// means billed at Input.
+	InputAudio float64 `json:"input_audio,omitempty"`
+	InputImage float64 `json:"input_image,omitempty"`
+	// CacheReadAudio and CacheReadImage price cached audio and image prompt
+	// tokens; 0 means no separate rate.
+	CacheReadAudio float64 `json:"cache_read_audio,omitempty"`
+	CacheReadImage float64 `json:"cache_read_image,omitempty"`
+	// OutputAudio and OutputImage price audio and image output tokens; 0
+	// means billed at Output.
+	OutputAudio float64 `json:"output_audio,omitempty"`
+	OutputImage float64 `json:"output_image,omitempty"`
 	// Tiers are the long-prompt rates, by ascending threshold.
 	Tiers []Tier `json:"tiers,omitempty"`
+	// ServiceTiers are the complete prices of other processing tiers, by
+	// the service_tier name the vendor reports (OpenAI: "flex",
+	// "priority"); they cannot nest. A response in a tier listed here is
+	// billed at that price; see [Compute] for tiers not listed.
+	ServiceTiers map[string]Price `json:"service_tiers,omitempty"`
 }
 
 // Tier is a complete set of rates, in USD per million tokens, that replaces
 // the base rates of a Price when the prompt exceeds AbovePromptTokens
-// tokens. Its zero CacheRead and CacheWrite fall back to the tier's Input.
+// tokens. Its zero rates fall back as a Price's do, within the tier.
 type Tier struct {
 	// AbovePromptTokens is the threshold in tokens; the tier applies to
 	// prompts strictly larger than it. It must be positive.
@@ -45,40 +77,59 @@ type Tier struct {
 	Output            float64 `json:"output"`
 	CacheRead         float64 `json:"cache_read,omitempty"`
 	CacheWrite        float64 `json:"cache_write,omitempty"`
+	CacheWrite1h      float64 `json:"cache_write_1h,omitempty"`
+	InputAudio        float64 `json:"input_audio,omitempty"`
+	InputImage        float64 `json:"input_image,omitempty"`
+	CacheReadAudio    float64 `json:"cache_read_audio,omitempty"`
+	CacheReadImage    float64 `json:"cache_read_image,omitempty"`
+	OutputAudio       float64 `json:"output_audio,omitempty"`
+	OutputImage       float64 `json:"output_image,omitempty"`
 }
 
-// rates are the effective per-million rates for one request.
-type rates struct {
-	input, output, cacheRead, cacheWrite float64
-	tier                                 int
+// rates are the per-million rates of one tier, indexed by unit.
+type rates [numUnits]float64
+
+func (p *Price) base() rates {
+	return rates{
+		unitInput: p.Input, unitOutput: p.Output, unitCacheRead: p.CacheRead,
+		unitCacheWrite: p.CacheWrite, unitCacheWrite1h: p.CacheWrite1h,
+		unitInputAudio: p.InputAudio, unitCacheReadAudio: p.CacheReadAudio, unitOutputAudio: p.OutputAudio,
+		unitInputImage: p.InputImage, unitCacheReadImage: p.CacheReadImage, unitOutputImage: p.OutputImage,
+	}
 }
 
-// ratesFor returns the rates for a prompt of promptTokens tokens, with the
-// zero cache rates replaced by the input rate.
-func (p Price) ratesFor(promptTokens int64) rates {
-	r := rates{input: p.Input, output: p.Output, cacheRead: p.CacheRead, cacheWrite: p.CacheWrite}
+func (t *Tier) rates() rates {
+	return rates{
+		unitInput: t.Input, unitOutput: t.Output, unitCacheRead: t.CacheRead,
+		unitCacheWrite: t.CacheWrite, unitCacheWrite1h: t.CacheWrite1h,
+		unitInputAudio: t.InputAudio, unitCacheReadAudio: t.CacheReadAudio, unitOutputAudio: t.OutputAudio,
+		unitInputImage: t.InputImage, unitCacheReadImage: t.CacheReadImage, unitOutputImage: t.OutputImage,
+	}
+}
+
+// tierAt returns the tier that applies to a prompt of promptTokens tokens:
+// 0 for the base rates, i+1 for Tiers[i].
+func (p *Price) tierAt(promptTokens int64) int {
 	for i := len(p.Tiers) - 1; i >= 0; i-- {
-		t := p.Tiers[i]
-		if promptTokens > t.AbovePromptTokens {
-			r = rates{input: t.Input, output: t.Output, cacheRead: t.CacheRead, cacheWrite: t.CacheWrite, tier: i + 1}
-			break
+		if promptTokens > p.Tiers[i].AbovePromptTokens {
+			return i + 1
 		}
 	}
-	if r.cacheRead == 0 {
-		r.cacheRead = r.input
+	return 0
+}
+
+// ratesFor returns the rates for a prompt of promptTokens tokens and the
+// tier they come from (see tierAt).
+func (p *Price) ratesFor(promptTokens int64) (rates, int) {
+	if t := p.tierAt(promptTokens); t > 0 {
+		return p.Tiers[t-1].rates(), t
 	}
-	if r.cacheWrite == 0 {
-		r.cacheWrite = r.input
-	}
-	return r
+	return p.base(), 0
 }
 
 // validate appends to errs every problem of p, each prefixed with where.
 func (p Price) validate(where string, errs []error) []error {
-	errs = checkRate(where, "input", p.Input, errs)
-	errs = checkRate(where, "output", p.Output, errs)
-	errs = checkRate(where, "cache_read", p.CacheRead, errs)
-	errs = checkRate(where, "cache_write", p.CacheWrite, errs)
+	errs = checkRates(where, p.base(), errs)
 	var prev int64
 	for i, t := range p.Tiers {
 		tw := fmt.Sprintf("%s: tiers[%d]", where, i)
@@ -89,17 +140,27 @@ func (p Price) validate(where string, errs []error) []error {
 			errs = append(errs, fmt.Errorf("%s: above_prompt_tokens %d must be greater than the previous tier's %d", tw, t.AbovePromptTokens, prev))
 		}
 		prev = t.AbovePromptTokens
-		errs = checkRate(tw, "input", t.Input, errs)
-		errs = checkRate(tw, "output", t.Output, errs)
-		errs = checkRate(tw, "cache_read", t.CacheRead, errs)
-		errs = checkRate(tw, "cache_write", t.CacheWrite, errs)
+		errs = checkRates(tw, t.rates(), errs)
+	}
+	for _, name := range sortedKeys(p.ServiceTiers) {
+		st := p.ServiceTiers[name]
+		sw := fmt.Sprintf("%s: service_tiers.%s", where, name)
+		switch {
+		case name == "":
+			errs = append(errs, fmt.Errorf("%s: service tier name must not be empty", where))
+		case len(st.ServiceTiers) > 0:
+			errs = append(errs, fmt.Errorf("%s: service tiers cannot nest", sw))
+		}
+		errs = st.validate(sw, errs)
 	}
 	return errs
 }
 
-func checkRate(where, name string, v float64, errs []error) []error {
-	if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
-		return append(errs, fmt.Errorf("%s: %s must be a finite non-negative USD per million tokens, got %v", where, name, v))
+func checkRates(where string, r rates, errs []error) []error {
+	for u, v := range r {
+		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			errs = append(errs, fmt.Errorf("%s: %s must be a finite non-negative USD per million tokens, got %v", where, unitNames[u], v))
+		}
 	}
 	return errs
 }

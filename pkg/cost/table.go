@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 )
@@ -23,7 +24,19 @@ type Model struct {
 // Table resolves a provider's model names to prices. It is immutable once
 // built and safe for concurrent use.
 //
-// Resolution of a requested name, in order, with no other matching:
+// A Table has up to three layers, consulted in order; the first that knows
+// the name wins:
+//
+//   - explicit models (the gateway configuration, or the models passed to
+//     [NewTable]), resolved by the rules below;
+//   - a price catalog ([Catalog], the embedded genai-prices snapshot by
+//     default), resolved by the catalog's own match rules on the name
+//     (after rule 1), then on its dated-snapshot base (rule 4);
+//   - the shipped supplements (default_pricing.yml: models the catalog
+//     lacks, such as fine-tunes of gpt-4.1), resolved by the rules below.
+//
+// Resolution of a requested name by the explicit rules, in order, with no
+// other matching:
 //  1. One leading "models/" (Gemini's resource prefix) is removed.
 //  2. The name equals a model name or an alias: that model.
 //  3. OpenAI fine-tunes "ft:<base>:<suffix...>": the model named
@@ -45,11 +58,31 @@ type Model struct {
 //     Gemini "-preview-MM-DD" names and OpenAI "-MMDD" names are not
 //     snapshots under this grammar: their prices differed from the
 //     released model's, so they need explicit entries or aliases.
-//  5. Anything else is unknown.
+//  5. Anything else is unknown to that layer.
 //
-// Names are compared case-sensitively, as the vendors' APIs do.
+// Explicit names are compared case-sensitively, as the vendors' APIs do;
+// the catalog's rules compare as the catalog says.
 type Table struct {
+	layers map[string]*layers
+	// providers is the explicit layer (kept for the tests' fixtures).
 	providers map[string]*providerTable
+	cat       *Catalog
+}
+
+// Catalog returns the catalog the Table consults, or nil (for example to
+// report its Version and SnapshotDate).
+func (t *Table) Catalog() *Catalog {
+	if t == nil {
+		return nil
+	}
+	return t.cat
+}
+
+// layers are one provider's layers, in lookup order; any may be nil.
+type layers struct {
+	explicit   *providerTable
+	catalog    *catalogProvider
+	supplement *providerTable
 }
 
 type providerTable struct {
@@ -76,6 +109,52 @@ const (
 // are not positive and strictly ascending, aliases that repeat within a
 // provider or equal a model name. The maps are not retained.
 func NewTable(models map[string]map[string]Model) (*Table, error) {
+	providers, err := buildProviders(models)
+	if err != nil {
+		return nil, err
+	}
+	return newTable(providers, nil, nil), nil
+}
+
+// NewTableWithCatalog builds a Table whose explicit layer is configured
+// (validated as [NewTable] does), followed by catalog (nil for none) and the
+// shipped supplements (see [Table]). Reloading prices at run time means
+// building a new Table with the new catalog and swapping it in.
+func NewTableWithCatalog(configured map[string]map[string]Model, catalog *Catalog) (*Table, error) {
+	providers, err := buildProviders(configured)
+	if err != nil {
+		return nil, err
+	}
+	supplement, err := supplementProviders()
+	if err != nil {
+		return nil, err
+	}
+	return newTable(providers, catalog, supplement), nil
+}
+
+func newTable(explicit map[string]*providerTable, catalog *Catalog, supplement map[string]*providerTable) *Table {
+	t := &Table{layers: map[string]*layers{}, providers: explicit, cat: catalog}
+	get := func(prov string) *layers {
+		if t.layers[prov] == nil {
+			t.layers[prov] = &layers{}
+		}
+		return t.layers[prov]
+	}
+	for prov, pt := range explicit {
+		get(prov).explicit = pt
+	}
+	if catalog != nil {
+		for prov, cp := range catalog.providers {
+			get(prov).catalog = cp
+		}
+	}
+	for prov, pt := range supplement {
+		get(prov).supplement = pt
+	}
+	return t
+}
+
+func buildProviders(models map[string]map[string]Model) (map[string]*providerTable, error) {
 	var errs []error
 	t := &Table{providers: make(map[string]*providerTable, len(models))}
 	for _, prov := range sortedKeys(models) {
@@ -130,7 +209,7 @@ func NewTable(models map[string]map[string]Model) (*Table, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return t, nil
+	return t.providers, nil
 }
 
 func (pt *providerTable) add(key string, idx int) {
@@ -156,26 +235,61 @@ func checkName(s string) error {
 	return nil
 }
 
-// Lookup returns the price of model at provider and the table's name for
-// it (the canonical name), following the rules in [Table]. ok is false
-// when the provider or the model is unknown; the caller then records the
-// cost as unknown. The returned Price shares its Tiers slice with the table
-// and must not be modified. Lookup allocates nothing. A nil Table knows no
-// model.
+// Lookup returns the latest price of model at provider (the price in force
+// now, for catalog models with a price history) and the name of the entry
+// it resolved to (the canonical name), following the layers and rules in
+// [Table]. It is LookupAt with the current time; see there.
 func (t *Table) Lookup(provider, model string) (p Price, canonical string, ok bool) {
+	return t.LookupAt(provider, model, time.Time{})
+}
+
+// LookupAt returns the price in force at at (the request's time) of model
+// at provider and the name of the entry it resolved to (the canonical
+// name). A zero at means now. ok is false when no layer knows the model;
+// the caller then records the cost as unknown. The returned Price shares
+// its Tiers slice with the table and must not be modified. LookupAt
+// allocates nothing (see [Catalog] for the bound on remembered names). A
+// nil Table knows no model.
+func (t *Table) LookupAt(provider, model string, at time.Time) (p Price, canonical string, ok bool) {
 	if t == nil {
 		return Price{}, "", false
 	}
-	pt := t.providers[provider]
+	l := t.layers[provider]
+	if l == nil {
+		return Price{}, "", false
+	}
+	name := strings.TrimPrefix(model, geminiPrefix)
+	if e := l.explicit.lookup(name); e != nil {
+		return e.price, e.name, true
+	}
+	if l.catalog != nil {
+		if m := l.catalog.model(name); m != nil {
+			return *m.priceAt(at), m.id, true
+		}
+		if !strings.HasPrefix(name, ftPrefix) {
+			if b, ok := snapshotBase(name); ok {
+				if m := l.catalog.model(b); m != nil {
+					return *m.priceAt(at), m.id, true
+				}
+			}
+		}
+	}
+	if e := l.supplement.lookup(name); e != nil {
+		return e.price, e.name, true
+	}
+	return Price{}, "", false
+}
+
+// lookup returns the entry name resolves to by the explicit rules, or nil.
+func (pt *providerTable) lookup(name string) *entry {
 	if pt == nil {
-		return Price{}, "", false
+		return nil
 	}
-	i, ok := pt.resolve(strings.TrimPrefix(model, geminiPrefix))
+	i, ok := pt.resolve(name)
 	if !ok {
-		return Price{}, "", false
+		return nil
 	}
-	e := pt.entries[i]
-	return e.price, e.name, true
+	return &pt.entries[i]
 }
 
 func (pt *providerTable) resolve(name string) (int, bool) {
@@ -316,6 +430,13 @@ func cloneModel(m Model) Model {
 
 func clonePrice(p Price) Price {
 	p.Tiers = slices.Clone(p.Tiers)
+	if p.ServiceTiers != nil {
+		st := make(map[string]Price, len(p.ServiceTiers))
+		for k, v := range p.ServiceTiers {
+			st[k] = clonePrice(v)
+		}
+		p.ServiceTiers = st
+	}
 	return p
 }
 

@@ -2,13 +2,30 @@ package cost
 
 import (
 	"math"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
-func TestLookupDefaultTable(t *testing.T) {
+// handwrittenTable is the hand-written price list that shipped before the
+// catalog (testdata/handwritten_2025.yml), as an explicit-only table: the
+// fixture for the explicit resolution rules, and the baseline of the
+// benchmark.
+func handwrittenTable(tb testing.TB) *Table {
+	tb.Helper()
+	data, err := os.ReadFile("testdata/handwritten_2025.yml")
+	require.NoError(tb, err)
+	m, err := ParseYAML(data)
+	require.NoError(tb, err)
+	tab, err := NewTable(m)
+	require.NoError(tb, err)
+	return tab
+}
+
+func TestLookupExplicitRules(t *testing.T) {
 	tests := []struct {
 		name     string
 		provider string
@@ -80,7 +97,7 @@ func TestLookupDefaultTable(t *testing.T) {
 		{name: "two digit version", provider: "gemini", model: "gemini-2.0-flash-01", want: ""},
 		{name: "exp unknown", provider: "gemini", model: "gemini-2.0-flash-exp", want: ""},
 	}
-	tab := DefaultTable()
+	tab := handwrittenTable(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p, canonical, ok := tab.Lookup(tt.provider, tt.model)
@@ -99,7 +116,7 @@ func TestLookupDefaultTable(t *testing.T) {
 }
 
 func TestLookupPrices(t *testing.T) {
-	tab := DefaultTable()
+	tab := handwrittenTable(t)
 	p, _, ok := tab.Lookup("openai", "gpt-4o-2024-05-13")
 	require.True(t, ok)
 	require.Equal(t, Price{Input: 5, Output: 15}, p)
@@ -384,63 +401,66 @@ func TestDefaultTable(t *testing.T) {
 	require.NoError(t, err)
 	require.Same(t, DefaultTable(), DefaultTable())
 
-	required := map[string][]string{
-		"openai": {"gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o3", "o4-mini",
-			"gpt-5", "gpt-5-mini", "gpt-5-nano", "text-embedding-3-small", "text-embedding-3-large"},
-		"anthropic": {"claude-opus-4-1", "claude-opus-4", "claude-sonnet-4-5", "claude-sonnet-4",
-			"claude-3-7-sonnet", "claude-haiku-4-5", "claude-3-5-haiku"},
-		"gemini": {"gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.0-flash"},
+	// Every model of the hand-written table that preceded the catalog is
+	// still priced, at a price the catalog or a supplement gives.
+	// Fine-tune entries are families; real ids name a snapshot.
+	fineTunes := map[string]string{
+		"ft:gpt-4o": "ft:gpt-4o-2024-08-06:acme::x", "ft:gpt-4o-mini": "ft:gpt-4o-mini-2024-07-18:acme::x",
+		"ft:gpt-4.1": "ft:gpt-4.1-2025-04-14:acme::x", "ft:gpt-4.1-mini": "ft:gpt-4.1-mini-2025-04-14:acme::x",
+		"ft:gpt-4.1-nano": "ft:gpt-4.1-nano-2025-04-14:acme::x",
 	}
-	for prov, names := range required {
-		for _, n := range names {
-			_, c, ok := DefaultTable().Lookup(prov, n)
-			require.True(t, ok, "%s/%s", prov, n)
-			require.Equal(t, n, c)
+	old := handwrittenTable(t)
+	for prov, pt := range old.providers {
+		for name := range pt.keys {
+			if id, ok := fineTunes[name]; ok {
+				name = id
+			}
+			_, c, ok := DefaultTable().Lookup(prov, name)
+			require.True(t, ok, "%s/%s", prov, name)
+			require.NotEmpty(t, c)
 		}
 	}
+	// Supplements are only for models the catalog lacks.
 	for prov, ms := range models {
-		for name, m := range ms {
-			t.Run(prov+"/"+name, func(t *testing.T) {
-				require.Positive(t, m.Pricing.Input, "input price")
-				if !strings.Contains(name, "embedding") {
-					require.Positive(t, m.Pricing.Output, "output price")
-				}
-				for _, tier := range m.Pricing.Tiers {
-					require.Greater(t, tier.Input, m.Pricing.Input)
-					require.Greater(t, tier.Output, m.Pricing.Output)
-				}
-				if m.Pricing.CacheRead != 0 {
-					require.Less(t, m.Pricing.CacheRead, m.Pricing.Input, "a cache hit costs less than input")
-				}
-				// Anthropic's multipliers; Claude 3 Haiku's published write
-				// rate (0.30) is rounded from 0.3125, so it is exempt.
-				if prov == "anthropic" && name != "claude-3-haiku" {
-					require.InDelta(t, 1.25*m.Pricing.Input, m.Pricing.CacheWrite, 1e-9, "5-minute write is 1.25x input")
-					require.InDelta(t, 0.1*m.Pricing.Input, m.Pricing.CacheRead, 1e-9, "cache hit is 0.1x input")
-				}
-				_, c, ok := DefaultTable().Lookup(prov, name)
-				require.True(t, ok)
-				require.Equal(t, name, c)
-			})
+		for name := range ms {
+			_, _, ok := DefaultCatalog().Lookup(prov, name, time.Time{})
+			require.False(t, ok, "%s/%s is in the catalog now: remove the supplement", prov, name)
 		}
 	}
 }
 
 func TestDefaultModelsIsACopy(t *testing.T) {
 	m := DefaultModels()
-	m["openai"]["gpt-4o"] = Model{Pricing: Price{Input: 99}}
-	require.NotEqual(t, 99.0, DefaultModels()["openai"]["gpt-4o"].Pricing.Input)
-	p, _, _ := DefaultTable().Lookup("openai", "gpt-4o")
-	require.Equal(t, 2.5, p.Input)
+	m["openai"]["ft:gpt-4.1"] = Model{Pricing: Price{Input: 99}}
+	require.NotEqual(t, 99.0, DefaultModels()["openai"]["ft:gpt-4.1"].Pricing.Input)
+	p, _, _ := DefaultTable().Lookup("openai", "ft:gpt-4.1")
+	require.Equal(t, 3.0, p.Input)
 }
 
-func TestDefaultYAMLComments(t *testing.T) {
-	// Every provider block names its source page.
-	for _, url := range []string{
-		"https://platform.openai.com/docs/pricing",
-		"https://docs.anthropic.com/en/docs/about-claude/pricing",
-		"https://ai.google.dev/gemini-api/docs/pricing",
-	} {
-		require.Contains(t, string(defaultPricing), url)
-	}
+func TestServiceTiersYAML(t *testing.T) {
+	m, err := ParseYAML([]byte(`
+providers:
+  openai:
+    models:
+      gpt-5:
+        pricing:
+          input: 1.25
+          cache_read: 0.125
+          output: 10
+          service_tiers:
+            priority: {input: 2.5, cache_read: 0.25, output: 20}
+`))
+	require.NoError(t, err)
+	tab, err := NewTableWithDefaults(m)
+	require.NoError(t, err)
+	p, c, ok := tab.Lookup("openai", "gpt-5-2025-08-07")
+	require.True(t, ok)
+	require.Equal(t, "gpt-5", c)
+	require.Equal(t, Price{Input: 2.5, CacheRead: 0.25, Output: 20}, p.ServiceTiers["priority"])
+
+	_, err = NewTable(map[string]map[string]Model{"openai": {"m": {Pricing: Price{Input: 1, ServiceTiers: map[string]Price{
+		"priority": {Input: -1, ServiceTiers: map[string]Price{"x": {}}},
+	}}}}})
+	require.ErrorContains(t, err, "service_tiers.priority: service tiers cannot nest")
+	require.ErrorContains(t, err, "service_tiers.priority: input must be")
 }

@@ -1,17 +1,156 @@
 package providers
 
-import "strings"
+import (
+	"math"
+	"strings"
+)
 
 // DefaultAnthropicURL is the Anthropic API base URL used when
 // [Anthropic.BaseURL] is empty.
 const DefaultAnthropicURL = "https://api.anthropic.com"
 
-// anthropicImageTokens is the input cost charged per image. Anthropic bills
-// about width*height/750 tokens per image and scales images down until they
-// fit about 1.15 megapixels (1092x1092 px), so one image costs at most about
-// 1600 tokens; the size is not known without decoding the image, so every
-// image is charged that ceiling.
-const anthropicImageTokens = 1600
+// Anthropic image costs (Claude docs, "Vision": evaluate image size).
+// Claude bills width*height/750 tokens for an image, after scaling it down
+// (keeping its aspect) until its long edge is at most 1568 px and it has
+// at most about 1.15 megapixels, so one image costs at most about 1600
+// tokens. An image whose size cannot be read in place (a URL, a file id,
+// an unknown format) is charged that ceiling.
+const (
+	anthropicImageTokens    = 1600
+	anthropicImageLongEdge  = 1568
+	anthropicImageMaxPixels = 1_150_000
+	anthropicPixelsPerToken = 750
+)
+
+// anthropicImageTokensFor prices one image of w x h pixels; sized is false
+// when the size is unknown.
+func anthropicImageTokensFor(w, h int, sized bool) int64 {
+	if !sized {
+		return anthropicImageTokens
+	}
+	fw, fh := fitWithin(float64(w), float64(h), anthropicImageLongEdge, anthropicImageLongEdge)
+	if px := fw * fh; px > anthropicImageMaxPixels {
+		r := math.Sqrt(anthropicImageMaxPixels / px)
+		fw, fh = fw*r, fh*r
+	}
+	return int64(math.Ceil(fw * fh / anthropicPixelsPerToken))
+}
+
+// anthropicMessageTokens is the framing of one message (its role turn
+// markers), measured on the real-traffic corpus: Anthropic does not
+// document it.
+const anthropicMessageTokens = 4
+
+// Tool-use system prompt, in tokens, that Anthropic adds whenever a request
+// has tools (Claude docs, "Tool use": pricing table), by model family and
+// tool_choice: the first value for auto and none, the second for any and
+// tool.
+var anthropicToolPrompt = []struct {
+	prefix    string
+	auto, any int64
+}{
+	{"claude-3-opus", 530, 281},
+	{"claude-3-sonnet", 159, 235},
+	{"claude-3-haiku", 264, 340},
+	{"claude-3-5-haiku", 264, 340},
+}
+
+// anthropicToolPromptDefault is the tool-use system prompt of every later
+// model (Claude 3.5 and 3.7 Sonnet, the Claude 4 family and on). The
+// pricing table gives 346 (auto, none) and 313 (any, tool); on the
+// real-traffic corpus (Claude 4.x, first turns with one or two client
+// tools) the median cost is about 150 tokens more for auto and 290 more for
+// any, so the measured values are used.
+var anthropicToolPromptDefault = struct{ auto, any int64 }{346 + 150, 313 + 290}
+
+// Measured on the real-traffic corpus (Anthropic does not document them):
+// the framing of each tool_use and tool_result block, the extended-thinking
+// instructions a request with thinking enabled gets, and the instructions
+// of a structured-output format besides its schema.
+const (
+	anthropicToolBlockTokens = 25
+	anthropicThinkingTokens  = 30
+	anthropicFormatTokens    = 120
+)
+
+// Anthropic-defined tools: tokens their definitions add (Claude docs, the
+// pages of the bash, text editor and computer use tools). Computer use also
+// adds a beta system prompt of 466-499 tokens; the upper bound is charged.
+const (
+	anthropicBashToolTokens       = 245
+	anthropicTextEditorToolTokens = 700
+	anthropicComputerToolTokens   = 735
+	anthropicComputerSystemTokens = 499
+)
+
+// Server and memory tools whose definition cost Anthropic does not
+// publish: tokens measured on the real-traffic corpus (bench/estimation,
+// calls that declare the tool but where no server tool ran), net of the
+// tool-use system prompt.
+var anthropicMeasuredTools = []struct {
+	prefix string
+	tokens int64
+}{
+	{"web_search_", 1860},
+	{"web_fetch_", 520},
+	{"memory_", 1220},
+	{"tool_search_tool_bm25_", 300},
+	{"tool_search_tool_regex_", 360},
+}
+
+// anthropicBuiltinTool returns the definition cost of an Anthropic-defined
+// tool type and whether it is computer use: documented for bash, text
+// editor and computer use, measured for the tools in
+// anthropicMeasuredTools, 0 for the rest.
+func anthropicBuiltinTool(typ string) (tokens int64, computer bool) {
+	for _, t := range anthropicMeasuredTools {
+		if strings.HasPrefix(typ, t.prefix) {
+			return t.tokens, false
+		}
+	}
+	switch {
+	case strings.HasPrefix(typ, "bash_"):
+		return anthropicBashToolTokens, false
+	case strings.HasPrefix(typ, "text_editor_"):
+		return anthropicTextEditorToolTokens, false
+	case strings.HasPrefix(typ, "computer_"):
+		return anthropicComputerToolTokens, true
+	}
+	return 0, false
+}
+
+// anthropicOverhead prices what Anthropic adds around the counted text:
+// the tool-use system prompt when tools are sent, built-in tool
+// definitions, the computer-use system prompt.
+func anthropicOverhead(model string, f *anthropicFields) int64 {
+	var n int64
+	if f.tools > 0 || f.builtin > 0 {
+		cost := anthropicToolPromptDefault
+		for _, p := range anthropicToolPrompt {
+			if strings.HasPrefix(model, p.prefix) {
+				cost.auto, cost.any = p.auto, p.any
+				break
+			}
+		}
+		switch string(f.toolChoice) {
+		case "any", "tool":
+			n += cost.any
+		default:
+			n += cost.auto
+		}
+	}
+	n += f.builtin
+	if f.computer {
+		n += anthropicComputerSystemTokens
+	}
+	if f.thinking {
+		n += anthropicThinkingTokens
+	}
+	if f.format {
+		n += anthropicFormatTokens
+	}
+	return n
+}
 
 // Anthropic reads the Anthropic Messages API (/v1/messages, with
 // /v1/messages/count_tokens) and its OpenAI-compatible
@@ -64,11 +203,12 @@ func (Anthropic) ParseRequest(r Request) RequestInfo {
 		return info
 	}
 	w := anthropicReader{s: newScan(r.Body), info: &info}
-	var stream bool
-	w.s.document(func(i int) int { return w.top(i, &stream) })
-	if stream && streamable {
+	var f anthropicFields
+	w.s.document(func(i int) int { return w.top(i, &f) })
+	if f.stream && streamable {
 		info.Stream = true
 	}
+	info.OverheadTokens += anthropicOverhead(info.Model, &f)
 	info.MaxOutputTokens = max(info.MaxOutputTokens, 0)
 	info.Malformed = w.s.bad || !w.s.valid
 	info.WideRunes = w.s.wide
@@ -124,7 +264,23 @@ type anthropicReader struct {
 	info *RequestInfo
 }
 
-func (w anthropicReader) top(i int, stream *bool) int {
+// anthropicFields holds what the walk learns before it can price the
+// overheads, as member order is free.
+type anthropicFields struct {
+	stream bool
+	// tools counts custom (client) tools whose definitions are sent;
+	// builtin is the documented overhead of Anthropic-defined tools.
+	tools      int
+	builtin    int64
+	computer   bool
+	toolChoice []byte
+	thinking   bool
+	// format is set when the request asks for structured output
+	// (output_config.format or output_format).
+	format bool
+}
+
+func (w anthropicReader) top(i int, f *anthropicFields) int {
 	s := w.s
 	return s.object(i, func(k []byte, v int) int {
 		var end int
@@ -132,7 +288,7 @@ func (w anthropicReader) top(i int, stream *bool) int {
 		case "model":
 			w.info.Model, end = s.strValue(v)
 		case "stream":
-			*stream, end = s.boolean(v)
+			f.stream, end = s.boolean(v)
 		case "max_tokens":
 			w.info.MaxOutputTokens, _, end = s.integer(v)
 		case "metadata":
@@ -148,6 +304,7 @@ func (w anthropicReader) top(i int, stream *bool) int {
 			end = w.content(v)
 		case "messages":
 			end = s.array(v, func(v int) int {
+				w.info.OverheadTokens += anthropicMessageTokens
 				return s.object(v, func(k []byte, v int) int {
 					if keyIs(k, "content") {
 						return w.content(v)
@@ -156,9 +313,36 @@ func (w anthropicReader) top(i int, stream *bool) int {
 				})
 			})
 		case "tools":
-			var n int64
-			n, end = s.rawRunes(v)
-			w.info.TextRunes += n
+			end = s.array(v, func(v int) int { return w.tool(v, f) })
+		case "tool_choice":
+			end = s.object(v, func(k []byte, v int) int {
+				if keyIs(k, "type") {
+					var e int
+					f.toolChoice, e = s.optStr(v)
+					return e
+				}
+				return s.skip(v)
+			})
+		case "thinking":
+			end = s.object(v, func(k []byte, v int) int {
+				if keyIs(k, "type") {
+					t, e := s.optStr(v)
+					f.thinking = len(t) > 0 && string(t) != "disabled"
+					return e
+				}
+				return s.skip(v)
+			})
+		case "output_format":
+			f.format = s.at(v) == '{'
+			end = w.schema(v)
+		case "output_config":
+			end = s.object(v, func(k []byte, v int) int {
+				if keyIs(k, "format") {
+					f.format = s.at(v) == '{'
+					return w.schema(v)
+				}
+				return s.skip(v)
+			})
 		default:
 			end = s.skip(v)
 		}
@@ -166,22 +350,24 @@ func (w anthropicReader) top(i int, stream *bool) int {
 	})
 }
 
-// content reads a string or a list of content blocks.
-func (w anthropicReader) content(i int) int {
-	if w.s.at(i) == '[' {
-		return w.s.array(i, w.block)
-	}
-	return w.s.text(i, &w.info.TextRunes)
+// schema counts a structured-output format (its JSON as sent).
+func (w anthropicReader) schema(i int) int {
+	n, end := w.s.rawRunes(i)
+	w.info.TextRunes += n
+	return end
 }
 
-// block reads one content block. Text blocks count their text, image blocks
-// their image; tool_use input (JSON as sent) and tool_result content count
-// whatever the type.
-func (w anthropicReader) block(i int) int {
+// tool reads one tool definition. A custom tool counts its name,
+// description and input schema (JSON as sent); an Anthropic-defined tool
+// (a versioned "type" such as "bash_20250124") costs its documented
+// definition tokens instead; a tool with "defer_loading": true is left out
+// of the prompt until tool search loads it, so it costs nothing here.
+func (w anthropicReader) tool(i int, f *anthropicFields) int {
 	s := w.s
 	var (
-		typ  []byte
-		text int64
+		typ      []byte
+		runes    int64
+		deferred bool
 	)
 	end := s.object(i, func(k []byte, v int) int {
 		var end int
@@ -189,12 +375,116 @@ func (w anthropicReader) block(i int) int {
 		case "type":
 			typ, end = s.optStr(v)
 			typ = keyBytes(typ)
-		case "text":
+		case "name", "description":
+			end = s.text(v, &runes)
+		case "input_schema":
+			var n int64
+			n, end = s.rawRunes(v)
+			runes += n
+		case "defer_loading":
+			deferred, end = s.boolean(v)
+		default:
+			end = s.skip(v)
+		}
+		return end
+	})
+	if deferred {
+		return end
+	}
+	if len(typ) == 0 || string(typ) == "custom" {
+		f.tools++
+		w.info.TextRunes += runes
+		return end
+	}
+	tokens, computer := anthropicBuiltinTool(string(typ))
+	f.builtin += tokens
+	f.computer = f.computer || computer
+	if tokens == 0 {
+		// No documented cost: the definition is what the client sent.
+		w.info.TextRunes += runes
+	}
+	return end
+}
+
+// content reads a string, a list of content blocks, or a single block (the
+// content of some server tool results).
+func (w anthropicReader) content(i int) int {
+	switch w.s.at(i) {
+	case '[':
+		return w.s.array(i, w.block)
+	case '{':
+		return w.block(i)
+	}
+	return w.s.text(i, &w.info.TextRunes)
+}
+
+// block reads one content block. Text and thinking blocks count their text;
+// tool_use input (JSON as sent), tool names and tool_result content count
+// whatever the type; images cost by their size (anthropicImageTokensFor);
+// text documents count their text. Signatures, encrypted and binary data
+// count nothing.
+func (w anthropicReader) block(i int) int {
+	s := w.s
+	var (
+		typ    []byte
+		text   int64
+		w0, h0 int
+		sized  bool
+	)
+	end := s.object(i, func(k []byte, v int) int {
+		var end int
+		switch string(keyBytes(k)) {
+		case "type":
+			typ, end = s.optStr(v)
+			typ = keyBytes(typ)
+		case "text", "thinking":
 			end = s.text(v, &text)
+		case "name", "title", "context", "stdout", "stderr", "url":
+			end = s.text(v, &w.info.TextRunes)
 		case "input":
 			var n int64
 			n, end = s.rawRunes(v)
 			w.info.TextRunes += n
+		case "content":
+			end = w.content(v)
+		case "source":
+			end = w.source(v, &w0, &h0, &sized)
+		default:
+			end = s.skip(v)
+		}
+		return end
+	})
+	switch string(typ) {
+	case "text", "thinking":
+		w.info.TextRunes += text
+	case "tool_use", "tool_result", "server_tool_use":
+		w.info.OverheadTokens += anthropicToolBlockTokens
+	case "image":
+		w.info.Images++
+		w.info.ImageTokens += anthropicImageTokensFor(w0, h0, sized)
+	}
+	return end
+}
+
+// source reads an image or document source: base64 image data is sized in
+// place; a text document's data counts as text.
+func (w anthropicReader) source(i int, width, height *int, sized *bool) int {
+	s := w.s
+	if s.at(i) != '{' {
+		return s.skip(i)
+	}
+	var (
+		typ, data []byte
+		dataAt    = -1
+	)
+	end := s.object(i, func(k []byte, v int) int {
+		var end int
+		switch string(keyBytes(k)) {
+		case "type":
+			typ, end = s.optStr(v)
+		case "data":
+			dataAt = v
+			data, end = s.optStr(v)
 		case "content":
 			end = w.content(v)
 		default:
@@ -202,12 +492,13 @@ func (w anthropicReader) block(i int) int {
 		}
 		return end
 	})
-	switch string(typ) {
-	case "text":
-		w.info.TextRunes += text
-	case "image":
-		w.info.Images++
-		w.info.ImageTokens += anthropicImageTokens
+	switch {
+	case string(typ) == "text" && dataAt >= 0:
+		var n int64
+		w.s.text(dataAt, &n)
+		w.info.TextRunes += n
+	case string(typ) == "base64" && !containsByte(data, '\\'):
+		*width, *height, *sized = imageSize(data)
 	}
 	return end
 }

@@ -1,16 +1,46 @@
 package providers
 
-import "strings"
+import (
+	"math"
+	"strings"
+)
 
 // DefaultGeminiURL is the Gemini API base URL used when [Gemini.BaseURL] is
 // empty.
 const DefaultGeminiURL = "https://generativelanguage.googleapis.com"
 
-// geminiImageTokens is the input cost charged per image: Gemini 2.x counts an
-// image whose sides are both at most 384 px as 258 tokens and tiles larger
-// images into 768x768 crops of 258 tokens each. The size is not known without
-// decoding the image, so every image is charged one tile.
-const geminiImageTokens = 258
+// Gemini image costs (Gemini API docs, "Image understanding" and "Media
+// resolution"). Gemini 2.x counts an image whose sides are both at most
+// 384 px as 258 tokens and tiles larger images into 768x768 crops of 258
+// tokens each; an image whose size cannot be read in place is charged one
+// tile. Gemini 3 charges by media resolution, high (1120 tokens) by default
+// for images.
+const (
+	geminiImageTokens       = 258
+	geminiImageSmallSide    = 384
+	geminiImageTile         = 768
+	gemini3ImageTokens      = 1120
+	gemini3ImageLowTokens   = 280
+	gemini3ImageMediumToken = 560
+)
+
+// geminiImageTokensFor prices one image of w x h pixels for model.
+func geminiImageTokensFor(model string, w, h int, sized bool) int64 {
+	if isGemini3(model) {
+		return gemini3ImageTokens
+	}
+	if !sized || w <= geminiImageSmallSide && h <= geminiImageSmallSide {
+		return geminiImageTokens
+	}
+	tiles := math.Ceil(float64(w)/geminiImageTile) * math.Ceil(float64(h)/geminiImageTile)
+	return int64(tiles) * geminiImageTokens
+}
+
+// isGemini3 reports whether a model is of the Gemini 3 generation or later.
+func isGemini3(model string) bool {
+	v, ok := strings.CutPrefix(model, "gemini-")
+	return ok && len(v) > 0 && v[0] >= '3' && v[0] <= '9'
+}
 
 // Gemini reads the Gemini API (models/{model}:generateContent,
 // :streamGenerateContent, :countTokens, :embedContent under /v1beta, /v1 or
@@ -65,10 +95,14 @@ func (Gemini) ParseRequest(r Request) RequestInfo {
 		info.User = ""
 		return info
 	}
-	w := geminiReader{s: newScan(r.Body), info: &info}
+	var turn geminiTurn
+	w := geminiReader{s: newScan(r.Body), info: &info, turn: &turn}
 	var bodyModel string
 	w.s.document(func(i int) int { return w.top(i, &bodyModel) })
 	info.Model = firstNonEmpty(model, strings.TrimPrefix(bodyModel, "models/"))
+	if isGemini3(info.Model) {
+		info.OverheadTokens += int64(math.Ceil(float64(turn.sig) / geminiSignatureCharsPerToken))
+	}
 	info.MaxOutputTokens = max(info.MaxOutputTokens, 0)
 	info.Malformed = w.s.bad || !w.s.valid
 	info.WideRunes = w.s.wide
@@ -163,7 +197,25 @@ func altSSE(q string) bool {
 type geminiReader struct {
 	s    *jscan
 	info *RequestInfo
+	turn *geminiTurn
 }
+
+// geminiTurn tracks the thought signatures of the current turn: the model
+// and function contents after the last user content that has text.
+type geminiTurn struct {
+	// partSig and partText are set by part for the content being read.
+	partSig  int64
+	partText bool
+	// sig is the signature bytes of the current turn so far.
+	sig int64
+}
+
+// Gemini 3 bills the thoughts a signature replays, in the current turn
+// only: about one token per geminiSignatureCharsPerToken characters of
+// signature, measured on the real-traffic corpus (Google documents that
+// signatures must be sent back, not what they cost). Earlier turns'
+// signatures cost nothing.
+const geminiSignatureCharsPerToken = 4.7
 
 func (w geminiReader) top(i int, model *string) int {
 	s := w.s
@@ -173,13 +225,16 @@ func (w geminiReader) top(i int, model *string) int {
 		case "model":
 			*model, end = s.strValue(v)
 		case "contents":
-			end = s.array(v, w.content)
+			end = s.array(v, w.turnContent)
 		case "systemInstruction", "system_instruction", "content":
 			end = w.content(v)
 		case "tools":
-			var n int64
-			n, end = s.rawRunes(v)
-			w.info.TextRunes += n
+			// A list of Tools; the API also takes a single Tool object.
+			if s.at(v) == '{' {
+				end = w.tool(v)
+			} else {
+				end = s.array(v, w.tool)
+			}
 		case "generationConfig", "generation_config":
 			end = s.object(v, func(k []byte, v int) int {
 				switch string(keyBytes(k)) {
@@ -199,6 +254,70 @@ func (w geminiReader) top(i int, model *string) int {
 	})
 }
 
+// tool reads one Tool. Function declarations are counted in the compact
+// layout the model sees (schemaLayout: names, descriptions, types, enum
+// values); built-in tools (googleSearch, codeExecution, urlContext, ...)
+// carry no text.
+func (w geminiReader) tool(i int) int {
+	s := w.s
+	return s.object(i, func(k []byte, v int) int {
+		switch string(keyBytes(k)) {
+		case "functionDeclarations", "function_declarations":
+			return s.array(v, func(v int) int {
+				w.info.OverheadTokens += geminiFunctionTokens
+				return s.object(v, func(k []byte, v int) int {
+					switch string(keyBytes(k)) {
+					case "name", "description":
+						return s.text(v, &w.info.TextRunes)
+					case "parameters", "parametersJsonSchema", "parameters_json_schema", "response", "responseJsonSchema":
+						return schemaLayout(s, w.info, v)
+					}
+					return s.skip(v)
+				})
+			})
+		}
+		return s.skip(v)
+	})
+}
+
+// geminiFunctionTokens is the fixed rendering cost of one function
+// declaration, measured on the real-traffic corpus: Google does not
+// document it.
+const geminiFunctionTokens = 5
+
+// turnContent reads one Content of the conversation and keeps the thought
+// signatures of the current turn.
+func (w geminiReader) turnContent(i int) int {
+	s := w.s
+	t := w.turn
+	var role []byte
+	var sig int64
+	var text bool
+	end := s.object(i, func(k []byte, v int) int {
+		switch string(keyBytes(k)) {
+		case "parts":
+			return s.array(v, func(v int) int {
+				t.partSig, t.partText = 0, false
+				e := w.part(v)
+				sig += t.partSig
+				text = text || t.partText
+				return e
+			})
+		case "role":
+			var e int
+			role, e = s.optStr(v)
+			return e
+		}
+		return s.skip(v)
+	})
+	if string(role) == "user" && text {
+		t.sig = 0
+	} else {
+		t.sig += sig
+	}
+	return end
+}
+
 // content reads a Content object: {"role": ..., "parts": [...]}.
 func (w geminiReader) content(i int) int {
 	s := w.s
@@ -210,34 +329,63 @@ func (w geminiReader) content(i int) int {
 	})
 }
 
-// part reads one Part: text, inline or file data (images counted by MIME
-// type), or a function call or response (JSON as sent).
+// part reads one Part: text, inline or file data (images priced by
+// geminiImageTokensFor), a function call (its name and arguments as sent)
+// or a function response (its name, response as sent, and media parts).
+// Thought signatures count nothing.
 func (w geminiReader) part(i int) int {
 	s := w.s
 	return s.object(i, func(k []byte, v int) int {
 		switch string(keyBytes(k)) {
 		case "text":
+			if w.turn != nil {
+				w.turn.partText = true
+			}
 			return s.text(v, &w.info.TextRunes)
+		case "thoughtSignature", "thought_signature":
+			raw, end := s.optStr(v)
+			if w.turn != nil {
+				w.turn.partSig += int64(len(raw))
+			}
+			return end
 		case "inlineData", "inline_data", "fileData", "file_data":
-			var mime []byte
+			var mime, data []byte
 			end := s.object(v, func(k []byte, v int) int {
+				var e int
 				switch string(keyBytes(k)) {
 				case "mimeType", "mime_type":
-					var e int
 					mime, e = s.optStr(v)
-					return e
+				case "data":
+					data, e = s.optStr(v)
+				default:
+					e = s.skip(v)
 				}
-				return s.skip(v)
+				return e
 			})
 			if strings.HasPrefix(string(mime), "image/") {
+				var iw, ih int
+				var sized bool
+				if len(data) > 0 && !containsByte(data, '\\') {
+					iw, ih, sized = imageSize(data)
+				}
 				w.info.Images++
-				w.info.ImageTokens += geminiImageTokens
+				w.info.ImageTokens += geminiImageTokensFor(w.info.Model, iw, ih, sized)
 			}
 			return end
 		case "functionCall", "function_call", "functionResponse", "function_response":
-			n, end := s.rawRunes(v)
-			w.info.TextRunes += n
-			return end
+			return s.object(v, func(k []byte, v int) int {
+				switch string(keyBytes(k)) {
+				case "name":
+					return s.text(v, &w.info.TextRunes)
+				case "parts":
+					return s.array(v, w.part)
+				case "id":
+					return s.skip(v)
+				}
+				n, end := s.rawRunes(v)
+				w.info.TextRunes += n
+				return end
+			})
 		}
 		return s.skip(v)
 	})

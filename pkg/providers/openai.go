@@ -1,19 +1,102 @@
 package providers
 
-import "strings"
+import (
+	"math"
+	"strings"
+)
 
 // DefaultOpenAIURL is the OpenAI API base URL used when [OpenAI.BaseURL] is
 // empty.
 const DefaultOpenAIURL = "https://api.openai.com"
 
-// OpenAI image costs. The high-detail cost depends on the image size, which
-// is not known without fetching and decoding the image, so every image that
-// is not "low" detail is charged as a 1024x1024 image at high detail: 85 base
-// tokens plus 170 per 512-px tile, 4 tiles (OpenAI vision pricing for
-// GPT-4o-class models). "low" detail is a flat 85 tokens.
+// OpenAI image costs, by OpenAI's "Images and vision" guide (calculating
+// costs). Tile models scale an image to fit 2048x2048, then its short side
+// down to 768 px, and charge base + per-tile tokens for each 512-px tile;
+// "low" detail is the base alone. Patch models cut the image into 32-px
+// patches (at most 1536, scaling down beyond) and charge the patches times a
+// per-model multiplier. An image whose size cannot be read in place (a URL,
+// a file id) is charged as 1024x1024.
 const (
-	openAIImageLowTokens  = 85
-	openAIImageHighTokens = 85 + 4*170
+	openAIUnknownImageSide = 1024
+	openAIMaxPatches       = 1536
+)
+
+// openAIImageModels lists image pricing by model name prefix, most
+// specific first; the last entry is the default (gpt-4o, gpt-4.1, gpt-4.5).
+var openAIImageModels = []struct {
+	prefix     string
+	base, tile int64
+	patchMult  float64 // non-zero for patch models
+}{
+	{prefix: "gpt-4.1-mini", patchMult: 1.62},
+	{prefix: "gpt-4.1-nano", patchMult: 2.46},
+	{prefix: "gpt-5-mini", patchMult: 1.62},
+	{prefix: "gpt-5-nano", patchMult: 2.46},
+	{prefix: "o4-mini", patchMult: 1.72},
+	{prefix: "gpt-4o-mini", base: 2833, tile: 5667},
+	{prefix: "computer-use", base: 65, tile: 129},
+	{prefix: "o1", base: 75, tile: 150},
+	{prefix: "o3", base: 75, tile: 150},
+	{prefix: "gpt-5", base: 70, tile: 140},
+	{prefix: "", base: 85, tile: 170},
+}
+
+// openAIImages accumulates the images of a request until the model is known
+// (member order is free).
+type openAIImages struct {
+	high, low int64 // images at high (or auto) and low detail
+	tiles     int64 // 512-px tiles of the high-detail images
+	patches   int64 // 32-px patches of all images
+}
+
+func (a *openAIImages) add(w, h int, sized, low bool) {
+	if !sized {
+		w, h = openAIUnknownImageSide, openAIUnknownImageSide
+	}
+	a.patches += openAIPatches(float64(w), float64(h))
+	if low {
+		a.low++
+		return
+	}
+	a.high++
+	fw, fh := fitWithin(float64(w), float64(h), 2048, 2048)
+	if short := math.Min(fw, fh); short > 768 {
+		fw, fh = fw*768/short, fh*768/short
+	}
+	a.tiles += int64(math.Ceil(fw/512) * math.Ceil(fh/512))
+}
+
+func openAIPatches(w, h float64) int64 {
+	p := math.Ceil(w/32) * math.Ceil(h/32)
+	if p <= openAIMaxPatches {
+		return int64(p)
+	}
+	r := math.Sqrt(32 * 32 * openAIMaxPatches / (w * h))
+	r *= math.Min(math.Floor(w*r/32)/(w*r/32), math.Floor(h*r/32)/(h*r/32))
+	return min(int64(math.Ceil(w*r/32)*math.Ceil(h*r/32)), openAIMaxPatches)
+}
+
+// tokens prices the images for model.
+func (a *openAIImages) tokens(model string) int64 {
+	for _, m := range openAIImageModels {
+		if !strings.HasPrefix(model, m.prefix) {
+			continue
+		}
+		if m.patchMult > 0 {
+			return int64(math.Ceil(float64(a.patches) * m.patchMult))
+		}
+		return (a.high+a.low)*m.base + a.tiles*m.tile
+	}
+	return 0
+}
+
+// OpenAI chat framing (OpenAI cookbook, "How to count tokens with
+// tiktoken"): every message costs 3 tokens besides its content, its role
+// one more, a name one more, and the reply is primed with 3.
+const (
+	openAIMessageTokens = 3 + 1
+	openAINameTokens    = 1
+	openAIReplyTokens   = 3
 )
 
 // OpenAI reads the OpenAI API: Chat Completions, legacy Completions,
@@ -109,9 +192,25 @@ var openAIUsage = newPaths(map[string]field{
 // openAIReader reads an OpenAI-shaped request body. The Anthropic and Gemini
 // OpenAI-compatible endpoints use it too.
 type openAIReader struct {
-	s    *jscan
-	info *RequestInfo
+	s      *jscan
+	info   *RequestInfo
+	images *openAIImages
+	// reasoning is the estimated tokens of the reasoning items replayed
+	// since the last user message of a Responses input.
+	reasoning *int64
 }
+
+// Reasoning items replayed in a Responses input carry the model's
+// reasoning encrypted. OpenAI keeps the reasoning of the current turn
+// (since the last user message) in context and drops earlier turns'. On
+// the real-traffic corpus an item costs about one token per
+// openAIReasoningCharsPerToken characters of encrypted_content beyond an
+// empty item's openAIReasoningBaseChars (measured; OpenAI documents the
+// dropping, not the size).
+const (
+	openAIReasoningBaseChars     = 1000
+	openAIReasoningCharsPerToken = 5
+)
 
 // readOpenAIRequest fills a RequestInfo from an OpenAI-shaped request.
 // streamable says whether the endpoint honours "stream": true.
@@ -125,9 +224,21 @@ func readOpenAIRequest(r Request, ep Endpoint, streamable bool) RequestInfo {
 		readLooseModel(r.Body, &info)
 		return info
 	}
-	var f openAIFields
-	w := openAIReader{s: newScan(r.Body), info: &info}
+	var (
+		f   openAIFields
+		img openAIImages
+	)
+	var reasoning int64
+	w := openAIReader{s: newScan(r.Body), info: &info, images: &img, reasoning: &reasoning}
 	w.s.document(func(i int) int { return w.top(i, &f) })
+	info.OverheadTokens += reasoning
+	info.ImageTokens = img.tokens(info.Model)
+	if f.messages {
+		info.OverheadTokens += openAIReplyTokens
+	}
+	if f.functions > 0 {
+		info.OverheadTokens += layoutFuncEnd
+	}
 	if f.stream && streamable {
 		info.Stream = true
 	}
@@ -151,6 +262,10 @@ type openAIFields struct {
 	user, safetyID                      string
 	stream                              bool
 	maxTokens, maxCompletion, maxOutput int64
+	// messages is set for a chat (messages list); functions counts the
+	// function definitions.
+	messages  bool
+	functions int
 }
 
 func (w openAIReader) top(i int, f *openAIFields) int {
@@ -173,17 +288,28 @@ func (w openAIReader) top(i int, f *openAIFields) int {
 		case "max_output_tokens":
 			f.maxOutput, _, end = s.integer(v)
 		case "messages":
+			f.messages = true
 			end = s.array(v, w.message)
 		case "input":
 			end = w.input(v)
 		case "instructions":
+			if s.at(v) == '"' {
+				w.info.OverheadTokens += openAIMessageTokens
+			}
 			end = s.text(v, &w.info.TextRunes)
 		case "prompt":
 			end = w.prompt(v)
 		case "tools", "functions":
-			var n int64
-			n, end = s.rawRunes(v)
-			w.info.TextRunes += n
+			end = s.array(v, func(v int) int { return w.tool(v, f) })
+		case "response_format":
+			end = w.format(v)
+		case "text":
+			end = s.object(v, func(k []byte, v int) int {
+				if keyIs(k, "format") {
+					return w.format(v)
+				}
+				return s.skip(v)
+			})
 		default:
 			end = s.skip(v)
 		}
@@ -191,13 +317,119 @@ func (w openAIReader) top(i int, f *openAIFields) int {
 	})
 }
 
-// message reads one Chat Completions message.
+// openAIFormatTokens is the fixed cost of a JSON-schema response format
+// (its framing in the system message), measured on the real-traffic
+// corpus: OpenAI does not document it.
+const openAIFormatTokens = 20
+
+// format reads a structured-output format (response_format, or the
+// Responses text.format): a JSON schema is counted in the layout OpenAI
+// renders (schemaLayout), with its name and description.
+func (w openAIReader) format(i int) int {
+	s := w.s
+	if s.at(i) != '{' {
+		return s.skip(i)
+	}
+	var typ []byte
+	end := s.object(i, func(k []byte, v int) int {
+		switch string(keyBytes(k)) {
+		case "type":
+			var e int
+			typ, e = s.optStr(v)
+			return e
+		case "json_schema": // Chat Completions nests the schema
+			return w.format(v)
+		case "name", "description":
+			return s.text(v, &w.info.TextRunes)
+		case "schema":
+			return schemaLayout(s, w.info, v)
+		}
+		return s.skip(v)
+	})
+	if string(typ) == "json_schema" {
+		w.info.OverheadTokens += openAIFormatTokens
+	}
+	return end
+}
+
+// tool reads one tool definition. Functions (the Chat Completions
+// {"type":"function","function":{...}}, the flat Responses form and legacy
+// "functions") are counted in OpenAI's rendering layout: their name,
+// description and parameters (schemaLayout) plus layoutFuncInit. Other
+// tools count their name and description, and the rest of their JSON as
+// sent.
+func (w openAIReader) tool(i int, f *openAIFields) int {
+	s := w.s
+	if s.at(i) != '{' {
+		return s.skip(i)
+	}
+	var (
+		typ    []byte
+		other  int64
+		nested bool
+	)
+	end := s.object(i, func(k []byte, v int) int {
+		switch string(keyBytes(k)) {
+		case "type":
+			var e int
+			typ, e = s.optStr(v)
+			return e
+		case "function":
+			if s.at(v) != '{' {
+				return s.skip(v)
+			}
+			nested = true
+			return w.tool(v, f)
+		case "name", "description":
+			return s.text(v, &w.info.TextRunes)
+		case "parameters":
+			return schemaLayout(s, w.info, v)
+		case "strict":
+			return s.skip(v)
+		}
+		n, e := s.rawRunes(v)
+		other += n
+		return e
+	})
+	switch {
+	case nested:
+	case len(typ) == 0 || string(typ) == "function":
+		f.functions++
+		w.info.OverheadTokens += layoutFuncInit
+	default:
+		w.info.TextRunes += other
+		w.info.OverheadTokens += openAIHostedToolTokens(typ)
+	}
+	return end
+}
+
+// openAIHostedToolTokens is the definition cost of a tool OpenAI hosts,
+// measured on the real-traffic corpus (calls that declare the tool where
+// it did not run); OpenAI does not document these. Unknown types cost 0.
+func openAIHostedToolTokens(typ []byte) int64 {
+	switch string(typ) {
+	case "image_generation":
+		return 340
+	case "web_search", "web_search_preview":
+		return 300
+	case "tool_search":
+		return 150
+	}
+	return 0
+}
+
+// message reads one Chat Completions message: its framing
+// (openAIMessageTokens), content, name and tool calls.
 func (w openAIReader) message(i int) int {
 	s := w.s
+	w.info.OverheadTokens += openAIMessageTokens
 	return s.object(i, func(k []byte, v int) int {
 		switch string(keyBytes(k)) {
 		case "content":
 			return w.content(v)
+		case "name":
+			w.info.OverheadTokens += openAINameTokens
+			return s.text(v, &w.info.TextRunes)
 		case "tool_calls", "function_call":
 			n, end := s.rawRunes(v)
 			w.info.TextRunes += n
@@ -262,8 +494,10 @@ func (w openAIReader) part(i int) int {
 	var (
 		typ           []byte
 		text, refusal int64
-		detail        []byte
+		detail, url   []byte
 		hasText       bool
+		role          []byte
+		encrypted     int
 	)
 	end := s.object(i, func(k []byte, v int) int {
 		var end int
@@ -278,17 +512,35 @@ func (w openAIReader) part(i int) int {
 			end = s.text(v, &refusal)
 		case "detail":
 			detail, end = s.optStr(v)
+		case "role":
+			// A Responses input message item: framed like a chat message.
+			w.info.OverheadTokens += openAIMessageTokens
+			role, end = s.optStr(v)
+		case "encrypted_content":
+			var raw []byte
+			raw, end = s.optStr(v)
+			encrypted = len(raw)
+		case "name":
+			end = s.text(v, &w.info.TextRunes)
 		case "image_url":
-			if s.at(v) == '{' {
+			switch s.at(v) {
+			case '{':
 				end = s.object(v, func(k []byte, v int) int {
-					if keyIs(k, "detail") {
+					switch string(keyBytes(k)) {
+					case "detail":
 						var e int
 						detail, e = s.optStr(v)
+						return e
+					case "url":
+						var e int
+						url, e = s.optStr(v)
 						return e
 					}
 					return s.skip(v)
 				})
-			} else {
+			case '"':
+				url, end = s.str(v)
+			default:
 				end = s.skip(v)
 			}
 		case "content", "output":
@@ -306,6 +558,12 @@ func (w openAIReader) part(i int) int {
 		}
 		return end
 	})
+	switch {
+	case string(role) == "user":
+		*w.reasoning = 0
+	case string(typ) == "reasoning" && encrypted > openAIReasoningBaseChars:
+		*w.reasoning += int64((encrypted - openAIReasoningBaseChars) / openAIReasoningCharsPerToken)
+	}
 	switch string(typ) {
 	case "text", "input_text", "output_text":
 		if hasText {
@@ -315,11 +573,12 @@ func (w openAIReader) part(i int) int {
 		w.info.TextRunes += refusal
 	case "image_url", "input_image":
 		w.info.Images++
-		if string(detail) == "low" {
-			w.info.ImageTokens += openAIImageLowTokens
-		} else {
-			w.info.ImageTokens += openAIImageHighTokens
+		var iw, ih int
+		var sized bool
+		if data, ok := base64Payload(url); ok && !containsByte(data, '\\') {
+			iw, ih, sized = imageSize(data)
 		}
+		w.images.add(iw, ih, sized, string(detail) == "low")
 	}
 	return end
 }

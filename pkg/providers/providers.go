@@ -95,6 +95,12 @@ type RequestInfo struct {
 	ImageTokens int64
 	// Images counts image parts.
 	Images int
+	// OverheadTokens is the input the vendor adds around the counted text
+	// by a documented rule, in tokens: per-message framing (OpenAI), the
+	// tool-use system prompt and built-in tool definitions (Anthropic),
+	// the fixed part of each function or schema rendering. Estimates add
+	// it as it is, like ImageTokens.
+	OverheadTokens int64
 	// MaxOutputTokens is the output limit the client asked for
 	// (max_tokens, max_completion_tokens, max_output_tokens,
 	// generationConfig.maxOutputTokens); 0 when absent.

@@ -3,6 +3,7 @@ package providers
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -13,10 +14,13 @@ import (
 )
 
 // refParseRequest is ParseRequest written the obvious way: encoding/json
-// into structs, with json.RawMessage where a field has several shapes. It
-// states what every count means, checks the scanner in
+// into structs and maps, with json.RawMessage where a field has several
+// shapes. It states what every count means, checks the scanner in
 // TestParseRequestAgreesWithEncodingJSON and is the baseline of
-// BenchmarkParseRequest. It only has to agree on well-formed bodies.
+// BenchmarkParseRequest. It only has to agree on well-formed bodies. The
+// pricing tables (image rules, documented and measured overheads) are
+// shared with the scanner; the walk that decides what they apply to is
+// written again here.
 func refParseRequest(p Provider, r Request) RequestInfo {
 	switch p.(type) {
 	case OpenAI:
@@ -51,6 +55,12 @@ func refText(raw json.RawMessage, bad *bool) int64 {
 	return int64(utf8.RuneCountInString(s))
 }
 
+func refString(raw json.RawMessage) string {
+	var s string
+	_ = json.Unmarshal(raw, &s)
+	return s
+}
+
 func refInt(raw json.RawMessage) int64 {
 	n, err := strconv.ParseInt(string(raw), 10, 64)
 	if err != nil {
@@ -64,6 +74,144 @@ func refStr(p *string) string {
 		return ""
 	}
 	return *p
+}
+
+func refObject(raw json.RawMessage) map[string]json.RawMessage {
+	var m map[string]json.RawMessage
+	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &m) != nil {
+		return nil
+	}
+	return m
+}
+
+func refArray(raw json.RawMessage) []json.RawMessage {
+	var a []json.RawMessage
+	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &a) != nil {
+		return nil
+	}
+	return a
+}
+
+// refImageSize decodes base64 data whole and reads its header the way the
+// image formats define it.
+func refImageSize(data string) (w, h int, ok bool) {
+	b, err := refB64(data)
+	if err != nil && len(b) == 0 {
+		return 0, 0, false
+	}
+	be16 := func(i int) int { return int(b[i])<<8 | int(b[i+1]) }
+	le16 := func(i int) int { return int(b[i+1])<<8 | int(b[i]) }
+	switch {
+	case len(b) >= 24 && string(b[:8]) == "\x89PNG\r\n\x1a\n":
+		return be16(16)<<16 | be16(18), be16(20)<<16 | be16(22), true
+	case len(b) >= 10 && string(b[:4]) == "GIF8":
+		return le16(6), le16(8), true
+	case len(b) >= 4 && b[0] == 0xff && b[1] == 0xd8:
+		for i := 2; i+9 < len(b); {
+			if b[i] != 0xff {
+				return 0, 0, false
+			}
+			m := b[i+1]
+			switch {
+			case m == 0xff:
+				i++
+				continue
+			case m == 0xd8 || m == 0x01 || m >= 0xd0 && m <= 0xd7:
+				i += 2
+				continue
+			case m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc:
+				return be16(i + 7), be16(i + 5), true
+			}
+			i += 2 + be16(i+2)
+		}
+	}
+	return 0, 0, false
+}
+
+func refB64(s string) ([]byte, error) {
+	const std = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	var out []byte
+	var acc, n int
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '=' {
+			break
+		}
+		if c == '-' {
+			c = '+'
+		} else if c == '_' {
+			c = '/'
+		}
+		v := strings.IndexByte(std, c)
+		if v < 0 {
+			return out, fmt.Errorf("not base64")
+		}
+		acc = acc<<6 | v
+		if n++; n == 4 {
+			out = append(out, byte(acc>>16), byte(acc>>8), byte(acc))
+			acc, n = 0, 0
+		}
+	}
+	return out, nil
+}
+
+// refSchema is schemaLayout on decoded JSON.
+func refSchema(raw json.RawMessage, info *RequestInfo, bad *bool) {
+	m := refObject(raw)
+	for k, v := range m {
+		switch k {
+		case "description", "type", "format", "const":
+			switch {
+			case len(v) > 0 && v[0] == '"':
+				info.TextRunes += refText(v, bad)
+			case len(v) > 0 && v[0] == '[':
+				for _, e := range refArray(v) {
+					info.TextRunes += refText(e, bad)
+				}
+			}
+		case "properties", "$defs", "definitions", "patternProperties":
+			props := refObject(v)
+			if props == nil {
+				continue
+			}
+			info.OverheadTokens += layoutPropInit
+			for name, pv := range props {
+				info.OverheadTokens += layoutPropKey
+				info.TextRunes += int64(utf8.RuneCountInString(name))
+				refSchema(pv, info, bad)
+			}
+		case "items", "additionalProperties", "not", "if", "then", "else":
+			refSchema(v, info, bad)
+		case "anyOf", "oneOf", "allOf", "prefixItems":
+			for _, e := range refArray(v) {
+				refSchema(e, info, bad)
+			}
+		case "enum":
+			items := refArray(v)
+			if items == nil {
+				continue
+			}
+			info.OverheadTokens += layoutEnumInit
+			for _, e := range items {
+				info.OverheadTokens += layoutEnumItem
+				if e[0] == '"' {
+					info.TextRunes += refText(e, bad)
+				} else {
+					info.TextRunes += refRaw(e)
+				}
+			}
+		case "$ref":
+			info.TextRunes += refText(v, bad)
+		}
+	}
+}
+
+type refOAState struct {
+	info      *RequestInfo
+	bad       *bool
+	images    openAIImages
+	reasoning int64
+	functions int
 }
 
 func refOpenAI(r Request, ep Endpoint, streamable bool) RequestInfo {
@@ -89,22 +237,28 @@ func refOpenAI(r Request, ep Endpoint, streamable bool) RequestInfo {
 		MaxTokens     json.RawMessage `json:"max_tokens"`
 		MaxCompletion json.RawMessage `json:"max_completion_tokens"`
 		MaxOutput     json.RawMessage `json:"max_output_tokens"`
-		Messages      []struct {
+		Messages      *[]struct {
 			Content      json.RawMessage `json:"content"`
+			Name         json.RawMessage `json:"name"`
 			ToolCalls    json.RawMessage `json:"tool_calls"`
 			FunctionCall json.RawMessage `json:"function_call"`
 		} `json:"messages"`
-		Input        json.RawMessage `json:"input"`
-		Instructions json.RawMessage `json:"instructions"`
-		Prompt       json.RawMessage `json:"prompt"`
-		Tools        json.RawMessage `json:"tools"`
-		Functions    json.RawMessage `json:"functions"`
+		Input          json.RawMessage `json:"input"`
+		Instructions   json.RawMessage `json:"instructions"`
+		Prompt         json.RawMessage `json:"prompt"`
+		Tools          json.RawMessage `json:"tools"`
+		Functions      json.RawMessage `json:"functions"`
+		ResponseFormat json.RawMessage `json:"response_format"`
+		Text           *struct {
+			Format json.RawMessage `json:"format"`
+		} `json:"text"`
 	}
 	if err := json.Unmarshal(r.Body, &body); err != nil {
 		info.Malformed = true
 		return info
 	}
 	bad := false
+	st := &refOAState{info: &info, bad: &bad}
 	info.Model = body.Model
 	info.User = firstNonEmpty(body.User, body.SafetyID)
 	info.Stream = info.Stream || (streamable && string(body.Stream) == "true")
@@ -116,57 +270,126 @@ func refOpenAI(r Request, ep Endpoint, streamable bool) RequestInfo {
 	default:
 		info.MaxOutputTokens = max(refInt(body.MaxTokens), 0)
 	}
-	for _, m := range body.Messages {
-		refOAContent(m.Content, &info, &bad)
-		info.TextRunes += refRaw(m.ToolCalls) + refRaw(m.FunctionCall)
+	if body.Messages != nil {
+		info.OverheadTokens += openAIReplyTokens
+		for _, m := range *body.Messages {
+			info.OverheadTokens += openAIMessageTokens
+			st.content(m.Content)
+			if !refIsNull(m.Name) {
+				info.OverheadTokens += openAINameTokens
+				info.TextRunes += refText(m.Name, &bad)
+			}
+			info.TextRunes += refRaw(m.ToolCalls) + refRaw(m.FunctionCall)
+		}
 	}
 	if len(body.Input) > 0 && body.Input[0] == '[' {
-		var items []json.RawMessage
-		bad = bad || json.Unmarshal(body.Input, &items) != nil
-		for _, it := range items {
+		for _, it := range refArray(body.Input) {
 			switch it[0] {
 			case '"':
 				info.TextRunes += refText(it, &bad)
 			case '{':
-				refOAPart(it, &info, &bad)
+				st.part(it)
 			}
 		}
 	} else {
 		info.TextRunes += refText(body.Input, &bad)
+	}
+	if len(body.Instructions) > 0 && body.Instructions[0] == '"' {
+		info.OverheadTokens += openAIMessageTokens
 	}
 	info.TextRunes += refText(body.Instructions, &bad)
 	switch {
 	case len(body.Prompt) > 0 && body.Prompt[0] == '"':
 		info.TextRunes += refText(body.Prompt, &bad)
 	case len(body.Prompt) > 0 && body.Prompt[0] == '[':
-		var items []json.RawMessage
-		bad = bad || json.Unmarshal(body.Prompt, &items) != nil
-		for _, it := range items {
+		for _, it := range refArray(body.Prompt) {
 			if it[0] == '"' {
 				info.TextRunes += refText(it, &bad)
 			}
 		}
 	}
-	info.TextRunes += refRaw(body.Tools) + refRaw(body.Functions)
+	for _, list := range []json.RawMessage{body.Tools, body.Functions} {
+		for _, t := range refArray(list) {
+			st.tool(t)
+		}
+	}
+	st.format(body.ResponseFormat)
+	if body.Text != nil {
+		st.format(body.Text.Format)
+	}
+	if st.functions > 0 {
+		info.OverheadTokens += layoutFuncEnd
+	}
+	info.OverheadTokens += st.reasoning
+	info.ImageTokens = st.images.tokens(info.Model)
 	info.Malformed = bad
 	return info
 }
 
-func refOAContent(raw json.RawMessage, info *RequestInfo, bad *bool) {
+func (st *refOAState) format(raw json.RawMessage) {
+	m := refObject(raw)
+	if m == nil {
+		return
+	}
+	if js, ok := m["json_schema"]; ok {
+		st.format(js)
+	}
+	st.info.TextRunes += refText(m["name"], st.bad) + refText(m["description"], st.bad)
+	if s, ok := m["schema"]; ok {
+		refSchema(s, st.info, st.bad)
+	}
+	if refString(m["type"]) == "json_schema" {
+		st.info.OverheadTokens += openAIFormatTokens
+	}
+}
+
+func (st *refOAState) tool(raw json.RawMessage) {
+	m := refObject(raw)
+	if m == nil {
+		return
+	}
+	typ := refString(m["type"])
+	st.info.TextRunes += refText(m["name"], st.bad) + refText(m["description"], st.bad)
+	if p, ok := m["parameters"]; ok {
+		refSchema(p, st.info, st.bad)
+	}
+	fn, nested := m["function"]
+	nested = nested && len(fn) > 0 && fn[0] == '{'
+	if nested {
+		st.tool(fn)
+	}
+	switch {
+	case nested:
+	case typ == "" || typ == "function":
+		st.functions++
+		st.info.OverheadTokens += layoutFuncInit
+	default:
+		for k, v := range m {
+			switch k {
+			case "type", "function", "name", "description", "parameters", "strict":
+			default:
+				st.info.TextRunes += refRaw(v)
+			}
+		}
+		st.info.OverheadTokens += openAIHostedToolTokens([]byte(typ))
+	}
+}
+
+func (st *refOAState) content(raw json.RawMessage) {
 	if len(raw) > 0 && raw[0] == '[' {
-		var parts []json.RawMessage
-		*bad = *bad || json.Unmarshal(raw, &parts) != nil
-		for _, p := range parts {
-			refOAPart(p, info, bad)
+		for _, p := range refArray(raw) {
+			st.part(p)
 		}
 		return
 	}
-	info.TextRunes += refText(raw, bad)
+	st.info.TextRunes += refText(raw, st.bad)
 }
 
-func refOAPart(raw json.RawMessage, info *RequestInfo, bad *bool) {
+func (st *refOAState) part(raw json.RawMessage) {
 	var p struct {
 		Type      *string         `json:"type"`
+		Role      *string         `json:"role"`
+		Name      json.RawMessage `json:"name"`
 		Text      json.RawMessage `json:"text"`
 		Refusal   json.RawMessage `json:"refusal"`
 		Detail    *string         `json:"detail"`
@@ -175,41 +398,64 @@ func refOAPart(raw json.RawMessage, info *RequestInfo, bad *bool) {
 		Output    json.RawMessage `json:"output"`
 		Arguments json.RawMessage `json:"arguments"`
 		Input     json.RawMessage `json:"input"`
+		Encrypted *string         `json:"encrypted_content"`
 	}
 	if json.Unmarshal(raw, &p) != nil {
-		*bad = true
+		*st.bad = true
 		return
 	}
-	refOAContent(p.Content, info, bad)
-	refOAContent(p.Output, info, bad)
+	info := st.info
+	if p.Role != nil {
+		info.OverheadTokens += openAIMessageTokens
+	}
+	info.TextRunes += refText(p.Name, st.bad)
+	st.content(p.Content)
+	st.content(p.Output)
 	for _, a := range []json.RawMessage{p.Arguments, p.Input} {
 		if len(a) > 0 && (a[0] == '"' || a[0] == 'n') {
-			info.TextRunes += refText(a, bad)
+			info.TextRunes += refText(a, st.bad)
 		} else {
 			info.TextRunes += refRaw(a)
 		}
 	}
-	detail := refStr(p.Detail)
-	if len(p.ImageURL) > 0 && p.ImageURL[0] == '{' {
+	detail, url := refStr(p.Detail), ""
+	switch {
+	case len(p.ImageURL) > 0 && p.ImageURL[0] == '{':
 		var u struct {
 			Detail *string `json:"detail"`
+			URL    *string `json:"url"`
 		}
 		_ = json.Unmarshal(p.ImageURL, &u)
-		detail = refStr(u.Detail)
+		detail, url = refStr(u.Detail), refStr(u.URL)
+	case len(p.ImageURL) > 0 && p.ImageURL[0] == '"':
+		url = refString(p.ImageURL)
+	}
+	switch {
+	case refStr(p.Role) == "user":
+		st.reasoning = 0
+	case refStr(p.Type) == "reasoning" && len(refStr(p.Encrypted)) > openAIReasoningBaseChars:
+		st.reasoning += int64((len(refStr(p.Encrypted)) - openAIReasoningBaseChars) / openAIReasoningCharsPerToken)
 	}
 	switch refStr(p.Type) {
 	case "text", "input_text", "output_text":
-		info.TextRunes += refText(p.Text, bad)
+		info.TextRunes += refText(p.Text, st.bad)
 	case "refusal":
-		info.TextRunes += refText(p.Refusal, bad)
+		info.TextRunes += refText(p.Refusal, st.bad)
 	case "image_url", "input_image":
 		info.Images++
-		if detail == "low" {
-			info.ImageTokens += openAIImageLowTokens
-		} else {
-			info.ImageTokens += openAIImageHighTokens
+		var w, h int
+		var sized bool
+		if _, data, ok := strings.Cut(url, ";base64,"); ok && strings.HasPrefix(url, "data:") {
+			w, h, sized = refImageSize(data)
 		}
+		st.images.add(w, h, sized, detail == "low")
 	}
+}
+
+type refANState struct {
+	info *RequestInfo
+	bad  *bool
+	f    anthropicFields
 }
 
 func refAnthropic(r Request) RequestInfo {
@@ -237,73 +483,166 @@ func refAnthropic(r Request) RequestInfo {
 		Messages []struct {
 			Content json.RawMessage `json:"content"`
 		} `json:"messages"`
-		Tools json.RawMessage `json:"tools"`
+		Tools      []json.RawMessage `json:"tools"`
+		ToolChoice *struct {
+			Type *string `json:"type"`
+		} `json:"tool_choice"`
+		Thinking *struct {
+			Type *string `json:"type"`
+		} `json:"thinking"`
+		OutputFormat json.RawMessage `json:"output_format"`
+		OutputConfig *struct {
+			Format json.RawMessage `json:"format"`
+		} `json:"output_config"`
 	}
 	if err := json.Unmarshal(r.Body, &body); err != nil {
 		info.Malformed = true
 		return info
 	}
 	bad := false
+	st := &refANState{info: &info, bad: &bad}
 	info.Model = body.Model
 	info.Stream = info.Stream || (info.Endpoint == EndpointMessages && string(body.Stream) == "true")
 	info.MaxOutputTokens = max(refInt(body.MaxTokens), 0)
 	if body.Metadata != nil {
 		info.User = body.Metadata.UserID
 	}
-	refANContent(body.System, &info, &bad)
+	st.content(body.System)
 	for _, m := range body.Messages {
-		refANContent(m.Content, &info, &bad)
+		info.OverheadTokens += anthropicMessageTokens
+		st.content(m.Content)
 	}
-	info.TextRunes += refRaw(body.Tools)
+	for _, t := range body.Tools {
+		st.tool(t)
+	}
+	if body.ToolChoice != nil {
+		st.f.toolChoice = []byte(refStr(body.ToolChoice.Type))
+	}
+	if body.Thinking != nil {
+		t := refStr(body.Thinking.Type)
+		st.f.thinking = t != "" && t != "disabled"
+	}
+	for _, f := range []json.RawMessage{body.OutputFormat, func() json.RawMessage {
+		if body.OutputConfig == nil {
+			return nil
+		}
+		return body.OutputConfig.Format
+	}()} {
+		if len(f) > 0 {
+			st.f.format = st.f.format || f[0] == '{'
+			info.TextRunes += refRaw(f)
+		}
+	}
+	info.OverheadTokens += anthropicOverhead(info.Model, &st.f)
 	info.Malformed = bad
 	return info
 }
 
-func refANContent(raw json.RawMessage, info *RequestInfo, bad *bool) {
-	if len(raw) == 0 || raw[0] != '[' {
-		info.TextRunes += refText(raw, bad)
+func (st *refANState) tool(raw json.RawMessage) {
+	var t struct {
+		Type        *string         `json:"type"`
+		Name        json.RawMessage `json:"name"`
+		Description json.RawMessage `json:"description"`
+		InputSchema json.RawMessage `json:"input_schema"`
+		Defer       json.RawMessage `json:"defer_loading"`
+	}
+	if json.Unmarshal(raw, &t) != nil {
+		*st.bad = true
 		return
 	}
-	var blocks []struct {
-		Type    *string         `json:"type"`
-		Text    json.RawMessage `json:"text"`
-		Input   json.RawMessage `json:"input"`
-		Content json.RawMessage `json:"content"`
-	}
-	if json.Unmarshal(raw, &blocks) != nil {
-		*bad = true
+	if string(t.Defer) == "true" {
 		return
 	}
-	for _, b := range blocks {
-		info.TextRunes += refRaw(b.Input)
-		refANContent(b.Content, info, bad)
-		switch refStr(b.Type) {
-		case "text":
-			info.TextRunes += refText(b.Text, bad)
-		case "image":
-			info.Images++
-			info.ImageTokens += anthropicImageTokens
+	runes := refText(t.Name, st.bad) + refText(t.Description, st.bad) + refRaw(t.InputSchema)
+	typ := refStr(t.Type)
+	if typ == "" || typ == "custom" {
+		st.f.tools++
+		st.info.TextRunes += runes
+		return
+	}
+	tokens, computer := anthropicBuiltinTool(typ)
+	st.f.builtin += tokens
+	st.f.computer = st.f.computer || computer
+	if tokens == 0 {
+		st.info.TextRunes += runes
+	}
+}
+
+func (st *refANState) content(raw json.RawMessage) {
+	switch {
+	case len(raw) > 0 && raw[0] == '[':
+		for _, b := range refArray(raw) {
+			st.block(b)
 		}
+	case len(raw) > 0 && raw[0] == '{':
+		st.block(raw)
+	default:
+		st.info.TextRunes += refText(raw, st.bad)
+	}
+}
+
+func (st *refANState) block(raw json.RawMessage) {
+	m := refObject(raw)
+	if m == nil {
+		*st.bad = true
+		return
+	}
+	info := st.info
+	typ := refString(m["type"])
+	for _, k := range []string{"name", "title", "context", "stdout", "stderr", "url"} {
+		info.TextRunes += refText(m[k], st.bad)
+	}
+	info.TextRunes += refRaw(m["input"])
+	if c, ok := m["content"]; ok {
+		st.content(c)
+	}
+	var w, h int
+	var sized bool
+	if src := refObject(m["source"]); src != nil {
+		switch refString(src["type"]) {
+		case "text":
+			info.TextRunes += refText(src["data"], st.bad)
+		case "base64":
+			w, h, sized = refImageSize(refString(src["data"]))
+		}
+		if c, ok := src["content"]; ok {
+			st.content(c)
+		}
+	}
+	switch typ {
+	case "text", "thinking":
+		info.TextRunes += refText(m["text"], st.bad) + refText(m["thinking"], st.bad)
+	case "tool_use", "tool_result", "server_tool_use":
+		info.OverheadTokens += anthropicToolBlockTokens
+	case "image":
+		info.Images++
+		info.ImageTokens += anthropicImageTokensFor(w, h, sized)
 	}
 }
 
 type refGeminiBlob struct {
 	MimeType  string `json:"mimeType"`
 	MimeType2 string `json:"mime_type"`
+	Data      string `json:"data"`
+}
+
+type refGeminiPart struct {
+	Text              json.RawMessage `json:"text"`
+	Signature         *string         `json:"thoughtSignature"`
+	Signature2        *string         `json:"thought_signature"`
+	InlineData        *refGeminiBlob  `json:"inlineData"`
+	InlineData2       *refGeminiBlob  `json:"inline_data"`
+	FileData          *refGeminiBlob  `json:"fileData"`
+	FileData2         *refGeminiBlob  `json:"file_data"`
+	FunctionCall      json.RawMessage `json:"functionCall"`
+	FunctionCall2     json.RawMessage `json:"function_call"`
+	FunctionResponse  json.RawMessage `json:"functionResponse"`
+	FunctionResponse2 json.RawMessage `json:"function_response"`
 }
 
 type refGeminiContent struct {
-	Parts []struct {
-		Text              json.RawMessage `json:"text"`
-		InlineData        *refGeminiBlob  `json:"inlineData"`
-		InlineData2       *refGeminiBlob  `json:"inline_data"`
-		FileData          *refGeminiBlob  `json:"fileData"`
-		FileData2         *refGeminiBlob  `json:"file_data"`
-		FunctionCall      json.RawMessage `json:"functionCall"`
-		FunctionCall2     json.RawMessage `json:"function_call"`
-		FunctionResponse  json.RawMessage `json:"functionResponse"`
-		FunctionResponse2 json.RawMessage `json:"function_response"`
-	} `json:"parts"`
+	Role  string          `json:"role"`
+	Parts []refGeminiPart `json:"parts"`
 }
 
 type refGeminiConfig struct {
@@ -344,35 +683,88 @@ func refGemini(r Request) RequestInfo {
 		return info
 	}
 	bad := false
-	refGeminiWalk(&body, &info, &bad)
+	var sig int64
+	refGeminiWalk(&body, &info, &bad, &sig)
 	info.Model = firstNonEmpty(model, strings.TrimPrefix(body.Model, "models/"))
+	if isGemini3(info.Model) {
+		info.OverheadTokens += int64(math.Ceil(float64(sig) / geminiSignatureCharsPerToken))
+	}
 	info.MaxOutputTokens = max(info.MaxOutputTokens, 0)
 	info.Malformed = bad
 	return info
 }
 
-func refGeminiWalk(body *refGeminiBody, info *RequestInfo, bad *bool) {
-	contents := append([]refGeminiContent(nil), body.Contents...)
-	for _, c := range []*refGeminiContent{body.SystemInstruction, body.SystemInstruction2, body.Content} {
-		if c != nil {
-			contents = append(contents, *c)
+// refGeminiParts counts parts and returns their signature bytes and
+// whether any has text.
+func refGeminiParts(parts []refGeminiPart, info *RequestInfo, bad *bool) (sig int64, text bool) {
+	for _, p := range parts {
+		if !refIsNull(p.Text) {
+			text = true
+		}
+		info.TextRunes += refText(p.Text, bad)
+		sig += int64(len(refStr(p.Signature)) + len(refStr(p.Signature2)))
+		for _, raw := range []json.RawMessage{p.FunctionCall, p.FunctionCall2, p.FunctionResponse, p.FunctionResponse2} {
+			for k, v := range refObject(raw) {
+				switch k {
+				case "name":
+					info.TextRunes += refText(v, bad)
+				case "parts":
+					var sub []refGeminiPart
+					_ = json.Unmarshal(v, &sub)
+					refGeminiParts(sub, info, bad)
+				case "id":
+				default:
+					info.TextRunes += refRaw(v)
+				}
+			}
+		}
+		for _, blob := range []*refGeminiBlob{p.InlineData, p.InlineData2, p.FileData, p.FileData2} {
+			if blob != nil && strings.HasPrefix(blob.MimeType+blob.MimeType2, "image/") {
+				w, h, sized := refImageSize(blob.Data)
+				info.Images++
+				info.ImageTokens += geminiImageTokensFor(info.Model, w, h, sized)
+			}
 		}
 	}
-	for _, c := range contents {
-		for _, p := range c.Parts {
-			info.TextRunes += refText(p.Text, bad)
-			for _, raw := range []json.RawMessage{p.FunctionCall, p.FunctionCall2, p.FunctionResponse, p.FunctionResponse2} {
-				info.TextRunes += refRaw(raw)
+	return sig, text
+}
+
+func refGeminiWalk(body *refGeminiBody, info *RequestInfo, bad *bool, turnSig *int64) {
+	for _, c := range body.Contents {
+		sig, text := refGeminiParts(c.Parts, info, bad)
+		if c.Role == "user" && text {
+			*turnSig = 0
+		} else {
+			*turnSig += sig
+		}
+	}
+	for _, c := range []*refGeminiContent{body.SystemInstruction, body.SystemInstruction2, body.Content} {
+		if c != nil {
+			refGeminiParts(c.Parts, info, bad)
+		}
+	}
+	tools := refArray(body.Tools)
+	if len(body.Tools) > 0 && body.Tools[0] == '{' {
+		tools = []json.RawMessage{body.Tools}
+	}
+	for _, t := range tools {
+		for k, v := range refObject(t) {
+			if k != "functionDeclarations" && k != "function_declarations" {
+				continue
 			}
-			for _, blob := range []*refGeminiBlob{p.InlineData, p.InlineData2, p.FileData, p.FileData2} {
-				if blob != nil && strings.HasPrefix(blob.MimeType+blob.MimeType2, "image/") {
-					info.Images++
-					info.ImageTokens += geminiImageTokens
+			for _, d := range refArray(v) {
+				info.OverheadTokens += geminiFunctionTokens
+				for dk, dv := range refObject(d) {
+					switch dk {
+					case "name", "description":
+						info.TextRunes += refText(dv, bad)
+					case "parameters", "parametersJsonSchema", "parameters_json_schema", "response", "responseJsonSchema":
+						refSchema(dv, info, bad)
+					}
 				}
 			}
 		}
 	}
-	info.TextRunes += refRaw(body.Tools)
 	for _, g := range []*refGeminiConfig{body.GenerationConfig, body.GenerationConfig2} {
 		if g != nil {
 			for _, raw := range []json.RawMessage{g.MaxOutputTokens, g.MaxOutputTokens2} {
@@ -384,7 +776,7 @@ func refGeminiWalk(body *refGeminiBody, info *RequestInfo, bad *bool) {
 	}
 	for _, sub := range []*refGeminiBody{body.GenerateContentRequest, body.GenerateContentRequest2} {
 		if sub != nil {
-			refGeminiWalk(sub, info, bad)
+			refGeminiWalk(sub, info, bad, turnSig)
 		}
 	}
 }

@@ -55,9 +55,16 @@ var requestCases = []requestCase{
 		}`)},
 		want: RequestInfo{
 			Endpoint: EndpointChatCompletions, Model: "gpt-4o", Stream: true, User: "user-1",
-			TextRunes: runes("Be brief.", "héllo", oaToolCalls, "é😀\n", "no", oaTools),
+			// Tools in OpenAI's layout: name, description, property
+			// names and types, not the JSON.
+			TextRunes: runes("Be brief.", "héllo", oaToolCalls, "é😀\n", "no", "get_weather", "Current weather", "object", "city", "string"),
 			WideRunes: 1, // 😀
-			Images:    2, ImageTokens: openAIImageLowTokens + openAIImageHighTokens, MaxOutputTokens: 500,
+			// 5 messages framed, the reply primer, one function with one
+			// property, the function list's end.
+			OverheadTokens: 5*openAIMessageTokens + openAIReplyTokens + layoutFuncInit + layoutPropInit + layoutPropKey + layoutFuncEnd,
+			// gpt-4o: low detail 85; an image of unknown size as 1024x1024
+			// at high detail, 4 tiles of 170 over the base 85.
+			Images: 2, ImageTokens: 85 + 85 + 4*170, MaxOutputTokens: 500,
 		},
 	},
 	{
@@ -65,13 +72,14 @@ var requestCases = []requestCase{
 		provider: OpenAI{},
 		req: Request{Path: "/v1/chat/completions", Accept: "application/json, Text/Event-Stream",
 			Body: []byte(`{"model":"gpt-4o-mini","stream":null,"messages":[{"role":"user","content":"hi"}],"max_tokens":12}`)},
-		want: RequestInfo{Endpoint: EndpointChatCompletions, Model: "gpt-4o-mini", Stream: true, TextRunes: 2, MaxOutputTokens: 12},
+		want: RequestInfo{Endpoint: EndpointChatCompletions, Model: "gpt-4o-mini", Stream: true, TextRunes: 2, MaxOutputTokens: 12,
+			OverheadTokens: openAIMessageTokens + openAIReplyTokens},
 	},
 	{
 		name:     "openai chat stream false",
 		provider: OpenAI{},
 		req:      Request{Path: "/v1/chat/completions/", Body: []byte(`{"model":"gpt-4o","stream":false,"messages":[]}`)},
-		want:     RequestInfo{Endpoint: EndpointChatCompletions, Model: "gpt-4o"},
+		want:     RequestInfo{Endpoint: EndpointChatCompletions, Model: "gpt-4o", OverheadTokens: openAIReplyTokens},
 	},
 	{
 		name:     "openai responses nested input",
@@ -94,8 +102,12 @@ var requestCases = []requestCase{
 		}`)},
 		want: RequestInfo{
 			Endpoint: EndpointResponses, Model: "gpt-5", Stream: true, User: "sid-9",
-			TextRunes: runes("Sys ✓", "abc", "prior answer", `{"a":1}`, "ok", "loose", `[{"type": "web_search"}]`),
-			Images:    1, ImageTokens: openAIImageHighTokens, MaxOutputTokens: 256,
+			TextRunes: runes("Sys ✓", "abc", "prior answer", "n", `{"a":1}`, "ok", "loose"),
+			// instructions and two messages framed; the hosted web search
+			// tool's definition.
+			OverheadTokens: 3*openAIMessageTokens + 300,
+			// gpt-5: unknown size as 1024x1024, 4 tiles of 140 over 70.
+			Images: 1, ImageTokens: 70 + 4*140, MaxOutputTokens: 256,
 		},
 	},
 	{
@@ -161,21 +173,27 @@ var requestCases = []requestCase{
 		}`)},
 		want: RequestInfo{
 			Endpoint: EndpointMessages, Model: "claude-sonnet-4-5", Stream: true, User: "user-42",
-			TextRunes: runes("You are kind.", "Hi", "Yo", anInput, "sun", "rain", anTools),
-			Images:    2, ImageTokens: 2 * anthropicImageTokens, MaxOutputTokens: 1024,
+			TextRunes: runes("You are kind.", "Hi", "hmm", "Yo", "get_weather", anInput, "sun", "rain",
+				"get_weather", "Weather now", `{"type":"object","properties":{"city":{"type":"string"}}}`),
+			// 3 messages, a tool_use and two tool_result blocks, the
+			// tool-use system prompt (auto) of Claude 4.
+			OverheadTokens: 3*anthropicMessageTokens + 3*anthropicToolBlockTokens + anthropicToolPromptDefault.auto,
+			// neither image's size can be read: the ceiling each
+			Images: 2, ImageTokens: 2 * anthropicImageTokens, MaxOutputTokens: 1024,
 		},
 	},
 	{
 		name:     "anthropic system string, count_tokens never streams",
 		provider: Anthropic{},
 		req:      Request{Path: "/v1/messages/count_tokens", Accept: "text/event-stream", Body: []byte(`{"model":"claude-opus-4-1","stream":true,"system":"Sé breve","messages":[{"role":"user","content":"¿Hola?"}]}`)},
-		want:     RequestInfo{Endpoint: EndpointCountTokens, Model: "claude-opus-4-1", TextRunes: runes("Sé breve", "¿Hola?")},
+		want:     RequestInfo{Endpoint: EndpointCountTokens, Model: "claude-opus-4-1", TextRunes: runes("Sé breve", "¿Hola?"), OverheadTokens: anthropicMessageTokens},
 	},
 	{
 		name:     "anthropic openai-compatible chat",
 		provider: Anthropic{},
 		req:      Request{Path: "/v1/chat/completions", Body: []byte(`{"model":"claude-3-7-sonnet","messages":[{"role":"user","content":"hey"}],"stream":true,"max_tokens":9}`)},
-		want:     RequestInfo{Endpoint: EndpointChatCompletions, Model: "claude-3-7-sonnet", Stream: true, TextRunes: 3, MaxOutputTokens: 9, OpenAICompatible: true},
+		want: RequestInfo{Endpoint: EndpointChatCompletions, Model: "claude-3-7-sonnet", Stream: true, TextRunes: 3, MaxOutputTokens: 9, OpenAICompatible: true,
+			OverheadTokens: openAIMessageTokens + openAIReplyTokens},
 	},
 	{
 		name:     "gemini stream generate content",
@@ -196,8 +214,10 @@ var requestCases = []requestCase{
 		}`)},
 		want: RequestInfo{
 			Endpoint: EndpointStreamGenerateContent, Model: "gemini-2.5-flash", Stream: true,
-			TextRunes: runes("Hello", geCall, "Be nice", geTools),
-			Images:    2, ImageTokens: 2 * geminiImageTokens, MaxOutputTokens: 2048,
+			TextRunes:      runes("Hello", "get_weather", `{"city":"Zürich"}`, "Be nice", "get_weather", "OBJECT"),
+			OverheadTokens: geminiFunctionTokens,
+			// sizes unknown (a truncated JPEG, a file URI): one tile each
+			Images: 2, ImageTokens: 2 * geminiImageTokens, MaxOutputTokens: 2048,
 		},
 	},
 	{
@@ -229,7 +249,8 @@ var requestCases = []requestCase{
 		name:     "gemini openai-compatible chat",
 		provider: Gemini{},
 		req:      Request{Path: "/v1beta/openai/chat/completions", Body: []byte(`{"model":"gemini-2.0-flash","messages":[{"role":"user","content":"hey"}],"stream":true,"max_tokens":9,"user":"u"}`)},
-		want:     RequestInfo{Endpoint: EndpointChatCompletions, Model: "gemini-2.0-flash", Stream: true, User: "u", TextRunes: 3, MaxOutputTokens: 9, OpenAICompatible: true},
+		want: RequestInfo{Endpoint: EndpointChatCompletions, Model: "gemini-2.0-flash", Stream: true, User: "u", TextRunes: 3, MaxOutputTokens: 9, OpenAICompatible: true,
+			OverheadTokens: openAIMessageTokens + openAIReplyTokens},
 	},
 	{
 		name:     "gemini list models",
@@ -289,18 +310,18 @@ func TestParseRequestBadInput(t *testing.T) {
 		{name: "spaces", body: "  \n"},
 		{name: "not an object", body: `[{"model":"m"}]`},
 		{name: "string", body: `"hello"`},
-		{name: "truncated", body: `{"model":"gpt-4o","messages":[{"role":"user","content":"hello"},{"content":`, want: RequestInfo{Model: "gpt-4o", TextRunes: 5}},
+		{name: "truncated", body: `{"model":"gpt-4o","messages":[{"role":"user","content":"hello"},{"content":`, want: RequestInfo{Model: "gpt-4o", TextRunes: 5, OverheadTokens: 2*openAIMessageTokens + openAIReplyTokens}},
 		{name: "trailing garbage", body: `{"model":"m"} x`, want: RequestInfo{Model: "m"}},
 		{name: "two objects", body: `{"model":"m"}{}`, want: RequestInfo{Model: "m"}},
-		{name: "messages object", body: `{"model":"m","messages":{"content":"hi"}}`, want: RequestInfo{Model: "m"}, notGemini: true},
-		{name: "content number", body: `{"messages":[{"content":5},{"content":"ok"}]}`, want: RequestInfo{TextRunes: 2}, notGemini: true},
-		{name: "message not object", body: `{"messages":["hi",{"content":"ok"}]}`, want: RequestInfo{TextRunes: 2}, notGemini: true},
-		{name: "model number", body: `{"model":5,"messages":[]}`},
-		{name: "non-utf8 in content", body: "{\"messages\":[{\"content\":\"a\xffb\"}]}", want: RequestInfo{TextRunes: 3}},
+		{name: "messages object", body: `{"model":"m","messages":{"content":"hi"}}`, want: RequestInfo{Model: "m", OverheadTokens: openAIReplyTokens}, notGemini: true},
+		{name: "content number", body: `{"messages":[{"content":5},{"content":"ok"}]}`, want: RequestInfo{TextRunes: 2, OverheadTokens: 2*openAIMessageTokens + openAIReplyTokens}, notGemini: true},
+		{name: "message not object", body: `{"messages":["hi",{"content":"ok"}]}`, want: RequestInfo{TextRunes: 2, OverheadTokens: 2*openAIMessageTokens + openAIReplyTokens}, notGemini: true},
+		{name: "model number", body: `{"model":5,"messages":[]}`, want: RequestInfo{OverheadTokens: openAIReplyTokens}},
+		{name: "non-utf8 in content", body: "{\"messages\":[{\"content\":\"a\xffb\"}]}", want: RequestInfo{TextRunes: 3, OverheadTokens: openAIMessageTokens + openAIReplyTokens}},
 		{name: "non-utf8 in model", body: "{\"model\":\"m\xff\"}", want: RequestInfo{Model: "m\uFFFD"}},
-		{name: "control char in string", body: "{\"messages\":[{\"content\":\"a\nb\"}]}", want: RequestInfo{TextRunes: 1}},
-		{name: "bad escape", body: `{"messages":[{"content":"a\qb"}]}`, want: RequestInfo{TextRunes: 1}},
-		{name: "bad unicode escape", body: `{"messages":[{"content":"a\u12G4"}]}`, want: RequestInfo{TextRunes: 1}},
+		{name: "control char in string", body: "{\"messages\":[{\"content\":\"a\nb\"}]}", want: RequestInfo{TextRunes: 1, OverheadTokens: openAIMessageTokens + openAIReplyTokens}},
+		{name: "bad escape", body: `{"messages":[{"content":"a\qb"}]}`, want: RequestInfo{TextRunes: 1, OverheadTokens: openAIMessageTokens + openAIReplyTokens}},
+		{name: "bad unicode escape", body: `{"messages":[{"content":"a\u12G4"}]}`, want: RequestInfo{TextRunes: 1, OverheadTokens: openAIMessageTokens + openAIReplyTokens}},
 		{name: "bad number", body: `{"max_tokens":01}`},
 		{name: "bad literal", body: `{"stream":tru}`},
 		{name: "stream string", body: `{"stream":"true"}`, notGemini: true},

@@ -26,8 +26,10 @@ type Metrics struct {
 	estimation *prometheus.HistogramVec
 	costUSD    *prometheus.CounterVec
 	noPrice    *prometheus.CounterVec
-	genTokens  *prometheus.HistogramVec
-	genLatency *prometheus.HistogramVec
+	// noPriceModel is noPrice by model, with the bounded model label.
+	noPriceModel *prometheus.CounterVec
+	genTokens    *prometheus.HistogramVec
+	genLatency   *prometheus.HistogramVec
 
 	models *labelSet
 }
@@ -70,6 +72,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "llm_proxy_cost_unknown_total",
 			Help: "Requests with usage whose model has no price (cost unknown), by provider.",
 		}, []string{"provider"}),
+		noPriceModel: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llm_proxy_cost_unknown_model_total",
+			Help: "Requests with usage whose model has no price (cost unknown), by provider and reported model (bounded: late or implausible names are \"other\").",
+		}, []string{"provider", "model"}),
 		// OpenTelemetry GenAI semantic conventions: gen_ai.client.token.usage
 		// and gen_ai.client.operation.duration, in Prometheus naming.
 		genTokens: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -85,7 +91,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		models: newLabelSet(MaxModels),
 	}
 	reg.MustRegister(m.requests, m.tokens, m.duration, m.ttfb, m.noUsage, m.estimation, m.costUSD, m.noPrice,
-		m.genTokens, m.genLatency)
+		m.noPriceModel, m.genTokens, m.genLatency)
 	return m
 }
 
@@ -107,6 +113,7 @@ func (m *Metrics) Observe(r *processor.Record) {
 		m.costUSD.WithLabelValues(r.Provider, m.modelLabel(r.Provider, r.Cost.Model)).Add(r.Cost.TotalUSD)
 	} else if r.Usage.Found {
 		m.noPrice.WithLabelValues(r.Provider).Inc()
+		m.noPriceModel.WithLabelValues(r.Provider, model).Inc()
 	}
 	if r.TTFB > 0 {
 		m.ttfb.WithLabelValues(r.Provider, stream).Observe(r.TTFB.Seconds())

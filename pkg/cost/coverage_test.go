@@ -1,0 +1,261 @@
+package cost
+
+import (
+	"bufio"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
+)
+
+// realCall is the part of a record of the real-traffic corpus
+// (bench/estimation/testdata/real, see its README) that pricing needs.
+type realCall struct {
+	Path     string          `json:"path"`
+	Vendor   string          `json:"vendor"`
+	Endpoint string          `json:"endpoint"`
+	URLPath  string          `json:"url_path"`
+	RawQuery string          `json:"raw_query"`
+	Stream   bool            `json:"stream"`
+	Request  json.RawMessage `json:"request"`
+	Response string          `json:"response"`
+	// Usage is the vendor's usage block as recorded.
+	Usage json.RawMessage `json:"usage"`
+}
+
+// rawUsage is what the recorded usage blocks carry beyond what the
+// gateway's usage parser reads today.
+type rawUsage struct {
+	// Anthropic.
+	CacheCreation struct {
+		Ephemeral1h int64 `json:"ephemeral_1h_input_tokens"`
+	} `json:"cache_creation"`
+	// OpenAI Chat Completions and Responses.
+	PromptDetails     openAIDetails `json:"prompt_tokens_details"`
+	InputDetails      openAIDetails `json:"input_tokens_details"`
+	CompletionDetails openAIDetails `json:"completion_tokens_details"`
+	OutputDetails     openAIDetails `json:"output_tokens_details"`
+	// Gemini.
+	PromptTokensDetails     []geminiModality `json:"promptTokensDetails"`
+	CacheTokensDetails      []geminiModality `json:"cacheTokensDetails"`
+	CandidatesTokensDetails []geminiModality `json:"candidatesTokensDetails"`
+}
+
+type openAIDetails struct {
+	Audio      int64 `json:"audio_tokens"`
+	CacheWrite int64 `json:"cache_write_tokens"`
+}
+
+type geminiModality struct {
+	Modality   string `json:"modality"`
+	TokenCount int64  `json:"tokenCount"`
+}
+
+func modality(ds []geminiModality, m string) int64 {
+	var n int64
+	for _, d := range ds {
+		if d.Modality == m {
+			n += d.TokenCount
+		}
+	}
+	return n
+}
+
+// costUsage is the cost.Usage of a replayed call: the parser's counts, plus
+// the 1-hour cache writes, OpenAI cache writes and audio and image counts
+// the recorded usage block states and the parser does not read yet.
+func (c realCall) costUsage(u providers.Usage) Usage {
+	cu := Usage{Input: u.InputTokens, Output: u.OutputTokens, CacheRead: u.CacheReadTokens,
+		CacheWrite: u.CacheWriteTokens, Reasoning: u.ReasoningTokens}
+	var raw rawUsage
+	if json.Unmarshal(c.Usage, &raw) != nil {
+		return cu
+	}
+	switch c.Vendor {
+	case "anthropic":
+		cu.CacheWrite1h = raw.CacheCreation.Ephemeral1h
+	case "openai":
+		if cu.CacheWrite == 0 {
+			cu.CacheWrite = raw.PromptDetails.CacheWrite + raw.InputDetails.CacheWrite
+		}
+		cu.InputAudio = raw.PromptDetails.Audio + raw.InputDetails.Audio
+		cu.OutputAudio = raw.CompletionDetails.Audio + raw.OutputDetails.Audio
+	case "gemini":
+		cu.InputAudio = modality(raw.PromptTokensDetails, "AUDIO")
+		cu.InputImage = modality(raw.PromptTokensDetails, "IMAGE")
+		cu.CacheReadAudio = modality(raw.CacheTokensDetails, "AUDIO")
+		cu.CacheReadImage = modality(raw.CacheTokensDetails, "IMAGE")
+		cu.OutputAudio = modality(raw.CandidatesTokensDetails, "AUDIO")
+		cu.OutputImage = modality(raw.CandidatesTokensDetails, "IMAGE")
+	}
+	return cu
+}
+
+func loadRealCalls(t *testing.T) []realCall {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "..", "bench", "estimation", "testdata", "real", "*.jsonl.gz"))
+	require.NoError(t, err)
+	if len(files) == 0 {
+		t.Skip("coverage skipped: no real-traffic corpus in bench/estimation/testdata/real")
+	}
+	var calls []realCall
+	for _, f := range files {
+		fh, err := os.Open(f)
+		require.NoError(t, err)
+		zr, err := gzip.NewReader(fh)
+		require.NoError(t, err)
+		sc := bufio.NewScanner(zr)
+		sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
+		for sc.Scan() {
+			var c realCall
+			require.NoError(t, json.Unmarshal(sc.Bytes(), &c))
+			calls = append(calls, c)
+		}
+		require.NoError(t, sc.Err())
+		require.NoError(t, fh.Close())
+	}
+	return calls
+}
+
+// replay reads a call as the gateway does: the request through the
+// provider's parser, the response through its usage parser.
+func (c realCall) replay(reg providers.Registry) (providers.RequestInfo, providers.Usage) {
+	p := reg[c.Vendor]
+	req := providers.Request{Method: "POST", Path: c.URLPath, RawQuery: c.RawQuery,
+		ContentType: "application/json", Body: c.Request}
+	info := p.ParseRequest(req)
+	ct := "application/json"
+	if body := strings.TrimSpace(c.Response); strings.HasPrefix(body, "data:") || strings.HasPrefix(body, "event:") {
+		ct = "text/event-stream"
+	}
+	up := p.NewUsageParser(req, info, ct)
+	up.Write([]byte(c.Response))
+	return info, up.Usage()
+}
+
+// TestRealTrafficCoverage replays every priceable call of the real-traffic
+// corpus (all but token counting, which is free) and requires at least 99 %
+// of them to be priced by the shipped prices, resolving the vendor's
+// reported model first and the requested one second, as the gateway's
+// pricer does. It logs the models left unpriced, and the coverage the
+// hand-written table that preceded the catalog reached on the same calls.
+func TestRealTrafficCoverage(t *testing.T) {
+	calls := loadRealCalls(t)
+	reg := providers.Default()
+	tables := map[string]*Table{"catalog": DefaultTable(), "handwritten": handwrittenTable(t)}
+	priced := map[string]int{}
+	unpriced := map[string]map[string]int{}
+	n := 0
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range calls {
+		if c.Endpoint == string(providers.EndpointCountTokens) {
+			continue
+		}
+		info, u := c.replay(reg)
+		require.True(t, u.Found, "%s: no usage read from the response", c.Path)
+		n++
+		for name, tab := range tables {
+			ok := false
+			for _, m := range []string{u.Model, info.Model} {
+				if m == "" {
+					continue
+				}
+				if _, _, ok = tab.LookupAt(c.Vendor, m, at); ok {
+					break
+				}
+			}
+			if ok {
+				priced[name]++
+				continue
+			}
+			if unpriced[name] == nil {
+				unpriced[name] = map[string]int{}
+			}
+			unpriced[name][fmt.Sprintf("%s/%s (requested %s)", c.Vendor, u.Model, info.Model)]++
+		}
+	}
+	require.Positive(t, n)
+	for _, name := range []string{"handwritten", "catalog"} {
+		t.Logf("%s: %d of %d calls priced (%.1f %%)", name, priced[name], n, 100*float64(priced[name])/float64(n))
+	}
+	var left []string
+	for m, k := range unpriced["catalog"] {
+		left = append(left, fmt.Sprintf("%s ×%d", m, k))
+	}
+	slices.Sort(left)
+	t.Logf("unpriced with the catalog: %s", strings.Join(left, "; "))
+	require.GreaterOrEqual(t, float64(priced["catalog"]), 0.99*float64(n), "coverage below 99 %%: %v", left)
+}
+
+// TestCrossCheckRealTraffic prices every priceable call of the real-traffic
+// corpus with the reference calcPrice and with Compute, and requires the
+// same model and the same cost to the micro-dollar wherever the reference
+// prices the call. Calls only our explicit rules price (the reference has
+// no price) are counted and must stay few.
+func TestCrossCheckRealTraffic(t *testing.T) {
+	requireReference(t)
+	calls := loadRealCalls(t)
+	reg := providers.Default()
+	tab := DefaultTable()
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	type item struct {
+		call  realCall
+		model string
+		usage Usage
+	}
+	var items []item
+	var ins []referenceInput
+	for _, c := range calls {
+		if c.Endpoint == string(providers.EndpointCountTokens) {
+			continue
+		}
+		info, u := c.replay(reg)
+		model := u.Model
+		if _, _, ok := tab.LookupAt(c.Vendor, model, at); !ok || model == "" {
+			model = info.Model
+		}
+		model = strings.TrimPrefix(model, "models/")
+		cu := c.costUsage(u)
+		items = append(items, item{call: c, model: model, usage: cu})
+		ins = append(ins, referenceInput{ProviderID: catalogProviderIDs[c.Vendor], Model: model,
+			Usage: referenceUsage(c.Vendor, false, cu), Timestamp: at})
+	}
+	results := runReference(t, ins)
+	features := map[string]int{}
+	onlyOurs := map[string]int{}
+	checked := 0
+	for i, it := range items {
+		r := results[i]
+		p, canonical, ok := tab.LookupAt(it.call.Vendor, it.model, at)
+		require.True(t, ok, "%s/%s", it.call.Vendor, it.model)
+		if r == nil {
+			onlyOurs[it.call.Vendor+"/"+it.model]++
+			continue
+		}
+		require.Empty(t, r.Error, "%s: the reference rejected the usage", it.call.Path)
+		require.Equal(t, r.ModelID, canonical, "%s", it.call.Path)
+		b := Compute(it.call.Vendor, false, p, it.usage)
+		require.Equal(t, ToMicros(r.TotalPrice), b.Micros(), "%s %s/%s: Go %.9f USD, reference %.9f USD",
+			it.call.Path, it.call.Vendor, it.model, b.TotalUSD, r.TotalPrice)
+		checked++
+		u := it.usage
+		for name, on := range map[string]bool{"cache read": u.CacheRead > 0, "cache write": u.CacheWrite > 0,
+			"1h write": u.CacheWrite1h > 0, "reasoning": u.Reasoning > 0, "audio": u.InputAudio+u.OutputAudio > 0,
+			"image": u.InputImage+u.OutputImage > 0, "tier": b.Tier > 0} {
+			if on {
+				features[name]++
+			}
+		}
+	}
+	t.Logf("%d of %d calls equal to the reference, with %v; priced by our rules only: %v", checked, len(items), features, onlyOurs)
+	require.GreaterOrEqual(t, checked, len(items)*99/100, "most calls must be cross-checked")
+}
