@@ -13,7 +13,7 @@ import (
 type discard struct{}
 
 func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
-func (discard) Shutdown(context.Context) error                          { return nil }
+func (discard) Shutdown(context.Context) error                             { return nil }
 
 // BenchmarkObserve is the tracing cost per LLM call, paid on the stream's
 // goroutine after its last reply. Off, Start adds no observer at all, so
