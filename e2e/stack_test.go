@@ -62,12 +62,16 @@ func (r *recorder) Observe(rec *processor.Record) {
 type emuOption func(*emuConfig)
 
 type emuConfig struct {
-	cfg config.Config
-	now func() time.Time
+	cfg       config.Config
+	now       func() time.Time
+	onGateway func(*gateway.Gateway)
 }
 
 // withConfig edits the server's rules before it starts.
 func withConfig(f func(*config.Config)) emuOption { return func(c *emuConfig) { f(&c.cfg) } }
+
+// withGateway hands the test the assembled gateway (to close it early).
+func withGateway(f func(*gateway.Gateway)) emuOption { return func(c *emuConfig) { c.onGateway = f } }
 
 // withClock gives the server a clock (windows, cooldowns) the test moves.
 func withClock(now func() time.Time) emuOption { return func(c *emuConfig) { c.now = now } }
@@ -120,6 +124,9 @@ func startServer(t *testing.T, opts ...emuOption) (grpcAddr, adminAddr string, r
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = gw.Close() })
+	if ec.onGateway != nil {
+		ec.onGateway(gw)
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
