@@ -62,11 +62,12 @@ func (r *recorder) Observe(rec *processor.Record) {
 type emuOption func(*emuConfig)
 
 type emuConfig struct {
-	cfg    config.Config
-	now    func() time.Time
-	envoy  []func(*envoytest.Config)
-	vendor http.Handler
-	sent   func(*extprocv3.ProcessingResponse)
+	cfg       config.Config
+	now       func() time.Time
+	envoy     []func(*envoytest.Config)
+	vendor    http.Handler
+	sent      func(*extprocv3.ProcessingResponse)
+	onGateway func(*gateway.Gateway)
 }
 
 // withConfig edits the server's rules before it starts.
@@ -87,6 +88,9 @@ func withVendor(h http.Handler) emuOption { return func(c *emuConfig) { c.vendor
 func withSent(f func(*extprocv3.ProcessingResponse)) emuOption {
 	return func(c *emuConfig) { c.sent = f }
 }
+
+// withGateway hands the test the assembled gateway (to close it early).
+func withGateway(f func(*gateway.Gateway)) emuOption { return func(c *emuConfig) { c.onGateway = f } }
 
 // withClock gives the server a clock (windows, cooldowns) the test moves.
 func withClock(now func() time.Time) emuOption { return func(c *emuConfig) { c.now = now } }
@@ -150,6 +154,9 @@ func startServer(t *testing.T, opts ...emuOption) (grpcAddr, adminAddr string, r
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = gw.Close() })
+	if ec.onGateway != nil {
+		ec.onGateway(gw)
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)

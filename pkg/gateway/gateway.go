@@ -26,6 +26,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/telemetry"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/tracing"
 )
 
 // Options configures New. Zero values are documented per field.
@@ -209,6 +210,15 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 		}
 	}
 
+	// OTLP traces when the standard OTEL_* environment names an endpoint.
+	tracer, stopTracing, err := tracing.Start(ctx, tracing.Options{ServiceVersion: o.Version, Logger: o.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	g.closers = append(g.closers, closerFunc(func() error { return flushWithin(stopTracing, 5*time.Second) }))
+	if tracer != nil {
+		extra = append(extra, tracer)
+	}
 	reqLog := telemetry.NewAsyncLogger(o.Logger)
 	observers := telemetry.Observers{telemetry.NewMetrics(o.Registry), reqLog}
 	observers = append(observers, extra...)
@@ -274,6 +284,13 @@ func (g *Gateway) newBreaker(ctx context.Context, cb breaker.Config, o Options) 
 	g.Breaker = b
 	g.closers = append(g.closers, b)
 	return b, nil
+}
+
+// flushWithin runs a flushing shutdown bounded by d.
+func flushWithin(shutdown func(context.Context) error, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return shutdown(ctx)
 }
 
 // Reopen reopens the cost-record files (after logrotate moved them); a

@@ -55,6 +55,9 @@ func NewBudget(lim budget.Limiter, cfg budget.Config, est Estimator, provs provi
 	return &Budget{lim: lim, cfg: cfg, est: est, providers: provs, hooks: hooks, now: now}
 }
 
+// Name implements [NamedGuard].
+func (*Budget) Name() string { return "budget" }
+
 // Admit implements [Guard.Admit]. The reservation is the estimated input
 // plus the request's output cap at the model's prices; a model without a
 // price reserves nothing but is still refused once a budget is spent.

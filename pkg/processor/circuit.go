@@ -45,6 +45,9 @@ func NewCircuit(b *breaker.Breaker, testMode bool, now func() time.Time) *Circui
 	return &Circuit{b: b, now: now, testMode: testMode}
 }
 
+// Name implements [NamedGuard].
+func (*Circuit) Name() string { return "circuit_breaker" }
+
 // testModeOf returns the request's test mode: the header wins over the
 // query parameter; unknown values are ignored (and, like every proxy-only
 // header and parameter, never reach the vendor).
@@ -104,6 +107,10 @@ type circuitTicket struct {
 	mu       sync.Mutex
 	reported bool
 }
+
+// State implements [StateTicket]: the circuit's state at admission
+// ("open" only in log mode, which admits anyway).
+func (t *circuitTicket) State() string { return t.adm.State.String() }
 
 // RequestHeaders implements [RequestHeaderSetter]: the probe is one
 // attempt, so its outcome is the provider's, not Envoy's retry policy's.

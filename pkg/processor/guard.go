@@ -126,6 +126,46 @@ type Response struct {
 	Attempts []string
 }
 
+// NamedGuard is a Guard that names itself in GuardDecision.Guard
+// ("circuit_breaker", "rate_limit", "budget"). The processor finds it by
+// type assertion.
+type NamedGuard interface {
+	Guard
+	Name() string
+}
+
+// StateTicket is a Ticket that reports the state it was admitted in (the
+// circuit breaker: "closed", "half_open" for the probe, "open" in log
+// mode) for GuardDecision.State.
+type StateTicket interface {
+	Ticket
+	State() string
+}
+
+// Verdicts of a GuardDecision.
+const (
+	VerdictAdmitted = "admitted"
+	VerdictRefused  = "refused"
+	// VerdictError: the guard could not decide and the request was let
+	// through.
+	VerdictError = "error"
+)
+
+// GuardDecision is one guard's answer at admission.
+type GuardDecision struct {
+	// Guard is the guard's Name (see NamedGuard); empty when it has none.
+	Guard string
+	// Verdict is VerdictAdmitted, VerdictRefused or VerdictError.
+	Verdict string
+	// Details is the refusal's Reply.Details; empty otherwise.
+	Details string
+	// State is the admitted ticket's State (see StateTicket); empty
+	// otherwise.
+	State string
+	// At is when the guard answered.
+	At time.Time
+}
+
 // Observer receives one Record per provider request when it ends.
 // Implementations must be safe for concurrent use and must not block.
 type Observer interface {
@@ -155,13 +195,16 @@ type Record struct {
 	// Usage is what the vendor reported; Usage.Found is false when it
 	// reported nothing (errors, aborted streams before the usage event).
 	Usage providers.Usage
+	// Guards are the admission decisions in guard order, up to and
+	// including a refusal; nil when no guard ran.
+	Guards []GuardDecision
 	// RefusedBy names the refusal's Details when Outcome is OutcomeRefused.
 	RefusedBy string
 	// ReplacedBy names the Details of the reply that replaced the vendor's
 	// response (Status is then the reply's), empty otherwise.
 	ReplacedBy string
 	// TTFB is the time from the request headers to the first response body
-	// byte; zero when no body byte was seen.
+	// byte (the first chunk of a stream); zero when no body byte was seen.
 	TTFB time.Duration
 	// Duration is the time from the request headers to the end.
 	Duration time.Duration

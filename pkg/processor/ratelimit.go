@@ -78,6 +78,9 @@ func NewRateLimit(o RateLimitOptions) *RateLimit {
 		hooks: o.Hooks, now: o.Now}
 }
 
+// Name implements [NamedGuard].
+func (*RateLimit) Name() string { return "rate_limit" }
+
 // Admit implements [Guard.Admit]. Estimates read from the body's text are
 // scaled by the learned correction for the provider and model; with
 // count_output_tokens the request's output cap is reserved too.

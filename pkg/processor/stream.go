@@ -43,6 +43,7 @@ type stream struct {
 	bodyOver   bool // body exceeded the sample limit
 	admitted   bool
 	tickets    []Ticket
+	decisions  []GuardDecision
 	refusedBy  string
 	setHeaders [][2]string      // request headers asked for by tickets
 	extraMD    map[string]any   // admission metadata asked for by tickets
@@ -412,8 +413,26 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 		st.newBody = injectIncludeUsage(st.body)
 	}
 	st.body = nil // the bytes are no longer needed
+	if len(st.s.guards) > 0 {
+		st.decisions = make([]GuardDecision, 0, len(st.s.guards))
+	}
 	for _, g := range st.s.guards {
 		t, reply, err := g.Admit(ctx, &st.call)
+		d := GuardDecision{Verdict: VerdictAdmitted, At: st.s.now()}
+		if ng, ok := g.(NamedGuard); ok {
+			d.Guard = ng.Name()
+		}
+		switch {
+		case err != nil:
+			d.Verdict = VerdictError
+		case reply != nil:
+			d.Verdict, d.Details = VerdictRefused, reply.Details
+		default:
+			if stt, ok := t.(StateTicket); ok {
+				d.State = stt.State()
+			}
+		}
+		st.decisions = append(st.decisions, d)
 		if err != nil {
 			st.s.log.Warn("guard failed; request let through", "provider", st.call.Provider, "request_id", st.call.RequestID, "error", err)
 			continue
@@ -824,6 +843,7 @@ func (st *stream) settle(outcome Outcome) {
 		Status:        st.status,
 		Outcome:       outcome,
 		Usage:         st.usage(),
+		Guards:        st.decisions,
 		RefusedBy:     st.refusedBy,
 		ReplacedBy:    st.replacedBy,
 		Duration:      now.Sub(st.call.Start),

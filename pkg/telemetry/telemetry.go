@@ -28,8 +28,7 @@ type Metrics struct {
 	noPrice    *prometheus.CounterVec
 	// noPriceModel is noPrice by model, with the bounded model label.
 	noPriceModel *prometheus.CounterVec
-	genTokens    *prometheus.HistogramVec
-	genLatency   *prometheus.HistogramVec
+	genAI        *genAIMetrics
 
 	models *labelSet
 }
@@ -76,22 +75,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "llm_proxy_cost_unknown_model_total",
 			Help: "Requests with usage whose model has no price (cost unknown), by provider and reported model (bounded: late or implausible names are \"other\").",
 		}, []string{"provider", "model"}),
-		// OpenTelemetry GenAI semantic conventions: gen_ai.client.token.usage
-		// and gen_ai.client.operation.duration, in Prometheus naming.
-		genTokens: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "gen_ai_client_token_usage",
-			Help:    "Tokens per request by gen_ai.system, gen_ai.request.model and gen_ai.token.type (input, output).",
-			Buckets: []float64{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304},
-		}, []string{"gen_ai_system", "gen_ai_request_model", "gen_ai_token_type"}),
-		genLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "gen_ai_client_operation_duration_seconds",
-			Help:    "Duration of LLM calls by gen_ai.system and gen_ai.request.model, in seconds.",
-			Buckets: []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92},
-		}, []string{"gen_ai_system", "gen_ai_request_model"}),
 		models: newLabelSet(MaxModels),
 	}
-	reg.MustRegister(m.requests, m.tokens, m.duration, m.ttfb, m.noUsage, m.estimation, m.costUSD, m.noPrice,
-		m.noPriceModel, m.genTokens, m.genLatency)
+	reg.MustRegister(m.requests, m.tokens, m.duration, m.ttfb, m.noUsage, m.estimation, m.costUSD, m.noPrice, m.noPriceModel)
+	m.genAI = newGenAIMetrics(reg)
 	return m
 }
 
@@ -105,10 +92,7 @@ func (m *Metrics) Observe(r *processor.Record) {
 	stream := strconv.FormatBool(r.Info.Stream)
 	m.requests.WithLabelValues(r.Provider, model, statusClass(r.Status), string(r.Outcome), stream).Inc()
 	m.duration.WithLabelValues(r.Provider, string(r.Outcome)).Observe(r.Duration.Seconds())
-	reqModel := m.modelLabel(r.Provider, r.Info.Model)
-	if r.Outcome != processor.OutcomeRefused {
-		m.genLatency.WithLabelValues(r.Provider, reqModel).Observe(r.Duration.Seconds())
-	}
+	m.genAI.observe(r, m.modelLabel)
 	if r.Cost.Known {
 		m.costUSD.WithLabelValues(r.Provider, m.modelLabel(r.Provider, r.Cost.Model)).Add(r.Cost.TotalUSD)
 	} else if r.Usage.Found {
@@ -131,8 +115,6 @@ func (m *Metrics) Observe(r *processor.Record) {
 				m.tokens.WithLabelValues(r.Provider, model, t.name).Add(float64(t.n))
 			}
 		}
-		m.genTokens.WithLabelValues(r.Provider, reqModel, "input").Observe(float64(u.InputTokens))
-		m.genTokens.WithLabelValues(r.Provider, reqModel, "output").Observe(float64(u.OutputTokens))
 		if u.InputTokens > 0 && r.EstimateSource == "text" {
 			m.estimation.WithLabelValues(r.Provider).Observe(float64(r.EstimatedInputTokens) / float64(u.InputTokens))
 		}
