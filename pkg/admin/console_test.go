@@ -21,7 +21,9 @@ type fakeCircuits struct {
 	err error
 }
 
-func (f fakeCircuits) Circuits(context.Context, time.Time) (CircuitReport, error) { return f.rep, f.err }
+func (f fakeCircuits) Circuits(context.Context, time.Time) (CircuitReport, error) {
+	return f.rep, f.err
+}
 
 type fakeHeadroom struct {
 	rep     HeadroomReport
