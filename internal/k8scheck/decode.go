@@ -46,6 +46,7 @@ var types = map[string]func() any{
 	"gateway.envoyproxy.io/v1alpha1/ClientTrafficPolicy":  func() any { return new(egv1a1.ClientTrafficPolicy) },
 	"gateway.envoyproxy.io/v1alpha1/EnvoyPatchPolicy":     func() any { return new(egv1a1.EnvoyPatchPolicy) },
 	"gateway.envoyproxy.io/v1alpha1/EnvoyProxy":           func() any { return new(egv1a1.EnvoyProxy) },
+	"gateway.envoyproxy.io/v1alpha1/HTTPRouteFilter":      func() any { return new(egv1a1.HTTPRouteFilter) },
 }
 
 // typeMeta and objectMeta are the fields read before the typed decode.
