@@ -152,3 +152,31 @@ func TestConsoleWiring(t *testing.T) {
 	require.Equal(t, "closed", rep.Providers[0].State)
 	require.Equal(t, int64(breaker.DefaultCooldownSeconds), rep.CooldownSeconds)
 }
+
+func TestSeriesObserverCountsRecords(t *testing.T) {
+	now := time.Date(2030, 5, 6, 12, 0, 0, 0, time.UTC)
+	s := admin.NewSeries(admin.SeriesOptions{})
+	obs := seriesObserver{series: s, now: func() time.Time { return now }}
+	rec := processor.Record{Status: 200, Outcome: processor.OutcomeCompleted, Duration: 80 * time.Millisecond,
+		Cost: processor.Cost{Known: true, TotalUSD: 0.25}}
+	rec.Provider = "openai"
+	rec.Identity = processor.Identity{User: "alice", KeyID: "k1"}
+	rec.Usage.Model = "gpt-4o-2024-08-06" // the request named no model: the vendor's is used
+	rec.Usage.InputTokens, rec.Usage.OutputTokens = 100, 20
+	obs.Observe(&rec)
+	refused := processor.Record{Status: 429, Outcome: processor.OutcomeRefused, RefusedBy: processor.RateLimitDetails}
+	refused.Provider = "openai"
+	refused.Info.Model = "gpt-4o"
+	obs.Observe(&refused)
+
+	u := s.Usage(admin.RangeToday, admin.ByModel, 8, now)
+	require.Equal(t, admin.Totals{Requests: 2, CostMicros: 250_000, InputTokens: 100, OutputTokens: 20}, u.Total)
+	require.Equal(t, "openai/gpt-4o-2024-08-06", u.Series[0].Name)
+	require.Equal(t, "openai/gpt-4o", u.Series[1].Name)
+	byKey := s.Usage(admin.RangeToday, admin.ByKey, 8, now)
+	require.Len(t, byKey.Series, 1)
+	require.Equal(t, "k1", byKey.Series[0].Name)
+	tr := s.Traffic(1, now)
+	require.Equal(t, int64(1), tr.Summary.Classes[admin.ClassOK])
+	require.Equal(t, int64(1), tr.Summary.Classes[admin.ClassRateLimited])
+}
