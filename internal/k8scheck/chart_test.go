@@ -59,7 +59,7 @@ type rendered struct {
 
 func render(t *testing.T, values map[string]any) rendered {
 	t.Helper()
-	ms, err := k8scheck.RenderChart(chartDir, release, values)
+	ms, err := k8scheck.RenderChart(t.Context(), chartDir, release, values)
 	require.NoError(t, err)
 	var r rendered
 	for _, m := range ms {
@@ -290,6 +290,6 @@ func TestChartEnvoyBootstrap(t *testing.T) {
 }
 
 func TestChartRefusesNoRules(t *testing.T) {
-	_, err := k8scheck.RenderChart(chartDir, release, map[string]any{"includeBaseRules": false, "rules": map[string]any{"overrides.yml": nil}})
+	_, err := k8scheck.RenderChart(t.Context(), chartDir, release, map[string]any{"includeBaseRules": false, "rules": map[string]any{"overrides.yml": nil}})
 	require.ErrorContains(t, err, "no rule files")
 }

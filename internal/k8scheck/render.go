@@ -1,6 +1,7 @@
 package k8scheck
 
 import (
+	"context"
 	"fmt"
 	"path"
 	"sort"
@@ -30,7 +31,7 @@ type Manifest struct {
 // chart's values.yaml, as `helm template` would (install, revision 1,
 // Helm's default capabilities), with missing values an error. NOTES.txt and
 // empty documents are left out; manifests come in template order.
-func RenderChart(dir string, rel Release, values map[string]any) ([]Manifest, error) {
+func RenderChart(ctx context.Context, dir string, rel Release, values map[string]any) ([]Manifest, error) {
 	ch, err := loader.Load(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load chart %s: %w", dir, err)
@@ -40,7 +41,7 @@ func RenderChart(dir string, rel Release, values map[string]any) ([]Manifest, er
 	if err != nil {
 		return nil, fmt.Errorf("values: %w", err)
 	}
-	out, err := engine.Engine{Strict: true}.Render(ch, vals)
+	out, err := engine.Engine{Strict: true}.RenderWithContext(ctx, ch, vals)
 	if err != nil {
 		return nil, fmt.Errorf("render: %w", err)
 	}
