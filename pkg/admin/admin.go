@@ -1,7 +1,8 @@
 // Package admin serves the operator endpoints of the ext_proc server:
 // GET /health (provider status and the models seen without a price, as
-// JSON), GET /ready (readiness for load
-// balancers and Kubernetes) and GET /metrics (Prometheus).
+// JSON), GET /ready (readiness for load balancers and Kubernetes), GET
+// /metrics (Prometheus) and, with a [Console], the web console at / and
+// its JSON API under /api/v1/.
 package admin
 
 import (
@@ -40,8 +41,16 @@ type Options struct {
 	// "unpriced_models". Nil omits the key. Called per request; must be
 	// cheap.
 	UnpricedModels func(ctx context.Context) any
-	// Handlers are extra GET endpoints by path (for example "/usage").
+	// Handlers are extra GET endpoints by path (for example "/usage");
+	// they require Token when it is set.
 	Handlers map[string]http.Handler
+	// Console, when set, serves the web console at / and its JSON API under
+	// /api/v1/ (see console.go).
+	Console *Console
+	// Token, when not empty, is required by the console, the API and
+	// Handlers (see requireToken); /health, /ready and /metrics stay open
+	// for probes and scrapers.
+	Token string
 }
 
 // ProviderHealth is one provider's entry in GET /health.
@@ -117,7 +126,10 @@ func New(o Options) http.Handler {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	}
 	for path, h := range o.Handlers {
-		mux.Handle("GET "+path, h)
+		mux.Handle("GET "+path, requireToken(o.Token, h))
+	}
+	if o.Console != nil {
+		o.Console.register(mux, o.Token, o.Now)
 	}
 	return mux
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,8 +49,8 @@ type Options struct {
 	// Providers overrides the provider registry (tests). Default
 	// providers.Default().
 	Providers providers.Registry
-	// Getenv reads the environment (LLM_PROXY_ALLOW_TEST_MODE). Default
-	// os.Getenv.
+	// Getenv reads the environment (LLM_PROXY_ALLOW_TEST_MODE,
+	// LLM_PROXY_ADMIN_TOKEN). Default os.Getenv.
 	Getenv func(string) string
 }
 
@@ -64,9 +65,10 @@ type Gateway struct {
 	// Breaker is the circuit breaker; nil when disabled.
 	Breaker *breaker.Breaker
 
-	closers []io.Closer
-	log     *slog.Logger
-	records *costlog.Writer
+	closers  []io.Closer
+	log      *slog.Logger
+	records  *costlog.Writer
+	circuits *circuitTracker // the console's view of the breaker; nil when disabled
 }
 
 // New builds the gateway for cfg. It fails only on configuration problems;
@@ -99,15 +101,19 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 	}()
 	sections := map[string]func(context.Context) any{}
 	var guards []processor.Guard
+	console := &admin.Console{Series: admin.NewSeries(admin.SeriesOptions{})}
 
 	var attempts processor.AttemptClassifier
 	var providerExtra func(context.Context, string) map[string]any
 	cb := cfg.Features.CircuitBreaker
 	if cb.Enabled {
+		g.circuits = newCircuitTracker(o.Now)
 		b, err := g.newBreaker(ctx, cb, o)
 		if err != nil {
 			return nil, err
 		}
+		g.circuits.b, g.circuits.cooldown = b, time.Duration(b.Config().CooldownSeconds)*time.Second
+		console.Circuits = g.circuits
 		testMode := cb.TestModeEnabled && o.Getenv("LLM_PROXY_ALLOW_TEST_MODE") == "1"
 		if cb.TestModeEnabled && !testMode {
 			o.Logger.Warn("circuit_breaker.test_mode_enabled is set but LLM_PROXY_ALLOW_TEST_MODE=1 is not; test mode stays off")
@@ -202,6 +208,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 		}
 		g.closers = append(g.closers, led)
 		handlers["/usage"] = usageHandler(led, o.Now)
+		console.Headroom = budgetHeadroom{ledger: led, cfg: ct.Budgets}
 		extra = append(extra, &costRecorder{w: w, ledger: led, now: o.Now, errors: errs})
 		sections["cost_tracking"] = func(context.Context) any {
 			st := w.Stats()
@@ -220,7 +227,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 		extra = append(extra, tracer)
 	}
 	reqLog := telemetry.NewAsyncLogger(o.Logger)
-	observers := telemetry.Observers{telemetry.NewMetrics(o.Registry), reqLog}
+	observers := telemetry.Observers{telemetry.NewMetrics(o.Registry), reqLog, seriesObserver{console.Series, o.Now}}
 	observers = append(observers, extra...)
 	observers = append(observers, o.Observers...)
 	g.Processor = processor.New(processor.Options{
@@ -235,8 +242,15 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 	})
 	// Closed last, after the cost writer: shutdown logs still get written.
 	g.closers = append(g.closers, reqLog)
+	if g.circuits != nil {
+		for name := range g.Processor.Providers() {
+			g.circuits.providers = append(g.circuits.providers, name)
+		}
+		sort.Strings(g.circuits.providers)
+	}
 	g.Admin = admin.New(admin.Options{Providers: g.Processor.Providers(), Ready: o.Ready, Gatherer: o.Registry,
-		Version: o.Version, Now: o.Now, Sections: sections, ProviderExtra: providerExtra, Handlers: handlers})
+		Version: o.Version, Now: o.Now, Sections: sections, ProviderExtra: providerExtra, Handlers: handlers,
+		Console: console, Token: o.Getenv("LLM_PROXY_ADMIN_TOKEN")})
 	return g, nil
 }
 
@@ -268,6 +282,9 @@ func (g *Gateway) newBreaker(ctx context.Context, cb breaker.Config, o Options) 
 		OnStateChange: func(k breaker.Key, from, to breaker.State, reason breaker.Reason) {
 			log.Warn("circuit state change", "provider", k.Provider, "model", k.Model, "from", from.String(),
 				"to", to.String(), "reason", reason.String())
+			if g.circuits != nil {
+				g.circuits.changed(k, to, reason)
+			}
 		},
 		OnBackendChange: func(s breaker.Status) {
 			if s.Fallback {

@@ -1,0 +1,224 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Console configures the web console at / and the JSON API under /api/v1/
+// that it reads. Every field may be nil: its endpoint then reports the
+// feature as disabled.
+type Console struct {
+	// Series is this instance's usage and traffic (GET /api/v1/usage,
+	// GET /api/v1/traffic).
+	Series *Series
+	// Circuits reports circuit-breaker state (GET /api/v1/circuits).
+	Circuits CircuitSource
+	// Headroom reports what the heaviest callers have left of their limits
+	// (GET /api/v1/headroom).
+	Headroom HeadroomSource
+}
+
+// CircuitSource reports the circuit breaker's state. Implementations are
+// safe for concurrent use.
+type CircuitSource interface {
+	// Circuits returns the known circuits at now.
+	Circuits(ctx context.Context, now time.Time) (CircuitReport, error)
+}
+
+// CircuitReport is the body of GET /api/v1/circuits.
+type CircuitReport struct {
+	// Enabled is false when the breaker is off.
+	Enabled bool `json:"enabled"`
+	// CooldownSeconds is the configured time an opened circuit stays open.
+	CooldownSeconds int64 `json:"cooldown_seconds,omitempty"`
+	// Providers is each provider's roll-up from the breaker's store (shared
+	// by every instance on Redis).
+	Providers []ProviderCircuit `json:"providers"`
+	// Circuits are the provider:model circuits this instance saw change
+	// state, most recent change first.
+	Circuits []Circuit `json:"circuits"`
+}
+
+// ProviderCircuit is one provider's worst circuit state.
+type ProviderCircuit struct {
+	Provider string `json:"provider"`
+	// State is "closed", "open" or "half_open"; "unknown" when the store
+	// could not answer.
+	State    string `json:"state"`
+	Failures int    `json:"failures"`
+	// CooldownUntil is the earliest cooldown end among open circuits.
+	CooldownUntil *time.Time `json:"cooldown_until,omitempty"`
+}
+
+// Circuit is one provider:model circuit (Model "" is the provider-wide
+// circuit that quota exhaustion opens).
+type Circuit struct {
+	Provider string `json:"provider"`
+	Model    string `json:"model"`
+	// State is "closed", "open" or "half_open" as of the last change.
+	State string `json:"state"`
+	// Reason is why it last changed (for example "threshold").
+	Reason string `json:"reason"`
+	// Since is when it last changed.
+	Since time.Time `json:"since"`
+	// CooldownUntil is when an open circuit admits its probe; set only while
+	// open. RemainingSeconds counts down to it (0 once it passed).
+	CooldownUntil    *time.Time `json:"cooldown_until,omitempty"`
+	RemainingSeconds int64      `json:"remaining_seconds,omitempty"`
+}
+
+// HeadroomSource reports how much of their limits the heaviest callers have
+// left. Implementations are safe for concurrent use.
+type HeadroomSource interface {
+	// Headroom returns up to top users and up to top keys, heaviest first.
+	Headroom(ctx context.Context, top int, now time.Time) (HeadroomReport, error)
+}
+
+// HeadroomReport is the body of GET /api/v1/headroom.
+type HeadroomReport struct {
+	// Guards names the guards whose limits are reported ("budget",
+	// "rate_limit"); empty when none is enabled.
+	Guards   []string          `json:"guards"`
+	Subjects []SubjectHeadroom `json:"subjects"`
+}
+
+// SubjectHeadroom is one user's or key's limits.
+type SubjectHeadroom struct {
+	// Kind is "user" or "key"; ID the user id or the key id (a hash).
+	Kind string `json:"kind"`
+	ID   string `json:"id"`
+	// SpendTodayUSD is the subject's spend today, by which it is ranked.
+	SpendTodayUSD float64 `json:"spend_today_usd"`
+	// Limits are the subject's limits that apply; none when unlimited.
+	Limits []LimitHeadroom `json:"limits"`
+}
+
+// LimitHeadroom is one limit of a subject.
+type LimitHeadroom struct {
+	// Guard is "budget" or "rate_limit"; Metric "usd", "requests" or
+	// "tokens"; Window "minute", "day" or "month".
+	Guard  string `json:"guard"`
+	Metric string `json:"metric"`
+	Window string `json:"window"`
+	// Limit, Used and Remaining are in Metric's unit; Remaining is never
+	// negative. UsedRatio is Used / Limit.
+	Limit     float64 `json:"limit"`
+	Used      float64 `json:"used"`
+	Remaining float64 `json:"remaining"`
+	UsedRatio float64 `json:"used_ratio"`
+}
+
+// NewLimitHeadroom fills Remaining and UsedRatio from limit and used.
+func NewLimitHeadroom(guard, metric, window string, limit, used float64) LimitHeadroom {
+	h := LimitHeadroom{Guard: guard, Metric: metric, Window: window, Limit: limit, Used: used,
+		Remaining: max(limit-used, 0)}
+	if limit > 0 {
+		h.UsedRatio = used / limit
+	}
+	return h
+}
+
+// apiError is the JSON body of a failed /api/v1 request.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// intParam parses the query parameter name as an integer in [lo, hi];
+// absent gives def.
+func intParam(r *http.Request, name string, def, lo, hi int) (int, bool) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, false
+	}
+	return n, true
+}
+
+// registerAPI adds the /api/v1 endpoints to mux.
+func (c *Console) registerAPI(mux *http.ServeMux, now func() time.Time) {
+	mux.HandleFunc("GET /api/v1/usage", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		rng := UsageRange(q.Get("range"))
+		if rng == "" {
+			rng = RangeToday
+		}
+		if rng != RangeToday && rng != Range7d {
+			writeJSON(w, http.StatusBadRequest, apiError{"range must be today or 7d"})
+			return
+		}
+		by := q.Get("by")
+		if by == "" {
+			by = ByModel
+		}
+		if !slices.Contains(dimensions, by) {
+			writeJSON(w, http.StatusBadRequest, apiError{"by must be provider, model, user or key"})
+			return
+		}
+		top, ok := intParam(r, "top", 8, 1, 100)
+		if !ok {
+			writeJSON(w, http.StatusBadRequest, apiError{"top must be an integer from 1 to 100"})
+			return
+		}
+		s := c.Series
+		if s == nil {
+			s = NewSeries(SeriesOptions{})
+		}
+		writeJSON(w, http.StatusOK, s.Usage(rng, by, top, now()))
+	})
+	mux.HandleFunc("GET /api/v1/traffic", func(w http.ResponseWriter, r *http.Request) {
+		minutes, ok := intParam(r, "minutes", 60, 1, minuteBuckets)
+		if !ok {
+			writeJSON(w, http.StatusBadRequest, apiError{"minutes must be an integer from 1 to 60"})
+			return
+		}
+		s := c.Series
+		if s == nil {
+			s = NewSeries(SeriesOptions{})
+		}
+		writeJSON(w, http.StatusOK, s.Traffic(minutes, now()))
+	})
+	mux.HandleFunc("GET /api/v1/circuits", func(w http.ResponseWriter, r *http.Request) {
+		if c.Circuits == nil {
+			writeJSON(w, http.StatusOK, CircuitReport{Providers: []ProviderCircuit{}, Circuits: []Circuit{}})
+			return
+		}
+		rep, err := c.Circuits.Circuits(r.Context(), now())
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, apiError{"circuits unavailable: " + err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
+	})
+	mux.HandleFunc("GET /api/v1/headroom", func(w http.ResponseWriter, r *http.Request) {
+		top, ok := intParam(r, "top", 5, 1, 50)
+		if !ok {
+			writeJSON(w, http.StatusBadRequest, apiError{"top must be an integer from 1 to 50"})
+			return
+		}
+		if c.Headroom == nil {
+			writeJSON(w, http.StatusOK, HeadroomReport{Guards: []string{}, Subjects: []SubjectHeadroom{}})
+			return
+		}
+		rep, err := c.Headroom.Headroom(r.Context(), top, now())
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, apiError{"headroom unavailable: " + err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
+	})
+}
