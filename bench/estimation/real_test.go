@@ -307,12 +307,16 @@ var realVendors = []string{"openai", "anthropic", "gemini"}
 // realTables renders the report on the real corpus: per vendor, per vendor
 // and shape (both without server-tool calls), and the server-tool calls.
 func realTables(ss []realSample) (perVendor, perShape, server *table, sums map[string]summary) {
-	perVendor = &table{head: []string{"vendor", "n", "median", "p10", "p90", "MAPE %", "under %"}}
+	perVendor = &table{head: []string{"vendor", "calls", "n", "median", "p10", "p90", "MAPE %", "under %"}}
 	sums = map[string]summary{}
 	for _, v := range realVendors {
 		s := summarize(realPairs(ss, func(s realSample) bool { return s.rec.Vendor == v && measured(s) }))
+		perVendor.add(v, "all", s.N, s.Median, s.P10, s.P90, s.MAPE, s.Under)
+		s = summarize(realPairs(ss, func(s realSample) bool {
+			return s.rec.Vendor == v && measured(s) && !slices.Contains(s.shapes, shapeMedia)
+		}))
 		sums[v] = s
-		perVendor.add(v, s.N, s.Median, s.P10, s.P90, s.MAPE, s.Under)
+		perVendor.add(v, "text and images", s.N, s.Median, s.P10, s.P90, s.MAPE, s.Under)
 	}
 	perShape = &table{head: []string{"vendor", "shape", "n", "median", "p10", "p90", "MAPE %"}}
 	for _, v := range realVendors {
@@ -350,10 +354,10 @@ func realTables(ss []realSample) (perVendor, perShape, server *table, sums map[s
 func TestRealTrafficEstimation(t *testing.T) {
 	recs := loadReal(t)
 	require.GreaterOrEqual(t, len(recs), 300)
-	ss := measureReal(t, recs)
+	ss := distinct(measureReal(t, recs))
 	perVendor, perShape, server, _ := realTables(ss)
-	t.Logf("real traffic: %d calls from %d sources\n\n**estimate / vendor prompt tokens, server-tool calls excluded:**\n\n%s\n**by request shape (a call counts in every shape it has):**\n\n%s\n**calls left out of the targets: the vendor ran server-side tools, or the request refers to input it does not carry:**\n\n%s",
-		len(recs), countSources(recs), perVendor, perShape, server)
+	t.Logf("real traffic: %d calls from %d sources, %d distinct requests\n\n**estimate / vendor prompt tokens, per vendor (server-tool calls and input the request does not carry excluded); \"text and images\" leaves out documents, audio and video, which vendors bill by pages or duration the gateway does not decode:**\n\n%s\n**by request shape (a call counts in every shape it has):**\n\n%s\n**calls left out of the targets: the vendor ran server-side tools, or the request refers to input it does not carry:**\n\n%s",
+		len(recs), countSources(recs), len(ss), perVendor, perShape, server)
 	worst(t, ss)
 	if name := os.Getenv("ESTIMATION_DUMP"); name != "" {
 		dumpReal(t, name, ss)
@@ -370,6 +374,22 @@ func dumpReal(t *testing.T, name string, ss []realSample) {
 			strings.Join(s.shapes, "|"), s.rec.PromptTokens, s.est, s.info.TextRunes, s.info.WideRunes, s.info.Images, s.info.ImageTokens, s.info.OverheadTokens, s.rec.Path, s.rec.Interaction)
 	}
 	require.NoError(t, os.WriteFile(name, []byte(b.String()), 0o644))
+}
+
+// distinct keeps the first call of each distinct request (vendor, host,
+// path and body): test suites replay the same request in many
+// parametrised tests, and each should weigh once.
+func distinct(ss []realSample) []realSample {
+	seen := map[string]bool{}
+	out := ss[:0]
+	for _, s := range ss {
+		k := s.rec.Vendor + " " + s.rec.Host + " " + s.rec.URLPath + " " + string(s.rec.Request)
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func countSources(recs []realRecord) int {

@@ -319,6 +319,9 @@ func refOpenAI(r Request, ep Endpoint, streamable bool) RequestInfo {
 	}
 	if st.functions > 0 {
 		info.OverheadTokens += layoutFuncEnd
+		if body.Messages != nil && openAIReasoningModel(info.Model) {
+			info.OverheadTokens += openAIReasoningChatToolTokens
+		}
 	}
 	info.OverheadTokens += st.reasoning
 	info.ImageTokens = st.images.tokens(info.Model)
