@@ -304,6 +304,22 @@ func realPairs(ss []realSample, keep func(realSample) bool) []pair {
 
 var realVendors = []string{"openai", "anthropic", "gemini"}
 
+// Issue 8's targets on real traffic, per vendor, server-tool calls left
+// out.
+const (
+	realTargetMAPE = 10.0
+	realTargetP10  = 0.8
+)
+
+// realGuard is the error this estimator reached on the real corpus (text
+// and image calls), with a little slack: a change that makes estimates
+// worse fails here.
+var realGuard = map[string]struct{ mape, p10 float64 }{
+	"openai":    {mape: 21, p10: 0.72},
+	"anthropic": {mape: 15, p10: 0.87},
+	"gemini":    {mape: 21, p10: 0.67},
+}
+
 // realTables renders the report on the real corpus: per vendor, per vendor
 // and shape (both without server-tool calls), and the server-tool calls.
 func realTables(ss []realSample) (perVendor, perShape, server *table, sums map[string]summary) {
@@ -355,10 +371,23 @@ func TestRealTrafficEstimation(t *testing.T) {
 	recs := loadReal(t)
 	require.GreaterOrEqual(t, len(recs), 300)
 	ss := distinct(measureReal(t, recs))
-	perVendor, perShape, server, _ := realTables(ss)
+	perVendor, perShape, server, sums := realTables(ss)
 	t.Logf("real traffic: %d calls from %d sources, %d distinct requests\n\n**estimate / vendor prompt tokens, per vendor (server-tool calls and input the request does not carry excluded); \"text and images\" leaves out documents, audio and video, which vendors bill by pages or duration the gateway does not decode:**\n\n%s\n**by request shape (a call counts in every shape it has):**\n\n%s\n**calls left out of the targets: the vendor ran server-side tools, or the request refers to input it does not carry:**\n\n%s",
 		len(recs), countSources(recs), len(ss), perVendor, perShape, server)
 	worst(t, ss)
+	for _, v := range realVendors {
+		s := sums[v]
+		require.GreaterOrEqualf(t, s.N, 150, "%s: calls measured", v)
+		require.Truef(t, s.finite && s.positivity, "%s: every ratio finite and positive", v)
+		require.InDeltaf(t, 1, s.Median, 0.1, "%s: median estimate / vendor count", v)
+		// Regression guard: what this estimator reached (README.md); the
+		// issue-8 targets (MAPE <= 10 %, p10 >= 0.8) are reported, not yet
+		// asserted, until every vendor meets them.
+		require.LessOrEqualf(t, s.MAPE, realGuard[v].mape, "%s: MAPE %%", v)
+		require.GreaterOrEqualf(t, s.P10, realGuard[v].p10, "%s: p10", v)
+		t.Logf("%s: target MAPE <= %.0f %% and p10 >= %.1f: %v (MAPE %.1f %%, p10 %.2f)", v, realTargetMAPE, realTargetP10,
+			s.MAPE <= realTargetMAPE && s.P10 >= realTargetP10, s.MAPE, s.P10)
+	}
 	if name := os.Getenv("ESTIMATION_DUMP"); name != "" {
 		dumpReal(t, name, ss)
 	}
@@ -400,20 +429,20 @@ func countSources(recs []realRecord) int {
 	return len(m)
 }
 
-// worst logs the calls furthest off per vendor, for whoever improves the
-// estimate next.
+// worst logs the text and image calls furthest off per vendor, for whoever
+// improves the estimate next.
 func worst(t *testing.T, ss []realSample) {
 	for _, v := range realVendors {
 		var vs []realSample
 		for _, s := range ss {
-			if s.rec.Vendor == v && measured(s) {
+			if s.rec.Vendor == v && measured(s) && !slices.Contains(s.shapes, shapeMedia) {
 				vs = append(vs, s)
 			}
 		}
 		sort.Slice(vs, func(i, j int) bool {
 			return dev(vs[i]) > dev(vs[j])
 		})
-		for _, s := range vs[:min(len(vs), 12)] {
+		for _, s := range vs[:min(len(vs), 8)] {
 			t.Logf("%s %.2f est %d actual %d %v %s %s#%d", v, float64(s.est)/float64(s.rec.PromptTokens), s.est, s.rec.PromptTokens, s.shapes, s.rec.Model, s.rec.Path, s.rec.Interaction)
 		}
 	}
