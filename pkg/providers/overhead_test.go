@@ -103,9 +103,8 @@ var overheadCases = []requestCase{
 		want: RequestInfo{
 			Endpoint: EndpointGenerateContent, Model: "gemini-3-flash-preview",
 			TextRunes: runes("q1", "a1", "q2", "f", "{}", "f", `{"ok": true}`,
-				"f", "does f", "object", "x", "string", "p", "q"),
-			OverheadTokens: int64(math.Ceil(94/geminiSignatureCharsPerToken)) + geminiFunctionTokens +
-				layoutPropInit + layoutPropKey + layoutEnumInit + 2*layoutEnumItem,
+				"f", "does f", `{"type": "object", "properties": {"x": {"type": "string", "enum": ["p", "q"]}}}`),
+			OverheadTokens: int64(math.Ceil(94/geminiSignatureCharsPerToken)) + geminiFunctionTokens,
 		},
 	},
 	{

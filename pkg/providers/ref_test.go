@@ -762,7 +762,7 @@ func refGeminiWalk(body *refGeminiBody, info *RequestInfo, bad *bool, turnSig *i
 					case "name", "description":
 						info.TextRunes += refText(dv, bad)
 					case "parameters", "parametersJsonSchema", "parameters_json_schema", "response", "responseJsonSchema":
-						refSchema(dv, info, bad)
+						info.TextRunes += refRaw(dv)
 					}
 				}
 			}
