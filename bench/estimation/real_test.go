@@ -304,15 +304,35 @@ func realPairs(ss []realSample, keep func(realSample) bool) []pair {
 
 var realVendors = []string{"openai", "anthropic", "gemini"}
 
+// Issue 8's targets on real traffic, per vendor, server-tool calls left
+// out.
+const (
+	realTargetMAPE = 10.0
+	realTargetP10  = 0.8
+)
+
+// realGuard is the error this estimator reached on the real corpus (text
+// and image calls), with a little slack: a change that makes estimates
+// worse fails here.
+var realGuard = map[string]struct{ mape, p10 float64 }{
+	"openai":    {mape: 21, p10: 0.72},
+	"anthropic": {mape: 15, p10: 0.87},
+	"gemini":    {mape: 21, p10: 0.77},
+}
+
 // realTables renders the report on the real corpus: per vendor, per vendor
 // and shape (both without server-tool calls), and the server-tool calls.
 func realTables(ss []realSample) (perVendor, perShape, server *table, sums map[string]summary) {
-	perVendor = &table{head: []string{"vendor", "n", "median", "p10", "p90", "MAPE %", "under %"}}
+	perVendor = &table{head: []string{"vendor", "calls", "n", "median", "p10", "p90", "MAPE %", "under %"}}
 	sums = map[string]summary{}
 	for _, v := range realVendors {
 		s := summarize(realPairs(ss, func(s realSample) bool { return s.rec.Vendor == v && measured(s) }))
+		perVendor.add(v, "all", s.N, s.Median, s.P10, s.P90, s.MAPE, s.Under)
+		s = summarize(realPairs(ss, func(s realSample) bool {
+			return s.rec.Vendor == v && measured(s) && !slices.Contains(s.shapes, shapeMedia)
+		}))
 		sums[v] = s
-		perVendor.add(v, s.N, s.Median, s.P10, s.P90, s.MAPE, s.Under)
+		perVendor.add(v, "text and images", s.N, s.Median, s.P10, s.P90, s.MAPE, s.Under)
 	}
 	perShape = &table{head: []string{"vendor", "shape", "n", "median", "p10", "p90", "MAPE %"}}
 	for _, v := range realVendors {
@@ -350,11 +370,24 @@ func realTables(ss []realSample) (perVendor, perShape, server *table, sums map[s
 func TestRealTrafficEstimation(t *testing.T) {
 	recs := loadReal(t)
 	require.GreaterOrEqual(t, len(recs), 300)
-	ss := measureReal(t, recs)
-	perVendor, perShape, server, _ := realTables(ss)
-	t.Logf("real traffic: %d calls from %d sources\n\n**estimate / vendor prompt tokens, server-tool calls excluded:**\n\n%s\n**by request shape (a call counts in every shape it has):**\n\n%s\n**calls left out of the targets: the vendor ran server-side tools, or the request refers to input it does not carry:**\n\n%s",
-		len(recs), countSources(recs), perVendor, perShape, server)
+	ss := distinct(measureReal(t, recs))
+	perVendor, perShape, server, sums := realTables(ss)
+	t.Logf("real traffic: %d calls from %d sources, %d distinct requests\n\n**estimate / vendor prompt tokens, per vendor (server-tool calls and input the request does not carry excluded); \"text and images\" leaves out documents, audio and video, which vendors bill by pages or duration the gateway does not decode:**\n\n%s\n**by request shape (a call counts in every shape it has):**\n\n%s\n**calls left out of the targets: the vendor ran server-side tools, or the request refers to input it does not carry:**\n\n%s",
+		len(recs), countSources(recs), len(ss), perVendor, perShape, server)
 	worst(t, ss)
+	for _, v := range realVendors {
+		s := sums[v]
+		require.GreaterOrEqualf(t, s.N, 150, "%s: calls measured", v)
+		require.Truef(t, s.finite && s.positivity, "%s: every ratio finite and positive", v)
+		require.InDeltaf(t, 1, s.Median, 0.1, "%s: median estimate / vendor count", v)
+		// Regression guard: what this estimator reached (README.md); the
+		// issue-8 targets (MAPE <= 10 %, p10 >= 0.8) are reported, not yet
+		// asserted, until every vendor meets them.
+		require.LessOrEqualf(t, s.MAPE, realGuard[v].mape, "%s: MAPE %%", v)
+		require.GreaterOrEqualf(t, s.P10, realGuard[v].p10, "%s: p10", v)
+		t.Logf("%s: target MAPE <= %.0f %% and p10 >= %.1f: %v (MAPE %.1f %%, p10 %.2f)", v, realTargetMAPE, realTargetP10,
+			s.MAPE <= realTargetMAPE && s.P10 >= realTargetP10, s.MAPE, s.P10)
+	}
 	if name := os.Getenv("ESTIMATION_DUMP"); name != "" {
 		dumpReal(t, name, ss)
 	}
@@ -372,6 +405,22 @@ func dumpReal(t *testing.T, name string, ss []realSample) {
 	require.NoError(t, os.WriteFile(name, []byte(b.String()), 0o644))
 }
 
+// distinct keeps the first call of each distinct request (vendor, host,
+// path and body): test suites replay the same request in many
+// parametrised tests, and each should weigh once.
+func distinct(ss []realSample) []realSample {
+	seen := map[string]bool{}
+	out := ss[:0]
+	for _, s := range ss {
+		k := s.rec.Vendor + " " + s.rec.Host + " " + s.rec.URLPath + " " + string(s.rec.Request)
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func countSources(recs []realRecord) int {
 	m := map[string]bool{}
 	for _, r := range recs {
@@ -380,20 +429,20 @@ func countSources(recs []realRecord) int {
 	return len(m)
 }
 
-// worst logs the calls furthest off per vendor, for whoever improves the
-// estimate next.
+// worst logs the text and image calls furthest off per vendor, for whoever
+// improves the estimate next.
 func worst(t *testing.T, ss []realSample) {
 	for _, v := range realVendors {
 		var vs []realSample
 		for _, s := range ss {
-			if s.rec.Vendor == v && measured(s) {
+			if s.rec.Vendor == v && measured(s) && !slices.Contains(s.shapes, shapeMedia) {
 				vs = append(vs, s)
 			}
 		}
 		sort.Slice(vs, func(i, j int) bool {
 			return dev(vs[i]) > dev(vs[j])
 		})
-		for _, s := range vs[:min(len(vs), 12)] {
+		for _, s := range vs[:min(len(vs), 8)] {
 			t.Logf("%s %.2f est %d actual %d %v %s %s#%d", v, float64(s.est)/float64(s.rec.PromptTokens), s.est, s.rec.PromptTokens, s.shapes, s.rec.Model, s.rec.Path, s.rec.Interaction)
 		}
 	}

@@ -254,10 +254,11 @@ func (w geminiReader) top(i int, model *string) int {
 	})
 }
 
-// tool reads one Tool. Function declarations are counted in the compact
-// layout the model sees (schemaLayout: names, descriptions, types, enum
-// values); built-in tools (googleSearch, codeExecution, urlContext, ...)
-// carry no text.
+// tool reads one Tool. A function declaration counts its name,
+// description and schemas (their JSON as sent: on the real-traffic corpus
+// that fits Gemini's counts better than the compact layout OpenAI uses,
+// which underestimates large schemas) plus geminiFunctionTokens; built-in
+// tools (googleSearch, codeExecution, urlContext, ...) carry no text.
 func (w geminiReader) tool(i int) int {
 	s := w.s
 	return s.object(i, func(k []byte, v int) int {
@@ -270,7 +271,9 @@ func (w geminiReader) tool(i int) int {
 					case "name", "description":
 						return s.text(v, &w.info.TextRunes)
 					case "parameters", "parametersJsonSchema", "parameters_json_schema", "response", "responseJsonSchema":
-						return schemaLayout(s, w.info, v)
+						n, e := s.rawRunes(v)
+						w.info.TextRunes += n
+						return e
 					}
 					return s.skip(v)
 				})

@@ -174,9 +174,10 @@ func base64Payload(url []byte) ([]byte, bool) {
 	if len(url) < len(scheme) || string(url[:len(scheme)]) != scheme {
 		return nil, false
 	}
-	for i := len(scheme); i+7 <= len(url) && i < 256; i++ {
+	const marker = ";base64"
+	for i := len(scheme); i < len(url) && i < 256; i++ {
 		if url[i] == ',' {
-			if string(url[i-7:i]) == ";base64" {
+			if i >= len(scheme)+len(marker) && string(url[i-len(marker):i]) == marker {
 				return url[i+1:], true
 			}
 			return nil, false

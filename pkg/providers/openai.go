@@ -238,6 +238,9 @@ func readOpenAIRequest(r Request, ep Endpoint, streamable bool) RequestInfo {
 	}
 	if f.functions > 0 {
 		info.OverheadTokens += layoutFuncEnd
+		if f.messages && openAIReasoningModel(info.Model) {
+			info.OverheadTokens += openAIReasoningChatToolTokens
+		}
 	}
 	if f.stream && streamable {
 		info.Stream = true
@@ -315,6 +318,19 @@ func (w openAIReader) top(i int, f *openAIFields) int {
 		}
 		return end
 	})
+}
+
+// openAIReasoningChatToolTokens is what reasoning models (gpt-5, o-series)
+// add on Chat Completions when function tools are present, measured on the
+// real-traffic corpus; it matches the size of the tool-channel
+// instructions of the harmony prompt format these models use.
+const openAIReasoningChatToolTokens = 75
+
+// openAIReasoningModel reports whether a model is a reasoning model
+// (gpt-5 family, o1, o3, o4).
+func openAIReasoningModel(model string) bool {
+	return strings.HasPrefix(model, "gpt-5") || strings.HasPrefix(model, "o1") ||
+		strings.HasPrefix(model, "o3") || strings.HasPrefix(model, "o4")
 }
 
 // openAIFormatTokens is the fixed cost of a JSON-schema response format

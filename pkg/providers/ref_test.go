@@ -319,6 +319,9 @@ func refOpenAI(r Request, ep Endpoint, streamable bool) RequestInfo {
 	}
 	if st.functions > 0 {
 		info.OverheadTokens += layoutFuncEnd
+		if body.Messages != nil && openAIReasoningModel(info.Model) {
+			info.OverheadTokens += openAIReasoningChatToolTokens
+		}
 	}
 	info.OverheadTokens += st.reasoning
 	info.ImageTokens = st.images.tokens(info.Model)
@@ -759,7 +762,7 @@ func refGeminiWalk(body *refGeminiBody, info *RequestInfo, bad *bool, turnSig *i
 					case "name", "description":
 						info.TextRunes += refText(dv, bad)
 					case "parameters", "parametersJsonSchema", "parameters_json_schema", "response", "responseJsonSchema":
-						refSchema(dv, info, bad)
+						info.TextRunes += refRaw(dv)
 					}
 				}
 			}

@@ -214,7 +214,7 @@ var requestCases = []requestCase{
 		}`)},
 		want: RequestInfo{
 			Endpoint: EndpointStreamGenerateContent, Model: "gemini-2.5-flash", Stream: true,
-			TextRunes:      runes("Hello", "get_weather", `{"city":"Zürich"}`, "Be nice", "get_weather", "OBJECT"),
+			TextRunes:      runes("Hello", "get_weather", `{"city":"Zürich"}`, "Be nice", "get_weather", `{"type":"OBJECT"}`),
 			OverheadTokens: geminiFunctionTokens,
 			// sizes unknown (a truncated JPEG, a file URI): one tile each
 			Images: 2, ImageTokens: 2 * geminiImageTokens, MaxOutputTokens: 2048,
