@@ -14,6 +14,10 @@ func openAIError(kind ErrorKind, message string) []byte {
 		typ, code = "server_error", "service_unavailable"
 	case ErrorBudgetExceeded:
 		typ, code = "insufficient_quota", "budget_exceeded"
+	case ErrorUnauthenticated:
+		typ, code = "invalid_request_error", "invalid_api_key"
+	case ErrorPermissionDenied:
+		typ, code = "invalid_request_error", "permission_denied"
 	}
 	return []byte(`{"error":{"message":` + quote(message) + `,"type":"` + typ + `","param":null,"code":"` + code + `"}}`)
 }
@@ -28,6 +32,10 @@ func anthropicError(kind ErrorKind, message string) []byte {
 	case ErrorBudgetExceeded:
 		// Anthropic has no 402; its billing errors are permission_error.
 		typ = "permission_error"
+	case ErrorUnauthenticated:
+		typ = "authentication_error"
+	case ErrorPermissionDenied:
+		typ = "permission_error"
 	}
 	return []byte(`{"type":"error","error":{"type":"` + typ + `","message":` + quote(message) + `}}`)
 }
@@ -41,6 +49,10 @@ func geminiError(kind ErrorKind, message string) []byte {
 		code, status = 503, "UNAVAILABLE"
 	case ErrorBudgetExceeded:
 		code, status = 402, "FAILED_PRECONDITION"
+	case ErrorUnauthenticated:
+		code, status = 401, "UNAUTHENTICATED"
+	case ErrorPermissionDenied:
+		code, status = 403, "PERMISSION_DENIED"
 	}
 	return []byte(`{"error":{"code":` + strconv.Itoa(code) + `,"message":` + quote(message) + `,"status":"` + status + `"}}`)
 }

@@ -38,6 +38,12 @@ const (
 	ErrorUnavailable
 	// ErrorBudgetExceeded goes with HTTP 402.
 	ErrorBudgetExceeded
+	// ErrorUnauthenticated goes with HTTP 401: a missing, unknown, expired
+	// or revoked gateway key.
+	ErrorUnauthenticated
+	// ErrorPermissionDenied goes with HTTP 403: a gateway key that may not
+	// use the provider or model it asked for.
+	ErrorPermissionDenied
 )
 
 // Request is what the processor knows about a client request when it asks a
