@@ -120,7 +120,7 @@ func TestLeastRecentlyLimited(t *testing.T) {
 
 	t0 := time.Unix(1_000, 0)
 	p.Report("a", 429, t0)
-	p.Report("b", 500, t0)     // not a rate limit
+	p.Report("b", 500, t0)      // not a rate limit
 	p.Report("nobody", 429, t0) // unknown names are ignored
 	for range 4 {
 		require.NotEqual(t, "a", pick(), "a was limited and b, c never were")
