@@ -267,7 +267,9 @@ func (a *attrFlags) limits() keys.Limits {
 	return keys.Limits{RequestsPerMinute: a.rpm, TokensPerMinute: a.tpm, RequestsPerDay: a.rpd, TokensPerDay: a.tpd}
 }
 
-func (a *attrFlags) budget() keys.Budget { return keys.Budget{DailyUSD: a.dailyUSD, MonthlyUSD: a.monthly} }
+func (a *attrFlags) budget() keys.Budget {
+	return keys.Budget{DailyUSD: a.dailyUSD, MonthlyUSD: a.monthly}
+}
 
 // labelList collects repeated --label k=v flags.
 type labelList map[string]string
