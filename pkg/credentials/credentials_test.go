@@ -360,3 +360,33 @@ func BenchmarkPickAndMutate(b *testing.B) {
 		_ = Mutation(StyleBearer, c.Secret, "/v1/chat/completions")
 	}
 }
+
+func TestProviderAuthValidate(t *testing.T) {
+	creds := &Config{APIKey: NewSecret(vendorKey)}
+	tests := []struct {
+		name string
+		p    ProviderAuth
+		want string
+	}{
+		{"default passthrough", ProviderAuth{}, ""},
+		{"explicit passthrough", ProviderAuth{Auth: ModePassthrough}, ""},
+		{"gateway keys", ProviderAuth{Auth: ModeGatewayKeys, Credentials: creds}, ""},
+		{"gateway keys without credentials", ProviderAuth{Auth: ModeGatewayKeys}, "providers.openai.credentials: required"},
+		{"gateway keys with empty credentials", ProviderAuth{Auth: ModeGatewayKeys, Credentials: &Config{}}, "required"},
+		{"passthrough with credentials", ProviderAuth{Credentials: creds}, "only used with auth: gateway_keys"},
+		{"bad mode", ProviderAuth{Auth: "oauth"}, "providers.openai.auth"},
+		{"bad credentials", ProviderAuth{Auth: ModeGatewayKeys, Credentials: &Config{APIKey: NewSecret("x"), Selection: "random"}}, "providers.openai.credentials.selection"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.p.Validate("openai")
+			if tt.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tt.want)
+			require.NotContains(t, err.Error(), vendorKey)
+		})
+	}
+	require.True(t, ProviderAuth{Auth: ModeGatewayKeys}.GatewayKeys())
+}

@@ -169,7 +169,7 @@ func (c *cli) open(sf *storeFlags) (keys.Store, error) {
 		return keys.OpenFileStore(sf.file)
 	case "redis":
 		rc := redisconf.Config{URL: sf.redisURL, Address: sf.redisAddress, Password: c.getenv("LLM_PROXY_KEYS_REDIS_PASSWORD")}
-		opts, err := rc.Options(1)
+		opts, err := rc.Options(-1) // never repeat a write whose reply was lost
 		if err != nil {
 			return nil, err
 		}
