@@ -247,10 +247,13 @@ func TestWatchReloadsOnTick(t *testing.T) {
 	done := make(chan struct{})
 	go func() { p.Watch(ctx, ticks, log); close(done) }()
 
+	// Watch takes a tick only after finishing the previous reload, so a
+	// second send waits for the first reload.
 	require.NoError(t, os.WriteFile(f, []byte("sk-two"), 0o600))
 	ticks <- time.Now()
+	ticks <- time.Now()
 	require.NoError(t, os.Remove(f))
-	ticks <- time.Now() // the first tick's reload has finished once this send is taken
+	ticks <- time.Now()
 	ticks <- time.Now()
 	cancel()
 	<-done
