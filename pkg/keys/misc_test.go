@@ -47,6 +47,8 @@ func TestMatchGlob(t *testing.T) {
 		{"a*b*c", "aXXbYY", false},
 		{"models/*", "models/gemini-2.5-pro", true},
 		{"**", "x", true},
+		{"*000000*", "000000*00", true}, // found by FuzzMatchGlob
+		{"a*", "a*", true},
 		{"", "", true},
 		{"", "x", false},
 	}
