@@ -72,8 +72,11 @@ type Request struct {
 	Header func(name string) string
 	// Path is the request :path with its query.
 	Path string
-	// ClientIP is the client address the failure limiter counts by.
+	// ClientIP is the client address the failure limiter counts by. An
+	// empty address shares one bucket with every other empty one.
 	ClientIP string
+	// Now is the request's time; zero means the authenticator's clock.
+	Now time.Time
 }
 
 // Admission holds the authenticator and the vendor key pools of the
@@ -91,7 +94,13 @@ func New(auth *keys.Authenticator, pools map[string]*credentials.Pool) *Admissio
 // Admit authenticates a request at its headers.
 func (a *Admission) Admit(ctx context.Context, r Request) (Admitted, *Refusal) {
 	presented := keys.Extract(r.Header, r.Path)
-	id, err := a.auth.AuthenticateFrom(ctx, r.ClientIP, presented.Secret)
+	var id *keys.Identity
+	var err error
+	if r.Now.IsZero() {
+		id, err = a.auth.AuthenticateFrom(ctx, r.ClientIP, presented.Secret)
+	} else {
+		id, err = a.auth.AuthenticateAt(ctx, r.Now, r.ClientIP, presented.Secret)
+	}
 	if err != nil {
 		return Admitted{}, refusal(r.Provider, r.Info, err)
 	}

@@ -206,6 +206,7 @@ func TestReportFeedsSelection(t *testing.T) {
 func BenchmarkAdmit(b *testing.B) {
 	f := newFixture(b)
 	r := request(providers.OpenAI{}, "/v1/chat/completions", map[string]string{"authorization": "Bearer " + f.secret})
+	r.Now = f.now
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, ref := f.adm.Admit(context.Background(), r); ref != nil {

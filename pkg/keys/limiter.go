@@ -2,6 +2,7 @@ package keys
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,6 +30,9 @@ type FailureLimiter struct {
 	max     int
 	mu      sync.Mutex
 	clients map[string]*failBucket
+	// tracked mirrors len(clients) so Allow skips the lock while no client
+	// has failed.
+	tracked atomic.Int64
 }
 
 type failBucket struct {
@@ -58,6 +62,9 @@ func (l *FailureLimiter) level(b *failBucket, now time.Time) float64 {
 
 // Allow reports whether ip may attempt a lookup at now.
 func (l *FailureLimiter) Allow(ip string, now time.Time) bool {
+	if l.tracked.Load() == 0 {
+		return true
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.clients[ip]
@@ -75,12 +82,14 @@ func (l *FailureLimiter) Fail(ip string, now time.Time) {
 		}
 		b = &failBucket{tokens: l.burst, at: now}
 		l.clients[ip] = b
+		l.tracked.Store(int64(len(l.clients)))
 	}
 	b.tokens = max(l.level(b, now)-1, 0)
 	b.at = now
 }
 
 func (l *FailureLimiter) evict(now time.Time) {
+	defer func() { l.tracked.Store(int64(len(l.clients))) }()
 	for ip, b := range l.clients {
 		if l.level(b, now) >= l.burst {
 			delete(l.clients, ip)
