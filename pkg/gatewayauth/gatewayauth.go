@@ -97,9 +97,9 @@ func (a *Admission) Admit(ctx context.Context, r Request) (Admitted, *Refusal) {
 	var id *keys.Identity
 	var err error
 	if r.Now.IsZero() {
-		id, err = a.auth.AuthenticateFrom(ctx, r.ClientIP, presented.Secret)
+		id, err = a.auth.AuthenticateFrom(ctx, r.ClientIP, presented.Secret.Reveal())
 	} else {
-		id, err = a.auth.AuthenticateAt(ctx, r.Now, r.ClientIP, presented.Secret)
+		id, err = a.auth.AuthenticateAt(ctx, r.Now, r.ClientIP, presented.Secret.Reveal())
 	}
 	if err != nil {
 		return Admitted{}, refusal(r.Provider, r.Info, err)

@@ -3,6 +3,8 @@ package keys
 import (
 	"net/url"
 	"strings"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/credentials"
 )
 
 // Where a presented key came from.
@@ -14,9 +16,10 @@ const (
 	SourceQuery         = "query"
 )
 
-// Presented is the key a request carried and where.
+// Presented is the key a request carried and where. Secret prints as
+// [REDACTED]; Reveal it only to authenticate.
 type Presented struct {
-	Secret string
+	Secret credentials.Secret
 	// Source is one of the Source constants.
 	Source string
 }
@@ -31,14 +34,14 @@ type Presented struct {
 func Extract(header func(name string) string, path string) Presented {
 	if v := strings.TrimSpace(header("authorization")); len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
 		if tok := strings.TrimSpace(v[7:]); tok != "" {
-			return Presented{Secret: tok, Source: SourceAuthorization}
+			return Presented{Secret: credentials.NewSecret(tok), Source: SourceAuthorization}
 		}
 	}
 	if v := strings.TrimSpace(header("x-api-key")); v != "" {
-		return Presented{Secret: v, Source: SourceXAPIKey}
+		return Presented{Secret: credentials.NewSecret(v), Source: SourceXAPIKey}
 	}
 	if v := strings.TrimSpace(header("x-goog-api-key")); v != "" {
-		return Presented{Secret: v, Source: SourceGoogAPIKey}
+		return Presented{Secret: credentials.NewSecret(v), Source: SourceGoogAPIKey}
 	}
 	if _, q, ok := strings.Cut(path, "?"); ok {
 		for part := range strings.SplitSeq(q, "&") {
@@ -47,7 +50,7 @@ func Extract(header func(name string) string, path string) Presented {
 				continue
 			}
 			if v, err := url.QueryUnescape(value); err == nil && v != "" {
-				return Presented{Secret: v, Source: SourceQuery}
+				return Presented{Secret: credentials.NewSecret(v), Source: SourceQuery}
 			}
 		}
 	}

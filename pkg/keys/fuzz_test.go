@@ -14,7 +14,8 @@ func FuzzExtract(f *testing.F) {
 	f.Add("", "", "", "/p?k%65y=%zz&key=ok")
 	f.Fuzz(func(t *testing.T, auth, xAPIKey, goog, path string) {
 		h := map[string]string{"authorization": auth, "x-api-key": xAPIKey, "x-goog-api-key": goog}
-		p := Extract(func(n string) string { return h[n] }, path)
+		got := Extract(func(n string) string { return h[n] }, path)
+		p := presented{got.Secret.Reveal(), got.Source}
 		switch p.Source {
 		case SourceNone:
 			if p.Secret != "" {

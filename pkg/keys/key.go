@@ -38,12 +38,15 @@ func (l Limits) IsZero() bool { return l == Limits{} }
 
 func (l Limits) validate(path string) error {
 	var errs []error
-	for name, v := range map[string]int64{
-		"requests_per_minute": l.RequestsPerMinute, "tokens_per_minute": l.TokensPerMinute,
-		"requests_per_day": l.RequestsPerDay, "tokens_per_day": l.TokensPerDay,
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"requests_per_minute", l.RequestsPerMinute}, {"tokens_per_minute", l.TokensPerMinute},
+		{"requests_per_day", l.RequestsPerDay}, {"tokens_per_day", l.TokensPerDay},
 	} {
-		if v < 0 {
-			errs = append(errs, fmt.Errorf("%w: %s.%s must not be negative", ErrInvalid, path, name))
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("%w: %s.%s must not be negative", ErrInvalid, path, f.name))
 		}
 	}
 	return errors.Join(errs...)
@@ -206,5 +209,3 @@ func (t Team) clone() Team {
 	t.Labels = maps.Clone(t.Labels)
 	return t
 }
-
-func sortStrings(s []string) { slices.Sort(s) }

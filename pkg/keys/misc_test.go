@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -65,29 +66,37 @@ func TestExtract(t *testing.T) {
 		name    string
 		headers map[string]string
 		path    string
-		want    Presented
+		want    presented
 	}{
-		{"openai bearer", map[string]string{"authorization": "Bearer " + k}, "/v1/chat/completions", Presented{k, SourceAuthorization}},
-		{"bearer any case", map[string]string{"authorization": "bearer  " + k + " "}, "/", Presented{k, SourceAuthorization}},
-		{"anthropic", map[string]string{"x-api-key": k}, "/v1/messages", Presented{k, SourceXAPIKey}},
-		{"gemini header", map[string]string{"x-goog-api-key": k}, "/v1beta/models/m:generateContent", Presented{k, SourceGoogAPIKey}},
-		{"gemini query", nil, "/v1beta/models/m:generateContent?alt=sse&key=" + k, Presented{k, SourceQuery}},
-		{"query escaped", nil, "/p?k%65y=llmp-a%2Bb", Presented{"llmp-a+b", SourceQuery}},
-		{"bearer first", map[string]string{"authorization": "Bearer a", "x-api-key": "b"}, "/?key=c", Presented{"a", SourceAuthorization}},
-		{"x-api-key before goog", map[string]string{"x-api-key": "b", "x-goog-api-key": "c"}, "/", Presented{"b", SourceXAPIKey}},
-		{"basic auth is not a key", map[string]string{"authorization": "Basic dXNlcjpwdw=="}, "/", Presented{}},
-		{"basic auth falls through", map[string]string{"authorization": "Basic x", "x-api-key": "b"}, "/", Presented{"b", SourceXAPIKey}},
-		{"empty bearer", map[string]string{"authorization": "Bearer "}, "/", Presented{}},
-		{"empty query key", nil, "/p?key=", Presented{}},
-		{"bad escape skipped", nil, "/p?key=%zz&key=ok", Presented{"ok", SourceQuery}},
-		{"nothing", nil, "/v1/models", Presented{}},
+		{"openai bearer", map[string]string{"authorization": "Bearer " + k}, "/v1/chat/completions", presented{k, SourceAuthorization}},
+		{"bearer any case", map[string]string{"authorization": "bearer  " + k + " "}, "/", presented{k, SourceAuthorization}},
+		{"anthropic", map[string]string{"x-api-key": k}, "/v1/messages", presented{k, SourceXAPIKey}},
+		{"gemini header", map[string]string{"x-goog-api-key": k}, "/v1beta/models/m:generateContent", presented{k, SourceGoogAPIKey}},
+		{"gemini query", nil, "/v1beta/models/m:generateContent?alt=sse&key=" + k, presented{k, SourceQuery}},
+		{"query escaped", nil, "/p?k%65y=llmp-a%2Bb", presented{"llmp-a+b", SourceQuery}},
+		{"bearer first", map[string]string{"authorization": "Bearer a", "x-api-key": "b"}, "/?key=c", presented{"a", SourceAuthorization}},
+		{"x-api-key before goog", map[string]string{"x-api-key": "b", "x-goog-api-key": "c"}, "/", presented{"b", SourceXAPIKey}},
+		{"basic auth is not a key", map[string]string{"authorization": "Basic dXNlcjpwdw=="}, "/", presented{}},
+		{"basic auth falls through", map[string]string{"authorization": "Basic x", "x-api-key": "b"}, "/", presented{"b", SourceXAPIKey}},
+		{"empty bearer", map[string]string{"authorization": "Bearer "}, "/", presented{}},
+		{"empty query key", nil, "/p?key=", presented{}},
+		{"bad escape skipped", nil, "/p?key=%zz&key=ok", presented{"ok", SourceQuery}},
+		{"nothing", nil, "/v1/models", presented{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Extract(func(n string) string { return tt.headers[n] }, tt.path)
-			require.Equal(t, tt.want, got)
+			require.Equal(t, tt.want, presented{got.Secret.Reveal(), got.Source})
+			if len(got.Secret.Reveal()) > 4 {
+				require.NotContains(t, fmt.Sprintf("%v %+v", got, got), got.Secret.Reveal())
+			}
 		})
 	}
+}
+
+// presented is Presented with the secret revealed, for comparisons.
+type presented struct {
+	Secret, Source string
 }
 
 func TestFailureLimiter(t *testing.T) {

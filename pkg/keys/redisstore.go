@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
@@ -141,7 +142,7 @@ func decodeAll[T any](kind string, m map[string]string) ([]T, error) {
 	for id := range m {
 		ids = append(ids, id)
 	}
-	sortStrings(ids)
+	slices.Sort(ids)
 	out := make([]T, 0, len(ids))
 	for _, id := range ids {
 		var v T
