@@ -207,7 +207,7 @@ func TestWriterLogsDropsAndLosses(t *testing.T) {
 	require.True(t, w.Enqueue(rec("2")))
 	require.True(t, w.Enqueue(rec("3")))
 	require.False(t, w.Enqueue(rec("4")), "the ring is full while the sink blocks")
-	close(sink.release) // every attempt of both batches now fails
+	close(sink.release)    // every attempt of both batches now fails
 	clk.tick <- time.Now() // reports the drop once both batches failed
 	require.NoError(t, w.Flush(ctxTimeout(t, 10*time.Second)))
 	require.NoError(t, w.Close(ctxTimeout(t, 10*time.Second)))

@@ -16,6 +16,10 @@ func openAIError(kind ErrorKind, message string) []byte {
 		typ, code = "insufficient_quota", "budget_exceeded"
 	case ErrorRequestTooLarge:
 		typ, code = "invalid_request_error", "request_too_large"
+	case ErrorUnauthenticated:
+		typ, code = "invalid_request_error", "invalid_api_key"
+	case ErrorPermissionDenied:
+		typ, code = "invalid_request_error", "permission_denied"
 	}
 	return []byte(`{"error":{"message":` + quote(message) + `,"type":"` + typ + `","param":null,"code":"` + code + `"}}`)
 }
@@ -33,6 +37,10 @@ func anthropicError(kind ErrorKind, message string) []byte {
 	case ErrorRequestTooLarge:
 		// Anthropic's own 413 type.
 		typ = "request_too_large"
+	case ErrorUnauthenticated:
+		typ = "authentication_error"
+	case ErrorPermissionDenied:
+		typ = "permission_error"
 	}
 	return []byte(`{"type":"error","error":{"type":"` + typ + `","message":` + quote(message) + `}}`)
 }
@@ -48,6 +56,10 @@ func geminiError(kind ErrorKind, message string) []byte {
 		code, status = 402, "FAILED_PRECONDITION"
 	case ErrorRequestTooLarge:
 		code, status = 413, "INVALID_ARGUMENT"
+	case ErrorUnauthenticated:
+		code, status = 401, "UNAUTHENTICATED"
+	case ErrorPermissionDenied:
+		code, status = 403, "PERMISSION_DENIED"
 	}
 	return []byte(`{"error":{"code":` + strconv.Itoa(code) + `,"message":` + quote(message) + `,"status":"` + status + `"}}`)
 }

@@ -40,6 +40,12 @@ const (
 	ErrorBudgetExceeded
 	// ErrorRequestTooLarge goes with HTTP 413.
 	ErrorRequestTooLarge
+	// ErrorUnauthenticated goes with HTTP 401: a missing, unknown, expired
+	// or revoked gateway key.
+	ErrorUnauthenticated
+	// ErrorPermissionDenied goes with HTTP 403: a gateway key that may not
+	// use the provider or model it asked for.
+	ErrorPermissionDenied
 )
 
 // Request is what the processor knows about a client request when it asks a
