@@ -56,7 +56,7 @@ func BenchmarkLookupAtCompute(b *testing.B) {
 	}
 	tab := DefaultTable()
 	at := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
-	u := Usage{Input: 12_000, Output: 800, CacheRead: 9_000, CacheWrite: 500, CacheWrite1h: 200, Reasoning: 300}
+	u := Usage{Input: 12_000, Output: 800, CacheRead: 9_000, CacheWrite: 500, Reasoning: 300}
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -66,6 +66,27 @@ func BenchmarkLookupAtCompute(b *testing.B) {
 					b.Fatal("unknown model")
 				}
 				sink = Compute(tt.provider, false, p, u)
+			}
+		})
+	}
+}
+
+// BenchmarkCompute compares the text-only path with the general unit split
+// (taken when a usage has 1-hour writes, audio or image counts).
+func BenchmarkCompute(b *testing.B) {
+	p, _, _ := DefaultTable().Lookup("openai", "gpt-realtime")
+	tests := []struct {
+		name string
+		u    Usage
+	}{
+		{name: "text", u: Usage{Input: 12_000, Output: 800, CacheRead: 9_000, Reasoning: 300}},
+		{name: "audio", u: Usage{Input: 12_000, Output: 800, CacheRead: 9_000, InputAudio: 4_000, CacheReadAudio: 2_000, OutputAudio: 500}},
+	}
+	for _, tt := range tests {
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				sink = Compute("openai", false, p, tt.u)
 			}
 		})
 	}

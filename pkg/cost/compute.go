@@ -136,7 +136,7 @@ func computeStandard(provider string, openAICompatible bool, p *Price, u *Usage)
 		prompt, cr, cw, out := split(provider, openAICompatible, u)
 		return computeText(p, prompt, cr, cw, out)
 	}
-	return computeGeneral(provider, openAICompatible, *p, *u)
+	return computeGeneral(provider, openAICompatible, p, u)
 }
 
 // split returns the whole prompt, the cache reads and writes and the
@@ -157,9 +157,9 @@ func split(provider string, openAICompatible bool, u *Usage) (prompt, cr, cw, ou
 }
 
 // computeGeneral is Compute by the full unit split.
-func computeGeneral(provider string, openAICompatible bool, p Price, u Usage) Breakdown {
+func computeGeneral(provider string, openAICompatible bool, p *Price, u *Usage) Breakdown {
 	var counts [numUnits]int64
-	counts[unitInput], counts[unitCacheRead], counts[unitCacheWrite], counts[unitOutput] = split(provider, openAICompatible, &u)
+	counts[unitInput], counts[unitCacheRead], counts[unitCacheWrite], counts[unitOutput] = split(provider, openAICompatible, u)
 	counts[unitCacheWrite1h] = nonNeg(u.CacheWrite1h)
 	counts[unitInputAudio] = nonNeg(u.InputAudio)
 	counts[unitCacheReadAudio] = nonNeg(u.CacheReadAudio)
@@ -168,7 +168,8 @@ func computeGeneral(provider string, openAICompatible bool, p Price, u Usage) Br
 	counts[unitCacheReadImage] = nonNeg(u.CacheReadImage)
 	counts[unitOutputImage] = nonNeg(u.OutputImage)
 
-	r, tier := p.ratesFor(counts[unitInput])
+	var r rates
+	tier := p.ratesFor(counts[unitInput], &r)
 	fillCacheRates(&r)
 	leaves := splitLeaves(&r, &counts)
 	var parts [numUnits]float64
@@ -245,8 +246,11 @@ func computeText(p *Price, prompt, cr, cw, out int64) Breakdown {
 // inputTokens. Negative counts are treated as zero.
 func Estimate(p Price, inputTokens, outputTokens int64) float64 {
 	in, out := nonNeg(inputTokens), nonNeg(outputTokens)
-	r, _ := p.ratesFor(in)
-	return usd(in, r[unitInput]) + usd(out, r[unitOutput])
+	rIn, rOut := p.Input, p.Output
+	if t := p.tierAt(in); t > 0 {
+		rIn, rOut = p.Tiers[t-1].Input, p.Tiers[t-1].Output
+	}
+	return usd(in, rIn) + usd(out, rOut)
 }
 
 // usd is tokens at rate USD per million tokens.

@@ -338,7 +338,7 @@ func TestComputeTextPathMatchesGeneral(t *testing.T) {
 			for pi, p := range prices {
 				for ui, u := range usages {
 					fast := Compute(prov, compat, p, u)
-					gen := computeGeneral(prov, compat, p, u)
+					gen := computeGeneral(prov, compat, &p, &u)
 					require.Equal(t, gen, fast, "%s compat=%v price %d usage %d", prov, compat, pi, ui)
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,6 +127,36 @@ func loadRealCalls(t *testing.T) []realCall {
 	return calls
 }
 
+// replayedCall is a priceable call of the corpus as the gateway read it.
+type replayedCall struct {
+	realCall
+	info  providers.RequestInfo
+	usage providers.Usage
+}
+
+var (
+	replayOnce sync.Once
+	replayed   []replayedCall
+)
+
+// priceableCalls returns every call of the corpus but token counting
+// (free), replayed once per test binary.
+func priceableCalls(t *testing.T) []replayedCall {
+	t.Helper()
+	calls := loadRealCalls(t)
+	replayOnce.Do(func() {
+		reg := providers.Default()
+		for _, c := range calls {
+			if c.Endpoint == string(providers.EndpointCountTokens) {
+				continue
+			}
+			info, u := c.replay(reg)
+			replayed = append(replayed, replayedCall{realCall: c, info: info, usage: u})
+		}
+	})
+	return replayed
+}
+
 // replay reads a call as the gateway does: the request through the
 // provider's parser, the response through its usage parser.
 func (c realCall) replay(reg providers.Registry) (providers.RequestInfo, providers.Usage) {
@@ -149,18 +180,14 @@ func (c realCall) replay(reg providers.Registry) (providers.RequestInfo, provide
 // pricer does. It logs the models left unpriced, and the coverage the
 // hand-written table that preceded the catalog reached on the same calls.
 func TestRealTrafficCoverage(t *testing.T) {
-	calls := loadRealCalls(t)
-	reg := providers.Default()
+	calls := priceableCalls(t)
 	tables := map[string]*Table{"catalog": DefaultTable(), "handwritten": handwrittenTable(t)}
 	priced := map[string]int{}
 	unpriced := map[string]map[string]int{}
 	n := 0
 	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	for _, c := range calls {
-		if c.Endpoint == string(providers.EndpointCountTokens) {
-			continue
-		}
-		info, u := c.replay(reg)
+		info, u := c.info, c.usage
 		require.True(t, u.Found, "%s: no usage read from the response", c.Path)
 		n++
 		for name, tab := range tables {
@@ -203,8 +230,7 @@ func TestRealTrafficCoverage(t *testing.T) {
 // no price) are counted and must stay few.
 func TestCrossCheckRealTraffic(t *testing.T) {
 	requireReference(t)
-	calls := loadRealCalls(t)
-	reg := providers.Default()
+	calls := priceableCalls(t)
 	tab := DefaultTable()
 	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	type item struct {
@@ -215,17 +241,14 @@ func TestCrossCheckRealTraffic(t *testing.T) {
 	var items []item
 	var ins []referenceInput
 	for _, c := range calls {
-		if c.Endpoint == string(providers.EndpointCountTokens) {
-			continue
-		}
-		info, u := c.replay(reg)
+		info, u := c.info, c.usage
 		model := u.Model
 		if _, _, ok := tab.LookupAt(c.Vendor, model, at); !ok || model == "" {
 			model = info.Model
 		}
 		model = strings.TrimPrefix(model, "models/")
 		cu := c.costUsage(u)
-		items = append(items, item{call: c, model: model, usage: cu})
+		items = append(items, item{call: c.realCall, model: model, usage: cu})
 		ins = append(ins, referenceInput{ProviderID: catalogProviderIDs[c.Vendor], Model: model,
 			Usage: referenceUsage(c.Vendor, false, cu), Timestamp: at})
 	}

@@ -118,13 +118,27 @@ func (p *Price) tierAt(promptTokens int64) int {
 	return 0
 }
 
-// ratesFor returns the rates for a prompt of promptTokens tokens and the
-// tier they come from (see tierAt).
-func (p *Price) ratesFor(promptTokens int64) (rates, int) {
-	if t := p.tierAt(promptTokens); t > 0 {
-		return p.Tiers[t-1].rates(), t
+// ratesFor stores in r the rates for a prompt of promptTokens tokens and
+// returns the tier they come from (see tierAt).
+func (p *Price) ratesFor(promptTokens int64, r *rates) int {
+	t := p.tierAt(promptTokens)
+	if t > 0 {
+		tr := &p.Tiers[t-1]
+		*r = rates{
+			unitInput: tr.Input, unitOutput: tr.Output, unitCacheRead: tr.CacheRead,
+			unitCacheWrite: tr.CacheWrite, unitCacheWrite1h: tr.CacheWrite1h,
+			unitInputAudio: tr.InputAudio, unitCacheReadAudio: tr.CacheReadAudio, unitOutputAudio: tr.OutputAudio,
+			unitInputImage: tr.InputImage, unitCacheReadImage: tr.CacheReadImage, unitOutputImage: tr.OutputImage,
+		}
+		return t
 	}
-	return p.base(), 0
+	*r = rates{
+		unitInput: p.Input, unitOutput: p.Output, unitCacheRead: p.CacheRead,
+		unitCacheWrite: p.CacheWrite, unitCacheWrite1h: p.CacheWrite1h,
+		unitInputAudio: p.InputAudio, unitCacheReadAudio: p.CacheReadAudio, unitOutputAudio: p.OutputAudio,
+		unitInputImage: p.InputImage, unitCacheReadImage: p.CacheReadImage, unitOutputImage: p.OutputImage,
+	}
+	return 0
 }
 
 // validate appends to errs every problem of p, each prefixed with where.

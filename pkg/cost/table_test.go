@@ -464,3 +464,7 @@ providers:
 	require.ErrorContains(t, err, "service_tiers.priority: service tiers cannot nest")
 	require.ErrorContains(t, err, "service_tiers.priority: input must be")
 }
+
+func TestSupplementsNameTheirSource(t *testing.T) {
+	require.Contains(t, string(defaultPricing), "https://platform.openai.com/docs/pricing")
+}
