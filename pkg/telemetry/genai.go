@@ -1,6 +1,8 @@
 package telemetry
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/genai"
@@ -47,6 +49,29 @@ type genAIMetrics struct {
 	duration *prometheus.HistogramVec
 	ttft     *prometheus.HistogramVec
 	tpot     *prometheus.HistogramVec
+
+	// series caches the histogram of each label set: one map lookup per
+	// observation instead of hashing the label values. Its size is bounded
+	// by the label values' (models are bounded by MaxModels).
+	mu     sync.RWMutex
+	series map[seriesKey]prometheus.Observer
+}
+
+// The histograms of genAIMetrics, for seriesKey.
+const (
+	seriesInput uint8 = iota
+	seriesOutput
+	seriesDuration
+	seriesTTFT
+	seriesTPOT
+)
+
+// seriesKey names one series: the histogram, the call's label values and
+// (for the duration) its error type.
+type seriesKey struct {
+	metric                            uint8
+	op, provider, reqModel, respModel string
+	errType                           string
 }
 
 func newGenAIMetrics(reg prometheus.Registerer) *genAIMetrics {
@@ -73,8 +98,39 @@ func newGenAIMetrics(reg prometheus.Registerer) *genAIMetrics {
 			Buckets: genAITPOTBuckets,
 		}, call),
 	}
+	m.series = map[seriesKey]prometheus.Observer{}
 	reg.MustRegister(m.tokens, m.duration, m.ttft, m.tpot)
 	return m
+}
+
+// observer returns the series of k, created on its first observation so
+// that no empty series is exposed.
+func (m *genAIMetrics) observer(k seriesKey) prometheus.Observer {
+	m.mu.RLock()
+	o, ok := m.series[k]
+	m.mu.RUnlock()
+	if ok {
+		return o
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if o, ok := m.series[k]; ok {
+		return o
+	}
+	switch k.metric {
+	case seriesInput:
+		o = m.tokens.WithLabelValues(k.op, k.provider, k.reqModel, k.respModel, genai.TokenTypeInput)
+	case seriesOutput:
+		o = m.tokens.WithLabelValues(k.op, k.provider, k.reqModel, k.respModel, genai.TokenTypeOutput)
+	case seriesDuration:
+		o = m.duration.WithLabelValues(k.op, k.provider, k.reqModel, k.respModel, k.errType)
+	case seriesTTFT:
+		o = m.ttft.WithLabelValues(k.op, k.provider, k.reqModel, k.respModel)
+	default:
+		o = m.tpot.WithLabelValues(k.op, k.provider, k.reqModel, k.respModel)
+	}
+	m.series[k] = o
+	return o
 }
 
 // observe records r; model bounds the model labels' cardinality.
@@ -82,25 +138,28 @@ func (m *genAIMetrics) observe(r *processor.Record, model func(provider, model s
 	if r.Outcome == processor.OutcomeRefused {
 		return
 	}
-	op, prov := genai.Operation(r.Info.Endpoint), genai.Provider(r.Provider)
-	reqModel := model(r.Provider, r.Info.Model)
-	respModel := ""
+	k := seriesKey{metric: seriesDuration, op: genai.Operation(r.Info.Endpoint), provider: genai.Provider(r.Provider),
+		reqModel: model(r.Provider, r.Info.Model), errType: genai.ErrorTypeOf(r)}
 	if r.Usage.Model != "" {
-		respModel = model(r.Provider, r.Usage.Model)
+		k.respModel = model(r.Provider, r.Usage.Model)
 	}
-	m.duration.WithLabelValues(op, prov, reqModel, respModel, genai.ErrorTypeOf(r)).Observe(r.Duration.Seconds())
+	m.observer(k).Observe(r.Duration.Seconds())
+	k.errType = ""
 	if u := r.Usage; u.Found {
-		input := processor.PromptTokens(r.Provider, r.Info, u)
-		m.tokens.WithLabelValues(op, prov, reqModel, respModel, genai.TokenTypeInput).Observe(float64(input))
-		m.tokens.WithLabelValues(op, prov, reqModel, respModel, genai.TokenTypeOutput).Observe(float64(u.OutputTokens))
+		k.metric = seriesInput
+		m.observer(k).Observe(float64(processor.PromptTokens(r.Provider, r.Info, u)))
+		k.metric = seriesOutput
+		m.observer(k).Observe(float64(u.OutputTokens))
 	}
 	ok := r.Info.Stream && r.Outcome == processor.OutcomeCompleted && r.Status >= 200 && r.Status < 300 &&
 		r.ReplacedBy == "" && r.TTFB > 0
 	if !ok {
 		return
 	}
-	m.ttft.WithLabelValues(op, prov, reqModel, respModel).Observe(r.TTFB.Seconds())
+	k.metric = seriesTTFT
+	m.observer(k).Observe(r.TTFB.Seconds())
 	if out := r.Usage.OutputTokens; out > 1 && r.Duration > r.TTFB {
-		m.tpot.WithLabelValues(op, prov, reqModel, respModel).Observe((r.Duration - r.TTFB).Seconds() / float64(out-1))
+		k.metric = seriesTPOT
+		m.observer(k).Observe((r.Duration - r.TTFB).Seconds() / float64(out-1))
 	}
 }

@@ -72,7 +72,7 @@ func (headerCarrier) Keys() []string          { return nil }
 // headers to the end of the call.
 func (t *Tracer) Observe(r *processor.Record) {
 	ctx := context.Background()
-	if r.Header != nil {
+	if r.Header != nil && r.Header("traceparent") != "" {
 		ctx = t.prop.Extract(ctx, headerCarrier(r.Header))
 	}
 	op := genai.Operation(r.Info.Endpoint)
