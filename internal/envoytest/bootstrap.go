@@ -107,6 +107,7 @@ func fromBootstrap(bs *bootstrapv3.Bootstrap, clusterAddrs map[string]string) (C
 		return cfg, err
 	}
 	cfg.UseRemoteAddress = hcm.GetUseRemoteAddress().GetValue()
+	cfg.EnableTrailers = hcm.GetHttpProtocolOptions().GetEnableTrailers()
 	if hcm.GetServerName() != "" {
 		cfg.ServerName = hcm.GetServerName()
 	}
