@@ -260,7 +260,7 @@ func clusterProtocol(c *clusterv3.Cluster) (ClusterProtocol, bool, error) {
 	var cp ClusterProtocol
 	a, found := c.GetTypedExtensionProtocolOptions()[httpProtocolOptionsKey]
 	if !found {
-		//nolint:staticcheck // the deprecated fields still configure Envoy 1.37
+		// The deprecated Cluster fields still configure Envoy 1.37.
 		switch {
 		case c.GetHttp2ProtocolOptions() != nil:
 			return ClusterProtocol{HTTP2: true}, true, nil
