@@ -8,8 +8,11 @@
 //
 // Request side: [Provider.ParseRequest] reads the endpoint from the path and
 // the model, user, stream flag, output limit, input text size (Unicode code
-// points of every text the vendor bills as input, tool definitions included)
-// and image count from the body. It walks the body in place with a
+// points of every text the vendor bills as input, tool definitions included),
+// images (priced by each vendor's rule from the size read in the base64
+// header) and the tokens the vendor adds by rule around the text
+// ([RequestInfo.OverheadTokens]: message framing, tool-use system prompts,
+// built-in tool definitions) from the body. It walks the body in place with a
 // validating scanner instead of decoding it, so it allocates only the model
 // and user strings and runs about ten times faster than encoding/json (see
 // BenchmarkParseRequest). It never fails: bad input sets

@@ -90,7 +90,10 @@ type RequestInfo struct {
 	User string
 	// TextRunes counts the Unicode code points of every text the vendor bills
 	// as input: messages in string or part form, system prompts and
-	// instructions, tool definitions (their JSON as sent).
+	// instructions, tool calls and results, replayed thinking, tool
+	// definitions and output schemas (OpenAI: the names, descriptions, types
+	// and enum values its rendering shows; Anthropic and Gemini: their JSON
+	// as sent).
 	TextRunes int64
 	// WideRunes counts, among TextRunes, the code points of scripts that
 	// tokenizers split into about one token per one or two characters
