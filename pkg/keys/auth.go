@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -88,7 +89,10 @@ type Authenticator struct {
 	limiter  *FailureLimiter
 	log      *slog.Logger
 
-	idx atomic.Pointer[index]
+	// syncMu serialises Sync, so a slow snapshot never replaces a newer
+	// one loaded meanwhile (Run and an admin change may sync at once).
+	syncMu sync.Mutex
+	idx    atomic.Pointer[index]
 	// lastOK is the Unix nanosecond time of the last successful poll.
 	lastOK  atomic.Int64
 	failing atomic.Bool
@@ -123,8 +127,11 @@ func NewAuthenticator(store Store, o AuthenticatorOptions) *Authenticator {
 	return a
 }
 
-// Sync polls the store version and reloads the index when it changed.
+// Sync polls the store version and reloads the index when it changed. It
+// is safe to call concurrently (calls are serialised).
 func (a *Authenticator) Sync(ctx context.Context) error {
+	a.syncMu.Lock()
+	defer a.syncMu.Unlock()
 	v, err := a.store.Version(ctx)
 	if err != nil {
 		return a.syncFailed(err)

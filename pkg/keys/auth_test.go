@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -444,4 +445,40 @@ func TestAuthenticateTouchesNoStore(t *testing.T) {
 		}
 		require.Zero(t, rs.calls.Load())
 	})
+}
+
+// TestConcurrentSyncEndsAtLatest: syncs racing with writes never leave
+// the index behind the store once the writes stop.
+func TestConcurrentSyncEndsAtLatest(t *testing.T) {
+	ctx := context.Background()
+	f := newAuthFixture(t, newFileStore(t), AuthenticatorOptions{})
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+					_ = f.auth.Sync(ctx)
+				}
+			}
+		}()
+	}
+	var secrets []string
+	for range 10 {
+		_, s, err := f.m.CreateKey(ctx, KeySpec{})
+		require.NoError(t, err)
+		secrets = append(secrets, s)
+	}
+	close(done)
+	wg.Wait()
+	f.sync(t)
+	for _, s := range secrets {
+		_, err := f.auth.Authenticate(ctx, s)
+		require.NoError(t, err)
+	}
 }
