@@ -447,8 +447,8 @@ func TestAuthenticateTouchesNoStore(t *testing.T) {
 	})
 }
 
-// TestConcurrentSyncEndsAtLatest: syncs racing with writes never leave
-// the index behind the store once the writes stop.
+// TestConcurrentSyncEndsAtLatest: Syncs racing each other and the writers
+// are free of data races, and the index ends at the latest version.
 func TestConcurrentSyncEndsAtLatest(t *testing.T) {
 	ctx := context.Background()
 	f := newAuthFixture(t, newFileStore(t), AuthenticatorOptions{})
