@@ -33,6 +33,12 @@ const (
 	// DefaultMaxStale is how long cached keys keep working after the
 	// store stopped answering.
 	DefaultMaxStale = 5 * time.Minute
+	// FullReloadInterval is how often Sync reloads the snapshot even
+	// though the version did not change: a store wiped and refilled (a
+	// Redis without persistence restarted, a file restored from backup)
+	// can come back to the version this instance last saw with other
+	// content.
+	FullReloadInterval = time.Minute
 )
 
 // Identity is an authenticated key and its team. It is shared and
@@ -92,7 +98,9 @@ type Authenticator struct {
 	// syncMu serialises Sync, so a slow snapshot never replaces a newer
 	// one loaded meanwhile (Run and an admin change may sync at once).
 	syncMu sync.Mutex
-	idx    atomic.Pointer[index]
+	// loadedAt is when the index was last loaded; guarded by syncMu.
+	loadedAt time.Time
+	idx      atomic.Pointer[index]
 	// lastOK is the Unix nanosecond time of the last successful poll.
 	lastOK  atomic.Int64
 	failing atomic.Bool
@@ -136,7 +144,8 @@ func (a *Authenticator) Sync(ctx context.Context) error {
 	if err != nil {
 		return a.syncFailed(err)
 	}
-	if cur := a.idx.Load(); cur == nil || cur.version != v {
+	now := a.now()
+	if cur := a.idx.Load(); cur == nil || cur.version != v || now.Sub(a.loadedAt) >= FullReloadInterval {
 		snap, err := a.store.Snapshot(ctx)
 		if err != nil {
 			return a.syncFailed(err)
@@ -146,8 +155,9 @@ func (a *Authenticator) Sync(ctx context.Context) error {
 			return a.syncFailed(err)
 		}
 		a.idx.Store(idx)
+		a.loadedAt = now
 	}
-	a.lastOK.Store(a.now().UnixNano())
+	a.lastOK.Store(now.UnixNano())
 	if a.failing.Swap(false) {
 		a.log.Info("gateway key store reachable again")
 	}

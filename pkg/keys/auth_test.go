@@ -186,6 +186,9 @@ func TestSyncReloadsOnlyOnVersionChange(t *testing.T) {
 	require.NoError(t, err)
 	f.sync(t)
 	require.EqualValues(t, 2, cs.snapshots.Load())
+	f.clk.Add(FullReloadInterval)
+	f.sync(t)
+	require.EqualValues(t, 3, cs.snapshots.Load(), "a full reload every FullReloadInterval, version or not")
 }
 
 func TestStoreOutage(t *testing.T) {
@@ -481,4 +484,29 @@ func TestConcurrentSyncEndsAtLatest(t *testing.T) {
 		_, err := f.auth.Authenticate(ctx, s)
 		require.NoError(t, err)
 	}
+}
+
+// TestRedisWipedToSameVersion: a Redis restarted empty and refilled to the
+// version this instance last saw is caught by the periodic full reload.
+func TestRedisWipedToSameVersion(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	f := newAuthFixture(t, newRedisStore(t, srv.Addr), AuthenticatorOptions{})
+	_, old, err := f.m.CreateKey(ctx, KeySpec{})
+	require.NoError(t, err)
+	f.sync(t)
+
+	srv.Restart(t)
+	_, fresh, err := f.m.CreateKey(ctx, KeySpec{}) // version 1 again
+	require.NoError(t, err)
+	f.sync(t)
+	_, err = f.auth.Authenticate(ctx, fresh)
+	require.ErrorIs(t, err, ErrUnknownKey, "same version: not reloaded yet")
+
+	f.clk.Add(FullReloadInterval)
+	f.sync(t)
+	_, err = f.auth.Authenticate(ctx, fresh)
+	require.NoError(t, err)
+	_, err = f.auth.Authenticate(ctx, old)
+	require.ErrorIs(t, err, ErrUnknownKey, "the wiped key is gone")
 }
