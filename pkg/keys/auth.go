@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -32,6 +33,12 @@ const (
 	// DefaultMaxStale is how long cached keys keep working after the
 	// store stopped answering.
 	DefaultMaxStale = 5 * time.Minute
+	// FullReloadInterval is how often Sync reloads the snapshot even
+	// though the version did not change: a store wiped and refilled (a
+	// Redis without persistence restarted, a file restored from backup)
+	// can come back to the version this instance last saw with other
+	// content.
+	FullReloadInterval = time.Minute
 )
 
 // Identity is an authenticated key and its team. It is shared and
@@ -88,7 +95,12 @@ type Authenticator struct {
 	limiter  *FailureLimiter
 	log      *slog.Logger
 
-	idx atomic.Pointer[index]
+	// syncMu serialises Sync, so a slow snapshot never replaces a newer
+	// one loaded meanwhile (Run and an admin change may sync at once).
+	syncMu sync.Mutex
+	// loadedAt is when the index was last loaded; guarded by syncMu.
+	loadedAt time.Time
+	idx      atomic.Pointer[index]
 	// lastOK is the Unix nanosecond time of the last successful poll.
 	lastOK  atomic.Int64
 	failing atomic.Bool
@@ -123,13 +135,17 @@ func NewAuthenticator(store Store, o AuthenticatorOptions) *Authenticator {
 	return a
 }
 
-// Sync polls the store version and reloads the index when it changed.
+// Sync polls the store version and reloads the index when it changed. It
+// is safe to call concurrently (calls are serialised).
 func (a *Authenticator) Sync(ctx context.Context) error {
+	a.syncMu.Lock()
+	defer a.syncMu.Unlock()
 	v, err := a.store.Version(ctx)
 	if err != nil {
 		return a.syncFailed(err)
 	}
-	if cur := a.idx.Load(); cur == nil || cur.version != v {
+	now := a.now()
+	if cur := a.idx.Load(); cur == nil || cur.version != v || now.Sub(a.loadedAt) >= FullReloadInterval {
 		snap, err := a.store.Snapshot(ctx)
 		if err != nil {
 			return a.syncFailed(err)
@@ -139,8 +155,9 @@ func (a *Authenticator) Sync(ctx context.Context) error {
 			return a.syncFailed(err)
 		}
 		a.idx.Store(idx)
+		a.loadedAt = now
 	}
-	a.lastOK.Store(a.now().UnixNano())
+	a.lastOK.Store(now.UnixNano())
 	if a.failing.Swap(false) {
 		a.log.Info("gateway key store reachable again")
 	}

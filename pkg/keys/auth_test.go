@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -185,6 +186,9 @@ func TestSyncReloadsOnlyOnVersionChange(t *testing.T) {
 	require.NoError(t, err)
 	f.sync(t)
 	require.EqualValues(t, 2, cs.snapshots.Load())
+	f.clk.Add(FullReloadInterval)
+	f.sync(t)
+	require.EqualValues(t, 3, cs.snapshots.Load(), "a full reload every FullReloadInterval, version or not")
 }
 
 func TestStoreOutage(t *testing.T) {
@@ -444,4 +448,65 @@ func TestAuthenticateTouchesNoStore(t *testing.T) {
 		}
 		require.Zero(t, rs.calls.Load())
 	})
+}
+
+// TestConcurrentSyncEndsAtLatest: Syncs racing each other and the writers
+// are free of data races, and the index ends at the latest version.
+func TestConcurrentSyncEndsAtLatest(t *testing.T) {
+	ctx := context.Background()
+	f := newAuthFixture(t, newFileStore(t), AuthenticatorOptions{})
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+					_ = f.auth.Sync(ctx)
+				}
+			}
+		}()
+	}
+	var secrets []string
+	for range 10 {
+		_, s, err := f.m.CreateKey(ctx, KeySpec{})
+		require.NoError(t, err)
+		secrets = append(secrets, s)
+	}
+	close(done)
+	wg.Wait()
+	f.sync(t)
+	for _, s := range secrets {
+		_, err := f.auth.Authenticate(ctx, s)
+		require.NoError(t, err)
+	}
+}
+
+// TestRedisWipedToSameVersion: a Redis restarted empty and refilled to the
+// version this instance last saw is caught by the periodic full reload.
+func TestRedisWipedToSameVersion(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	f := newAuthFixture(t, newRedisStore(t, srv.Addr), AuthenticatorOptions{})
+	_, old, err := f.m.CreateKey(ctx, KeySpec{})
+	require.NoError(t, err)
+	f.sync(t)
+
+	srv.Restart(t)
+	_, fresh, err := f.m.CreateKey(ctx, KeySpec{}) // version 1 again
+	require.NoError(t, err)
+	f.sync(t)
+	_, err = f.auth.Authenticate(ctx, fresh)
+	require.ErrorIs(t, err, ErrUnknownKey, "same version: not reloaded yet")
+
+	f.clk.Add(FullReloadInterval)
+	f.sync(t)
+	_, err = f.auth.Authenticate(ctx, fresh)
+	require.NoError(t, err)
+	_, err = f.auth.Authenticate(ctx, old)
+	require.ErrorIs(t, err, ErrUnknownKey, "the wiped key is gone")
 }
