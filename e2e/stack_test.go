@@ -123,6 +123,7 @@ func startEmulated(t *testing.T, opts ...emuOption) *emulated {
 		"gemini":        vendorAddr,
 	})
 	require.NoError(t, err)
+	relaxMessageTimeouts(&cfg, testMessageTimeout)
 	for _, f := range ec.envoy {
 		f(&cfg)
 	}
@@ -137,6 +138,30 @@ func startEmulated(t *testing.T, opts ...emuOption) *emulated {
 	t.Cleanup(func() { srv.Close() })
 	return &emulated{url: srv.URL, front: front, format: cfg.AccessLogFormat, fake: fake, records: rec,
 		adminURL: "http://" + adminAddr}
+}
+
+// testMessageTimeout replaces envoy-mock.yaml's 2 s ext_proc
+// message_timeout in the e2e stack. Under -race on a loaded machine one
+// reply can take longer than 2 s; with failure_mode_allow the emulator then
+// continues without the server, exactly as Envoy would, and a test of a
+// guard would see a request pass that the guard refused. No e2e test is
+// about the timeout itself (internal/envoytest covers it); one that is
+// sets it back with withEnvoy.
+const testMessageTimeout = time.Minute
+
+// relaxMessageTimeouts raises the message_timeout of every ext_proc filter
+// in cfg (downstream and upstream) to at least d.
+func relaxMessageTimeouts(cfg *envoytest.Config, d time.Duration) {
+	relax := func(e *envoytest.ExtProcConfig) {
+		if e != nil && e.MessageTimeout < d {
+			e.MessageTimeout = d
+		}
+	}
+	relax(cfg.ExtProc)
+	relax(cfg.RouterUpstreamExtProc)
+	for _, e := range cfg.UpstreamExtProc {
+		relax(e)
+	}
 }
 
 // startServer runs one ext_proc server (gRPC and admin listeners) built by
