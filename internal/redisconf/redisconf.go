@@ -64,3 +64,13 @@ func (c Config) Options(maxRetries int) (*redis.Options, error) {
 	opts.DisableIdentity = true
 	return opts, nil
 }
+
+// Client returns a new client for c that never retries a command itself
+// (callers retry what is idempotent).
+func (c Config) Client() (redis.UniversalClient, error) {
+	opts, err := c.Options(-1)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(opts), nil
+}

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/backendhealth"
 	"time"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // ErrBackendUnavailable is wrapped by every error a [Limiter] or [Ledger]
@@ -96,18 +97,13 @@ type Reservation struct {
 	Charges []Charge `json:"charges,omitempty"`
 }
 
-// Charge is one window of one budget that a reservation charged.
-type Charge struct {
-	// Scope is the budget's scope, like [Decision.Scope].
-	Scope string `json:"scope"`
-	// Window is the window kind.
-	Window Window `json:"window"`
-	// Index is the window number (see [WindowDay] and [WindowMonth]).
-	Index int64 `json:"index"`
-}
+// Charge is one window of one budget that a reservation charged: its
+// Scope (like [Decision.Scope]), Window and Index (see [WindowDay] and
+// [WindowMonth]).
+type Charge = quota.Charge
 
 // BackendStatus reports a backend's health for /health.
-type BackendStatus = backendhealth.Status
+type BackendStatus = quota.Status
 
 // Hooks observe a limiter or ledger without the package logging or
 // importing metrics. Nil fields are skipped. Hooks run synchronously on the
@@ -152,15 +148,97 @@ func New(ctx context.Context, cfg Config, hooks Hooks) (Limiter, error) {
 		return Nop{}, nil
 	}
 	cfg.ApplyDefaults()
-	switch cfg.Backend {
-	case BackendRedis:
+	if cfg.Backend == BackendRedis {
 		return NewRedis(ctx, cfg, hooks)
-	default:
-		m := NewMemory(cfg)
-		m.health = newHealth(BackendMemory, hooks, 0)
-		return m, nil
 	}
+	return &Quota{store: quota.NewMemory(metrics, quota.MemoryOptions{MaxScopes: cfg.MaxScopes,
+		OnStateChange: hooks.OnStateChange}), cfg: cfg}, nil
 }
+
+// NewMemory returns a limiter on an in-process store for cfg (defaults
+// applied; call cfg.Validate first): this process only, so N replicas each
+// admit the full budgets and a restart forgets the spend; bounded by
+// [Config.MaxScopes] (see [quota.Memory]).
+func NewMemory(cfg Config) *Quota {
+	cfg.ApplyDefaults()
+	return &Quota{cfg: cfg, store: quota.NewMemory(metrics, quota.MemoryOptions{MaxScopes: cfg.MaxScopes})}
+}
+
+// NewRedis returns a limiter on the Redis of cfg (defaults applied; call
+// cfg.Validate first), exact across every instance sharing that Redis and
+// [Config.KeyPrefix], and pings it. An unreachable server is not an error:
+// the limiter starts unhealthy, its calls fail with
+// [ErrBackendUnavailable], and it recovers when the server answers.
+func NewRedis(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
+	cfg.ApplyDefaults()
+	client, err := cfg.Redis.Client()
+	if err != nil {
+		return nil, err
+	}
+	q := &Quota{cfg: cfg, store: quota.NewRedis(client, metrics, quota.RedisOptions{Prefix: cfg.KeyPrefix,
+		OnStateChange: hooks.OnStateChange})}
+	q.Status(ctx)
+	return q, nil
+}
+
+// Quota is the [Limiter] on a [quota.Store]: spend counted in every window
+// of [Config.plan]. A reservation that is never settled (a crashed
+// instance) keeps its estimate charged until its last window ends. It is
+// safe for concurrent use.
+type Quota struct {
+	cfg   Config
+	store quota.Store
+}
+
+var _ Limiter = (*Quota)(nil)
+
+// Reserve implements [Limiter.Reserve].
+func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decision, error) {
+	checks := q.cfg.plan(make([]quota.Check, 0, 4), req, now)
+	if len(checks) == 0 {
+		return Decision{Allowed: true}, nil
+	}
+	charge := Micros(req.EstimatedUSD)
+	r, err := q.store.Reserve(ctx, checks, []int64{charge}, now)
+	if err != nil {
+		return Decision{}, fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
+	}
+	if !r.Allowed {
+		return denial(checks, r, charge), nil
+	}
+	return Decision{Allowed: true, Reservation: Reservation{ID: r.Reservation.ID, EstimateMicros: charge,
+		Charges: r.Reservation.Charges}}, nil
+}
+
+// Settle implements [Limiter.Settle].
+func (q *Quota) Settle(ctx context.Context, res Reservation, actualUSD float64, now time.Time) error {
+	return q.adjust(ctx, res, Micros(actualUSD)-res.EstimateMicros, now)
+}
+
+// Cancel implements [Limiter.Cancel].
+func (q *Quota) Cancel(ctx context.Context, res Reservation, now time.Time) error {
+	return q.adjust(ctx, res, -res.EstimateMicros, now)
+}
+
+func (q *Quota) adjust(ctx context.Context, res Reservation, delta int64, now time.Time) error {
+	if len(res.Charges) == 0 {
+		return nil
+	}
+	qr := quota.Reservation{ID: res.ID, Amounts: []int64{res.EstimateMicros}, Charges: res.Charges}
+	if err := q.store.Adjust(ctx, qr, []int64{delta}, now); err != nil {
+		return fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
+	}
+	return nil
+}
+
+// Status implements [Limiter.Status].
+func (q *Quota) Status(ctx context.Context) BackendStatus { return q.store.Status(ctx) }
+
+// Close implements [Limiter.Close].
+func (q *Quota) Close() error { return q.store.Close() }
+
+// Store returns the store under q, for tests and diagnostics.
+func (q *Quota) Store() quota.Store { return q.store }
 
 // Nop admits everything and charges nothing. Use it when budgets are
 // disabled. The zero value is ready to use.
@@ -186,7 +264,3 @@ func (Nop) Status(context.Context) BackendStatus {
 
 // Close implements [Limiter.Close].
 func (Nop) Close() error { return nil }
-
-func unavailable(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrBackendUnavailable, fmt.Sprintf(format, args...))
-}

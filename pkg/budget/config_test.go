@@ -1,6 +1,7 @@
 package budget
 
 import (
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"math"
 	"testing"
 
@@ -91,7 +92,7 @@ func TestNew(t *testing.T) {
 
 	l, err = New(t.Context(), Config{Enabled: true}, Hooks{})
 	require.NoError(t, err)
-	require.IsType(t, &Memory{}, l)
+	require.IsType(t, &quota.Memory{}, l.(*Quota).Store())
 	// The ledger works with budgets disabled.
 	led, err := NewLedger(t.Context(), Config{}, Hooks{})
 	require.NoError(t, err)

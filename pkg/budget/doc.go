@@ -71,12 +71,11 @@
 //
 // # Backends
 //
-// [Memory] and [MemoryLedger] are per process (a single instance; spend is
-// lost on restart) and bounded ([Config.MaxScopes],
-// [Config.MaxUsageNames]). [Redis] and [RedisLedger] run one Lua script per
-// call and are exact across instances; all their keys share one Redis
-// Cluster hash tag built from [Config.KeyPrefix]. Backend failures return
-// errors wrapping [ErrBackendUnavailable]; for budgets the caller applies
+// Budgets run on the [quota] engine: "memory" is per process (a single
+// instance; spend is lost on restart) and bounded ([Config.MaxScopes],
+// [Config.MaxUsageNames]); "redis" is exact across instances on a single
+// server, Sentinel or Cluster. Backend failures return errors wrapping
+// [ErrBackendUnavailable]; for budgets the caller applies
 // [Config.FailMode]. The package never logs: [Hooks] report health
 // transitions and Status serves /health.
 //
@@ -88,5 +87,5 @@
 // [Ledger.Report] returns them sorted by cost, highest first, capped at
 // [Config.ReportRows] rows per dimension, ready to serve as JSON.
 //
-// This package depends on no other package of the gateway.
+// This package depends on no other package of the gateway but pkg/quota.
 package budget

@@ -3,6 +3,7 @@ package budget
 import (
 	"cmp"
 	"context"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"slices"
 	"strings"
 	"time"
@@ -174,13 +175,13 @@ func (u Usage) normalize() Usage {
 func (u *Usage) names() [numDims]string {
 	var n [numDims]string
 	if u.User != "" {
-		n[dimUser] = identity("", u.User)
+		n[dimUser] = quota.ScopeName("", u.User)
 	}
 	if u.KeyID != "" {
-		n[dimKey] = identity("", u.KeyID)
+		n[dimKey] = quota.ScopeName("", u.KeyID)
 	}
 	if u.Provider != "" || u.Model != "" {
-		n[dimModel] = u.Provider + "/" + identity("", u.Model)
+		n[dimModel] = u.Provider + "/" + quota.ScopeName("", u.Model)
 	}
 	return n
 }
@@ -189,8 +190,8 @@ func (u *Usage) names() [numDims]string {
 func newPeriod(w Window, idx int64) Period {
 	return Period{
 		Name:    windowLabel(w, idx),
-		Start:   windowStart(w, idx),
-		End:     windowEnd(w, idx),
+		Start:   w.Start(idx),
+		End:     w.End(idx),
 		ByUser:  Breakdown{Rows: []Row{}},
 		ByKey:   Breakdown{Rows: []Row{}},
 		ByModel: Breakdown{Rows: []Row{}},

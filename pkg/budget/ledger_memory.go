@@ -51,7 +51,7 @@ func (l *MemoryLedger) Record(_ context.Context, u Usage, now time.Time) error {
 	defer l.mu.Unlock()
 	for i := range l.periods {
 		p := &l.periods[i]
-		if idx := windowIndex(now, p.window); idx > p.index {
+		if idx := p.window.Index(now); idx > p.index {
 			*p = memPeriod{window: p.window, index: idx}
 		}
 		p.total.add(&u)
@@ -89,7 +89,7 @@ func (l *MemoryLedger) Report(_ context.Context, now time.Time) (Report, error) 
 	defer l.mu.Unlock()
 	for i, dst := range []*Period{&rep.Today, &rep.Month} {
 		p := &l.periods[i]
-		idx := windowIndex(now, p.window)
+		idx := p.window.Index(now)
 		*dst = newPeriod(p.window, idx)
 		if p.index != idx {
 			continue

@@ -119,15 +119,15 @@ func (l *RedisLedger) Record(ctx context.Context, u Usage, now time.Time) error 
 	}
 	u = u.normalize()
 	names := u.names()
-	day, month := windowIndex(now, WindowDay), windowIndex(now, WindowMonth)
+	day, month := WindowDay.Index(now), WindowMonth.Index(now)
 	unknown := 0
 	if !u.CostKnown {
 		unknown = 1
 	}
 	err := recordScript.Run(ctx, l.conn.client, l.keysFor(day, month),
 		u.CostMicros, u.InputTokens, u.OutputTokens, unknown, l.cfg.MaxUsageNames,
-		ttlMillis(windowEnd(WindowDay, day).Add(UsageRetention), now),
-		ttlMillis(windowEnd(WindowMonth, month).Add(UsageRetention), now),
+		ttlMillis(WindowDay.End(day).Add(UsageRetention), now),
+		ttlMillis(WindowMonth.End(month).Add(UsageRetention), now),
 		names[dimUser], names[dimKey], names[dimModel]).Err()
 	if err != nil {
 		return l.conn.fail(ctx, "record", err)
@@ -174,7 +174,7 @@ func (l *RedisLedger) Report(ctx context.Context, now time.Time) (Report, error)
 	if !l.conn.health.Admit() {
 		return rep, l.conn.skipped("report")
 	}
-	day, month := windowIndex(now, WindowDay), windowIndex(now, WindowMonth)
+	day, month := WindowDay.Index(now), WindowMonth.Index(now)
 	keys := l.keysFor(day, month)
 	pipe := l.conn.client.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(keys))

@@ -258,7 +258,7 @@ func TestRedisLedgerTwoInstancesExact(t *testing.T) {
 		}
 		require.Equal(t, cost.Load(), sum)
 	}
-	spend, err := rawClient(t, s).HGet(t.Context(), ba.windowKey(WindowMonth, windowIndex(t0, WindowMonth), "key:k1"), "s").Int64()
+	spend, err := rawClient(t, s).HGet(t.Context(), windowKey(ba, WindowMonth, t0, "key:k1"), "s").Int64()
 	require.NoError(t, err)
 	require.Equal(t, cost.Load(), spend, "budget spend equals the sum of records")
 }
@@ -293,7 +293,7 @@ func TestRedisLedgerKeyLayout(t *testing.T) {
 	c := rawClient(t, s)
 	keys, err := c.Keys(t.Context(), "*").Result()
 	require.NoError(t, err)
-	day, month := windowIndex(at, WindowDay), windowIndex(at, WindowMonth)
+	day, month := WindowDay.Index(at), WindowMonth.Index(at)
 	var want []string
 	for _, p := range []string{fmt.Sprintf("d:%d", day), fmt.Sprintf("mo:%d", month)} {
 		want = append(want, "{lay}:usage:"+p+":total", "{lay}:usage:"+p+":user", "{lay}:usage:"+p+":user:in", "{lay}:usage:"+p+":user:req")
@@ -304,5 +304,5 @@ func TestRedisLedgerKeyLayout(t *testing.T) {
 	require.Equal(t, "42", v)
 	ttl, err := c.PTTL(t.Context(), fmt.Sprintf("{lay}:usage:mo:%d:total", month)).Result()
 	require.NoError(t, err)
-	require.Greater(t, ttl, windowEnd(WindowMonth, month).Add(UsageRetention).Sub(at)-time.Second)
+	require.Greater(t, ttl, WindowMonth.End(month).Add(UsageRetention).Sub(at)-time.Second)
 }

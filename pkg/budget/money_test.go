@@ -76,10 +76,10 @@ func TestWindows(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			idx := windowIndex(tt.at, tt.w)
+			idx := tt.w.Index(tt.at)
 			require.Equal(t, tt.index, idx)
-			require.Equal(t, tt.start, windowStart(tt.w, idx))
-			require.Equal(t, tt.end, windowEnd(tt.w, idx))
+			require.Equal(t, tt.start, tt.w.Start(idx))
+			require.Equal(t, tt.end, tt.w.End(idx))
 			require.Equal(t, tt.label, windowLabel(tt.w, idx))
 		})
 	}

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"strings"
 	"testing"
 
@@ -171,7 +172,7 @@ func TestNew(t *testing.T) {
 
 	l, err = New(ctx, Config{Enabled: true, Limits: Limits{RequestsPerMinute: 1}}, Hooks{})
 	require.NoError(t, err)
-	require.IsType(t, &Memory{}, l)
+	require.IsType(t, &quota.Memory{}, l.(*Quota).Store())
 	require.NoError(t, l.Close())
 
 	_, err = New(ctx, Config{Enabled: true, Backend: "nope"}, Hooks{})

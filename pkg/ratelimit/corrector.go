@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"math"
 	"sync"
 )
@@ -133,4 +134,4 @@ func (c *Corrector) evictOldest() {
 
 // correctorModel bounds the model part of a key; model names come from
 // clients.
-func correctorModel(model string) string { return scopeName("", model) }
+func correctorModel(model string) string { return quota.ScopeName("", model) }
