@@ -130,7 +130,9 @@ func testStore(t *testing.T, newStore newStoreFunc) {
 	t.Run("adjust exactly once, clamped, current windows only", func(t *testing.T) {
 		s := newStore(t, spend)
 		ctx := t.Context()
-		c := func(at time.Time) []Check { return []Check{minuteCheck("user:a", at, 100), dayCheck("user:a", at, 1000)} }
+		c := func(at time.Time) []Check {
+			return []Check{minuteCheck("user:a", at, 100), dayCheck("user:a", at, 1000)}
+		}
 		res, err := s.Reserve(ctx, c(t0), []int64{30}, t0)
 		require.NoError(t, err)
 		// JSON round trip: another instance can settle it.
@@ -229,5 +231,5 @@ func testStore(t *testing.T, newStore newStoreFunc) {
 			// the limits had room.
 			require.EqualValues(t, limit, concurrent)
 		}
-})
+	})
 }
