@@ -261,9 +261,9 @@ func TestBudgetAcrossInstancesZeroDrift(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: rdb.Addr})
 	defer client.Close()
 	day := midMinute.Unix() / 86400
-	spent, err := client.HGet(t.Context(), fmt.Sprintf("{llmproxy:budget}:d:%d:user:bea", day), "s").Int64()
+	spent, err := client.HGet(t.Context(), fmt.Sprintf("llmproxy:budget:{user:bea}:d:%d", day), "s").Int64()
 	require.NoError(t, err)
-	require.EqualValues(t, budget.Micros(sum), spent)
+	require.EqualValues(t, budget.Nanos(sum), spent)
 	require.InDelta(t, 0.015, sum, 1e-12)
-	require.Less(t, math.Abs(float64(spent)-15000), 1.0)
+	require.Less(t, math.Abs(float64(spent)-15_000_000), 1.0)
 }

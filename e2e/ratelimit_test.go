@@ -311,7 +311,7 @@ func TestRateLimitZeroDriftWithFaults(t *testing.T) {
 	}
 	client := redis.NewClient(&redis.Options{Addr: rdb.Addr})
 	defer client.Close()
-	key := fmt.Sprintf("{llmproxy:rl}:m:%d:global", midMinute.Unix()/60)
+	key := fmt.Sprintf("llmproxy:rl:{global}:m:%d", midMinute.Unix()/60)
 	require.Eventually(t, func() bool {
 		settled = settledTokens(t, gws)
 		got, err := client.HGet(t.Context(), key, "t").Int64()

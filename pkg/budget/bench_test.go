@@ -112,7 +112,7 @@ func BenchmarkLedgerRecord(b *testing.B) {
 	usages := make([]Usage, 1024)
 	for i := range usages {
 		usages[i] = Usage{User: fmt.Sprintf("user-%d", i), KeyID: fmt.Sprintf("key-%d", i%64), Provider: "openai",
-			Model: "gpt-4o", CostMicros: int64(1000 + i), InputTokens: int64(100 + i), OutputTokens: 50, CostKnown: true}
+			Model: "gpt-4o", CostNanos: int64(1000 + i), InputTokens: int64(100 + i), OutputTokens: 50, CostKnown: true}
 	}
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
@@ -138,7 +138,7 @@ func BenchmarkLedgerReport(b *testing.B) {
 	now := time.Now()
 	for i := range 1000 {
 		_ = l.Record(b.Context(), Usage{User: fmt.Sprintf("user-%d", i), KeyID: fmt.Sprintf("key-%d", i%64),
-			Provider: "openai", Model: "gpt-4o", CostMicros: int64(i), CostKnown: true}, now)
+			Provider: "openai", Model: "gpt-4o", CostNanos: int64(i), CostKnown: true}, now)
 	}
 	b.ReportAllocs()
 	for b.Loop() {

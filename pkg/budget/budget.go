@@ -51,23 +51,23 @@ type Decision struct {
 	Scope string
 	// Window is the refusing budget's window.
 	Window Window
-	// LimitMicros is the refusing limit, in micro-dollars per Window.
-	LimitMicros int64
-	// SpendMicros is what the window held at the refusal: settled spend
-	// plus outstanding reservations, in micro-dollars. It can exceed
-	// LimitMicros when actual costs came out above their estimates.
-	SpendMicros int64
-	// EstimateMicros is the refused request's estimate, in micro-dollars.
-	EstimateMicros int64
+	// LimitNanos is the refusing limit, in nano-dollars per Window.
+	LimitNanos int64
+	// SpendNanos is what the window held at the refusal: settled spend
+	// plus outstanding reservations, in nano-dollars. It can exceed
+	// LimitNanos when actual costs came out above their estimates.
+	SpendNanos int64
+	// EstimateNanos is the refused request's estimate, in nano-dollars.
+	EstimateNanos int64
 	// Reset is when the refusing window ends and its budget is new again.
 	Reset time.Time
 }
 
-// LimitUSD is [Decision.LimitMicros] in USD.
-func (d Decision) LimitUSD() float64 { return USD(d.LimitMicros) }
+// LimitUSD is [Decision.LimitNanos] in USD.
+func (d Decision) LimitUSD() float64 { return USD(d.LimitNanos) }
 
-// SpendUSD is [Decision.SpendMicros] in USD.
-func (d Decision) SpendUSD() float64 { return USD(d.SpendMicros) }
+// SpendUSD is [Decision.SpendNanos] in USD.
+func (d Decision) SpendUSD() float64 { return USD(d.SpendNanos) }
 
 // Reason is the machine-readable cause of a refusal, for the
 // X-Cost-Limit-Reason header: "daily_cost_limit_exceeded" or
@@ -83,16 +83,16 @@ func (d Decision) Reason() string {
 	}
 }
 
-// Reservation records what [Limiter.Reserve] charged: EstimateMicros in
+// Reservation records what [Limiter.Reserve] charged: EstimateNanos in
 // each of Charges. It is plain data and can be serialised (JSON) and settled
 // by another instance sharing the same backend.
 type Reservation struct {
 	// ID identifies the reservation; settling or cancelling it twice is
 	// harmless because the second call finds the ID gone.
 	ID string `json:"id"`
-	// EstimateMicros is the amount reserved in every window, in
-	// micro-dollars.
-	EstimateMicros int64 `json:"estimate_micros"`
+	// EstimateNanos is the amount reserved in every window, in
+	// nano-dollars.
+	EstimateNanos int64 `json:"estimate_nanos"`
 	// Charges are the windows charged. Empty when no budget applied.
 	Charges []Charge `json:"charges,omitempty"`
 }
@@ -125,7 +125,7 @@ type Limiter interface {
 	// estimate would pass it. An error wraps [ErrBackendUnavailable].
 	Reserve(ctx context.Context, req Request, now time.Time) (Decision, error)
 	// Settle replaces the reservation's estimate with actualUSD (converted
-	// by [Micros]) in every charged window still current at now; rotated
+	// by [Nanos]) in every charged window still current at now; rotated
 	// windows keep the estimate. Counters never go below 0. A second Settle
 	// or Cancel of the same reservation does nothing.
 	Settle(ctx context.Context, res Reservation, actualUSD float64, now time.Time) error
@@ -198,7 +198,7 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 	if len(checks) == 0 {
 		return Decision{Allowed: true}, nil
 	}
-	charge := Micros(req.EstimatedUSD)
+	charge := Nanos(req.EstimatedUSD)
 	r, err := q.store.Reserve(ctx, checks, []int64{charge}, now)
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
@@ -206,25 +206,25 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 	if !r.Allowed {
 		return denial(checks, r, charge), nil
 	}
-	return Decision{Allowed: true, Reservation: Reservation{ID: r.Reservation.ID, EstimateMicros: charge,
+	return Decision{Allowed: true, Reservation: Reservation{ID: r.Reservation.ID, EstimateNanos: charge,
 		Charges: r.Reservation.Charges}}, nil
 }
 
 // Settle implements [Limiter.Settle].
 func (q *Quota) Settle(ctx context.Context, res Reservation, actualUSD float64, now time.Time) error {
-	return q.adjust(ctx, res, Micros(actualUSD)-res.EstimateMicros, now)
+	return q.adjust(ctx, res, Nanos(actualUSD)-res.EstimateNanos, now)
 }
 
 // Cancel implements [Limiter.Cancel].
 func (q *Quota) Cancel(ctx context.Context, res Reservation, now time.Time) error {
-	return q.adjust(ctx, res, -res.EstimateMicros, now)
+	return q.adjust(ctx, res, -res.EstimateNanos, now)
 }
 
 func (q *Quota) adjust(ctx context.Context, res Reservation, delta int64, now time.Time) error {
 	if len(res.Charges) == 0 {
 		return nil
 	}
-	qr := quota.Reservation{ID: res.ID, Amounts: []int64{res.EstimateMicros}, Charges: res.Charges}
+	qr := quota.Reservation{ID: res.ID, Amounts: []int64{res.EstimateNanos}, Charges: res.Charges}
 	if err := q.store.Adjust(ctx, qr, []int64{delta}, now); err != nil {
 		return fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
 	}

@@ -105,7 +105,7 @@ func (p *Policy) limits(id string) Limits {
 }
 
 // Limits are spend limits in USD. A field of 0 means unlimited. Amounts are
-// kept to the micro-dollar ([Micros]).
+// kept to the nano-dollar ([Nanos]).
 type Limits struct {
 	// DailyUSD is the spend allowed per UTC day.
 	DailyUSD float64 `json:"daily_usd"`
@@ -114,7 +114,7 @@ type Limits struct {
 }
 
 // IsZero reports whether l sets no limit.
-func (l Limits) IsZero() bool { return Micros(l.DailyUSD) == 0 && Micros(l.MonthlyUSD) == 0 }
+func (l Limits) IsZero() bool { return Nanos(l.DailyUSD) == 0 && Nanos(l.MonthlyUSD) == 0 }
 
 // RedisConfig locates the Redis server of the redis backend. URL wins over
 // the other fields.
@@ -228,8 +228,8 @@ func validateLimits(bad badFunc, path string, l Limits) {
 		switch {
 		case math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 || f.v > MaxUSD:
 			bad(path+"."+f.name, "must be 0 (unlimited) or a positive amount up to %g, got %v", float64(MaxUSD), f.v)
-		case f.v > 0 && Micros(f.v) == 0:
-			bad(path+"."+f.name, "must be at least 0.000001 (one micro-dollar), got %v", f.v)
+		case f.v > 0 && Nanos(f.v) == 0:
+			bad(path+"."+f.name, "must be at least 0.000000001 (one nano-dollar), got %v", f.v)
 		}
 	}
 }

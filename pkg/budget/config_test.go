@@ -23,7 +23,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "every problem at once", cfg: Config{
 			Backend: "etcd", FailMode: "maybe", KeyPrefix: "a{b}",
 			PerKey:    Policy{Default: Limits{DailyUSD: -1, MonthlyUSD: math.NaN()}},
-			PerUser:   Policy{Overrides: map[string]Limits{"": {}, "bob": {MonthlyUSD: math.Inf(1)}, "carol": {DailyUSD: 0.0000001}}},
+			PerUser:   Policy{Overrides: map[string]Limits{"": {}, "bob": {MonthlyUSD: math.Inf(1)}, "carol": {DailyUSD: 0.0000000001}}},
 			MaxScopes: -1, MaxUsageNames: -2, ReportRows: -3,
 		}, errs: []string{
 			`features.cost_tracking.budgets.backend: must be "memory" or "redis", got "etcd"`,
@@ -32,7 +32,7 @@ func TestConfigValidate(t *testing.T) {
 			`features.cost_tracking.budgets.per_key.default.monthly_usd: must be 0 (unlimited) or a positive amount up to 1e+09, got NaN`,
 			`features.cost_tracking.budgets.per_user.overrides: empty name`,
 			`features.cost_tracking.budgets.per_user.overrides.bob.monthly_usd: must be 0 (unlimited) or a positive amount up to 1e+09, got +Inf`,
-			`features.cost_tracking.budgets.per_user.overrides.carol.daily_usd: must be at least 0.000001 (one micro-dollar), got 1e-07`,
+			`features.cost_tracking.budgets.per_user.overrides.carol.daily_usd: must be at least 0.000000001 (one nano-dollar), got 1e-10`,
 			`features.cost_tracking.budgets.key_prefix: must not contain '{' or '}'`,
 			`features.cost_tracking.budgets.max_scopes: must not be negative, got -1`,
 			`features.cost_tracking.budgets.max_usage_names: must not be negative, got -2`,

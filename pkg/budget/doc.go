@@ -22,10 +22,10 @@
 //	case err != nil && cfg.FailClosed(): // 503
 //	case err != nil: // admit, unchecked
 //	case !d.Allowed: // 402, X-Cost-Limit-Reason: d.Reason(),
-//		// X-Cost-Limit-USD: budget.FormatMicros(d.LimitMicros),
-//		// X-Cost-Spend-USD: budget.FormatMicros(d.SpendMicros)
+//		// X-Cost-Limit-USD: budget.FormatNanos(d.LimitNanos),
+//		// X-Cost-Spend-USD: budget.FormatNanos(d.SpendNanos)
 //	default: // forward; later lim.Settle(ctx, d.Reservation, actualUSD, time.Now())
-//		// and ledger.Record(ctx, budget.Usage{..., CostMicros: budget.Micros(actualUSD)}, time.Now())
+//		// and ledger.Record(ctx, budget.Usage{..., CostNanos: budget.Nanos(actualUSD)}, time.Now())
 //	}
 //
 // # Budgets and the admission rule
@@ -63,11 +63,11 @@
 //
 // # Money
 //
-// Amounts are integer micro-dollars everywhere inside the package ([Micros]
+// Amounts are integer nano-dollars everywhere inside the package ([Nanos]
 // rounds a USD amount to the nearest one), added with integer HINCRBY on
 // Redis, so sums across instances are exact. Settling with actualUSD and
-// recording [Micros](actualUSD) keep budgets and the ledger equal to the
-// micro-dollar.
+// recording [Nanos](actualUSD) keep budgets and the ledger equal to the
+// nano-dollar.
 //
 // # Backends
 //
@@ -82,7 +82,7 @@
 // # Ledger
 //
 // The ledger keeps, for today and this month, totals and rows by user, by
-// key id and by "<provider>/<model>": requests, cost in micro-dollars,
+// key id and by "<provider>/<model>": requests, cost in nano-dollars,
 // input and output tokens, and requests whose cost was unknown.
 // [Ledger.Report] returns them sorted by cost, highest first, capped at
 // [Config.ReportRows] rows per dimension, ready to serve as JSON.

@@ -31,10 +31,10 @@ type Usage struct {
 	// Model is the model that served the call; the model row is
 	// "<provider>/<model>".
 	Model string
-	// CostMicros is the call's cost in micro-dollars ([Micros] of the USD
+	// CostNanos is the call's cost in nano-dollars ([Nanos] of the USD
 	// cost). It is added as given; normally 0 when CostKnown is false.
 	// Negative values count as 0.
-	CostMicros int64
+	CostNanos int64
 	// InputTokens and OutputTokens are the billed tokens. Negative values
 	// count as 0.
 	InputTokens  int64
@@ -130,9 +130,9 @@ type Row struct {
 type Totals struct {
 	// Requests is the number of recorded requests.
 	Requests int64 `json:"requests"`
-	// CostMicros is the summed cost, in micro-dollars (exact).
-	CostMicros int64 `json:"cost_micros"`
-	// CostUSD is CostMicros in USD.
+	// CostNanos is the summed cost, in nano-dollars (exact).
+	CostNanos int64 `json:"cost_nanos"`
+	// CostUSD is CostNanos in USD.
 	CostUSD float64 `json:"cost_usd"`
 	// InputTokens and OutputTokens are the summed billed tokens.
 	InputTokens  int64 `json:"input_tokens"`
@@ -143,7 +143,7 @@ type Totals struct {
 
 func (t *Totals) add(u *Usage) {
 	t.Requests++
-	t.CostMicros += u.CostMicros
+	t.CostNanos += u.CostNanos
 	t.InputTokens += u.InputTokens
 	t.OutputTokens += u.OutputTokens
 	if !u.CostKnown {
@@ -165,7 +165,7 @@ var dimNames = [numDims]string{"user", "key", "model"}
 
 // normalize clamps u's amounts at 0.
 func (u Usage) normalize() Usage {
-	u.CostMicros = max(u.CostMicros, 0)
+	u.CostNanos = max(u.CostNanos, 0)
 	u.InputTokens = max(u.InputTokens, 0)
 	u.OutputTokens = max(u.OutputTokens, 0)
 	return u
@@ -202,13 +202,13 @@ func newPeriod(w Window, idx int64) Period {
 // keeps the first limit.
 func breakdown(rows []Row, d dimension, limit int) Breakdown {
 	for i := range rows {
-		rows[i].CostUSD = USD(rows[i].CostMicros)
+		rows[i].CostUSD = USD(rows[i].CostNanos)
 		if d == dimModel {
 			rows[i].Provider, rows[i].Model, _ = strings.Cut(rows[i].Name, "/")
 		}
 	}
 	slices.SortFunc(rows, func(a, b Row) int {
-		if c := cmp.Compare(b.CostMicros, a.CostMicros); c != 0 {
+		if c := cmp.Compare(b.CostNanos, a.CostNanos); c != 0 {
 			return c
 		}
 		if c := cmp.Compare(b.Requests, a.Requests); c != 0 {

@@ -95,7 +95,7 @@ func (l *MemoryLedger) Report(_ context.Context, now time.Time) (Report, error) 
 			continue
 		}
 		dst.Total = p.total
-		dst.Total.CostUSD = USD(p.total.CostMicros)
+		dst.Total.CostUSD = USD(p.total.CostNanos)
 		for d := range numDims {
 			rows := make([]Row, 0, len(p.dims[d]))
 			for name, t := range p.dims[d] {

@@ -25,7 +25,7 @@ const (
 // KEYS holds two periods (day, month) of keysPerPeriod keys each: the total
 // hash (fields cost, in, out, req, unk), then for each dimension (user, key,
 // model) the hashes cost, in, out, req and unk, each keyed by name. ARGV: 1
-// cost in micro-dollars, 2 input tokens, 3 output tokens, 4 unknown-cost
+// cost in nano-dollars, 2 input tokens, 3 output tokens, 4 unknown-cost
 // flag (0 or 1), 5 names cap, 6 day TTL ms, 7 month TTL ms, 8 user, 9 key,
 // 10 model ("" = no row).
 //
@@ -66,14 +66,14 @@ return 1
 
 // RedisLedger is the shared ledger: every instance using the same Redis and
 // [Config.KeyPrefix] adds to the same totals, exactly (integer HINCRBY,
-// micro-dollars). Each Record is one EVALSHA; each Report is one pipeline
+// nano-dollars). Each Record is one EVALSHA; each Report is one pipeline
 // of HGETALLs.
 //
 // Key layout, with P the key prefix without its trailing colon and <per>
 // "d:<day index>" or "mo:<month index>":
 //
 //	{P}:usage:<per>:total          hash {cost, in, out, req, unk}
-//	{P}:usage:<per>:<dim>          hash name -> cost in micro-dollars
+//	{P}:usage:<per>:<dim>          hash name -> cost in nano-dollars
 //	{P}:usage:<per>:<dim>:in       hash name -> input tokens
 //	{P}:usage:<per>:<dim>:out      hash name -> output tokens
 //	{P}:usage:<per>:<dim>:req      hash name -> requests
@@ -125,7 +125,7 @@ func (l *RedisLedger) Record(ctx context.Context, u Usage, now time.Time) error 
 		unknown = 1
 	}
 	err := recordScript.Run(ctx, l.conn.client, l.keysFor(day, month),
-		u.CostMicros, u.InputTokens, u.OutputTokens, unknown, l.cfg.MaxUsageNames,
+		u.CostNanos, u.InputTokens, u.OutputTokens, unknown, l.cfg.MaxUsageNames,
 		ttlMillis(WindowDay.End(day).Add(UsageRetention), now),
 		ttlMillis(WindowMonth.End(month).Add(UsageRetention), now),
 		names[dimUser], names[dimKey], names[dimModel]).Err()
@@ -213,7 +213,7 @@ func (l *RedisLedger) Report(ctx context.Context, now time.Time) (Report, error)
 // parseTotals reads a total hash.
 func parseTotals(h map[string]string) (Totals, error) {
 	var t Totals
-	for i, dst := range []*int64{&t.CostMicros, &t.InputTokens, &t.OutputTokens, &t.Requests, &t.UnknownCostRequests} {
+	for i, dst := range []*int64{&t.CostNanos, &t.InputTokens, &t.OutputTokens, &t.Requests, &t.UnknownCostRequests} {
 		v, ok := h[ledgerMetrics[i]]
 		if !ok {
 			continue
@@ -224,7 +224,7 @@ func parseTotals(h map[string]string) (Totals, error) {
 		}
 		*dst = n
 	}
-	t.CostUSD = USD(t.CostMicros)
+	t.CostUSD = USD(t.CostNanos)
 	return t, nil
 }
 
@@ -235,7 +235,7 @@ func parseRows(cmds []*redis.MapStringStringCmd) ([]Row, error) {
 	rows := make([]Row, 0, len(reqs))
 	for name := range reqs {
 		r := Row{Name: name}
-		for i, dst := range []*int64{&r.CostMicros, &r.InputTokens, &r.OutputTokens, &r.Requests, &r.UnknownCostRequests} {
+		for i, dst := range []*int64{&r.CostNanos, &r.InputTokens, &r.OutputTokens, &r.Requests, &r.UnknownCostRequests} {
 			v, ok := cmds[i].Val()[name]
 			if !ok {
 				continue

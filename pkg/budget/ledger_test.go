@@ -17,7 +17,7 @@ import (
 type newLedgerFunc func(t *testing.T, cfg Config) Ledger
 
 func totals(req, cost, in, out, unk int64) Totals {
-	return Totals{Requests: req, CostMicros: cost, CostUSD: USD(cost), InputTokens: in, OutputTokens: out, UnknownCostRequests: unk}
+	return Totals{Requests: req, CostNanos: cost, CostUSD: USD(cost), InputTokens: in, OutputTokens: out, UnknownCostRequests: unk}
 }
 
 func testLedger(t *testing.T, newLedger newLedgerFunc) {
@@ -25,14 +25,14 @@ func testLedger(t *testing.T, newLedger newLedgerFunc) {
 		l := newLedger(t, Config{})
 		ctx := t.Context()
 		recs := []Usage{
-			{User: "alice", KeyID: "k1", Provider: "openai", Model: "gpt-4o", CostMicros: 123_457, InputTokens: 1000, OutputTokens: 200, CostKnown: true},
-			{User: "alice", KeyID: "k2", Provider: "anthropic", Model: "claude-sonnet-4-5", CostMicros: 1, InputTokens: 1, OutputTokens: 1, CostKnown: true},
-			{User: "bob", KeyID: "k1", Provider: "openai", Model: "gpt-4o", CostMicros: 2_000_000, InputTokens: 10, OutputTokens: 20, CostKnown: true},
+			{User: "alice", KeyID: "k1", Provider: "openai", Model: "gpt-4o", CostNanos: 123_457, InputTokens: 1000, OutputTokens: 200, CostKnown: true},
+			{User: "alice", KeyID: "k2", Provider: "anthropic", Model: "claude-sonnet-4-5", CostNanos: 1, InputTokens: 1, OutputTokens: 1, CostKnown: true},
+			{User: "bob", KeyID: "k1", Provider: "openai", Model: "gpt-4o", CostNanos: 2_000_000, InputTokens: 10, OutputTokens: 20, CostKnown: true},
 			{KeyID: "k1", Provider: "gemini", Model: "mystery-1", InputTokens: 5, OutputTokens: 6}, // unknown cost, no user
-			{User: "bob", Provider: "openai", Model: "gpt-4o", CostMicros: -5, InputTokens: -1, CostKnown: true},
+			{User: "bob", Provider: "openai", Model: "gpt-4o", CostNanos: -5, InputTokens: -1, CostKnown: true},
 		}
 		// Last month is not this month.
-		require.NoError(t, l.Record(ctx, Usage{User: "old", CostMicros: 999, CostKnown: true}, t0.AddDate(0, -1, 0)))
+		require.NoError(t, l.Record(ctx, Usage{User: "old", CostNanos: 999, CostKnown: true}, t0.AddDate(0, -1, 0)))
 		for _, u := range recs {
 			require.NoError(t, l.Record(ctx, u, t0))
 		}
@@ -67,15 +67,15 @@ func testLedger(t *testing.T, newLedger newLedgerFunc) {
 	t.Run("day and month rotate", func(t *testing.T) {
 		l := newLedger(t, Config{})
 		ctx := t.Context()
-		require.NoError(t, l.Record(ctx, Usage{User: "a", CostMicros: 10, CostKnown: true}, t0))
-		require.NoError(t, l.Record(ctx, Usage{User: "a", CostMicros: 20, CostKnown: true}, nextDay))
+		require.NoError(t, l.Record(ctx, Usage{User: "a", CostNanos: 10, CostKnown: true}, t0))
+		require.NoError(t, l.Record(ctx, Usage{User: "a", CostNanos: 20, CostKnown: true}, nextDay))
 		rep, err := l.Report(ctx, nextDay)
 		require.NoError(t, err)
-		require.Equal(t, int64(20), rep.Today.Total.CostMicros)
-		require.Equal(t, int64(30), rep.Month.Total.CostMicros)
-		require.Equal(t, int64(30), rep.Month.ByUser.Rows[0].CostMicros)
+		require.Equal(t, int64(20), rep.Today.Total.CostNanos)
+		require.Equal(t, int64(30), rep.Month.Total.CostNanos)
+		require.Equal(t, int64(30), rep.Month.ByUser.Rows[0].CostNanos)
 
-		require.NoError(t, l.Record(ctx, Usage{User: "b", CostMicros: 5, CostKnown: true}, nextMonth))
+		require.NoError(t, l.Record(ctx, Usage{User: "b", CostNanos: 5, CostKnown: true}, nextMonth))
 		rep, err = l.Report(ctx, nextMonth)
 		require.NoError(t, err)
 		require.Equal(t, totals(1, 5, 0, 0, 0), rep.Month.Total)
@@ -94,13 +94,13 @@ func testLedger(t *testing.T, newLedger newLedgerFunc) {
 		l := newLedger(t, Config{MaxUsageNames: 3})
 		ctx := t.Context()
 		for i := range 10 {
-			require.NoError(t, l.Record(ctx, Usage{User: fmt.Sprintf("u%d", i), KeyID: "k", CostMicros: int64(100 + i), CostKnown: true}, t0))
+			require.NoError(t, l.Record(ctx, Usage{User: fmt.Sprintf("u%d", i), KeyID: "k", CostNanos: int64(100 + i), CostKnown: true}, t0))
 		}
 		// A name already tracked keeps its row.
-		require.NoError(t, l.Record(ctx, Usage{User: "u0", CostMicros: 1000, CostKnown: true}, t0))
+		require.NoError(t, l.Record(ctx, Usage{User: "u0", CostNanos: 1000, CostKnown: true}, t0))
 		rep, err := l.Report(ctx, t0)
 		require.NoError(t, err)
-		require.Equal(t, int64(1000+100*10+45), rep.Today.Total.CostMicros)
+		require.Equal(t, int64(1000+100*10+45), rep.Today.Total.CostNanos)
 		require.Equal(t, []Row{
 			{Name: "u0", Totals: totals(2, 1100, 0, 0, 0)},
 			{Name: OtherName, Totals: totals(7, 103+104+105+106+107+108+109, 0, 0, 0)},
@@ -115,12 +115,12 @@ func testLedger(t *testing.T, newLedger newLedgerFunc) {
 		ctx := t.Context()
 		for i, c := range []int64{5, 50, 5, 20} {
 			for range i + 1 {
-				require.NoError(t, l.Record(ctx, Usage{KeyID: fmt.Sprintf("k%d", i), CostMicros: c, CostKnown: true}, t0))
+				require.NoError(t, l.Record(ctx, Usage{KeyID: fmt.Sprintf("k%d", i), CostNanos: c, CostKnown: true}, t0))
 			}
 		}
 		rep, err := l.Report(ctx, t0)
 		require.NoError(t, err)
-		// k0 $5 in 1 call, k1 $100 in 2, k2 $15 in 3, k3 $80 in 4 (micro-dollars).
+		// k0 $5 in 1 call, k1 $100 in 2, k2 $15 in 3, k3 $80 in 4 (nano-dollars).
 		require.Equal(t, Breakdown{Rows: []Row{
 			{Name: "k1", Totals: totals(2, 100, 0, 0, 0)},
 			{Name: "k3", Totals: totals(4, 80, 0, 0, 0)},
@@ -131,7 +131,7 @@ func testLedger(t *testing.T, newLedger newLedgerFunc) {
 	t.Run("long names are hashed and JSON is stable", func(t *testing.T) {
 		l := newLedger(t, Config{})
 		ctx := t.Context()
-		require.NoError(t, l.Record(ctx, Usage{User: strings.Repeat("u", 500), Provider: "openai", Model: strings.Repeat("m", 500), CostMicros: 1_500_000, CostKnown: true}, t0))
+		require.NoError(t, l.Record(ctx, Usage{User: strings.Repeat("u", 500), Provider: "openai", Model: strings.Repeat("m", 500), CostNanos: 1_500_000_000, CostKnown: true}, t0))
 		rep, err := l.Report(ctx, t0)
 		require.NoError(t, err)
 		require.True(t, strings.HasPrefix(rep.Today.ByUser.Rows[0].Name, "sha256:"))
@@ -139,7 +139,7 @@ func testLedger(t *testing.T, newLedger newLedgerFunc) {
 		require.True(t, strings.HasPrefix(rep.Today.ByModel.Rows[0].Model, "sha256:"))
 		b, err := json.Marshal(rep.Today.Total)
 		require.NoError(t, err)
-		require.JSONEq(t, `{"requests":1,"cost_micros":1500000,"cost_usd":1.5,"input_tokens":0,"output_tokens":0,"unknown_cost_requests":0}`, string(b))
+		require.JSONEq(t, `{"requests":1,"cost_nanos":1500000000,"cost_usd":1.5,"input_tokens":0,"output_tokens":0,"unknown_cost_requests":0}`, string(b))
 		b, err = json.Marshal(rep)
 		require.NoError(t, err)
 		require.Contains(t, string(b), `"today":{"period":"2030-05-06"`)
@@ -154,7 +154,7 @@ func testLedger(t *testing.T, newLedger newLedgerFunc) {
 			go func() {
 				defer wg.Done()
 				for i := range 100 {
-					u := Usage{User: fmt.Sprintf("u%d", w), KeyID: "k", Provider: "openai", Model: "gpt-4o", CostMicros: int64(i), InputTokens: 1, CostKnown: true}
+					u := Usage{User: fmt.Sprintf("u%d", w), KeyID: "k", Provider: "openai", Model: "gpt-4o", CostNanos: int64(i), InputTokens: 1, CostKnown: true}
 					if err := l.Record(t.Context(), u, t0); err != nil {
 						t.Error(err)
 						return
@@ -196,11 +196,11 @@ func TestRedisLedger(t *testing.T) {
 func TestMemoryLedgerLaggingClockJoinsNewerPeriod(t *testing.T) {
 	l := NewMemoryLedger(Config{})
 	ctx := t.Context()
-	require.NoError(t, l.Record(ctx, Usage{User: "a", CostMicros: 1, CostKnown: true}, nextDay))
-	require.NoError(t, l.Record(ctx, Usage{User: "a", CostMicros: 2, CostKnown: true}, nextDay.Add(-time.Millisecond)))
+	require.NoError(t, l.Record(ctx, Usage{User: "a", CostNanos: 1, CostKnown: true}, nextDay))
+	require.NoError(t, l.Record(ctx, Usage{User: "a", CostNanos: 2, CostKnown: true}, nextDay.Add(-time.Millisecond)))
 	rep, err := l.Report(ctx, nextDay)
 	require.NoError(t, err)
-	require.Equal(t, int64(3), rep.Today.Total.CostMicros)
+	require.Equal(t, int64(3), rep.Today.Total.CostNanos)
 }
 
 // Two instances record concurrently on one Redis; either one reports the
@@ -233,12 +233,12 @@ func TestRedisLedgerTwoInstancesExact(t *testing.T) {
 					return
 				}
 				u := Usage{User: fmt.Sprintf("u%d", i%5), KeyID: "k1", Provider: "openai", Model: "gpt-4o",
-					CostMicros: Micros(actual), InputTokens: int64(i), OutputTokens: int64(w), CostKnown: true}
+					CostNanos: Nanos(actual), InputTokens: int64(i), OutputTokens: int64(w), CostKnown: true}
 				if err := led.Record(t.Context(), u, t0); err != nil {
 					t.Error(err)
 					return
 				}
-				cost.Add(u.CostMicros)
+				cost.Add(u.CostNanos)
 				in.Add(u.InputTokens)
 				out.Add(u.OutputTokens)
 			}
@@ -254,7 +254,7 @@ func TestRedisLedgerTwoInstancesExact(t *testing.T) {
 		require.Equal(t, []Row{{Name: "k1", Totals: want}}, rep.Month.ByKey.Rows)
 		var sum int64
 		for _, r := range rep.Today.ByUser.Rows {
-			sum += r.CostMicros
+			sum += r.CostNanos
 		}
 		require.Equal(t, cost.Load(), sum)
 	}
@@ -270,18 +270,18 @@ func TestRedisLedgerOutageAndRecovery(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = l.Close() })
 	ctx := t.Context()
-	require.NoError(t, l.Record(ctx, Usage{User: "a", CostMicros: 1, CostKnown: true}, t0))
+	require.NoError(t, l.Record(ctx, Usage{User: "a", CostNanos: 1, CostKnown: true}, t0))
 	s.Stop()
-	require.ErrorIs(t, l.Record(ctx, Usage{User: "a", CostMicros: 1, CostKnown: true}, t0), ErrBackendUnavailable)
+	require.ErrorIs(t, l.Record(ctx, Usage{User: "a", CostNanos: 1, CostKnown: true}, t0), ErrBackendUnavailable)
 	_, err = l.Report(ctx, t0)
 	require.ErrorIs(t, err, ErrBackendUnavailable)
 	require.False(t, l.Status(ctx).Healthy)
 	s.Restart(t)
 	require.True(t, l.Status(ctx).Healthy)
-	require.NoError(t, l.Record(ctx, Usage{User: "a", CostMicros: 7, CostKnown: true}, t0))
+	require.NoError(t, l.Record(ctx, Usage{User: "a", CostNanos: 7, CostKnown: true}, t0))
 	rep, err := l.Report(ctx, t0)
 	require.NoError(t, err)
-	require.Equal(t, int64(7), rep.Today.Total.CostMicros)
+	require.Equal(t, int64(7), rep.Today.Total.CostNanos)
 	require.Equal(t, int64(2), changes.Load())
 }
 
@@ -289,7 +289,7 @@ func TestRedisLedgerKeyLayout(t *testing.T) {
 	s := redistest.Start(t)
 	l := newRedisLedgerFor(t, s, Config{KeyPrefix: "lay:"})
 	at := time.Now()
-	require.NoError(t, l.Record(t.Context(), Usage{User: "alice", CostMicros: 42, InputTokens: 3, CostKnown: true}, at))
+	require.NoError(t, l.Record(t.Context(), Usage{User: "alice", CostNanos: 42, InputTokens: 3, CostKnown: true}, at))
 	c := rawClient(t, s)
 	keys, err := c.Keys(t.Context(), "*").Result()
 	require.NoError(t, err)

@@ -31,10 +31,10 @@ func (c *Config) plan(dst []quota.Check, req Request, now time.Time) []quota.Che
 }
 
 func appendChecks(dst []quota.Check, scope string, l Limits, day, month int64) []quota.Check {
-	if lim := Micros(l.DailyUSD); lim > 0 {
+	if lim := Nanos(l.DailyUSD); lim > 0 {
 		dst = append(dst, quota.Check{Scope: scope, Window: WindowDay, Index: day, Limits: []int64{lim}})
 	}
-	if lim := Micros(l.MonthlyUSD); lim > 0 {
+	if lim := Nanos(l.MonthlyUSD); lim > 0 {
 		dst = append(dst, quota.Check{Scope: scope, Window: WindowMonth, Index: month, Limits: []int64{lim}})
 	}
 	return dst
@@ -46,9 +46,9 @@ func denial(checks []quota.Check, r quota.Result, charge int64) Decision {
 	return Decision{
 		Scope:          ch.Scope,
 		Window:         ch.Window,
-		LimitMicros:    ch.Limits[0],
-		SpendMicros:    r.Used,
-		EstimateMicros: charge,
+		LimitNanos:    ch.Limits[0],
+		SpendNanos:    r.Used,
+		EstimateNanos: charge,
 		Reset:          ch.Window.End(r.Index),
 	}
 }

@@ -87,7 +87,7 @@ func TestRedisTwoInstancesNeverOverspendZeroDrift(t *testing.T) {
 				if rng.IntN(2) == 0 {
 					reserver, settler = b, a
 				}
-				est := float64(1+rng.IntN(50_000)) / MicrosPerUSD // up to $0.05
+				est := float64(1+rng.IntN(50_000_000)) / NanosPerUSD // up to $0.05
 				d, err := reserver.Reserve(t.Context(), Request{User: "alice", KeyID: "k1", EstimatedUSD: est}, t0)
 				if err != nil {
 					t.Errorf("reserve: %v", err)
@@ -102,7 +102,7 @@ func TestRedisTwoInstancesNeverOverspendZeroDrift(t *testing.T) {
 				case 0: // upstream 5xx or local reply
 					err = settler.Cancel(t.Context(), d.Reservation, t0)
 				default:
-					actual := rng.Int64N(Micros(est) + 1)
+					actual := rng.Int64N(Nanos(est) + 1)
 					err = settler.Settle(t.Context(), d.Reservation, USD(actual), t0)
 					if err == nil {
 						settled.Add(actual)
@@ -129,7 +129,7 @@ func TestRedisTwoInstancesNeverOverspendZeroDrift(t *testing.T) {
 		got, err := c.HGet(t.Context(), key, "s").Int64()
 		require.NoError(t, err, key)
 		require.Equal(t, settled.Load(), got, key)
-		require.LessOrEqual(t, got, Micros(limitUSD), key)
+		require.LessOrEqual(t, got, Nanos(limitUSD), key)
 	}
 	markers, err := c.Keys(t.Context(), "spend:*:res:*").Result()
 	require.NoError(t, err)

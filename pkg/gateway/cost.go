@@ -64,7 +64,7 @@ func (c *costRecorder) Observe(r *processor.Record) {
 	// No per-call deadline: the Redis ledger's client bounds every command
 	// with its own I/O timeouts, and the memory one never waits.
 	err := c.ledger.Record(context.Background(), budget.Usage{User: r.Identity.User, KeyID: r.Identity.KeyID, Provider: r.Provider,
-		Model: model, CostMicros: budget.Micros(r.Cost.TotalUSD), InputTokens: u.InputTokens,
+		Model: model, CostNanos: budget.Nanos(r.Cost.TotalUSD), InputTokens: u.InputTokens,
 		OutputTokens: u.OutputTokens, CostKnown: r.Cost.Known}, c.now())
 	if err != nil {
 		c.errors.Inc()
@@ -97,7 +97,7 @@ func writeUsageTable(w http.ResponseWriter, rep budget.Report) {
 		fmt.Fprintf(tw, "%s (%s to %s)\tcost USD\trequests\tinput tokens\toutput tokens\tunpriced\t\n",
 			strings.ToUpper(p.Name), p.Start.Format("2006-01-02"), p.End.Format("2006-01-02"))
 		row := func(name string, t budget.Totals) {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t\n", name, budget.FormatMicros(t.CostMicros), t.Requests,
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t\n", name, budget.FormatNanos(t.CostNanos), t.Requests,
 				t.InputTokens, t.OutputTokens, t.UnknownCostRequests)
 		}
 		row("total", p.Total)
@@ -106,7 +106,7 @@ func writeUsageTable(w http.ResponseWriter, rep budget.Report) {
 			b     budget.Breakdown
 		}{{"user", p.ByUser}, {"key", p.ByKey}, {"model", p.ByModel}} {
 			rows := append([]budget.Row(nil), d.b.Rows...)
-			sort.SliceStable(rows, func(i, j int) bool { return rows[i].CostMicros > rows[j].CostMicros })
+			sort.SliceStable(rows, func(i, j int) bool { return rows[i].CostNanos > rows[j].CostNanos })
 			for _, r := range rows {
 				name := r.Name
 				if d.title == "model" && r.Provider != "" {
