@@ -44,11 +44,11 @@ func appendChecks(dst []quota.Check, scope string, l Limits, day, month int64) [
 func denial(checks []quota.Check, r quota.Result, charge int64) Decision {
 	ch := checks[r.Check]
 	return Decision{
-		Scope:          ch.Scope,
-		Window:         ch.Window,
+		Scope:         ch.Scope,
+		Window:        ch.Window,
 		LimitNanos:    ch.Limits[0],
 		SpendNanos:    r.Used,
 		EstimateNanos: charge,
-		Reset:          ch.Window.End(r.Index),
+		Reset:         ch.Window.End(r.Index),
 	}
 }
