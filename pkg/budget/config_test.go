@@ -1,11 +1,12 @@
 package budget
 
 import (
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"math"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -38,8 +39,8 @@ func TestConfigValidate(t *testing.T) {
 			`features.cost_tracking.budgets.max_usage_names: must not be negative, got -2`,
 			`features.cost_tracking.budgets.report_rows: must not be negative, got -3`,
 		}},
-		{name: "redis without address", cfg: Config{Backend: BackendRedis, Redis: RedisConfig{DB: -1}}, errs: []string{
-			`features.cost_tracking.budgets.redis: url or address is required with backend "redis"`,
+		{name: "redis without address", cfg: Config{Backend: BackendRedis, Redis: RedisConfig{DB: intp(-1)}}, errs: []string{
+			`features.cost_tracking.budgets.redis: url, address or addresses is required`,
 			`features.cost_tracking.budgets.redis.db: must not be negative, got -1`,
 		}},
 		{name: "bad redis url hides the password", cfg: Config{Backend: BackendRedis, Redis: RedisConfig{URL: "http://u:secret@h"}}, errs: []string{
@@ -98,3 +99,4 @@ func TestNew(t *testing.T) {
 	require.NoError(t, err)
 	require.IsType(t, &MemoryLedger{}, led)
 }
+func intp(i int) *int { return &i }

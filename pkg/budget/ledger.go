@@ -3,10 +3,11 @@ package budget
 import (
 	"cmp"
 	"context"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // OtherName is the row that collects the spend of names beyond

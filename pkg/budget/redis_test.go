@@ -189,3 +189,33 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	require.True(t, d.Allowed)
 	require.True(t, r.Status(t.Context()).Healthy)
 }
+
+// The limiter suite on a Sentinel-watched master and on a three-master
+// Cluster: the same behaviour as on one server.
+func TestRedisSentinelAndCluster(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		redis func(t *testing.T) RedisConfig
+	}{
+		{"sentinel", func(t *testing.T) RedisConfig {
+			s := redistest.StartSentinel(t)
+			return RedisConfig{Mode: "sentinel", Addresses: []string{s.Sentinel.Addr}, MasterName: redistest.MasterName}
+		}},
+		{"cluster", func(t *testing.T) RedisConfig {
+			return RedisConfig{Mode: "cluster", Addresses: redistest.StartCluster(t).Addrs()}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := tt.redis(t)
+			testLimiter(t, func(t *testing.T, cfg Config) Limiter {
+				cfg.Backend, cfg.Redis = BackendRedis, rc
+				cfg.KeyPrefix = fmt.Sprintf("test%d:", prefixSeq.Add(1))
+				require.NoError(t, cfg.Validate())
+				l, err := NewRedis(t.Context(), cfg, Hooks{})
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = l.Close() })
+				return l
+			})
+		})
+	}
+}

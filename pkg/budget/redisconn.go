@@ -6,16 +6,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/backendhealth"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // redisConn is the redis ledger's client, the hash tag that starts every
 // ledger key, and health tracking.
 type redisConn struct {
-	client redis.UniversalClient
+	client *redisconf.Client
 	tag    string // "{P}:"
 	health *backendhealth.Tracker
 }
@@ -24,7 +23,7 @@ type redisConn struct {
 // never retried by the client: ledger records must not run twice after a
 // lost reply.
 func newRedisConn(cfg Config, hooks Hooks) (*redisConn, error) {
-	client, err := cfg.Redis.Client()
+	client, err := redisconf.Default.Client(cfg.Redis, redisconf.Profile{MaxRetries: -1})
 	if err != nil {
 		return nil, err
 	}

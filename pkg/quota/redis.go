@@ -121,9 +121,14 @@ type Redis struct {
 var _ Store = (*Redis)(nil)
 
 // NewRedis returns a store on client (owned: Close closes it) counting
-// metrics. It does not contact Redis.
+// metrics. A *redis.ClusterClient (or a wrapper whose Unwrap returns one)
+// gets the per-slot protocol. It does not contact Redis.
 func NewRedis(client redis.UniversalClient, metrics []Metric, o RedisOptions) *Redis {
-	_, cluster := client.(*redis.ClusterClient)
+	inner := client
+	if w, ok := client.(interface{ Unwrap() redis.UniversalClient }); ok {
+		inner = w.Unwrap()
+	}
+	_, cluster := inner.(*redis.ClusterClient)
 	r := &Redis{client: client, cluster: cluster, prefix: o.Prefix, metrics: metrics,
 		health: backendhealth.New("redis", o.OnStateChange, RetryInterval)}
 	return r

@@ -3,11 +3,10 @@ package ratelimit
 import (
 	"errors"
 	"fmt"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"sort"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 )
 
 // Backend names accepted in [Config.Backend].
@@ -216,18 +215,7 @@ func (c Config) Validate() error {
 		bad("max_scopes", "must not be negative, got %d", c.MaxScopes)
 	}
 	if c.Backend == BackendRedis {
-		switch {
-		case c.Redis.URL != "":
-			if _, err := redis.ParseURL(c.Redis.URL); err != nil {
-				// The parser's message may quote the URL, password included.
-				bad("redis.url", "not a valid redis:// or rediss:// URL")
-			}
-		case c.Redis.Address == "":
-			bad("redis", "url or address is required with backend %q", BackendRedis)
-		}
-		if c.Redis.DB < 0 {
-			bad("redis.db", "must not be negative, got %d", c.Redis.DB)
-		}
+		errs = append(errs, c.Redis.Validate(configPath+".redis"))
 	}
 	return errors.Join(errs...)
 }

@@ -1,12 +1,13 @@
 package ratelimit
 
 import (
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 func TestConfigYAML(t *testing.T) {
@@ -43,7 +44,7 @@ max_scopes: 42
 		PerProvider:            map[string]Limits{"openai": {TokensPerMinute: 2000000}},
 		CountOutputTokens:      true,
 		DefaultMaxOutputTokens: 1024,
-		Redis:                  RedisConfig{URL: "redis://:pw@127.0.0.1:6379/2", Address: "a:1", Password: "p", DB: 3},
+		Redis:                  RedisConfig{URL: "redis://:pw@127.0.0.1:6379/2", Address: "a:1", Password: "p", DB: intp(3)},
 		KeyPrefix:              "gw:",
 		MaxScopes:              42,
 	}, got)
@@ -103,9 +104,9 @@ func TestConfigValidate(t *testing.T) {
 		},
 		{
 			name: "redis without location",
-			cfg:  Config{Backend: BackendRedis, Redis: RedisConfig{DB: -1}},
+			cfg:  Config{Backend: BackendRedis, Redis: RedisConfig{DB: intp(-1)}},
 			want: []string{
-				`features.rate_limiting.redis: url or address is required with backend "redis"`,
+				`features.rate_limiting.redis: url, address or addresses is required`,
 				"features.rate_limiting.redis.db: must not be negative, got -1",
 			},
 		},
@@ -178,3 +179,4 @@ func TestNew(t *testing.T) {
 	_, err = New(ctx, Config{Enabled: true, Backend: "nope"}, Hooks{})
 	require.ErrorContains(t, err, "features.rate_limiting.backend")
 }
+func intp(i int) *int { return &i }

@@ -1,9 +1,10 @@
 package ratelimit
 
 import (
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"math"
 	"sync"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // CorrectorConfig tunes a [Corrector]. Zero fields take the defaults.

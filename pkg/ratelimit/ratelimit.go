@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
@@ -171,7 +172,7 @@ func NewMemory(cfg Config) *Quota {
 // unusable settings are an error.
 func NewRedis(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
 	cfg.ApplyDefaults()
-	client, err := cfg.Redis.Client()
+	client, err := redisconf.Default.Client(cfg.Redis, redisconf.Profile{MaxRetries: -1})
 	if err != nil {
 		return nil, err
 	}
