@@ -41,6 +41,9 @@ type Request struct {
 // be settled or cancelled; otherwise the other fields describe the first
 // budget that refused the request.
 type Decision struct {
+	// Degraded is set when the answer came from the in-process fallback of
+	// fail mode local, the shared store being unreachable.
+	Degraded bool
 	// Allowed reports whether the request was admitted and its estimate
 	// reserved.
 	Allowed bool
@@ -176,8 +179,8 @@ func NewRedis(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Quota{cfg: cfg, store: quota.NewRedis(client, metrics, quota.RedisOptions{Prefix: cfg.KeyPrefix,
-		OnStateChange: hooks.OnStateChange})}
+	q := &Quota{cfg: cfg, store: redisStore(cfg.FailMode, cfg.ExpectedInstances, cfg.MaxScopes,
+		quota.NewRedis(client, metrics, quota.RedisOptions{Prefix: cfg.KeyPrefix, OnStateChange: hooks.OnStateChange}))}
 	q.Status(ctx)
 	return q, nil
 }
@@ -205,9 +208,11 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 		return Decision{}, fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
 	}
 	if !r.Allowed {
-		return denial(checks, r, charge), nil
+		d := denial(checks, r, charge)
+		d.Degraded = r.Degraded
+		return d, nil
 	}
-	return Decision{Allowed: true, Reservation: Reservation{ID: r.Reservation.ID, EstimateNanos: charge,
+	return Decision{Allowed: true, Degraded: r.Degraded, Reservation: Reservation{ID: r.Reservation.ID, EstimateNanos: charge,
 		Charges: r.Reservation.Charges}}, nil
 }
 
@@ -265,3 +270,11 @@ func (Nop) Status(context.Context) BackendStatus {
 
 // Close implements [Limiter.Close].
 func (Nop) Close() error { return nil }
+
+// redisStore wraps r in the in-process fallback when failMode is local.
+func redisStore(failMode string, instances, maxScopes int, r *quota.Redis) quota.Store {
+	if failMode == FailLocal {
+		return quota.NewLocal(r, metrics, instances, maxScopes)
+	}
+	return r
+}

@@ -28,7 +28,7 @@ func TestConfigValidate(t *testing.T) {
 			MaxScopes: -1, MaxUsageNames: -2, ReportRows: -3,
 		}, errs: []string{
 			`features.cost_tracking.budgets.backend: must be "memory" or "redis", got "etcd"`,
-			`features.cost_tracking.budgets.fail_mode: must be "open" or "closed", got "maybe"`,
+			`features.cost_tracking.budgets.fail_mode: must be "open", "closed" or "local", got "maybe"`,
 			`features.cost_tracking.budgets.per_key.default.daily_usd: must be 0 (unlimited) or a positive amount up to 1e+09, got -1`,
 			`features.cost_tracking.budgets.per_key.default.monthly_usd: must be 0 (unlimited) or a positive amount up to 1e+09, got NaN`,
 			`features.cost_tracking.budgets.per_user.overrides: empty name`,
@@ -66,7 +66,7 @@ func TestConfigValidate(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	var c Config
 	c.ApplyDefaults()
-	require.Equal(t, Config{Backend: BackendMemory, FailMode: FailOpen, KeyPrefix: "llmproxy:budget:",
+	require.Equal(t, Config{Backend: BackendMemory, FailMode: FailOpen, ExpectedInstances: 1, KeyPrefix: "llmproxy:budget:",
 		MaxScopes: 100_000, MaxUsageNames: 10_000, ReportRows: 1000}, c)
 	require.False(t, c.FailClosed())
 	require.True(t, Config{FailMode: FailClosed}.FailClosed())

@@ -46,7 +46,7 @@ func denial(checks []quota.Check, r quota.Result, charge int64) Decision {
 	return Decision{
 		Scope:         ch.Scope,
 		Window:        ch.Window,
-		LimitNanos:    ch.Limits[0],
+		LimitNanos:    r.Limit,
 		SpendNanos:    r.Used,
 		EstimateNanos: charge,
 		Reset:         ch.Window.End(r.Index),

@@ -136,10 +136,11 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 		sections["circuit_breaker"] = func(context.Context) any { return map[string]any{"enabled": false} }
 	}
 
+	qm := newQuotaMetrics(o.Registry)
 	rl := cfg.Features.RateLimiting.Config
 	if rl.Enabled {
 		m := telemetry.NewRateLimitMetrics(o.Registry)
-		logTransition := g.backendLog("rate limiter backend", rl.FailMode)
+		logTransition := qm.observe("rate_limiting", failModeOf(rl.FailMode), g.backendLog("rate limiter backend", rl.FailMode))
 		lim, err := ratelimit.New(ctx, rl, ratelimit.Hooks{OnStateChange: func(st ratelimit.BackendStatus) {
 			m.SetBackendHealthy(st.Healthy)
 			logTransition(st)
@@ -167,7 +168,8 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 	handlers := map[string]http.Handler{}
 	ct := cfg.Features.CostTracking
 	if ct.Budgets.Enabled {
-		lim, err := budget.New(ctx, ct.Budgets, budget.Hooks{OnStateChange: g.backendLog("budget store", ct.Budgets.FailMode)})
+		lim, err := budget.New(ctx, ct.Budgets, budget.Hooks{OnStateChange: qm.observe("budgets", failModeOf(ct.Budgets.FailMode),
+			g.backendLog("budget store", ct.Budgets.FailMode))})
 		if err != nil {
 			return nil, fmt.Errorf("budgets: %w", err)
 		}
@@ -234,9 +236,22 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 func storeSection(status func(context.Context) backendhealth.Status, failMode string) func(context.Context) any {
 	return func(ctx context.Context) any {
 		st := status(ctx)
-		return map[string]any{"enabled": true, "backend": st.Backend, "healthy": st.Healthy,
-			"last_error": st.LastError, "fail_mode": failMode}
+		out := map[string]any{"enabled": true, "backend": st.Backend, "healthy": st.Healthy,
+			"last_error": st.LastError, "fail_mode": failModeOf(failMode),
+			"pending_adjustments": st.PendingAdjustments, "dropped_adjustments": st.DroppedAdjustments}
+		if st.Fallback != "" {
+			out["fallback"] = st.Fallback // counting in process while the store is down
+		}
+		return out
 	}
+}
+
+// failModeOf names an unset fail mode by its default.
+func failModeOf(m string) string {
+	if m == "" {
+		return "open"
+	}
+	return m
 }
 
 // backendLog logs a store's health transitions, once each.

@@ -81,7 +81,7 @@ func (g *Budget) Admit(ctx context.Context, c *Call) (Ticket, *Reply, error) {
 		msg := fmt.Sprintf("[PROXY] Budget exceeded: %s has spent $%s of its $%s %s budget. It resets at %s.",
 			d.Scope, budget.FormatNanos(d.SpendNanos), budget.FormatNanos(d.LimitNanos), budgetPeriod(d.Window),
 			d.Reset.UTC().Format(time.RFC3339))
-		return nil, &Reply{
+		reply := &Reply{
 			Status: 402,
 			Headers: [][2]string{
 				{"Content-Type", "application/json"},
@@ -92,7 +92,11 @@ func (g *Budget) Admit(ctx context.Context, c *Call) (Ticket, *Reply, error) {
 			},
 			Body:    g.body(c, providers.ErrorBudgetExceeded, msg),
 			Details: BudgetDetails,
-		}, nil
+		}
+		if d.Degraded {
+			reply.Headers = append(reply.Headers, [2]string{headerDegraded, "local"})
+		}
+		return nil, reply, nil
 	}
 	return &budgetTicket{g: g, res: d.Reservation}, nil, nil
 }

@@ -109,7 +109,7 @@ func (m *Memory) Reserve(_ context.Context, checks []Check, amounts []int64, now
 			}
 			if mt.exceeds(ch.Limits[j], u, amounts[j]) {
 				m.health.Observe(nil)
-				return Result{Check: i, Index: idx[i], Metric: j, Used: u}, nil
+				return Result{Check: i, Index: idx[i], Metric: j, Limit: ch.Limits[j], Used: u}, nil
 			}
 		}
 	}

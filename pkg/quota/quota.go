@@ -89,8 +89,13 @@ type Result struct {
 	Index int64
 	// Metric is the refusing metric's index.
 	Metric int
+	// Limit is the refusing limit, as applied (a [Local] fallback's share).
+	Limit int64
 	// Used is what the refusing window held of that metric.
 	Used int64
+	// Degraded is set when a [Local] fallback decided, the shared store
+	// being unreachable.
+	Degraded bool
 }
 
 // Status reports a store's health for /health.

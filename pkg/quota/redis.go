@@ -93,6 +93,19 @@ type RedisOptions struct {
 	Prefix string
 	// OnStateChange is called once per health transition. May be nil.
 	OnStateChange func(Status)
+	// Now is the clock of background retries (adjustments apply to the
+	// windows still current when they finally land). Default time.Now.
+	Now func() time.Time
+}
+
+// MaxPendingAdjustments bounds the adjustments (settlements, releases)
+// queued for retry while Redis is unreachable; beyond it the oldest is
+// dropped and counted, its estimate staying charged until its window ends.
+const MaxPendingAdjustments = 10_000
+
+type pendingAdjust struct {
+	res    Reservation
+	deltas []int64
 }
 
 // Redis is the shared store: every instance using the same Redis and
@@ -114,8 +127,16 @@ type Redis struct {
 	cluster bool
 	prefix  string
 	metrics []Metric
-	head    []any // M, then field names (the args every script starts with after the TTL)
 	health  *backendhealth.Tracker
+	now     func() time.Time
+
+	mu       sync.Mutex
+	queue    []pendingAdjust // failed adjustments, oldest first
+	dropped  int64
+	stop     chan struct{}
+	done     chan struct{}
+	closed   sync.Once
+	retrying sync.Mutex
 }
 
 var _ Store = (*Redis)(nil)
@@ -129,9 +150,78 @@ func NewRedis(client redis.UniversalClient, metrics []Metric, o RedisOptions) *R
 		inner = w.Unwrap()
 	}
 	_, cluster := inner.(*redis.ClusterClient)
-	r := &Redis{client: client, cluster: cluster, prefix: o.Prefix, metrics: metrics,
-		health: backendhealth.New("redis", o.OnStateChange, RetryInterval)}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	r := &Redis{client: client, cluster: cluster, prefix: o.Prefix, metrics: metrics, now: o.Now,
+		health: backendhealth.New("redis", o.OnStateChange, RetryInterval),
+		stop:   make(chan struct{}), done: make(chan struct{})}
+	go r.retryLoop()
 	return r
+}
+
+// retryLoop retries queued adjustments once per [RetryInterval] until
+// Close.
+func (r *Redis) retryLoop() {
+	defer close(r.done)
+	t := time.NewTicker(RetryInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+			if r.Pending() > 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				r.RetryPending(ctx)
+				cancel()
+			}
+		}
+	}
+}
+
+// RetryPending applies queued adjustments, oldest first, until the queue
+// is empty or Redis fails again, and returns how many are left. Each is
+// idempotent by reservation id: a retry of one that had landed does
+// nothing. The background loop calls it every [RetryInterval]; tests call
+// it directly.
+func (r *Redis) RetryPending(ctx context.Context) int {
+	r.retrying.Lock() // one retry pass at a time; each item leaves the queue only once it landed
+	defer r.retrying.Unlock()
+	for {
+		r.mu.Lock()
+		if len(r.queue) == 0 {
+			r.mu.Unlock()
+			return 0
+		}
+		p := r.queue[0]
+		r.mu.Unlock()
+		if err := r.apply(ctx, p.res, p.deltas, r.now()); err != nil {
+			return r.Pending()
+		}
+		r.mu.Lock()
+		if len(r.queue) > 0 && r.queue[0].res.ID == p.res.ID {
+			r.queue = r.queue[1:]
+		}
+		r.mu.Unlock()
+	}
+}
+
+// Pending is the number of adjustments waiting for a retry.
+func (r *Redis) Pending() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.queue)
+}
+
+func (r *Redis) enqueue(res Reservation, deltas []int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.queue) >= MaxPendingAdjustments {
+		r.queue = r.queue[1:]
+		r.dropped++
+	}
+	r.queue = append(r.queue, pendingAdjust{res: res, deltas: append([]int64(nil), deltas...)})
 }
 
 // group is the checks (or charges) of a reservation that live in one slot.
@@ -193,11 +283,17 @@ func (r *Redis) Reserve(ctx context.Context, checks []Check, amounts []int64, no
 		for j, a := range amounts {
 			neg[j] = -a
 		}
+		lost := false
 		r.each(len(gs), func(g int) {
-			if outs[g].err == nil && outs[g].allowed {
-				outs[g].err = r.adjustGroup(ctx, res, gs[g].members, neg, now)
+			if outs[g].err == nil && outs[g].allowed && r.adjustGroup(ctx, res, gs[g].members, neg, now) != nil {
+				lost = true
 			}
 		})
+		if lost {
+			// Released in the background: slots never charged, or already
+			// released, have no marker and ignore it.
+			r.enqueue(res, neg)
+		}
 	}
 	if len(errs) > 0 {
 		return Result{}, r.fail(ctx, "reserve", errors.Join(errs...))
@@ -267,7 +363,7 @@ func (r *Redis) reserveGroup(ctx context.Context, id string, checks []Check, mem
 			return groupOutcome{err: fmt.Errorf("script returned window %d metric %d", w+1, j+1)}
 		}
 		i := members[w]
-		return groupOutcome{result: Result{Check: i, Index: checks[i].Index, Metric: j, Used: out[3]}}
+		return groupOutcome{result: Result{Check: i, Index: checks[i].Index, Metric: j, Limit: checks[i].Limits[j], Used: out[3]}}
 	}
 	if len(out) != 1 || out[0] != 1 {
 		return groupOutcome{err: fmt.Errorf("unexpected script reply %v", out)}
@@ -284,14 +380,27 @@ func optFlag(b bool) string {
 
 // Adjust implements [Store.Adjust]. Each slot's part is applied once; when
 // some slots fail, the others stay applied and a retry of the whole call
-// applies only the missing ones.
+// applies only the missing ones. A failed adjustment is queued and retried
+// in the background (see [Redis.RetryPending]); the error says so.
 func (r *Redis) Adjust(ctx context.Context, res Reservation, deltas []int64, now time.Time) error {
 	if !slices.ContainsFunc(res.Charges, func(c Charge) bool { return c.Current(now) }) {
 		return nil // nothing left to adjust; the markers expire with the windows
 	}
+	var err error
 	if !r.health.Admit() {
-		return r.skipped("adjust")
+		err = r.skipped("adjust")
+	} else {
+		err = r.apply(ctx, res, deltas, now)
 	}
+	if err != nil {
+		r.enqueue(res, deltas)
+		return fmt.Errorf("%w (queued for retry)", err)
+	}
+	return nil
+}
+
+// apply adjusts every slot of res once.
+func (r *Redis) apply(ctx context.Context, res Reservation, deltas []int64, now time.Time) error {
 	gs := r.groups(len(res.Charges), func(i int) string { return res.Charges[i].Scope })
 	errs := make([]error, len(gs))
 	r.each(len(gs), func(g int) { errs[g] = r.adjustGroup(ctx, res, gs[g].members, deltas, now) })
@@ -350,11 +459,25 @@ func (r *Redis) Status(ctx context.Context) Status {
 	} else {
 		r.health.Observe(nil)
 	}
-	return r.health.Status()
+	st := r.health.Status()
+	r.mu.Lock()
+	st.PendingAdjustments, st.DroppedAdjustments = len(r.queue), r.dropped
+	r.mu.Unlock()
+	return st
 }
 
-// Close implements [Store.Close]: it closes the client.
-func (r *Redis) Close() error { return r.client.Close() }
+// Close implements [Store.Close]: it stops the retry loop (adjustments
+// still queued are lost, their estimates expiring with their windows) and
+// closes the client. A second call does nothing.
+func (r *Redis) Close() error {
+	var err error
+	r.closed.Do(func() {
+		close(r.stop)
+		<-r.done
+		err = r.client.Close()
+	})
+	return err
+}
 
 // RetryNow lets the next call try Redis at once while unhealthy, as if the
 // retry interval had passed.

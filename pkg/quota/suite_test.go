@@ -60,6 +60,7 @@ func testStore(t *testing.T, newStore newStoreFunc) {
 		require.False(t, res.Allowed)
 		require.Equal(t, 1, res.Check)
 		require.Equal(t, 0, res.Metric)
+		require.EqualValues(t, 5, res.Limit)
 		require.EqualValues(t, 4, res.Used)
 		require.Empty(t, res.Reservation.Charges)
 		// The user still holds exactly 4 of 10: 6 fit, 7 do not.

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // Backend names accepted in [Config.Backend].
@@ -17,8 +18,9 @@ const (
 
 // Fail modes accepted in [Config.FailMode].
 const (
-	FailOpen   = "open"
-	FailClosed = "closed"
+	FailOpen   = quota.FailOpen
+	FailClosed = quota.FailClosed
+	FailLocal  = quota.FailLocal
 )
 
 // Defaults applied by [Config.ApplyDefaults] to zero fields.
@@ -61,11 +63,17 @@ type Config struct {
 	// replica has its own budget) or "redis" (shared and exact across
 	// replicas).
 	Backend string `json:"backend"`
-	// FailMode says what the caller does when the backend fails: "open"
-	// (default; admit the request) or "closed" (refuse it). The limiter
-	// itself only returns an error wrapping [ErrBackendUnavailable]; see
+	// FailMode says what happens while the backend fails: "open"
+	// (default; admit the request), "closed" (refuse it with a 503) or
+	// "local" (backend redis: count in this process at each limit divided
+	// by ExpectedInstances until Redis answers again; answers so decided
+	// carry X-Llm-Proxy-Degraded: local). For open and closed the limiter
+	// returns an error wrapping [ErrBackendUnavailable]; see
 	// [Config.FailClosed].
 	FailMode string `json:"fail_mode"`
+	// ExpectedInstances is how many server instances share the Redis, for
+	// fail mode local. Default 1.
+	ExpectedInstances int `json:"expected_instances"`
 	// Limits are the default limits of EACH user and EACH API key, counted
 	// separately per identity.
 	Limits Limits `json:"limits"`
@@ -143,6 +151,9 @@ func (c *Config) ApplyDefaults() {
 	if c.FailMode == "" {
 		c.FailMode = FailOpen
 	}
+	if c.ExpectedInstances == 0 {
+		c.ExpectedInstances = 1
+	}
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = DefaultKeyPrefix
 	}
@@ -195,9 +206,12 @@ func (c Config) Validate() error {
 		bad("backend", "must be %q or %q, got %q", BackendMemory, BackendRedis, c.Backend)
 	}
 	switch c.FailMode {
-	case "", FailOpen, FailClosed:
+	case "", FailOpen, FailClosed, FailLocal:
 	default:
-		bad("fail_mode", "must be %q or %q, got %q", FailOpen, FailClosed, c.FailMode)
+		bad("fail_mode", "must be %q, %q or %q, got %q", FailOpen, FailClosed, FailLocal, c.FailMode)
+	}
+	if c.ExpectedInstances < 0 {
+		bad("expected_instances", "must not be negative, got %d", c.ExpectedInstances)
 	}
 	validateLimits(bad, "limits", c.Limits)
 	validateLimits(bad, "global", c.Global)

@@ -56,7 +56,7 @@ func TestConfigDefaults(t *testing.T) {
 	var c Config
 	require.NoError(t, c.Validate())
 	c.ApplyDefaults()
-	require.Equal(t, Config{Backend: BackendMemory, FailMode: FailOpen, KeyPrefix: DefaultKeyPrefix, MaxScopes: DefaultMaxScopes}, c)
+	require.Equal(t, Config{Backend: BackendMemory, FailMode: FailOpen, ExpectedInstances: 1, KeyPrefix: DefaultKeyPrefix, MaxScopes: DefaultMaxScopes}, c)
 	require.False(t, c.FailClosed())
 }
 
@@ -73,7 +73,7 @@ func TestConfigValidate(t *testing.T) {
 			cfg:  Config{Backend: "memcached", FailMode: "maybe"},
 			want: []string{
 				`features.rate_limiting.backend: must be "memory" or "redis", got "memcached"`,
-				`features.rate_limiting.fail_mode: must be "open" or "closed", got "maybe"`,
+				`features.rate_limiting.fail_mode: must be "open", "closed" or "local", got "maybe"`,
 			},
 		},
 		{

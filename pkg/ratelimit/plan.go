@@ -72,7 +72,7 @@ func denial(checks []quota.Check, r quota.Result, now time.Time) Decision {
 	if r.Metric == 1 {
 		m = MetricTokens
 	}
-	limit := ch.Limits[r.Metric]
+	limit := r.Limit
 	reset := ch.Window.End(r.Index)
 	return Decision{
 		Scope:      ch.Scope,

@@ -224,3 +224,37 @@ func TestRedisSentinelAndCluster(t *testing.T) {
 		})
 	}
 }
+
+// Fail mode local: while Redis is down, each instance admits its share of
+// the limit and marks its answers; back on Redis once it answers.
+func TestRedisFailModeLocal(t *testing.T) {
+	s := redistest.Start(t)
+	cfg := Config{Enabled: true, FailMode: FailLocal, ExpectedInstances: 2, Limits: Limits{RequestsPerMinute: 4}}
+	l := newRedisFor(t, s, cfg)
+	ctx := t.Context()
+	d, err := l.Reserve(ctx, alice(1), t0)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	require.False(t, d.Degraded)
+
+	s.Stop()
+	for i := range 3 {
+		d, err := l.Reserve(ctx, alice(1), t0)
+		require.NoError(t, err, "no error reaches the caller: the fallback decides")
+		require.True(t, d.Degraded)
+		require.Equal(t, i < 2, d.Allowed, "call %d: 4 per minute / 2 instances", i)
+		if d.Allowed {
+			require.NoError(t, l.Settle(ctx, d.Reservation, 1, t0))
+		} else {
+			require.Equal(t, int64(2), d.Limit)
+		}
+	}
+	require.Equal(t, FailLocal, l.Status(ctx).Fallback)
+
+	s.Restart(t)
+	l.Store().(*quota.Local).Primary().(*quota.Redis).RetryNow()
+	d, err = l.Reserve(ctx, alice(1), t0)
+	require.NoError(t, err)
+	require.False(t, d.Degraded, "back on Redis")
+	require.True(t, l.Status(ctx).Healthy)
+}
