@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
@@ -150,39 +149,41 @@ func New(ctx context.Context, cfg Config, hooks Hooks) (Limiter, error) {
 	if !cfg.Enabled {
 		return Nop{}, nil
 	}
-	cfg.ApplyDefaults()
-	if cfg.Backend == BackendRedis {
-		return NewRedis(ctx, cfg, hooks)
-	}
-	return newLimiter(cfg, quota.NewMemory(metrics, quota.MemoryOptions{MaxScopes: cfg.MaxScopes,
-		OnStateChange: hooks.OnStateChange})), nil
+	return open(ctx, cfg, hooks)
 }
 
-// NewMemory returns a limiter on an in-process store for cfg (defaults
-// applied; call cfg.Validate first). Its counters live in this process
-// only, so N replicas each admit the full limits; it is bounded by
-// [Config.MaxScopes] (see [quota.Memory]).
+// NewMemory returns a limiter on an in-process store for cfg (call
+// cfg.Validate first): this process only, so N replicas each admit the
+// full limits; bounded by [Config.MaxScopes] (see [quota.Memory]).
 func NewMemory(cfg Config) *Quota {
-	cfg.ApplyDefaults()
-	return newLimiter(cfg, quota.NewMemory(metrics, quota.MemoryOptions{MaxScopes: cfg.MaxScopes}))
+	cfg.Backend = BackendMemory
+	q, _ := open(context.Background(), cfg, Hooks{}) // a memory store cannot fail to open
+	return q
 }
 
-// NewRedis returns a limiter on the Redis of cfg (defaults applied; call
-// cfg.Validate first), exact across every instance sharing that Redis and
+// NewRedis returns a limiter on the Redis of cfg (call cfg.Validate
+// first), exact across every instance sharing that Redis and
 // [Config.KeyPrefix], and pings it. An unreachable server is not an error:
-// the limiter starts unhealthy, its calls fail with
-// [ErrBackendUnavailable], and it recovers when the server answers. Only
-// unusable settings are an error.
+// the limiter starts unhealthy and its calls fail with
+// [ErrBackendUnavailable] (or, with fail mode local, are counted in
+// process) until the server answers. Only unusable settings are an error.
 func NewRedis(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
+	cfg.Backend = BackendRedis
+	return open(ctx, cfg, hooks)
+}
+
+func open(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
 	cfg.ApplyDefaults()
-	client, err := redisconf.Default.Client(cfg.Redis, redisconf.Profile{MaxRetries: -1})
+	sc := quota.StoreConfig{KeyPrefix: cfg.KeyPrefix, MaxScopes: cfg.MaxScopes, FailMode: cfg.FailMode,
+		ExpectedInstances: cfg.ExpectedInstances, OnStateChange: hooks.OnStateChange}
+	if cfg.Backend == BackendRedis {
+		sc.Redis = &cfg.Redis
+	}
+	s, err := quota.Open(ctx, sc, metrics)
 	if err != nil {
 		return nil, err
 	}
-	q := newLimiter(cfg, redisStore(cfg.FailMode, cfg.ExpectedInstances, cfg.MaxScopes,
-		quota.NewRedis(client, metrics, quota.RedisOptions{Prefix: cfg.KeyPrefix, OnStateChange: hooks.OnStateChange})))
-	q.Status(ctx)
-	return q, nil
+	return &Quota{cfg: cfg, store: s}, nil
 }
 
 // Quota is the [Limiter] on a [quota.Store]: requests and tokens counted in
@@ -193,8 +194,6 @@ type Quota struct {
 }
 
 var _ Limiter = (*Quota)(nil)
-
-func newLimiter(cfg Config, s quota.Store) *Quota { return &Quota{cfg: cfg, store: s} }
 
 // Reserve implements [Limiter.Reserve].
 func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decision, error) {
@@ -270,11 +269,3 @@ func (Nop) Status(context.Context) BackendStatus {
 
 // Close implements [Limiter.Close].
 func (Nop) Close() error { return nil }
-
-// redisStore wraps r in the in-process fallback when failMode is local.
-func redisStore(failMode string, instances, maxScopes int, r *quota.Redis) quota.Store {
-	if failMode == FailLocal {
-		return quota.NewLocal(r, metrics, instances, maxScopes)
-	}
-	return r
-}
