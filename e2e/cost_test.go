@@ -24,6 +24,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/cost"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
 // Test prices, USD per million tokens, chosen so costs are easy to check by
@@ -194,7 +195,7 @@ func TestUsageEndpoint(t *testing.T) {
 	waitRecords(t, filepath.Join(dir, "costs.jsonl"), 1)
 	resp, err := httpClient().Get(s.adminURL + "/usage")
 	require.NoError(t, err)
-	var rep budget.Report
+	var rep usage.Report
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&rep))
 	resp.Body.Close()
 	require.EqualValues(t, 1, rep.Today.Total.Requests)

@@ -9,7 +9,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
-// ErrBackendUnavailable is wrapped by every error a [Limiter] or [Ledger]
+// ErrBackendUnavailable is wrapped by every error a [Limiter]
 // returns when its backend cannot answer (Redis down, memory table full).
 // For a Limiter the caller then admits or refuses the request according to
 // [Config.FailClosed].

@@ -9,6 +9,7 @@ import (
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
 // Backend names accepted in [Config.Backend].
@@ -28,8 +29,8 @@ const (
 const (
 	DefaultKeyPrefix     = "llmproxy:budget:"
 	DefaultMaxScopes     = 100_000
-	DefaultMaxUsageNames = 10_000
-	DefaultReportRows    = 1000
+	DefaultMaxUsageNames = usage.DefaultMaxUsageNames
+	DefaultReportRows    = usage.DefaultReportRows
 )
 
 // configPath is where the block lives in the YAML configuration; Validate
@@ -47,7 +48,7 @@ const configPath = "features.cost_tracking.budgets"
 // own day and month counters. A request without a key or user id skips that
 // scope; a window whose limit is 0 is unlimited and keeps no counter.
 //
-// Backend, Redis and KeyPrefix are also used by the [Ledger], which records
+// Backend, Redis and KeyPrefix are also used by the usage ledger, which records
 // spend whether or not Enabled is set.
 type Config struct {
 	// Enabled turns budget enforcement on. Default false.
@@ -86,7 +87,7 @@ type Config struct {
 	// separately; spend of further names is added to the row "(other)", so
 	// totals stay exact. Default 10000. Applies to both backends.
 	MaxUsageNames int `json:"max_usage_names"`
-	// ReportRows is how many rows, highest cost first, [Ledger.Report]
+	// ReportRows is how many rows, highest cost first, usage.Ledger.Report
 	// returns per dimension. Default 1000.
 	ReportRows int `json:"report_rows"`
 }
@@ -234,4 +235,11 @@ func validateLimits(bad badFunc, path string, l Limits) {
 			bad(path+"."+f.name, "must be at least 0.000000001 (one nano-dollar), got %v", f.v)
 		}
 	}
+}
+
+// Ledger returns the configuration of the usage ledger, which shares the
+// budgets' backend, Redis and key prefix, whether or not Enabled is set.
+func (c Config) Ledger() usage.Config {
+	return usage.Config{Backend: c.Backend, Redis: c.Redis, KeyPrefix: c.KeyPrefix,
+		MaxUsageNames: c.MaxUsageNames, ReportRows: c.ReportRows}
 }

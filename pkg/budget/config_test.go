@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -88,15 +89,12 @@ func TestNew(t *testing.T) {
 
 	_, err = New(t.Context(), Config{Enabled: true, Backend: "nope"}, Hooks{})
 	require.ErrorContains(t, err, "backend")
-	_, err = NewLedger(t.Context(), Config{Backend: "nope"}, Hooks{})
-	require.ErrorContains(t, err, "backend")
 
 	l, err = New(t.Context(), Config{Enabled: true}, Hooks{})
 	require.NoError(t, err)
 	require.IsType(t, &quota.Memory{}, l.(*Quota).Store())
 	// The ledger works with budgets disabled.
-	led, err := NewLedger(t.Context(), Config{}, Hooks{})
-	require.NoError(t, err)
-	require.IsType(t, &MemoryLedger{}, led)
+	require.Equal(t, usage.Config{Backend: BackendMemory, KeyPrefix: DefaultKeyPrefix, MaxUsageNames: DefaultMaxUsageNames,
+		ReportRows: DefaultReportRows}, func() Config { var c Config; c.ApplyDefaults(); return c }().Ledger())
 }
 func intp(i int) *int { return &i }

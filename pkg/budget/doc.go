@@ -12,7 +12,7 @@
 // [Limiter.Cancel] when the call cost nothing (a 5xx, a local reply, a
 // later guard such as the rate limiter refusing it). A second Settle or
 // Cancel of the same reservation does nothing. Independently, every
-// finished request is added once to the [Ledger] with [Ledger.Record],
+// finished request is added once to the usage ledger with Record,
 // whether or not budgets are enforced. Time is always passed in, so tests
 // use fixed instants.
 //
@@ -25,7 +25,7 @@
 //		// X-Cost-Limit-USD: budget.FormatNanos(d.LimitNanos),
 //		// X-Cost-Spend-USD: budget.FormatNanos(d.SpendNanos)
 //	default: // forward; later lim.Settle(ctx, d.Reservation, actualUSD, time.Now())
-//		// and ledger.Record(ctx, budget.Usage{..., CostNanos: budget.Nanos(actualUSD)}, time.Now())
+//		// and ledger.Record(ctx, usage.Usage{..., CostNanos: budget.Nanos(actualUSD)}, time.Now())
 //	}
 //
 // # Budgets and the admission rule
@@ -81,11 +81,9 @@
 //
 // # Ledger
 //
-// The ledger keeps, for today and this month, totals and rows by user, by
-// key id and by "<provider>/<model>": requests, cost in nano-dollars,
-// input and output tokens, and requests whose cost was unknown.
-// [Ledger.Report] returns them sorted by cost, highest first, capped at
-// [Config.ReportRows] rows per dimension, ready to serve as JSON.
+// The spend ledger behind GET /usage is pkg/usage; it shares this block's
+// backend, Redis and key prefix ([Config.Ledger]).
 //
-// This package depends on no other package of the gateway but pkg/quota.
+// This package depends on no other package of the gateway but pkg/quota
+// and pkg/usage.
 package budget

@@ -3,7 +3,6 @@ package budget
 import (
 	"math"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -54,35 +53,4 @@ func TestFormatNanos(t *testing.T) {
 		})
 	}
 	require.Equal(t, 1.5, USD(1_500_000_000))
-}
-
-func TestWindows(t *testing.T) {
-	tests := []struct {
-		name       string
-		at         time.Time
-		w          Window
-		index      int64
-		start, end time.Time
-		label      string
-	}{
-		{name: "day", at: t0, w: WindowDay, index: 22040,
-			start: time.Date(2030, 5, 6, 0, 0, 0, 0, time.UTC), end: nextDay, label: "2030-05-06"},
-		{name: "month", at: t0, w: WindowMonth, index: 2030*12 + 4,
-			start: time.Date(2030, 5, 1, 0, 0, 0, 0, time.UTC), end: nextMonth, label: "2030-05"},
-		{name: "december rolls the year", at: time.Date(2030, 12, 31, 23, 59, 59, 0, time.UTC), w: WindowMonth, index: 2030*12 + 11,
-			start: time.Date(2030, 12, 1, 0, 0, 0, 0, time.UTC), end: time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC), label: "2030-12"},
-		{name: "local time is read as UTC", at: time.Date(2030, 6, 1, 1, 0, 0, 0, time.FixedZone("CEST", 2*3600)), w: WindowMonth, index: 2030*12 + 4,
-			start: time.Date(2030, 5, 1, 0, 0, 0, 0, time.UTC), end: nextMonth, label: "2030-05"},
-		{name: "before the epoch", at: time.Unix(-1, 0), w: WindowDay, index: -1,
-			start: time.Unix(-86400, 0).UTC(), end: time.Unix(0, 0).UTC(), label: "1969-12-31"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			idx := tt.w.Index(tt.at)
-			require.Equal(t, tt.index, idx)
-			require.Equal(t, tt.start, tt.w.Start(idx))
-			require.Equal(t, tt.end, tt.w.End(idx))
-			require.Equal(t, tt.label, windowLabel(tt.w, idx))
-		})
-	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
 // A million calls priced like gpt-4o-mini ($0.15 in, $0.60 out per million
@@ -22,7 +24,7 @@ func TestMillionCallsSumToTheCostRecords(t *testing.T) {
 	}
 	cfg := Config{Enabled: true, PerUser: Policy{Default: Limits{MonthlyUSD: MaxUSD}}}
 	lim := NewMemory(cfg)
-	led := NewMemoryLedger(cfg)
+	led := usage.NewMemoryLedger(cfg.Ledger())
 	ctx := t.Context()
 	rng := rand.New(rand.NewPCG(4, 35))
 	records := new(big.Float).SetPrec(200)
@@ -40,7 +42,7 @@ func TestMillionCallsSumToTheCostRecords(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, d.Allowed)
 		require.NoError(t, lim.Settle(ctx, d.Reservation, usd, t0))
-		require.NoError(t, led.Record(ctx, Usage{User: "alice", Provider: "openai", Model: "gpt-4o-mini",
+		require.NoError(t, led.Record(ctx, usage.Usage{User: "alice", Provider: "openai", Model: "gpt-4o-mini",
 			CostNanos: Nanos(usd), InputTokens: in, OutputTokens: out, CostKnown: true}, t0))
 	}
 	want, _ := records.Float64()

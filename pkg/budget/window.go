@@ -1,10 +1,6 @@
 package budget
 
-import (
-	"time"
-
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
-)
+import "github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 
 // Window is the period a budget limit applies to.
 type Window = quota.Window
@@ -18,12 +14,3 @@ const (
 	// (month 1 to 12), so January 2030 is 24360.
 	WindowMonth = quota.Month
 )
-
-// windowLabel names window idx of w: "2030-05-06" for a day, "2030-05" for
-// a month.
-func windowLabel(w Window, idx int64) string {
-	if w == WindowMonth {
-		return w.Start(idx).Format("2006-01")
-	}
-	return w.Start(idx).Format(time.DateOnly)
-}

@@ -26,6 +26,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/telemetry"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
 // Options configures New. Zero values are documented per field.
@@ -197,7 +198,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 			defer cancel()
 			return w.Close(ctx)
 		}))
-		led, err := budget.NewLedger(ctx, ct.Budgets, budget.Hooks{OnStateChange: g.backendLog("usage ledger", "open")})
+		led, err := usage.New(ctx, ct.Budgets.Ledger(), usage.Hooks{OnStateChange: g.backendLog("usage ledger", "open")})
 		if err != nil {
 			return nil, fmt.Errorf("usage ledger: %w", err)
 		}

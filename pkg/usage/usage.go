@@ -1,4 +1,4 @@
-package budget
+package usage
 
 import (
 	"cmp"
@@ -32,7 +32,7 @@ type Usage struct {
 	// Model is the model that served the call; the model row is
 	// "<provider>/<model>".
 	Model string
-	// CostNanos is the call's cost in nano-dollars ([Nanos] of the USD
+	// CostNanos is the call's cost in nano-dollars (budget.Nanos of the USD
 	// cost). It is added as given; normally 0 when CostKnown is false.
 	// Negative values count as 0.
 	CostNanos int64
@@ -63,20 +63,6 @@ type Ledger interface {
 	Status(ctx context.Context) BackendStatus
 	// Close releases the backend's resources.
 	Close() error
-}
-
-// NewLedger returns the ledger of cfg's backend (memory or redis), whether
-// or not cfg.Enabled is set: spend is recorded even when budgets are not
-// enforced. cfg is validated and defaulted first.
-func NewLedger(ctx context.Context, cfg Config, hooks Hooks) (Ledger, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	cfg.ApplyDefaults()
-	if cfg.Backend == BackendRedis {
-		return NewRedisLedger(ctx, cfg, hooks)
-	}
-	return NewMemoryLedger(cfg), nil
 }
 
 // Report is the body of GET /usage: spend for today and this month.
@@ -188,7 +174,7 @@ func (u *Usage) names() [numDims]string {
 }
 
 // newPeriod returns the empty period w idx.
-func newPeriod(w Window, idx int64) Period {
+func newPeriod(w quota.Window, idx int64) Period {
 	return Period{
 		Name:    windowLabel(w, idx),
 		Start:   w.Start(idx),

@@ -1,4 +1,4 @@
-package budget
+package usage
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // ledgerMetrics are the per-name counters of a dimension, in the order of
@@ -119,15 +121,15 @@ func (l *RedisLedger) Record(ctx context.Context, u Usage, now time.Time) error 
 	}
 	u = u.normalize()
 	names := u.names()
-	day, month := WindowDay.Index(now), WindowMonth.Index(now)
+	day, month := quota.Day.Index(now), quota.Month.Index(now)
 	unknown := 0
 	if !u.CostKnown {
 		unknown = 1
 	}
 	err := recordScript.Run(ctx, l.conn.client, l.keysFor(day, month),
 		u.CostNanos, u.InputTokens, u.OutputTokens, unknown, l.cfg.MaxUsageNames,
-		ttlMillis(WindowDay.End(day).Add(UsageRetention), now),
-		ttlMillis(WindowMonth.End(month).Add(UsageRetention), now),
+		ttlMillis(quota.Day.End(day).Add(UsageRetention), now),
+		ttlMillis(quota.Month.End(month).Add(UsageRetention), now),
 		names[dimUser], names[dimKey], names[dimModel]).Err()
 	if err != nil {
 		return l.conn.fail(ctx, "record", err)
@@ -143,15 +145,15 @@ func (l *RedisLedger) keysFor(day, month int64) []string {
 		return k.keys
 	}
 	keys := make([]string, 0, 2*keysPerPeriod)
-	keys = l.appendPeriodKeys(keys, WindowDay, day)
-	keys = l.appendPeriodKeys(keys, WindowMonth, month)
+	keys = l.appendPeriodKeys(keys, quota.Day, day)
+	keys = l.appendPeriodKeys(keys, quota.Month, month)
 	l.keys.Store(&ledgerKeys{day: day, month: month, keys: keys})
 	return keys
 }
 
-func (l *RedisLedger) appendPeriodKeys(dst []string, w Window, idx int64) []string {
+func (l *RedisLedger) appendPeriodKeys(dst []string, w quota.Window, idx int64) []string {
 	base := l.conn.tag + "usage:d:"
-	if w == WindowMonth {
+	if w == quota.Month {
 		base = l.conn.tag + "usage:mo:"
 	}
 	base += strconv.FormatInt(idx, 10) + ":"
@@ -174,7 +176,7 @@ func (l *RedisLedger) Report(ctx context.Context, now time.Time) (Report, error)
 	if !l.conn.health.Admit() {
 		return rep, l.conn.skipped("report")
 	}
-	day, month := WindowDay.Index(now), WindowMonth.Index(now)
+	day, month := quota.Day.Index(now), quota.Month.Index(now)
 	keys := l.keysFor(day, month)
 	pipe := l.conn.client.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(keys))
@@ -185,10 +187,10 @@ func (l *RedisLedger) Report(ctx context.Context, now time.Time) (Report, error)
 		return rep, l.conn.fail(ctx, "report", err)
 	}
 	l.conn.health.Observe(nil)
-	for p, w := range []Window{WindowDay, WindowMonth} {
+	for p, w := range []quota.Window{quota.Day, quota.Month} {
 		dst := &rep.Today
 		idx := day
-		if w == WindowMonth {
+		if w == quota.Month {
 			dst, idx = &rep.Month, month
 		}
 		*dst = newPeriod(w, idx)

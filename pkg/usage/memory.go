@@ -1,9 +1,11 @@
-package budget
+package usage
 
 import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // MemoryLedger is the in-process ledger: this instance's spend only, lost on
@@ -23,7 +25,7 @@ type MemoryLedger struct {
 }
 
 type memPeriod struct {
-	window Window
+	window quota.Window
 	index  int64
 	total  Totals
 	dims   [numDims]map[string]*Totals
@@ -36,7 +38,7 @@ var _ Ledger = (*MemoryLedger)(nil)
 func NewMemoryLedger(cfg Config) *MemoryLedger {
 	cfg.ApplyDefaults()
 	l := &MemoryLedger{maxNames: cfg.MaxUsageNames, rows: cfg.ReportRows}
-	l.periods[0].window, l.periods[1].window = WindowDay, WindowMonth
+	l.periods[0].window, l.periods[1].window = quota.Day, quota.Month
 	for i := range l.periods {
 		l.periods[i].index = -1 << 62
 	}

@@ -1,4 +1,4 @@
-package budget
+package usage
 
 import (
 	"context"
