@@ -1,7 +1,6 @@
 // Package budget enforces daily and monthly USD spend limits per API key
-// and per user before a call reaches the vendor, and keeps the spend ledger
-// that GET /usage reports, on one instance (memory backend) or exactly
-// across many (Redis backend).
+// and per user before a call reaches the vendor, on one instance (memory
+// backend) or exactly across many (Redis backend).
 //
 // # Lifecycle
 //

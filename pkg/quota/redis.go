@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strconv"
 	"sync"
@@ -433,23 +432,11 @@ func (r *Redis) adjustGroup(ctx context.Context, res Reservation, members []int,
 	return r.run(ctx, adjustScript, keys, args).Err()
 }
 
-// run runs s once more after a connection error that is not a timeout:
-// both scripts are idempotent by their marker.
+// run runs s (EVALSHA, then EVAL when the server lacks the script).
+// Commands are never retried here: a failed adjustment is queued, a failed
+// reservation is the fail mode's to handle.
 func (r *Redis) run(ctx context.Context, s *redis.Script, keys []string, args []any) *redis.Cmd {
-	cmd := s.Run(ctx, r.client, keys, args...)
-	var ne net.Error
-	if err := cmd.Err(); err != nil && ctx.Err() == nil && !errors.Is(err, redis.Nil) &&
-		!(errors.As(err, &ne) && ne.Timeout()) && isConnError(err) {
-		cmd = s.Run(ctx, r.client, keys, args...)
-	}
-	return cmd
-}
-
-// isConnError reports whether err is a transport failure rather than a
-// reply from Redis (a script error, a refused command).
-func isConnError(err error) bool {
-	var re redis.Error
-	return !errors.As(err, &re)
+	return s.Run(ctx, r.client, keys, args...)
 }
 
 // Status implements [Store.Status]. It pings Redis with ctx.

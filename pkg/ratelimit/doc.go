@@ -30,27 +30,19 @@
 // [Config.Global], [Config.PerProvider] and [Overrides.PerModel]. A request
 // without a user id or key skips that scope.
 //
-// # Algorithm
+// # Admission
 //
-// Windows are fixed and aligned to UTC (minutes and days since the Unix
-// epoch). Each (scope, window) counts requests and tokens on the
-// [quota] engine. Checks run in order (global, provider, model, key, user;
-// minute before day; requests before tokens) and the first failing one is
-// reported in the [Decision]. A request is refused when
-//
-//   - requests + 1 > request limit, or
-//   - tokens > 0 and (tokens >= token limit or tokens + charge > token limit).
-//
-// The "tokens > 0" clause is the optimistic first request: the first
-// request of a window passes the token check even when its charge alone is
-// above the limit, so an over-estimate never blocks a window outright.
-// Admission is all-or-nothing: a refusal charges no counter.
-//
-// The charge is the estimated input tokens, plus, with
+// Windows are fixed UTC minutes and days, counted on the [quota] engine.
+// Checks run in order (global, provider, model, key, user; minute before
+// day; requests before tokens) and the first failing one is reported in the
+// [Decision]. A request is refused when requests + 1 > request limit, or
+// when tokens > 0 and (tokens >= token limit or tokens + charge > token
+// limit): the "tokens > 0" clause is the optimistic first request, so an
+// over-estimate never blocks a window outright. Admission is
+// all-or-nothing. The charge is the estimated input tokens, plus, with
 // [Config.CountOutputTokens], the request's output cap or
-// [Config.DefaultMaxOutputTokens]. Settle replaces the charge with the
-// actual count in each charged window that has not rotated since; counters
-// never go below 0.
+// [Config.DefaultMaxOutputTokens]; Settle replaces it with the actual count
+// in each charged window that has not rotated since.
 //
 // # Backends
 //
