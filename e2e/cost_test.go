@@ -24,6 +24,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/cost"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
 // Test prices, USD per million tokens, chosen so costs are easy to check by
@@ -194,7 +195,7 @@ func TestUsageEndpoint(t *testing.T) {
 	waitRecords(t, filepath.Join(dir, "costs.jsonl"), 1)
 	resp, err := httpClient().Get(s.adminURL + "/usage")
 	require.NoError(t, err)
-	var rep budget.Report
+	var rep usage.Report
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&rep))
 	resp.Body.Close()
 	require.EqualValues(t, 1, rep.Today.Total.Requests)
@@ -261,9 +262,9 @@ func TestBudgetAcrossInstancesZeroDrift(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: rdb.Addr})
 	defer client.Close()
 	day := midMinute.Unix() / 86400
-	spent, err := client.HGet(t.Context(), fmt.Sprintf("{llmproxy:budget}:d:%d:user:bea", day), "s").Int64()
+	spent, err := client.HGet(t.Context(), fmt.Sprintf("llmproxy:budget:{user:bea}:d:%d", day), "s").Int64()
 	require.NoError(t, err)
-	require.EqualValues(t, budget.Micros(sum), spent)
+	require.EqualValues(t, budget.Nanos(sum), spent)
 	require.InDelta(t, 0.015, sum, 1e-12)
-	require.Less(t, math.Abs(float64(spent)-15000), 1.0)
+	require.Less(t, math.Abs(float64(spent)-15_000_000), 1.0)
 }

@@ -213,19 +213,40 @@ func TestRateLimitTokensCountEstimateThenActual(t *testing.T) {
 // its own emulated Envoy, in front of one fake vendor.
 func twoInstances(t *testing.T, rdb *redistest.Server, clk *clock, f func(*ratelimit.Config)) [2]*emulated {
 	t.Helper()
+	return twoInstancesOn(t, ratelimit.RedisConfig{Address: rdb.Addr}, clk, f)
+}
+
+// twoInstancesOn is twoInstances on any Redis deployment.
+func twoInstancesOn(t *testing.T, rc ratelimit.RedisConfig, clk *clock, f func(*ratelimit.Config)) [2]*emulated {
+	t.Helper()
 	opt := limits(func(c *ratelimit.Config) {
 		c.Backend = ratelimit.BackendRedis
-		c.Redis.Address = rdb.Addr
+		c.Redis = rc
 		f(c)
 	})
 	return [2]*emulated{startEmulated(t, withClock(clk.Now), opt), startEmulated(t, withClock(clk.Now), opt)}
 }
 
 func TestRateLimitExactAcrossInstancesOnRedis(t *testing.T) {
-	rdb := redistest.Start(t)
-	const limit, calls = 100, 2000
-	gws := twoInstances(t, rdb, newClock(midMinute), func(c *ratelimit.Config) {
-		c.Limits = ratelimit.Limits{RequestsPerMinute: limit}
+	exactAcrossInstances(t, ratelimit.RedisConfig{Address: redistest.Start(t).Addr}, 100, 2000)
+}
+
+// The same on a Sentinel-watched master and on a three-master Cluster (one
+// user scope: one slot, so exact there too).
+func TestRateLimitExactAcrossInstancesOnSentinelAndCluster(t *testing.T) {
+	t.Run("sentinel", func(t *testing.T) {
+		s := redistest.StartSentinel(t)
+		exactAcrossInstances(t, ratelimit.RedisConfig{Mode: "sentinel", Addresses: []string{s.Sentinel.Addr},
+			MasterName: redistest.MasterName}, 40, 300)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		exactAcrossInstances(t, ratelimit.RedisConfig{Mode: "cluster", Addresses: redistest.StartCluster(t).Addrs()}, 40, 300)
+	})
+}
+
+func exactAcrossInstances(t *testing.T, rc ratelimit.RedisConfig, limit, calls int) {
+	gws := twoInstancesOn(t, rc, newClock(midMinute), func(c *ratelimit.Config) {
+		c.Limits = ratelimit.Limits{RequestsPerMinute: int64(limit)}
 	})
 	var ok, refused atomic.Int64
 	var wg sync.WaitGroup
@@ -311,7 +332,7 @@ func TestRateLimitZeroDriftWithFaults(t *testing.T) {
 	}
 	client := redis.NewClient(&redis.Options{Addr: rdb.Addr})
 	defer client.Close()
-	key := fmt.Sprintf("{llmproxy:rl}:m:%d:global", midMinute.Unix()/60)
+	key := fmt.Sprintf("llmproxy:rl:{global}:m:%d", midMinute.Unix()/60)
 	require.Eventually(t, func() bool {
 		settled = settledTokens(t, gws)
 		got, err := client.HGet(t.Context(), key, "t").Int64()

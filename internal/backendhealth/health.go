@@ -21,6 +21,14 @@ type Status struct {
 	LastError string `json:"last_error,omitempty"`
 	// LastErrorAt is when LastError happened.
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Fallback is "local" while a quota store serves from in-process
+	// counters (fail mode local), else empty.
+	Fallback string `json:"fallback,omitempty"`
+	// PendingAdjustments is how many failed settlements wait for their
+	// background retry; DroppedAdjustments how many the bounded queue
+	// gave up.
+	PendingAdjustments int   `json:"pending_adjustments,omitempty"`
+	DroppedAdjustments int64 `json:"dropped_adjustments,omitempty"`
 }
 
 // Tracker follows one backend. Retry intervals use the wall clock, not the

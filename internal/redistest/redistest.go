@@ -1,6 +1,8 @@
-// Package redistest starts a real redis-server for tests, on a free
-// loopback port with no persistence, and stops it when the test ends. Tests
-// that need Redis skip, saying why, when no redis-server binary is
+// Package redistest starts real Redis deployments for tests on free
+// loopback ports with no persistence, and stops them when the test ends: a
+// single server ([Start]), a master with a replica watched by Sentinel
+// ([StartSentinel]) and a three-master Cluster ([StartCluster]). Tests skip,
+// saying why, when redis-server (or, for a cluster, redis-cli) is not
 // installed (.ci/run installs Debian's redis-server).
 package redistest
 
@@ -16,10 +18,12 @@ import (
 	"time"
 )
 
-// Server is a running redis-server.
+// Server is one running redis-server process.
 type Server struct {
 	// Addr is host:port on 127.0.0.1.
 	Addr string
+	bin  string
+	args []string // everything but --port
 	cmd  *exec.Cmd
 }
 
@@ -27,65 +31,124 @@ type Server struct {
 // t.Cleanup. It skips the test when redis-server is not installed.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	return startServer(t, lookPath(t, "redis-server"))
+}
+
+func lookPath(t testing.TB, name string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
 	if err != nil {
-		t.Skip("redis-server not installed (apt-get install redis-server; .ci/run does it)")
+		t.Skipf("%s not installed (apt-get install redis-server; .ci/run does it)", name)
 	}
-	for attempt := 0; attempt < 5; attempt++ {
+	return bin
+}
+
+// startServer starts bin with extra arguments on a free port, retrying on
+// another port when the first is taken meanwhile.
+func startServer(t testing.TB, bin string, extra ...string) *Server {
+	t.Helper()
+	args := []string{"--bind", "127.0.0.1", "--dir", t.TempDir(), "--protected-mode", "yes", "--loglevel", "warning"}
+	if len(extra) == 2 && extra[0] == "--sentinel" {
+		// redis-server <config file> --sentinel: the file must come first;
+		// a Sentinel keeps no data set.
+		args = append([]string{extra[1], "--sentinel"}, args...)
+	} else {
+		args = append(append(args, "--save", "", "--appendonly", "no"), extra...)
+	}
+	for range 5 {
 		port, err := freePort()
 		if err != nil {
 			t.Fatalf("find a free port: %v", err)
 		}
-		s, err := start(bin, port, t.TempDir())
-		if err != nil {
-			t.Logf("redis-server on port %d: %v; retrying", port, err)
+		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, args: args}
+		if err := s.start(); err != nil {
+			t.Logf("%s on port %d: %v; retrying", bin, port, err)
 			continue
 		}
 		t.Cleanup(s.Stop)
 		return s
 	}
-	t.Fatal("could not start redis-server")
+	t.Fatalf("could not start %s", bin)
 	return nil
 }
 
-func start(bin string, port int, dir string) (*Server, error) {
-	cmd := exec.Command(bin,
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
-		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning")
+func (s *Server) start() error {
+	_, port, _ := net.SplitHostPort(s.Addr)
+	cmd := exec.Command(s.bin, append(append([]string{}, s.args...), "--port", port)...)
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start: %w", err)
+		return fmt.Errorf("start: %w", err)
 	}
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd}
+	s.cmd = cmd
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if s.Ping() == nil {
-			return s, nil
+			return nil
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.Stop()
-	return nil, fmt.Errorf("no PONG within 10s")
+	return fmt.Errorf("no PONG within 10s")
 }
 
 // Ping sends PING over a raw connection and expects PONG.
 func (s *Server) Ping() error {
-	conn, err := net.DialTimeout("tcp", s.Addr, time.Second)
+	line, err := Do(s.Addr, "PING")
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "+PONG") {
+	if line != "+PONG" {
 		return fmt.Errorf("unexpected reply %q", line)
 	}
 	return nil
+}
+
+// Do sends one command to addr over a raw connection and returns the first
+// line of the reply (like "+OK" or "$5"); for a bulk reply, the bulk itself.
+func Do(addr string, args ...string) (string, error) {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := conn.Write([]byte(b.String())); err != nil {
+		return "", err
+	}
+	r := bufio.NewReader(conn)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if strings.HasPrefix(line, "$") {
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return line, nil
+		}
+		buf := make([]byte, n+2)
+		if _, err := ioReadFull(r, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+	return line, nil
+}
+
+func ioReadFull(r *bufio.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // Stop kills the server and waits for it. It is safe to call twice.
@@ -98,20 +161,19 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
-// Restart stops the server and starts a new one on the same address, empty.
-// Tests use it to simulate an outage and a recovery.
+// Restart stops the server and starts a new one on the same address with
+// the same arguments (an empty data set for a plain server). Tests use it
+// to simulate an outage and a recovery.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.Stop()
-	bin, _ := exec.LookPath("redis-server")
-	_, portStr, _ := net.SplitHostPort(s.Addr)
-	port, _ := strconv.Atoi(portStr)
-	ns, err := start(bin, port, t.TempDir())
-	if err != nil {
-		t.Fatalf("restart redis-server: %v", err)
+	if err := s.start(); err != nil {
+		t.Fatalf("restart %s: %v", s.bin, err)
 	}
-	s.cmd = ns.cmd
 }
+
+// Running reports whether the process is up (not stopped).
+func (s *Server) Running() bool { return s.cmd != nil }
 
 func freePort() (int, error) {
 	var lc net.ListenConfig
@@ -121,4 +183,17 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitFor polls cond until it holds or timeout passes (a hang guard for
+// processes converging, not a timing assumption).
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cond()
 }

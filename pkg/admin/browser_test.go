@@ -64,7 +64,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	var wantSpend = map[string]float64{}
 	for _, c := range calls {
 		s.Add(Sample{Time: at(c.ago), Provider: c.provider, Model: c.model, User: c.user, KeyID: c.key, Class: c.class,
-			CostMicros: c.costMicros, InputTokens: c.in, OutputTokens: c.out, Duration: time.Duration(c.ms) * time.Millisecond})
+			CostNanos: c.costMicros * 1000, InputTokens: c.in, OutputTokens: c.out, Duration: time.Duration(c.ms) * time.Millisecond})
 		wantSpend[c.provider+"/"+c.model] += float64(c.costMicros) / 1e6
 	}
 	until := now.Add(4 * time.Minute)

@@ -111,7 +111,7 @@ func decode[T any](t *testing.T, rec *httptest.ResponseRecorder) T {
 
 func TestConsoleAPI(t *testing.T) {
 	s := NewSeries(SeriesOptions{})
-	s.Add(Sample{Time: seriesNow, Provider: "openai", Model: "gpt-4o", User: "alice", Class: ClassOK, CostMicros: 2_000_000,
+	s.Add(Sample{Time: seriesNow, Provider: "openai", Model: "gpt-4o", User: "alice", Class: ClassOK, CostNanos: 2_000_000,
 		Duration: 40 * time.Millisecond})
 	var top int
 	until := seriesNow.Add(time.Minute)
@@ -126,7 +126,7 @@ func TestConsoleAPI(t *testing.T) {
 	u := decode[UsageSeries](t, do(h, "/api/v1/usage?range=today&by=user"))
 	require.Equal(t, "user", u.By)
 	require.Equal(t, "alice", u.Series[0].Name)
-	require.Equal(t, int64(2_000_000), u.Series[0].Points[14].CostMicros)
+	require.Equal(t, int64(2_000_000), u.Series[0].Points[14].CostNanos)
 	require.Equal(t, Range7d, decode[UsageSeries](t, do(h, "/api/v1/usage?range=7d")).Range)
 	require.Equal(t, ByModel, decode[UsageSeries](t, do(h, "/api/v1/usage")).By)
 

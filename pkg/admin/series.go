@@ -24,8 +24,8 @@ type Sample struct {
 	// Class is the call's outcome class, one of the Class* constants;
 	// anything else counts as [ClassOther].
 	Class string
-	// CostMicros is the call's cost in micro-dollars; negative counts as 0.
-	CostMicros int64
+	// CostNanos is the call's cost in nano-dollars; negative counts as 0.
+	CostNanos int64
 	// InputTokens and OutputTokens are the billed tokens; negative counts
 	// as 0.
 	InputTokens, OutputTokens int64
@@ -102,21 +102,21 @@ type Series struct {
 // Totals are summed usage in a bucket or a row.
 type Totals struct {
 	Requests     int64 `json:"requests"`
-	CostMicros   int64 `json:"cost_micros"`
+	CostNanos    int64 `json:"cost_nanos"`
 	InputTokens  int64 `json:"input_tokens"`
 	OutputTokens int64 `json:"output_tokens"`
 }
 
 func (t *Totals) add(s *Sample) {
 	t.Requests++
-	t.CostMicros += max(s.CostMicros, 0)
+	t.CostNanos += max(s.CostNanos, 0)
 	t.InputTokens += max(s.InputTokens, 0)
 	t.OutputTokens += max(s.OutputTokens, 0)
 }
 
 func (t *Totals) merge(o Totals) {
 	t.Requests += o.Requests
-	t.CostMicros += o.CostMicros
+	t.CostNanos += o.CostNanos
 	t.InputTokens += o.InputTokens
 	t.OutputTokens += o.OutputTokens
 }
@@ -308,7 +308,7 @@ func topSeries(rows map[string][]Totals, top, n int) []NamedSeries {
 		all = append(all, ns)
 	}
 	slices.SortFunc(all, func(a, b NamedSeries) int {
-		if c := cmp.Compare(b.Total.CostMicros, a.Total.CostMicros); c != 0 {
+		if c := cmp.Compare(b.Total.CostNanos, a.Total.CostNanos); c != 0 {
 			return c
 		}
 		if c := cmp.Compare(b.Total.Requests, a.Total.Requests); c != 0 {

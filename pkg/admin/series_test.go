@@ -12,25 +12,25 @@ var seriesNow = time.Date(2030, 5, 6, 14, 30, 0, 0, time.UTC)
 func TestSeriesUsageToday(t *testing.T) {
 	s := NewSeries(SeriesOptions{})
 	s.Add(Sample{Time: seriesNow.Add(-2 * time.Hour), Provider: "openai", Model: "gpt-4o", User: "alice", KeyID: "k1",
-		Class: ClassOK, CostMicros: 1_500_000, InputTokens: 100, OutputTokens: 50})
+		Class: ClassOK, CostNanos: 1_500_000, InputTokens: 100, OutputTokens: 50})
 	s.Add(Sample{Time: seriesNow, Provider: "openai", Model: "gpt-4o", User: "bob", Class: ClassOK,
-		CostMicros: 500_000, InputTokens: 10, OutputTokens: 5})
-	s.Add(Sample{Time: seriesNow, Provider: "anthropic", Model: "claude", Class: ClassUpstreamError, CostMicros: -3})
+		CostNanos: 500_000, InputTokens: 10, OutputTokens: 5})
+	s.Add(Sample{Time: seriesNow, Provider: "anthropic", Model: "claude", Class: ClassUpstreamError, CostNanos: -3})
 	// Yesterday: outside today, inside 7d.
-	s.Add(Sample{Time: seriesNow.Add(-24 * time.Hour), Provider: "gemini", Model: "flash", Class: ClassOK, CostMicros: 7})
+	s.Add(Sample{Time: seriesNow.Add(-24 * time.Hour), Provider: "gemini", Model: "flash", Class: ClassOK, CostNanos: 7})
 
 	u := s.Usage(RangeToday, ByModel, 8, seriesNow)
 	require.Equal(t, int64(3600), u.StepSeconds)
 	require.Len(t, u.Buckets, 15) // 00:00 .. 14:00
 	require.Equal(t, time.Date(2030, 5, 6, 0, 0, 0, 0, time.UTC), u.Buckets[0])
-	require.Equal(t, Totals{Requests: 3, CostMicros: 2_000_000, InputTokens: 110, OutputTokens: 55}, u.Total)
+	require.Equal(t, Totals{Requests: 3, CostNanos: 2_000_000, InputTokens: 110, OutputTokens: 55}, u.Total)
 	require.Equal(t, int64(2), u.Points[14].Requests)
 	require.Len(t, u.Series, 2)
 	require.Equal(t, "openai/gpt-4o", u.Series[0].Name)
-	require.Equal(t, int64(1_500_000), u.Series[0].Points[12].CostMicros)
-	require.Equal(t, int64(500_000), u.Series[0].Points[14].CostMicros)
+	require.Equal(t, int64(1_500_000), u.Series[0].Points[12].CostNanos)
+	require.Equal(t, int64(500_000), u.Series[0].Points[14].CostNanos)
 	require.Equal(t, "anthropic/claude", u.Series[1].Name)
-	require.Equal(t, int64(0), u.Series[1].Total.CostMicros, "negative cost counts as 0")
+	require.Equal(t, int64(0), u.Series[1].Total.CostNanos, "negative cost counts as 0")
 
 	byUser := s.Usage(RangeToday, ByUser, 8, seriesNow)
 	require.Len(t, byUser.Series, 2, "a call without a user is in no user row")
@@ -47,7 +47,7 @@ func TestSeriesUsageToday(t *testing.T) {
 func TestSeriesTopFoldsIntoOther(t *testing.T) {
 	s := NewSeries(SeriesOptions{MaxNames: 3})
 	for i, name := range []string{"a", "b", "c", "d", "e"} {
-		s.Add(Sample{Time: seriesNow, User: name, Class: ClassOK, CostMicros: int64(10 * (i + 1))})
+		s.Add(Sample{Time: seriesNow, User: name, Class: ClassOK, CostNanos: int64(10 * (i + 1))})
 	}
 	// MaxNames folds d and e into (other) at record time.
 	u := s.Usage(RangeToday, ByUser, 10, seriesNow)
@@ -56,24 +56,24 @@ func TestSeriesTopFoldsIntoOther(t *testing.T) {
 		names = append(names, ns.Name)
 	}
 	require.Equal(t, []string{OtherName, "c", "b", "a"}, names)
-	require.Equal(t, int64(90), u.Series[0].Total.CostMicros)
+	require.Equal(t, int64(90), u.Series[0].Total.CostNanos)
 	// top 2 folds the rest, merging the existing (other) row.
 	u = s.Usage(RangeToday, ByUser, 2, seriesNow)
 	require.Len(t, u.Series, 2)
 	require.Equal(t, "c", u.Series[0].Name)
 	require.Equal(t, OtherName, u.Series[1].Name)
-	require.Equal(t, int64(120), u.Series[1].Total.CostMicros) // 90 + b 20 + a 10
+	require.Equal(t, int64(120), u.Series[1].Total.CostNanos) // 90 + b 20 + a 10
 }
 
 func TestSeriesForgetsOldBuckets(t *testing.T) {
 	s := NewSeries(SeriesOptions{})
-	s.Add(Sample{Time: seriesNow.Add(-9 * 24 * time.Hour), Provider: "openai", Class: ClassOK, CostMicros: 5})
+	s.Add(Sample{Time: seriesNow.Add(-9 * 24 * time.Hour), Provider: "openai", Class: ClassOK, CostNanos: 5})
 	require.Zero(t, s.Usage(Range7d, ByProvider, 8, seriesNow).Total.Requests)
 	// A newer hour owns the slot; a late sample for the old hour is dropped.
 	slotOwner := seriesNow.Add(-9*24*time.Hour + 8*24*time.Hour)
-	s.Add(Sample{Time: slotOwner, Provider: "openai", Class: ClassOK, CostMicros: 1})
-	s.Add(Sample{Time: seriesNow.Add(-9 * 24 * time.Hour), Provider: "openai", Class: ClassOK, CostMicros: 5})
-	require.Equal(t, int64(1), s.Usage(Range7d, ByProvider, 8, seriesNow).Total.CostMicros)
+	s.Add(Sample{Time: slotOwner, Provider: "openai", Class: ClassOK, CostNanos: 1})
+	s.Add(Sample{Time: seriesNow.Add(-9 * 24 * time.Hour), Provider: "openai", Class: ClassOK, CostNanos: 5})
+	require.Equal(t, int64(1), s.Usage(Range7d, ByProvider, 8, seriesNow).Total.CostNanos)
 }
 
 func TestSeriesTraffic(t *testing.T) {

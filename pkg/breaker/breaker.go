@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 )
 
 // ErrNoProvider is returned by [Breaker.Allow] for an empty provider name;
@@ -157,12 +159,12 @@ func New(ctx context.Context, cfg Config, o Options) (*Breaker, error) {
 	}
 	client := o.RedisClient
 	if client == nil {
-		opts, err := cfg.RedisOptions()
+		shared, err := redisconf.Default.Client(cfg.Redis, redisProfile)
 		if err != nil {
 			return nil, fmt.Errorf("breaker redis: %w", err)
 		}
-		client = redis.NewClient(opts)
-		b.client = client
+		client = shared
+		b.client = shared
 	}
 	rs := NewRedis(client, cfg.KeyPrefix, cfg.Policy())
 	b.fb = &fallback{primary: rs, mem: mem, onChange: o.Hooks.OnBackendChange}

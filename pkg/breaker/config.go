@@ -7,7 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 )
 
 // Mode values for [Config.Mode].
@@ -117,19 +117,11 @@ type Config struct {
 	KeyPrefix string `json:"key_prefix"`
 }
 
-// RedisConfig locates the Redis server. URL is parsed first; a non-empty
-// Address or Password overrides it, and DB overrides it when set (an
-// explicit 0 wins).
-type RedisConfig struct {
-	// URL is a redis:// or rediss:// URL.
-	URL string `json:"url"`
-	// Address is host:port.
-	Address string `json:"address"`
-	// Password authenticates the connection.
-	Password string `json:"password"`
-	// DB selects the logical database when not nil.
-	DB *int `json:"db,omitempty"`
-}
+// RedisConfig locates the Redis deployment: mode single, sentinel or
+// cluster, addresses, master_name, username, password, db, tls, and the
+// older url and address keys as aliases (see internal/redisconf; a
+// non-empty address or password overrides the url's, and db when set).
+type RedisConfig = redisconf.Config
 
 // ApplyDefaults replaces every zero field with its default.
 func (c *Config) ApplyDefaults() {
@@ -235,66 +227,16 @@ func (c *Config) Validate() error {
 	if strings.ContainsAny(c.KeyPrefix, " \t\r\n") {
 		bad("key_prefix", "must not contain whitespace, got %q", c.KeyPrefix)
 	}
-	if c.Redis.DB != nil && *c.Redis.DB < 0 {
-		bad("redis.db", "must not be negative, got %d", *c.Redis.DB)
-	}
 	if c.Backend == BackendRedis {
-		if c.Redis.URL == "" && c.Redis.Address == "" {
-			bad("redis", "url or address is required when backend is %q", BackendRedis)
-		}
-		if c.Redis.URL != "" {
-			if _, err := redis.ParseURL(c.Redis.URL); err != nil {
-				// The URL may hold a password: report the parse error only.
-				bad("redis.url", "invalid: %v", redactURLError(err))
-			}
-		}
+		errs = append(errs, c.Redis.Validate(configPath+".redis"))
 	}
 	return errors.Join(errs...)
 }
 
-// redactURLError keeps a URL parse error from echoing the URL (and its
-// password) back into logs.
-func redactURLError(err error) string {
-	msg := err.Error()
-	if i := strings.LastIndex(msg, ": "); i >= 0 {
-		return msg[i+2:]
-	}
-	return msg
-}
-
-// RedisOptions builds go-redis options from c.Redis: URL first, then
-// Address, Password and DB overlays, with short timeouts so an unreachable
-// server is noticed quickly and the breaker falls back to memory.
-func (c *Config) RedisOptions() (*redis.Options, error) {
-	o := &redis.Options{}
-	if c.Redis.URL != "" {
-		u, err := redis.ParseURL(c.Redis.URL)
-		if err != nil {
-			return nil, fmt.Errorf("parse redis url: %s", redactURLError(err))
-		}
-		o = u
-	}
-	if c.Redis.Address != "" {
-		o.Addr = c.Redis.Address
-	}
-	if c.Redis.Password != "" {
-		o.Password = c.Redis.Password
-	}
-	if c.Redis.DB != nil {
-		o.DB = *c.Redis.DB
-	}
-	if o.Addr == "" {
-		return nil, errors.New("redis address is empty")
-	}
-	o.DialTimeout = defaultRedisTimeout
-	o.ReadTimeout = defaultRedisTimeout
-	o.WriteTimeout = defaultRedisTimeout
-	// Fail fast: an unreachable server sends the breaker to its memory
-	// fallback, which retries Redis on its own backoff.
-	o.MaxRetries = -1
-	o.DialerRetries = 1
-	return o, nil
-}
+// redisProfile is how the breaker's client behaves: short timeouts so an
+// unreachable server is noticed quickly and the breaker falls back to
+// memory (which retries Redis on its own backoff), and no command retries.
+var redisProfile = redisconf.Profile{DialTimeout: defaultRedisTimeout, IOTimeout: defaultRedisTimeout, MaxRetries: -1}
 
 // Policy returns the state-machine parameters derived from c.
 func (c *Config) Policy() Policy {

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/backendhealth"
 	"time"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
-// ErrBackendUnavailable is wrapped by every error a [Limiter] or [Ledger]
+// ErrBackendUnavailable is wrapped by every error a [Limiter]
 // returns when its backend cannot answer (Redis down, memory table full).
 // For a Limiter the caller then admits or refuses the request according to
 // [Config.FailClosed].
@@ -39,6 +40,9 @@ type Request struct {
 // be settled or cancelled; otherwise the other fields describe the first
 // budget that refused the request.
 type Decision struct {
+	// Degraded is set when the answer came from the in-process fallback of
+	// fail mode local, the shared store being unreachable.
+	Degraded bool
 	// Allowed reports whether the request was admitted and its estimate
 	// reserved.
 	Allowed bool
@@ -50,23 +54,23 @@ type Decision struct {
 	Scope string
 	// Window is the refusing budget's window.
 	Window Window
-	// LimitMicros is the refusing limit, in micro-dollars per Window.
-	LimitMicros int64
-	// SpendMicros is what the window held at the refusal: settled spend
-	// plus outstanding reservations, in micro-dollars. It can exceed
-	// LimitMicros when actual costs came out above their estimates.
-	SpendMicros int64
-	// EstimateMicros is the refused request's estimate, in micro-dollars.
-	EstimateMicros int64
+	// LimitNanos is the refusing limit, in nano-dollars per Window.
+	LimitNanos int64
+	// SpendNanos is what the window held at the refusal: settled spend
+	// plus outstanding reservations, in nano-dollars. It can exceed
+	// LimitNanos when actual costs came out above their estimates.
+	SpendNanos int64
+	// EstimateNanos is the refused request's estimate, in nano-dollars.
+	EstimateNanos int64
 	// Reset is when the refusing window ends and its budget is new again.
 	Reset time.Time
 }
 
-// LimitUSD is [Decision.LimitMicros] in USD.
-func (d Decision) LimitUSD() float64 { return USD(d.LimitMicros) }
+// LimitUSD is [Decision.LimitNanos] in USD.
+func (d Decision) LimitUSD() float64 { return USD(d.LimitNanos) }
 
-// SpendUSD is [Decision.SpendMicros] in USD.
-func (d Decision) SpendUSD() float64 { return USD(d.SpendMicros) }
+// SpendUSD is [Decision.SpendNanos] in USD.
+func (d Decision) SpendUSD() float64 { return USD(d.SpendNanos) }
 
 // Reason is the machine-readable cause of a refusal, for the
 // X-Cost-Limit-Reason header: "daily_cost_limit_exceeded" or
@@ -82,32 +86,27 @@ func (d Decision) Reason() string {
 	}
 }
 
-// Reservation records what [Limiter.Reserve] charged: EstimateMicros in
+// Reservation records what [Limiter.Reserve] charged: EstimateNanos in
 // each of Charges. It is plain data and can be serialised (JSON) and settled
 // by another instance sharing the same backend.
 type Reservation struct {
 	// ID identifies the reservation; settling or cancelling it twice is
 	// harmless because the second call finds the ID gone.
 	ID string `json:"id"`
-	// EstimateMicros is the amount reserved in every window, in
-	// micro-dollars.
-	EstimateMicros int64 `json:"estimate_micros"`
+	// EstimateNanos is the amount reserved in every window, in
+	// nano-dollars.
+	EstimateNanos int64 `json:"estimate_nanos"`
 	// Charges are the windows charged. Empty when no budget applied.
 	Charges []Charge `json:"charges,omitempty"`
 }
 
-// Charge is one window of one budget that a reservation charged.
-type Charge struct {
-	// Scope is the budget's scope, like [Decision.Scope].
-	Scope string `json:"scope"`
-	// Window is the window kind.
-	Window Window `json:"window"`
-	// Index is the window number (see [WindowDay] and [WindowMonth]).
-	Index int64 `json:"index"`
-}
+// Charge is one window of one budget that a reservation charged: its
+// Scope (like [Decision.Scope]), Window and Index (see [WindowDay] and
+// [WindowMonth]).
+type Charge = quota.Charge
 
 // BackendStatus reports a backend's health for /health.
-type BackendStatus = backendhealth.Status
+type BackendStatus = quota.Status
 
 // Hooks observe a limiter or ledger without the package logging or
 // importing metrics. Nil fields are skipped. Hooks run synchronously on the
@@ -129,7 +128,7 @@ type Limiter interface {
 	// estimate would pass it. An error wraps [ErrBackendUnavailable].
 	Reserve(ctx context.Context, req Request, now time.Time) (Decision, error)
 	// Settle replaces the reservation's estimate with actualUSD (converted
-	// by [Micros]) in every charged window still current at now; rotated
+	// by [Nanos]) in every charged window still current at now; rotated
 	// windows keep the estimate. Counters never go below 0. A second Settle
 	// or Cancel of the same reservation does nothing.
 	Settle(ctx context.Context, res Reservation, actualUSD float64, now time.Time) error
@@ -151,16 +150,103 @@ func New(ctx context.Context, cfg Config, hooks Hooks) (Limiter, error) {
 	if !cfg.Enabled {
 		return Nop{}, nil
 	}
-	cfg.ApplyDefaults()
-	switch cfg.Backend {
-	case BackendRedis:
-		return NewRedis(ctx, cfg, hooks)
-	default:
-		m := NewMemory(cfg)
-		m.health = newHealth(BackendMemory, hooks, 0)
-		return m, nil
-	}
+	return open(ctx, cfg, hooks)
 }
+
+// NewMemory returns a limiter on an in-process store for cfg (call
+// cfg.Validate first): this process only, so N replicas each admit the
+// full budgets; bounded by [Config.MaxScopes] (see [quota.Memory]).
+func NewMemory(cfg Config) *Quota {
+	cfg.Backend = BackendMemory
+	q, _ := open(context.Background(), cfg, Hooks{}) // a memory store cannot fail to open
+	return q
+}
+
+// NewRedis returns a limiter on the Redis of cfg (call cfg.Validate
+// first), exact across every instance sharing that Redis and
+// [Config.KeyPrefix], and pings it. An unreachable server is not an error:
+// the limiter starts unhealthy and its calls fail with
+// [ErrBackendUnavailable] (or, with fail mode local, are counted in
+// process) until the server answers. Only unusable settings are an error.
+func NewRedis(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
+	cfg.Backend = BackendRedis
+	return open(ctx, cfg, hooks)
+}
+
+func open(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
+	cfg.ApplyDefaults()
+	sc := quota.StoreConfig{KeyPrefix: cfg.KeyPrefix, MaxScopes: cfg.MaxScopes, FailMode: cfg.FailMode,
+		ExpectedInstances: cfg.ExpectedInstances, OnStateChange: hooks.OnStateChange}
+	if cfg.Backend == BackendRedis {
+		sc.Redis = &cfg.Redis
+	}
+	s, err := quota.Open(ctx, sc, metrics)
+	if err != nil {
+		return nil, err
+	}
+	return &Quota{cfg: cfg, store: s}, nil
+}
+
+// Quota is the [Limiter] on a [quota.Store]: spend counted in every window
+// of [Config.plan]. A reservation that is never settled (a crashed
+// instance) keeps its estimate charged until its last window ends. It is
+// safe for concurrent use.
+type Quota struct {
+	cfg   Config
+	store quota.Store
+}
+
+var _ Limiter = (*Quota)(nil)
+
+// Reserve implements [Limiter.Reserve].
+func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decision, error) {
+	checks := q.cfg.plan(make([]quota.Check, 0, 4), req, now)
+	if len(checks) == 0 {
+		return Decision{Allowed: true}, nil
+	}
+	charge := Nanos(req.EstimatedUSD)
+	r, err := q.store.Reserve(ctx, checks, []int64{charge}, now)
+	if err != nil {
+		return Decision{}, fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
+	}
+	if !r.Allowed {
+		d := denial(checks, r, charge)
+		d.Degraded = r.Degraded
+		return d, nil
+	}
+	return Decision{Allowed: true, Degraded: r.Degraded, Reservation: Reservation{ID: r.Reservation.ID, EstimateNanos: charge,
+		Charges: r.Reservation.Charges}}, nil
+}
+
+// Settle implements [Limiter.Settle].
+func (q *Quota) Settle(ctx context.Context, res Reservation, actualUSD float64, now time.Time) error {
+	return q.adjust(ctx, res, Nanos(actualUSD)-res.EstimateNanos, now)
+}
+
+// Cancel implements [Limiter.Cancel].
+func (q *Quota) Cancel(ctx context.Context, res Reservation, now time.Time) error {
+	return q.adjust(ctx, res, -res.EstimateNanos, now)
+}
+
+func (q *Quota) adjust(ctx context.Context, res Reservation, delta int64, now time.Time) error {
+	if len(res.Charges) == 0 {
+		return nil
+	}
+	qr := quota.Reservation{ID: res.ID, Amounts: []int64{res.EstimateNanos}, Charges: res.Charges}
+	if err := q.store.Adjust(ctx, qr, []int64{delta}, now); err != nil {
+		return fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
+	}
+	return nil
+}
+
+// Status implements [Limiter.Status].
+func (q *Quota) Status(ctx context.Context) BackendStatus { return q.store.Status(ctx) }
+
+// Close implements [Limiter.Close].
+func (q *Quota) Close() error { return q.store.Close() }
+
+// Store returns the store under q, for tests and diagnostics.
+func (q *Quota) Store() quota.Store { return q.store }
 
 // Nop admits everything and charges nothing. Use it when budgets are
 // disabled. The zero value is ready to use.
@@ -186,7 +272,3 @@ func (Nop) Status(context.Context) BackendStatus {
 
 // Close implements [Limiter.Close].
 func (Nop) Close() error { return nil }
-
-func unavailable(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrBackendUnavailable, fmt.Sprintf(format, args...))
-}

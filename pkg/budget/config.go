@@ -3,12 +3,13 @@ package budget
 import (
 	"errors"
 	"fmt"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"math"
 	"sort"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
 // Backend names accepted in [Config.Backend].
@@ -19,16 +20,17 @@ const (
 
 // Fail modes accepted in [Config.FailMode].
 const (
-	FailOpen   = "open"
-	FailClosed = "closed"
+	FailOpen   = quota.FailOpen
+	FailClosed = quota.FailClosed
+	FailLocal  = quota.FailLocal
 )
 
 // Defaults applied by [Config.ApplyDefaults] to zero fields.
 const (
 	DefaultKeyPrefix     = "llmproxy:budget:"
 	DefaultMaxScopes     = 100_000
-	DefaultMaxUsageNames = 10_000
-	DefaultReportRows    = 1000
+	DefaultMaxUsageNames = usage.DefaultMaxUsageNames
+	DefaultReportRows    = usage.DefaultReportRows
 )
 
 // configPath is where the block lives in the YAML configuration; Validate
@@ -46,7 +48,7 @@ const configPath = "features.cost_tracking.budgets"
 // own day and month counters. A request without a key or user id skips that
 // scope; a window whose limit is 0 is unlimited and keeps no counter.
 //
-// Backend, Redis and KeyPrefix are also used by the [Ledger], which records
+// Backend, Redis and KeyPrefix are also used by the usage ledger, which records
 // spend whether or not Enabled is set.
 type Config struct {
 	// Enabled turns budget enforcement on. Default false.
@@ -54,11 +56,17 @@ type Config struct {
 	// Backend is "memory" (default; this process only, so every replica has
 	// its own budget) or "redis" (shared and exact across replicas).
 	Backend string `json:"backend"`
-	// FailMode says what the caller does when the backend fails: "open"
-	// (default; admit the request) or "closed" (refuse it). The limiter
-	// itself only returns an error wrapping [ErrBackendUnavailable]; see
+	// FailMode says what happens while the backend fails: "open"
+	// (default; admit the request), "closed" (refuse it with a 503) or
+	// "local" (backend redis: count in this process at each limit divided
+	// by ExpectedInstances until Redis answers again; answers so decided
+	// carry X-Llm-Proxy-Degraded: local). For open and closed the limiter
+	// returns an error wrapping [ErrBackendUnavailable]; see
 	// [Config.FailClosed].
 	FailMode string `json:"fail_mode"`
+	// ExpectedInstances is how many server instances share the Redis, for
+	// fail mode local. Default 1.
+	ExpectedInstances int `json:"expected_instances"`
 	// Redis configures the redis backend.
 	Redis RedisConfig `json:"redis"`
 	// KeyPrefix starts every Redis key. Default "llmproxy:budget:". It must
@@ -79,7 +87,7 @@ type Config struct {
 	// separately; spend of further names is added to the row "(other)", so
 	// totals stay exact. Default 10000. Applies to both backends.
 	MaxUsageNames int `json:"max_usage_names"`
-	// ReportRows is how many rows, highest cost first, [Ledger.Report]
+	// ReportRows is how many rows, highest cost first, usage.Ledger.Report
 	// returns per dimension. Default 1000.
 	ReportRows int `json:"report_rows"`
 }
@@ -105,7 +113,7 @@ func (p *Policy) limits(id string) Limits {
 }
 
 // Limits are spend limits in USD. A field of 0 means unlimited. Amounts are
-// kept to the micro-dollar ([Micros]).
+// kept to the nano-dollar ([Nanos]).
 type Limits struct {
 	// DailyUSD is the spend allowed per UTC day.
 	DailyUSD float64 `json:"daily_usd"`
@@ -114,7 +122,7 @@ type Limits struct {
 }
 
 // IsZero reports whether l sets no limit.
-func (l Limits) IsZero() bool { return Micros(l.DailyUSD) == 0 && Micros(l.MonthlyUSD) == 0 }
+func (l Limits) IsZero() bool { return Nanos(l.DailyUSD) == 0 && Nanos(l.MonthlyUSD) == 0 }
 
 // RedisConfig locates the Redis server of the redis backend. URL wins over
 // the other fields.
@@ -127,6 +135,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.FailMode == "" {
 		c.FailMode = FailOpen
+	}
+	if c.ExpectedInstances == 0 {
+		c.ExpectedInstances = 1
 	}
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = DefaultKeyPrefix
@@ -161,9 +172,12 @@ func (c Config) Validate() error {
 		bad("backend", "must be %q or %q, got %q", BackendMemory, BackendRedis, c.Backend)
 	}
 	switch c.FailMode {
-	case "", FailOpen, FailClosed:
+	case "", FailOpen, FailClosed, FailLocal:
 	default:
-		bad("fail_mode", "must be %q or %q, got %q", FailOpen, FailClosed, c.FailMode)
+		bad("fail_mode", "must be %q, %q or %q, got %q", FailOpen, FailClosed, FailLocal, c.FailMode)
+	}
+	if c.ExpectedInstances < 0 {
+		bad("expected_instances", "must not be negative, got %d", c.ExpectedInstances)
 	}
 	validatePolicy(bad, "per_key", c.PerKey)
 	validatePolicy(bad, "per_user", c.PerUser)
@@ -183,18 +197,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.Backend == BackendRedis {
-		switch {
-		case c.Redis.URL != "":
-			if _, err := redis.ParseURL(c.Redis.URL); err != nil {
-				// The parser's message may quote the URL, password included.
-				bad("redis.url", "not a valid redis:// or rediss:// URL")
-			}
-		case c.Redis.Address == "":
-			bad("redis", "url or address is required with backend %q", BackendRedis)
-		}
-		if c.Redis.DB < 0 {
-			bad("redis.db", "must not be negative, got %d", c.Redis.DB)
-		}
+		errs = append(errs, c.Redis.Validate(configPath+".redis"))
 	}
 	return errors.Join(errs...)
 }
@@ -228,8 +231,15 @@ func validateLimits(bad badFunc, path string, l Limits) {
 		switch {
 		case math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 || f.v > MaxUSD:
 			bad(path+"."+f.name, "must be 0 (unlimited) or a positive amount up to %g, got %v", float64(MaxUSD), f.v)
-		case f.v > 0 && Micros(f.v) == 0:
-			bad(path+"."+f.name, "must be at least 0.000001 (one micro-dollar), got %v", f.v)
+		case f.v > 0 && Nanos(f.v) == 0:
+			bad(path+"."+f.name, "must be at least 0.000000001 (one nano-dollar), got %v", f.v)
 		}
 	}
+}
+
+// Ledger returns the configuration of the usage ledger, which shares the
+// budgets' backend, Redis and key prefix, whether or not Enabled is set.
+func (c Config) Ledger() usage.Config {
+	return usage.Config{Backend: c.Backend, Redis: c.Redis, KeyPrefix: c.KeyPrefix,
+		MaxUsageNames: c.MaxUsageNames, ReportRows: c.ReportRows}
 }

@@ -5,6 +5,9 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -22,23 +25,23 @@ func TestConfigValidate(t *testing.T) {
 		{name: "every problem at once", cfg: Config{
 			Backend: "etcd", FailMode: "maybe", KeyPrefix: "a{b}",
 			PerKey:    Policy{Default: Limits{DailyUSD: -1, MonthlyUSD: math.NaN()}},
-			PerUser:   Policy{Overrides: map[string]Limits{"": {}, "bob": {MonthlyUSD: math.Inf(1)}, "carol": {DailyUSD: 0.0000001}}},
+			PerUser:   Policy{Overrides: map[string]Limits{"": {}, "bob": {MonthlyUSD: math.Inf(1)}, "carol": {DailyUSD: 0.0000000001}}},
 			MaxScopes: -1, MaxUsageNames: -2, ReportRows: -3,
 		}, errs: []string{
 			`features.cost_tracking.budgets.backend: must be "memory" or "redis", got "etcd"`,
-			`features.cost_tracking.budgets.fail_mode: must be "open" or "closed", got "maybe"`,
+			`features.cost_tracking.budgets.fail_mode: must be "open", "closed" or "local", got "maybe"`,
 			`features.cost_tracking.budgets.per_key.default.daily_usd: must be 0 (unlimited) or a positive amount up to 1e+09, got -1`,
 			`features.cost_tracking.budgets.per_key.default.monthly_usd: must be 0 (unlimited) or a positive amount up to 1e+09, got NaN`,
 			`features.cost_tracking.budgets.per_user.overrides: empty name`,
 			`features.cost_tracking.budgets.per_user.overrides.bob.monthly_usd: must be 0 (unlimited) or a positive amount up to 1e+09, got +Inf`,
-			`features.cost_tracking.budgets.per_user.overrides.carol.daily_usd: must be at least 0.000001 (one micro-dollar), got 1e-07`,
+			`features.cost_tracking.budgets.per_user.overrides.carol.daily_usd: must be at least 0.000000001 (one nano-dollar), got 1e-10`,
 			`features.cost_tracking.budgets.key_prefix: must not contain '{' or '}'`,
 			`features.cost_tracking.budgets.max_scopes: must not be negative, got -1`,
 			`features.cost_tracking.budgets.max_usage_names: must not be negative, got -2`,
 			`features.cost_tracking.budgets.report_rows: must not be negative, got -3`,
 		}},
-		{name: "redis without address", cfg: Config{Backend: BackendRedis, Redis: RedisConfig{DB: -1}}, errs: []string{
-			`features.cost_tracking.budgets.redis: url or address is required with backend "redis"`,
+		{name: "redis without address", cfg: Config{Backend: BackendRedis, Redis: RedisConfig{DB: intp(-1)}}, errs: []string{
+			`features.cost_tracking.budgets.redis: url, address or addresses is required`,
 			`features.cost_tracking.budgets.redis.db: must not be negative, got -1`,
 		}},
 		{name: "bad redis url hides the password", cfg: Config{Backend: BackendRedis, Redis: RedisConfig{URL: "http://u:secret@h"}}, errs: []string{
@@ -64,7 +67,7 @@ func TestConfigValidate(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	var c Config
 	c.ApplyDefaults()
-	require.Equal(t, Config{Backend: BackendMemory, FailMode: FailOpen, KeyPrefix: "llmproxy:budget:",
+	require.Equal(t, Config{Backend: BackendMemory, FailMode: FailOpen, ExpectedInstances: 1, KeyPrefix: "llmproxy:budget:",
 		MaxScopes: 100_000, MaxUsageNames: 10_000, ReportRows: 1000}, c)
 	require.False(t, c.FailClosed())
 	require.True(t, Config{FailMode: FailClosed}.FailClosed())
@@ -86,14 +89,12 @@ func TestNew(t *testing.T) {
 
 	_, err = New(t.Context(), Config{Enabled: true, Backend: "nope"}, Hooks{})
 	require.ErrorContains(t, err, "backend")
-	_, err = NewLedger(t.Context(), Config{Backend: "nope"}, Hooks{})
-	require.ErrorContains(t, err, "backend")
 
 	l, err = New(t.Context(), Config{Enabled: true}, Hooks{})
 	require.NoError(t, err)
-	require.IsType(t, &Memory{}, l)
+	require.IsType(t, &quota.Memory{}, l.(*Quota).Store())
 	// The ledger works with budgets disabled.
-	led, err := NewLedger(t.Context(), Config{}, Hooks{})
-	require.NoError(t, err)
-	require.IsType(t, &MemoryLedger{}, led)
+	require.Equal(t, usage.Config{Backend: BackendMemory, KeyPrefix: DefaultKeyPrefix, MaxUsageNames: DefaultMaxUsageNames,
+		ReportRows: DefaultReportRows}, func() Config { var c Config; c.ApplyDefaults(); return c }().Ledger())
 }
+func intp(i int) *int { return &i }

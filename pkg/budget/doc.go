@@ -1,7 +1,6 @@
 // Package budget enforces daily and monthly USD spend limits per API key
-// and per user before a call reaches the vendor, and keeps the spend ledger
-// that GET /usage reports, on one instance (memory backend) or exactly
-// across many (Redis backend).
+// and per user before a call reaches the vendor, on one instance (memory
+// backend) or exactly across many (Redis backend).
 //
 // # Lifecycle
 //
@@ -12,7 +11,7 @@
 // [Limiter.Cancel] when the call cost nothing (a 5xx, a local reply, a
 // later guard such as the rate limiter refusing it). A second Settle or
 // Cancel of the same reservation does nothing. Independently, every
-// finished request is added once to the [Ledger] with [Ledger.Record],
+// finished request is added once to the usage ledger with Record,
 // whether or not budgets are enforced. Time is always passed in, so tests
 // use fixed instants.
 //
@@ -22,10 +21,10 @@
 //	case err != nil && cfg.FailClosed(): // 503
 //	case err != nil: // admit, unchecked
 //	case !d.Allowed: // 402, X-Cost-Limit-Reason: d.Reason(),
-//		// X-Cost-Limit-USD: budget.FormatMicros(d.LimitMicros),
-//		// X-Cost-Spend-USD: budget.FormatMicros(d.SpendMicros)
+//		// X-Cost-Limit-USD: budget.FormatNanos(d.LimitNanos),
+//		// X-Cost-Spend-USD: budget.FormatNanos(d.SpendNanos)
 //	default: // forward; later lim.Settle(ctx, d.Reservation, actualUSD, time.Now())
-//		// and ledger.Record(ctx, budget.Usage{..., CostMicros: budget.Micros(actualUSD)}, time.Now())
+//		// and ledger.Record(ctx, usage.Usage{..., CostNanos: budget.Nanos(actualUSD)}, time.Now())
 //	}
 //
 // # Budgets and the admission rule
@@ -63,30 +62,27 @@
 //
 // # Money
 //
-// Amounts are integer micro-dollars everywhere inside the package ([Micros]
+// Amounts are integer nano-dollars everywhere inside the package ([Nanos]
 // rounds a USD amount to the nearest one), added with integer HINCRBY on
 // Redis, so sums across instances are exact. Settling with actualUSD and
-// recording [Micros](actualUSD) keep budgets and the ledger equal to the
-// micro-dollar.
+// recording [Nanos](actualUSD) keep budgets and the ledger equal to the
+// nano-dollar.
 //
 // # Backends
 //
-// [Memory] and [MemoryLedger] are per process (a single instance; spend is
-// lost on restart) and bounded ([Config.MaxScopes],
-// [Config.MaxUsageNames]). [Redis] and [RedisLedger] run one Lua script per
-// call and are exact across instances; all their keys share one Redis
-// Cluster hash tag built from [Config.KeyPrefix]. Backend failures return
-// errors wrapping [ErrBackendUnavailable]; for budgets the caller applies
+// Budgets run on the [quota] engine: "memory" is per process (a single
+// instance; spend is lost on restart) and bounded ([Config.MaxScopes],
+// [Config.MaxUsageNames]); "redis" is exact across instances on a single
+// server, Sentinel or Cluster. Backend failures return errors wrapping
+// [ErrBackendUnavailable]; for budgets the caller applies
 // [Config.FailMode]. The package never logs: [Hooks] report health
 // transitions and Status serves /health.
 //
 // # Ledger
 //
-// The ledger keeps, for today and this month, totals and rows by user, by
-// key id and by "<provider>/<model>": requests, cost in micro-dollars,
-// input and output tokens, and requests whose cost was unknown.
-// [Ledger.Report] returns them sorted by cost, highest first, capped at
-// [Config.ReportRows] rows per dimension, ready to serve as JSON.
+// The spend ledger behind GET /usage is pkg/usage; it shares this block's
+// backend, Redis and key prefix ([Config.Ledger]).
 //
-// This package depends on no other package of the gateway.
+// This package depends on no other package of the gateway but pkg/quota
+// and pkg/usage.
 package budget

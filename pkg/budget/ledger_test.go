@@ -1,206 +1,23 @@
 package budget
 
 import (
-	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
-type newLedgerFunc func(t *testing.T, cfg Config) Ledger
-
-func totals(req, cost, in, out, unk int64) Totals {
-	return Totals{Requests: req, CostMicros: cost, CostUSD: USD(cost), InputTokens: in, OutputTokens: out, UnknownCostRequests: unk}
-}
-
-func testLedger(t *testing.T, newLedger newLedgerFunc) {
-	t.Run("record then report exact totals", func(t *testing.T) {
-		l := newLedger(t, Config{})
-		ctx := t.Context()
-		recs := []Usage{
-			{User: "alice", KeyID: "k1", Provider: "openai", Model: "gpt-4o", CostMicros: 123_457, InputTokens: 1000, OutputTokens: 200, CostKnown: true},
-			{User: "alice", KeyID: "k2", Provider: "anthropic", Model: "claude-sonnet-4-5", CostMicros: 1, InputTokens: 1, OutputTokens: 1, CostKnown: true},
-			{User: "bob", KeyID: "k1", Provider: "openai", Model: "gpt-4o", CostMicros: 2_000_000, InputTokens: 10, OutputTokens: 20, CostKnown: true},
-			{KeyID: "k1", Provider: "gemini", Model: "mystery-1", InputTokens: 5, OutputTokens: 6}, // unknown cost, no user
-			{User: "bob", Provider: "openai", Model: "gpt-4o", CostMicros: -5, InputTokens: -1, CostKnown: true},
-		}
-		// Last month is not this month.
-		require.NoError(t, l.Record(ctx, Usage{User: "old", CostMicros: 999, CostKnown: true}, t0.AddDate(0, -1, 0)))
-		for _, u := range recs {
-			require.NoError(t, l.Record(ctx, u, t0))
-		}
-		rep, err := l.Report(ctx, t0)
-		require.NoError(t, err)
-		require.Equal(t, t0, rep.GeneratedAt)
-
-		for _, p := range []Period{rep.Today, rep.Month} {
-			require.Equal(t, totals(5, 2_123_458, 1016, 227, 1), p.Total)
-			require.Equal(t, []Row{
-				{Name: "bob", Totals: totals(2, 2_000_000, 10, 20, 0)},
-				{Name: "alice", Totals: totals(2, 123_458, 1001, 201, 0)},
-			}, p.ByUser.Rows)
-			require.Equal(t, []Row{
-				{Name: "k1", Totals: totals(3, 2_123_457, 1015, 226, 1)},
-				{Name: "k2", Totals: totals(1, 1, 1, 1, 0)},
-			}, p.ByKey.Rows)
-			require.Equal(t, []Row{
-				{Name: "openai/gpt-4o", Provider: "openai", Model: "gpt-4o", Totals: totals(3, 2_123_457, 1010, 220, 0)},
-				{Name: "anthropic/claude-sonnet-4-5", Provider: "anthropic", Model: "claude-sonnet-4-5", Totals: totals(1, 1, 1, 1, 0)},
-				{Name: "gemini/mystery-1", Provider: "gemini", Model: "mystery-1", Totals: totals(1, 0, 5, 6, 1)},
-			}, p.ByModel.Rows)
-		}
-		require.Equal(t, "2030-05-06", rep.Today.Name)
-		require.Equal(t, time.Date(2030, 5, 6, 0, 0, 0, 0, time.UTC), rep.Today.Start)
-		require.Equal(t, nextDay, rep.Today.End)
-		require.Equal(t, "2030-05", rep.Month.Name)
-		require.Equal(t, time.Date(2030, 5, 1, 0, 0, 0, 0, time.UTC), rep.Month.Start)
-		require.Equal(t, nextMonth, rep.Month.End)
-	})
-
-	t.Run("day and month rotate", func(t *testing.T) {
-		l := newLedger(t, Config{})
-		ctx := t.Context()
-		require.NoError(t, l.Record(ctx, Usage{User: "a", CostMicros: 10, CostKnown: true}, t0))
-		require.NoError(t, l.Record(ctx, Usage{User: "a", CostMicros: 20, CostKnown: true}, nextDay))
-		rep, err := l.Report(ctx, nextDay)
-		require.NoError(t, err)
-		require.Equal(t, int64(20), rep.Today.Total.CostMicros)
-		require.Equal(t, int64(30), rep.Month.Total.CostMicros)
-		require.Equal(t, int64(30), rep.Month.ByUser.Rows[0].CostMicros)
-
-		require.NoError(t, l.Record(ctx, Usage{User: "b", CostMicros: 5, CostKnown: true}, nextMonth))
-		rep, err = l.Report(ctx, nextMonth)
-		require.NoError(t, err)
-		require.Equal(t, totals(1, 5, 0, 0, 0), rep.Month.Total)
-		require.Equal(t, []Row{{Name: "b", Totals: totals(1, 5, 0, 0, 0)}}, rep.Month.ByUser.Rows)
-		require.Equal(t, "2030-06", rep.Month.Name)
-
-		// A period with nothing recorded reports zeros and empty rows.
-		rep, err = l.Report(ctx, nextMonth.AddDate(0, 1, 0))
-		require.NoError(t, err)
-		require.Equal(t, Totals{}, rep.Today.Total)
-		require.Empty(t, rep.Month.ByKey.Rows)
-		require.NotNil(t, rep.Month.ByKey.Rows)
-	})
-
-	t.Run("names beyond the cap go to (other); totals stay exact", func(t *testing.T) {
-		l := newLedger(t, Config{MaxUsageNames: 3})
-		ctx := t.Context()
-		for i := range 10 {
-			require.NoError(t, l.Record(ctx, Usage{User: fmt.Sprintf("u%d", i), KeyID: "k", CostMicros: int64(100 + i), CostKnown: true}, t0))
-		}
-		// A name already tracked keeps its row.
-		require.NoError(t, l.Record(ctx, Usage{User: "u0", CostMicros: 1000, CostKnown: true}, t0))
-		rep, err := l.Report(ctx, t0)
-		require.NoError(t, err)
-		require.Equal(t, int64(1000+100*10+45), rep.Today.Total.CostMicros)
-		require.Equal(t, []Row{
-			{Name: "u0", Totals: totals(2, 1100, 0, 0, 0)},
-			{Name: OtherName, Totals: totals(7, 103+104+105+106+107+108+109, 0, 0, 0)},
-			{Name: "u2", Totals: totals(1, 102, 0, 0, 0)},
-			{Name: "u1", Totals: totals(1, 101, 0, 0, 0)},
-		}, rep.Today.ByUser.Rows)
-		require.Equal(t, []Row{{Name: "k", Totals: totals(10, 1045, 0, 0, 0)}}, rep.Today.ByKey.Rows)
-	})
-
-	t.Run("report rows are capped and sorted", func(t *testing.T) {
-		l := newLedger(t, Config{ReportRows: 2})
-		ctx := t.Context()
-		for i, c := range []int64{5, 50, 5, 20} {
-			for range i + 1 {
-				require.NoError(t, l.Record(ctx, Usage{KeyID: fmt.Sprintf("k%d", i), CostMicros: c, CostKnown: true}, t0))
-			}
-		}
-		rep, err := l.Report(ctx, t0)
-		require.NoError(t, err)
-		// k0 $5 in 1 call, k1 $100 in 2, k2 $15 in 3, k3 $80 in 4 (micro-dollars).
-		require.Equal(t, Breakdown{Rows: []Row{
-			{Name: "k1", Totals: totals(2, 100, 0, 0, 0)},
-			{Name: "k3", Totals: totals(4, 80, 0, 0, 0)},
-		}, Omitted: 2}, rep.Today.ByKey)
-		require.Empty(t, rep.Today.ByUser.Rows)
-	})
-
-	t.Run("long names are hashed and JSON is stable", func(t *testing.T) {
-		l := newLedger(t, Config{})
-		ctx := t.Context()
-		require.NoError(t, l.Record(ctx, Usage{User: strings.Repeat("u", 500), Provider: "openai", Model: strings.Repeat("m", 500), CostMicros: 1_500_000, CostKnown: true}, t0))
-		rep, err := l.Report(ctx, t0)
-		require.NoError(t, err)
-		require.True(t, strings.HasPrefix(rep.Today.ByUser.Rows[0].Name, "sha256:"))
-		require.Equal(t, "openai", rep.Today.ByModel.Rows[0].Provider)
-		require.True(t, strings.HasPrefix(rep.Today.ByModel.Rows[0].Model, "sha256:"))
-		b, err := json.Marshal(rep.Today.Total)
-		require.NoError(t, err)
-		require.JSONEq(t, `{"requests":1,"cost_micros":1500000,"cost_usd":1.5,"input_tokens":0,"output_tokens":0,"unknown_cost_requests":0}`, string(b))
-		b, err = json.Marshal(rep)
-		require.NoError(t, err)
-		require.Contains(t, string(b), `"today":{"period":"2030-05-06"`)
-		require.Contains(t, string(b), `"by_key":{"rows":[]}`)
-	})
-
-	t.Run("concurrent records add up", func(t *testing.T) {
-		l := newLedger(t, Config{})
-		var wg sync.WaitGroup
-		for w := range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range 100 {
-					u := Usage{User: fmt.Sprintf("u%d", w), KeyID: "k", Provider: "openai", Model: "gpt-4o", CostMicros: int64(i), InputTokens: 1, CostKnown: true}
-					if err := l.Record(t.Context(), u, t0); err != nil {
-						t.Error(err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		rep, err := l.Report(t.Context(), t0)
-		require.NoError(t, err)
-		require.Equal(t, totals(800, 8*4950, 800, 0, 0), rep.Month.Total)
-		require.Len(t, rep.Today.ByUser.Rows, 8)
-	})
-}
-
-func TestMemoryLedger(t *testing.T) {
-	testLedger(t, func(t *testing.T, cfg Config) Ledger {
-		require.NoError(t, cfg.Validate())
-		l, err := NewLedger(t.Context(), cfg, Hooks{})
-		require.NoError(t, err)
-		require.Equal(t, BackendMemory, l.Status(t.Context()).Backend)
-		return l
-	})
-}
-
-func newRedisLedgerFor(t *testing.T, s *redistest.Server, cfg Config) *RedisLedger {
+func newRedisLedgerFor(t *testing.T, s *redistest.Server, cfg Config) usage.Ledger {
 	t.Helper()
-	l, err := NewLedger(t.Context(), redisConfigFor(t, s, cfg), Hooks{})
+	l, err := usage.New(t.Context(), redisConfigFor(t, s, cfg).Ledger(), usage.Hooks{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = l.Close() })
-	return l.(*RedisLedger)
-}
-
-func TestRedisLedger(t *testing.T) {
-	s := redistest.Start(t)
-	testLedger(t, func(t *testing.T, cfg Config) Ledger { return newRedisLedgerFor(t, s, cfg) })
-}
-
-func TestMemoryLedgerLaggingClockJoinsNewerPeriod(t *testing.T) {
-	l := NewMemoryLedger(Config{})
-	ctx := t.Context()
-	require.NoError(t, l.Record(ctx, Usage{User: "a", CostMicros: 1, CostKnown: true}, nextDay))
-	require.NoError(t, l.Record(ctx, Usage{User: "a", CostMicros: 2, CostKnown: true}, nextDay.Add(-time.Millisecond)))
-	rep, err := l.Report(ctx, nextDay)
-	require.NoError(t, err)
-	require.Equal(t, int64(3), rep.Today.Total.CostMicros)
+	return l
 }
 
 // Two instances record concurrently on one Redis; either one reports the
@@ -232,77 +49,33 @@ func TestRedisLedgerTwoInstancesExact(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				u := Usage{User: fmt.Sprintf("u%d", i%5), KeyID: "k1", Provider: "openai", Model: "gpt-4o",
-					CostMicros: Micros(actual), InputTokens: int64(i), OutputTokens: int64(w), CostKnown: true}
+				u := usage.Usage{User: fmt.Sprintf("u%d", i%5), KeyID: "k1", Provider: "openai", Model: "gpt-4o",
+					CostNanos: Nanos(actual), InputTokens: int64(i), OutputTokens: int64(w), CostKnown: true}
 				if err := led.Record(t.Context(), u, t0); err != nil {
 					t.Error(err)
 					return
 				}
-				cost.Add(u.CostMicros)
+				cost.Add(u.CostNanos)
 				in.Add(u.InputTokens)
 				out.Add(u.OutputTokens)
 			}
 		}()
 	}
 	wg.Wait()
-	for _, l := range []*RedisLedger{la, lb} {
+	for _, l := range []usage.Ledger{la, lb} {
 		rep, err := l.Report(t.Context(), t0)
 		require.NoError(t, err)
-		want := totals(1600, cost.Load(), in.Load(), out.Load(), 0)
+		want := usage.Totals{Requests: 1600, CostNanos: cost.Load(), CostUSD: USD(cost.Load()), InputTokens: in.Load(), OutputTokens: out.Load()}
 		require.Equal(t, want, rep.Today.Total)
 		require.Equal(t, want, rep.Month.Total)
-		require.Equal(t, []Row{{Name: "k1", Totals: want}}, rep.Month.ByKey.Rows)
+		require.Equal(t, []usage.Row{{Name: "k1", Totals: want}}, rep.Month.ByKey.Rows)
 		var sum int64
 		for _, r := range rep.Today.ByUser.Rows {
-			sum += r.CostMicros
+			sum += r.CostNanos
 		}
 		require.Equal(t, cost.Load(), sum)
 	}
-	spend, err := rawClient(t, s).HGet(t.Context(), ba.windowKey(WindowMonth, windowIndex(t0, WindowMonth), "key:k1"), "s").Int64()
+	spend, err := rawClient(t, s).HGet(t.Context(), windowKey(ba, WindowMonth, t0, "key:k1"), "s").Int64()
 	require.NoError(t, err)
 	require.Equal(t, cost.Load(), spend, "budget spend equals the sum of records")
-}
-
-func TestRedisLedgerOutageAndRecovery(t *testing.T) {
-	s := redistest.Start(t)
-	var changes atomic.Int64
-	l, err := NewRedisLedger(t.Context(), redisConfigFor(t, s, Config{}), Hooks{OnStateChange: func(BackendStatus) { changes.Add(1) }})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = l.Close() })
-	ctx := t.Context()
-	require.NoError(t, l.Record(ctx, Usage{User: "a", CostMicros: 1, CostKnown: true}, t0))
-	s.Stop()
-	require.ErrorIs(t, l.Record(ctx, Usage{User: "a", CostMicros: 1, CostKnown: true}, t0), ErrBackendUnavailable)
-	_, err = l.Report(ctx, t0)
-	require.ErrorIs(t, err, ErrBackendUnavailable)
-	require.False(t, l.Status(ctx).Healthy)
-	s.Restart(t)
-	require.True(t, l.Status(ctx).Healthy)
-	require.NoError(t, l.Record(ctx, Usage{User: "a", CostMicros: 7, CostKnown: true}, t0))
-	rep, err := l.Report(ctx, t0)
-	require.NoError(t, err)
-	require.Equal(t, int64(7), rep.Today.Total.CostMicros)
-	require.Equal(t, int64(2), changes.Load())
-}
-
-func TestRedisLedgerKeyLayout(t *testing.T) {
-	s := redistest.Start(t)
-	l := newRedisLedgerFor(t, s, Config{KeyPrefix: "lay:"})
-	at := time.Now()
-	require.NoError(t, l.Record(t.Context(), Usage{User: "alice", CostMicros: 42, InputTokens: 3, CostKnown: true}, at))
-	c := rawClient(t, s)
-	keys, err := c.Keys(t.Context(), "*").Result()
-	require.NoError(t, err)
-	day, month := windowIndex(at, WindowDay), windowIndex(at, WindowMonth)
-	var want []string
-	for _, p := range []string{fmt.Sprintf("d:%d", day), fmt.Sprintf("mo:%d", month)} {
-		want = append(want, "{lay}:usage:"+p+":total", "{lay}:usage:"+p+":user", "{lay}:usage:"+p+":user:in", "{lay}:usage:"+p+":user:req")
-	}
-	require.ElementsMatch(t, want, keys)
-	v, err := c.HGet(t.Context(), fmt.Sprintf("{lay}:usage:d:%d:user", day), "alice").Result()
-	require.NoError(t, err)
-	require.Equal(t, "42", v)
-	ttl, err := c.PTTL(t.Context(), fmt.Sprintf("{lay}:usage:mo:%d:total", month)).Result()
-	require.NoError(t, err)
-	require.Greater(t, ttl, windowEnd(WindowMonth, month).Add(UsageRetention).Sub(at)-time.Second)
 }

@@ -30,8 +30,8 @@ type step struct {
 	// Denial fields checked when !allowed.
 	scope  string
 	window Window
-	limit  int64 // micro-dollars
-	spend  int64 // micro-dollars
+	limit  int64 // nano-dollars
+	spend  int64 // nano-dollars
 	reset  time.Time
 }
 
@@ -49,9 +49,9 @@ func run(t *testing.T, l Limiter, steps []step) []Decision {
 		if !s.allowed {
 			require.Equal(t, s.scope, d.Scope, "step %d scope", i)
 			require.Equal(t, s.window, d.Window, "step %d window", i)
-			require.Equal(t, s.limit, d.LimitMicros, "step %d limit", i)
-			require.Equal(t, s.spend, d.SpendMicros, "step %d spend", i)
-			require.Equal(t, Micros(s.req.EstimatedUSD), d.EstimateMicros, "step %d estimate", i)
+			require.Equal(t, s.limit, d.LimitNanos, "step %d limit", i)
+			require.Equal(t, s.spend, d.SpendNanos, "step %d spend", i)
+			require.Equal(t, Nanos(s.req.EstimatedUSD), d.EstimateNanos, "step %d estimate", i)
 			require.True(t, s.reset.Equal(d.Reset), "step %d reset %v, want %v", i, d.Reset, s.reset)
 			require.Empty(t, d.Reservation.Charges, "step %d: a denial charges nothing", i)
 		}
@@ -70,7 +70,7 @@ func keyReq(key string, usd float64) Request {
 
 func userDaily(usd float64) Config { return Config{PerUser: Policy{Default: Limits{DailyUSD: usd}}} }
 
-const usd = MicrosPerUSD
+const usd = NanosPerUSD
 
 func testLimiter(t *testing.T, newLimiter newLimiterFunc) {
 	mk := func(t *testing.T, cfg Config) Limiter {
@@ -96,8 +96,8 @@ func testLimiter(t *testing.T, newLimiter newLimiterFunc) {
 		l := mk(t, userDaily(1))
 		run(t, l, []step{
 			{req: alice(0.7), allowed: true},
-			{req: alice(0.4), scope: "user:alice", window: WindowDay, limit: usd, spend: 700_000, reset: nextDay},
-			{req: alice(0.300001), scope: "user:alice", window: WindowDay, limit: usd, spend: 700_000, reset: nextDay},
+			{req: alice(0.4), scope: "user:alice", window: WindowDay, limit: usd, spend: 700_000_000, reset: nextDay},
+			{req: alice(0.300001), scope: "user:alice", window: WindowDay, limit: usd, spend: 700_000_000, reset: nextDay},
 			{req: alice(0.3), allowed: true},
 		})
 	})
@@ -117,7 +117,7 @@ func testLimiter(t *testing.T, newLimiter newLimiterFunc) {
 			{req: alice(0), allowed: true},
 		})
 		require.NoError(t, l.Settle(t.Context(), ds[0].Reservation, 1.2, t0)) // the actual cost was known only after
-		run(t, l, []step{{req: alice(0), scope: "user:alice", window: WindowDay, limit: usd, spend: 1_200_000, reset: nextDay}})
+		run(t, l, []step{{req: alice(0), scope: "user:alice", window: WindowDay, limit: usd, spend: 1_200_000_000, reset: nextDay}})
 	})
 
 	t.Run("defaults are per identity; overrides replace them", func(t *testing.T) {
@@ -137,12 +137,12 @@ func testLimiter(t *testing.T, newLimiter newLimiterFunc) {
 			{req: keyReq("k1", 0.5), scope: "key:k1", window: WindowDay, limit: usd, spend: usd, reset: nextDay},
 			{req: keyReq("k2", 1), allowed: true}, // every key has its own $1
 			{req: keyReq("tight", 0.1), allowed: true},
-			{req: keyReq("tight", 0.1), scope: "key:tight", window: WindowDay, limit: 100_000, spend: 100_000, reset: nextDay},
+			{req: keyReq("tight", 0.1), scope: "key:tight", window: WindowDay, limit: 100_000_000, spend: 100_000_000, reset: nextDay},
 			{req: keyReq("vip", 500), allowed: true}, // exempt
 			{req: keyReq("vip", 500), allowed: true},
 			// alice's override has no monthly limit: it replaces the whole Limits.
 			{req: alice(0.5), allowed: true},
-			{req: alice(0.5), scope: "user:alice", window: WindowDay, limit: 500_000, spend: 500_000, reset: nextDay},
+			{req: alice(0.5), scope: "user:alice", window: WindowDay, limit: 500_000_000, spend: 500_000_000, reset: nextDay},
 			{req: bob(2), allowed: true},
 			{req: bob(2), scope: "user:bob", window: WindowMonth, limit: 3 * usd, spend: 2 * usd, reset: nextMonth},
 			// Anonymous calls without a key skip both budgets.
@@ -160,8 +160,8 @@ func testLimiter(t *testing.T, newLimiter newLimiterFunc) {
 		r := func(key string, usd float64) Request { return Request{User: "alice", KeyID: key, EstimatedUSD: usd} }
 		run(t, l, []step{
 			{req: r("k1", 0.8), allowed: true},
-			{req: r("k1", 0.5), scope: "key:k1", window: WindowDay, limit: usd, spend: 800_000, reset: nextDay},
-			{req: r("k1", 0.5), scope: "key:k1", window: WindowDay, limit: usd, spend: 800_000, reset: nextDay},
+			{req: r("k1", 0.5), scope: "key:k1", window: WindowDay, limit: usd, spend: 800_000_000, reset: nextDay},
+			{req: r("k1", 0.5), scope: "key:k1", window: WindowDay, limit: usd, spend: 800_000_000, reset: nextDay},
 			// alice holds $0.80, not $1.80: the refusals above charged her nothing.
 			{req: r("k2", 1), allowed: true},
 			{req: r("k3", 0.2), allowed: true}, // $2.00
@@ -179,9 +179,9 @@ func testLimiter(t *testing.T, newLimiter newLimiterFunc) {
 			{req: alice(0.1), scope: "user:alice", window: WindowDay, limit: usd, spend: usd, reset: nextDay},
 			{req: alice(1), at: day2, allowed: true},
 			{req: alice(0.1), at: day2.Add(time.Hour), scope: "user:alice", window: WindowDay, limit: usd, spend: usd, reset: day3},
-			{req: alice(0.6), at: day3, scope: "user:alice", window: WindowMonth, limit: 2_500_000, spend: 2 * usd, reset: nextMonth},
+			{req: alice(0.6), at: day3, scope: "user:alice", window: WindowMonth, limit: 2_500_000_000, spend: 2 * usd, reset: nextMonth},
 			{req: alice(0.5), at: day3, allowed: true},
-			{req: alice(0), at: nextMonth.Add(-time.Nanosecond), scope: "user:alice", window: WindowMonth, limit: 2_500_000, spend: 2_500_000, reset: nextMonth},
+			{req: alice(0), at: nextMonth.Add(-time.Nanosecond), scope: "user:alice", window: WindowMonth, limit: 2_500_000_000, spend: 2_500_000_000, reset: nextMonth},
 			{req: alice(1), at: nextMonth, allowed: true},
 		})
 	})
@@ -192,11 +192,11 @@ func testLimiter(t *testing.T, newLimiter newLimiterFunc) {
 		require.NoError(t, l.Settle(t.Context(), ds[0].Reservation, 0.1, t0))
 		ds = run(t, l, []step{
 			{req: alice(0.85), allowed: true}, // 0.10 + 0.85
-			{req: alice(0.06), scope: "user:alice", window: WindowDay, limit: usd, spend: 950_000, reset: nextDay},
+			{req: alice(0.06), scope: "user:alice", window: WindowDay, limit: usd, spend: 950_000_000, reset: nextDay},
 		})
 		// The call cost more than estimated: spend passes the limit.
 		require.NoError(t, l.Settle(t.Context(), ds[0].Reservation, 1.3, t0))
-		run(t, l, []step{{req: alice(0), scope: "user:alice", window: WindowDay, limit: usd, spend: 1_400_000, reset: nextDay}})
+		run(t, l, []step{{req: alice(0), scope: "user:alice", window: WindowDay, limit: usd, spend: 1_400_000_000, reset: nextDay}})
 	})
 
 	t.Run("settle clamps at zero", func(t *testing.T) {
@@ -256,7 +256,7 @@ func testLimiter(t *testing.T, newLimiter newLimiterFunc) {
 		ds := run(t, l, []step{{req: keyReq("k1", 0.9), allowed: true}})
 		b, err := json.Marshal(ds[0].Reservation)
 		require.NoError(t, err)
-		require.Contains(t, string(b), `"estimate_micros":900000`)
+		require.Contains(t, string(b), `"estimate_nanos":900000`)
 		var res Reservation
 		require.NoError(t, json.Unmarshal(b, &res))
 		require.Equal(t, ds[0].Reservation, res)
@@ -283,7 +283,7 @@ func testLimiter(t *testing.T, newLimiter newLimiterFunc) {
 		require.False(t, d.Allowed)
 		require.Equal(t, "monthly_cost_limit_exceeded", d.Reason())
 		require.Equal(t, 2.5, d.LimitUSD())
-		require.Equal(t, "2.5", FormatMicros(d.LimitMicros))
+		require.Equal(t, "2.5", FormatNanos(d.LimitNanos))
 		require.Equal(t, 0.0, d.SpendUSD())
 	})
 

@@ -5,41 +5,46 @@ import (
 	"strconv"
 )
 
-// MicrosPerUSD is the number of micro-dollars in one US dollar. Every amount
+// NanosPerUSD is the number of nano-dollars in one US dollar. Every amount
 // is kept internally, in memory and in Redis, as an integer number of
-// micro-dollars, so sums are exact and never drift.
-const MicrosPerUSD = 1_000_000
+// nano-dollars: fine enough that a call of 4.35 µ$ counts as 4350, so the
+// sum over any number of calls equals the sum of their cost records to far
+// below a cent, and integer sums never drift.
+const NanosPerUSD = 1_000_000_000
 
-// MaxUSD is the largest amount, in USD, that [Micros] converts and
-// [Config.Validate] accepts as a limit ($1e9). It keeps every counter far
-// below 2^53 micro-dollars, the range Redis Lua numbers hold exactly.
+// MaxUSD is the largest amount, in USD, that [Nanos] converts and
+// [Config.Validate] accepts as a limit ($1e9, 1e18 nano-dollars, inside
+// int64 with room for overspend). Sums are exact integers everywhere; on
+// Redis, the Lua comparison of a counter with its limit is exact up to
+// 2^53 nano-dollars ($9,007,199) and within a few hundred nano-dollars
+// above.
 const MaxUSD = 1e9
 
-// Micros converts usd to micro-dollars, rounding to the nearest one. NaN,
-// negative and zero amounts give 0; amounts above [MaxUSD] give MaxUSD. It is
-// the only conversion the package uses: pass Micros(cost) to
-// [Usage.CostMicros] and the same cost to [Limiter.Settle] and both stores
-// agree to the micro-dollar.
-func Micros(usd float64) int64 {
+// Nanos converts usd to nano-dollars, rounding to the nearest one. NaN,
+// negative and zero amounts give 0; amounts above [MaxUSD] give MaxUSD. It
+// rounds as cost.Breakdown.Nanos does: settle a budget with the cost in USD
+// and record [Usage.CostNanos] from the same breakdown, and budgets, the
+// ledger and the cost records agree.
+func Nanos(usd float64) int64 {
 	if !(usd > 0) { // also NaN
 		return 0
 	}
 	if usd >= MaxUSD {
-		return MaxUSD * MicrosPerUSD
+		return MaxUSD * NanosPerUSD
 	}
-	return int64(math.Round(usd * MicrosPerUSD))
+	return int64(math.Round(usd * NanosPerUSD))
 }
 
-// USD converts micro-dollars to dollars (for JSON and headers; exact for
-// every amount below 2^53 micro-dollars up to float formatting).
-func USD(micros int64) float64 { return float64(micros) / MicrosPerUSD }
+// USD converts nano-dollars to dollars (for JSON; exact for every amount
+// below 2^53 nano-dollars up to float formatting).
+func USD(nanos int64) float64 { return float64(nanos) / NanosPerUSD }
 
-// FormatMicros renders micro-dollars as an exact decimal USD amount without
-// trailing zeros: 1500000 is "1.5", 1 is "0.000001", 0 is "0". Use it for
-// the X-Cost-Limit-USD and X-Cost-Spend-USD headers.
-func FormatMicros(micros int64) string {
-	neg := micros < 0
-	u := uint64(micros)
+// FormatNanos renders nano-dollars as an exact decimal USD amount without
+// trailing zeros: 1500000000 is "1.5", 4350 is "0.00000435", 0 is "0". Use
+// it for the X-Cost-Limit-USD and X-Cost-Spend-USD headers.
+func FormatNanos(nanos int64) string {
+	neg := nanos < 0
+	u := uint64(nanos)
 	if neg {
 		u = -u
 	}
@@ -47,14 +52,14 @@ func FormatMicros(micros int64) string {
 	if neg {
 		b = append(b, '-')
 	}
-	b = strconv.AppendUint(b, u/MicrosPerUSD, 10)
-	frac := u % MicrosPerUSD
+	b = strconv.AppendUint(b, u/NanosPerUSD, 10)
+	frac := u % NanosPerUSD
 	if frac == 0 {
 		return string(b)
 	}
-	digits := strconv.AppendUint(make([]byte, 0, 6), frac, 10)
+	digits := strconv.AppendUint(make([]byte, 0, 9), frac, 10)
 	b = append(b, '.')
-	for range 6 - len(digits) {
+	for range 9 - len(digits) {
 		b = append(b, '0')
 	}
 	for len(digits) > 0 && digits[len(digits)-1] == '0' {

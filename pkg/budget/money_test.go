@@ -3,84 +3,54 @@ package budget
 import (
 	"math"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
-func TestMicros(t *testing.T) {
+func TestNanos(t *testing.T) {
 	tests := []struct {
 		name string
 		usd  float64
 		want int64
 	}{
 		{name: "zero", usd: 0, want: 0},
-		{name: "one dollar", usd: 1, want: 1_000_000},
-		{name: "decimal without drift", usd: 0.1 + 0.2, want: 300_000},
-		{name: "rounds to nearest", usd: 0.0000014, want: 1},
-		{name: "rounds half up", usd: 0.0000025, want: 3},
-		{name: "below half a micro", usd: 0.0000004, want: 0},
+		{name: "one dollar", usd: 1, want: 1_000_000_000},
+		{name: "decimal without drift", usd: 0.1 + 0.2, want: 300_000_000},
+		{name: "gpt-4o-mini 21 in + 2 out", usd: 21*0.15/1e6 + 2*0.6/1e6, want: 4350},
+		{name: "rounds to nearest", usd: 0.0000000014, want: 1},
+		{name: "rounds half up", usd: 0.0000000025, want: 3},
+		{name: "below half a nano", usd: 0.0000000004, want: 0},
 		{name: "negative", usd: -3, want: 0},
 		{name: "NaN", usd: math.NaN(), want: 0},
-		{name: "infinite", usd: math.Inf(1), want: MaxUSD * MicrosPerUSD},
-		{name: "huge", usd: 1e300, want: MaxUSD * MicrosPerUSD},
+		{name: "infinite", usd: math.Inf(1), want: MaxUSD * NanosPerUSD},
+		{name: "huge", usd: 1e300, want: MaxUSD * NanosPerUSD},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			require.Equal(t, tt.want, Micros(tt.usd))
+			require.Equal(t, tt.want, Nanos(tt.usd))
 		})
 	}
 }
 
-func TestFormatMicros(t *testing.T) {
+func TestFormatNanos(t *testing.T) {
 	tests := []struct {
-		name   string
-		micros int64
-		want   string
+		name  string
+		nanos int64
+		want  string
 	}{
-		{name: "zero", micros: 0, want: "0"},
-		{name: "whole", micros: 25_000_000, want: "25"},
-		{name: "half", micros: 1_500_000, want: "1.5"},
-		{name: "one micro", micros: 1, want: "0.000001"},
-		{name: "mixed", micros: 12_030_400, want: "12.0304"},
-		{name: "negative", micros: -1_250_000, want: "-1.25"},
-		{name: "min int64", micros: math.MinInt64, want: "-9223372036854.775808"},
+		{name: "zero", nanos: 0, want: "0"},
+		{name: "whole", nanos: 25_000_000_000, want: "25"},
+		{name: "half", nanos: 1_500_000_000, want: "1.5"},
+		{name: "one nano", nanos: 1, want: "0.000000001"},
+		{name: "small call", nanos: 4350, want: "0.00000435"},
+		{name: "mixed", nanos: 12_030_400_000, want: "12.0304"},
+		{name: "negative", nanos: -1_250_000_000, want: "-1.25"},
+		{name: "min int64", nanos: math.MinInt64, want: "-9223372036.854775808"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			require.Equal(t, tt.want, FormatMicros(tt.micros))
+			require.Equal(t, tt.want, FormatNanos(tt.nanos))
 		})
 	}
-	require.Equal(t, 1.5, USD(1_500_000))
-}
-
-func TestWindows(t *testing.T) {
-	tests := []struct {
-		name       string
-		at         time.Time
-		w          Window
-		index      int64
-		start, end time.Time
-		label      string
-	}{
-		{name: "day", at: t0, w: WindowDay, index: 22040,
-			start: time.Date(2030, 5, 6, 0, 0, 0, 0, time.UTC), end: nextDay, label: "2030-05-06"},
-		{name: "month", at: t0, w: WindowMonth, index: 2030*12 + 4,
-			start: time.Date(2030, 5, 1, 0, 0, 0, 0, time.UTC), end: nextMonth, label: "2030-05"},
-		{name: "december rolls the year", at: time.Date(2030, 12, 31, 23, 59, 59, 0, time.UTC), w: WindowMonth, index: 2030*12 + 11,
-			start: time.Date(2030, 12, 1, 0, 0, 0, 0, time.UTC), end: time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC), label: "2030-12"},
-		{name: "local time is read as UTC", at: time.Date(2030, 6, 1, 1, 0, 0, 0, time.FixedZone("CEST", 2*3600)), w: WindowMonth, index: 2030*12 + 4,
-			start: time.Date(2030, 5, 1, 0, 0, 0, 0, time.UTC), end: nextMonth, label: "2030-05"},
-		{name: "before the epoch", at: time.Unix(-1, 0), w: WindowDay, index: -1,
-			start: time.Unix(-86400, 0).UTC(), end: time.Unix(0, 0).UTC(), label: "1969-12-31"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			idx := windowIndex(tt.at, tt.w)
-			require.Equal(t, tt.index, idx)
-			require.Equal(t, tt.start, windowStart(tt.w, idx))
-			require.Equal(t, tt.end, windowEnd(tt.w, idx))
-			require.Equal(t, tt.label, windowLabel(tt.w, idx))
-		})
-	}
+	require.Equal(t, 1.5, USD(1_500_000_000))
 }

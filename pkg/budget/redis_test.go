@@ -3,7 +3,6 @@ package budget
 import (
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 var prefixSeq atomic.Int64
@@ -31,12 +31,18 @@ func redisConfigFor(t *testing.T, s *redistest.Server, cfg Config) Config {
 	return cfg
 }
 
-func newRedisFor(t *testing.T, s *redistest.Server, cfg Config) *Redis {
+func newRedisFor(t *testing.T, s *redistest.Server, cfg Config) *Quota {
 	t.Helper()
 	r, err := NewRedis(t.Context(), redisConfigFor(t, s, cfg), Hooks{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.Close() })
 	return r
+}
+
+// windowKey is the Redis key of scope's window w at t (see quota.Redis).
+func windowKey(q *Quota, w Window, at time.Time, scope string) string {
+	code := map[Window]string{WindowDay: "d", WindowMonth: "mo"}[w]
+	return fmt.Sprintf("%s{%s}:%s:%d", q.cfg.KeyPrefix, scope, code, w.Index(at))
 }
 
 func rawClient(t *testing.T, s *redistest.Server) *redis.Client {
@@ -81,7 +87,7 @@ func TestRedisTwoInstancesNeverOverspendZeroDrift(t *testing.T) {
 				if rng.IntN(2) == 0 {
 					reserver, settler = b, a
 				}
-				est := float64(1+rng.IntN(50_000)) / MicrosPerUSD // up to $0.05
+				est := float64(1+rng.IntN(50_000_000)) / NanosPerUSD // up to $0.05
 				d, err := reserver.Reserve(t.Context(), Request{User: "alice", KeyID: "k1", EstimatedUSD: est}, t0)
 				if err != nil {
 					t.Errorf("reserve: %v", err)
@@ -96,7 +102,7 @@ func TestRedisTwoInstancesNeverOverspendZeroDrift(t *testing.T) {
 				case 0: // upstream 5xx or local reply
 					err = settler.Cancel(t.Context(), d.Reservation, t0)
 				default:
-					actual := rng.Int64N(Micros(est) + 1)
+					actual := rng.Int64N(Nanos(est) + 1)
 					err = settler.Settle(t.Context(), d.Reservation, USD(actual), t0)
 					if err == nil {
 						settled.Add(actual)
@@ -116,16 +122,16 @@ func TestRedisTwoInstancesNeverOverspendZeroDrift(t *testing.T) {
 	require.Positive(t, refused.Load(), "the budget must bind in this test")
 	c := rawClient(t, s)
 	for _, key := range []string{
-		a.windowKey(WindowDay, windowIndex(t0, WindowDay), "user:alice"),
-		a.windowKey(WindowMonth, windowIndex(t0, WindowMonth), "user:alice"),
-		a.windowKey(WindowMonth, windowIndex(t0, WindowMonth), "key:k1"),
+		windowKey(a, WindowDay, t0, "user:alice"),
+		windowKey(a, WindowMonth, t0, "user:alice"),
+		windowKey(a, WindowMonth, t0, "key:k1"),
 	} {
 		got, err := c.HGet(t.Context(), key, "s").Int64()
 		require.NoError(t, err, key)
 		require.Equal(t, settled.Load(), got, key)
-		require.LessOrEqual(t, got, Micros(limitUSD), key)
+		require.LessOrEqual(t, got, Nanos(limitUSD), key)
 	}
-	markers, err := c.Keys(t.Context(), "{spend}:res:*").Result()
+	markers, err := c.Keys(t.Context(), "spend:*:res:*").Result()
 	require.NoError(t, err)
 	require.Empty(t, markers, "every reservation was released")
 }
@@ -165,59 +171,6 @@ func TestRedisTwoInstancesAdmitExactly(t *testing.T) {
 	require.Equal(t, int64(100), admitted.Load())
 }
 
-func TestRedisOutageAndRecovery(t *testing.T) {
-	s := redistest.Start(t)
-	var mu sync.Mutex
-	var changes []BackendStatus
-	cfg := redisConfigFor(t, s, Config{Enabled: true, PerUser: Policy{Default: Limits{DailyUSD: 5}}})
-	l, err := New(t.Context(), cfg, Hooks{OnStateChange: func(st BackendStatus) {
-		mu.Lock()
-		defer mu.Unlock()
-		changes = append(changes, st)
-	}})
-	require.NoError(t, err)
-	r := l.(*Redis)
-	t.Cleanup(func() { _ = r.Close() })
-	ctx := t.Context()
-
-	d, err := r.Reserve(ctx, alice(1), t0)
-	require.NoError(t, err)
-	require.True(t, d.Allowed)
-	require.True(t, r.Status(ctx).Healthy)
-
-	s.Stop()
-	_, err = r.Reserve(ctx, alice(1), t0)
-	require.ErrorIs(t, err, ErrBackendUnavailable)
-	// While unhealthy, calls fail at once instead of each waiting for Redis.
-	for range 3 {
-		start := time.Now()
-		_, err = r.Reserve(ctx, alice(1), t0)
-		require.ErrorIs(t, err, ErrBackendUnavailable)
-		require.ErrorContains(t, err, "skipped while unhealthy")
-		require.Less(t, time.Since(start), 50*time.Millisecond)
-	}
-	require.ErrorIs(t, r.Settle(ctx, d.Reservation, 0.5, t0), ErrBackendUnavailable)
-	st := r.Status(ctx)
-	require.False(t, st.Healthy)
-	require.Equal(t, BackendRedis, st.Backend)
-	require.NotEmpty(t, st.LastError)
-	require.False(t, st.LastErrorAt.IsZero())
-
-	s.Restart(t) // empty server: script cache and counters gone
-	require.True(t, r.Status(ctx).Healthy)
-	d, err = r.Reserve(ctx, alice(1), t0)
-	require.NoError(t, err)
-	require.True(t, d.Allowed)
-	require.NoError(t, r.Settle(ctx, d.Reservation, 0.5, t0))
-
-	mu.Lock()
-	defer mu.Unlock()
-	require.Len(t, changes, 2, "one hook call when Redis went away, one when it came back")
-	require.False(t, changes[0].Healthy)
-	require.Contains(t, changes[0].LastError, "redis")
-	require.True(t, changes[1].Healthy)
-}
-
 func TestRedisUnreachableAtStart(t *testing.T) {
 	s := redistest.Start(t)
 	addr := s.Addr
@@ -230,64 +183,39 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	_, err = r.Reserve(t.Context(), alice(1), t0)
 	require.ErrorIs(t, err, ErrBackendUnavailable)
 	s.Restart(t)
-	r.conn.health.RetryNow() // as if the retry interval (1 s) had passed
+	r.Store().(*quota.Redis).RetryNow() // as if the retry interval (1 s) had passed
 	d, err := r.Reserve(t.Context(), alice(1), t0)
 	require.NoError(t, err)
 	require.True(t, d.Allowed)
 	require.True(t, r.Status(t.Context()).Healthy)
 }
 
-func TestRedisKeyLayout(t *testing.T) {
-	s := redistest.Start(t)
-	r := newRedisFor(t, s, Config{Enabled: true, KeyPrefix: "layout:",
-		PerKey:  Policy{Default: Limits{DailyUSD: 5, MonthlyUSD: 50}},
-		PerUser: Policy{Default: Limits{MonthlyUSD: 20}}})
-	at := time.Now() // real time: the TTLs are checked against the server's clock
-	d, err := r.Reserve(t.Context(), Request{User: "alice", KeyID: "5f2b9c", EstimatedUSD: 0.25}, at)
-	require.NoError(t, err)
-	require.True(t, d.Allowed)
-
-	c := rawClient(t, s)
-	keys, err := c.Keys(t.Context(), "*").Result()
-	require.NoError(t, err)
-	day, month := windowIndex(at, WindowDay), windowIndex(at, WindowMonth)
-	require.ElementsMatch(t, []string{
-		fmt.Sprintf("{layout}:d:%d:key:5f2b9c", day),
-		fmt.Sprintf("{layout}:mo:%d:key:5f2b9c", month),
-		fmt.Sprintf("{layout}:mo:%d:user:alice", month),
-		"{layout}:res:" + d.Reservation.ID,
-	}, keys)
-	for _, k := range keys {
-		ttl, err := c.PTTL(t.Context(), k).Result()
-		require.NoError(t, err)
-		end := windowEnd(WindowMonth, month)
-		if strings.Contains(k, ":d:") {
-			end = windowEnd(WindowDay, day)
-		}
-		require.LessOrEqual(t, ttl, end.Sub(at)+ttlGrace, k)
-		require.Greater(t, ttl, end.Sub(at)-time.Second, k)
-		if !strings.Contains(k, ":res:") {
-			v, err := c.HGet(t.Context(), k, "s").Result()
-			require.NoError(t, err)
-			require.Equal(t, "250000", v, k)
-		}
+// The limiter suite on a Sentinel-watched master and on a three-master
+// Cluster: the same behaviour as on one server.
+func TestRedisSentinelAndCluster(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		redis func(t *testing.T) RedisConfig
+	}{
+		{"sentinel", func(t *testing.T) RedisConfig {
+			s := redistest.StartSentinel(t)
+			return RedisConfig{Mode: "sentinel", Addresses: []string{s.Sentinel.Addr}, MasterName: redistest.MasterName}
+		}},
+		{"cluster", func(t *testing.T) RedisConfig {
+			return RedisConfig{Mode: "cluster", Addresses: redistest.StartCluster(t).Addrs()}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := tt.redis(t)
+			testLimiter(t, func(t *testing.T, cfg Config) Limiter {
+				cfg.Backend, cfg.Redis = BackendRedis, rc
+				cfg.KeyPrefix = fmt.Sprintf("test%d:", prefixSeq.Add(1))
+				require.NoError(t, cfg.Validate())
+				l, err := NewRedis(t.Context(), cfg, Hooks{})
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = l.Close() })
+				return l
+			})
+		})
 	}
-}
-
-// A call retried after a lost reply (same reservation id) is not charged
-// twice.
-func TestRedisReserveScriptIdempotent(t *testing.T) {
-	s := redistest.Start(t)
-	r := newRedisFor(t, s, Config{Enabled: true})
-	c := rawClient(t, s)
-	key := r.windowKey(WindowDay, 1, "user:alice")
-	keys := []string{r.markerKey("same-id"), key}
-	for range 3 {
-		out, err := reserveScript.Run(t.Context(), c, keys, 7, 60000, 100, 60000).Int64Slice()
-		require.NoError(t, err)
-		require.Equal(t, []int64{1}, out)
-	}
-	got, err := c.HGet(t.Context(), key, "s").Result()
-	require.NoError(t, err)
-	require.Equal(t, "7", got)
 }

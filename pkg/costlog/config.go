@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 )
 
 // Sink types for [SinkConfig.Type].
@@ -76,14 +76,11 @@ type FileConfig struct {
 // RedisStreamConfig configures a [RedisStreamSink]. URL is parsed first; a
 // non-empty Address or Password overrides it, and DB overrides it when set.
 type RedisStreamConfig struct {
-	// URL is redis://[user:password@]host:port/db, or rediss:// for TLS.
-	URL string `json:"url"`
-	// Address is host:port.
-	Address string `json:"address"`
-	// Password authenticates the connection.
-	Password string `json:"password"`
-	// DB selects the logical database when not nil.
-	DB *int `json:"db,omitempty"`
+	// Config locates the Redis deployment, inline in this block: mode
+	// (single, sentinel, cluster), addresses, master_name, username,
+	// password, db, tls, and the older url and address keys (see
+	// internal/redisconf).
+	redisconf.Config
 	// Stream is the stream key. Default "llm_cost_records".
 	Stream string `json:"stream"`
 	// MaxLen caps the stream approximately (XADD MAXLEN ~). Default
@@ -209,15 +206,8 @@ func (c *Config) Validate() error {
 				bad(p+".redis_stream", "is required with type %q", SinkRedisStream)
 				continue
 			}
-			if r.URL != "" {
-				if _, err := redis.ParseURL(r.URL); err != nil {
-					bad(p+".redis_stream.url", "not a valid redis:// or rediss:// URL")
-				}
-			} else if r.Address == "" {
-				bad(p+".redis_stream", "url or address is required")
-			}
-			if r.DB != nil && *r.DB < 0 {
-				bad(p+".redis_stream.db", "must not be negative, got %d", *r.DB)
+			if err := r.Config.Validate(configPath + "." + p + ".redis_stream"); err != nil {
+				errs = append(errs, err)
 			}
 			if r.Stream == "" {
 				bad(p+".redis_stream.stream", "is required")
@@ -248,36 +238,10 @@ func (c *Config) options() Options {
 	}
 }
 
-// redisOptions builds client options; the password never appears in
-// errors.
-func (r *RedisStreamConfig) redisOptions() (*redis.Options, error) {
-	opts := &redis.Options{}
-	if r.URL != "" {
-		o, err := redis.ParseURL(r.URL)
-		if err != nil {
-			return nil, errors.New("invalid redis url")
-		}
-		opts = o
-	}
-	if r.Address != "" {
-		opts.Addr = r.Address
-	}
-	if r.Password != "" {
-		opts.Password = r.Password
-	}
-	if r.DB != nil {
-		opts.DB = *r.DB
-	}
-	opts.DialTimeout = redisTimeout
-	opts.ReadTimeout = redisTimeout
-	opts.WriteTimeout = redisTimeout
-	// The Writer retries failed batches with its own bounded backoff;
-	// go-redis retrying underneath would multiply the attempts and stall
-	// the queue for seconds per batch.
-	opts.MaxRetries = -1
-	opts.DialerRetries = 1
-	return opts, nil
-}
+// redisProfile is how a stream sink's client behaves. The Writer retries
+// failed batches with its own bounded backoff; go-redis retrying underneath
+// would multiply the attempts and stall the queue for seconds per batch.
+var redisProfile = redisconf.Profile{DialTimeout: redisTimeout, IOTimeout: redisTimeout, MaxRetries: -1}
 
 // New applies defaults to cfg, validates it, opens its sinks and starts a
 // Writer. It returns (nil, nil) when cfg is not enabled; a nil *Writer is
@@ -309,12 +273,11 @@ func New(ctx context.Context, cfg Config, hooks Hooks) (*Writer, error) {
 			}
 			sinks = append(sinks, s)
 		case SinkRedisStream:
-			opts, err := sc.RedisStream.redisOptions()
+			client, err := redisconf.Default.Client(sc.RedisStream.Config, redisProfile)
 			if err != nil {
 				closeAll()
 				return nil, fmt.Errorf("%s.sinks[%d]: %w", configPath, i, err)
 			}
-			client := redis.NewClient(opts)
 			s, err := NewRedisStreamSink(client, sc.RedisStream.Stream, sc.RedisStream.MaxLen)
 			if err != nil {
 				_ = client.Close()
@@ -325,7 +288,7 @@ func New(ctx context.Context, cfg Config, hooks Hooks) (*Writer, error) {
 			pctx, cancel := context.WithTimeout(ctx, startupPingTimeout)
 			if err := client.Ping(pctx).Err(); err != nil {
 				logger.Warn("cost record redis stream unreachable at startup; writes will be retried",
-					"sink", s.Name(), "addr", opts.Addr, "error", err)
+					"sink", s.Name(), "redis", sc.RedisStream.Describe(), "error", err)
 			}
 			cancel()
 			sinks = append(sinks, s)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 )
 
 func TestDefaults(t *testing.T) {
@@ -27,7 +29,7 @@ func TestDefaults(t *testing.T) {
 	c.ApplyDefaults()
 	require.Equal(t, []SinkConfig{{Type: SinkFile, File: &FileConfig{Path: "cost_records.jsonl"}}}, c.Sinks)
 
-	c = Config{Enabled: true, Sinks: []SinkConfig{{Type: SinkRedisStream, RedisStream: &RedisStreamConfig{Address: "127.0.0.1:6379"}}}}
+	c = Config{Enabled: true, Sinks: []SinkConfig{{Type: SinkRedisStream, RedisStream: &RedisStreamConfig{Config: redisconf.Config{Address: "127.0.0.1:6379"}}}}}
 	c.ApplyDefaults()
 	require.Equal(t, "llm_cost_records", c.Sinks[0].RedisStream.Stream)
 	require.Equal(t, int64(1_000_000), c.Sinks[0].RedisStream.MaxLen)
@@ -87,13 +89,13 @@ func TestValidate(t *testing.T) {
 				{Type: "kafka"},
 				{Type: SinkFile, File: &FileConfig{Path: "x"}, RedisStream: &RedisStreamConfig{}},
 				{Type: SinkRedisStream, File: &FileConfig{}, RedisStream: &RedisStreamConfig{Stream: "s", MaxLen: 1}},
-				{Type: SinkRedisStream, RedisStream: &RedisStreamConfig{URL: "http://nope", DB: &neg, Stream: "s", MaxLen: -5}},
+				{Type: SinkRedisStream, RedisStream: &RedisStreamConfig{Config: redisconf.Config{URL: "http://nope", DB: &neg}, Stream: "s", MaxLen: -5}},
 			}},
 			want: []string{
 				`features.cost_tracking.sinks[0].type: must be "file" or "redis_stream", got "kafka"`,
 				`features.cost_tracking.sinks[1].redis_stream: not allowed with type "file"`,
 				`features.cost_tracking.sinks[2].file: not allowed with type "redis_stream"`,
-				"features.cost_tracking.sinks[2].redis_stream: url or address is required",
+				"features.cost_tracking.sinks[2].redis_stream: url, address or addresses is required",
 				"features.cost_tracking.sinks[3].redis_stream.url: not a valid redis:// or rediss:// URL",
 				"features.cost_tracking.sinks[3].redis_stream.db: must not be negative, got -1",
 				"features.cost_tracking.sinks[3].redis_stream.max_len: must not be negative, got -5",
@@ -162,33 +164,4 @@ func TestNewDefaultFileSinkInWorkingDirectory(t *testing.T) {
 	require.True(t, w.Enqueue(rec("a")))
 	require.NoError(t, w.Close(context.Background()))
 	require.Equal(t, "a", readLines(t, DefaultFilePath)[0].RequestID)
-}
-
-func TestRedisOptions(t *testing.T) {
-	zero, two := 0, 2
-	tests := []struct {
-		name     string
-		cfg      RedisStreamConfig
-		addr     string
-		password string
-		db       int
-	}{
-		{name: "address only", cfg: RedisStreamConfig{Address: "10.0.0.1:6379"}, addr: "10.0.0.1:6379"},
-		{name: "url", cfg: RedisStreamConfig{URL: "redis://:pw@10.0.0.2:6380/4"}, addr: "10.0.0.2:6380", password: "pw", db: 4},
-		{name: "overrides win", cfg: RedisStreamConfig{URL: "redis://:pw@10.0.0.2:6380/4", Address: "h:1", Password: "other", DB: &two}, addr: "h:1", password: "other", db: 2},
-		{name: "explicit db 0 wins", cfg: RedisStreamConfig{URL: "redis://10.0.0.2:6380/4", DB: &zero}, addr: "10.0.0.2:6380"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			o, err := tt.cfg.redisOptions()
-			require.NoError(t, err)
-			require.Equal(t, tt.addr, o.Addr)
-			require.Equal(t, tt.password, o.Password)
-			require.Equal(t, tt.db, o.DB)
-			require.Equal(t, -1, o.MaxRetries)
-		})
-	}
-	_, err := (&RedisStreamConfig{URL: "redis://:secret@host:bad"}).redisOptions()
-	require.Error(t, err)
-	require.NotContains(t, err.Error(), "secret")
 }

@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
 )
 
 func newRedisClient(t *testing.T, addr string) *redis.Client {
@@ -102,7 +104,7 @@ func TestWriterRedisDownThenBack(t *testing.T) {
 	failures := make(chan struct{}, 1000)
 	w, err := New(ctx, Config{
 		Enabled: true, MaxAttempts: 100, RetryBackoff: "20ms", MaxRetryBackoff: "100ms",
-		Sinks: []SinkConfig{{Type: SinkRedisStream, RedisStream: &RedisStreamConfig{URL: "redis://" + s.Addr + "/0", Stream: "costs"}}},
+		Sinks: []SinkConfig{{Type: SinkRedisStream, RedisStream: &RedisStreamConfig{Config: redisconf.Config{URL: "redis://" + s.Addr + "/0"}, Stream: "costs"}}},
 	}, Hooks{OnWriteError: func(error) {
 		select {
 		case failures <- struct{}{}:
@@ -141,7 +143,7 @@ func TestWriterRedisGivesUpAndCounts(t *testing.T) {
 	db := 3
 	w, err := New(ctx, Config{
 		Enabled: true, MaxAttempts: 2, RetryBackoff: "1ms", MaxRetryBackoff: "1ms",
-		Sinks: []SinkConfig{{Type: SinkRedisStream, RedisStream: &RedisStreamConfig{Address: addr, DB: &db}}},
+		Sinks: []SinkConfig{{Type: SinkRedisStream, RedisStream: &RedisStreamConfig{Config: redisconf.Config{Address: addr, DB: &db}}}},
 	}, Hooks{})
 	require.NoError(t, err, "an unreachable Redis at startup is not fatal")
 	require.True(t, w.Enqueue(rec("lost")))

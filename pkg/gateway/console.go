@@ -12,6 +12,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/budget"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
 // seriesObserver counts every finished call in the console's series.
@@ -29,7 +30,7 @@ func (o seriesObserver) Observe(r *processor.Record) {
 		model = r.Usage.Model
 	}
 	o.series.Add(admin.Sample{Time: o.now(), Provider: r.Provider, Model: model, User: r.Identity.User,
-		KeyID: r.Identity.KeyID, Class: outcomeClass(r), CostMicros: budget.Micros(r.Cost.TotalUSD),
+		KeyID: r.Identity.KeyID, Class: outcomeClass(r), CostNanos: budget.Nanos(r.Cost.TotalUSD),
 		InputTokens: r.Usage.InputTokens, OutputTokens: r.Usage.OutputTokens, Duration: r.Duration})
 }
 
@@ -155,7 +156,7 @@ func (t *circuitTracker) Circuits(ctx context.Context, now time.Time) (admin.Cir
 // budgets. Used is the ledger's settled spend (calls still in flight are not
 // in it).
 type budgetHeadroom struct {
-	ledger budget.Ledger
+	ledger usage.Ledger
 	cfg    budget.Config // Enabled: report the budgets
 }
 
@@ -171,7 +172,7 @@ func (h budgetHeadroom) Headroom(ctx context.Context, top int, now time.Time) (a
 	}
 	for _, d := range []struct {
 		kind         string
-		today, month budget.Breakdown
+		today, month usage.Breakdown
 		policy       budget.Policy
 	}{
 		{"user", rep.Today.ByUser, rep.Month.ByUser, h.cfg.PerUser},
@@ -179,24 +180,24 @@ func (h budgetHeadroom) Headroom(ctx context.Context, top int, now time.Time) (a
 	} {
 		monthly := make(map[string]int64, len(d.month.Rows))
 		for _, r := range d.month.Rows {
-			monthly[r.Name] = r.CostMicros
+			monthly[r.Name] = r.CostNanos
 		}
 		for i, r := range d.today.Rows {
 			if i == top {
 				break
 			}
-			s := admin.SubjectHeadroom{Kind: d.kind, ID: r.Name, SpendTodayUSD: budget.USD(r.CostMicros),
+			s := admin.SubjectHeadroom{Kind: d.kind, ID: r.Name, SpendTodayUSD: usage.USD(r.CostNanos),
 				Limits: []admin.LimitHeadroom{}}
-			if h.cfg.Enabled && r.Name != budget.OtherName {
+			if h.cfg.Enabled && r.Name != usage.OtherName {
 				lim, ok := d.policy.Overrides[r.Name]
 				if !ok {
 					lim = d.policy.Default
 				}
 				if lim.DailyUSD > 0 {
-					s.Limits = append(s.Limits, admin.NewLimitHeadroom("budget", "usd", "day", lim.DailyUSD, budget.USD(r.CostMicros)))
+					s.Limits = append(s.Limits, admin.NewLimitHeadroom("budget", "usd", "day", lim.DailyUSD, usage.USD(r.CostNanos)))
 				}
 				if lim.MonthlyUSD > 0 {
-					s.Limits = append(s.Limits, admin.NewLimitHeadroom("budget", "usd", "month", lim.MonthlyUSD, budget.USD(monthly[r.Name])))
+					s.Limits = append(s.Limits, admin.NewLimitHeadroom("budget", "usd", "month", lim.MonthlyUSD, usage.USD(monthly[r.Name])))
 				}
 			}
 			out.Subjects = append(out.Subjects, s)

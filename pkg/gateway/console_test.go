@@ -15,6 +15,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/budget"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
 func TestOutcomeClass(t *testing.T) {
@@ -85,12 +86,12 @@ func TestBudgetHeadroom(t *testing.T) {
 	cfg := budget.Config{Enabled: true,
 		PerUser: budget.Policy{Default: budget.Limits{DailyUSD: 10}, Overrides: map[string]budget.Limits{"vip": {}}},
 		PerKey:  budget.Policy{Default: budget.Limits{DailyUSD: 50, MonthlyUSD: 100}}}
-	led, err := budget.NewLedger(ctx, cfg, budget.Hooks{})
+	led, err := usage.New(ctx, cfg.Ledger(), usage.Hooks{})
 	require.NoError(t, err)
 	defer led.Close()
 	record := func(user, key string, usd float64, at time.Time) {
-		require.NoError(t, led.Record(ctx, budget.Usage{User: user, KeyID: key, Provider: "openai", Model: "gpt-4o",
-			CostMicros: budget.Micros(usd), CostKnown: true}, at))
+		require.NoError(t, led.Record(ctx, usage.Usage{User: user, KeyID: key, Provider: "openai", Model: "gpt-4o",
+			CostNanos: budget.Nanos(usd), CostKnown: true}, at))
 	}
 	record("alice", "k1", 20, now.AddDate(0, 0, -3)) // earlier this month
 	record("alice", "k1", 4, now)
@@ -170,7 +171,7 @@ func TestSeriesObserverCountsRecords(t *testing.T) {
 	obs.Observe(&refused)
 
 	u := s.Usage(admin.RangeToday, admin.ByModel, 8, now)
-	require.Equal(t, admin.Totals{Requests: 2, CostMicros: 250_000, InputTokens: 100, OutputTokens: 20}, u.Total)
+	require.Equal(t, admin.Totals{Requests: 2, CostNanos: 250_000_000, InputTokens: 100, OutputTokens: 20}, u.Total)
 	require.Equal(t, "openai/gpt-4o-2024-08-06", u.Series[0].Name)
 	require.Equal(t, "openai/gpt-4o", u.Series[1].Name)
 	byKey := s.Usage(admin.RangeToday, admin.ByKey, 8, now)

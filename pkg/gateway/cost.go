@@ -15,13 +15,14 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/budget"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
 // costRecorder is the Observer that turns each Record into a cost record
 // (queued, never blocking) and a ledger entry for /usage.
 type costRecorder struct {
 	w      *costlog.Writer
-	ledger budget.Ledger
+	ledger usage.Ledger
 	now    func() time.Time
 	errors prometheus.Counter // failed ledger writes
 }
@@ -63,8 +64,8 @@ func (c *costRecorder) Observe(r *processor.Record) {
 	}
 	// No per-call deadline: the Redis ledger's client bounds every command
 	// with its own I/O timeouts, and the memory one never waits.
-	err := c.ledger.Record(context.Background(), budget.Usage{User: r.Identity.User, KeyID: r.Identity.KeyID, Provider: r.Provider,
-		Model: model, CostMicros: budget.Micros(r.Cost.TotalUSD), InputTokens: u.InputTokens,
+	err := c.ledger.Record(context.Background(), usage.Usage{User: r.Identity.User, KeyID: r.Identity.KeyID, Provider: r.Provider,
+		Model: model, CostNanos: budget.Nanos(r.Cost.TotalUSD), InputTokens: u.InputTokens,
 		OutputTokens: u.OutputTokens, CostKnown: r.Cost.Known}, c.now())
 	if err != nil {
 		c.errors.Inc()
@@ -73,7 +74,7 @@ func (c *costRecorder) Observe(r *processor.Record) {
 
 // usageHandler serves GET /usage: today's and this month's spend by user,
 // key id and model, as JSON, or as a plain-text table with ?format=text.
-func usageHandler(l budget.Ledger, now func() time.Time) http.Handler {
+func usageHandler(l usage.Ledger, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rep, err := l.Report(r.Context(), now())
 		if err != nil {
@@ -91,22 +92,22 @@ func usageHandler(l budget.Ledger, now func() time.Time) http.Handler {
 }
 
 // writeUsageTable renders a Report as aligned text tables.
-func writeUsageTable(w http.ResponseWriter, rep budget.Report) {
+func writeUsageTable(w http.ResponseWriter, rep usage.Report) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	for _, p := range []budget.Period{rep.Today, rep.Month} {
+	for _, p := range []usage.Period{rep.Today, rep.Month} {
 		fmt.Fprintf(tw, "%s (%s to %s)\tcost USD\trequests\tinput tokens\toutput tokens\tunpriced\t\n",
 			strings.ToUpper(p.Name), p.Start.Format("2006-01-02"), p.End.Format("2006-01-02"))
-		row := func(name string, t budget.Totals) {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t\n", name, budget.FormatMicros(t.CostMicros), t.Requests,
+		row := func(name string, t usage.Totals) {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t\n", name, budget.FormatNanos(t.CostNanos), t.Requests,
 				t.InputTokens, t.OutputTokens, t.UnknownCostRequests)
 		}
 		row("total", p.Total)
 		for _, d := range []struct {
 			title string
-			b     budget.Breakdown
+			b     usage.Breakdown
 		}{{"user", p.ByUser}, {"key", p.ByKey}, {"model", p.ByModel}} {
-			rows := append([]budget.Row(nil), d.b.Rows...)
-			sort.SliceStable(rows, func(i, j int) bool { return rows[i].CostMicros > rows[j].CostMicros })
+			rows := append([]usage.Row(nil), d.b.Rows...)
+			sort.SliceStable(rows, func(i, j int) bool { return rows[i].CostNanos > rows[j].CostNanos })
 			for _, r := range rows {
 				name := r.Name
 				if d.title == "model" && r.Provider != "" {

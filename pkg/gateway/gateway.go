@@ -28,6 +28,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/telemetry"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/tracing"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
 // Options configures New. Zero values are documented per field.
@@ -143,10 +144,11 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 		sections["circuit_breaker"] = func(context.Context) any { return map[string]any{"enabled": false} }
 	}
 
+	qm := newQuotaMetrics(o.Registry)
 	rl := cfg.Features.RateLimiting.Config
 	if rl.Enabled {
 		m := telemetry.NewRateLimitMetrics(o.Registry)
-		logTransition := g.backendLog("rate limiter backend", rl.FailMode)
+		logTransition := qm.observe("rate_limiting", failModeOf(rl.FailMode), g.backendLog("rate limiter backend", rl.FailMode))
 		lim, err := ratelimit.New(ctx, rl, ratelimit.Hooks{OnStateChange: func(st ratelimit.BackendStatus) {
 			m.SetBackendHealthy(st.Healthy)
 			logTransition(st)
@@ -174,7 +176,8 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 	handlers := map[string]http.Handler{}
 	ct := cfg.Features.CostTracking
 	if ct.Budgets.Enabled {
-		lim, err := budget.New(ctx, ct.Budgets, budget.Hooks{OnStateChange: g.backendLog("budget store", ct.Budgets.FailMode)})
+		lim, err := budget.New(ctx, ct.Budgets, budget.Hooks{OnStateChange: qm.observe("budgets", failModeOf(ct.Budgets.FailMode),
+			g.backendLog("budget store", ct.Budgets.FailMode))})
 		if err != nil {
 			return nil, fmt.Errorf("budgets: %w", err)
 		}
@@ -202,7 +205,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 			defer cancel()
 			return w.Close(ctx)
 		}))
-		led, err := budget.NewLedger(ctx, ct.Budgets, budget.Hooks{OnStateChange: g.backendLog("usage ledger", "open")})
+		led, err := usage.New(ctx, ct.Budgets.Ledger(), usage.Hooks{OnStateChange: g.backendLog("usage ledger", "open")})
 		if err != nil {
 			return nil, fmt.Errorf("usage ledger: %w", err)
 		}
@@ -258,9 +261,22 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 func storeSection(status func(context.Context) backendhealth.Status, failMode string) func(context.Context) any {
 	return func(ctx context.Context) any {
 		st := status(ctx)
-		return map[string]any{"enabled": true, "backend": st.Backend, "healthy": st.Healthy,
-			"last_error": st.LastError, "fail_mode": failMode}
+		out := map[string]any{"enabled": true, "backend": st.Backend, "healthy": st.Healthy,
+			"last_error": st.LastError, "fail_mode": failModeOf(failMode),
+			"pending_adjustments": st.PendingAdjustments, "dropped_adjustments": st.DroppedAdjustments}
+		if st.Fallback != "" {
+			out["fallback"] = st.Fallback // counting in process while the store is down
+		}
+		return out
 	}
+}
+
+// failModeOf names an unset fail mode by its default.
+func failModeOf(m string) string {
+	if m == "" {
+		return "open"
+	}
+	return m
 }
 
 // backendLog logs a store's health transitions, once each.

@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 )
 
@@ -135,11 +133,11 @@ func OpenStore(c Config) (Store, error) {
 	case StoreFile:
 		return OpenFileStore(c.File.Path)
 	case StoreRedis:
-		opts, err := c.Redis.Options(-1)
+		rdb, err := c.Redis.NewClient(redisconf.Profile{MaxRetries: -1})
 		if err != nil {
 			return nil, fmt.Errorf("%s.redis: %w", configPath, err)
 		}
-		return NewRedisStore(redis.NewClient(opts), c.KeyPrefix, true), nil
+		return NewRedisStore(rdb, c.KeyPrefix, true), nil
 	}
 	return nil, fmt.Errorf("%s.store: must be %q or %q", configPath, StoreFile, StoreRedis)
 }

@@ -82,20 +82,24 @@ func (g *Budget) Admit(ctx context.Context, c *Call) (Ticket, *Reply, error) {
 			g.hooks.OnRefuse(c.Provider, scopeKind(d.Scope), d.Window)
 		}
 		msg := fmt.Sprintf("[PROXY] Budget exceeded: %s has spent $%s of its $%s %s budget. It resets at %s.",
-			d.Scope, budget.FormatMicros(d.SpendMicros), budget.FormatMicros(d.LimitMicros), budgetPeriod(d.Window),
+			d.Scope, budget.FormatNanos(d.SpendNanos), budget.FormatNanos(d.LimitNanos), budgetPeriod(d.Window),
 			d.Reset.UTC().Format(time.RFC3339))
-		return nil, &Reply{
+		reply := &Reply{
 			Status: 402,
 			Headers: [][2]string{
 				{"Content-Type", "application/json"},
 				{headerCostReason, d.Reason()},
-				{headerCostLimit, budget.FormatMicros(d.LimitMicros)},
-				{headerCostSpend, budget.FormatMicros(d.SpendMicros)},
+				{headerCostLimit, budget.FormatNanos(d.LimitNanos)},
+				{headerCostSpend, budget.FormatNanos(d.SpendNanos)},
 				{headerErrorSource, "proxy"},
 			},
 			Body:    g.body(c, providers.ErrorBudgetExceeded, msg),
 			Details: BudgetDetails,
-		}, nil
+		}
+		if d.Degraded {
+			reply.Headers = append(reply.Headers, [2]string{headerDegraded, "local"})
+		}
+		return nil, reply, nil
 	}
 	return &budgetTicket{g: g, res: d.Reservation}, nil, nil
 }

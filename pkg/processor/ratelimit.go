@@ -20,6 +20,9 @@ const (
 	headerMetric      = "X-RateLimit-Metric"
 	headerWindow      = "X-RateLimit-Window"
 	headerErrorSource = "X-Llm-Proxy-Error-Source"
+	// headerDegraded marks a refusal decided by in-process counters while
+	// the shared store was unreachable (fail_mode local).
+	headerDegraded = "X-Llm-Proxy-Degraded"
 )
 
 // RateLimitDetails is the %RESPONSE_CODE_DETAILS% of a rate-limit refusal.
@@ -133,7 +136,7 @@ func (g *RateLimit) refusal(c *Call, d ratelimit.Decision) *Reply {
 	}
 	msg := fmt.Sprintf("[PROXY] Rate limit exceeded: %s %s per %s (limit %d, remaining %d). Retry after %d s.",
 		d.Scope, d.Metric, d.Window, d.Limit, d.Remaining, retry)
-	return &Reply{
+	reply := &Reply{
 		Status: 429,
 		Headers: [][2]string{
 			{"Content-Type", "application/json"},
@@ -149,6 +152,10 @@ func (g *RateLimit) refusal(c *Call, d ratelimit.Decision) *Reply {
 		Body:    g.errorBody(c, providers.ErrorRateLimited, msg),
 		Details: RateLimitDetails,
 	}
+	if d.Degraded {
+		reply.Headers = append(reply.Headers, [2]string{headerDegraded, "local"})
+	}
+	return reply
 }
 
 // unavailable renders the fail-closed 503.

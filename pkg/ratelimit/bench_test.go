@@ -53,6 +53,17 @@ func BenchmarkReserveSettle(b *testing.B) {
 			b.Cleanup(func() { _ = r.Close() })
 			return r
 		}},
+		{name: "redis-cluster", new: func(b *testing.B) Limiter {
+			c := cfg
+			c.Backend = BackendRedis
+			c.Redis = RedisConfig{Mode: "cluster", Addresses: redistest.StartCluster(b).Addrs()}
+			r, err := NewRedis(b.Context(), c, Hooks{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = r.Close() })
+			return r
+		}},
 	}
 	reqs := benchRequests()
 	for _, be := range backends {

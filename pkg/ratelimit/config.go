@@ -3,11 +3,11 @@ package ratelimit
 import (
 	"errors"
 	"fmt"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"sort"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // Backend names accepted in [Config.Backend].
@@ -18,8 +18,9 @@ const (
 
 // Fail modes accepted in [Config.FailMode].
 const (
-	FailOpen   = "open"
-	FailClosed = "closed"
+	FailOpen   = quota.FailOpen
+	FailClosed = quota.FailClosed
+	FailLocal  = quota.FailLocal
 )
 
 // Defaults applied by [Config.ApplyDefaults] to zero fields.
@@ -62,11 +63,17 @@ type Config struct {
 	// replica has its own budget) or "redis" (shared and exact across
 	// replicas).
 	Backend string `json:"backend"`
-	// FailMode says what the caller does when the backend fails: "open"
-	// (default; admit the request) or "closed" (refuse it). The limiter
-	// itself only returns an error wrapping [ErrBackendUnavailable]; see
+	// FailMode says what happens while the backend fails: "open"
+	// (default; admit the request), "closed" (refuse it with a 503) or
+	// "local" (backend redis: count in this process at each limit divided
+	// by ExpectedInstances until Redis answers again; answers so decided
+	// carry X-Llm-Proxy-Degraded: local). For open and closed the limiter
+	// returns an error wrapping [ErrBackendUnavailable]; see
 	// [Config.FailClosed].
 	FailMode string `json:"fail_mode"`
+	// ExpectedInstances is how many server instances share the Redis, for
+	// fail mode local. Default 1.
+	ExpectedInstances int `json:"expected_instances"`
 	// Limits are the default limits of EACH user and EACH API key, counted
 	// separately per identity.
 	Limits Limits `json:"limits"`
@@ -144,6 +151,9 @@ func (c *Config) ApplyDefaults() {
 	if c.FailMode == "" {
 		c.FailMode = FailOpen
 	}
+	if c.ExpectedInstances == 0 {
+		c.ExpectedInstances = 1
+	}
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = DefaultKeyPrefix
 	}
@@ -196,9 +206,12 @@ func (c Config) Validate() error {
 		bad("backend", "must be %q or %q, got %q", BackendMemory, BackendRedis, c.Backend)
 	}
 	switch c.FailMode {
-	case "", FailOpen, FailClosed:
+	case "", FailOpen, FailClosed, FailLocal:
 	default:
-		bad("fail_mode", "must be %q or %q, got %q", FailOpen, FailClosed, c.FailMode)
+		bad("fail_mode", "must be %q, %q or %q, got %q", FailOpen, FailClosed, FailLocal, c.FailMode)
+	}
+	if c.ExpectedInstances < 0 {
+		bad("expected_instances", "must not be negative, got %d", c.ExpectedInstances)
 	}
 	validateLimits(bad, "limits", c.Limits)
 	validateLimits(bad, "global", c.Global)
@@ -216,18 +229,7 @@ func (c Config) Validate() error {
 		bad("max_scopes", "must not be negative, got %d", c.MaxScopes)
 	}
 	if c.Backend == BackendRedis {
-		switch {
-		case c.Redis.URL != "":
-			if _, err := redis.ParseURL(c.Redis.URL); err != nil {
-				// The parser's message may quote the URL, password included.
-				bad("redis.url", "not a valid redis:// or rediss:// URL")
-			}
-		case c.Redis.Address == "":
-			bad("redis", "url or address is required with backend %q", BackendRedis)
-		}
-		if c.Redis.DB < 0 {
-			bad("redis.db", "must not be negative, got %d", c.Redis.DB)
-		}
+		errs = append(errs, c.Redis.Validate(configPath+".redis"))
 	}
 	return errors.Join(errs...)
 }

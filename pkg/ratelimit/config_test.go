@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 func TestConfigYAML(t *testing.T) {
@@ -42,7 +44,7 @@ max_scopes: 42
 		PerProvider:            map[string]Limits{"openai": {TokensPerMinute: 2000000}},
 		CountOutputTokens:      true,
 		DefaultMaxOutputTokens: 1024,
-		Redis:                  RedisConfig{URL: "redis://:pw@127.0.0.1:6379/2", Address: "a:1", Password: "p", DB: 3},
+		Redis:                  RedisConfig{URL: "redis://:pw@127.0.0.1:6379/2", Address: "a:1", Password: "p", DB: intp(3)},
 		KeyPrefix:              "gw:",
 		MaxScopes:              42,
 	}, got)
@@ -54,7 +56,7 @@ func TestConfigDefaults(t *testing.T) {
 	var c Config
 	require.NoError(t, c.Validate())
 	c.ApplyDefaults()
-	require.Equal(t, Config{Backend: BackendMemory, FailMode: FailOpen, KeyPrefix: DefaultKeyPrefix, MaxScopes: DefaultMaxScopes}, c)
+	require.Equal(t, Config{Backend: BackendMemory, FailMode: FailOpen, ExpectedInstances: 1, KeyPrefix: DefaultKeyPrefix, MaxScopes: DefaultMaxScopes}, c)
 	require.False(t, c.FailClosed())
 }
 
@@ -71,7 +73,7 @@ func TestConfigValidate(t *testing.T) {
 			cfg:  Config{Backend: "memcached", FailMode: "maybe"},
 			want: []string{
 				`features.rate_limiting.backend: must be "memory" or "redis", got "memcached"`,
-				`features.rate_limiting.fail_mode: must be "open" or "closed", got "maybe"`,
+				`features.rate_limiting.fail_mode: must be "open", "closed" or "local", got "maybe"`,
 			},
 		},
 		{
@@ -102,9 +104,9 @@ func TestConfigValidate(t *testing.T) {
 		},
 		{
 			name: "redis without location",
-			cfg:  Config{Backend: BackendRedis, Redis: RedisConfig{DB: -1}},
+			cfg:  Config{Backend: BackendRedis, Redis: RedisConfig{DB: intp(-1)}},
 			want: []string{
-				`features.rate_limiting.redis: url or address is required with backend "redis"`,
+				`features.rate_limiting.redis: url, address or addresses is required`,
 				"features.rate_limiting.redis.db: must not be negative, got -1",
 			},
 		},
@@ -171,9 +173,10 @@ func TestNew(t *testing.T) {
 
 	l, err = New(ctx, Config{Enabled: true, Limits: Limits{RequestsPerMinute: 1}}, Hooks{})
 	require.NoError(t, err)
-	require.IsType(t, &Memory{}, l)
+	require.IsType(t, &quota.Memory{}, l.(*Quota).Store())
 	require.NoError(t, l.Close())
 
 	_, err = New(ctx, Config{Enabled: true, Backend: "nope"}, Hooks{})
 	require.ErrorContains(t, err, "features.rate_limiting.backend")
 }
+func intp(i int) *int { return &i }

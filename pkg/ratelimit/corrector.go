@@ -3,6 +3,8 @@ package ratelimit
 import (
 	"math"
 	"sync"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // CorrectorConfig tunes a [Corrector]. Zero fields take the defaults.
@@ -133,4 +135,4 @@ func (c *Corrector) evictOldest() {
 
 // correctorModel bounds the model part of a key; model names come from
 // clients.
-func correctorModel(model string) string { return scopeName("", model) }
+func correctorModel(model string) string { return quota.ScopeName("", model) }

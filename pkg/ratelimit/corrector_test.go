@@ -76,7 +76,7 @@ func TestCorrectorBounded(t *testing.T) {
 	c.Observe("openai", long, 10, 20)
 	require.InDelta(t, 2.0, c.Factor("openai", long), 1e-9)
 	for k := range c.entries {
-		require.LessOrEqual(t, len(k.model), maxIdentityLen)
+		require.LessOrEqual(t, len(k.model), 128)
 	}
 }
 

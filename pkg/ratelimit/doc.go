@@ -30,43 +30,31 @@
 // [Config.Global], [Config.PerProvider] and [Overrides.PerModel]. A request
 // without a user id or key skips that scope.
 //
-// # Algorithm
+// # Admission
 //
-// Windows are fixed and aligned to UTC: minutes and days since the Unix
-// epoch. Each (scope, window) has a request counter and a token counter,
-// stamped with the window index, so nothing carries across a boundary.
+// Windows are fixed UTC minutes and days, counted on the [quota] engine.
 // Checks run in order (global, provider, model, key, user; minute before
 // day; requests before tokens) and the first failing one is reported in the
-// [Decision]. A request is refused when
-//
-//   - requests + 1 > request limit, or
-//   - tokens > 0 and (tokens >= token limit or tokens + charge > token limit).
-//
-// The "tokens > 0" clause is the optimistic first request: within a window,
-// the first request that charges tokens passes the token check even when
-// its charge alone is above the limit, so an over-estimate never blocks a
-// window outright. Both backends implement exactly these rules (tested by
-// one shared suite). Admission is all-or-nothing: a refusal charges no
-// counter.
-//
-// The charge is the estimated input tokens, plus, with
+// [Decision]. A request is refused when requests + 1 > request limit, or
+// when tokens > 0 and (tokens >= token limit or tokens + charge > token
+// limit): the "tokens > 0" clause is the optimistic first request, so an
+// over-estimate never blocks a window outright. Admission is
+// all-or-nothing. The charge is the estimated input tokens, plus, with
 // [Config.CountOutputTokens], the request's output cap or
-// [Config.DefaultMaxOutputTokens]. Settle replaces the charge with the
-// actual count in each charged window that has not rotated since; counters
-// never go below 0. Rotated windows keep the estimate (they no longer
-// matter for admission).
+// [Config.DefaultMaxOutputTokens]; Settle replaces it with the actual count
+// in each charged window that has not rotated since.
 //
 // # Backends
 //
-// [Memory] is per process (single instance only) and bounded
-// ([Config.MaxScopes]). [Redis] runs one Lua script per call and is exact
-// across instances. Backend failures return errors wrapping
-// [ErrBackendUnavailable]; the caller applies [Config.FailMode]. The
-// package never logs: [Hooks] report health transitions and
-// [Limiter.Status] serves /health.
+// "memory" is per process (single instance only) and bounded
+// ([Config.MaxScopes]); "redis" is exact across instances on a single
+// server, Sentinel or Cluster (see [quota.Redis]). Backend failures return
+// errors wrapping [ErrBackendUnavailable]; the caller applies
+// [Config.FailMode]. The package never logs: [Hooks] report health
+// transitions and [Limiter.Status] serves /health.
 //
 // [Corrector] learns per provider and model how far estimates are from
 // reported usage, so estimates improve with traffic.
 //
-// This package depends on no other package of the gateway.
+// This package depends on no other package of the gateway but pkg/quota.
 package ratelimit

@@ -1,9 +1,7 @@
 package ratelimit
 
 import (
-	"fmt"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -13,86 +11,4 @@ func TestMemory(t *testing.T) {
 		require.NoError(t, cfg.Validate())
 		return NewMemory(cfg)
 	})
-}
-
-func TestMemoryEvictsIdleScopes(t *testing.T) {
-	const maxScopes = 500
-	m := NewMemory(Config{Enabled: true, MaxScopes: maxScopes, Limits: Limits{RequestsPerMinute: 10}})
-	ctx := t.Context()
-	// 20 minutes of 400 new users each: 8000 users, never more than one
-	// minute's worth tracked.
-	for minute := range 20 {
-		at := t0.Add(time.Duration(minute) * time.Minute)
-		for u := range 400 {
-			d, err := m.Reserve(ctx, Request{User: fmt.Sprintf("u%d-%d", minute, u)}, at)
-			require.NoError(t, err)
-			require.True(t, d.Allowed)
-			if u%2 == 0 {
-				require.NoError(t, m.Settle(ctx, d.Reservation, 1, at))
-			}
-		}
-		scopes, pending := m.size()
-		require.LessOrEqual(t, scopes, maxScopes)
-		require.LessOrEqual(t, pending, maxScopes)
-	}
-	// Unsettled reservations are forgotten once their window ends.
-	_, err := m.Reserve(ctx, Request{User: "late"}, t0.Add(time.Hour))
-	require.NoError(t, err)
-	scopes, pending := m.size()
-	require.Equal(t, 1, scopes)
-	require.Equal(t, 1, pending)
-}
-
-func TestMemoryFullTable(t *testing.T) {
-	var changes []BackendStatus
-	m := NewMemory(Config{Enabled: true, MaxScopes: 3, Limits: Limits{RequestsPerMinute: 2, RequestsPerDay: 100}})
-	m.health = newHealth(BackendMemory, Hooks{OnStateChange: func(s BackendStatus) { changes = append(changes, s) }}, 0)
-	ctx := t.Context()
-	for _, u := range []string{"a", "b", "c"} {
-		d, err := m.Reserve(ctx, Request{User: u}, t0)
-		require.NoError(t, err)
-		require.NoError(t, m.Cancel(ctx, d.Reservation, t0))
-	}
-	// A fourth identity does not fit: the caller's fail mode decides.
-	_, err := m.Reserve(ctx, Request{User: "d"}, t0)
-	require.ErrorIs(t, err, ErrBackendUnavailable)
-	_, err = m.Reserve(ctx, Request{User: "e"}, t0)
-	require.ErrorIs(t, err, ErrBackendUnavailable)
-	require.False(t, m.Status(ctx).Healthy)
-	require.Contains(t, m.Status(ctx).LastError, "max_scopes 3")
-
-	// Tracked identities are still limited exactly.
-	for range 2 {
-		d, err := m.Reserve(ctx, Request{User: "a"}, t0)
-		require.NoError(t, err)
-		require.True(t, d.Allowed)
-	}
-	d, err := m.Reserve(ctx, Request{User: "a"}, t0)
-	require.NoError(t, err)
-	require.False(t, d.Allowed)
-	require.True(t, m.Status(ctx).Healthy)
-
-	// Day windows keep the scopes alive past the minute; the next day frees them.
-	_, err = m.Reserve(ctx, Request{User: "d"}, nextMinute)
-	require.ErrorIs(t, err, ErrBackendUnavailable)
-	d, err = m.Reserve(ctx, Request{User: "d"}, nextDay)
-	require.NoError(t, err)
-	require.True(t, d.Allowed)
-	require.Len(t, changes, 4, "one hook call per transition")
-	for i, c := range changes {
-		require.Equal(t, i%2 == 1, c.Healthy, "transition %d", i)
-	}
-}
-
-func TestMemoryLaggingClockJoinsNewerWindow(t *testing.T) {
-	m := NewMemory(Config{Enabled: true, Limits: Limits{RequestsPerMinute: 1}})
-	ctx := t.Context()
-	d, err := m.Reserve(ctx, alice(1), nextMinute)
-	require.NoError(t, err)
-	require.True(t, d.Allowed)
-	// A goroutine that read the clock just before the boundary does not
-	// get a fresh budget from the ended window.
-	d, err = m.Reserve(ctx, alice(1), nextMinute.Add(-time.Millisecond))
-	require.NoError(t, err)
-	require.False(t, d.Allowed)
 }

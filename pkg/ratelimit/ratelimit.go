@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/backendhealth"
 	"time"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // ErrBackendUnavailable is wrapped by every error a [Limiter] returns when
@@ -23,12 +24,12 @@ const (
 )
 
 // Window is the length of a fixed window.
-type Window string
+type Window = quota.Window
 
 // Windows, aligned to the UTC clock.
 const (
-	WindowMinute Window = "minute"
-	WindowDay    Window = "day"
+	WindowMinute = quota.Minute
+	WindowDay    = quota.Day
 )
 
 // Request is what the limiter knows about a request at admission.
@@ -55,6 +56,9 @@ type Request struct {
 // be settled or cancelled; otherwise the Denied fields describe the first
 // limit that refused the request.
 type Decision struct {
+	// Degraded is set when the answer came from the in-process fallback of
+	// fail mode local, the shared store being unreachable.
+	Degraded bool
 	// Allowed reports whether the request was admitted and charged.
 	Allowed bool
 	// Reservation records what was charged. Zero when not Allowed.
@@ -92,18 +96,13 @@ type Reservation struct {
 	Charges []Charge `json:"charges,omitempty"`
 }
 
-// Charge is one window of one scope that a reservation charged.
-type Charge struct {
-	// Scope is the counter's scope, like [Decision.Scope].
-	Scope string `json:"scope"`
-	// Window is the window length.
-	Window Window `json:"window"`
-	// Index is the window number since the Unix epoch (minutes or days).
-	Index int64 `json:"index"`
-}
+// Charge is one window of one scope that a reservation charged: its
+// Scope (like [Decision.Scope]), Window and Index (minutes or days since
+// the Unix epoch).
+type Charge = quota.Charge
 
 // BackendStatus reports a backend's health for /health.
-type BackendStatus = backendhealth.Status
+type BackendStatus = quota.Status
 
 // Hooks observe a limiter without the package logging or importing metrics.
 // Nil fields are skipped. Hooks run synchronously on the calling goroutine
@@ -150,14 +149,101 @@ func New(ctx context.Context, cfg Config, hooks Hooks) (Limiter, error) {
 	if !cfg.Enabled {
 		return Nop{}, nil
 	}
-	cfg.ApplyDefaults()
-	switch cfg.Backend {
-	case BackendRedis:
-		return NewRedis(ctx, cfg, hooks)
-	default:
-		return NewMemory(cfg), nil
-	}
+	return open(ctx, cfg, hooks)
 }
+
+// NewMemory returns a limiter on an in-process store for cfg (call
+// cfg.Validate first): this process only, so N replicas each admit the
+// full limits; bounded by [Config.MaxScopes] (see [quota.Memory]).
+func NewMemory(cfg Config) *Quota {
+	cfg.Backend = BackendMemory
+	q, _ := open(context.Background(), cfg, Hooks{}) // a memory store cannot fail to open
+	return q
+}
+
+// NewRedis returns a limiter on the Redis of cfg (call cfg.Validate
+// first), exact across every instance sharing that Redis and
+// [Config.KeyPrefix], and pings it. An unreachable server is not an error:
+// the limiter starts unhealthy and its calls fail with
+// [ErrBackendUnavailable] (or, with fail mode local, are counted in
+// process) until the server answers. Only unusable settings are an error.
+func NewRedis(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
+	cfg.Backend = BackendRedis
+	return open(ctx, cfg, hooks)
+}
+
+func open(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
+	cfg.ApplyDefaults()
+	sc := quota.StoreConfig{KeyPrefix: cfg.KeyPrefix, MaxScopes: cfg.MaxScopes, FailMode: cfg.FailMode,
+		ExpectedInstances: cfg.ExpectedInstances, OnStateChange: hooks.OnStateChange}
+	if cfg.Backend == BackendRedis {
+		sc.Redis = &cfg.Redis
+	}
+	s, err := quota.Open(ctx, sc, metrics)
+	if err != nil {
+		return nil, err
+	}
+	return &Quota{cfg: cfg, store: s}, nil
+}
+
+// Quota is the [Limiter] on a [quota.Store]: requests and tokens counted in
+// every window of [Config.plan]. It is safe for concurrent use.
+type Quota struct {
+	cfg   Config
+	store quota.Store
+}
+
+var _ Limiter = (*Quota)(nil)
+
+// Reserve implements [Limiter.Reserve].
+func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decision, error) {
+	checks := q.cfg.plan(make([]quota.Check, 0, 8), req, now)
+	if len(checks) == 0 {
+		return Decision{Allowed: true}, nil
+	}
+	tokens := q.cfg.charge(req)
+	r, err := q.store.Reserve(ctx, checks, []int64{1, tokens}, now)
+	if err != nil {
+		return Decision{}, fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
+	}
+	if !r.Allowed {
+		d := denial(checks, r, now)
+		d.Degraded = r.Degraded
+		return d, nil
+	}
+	return Decision{Allowed: true, Degraded: r.Degraded, Reservation: Reservation{ID: r.Reservation.ID, Tokens: tokens,
+		Charges: r.Reservation.Charges}}, nil
+}
+
+// Settle implements [Limiter.Settle].
+func (q *Quota) Settle(ctx context.Context, res Reservation, actualTokens int64, now time.Time) error {
+	return q.adjust(ctx, res, 0, max(actualTokens, 0)-res.Tokens, now)
+}
+
+// Cancel implements [Limiter.Cancel].
+func (q *Quota) Cancel(ctx context.Context, res Reservation, now time.Time) error {
+	return q.adjust(ctx, res, -1, -res.Tokens, now)
+}
+
+func (q *Quota) adjust(ctx context.Context, res Reservation, dReqs, dToks int64, now time.Time) error {
+	if len(res.Charges) == 0 {
+		return nil
+	}
+	qr := quota.Reservation{ID: res.ID, Amounts: []int64{1, res.Tokens}, Charges: res.Charges}
+	if err := q.store.Adjust(ctx, qr, []int64{dReqs, dToks}, now); err != nil {
+		return fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
+	}
+	return nil
+}
+
+// Status implements [Limiter.Status].
+func (q *Quota) Status(ctx context.Context) BackendStatus { return q.store.Status(ctx) }
+
+// Close implements [Limiter.Close].
+func (q *Quota) Close() error { return q.store.Close() }
+
+// Store returns the store under q, for tests and diagnostics.
+func (q *Quota) Store() quota.Store { return q.store }
 
 // Nop admits everything and charges nothing. Use it when rate limiting is
 // disabled. The zero value is ready to use.
@@ -183,7 +269,3 @@ func (Nop) Status(context.Context) BackendStatus {
 
 // Close implements [Limiter.Close].
 func (Nop) Close() error { return nil }
-
-func unavailable(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrBackendUnavailable, fmt.Sprintf(format, args...))
-}

@@ -3,7 +3,6 @@ package ratelimit
 import (
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,13 +12,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 var prefixSeq atomic.Int64
 
 // newRedisFor returns a limiter on s with a key prefix no other limiter of
 // the test binary uses, so subtests share one server without sharing state.
-func newRedisFor(t *testing.T, s *redistest.Server, cfg Config) *Redis {
+func newRedisFor(t *testing.T, s *redistest.Server, cfg Config) *Quota {
 	t.Helper()
 	cfg.Backend = BackendRedis
 	cfg.Redis = RedisConfig{Address: s.Addr}
@@ -31,6 +31,12 @@ func newRedisFor(t *testing.T, s *redistest.Server, cfg Config) *Redis {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.Close() })
 	return r
+}
+
+// windowKey is the Redis key of scope's window w at t (see quota.Redis).
+func windowKey(q *Quota, w Window, at time.Time, scope string) string {
+	code := map[Window]string{WindowMinute: "m", WindowDay: "d"}[w]
+	return fmt.Sprintf("%s{%s}:%s:%d", q.cfg.KeyPrefix, scope, code, w.Index(at))
 }
 
 func rawClient(t *testing.T, s *redistest.Server) *redis.Client {
@@ -96,7 +102,7 @@ func TestRedisTwoInstancesExact(t *testing.T) {
 
 	// The provider counter holds exactly the admitted requests: refusals
 	// charged nothing.
-	key := a.windowKey(WindowMinute, windowIndex(t0, WindowMinute), "provider:openai")
+	key := windowKey(a, WindowMinute, t0, "provider:openai")
 	got, err := rawClient(t, s).HMGet(t.Context(), key, "r", "t").Result()
 	require.NoError(t, err)
 	require.Equal(t, []any{fmt.Sprint(2 * limit), fmt.Sprint(2 * limit * 10)}, got)
@@ -156,73 +162,18 @@ func TestRedisZeroDrift(t *testing.T) {
 	wg.Wait()
 	c := rawClient(t, s)
 	for _, w := range []Window{WindowMinute, WindowDay} {
-		key := a.windowKey(w, windowIndex(t0, w), "user:alice")
+		key := windowKey(a, w, t0, "user:alice")
 		got, err := c.HMGet(t.Context(), key, "r", "t").Result()
 		require.NoError(t, err)
 		require.Equal(t, []any{fmt.Sprint(settledReqs.Load()), fmt.Sprint(settledTokens.Load())}, got, "window %s", w)
 	}
-	global, err := c.HGet(t.Context(), a.windowKey(WindowDay, windowIndex(t0, WindowDay), "global"), "r").Int64()
+	global, err := c.HGet(t.Context(), windowKey(a, WindowDay, t0, "global"), "r").Int64()
 	require.NoError(t, err)
 	require.Equal(t, settledReqs.Load(), global)
 	// Every reservation was released: no markers left.
-	markers, err := c.Keys(t.Context(), "{drift}:res:*").Result()
+	markers, err := c.Keys(t.Context(), "drift:*:res:*").Result()
 	require.NoError(t, err)
 	require.Empty(t, markers)
-}
-
-func TestRedisOutageAndRecovery(t *testing.T) {
-	s := redistest.Start(t)
-	var mu sync.Mutex
-	var changes []BackendStatus
-	cfg := Config{Enabled: true, Backend: BackendRedis, Redis: RedisConfig{Address: s.Addr},
-		Limits: Limits{RequestsPerMinute: 5, TokensPerMinute: 1000}}
-	r, err := NewRedis(t.Context(), cfg, Hooks{OnStateChange: func(st BackendStatus) {
-		mu.Lock()
-		defer mu.Unlock()
-		changes = append(changes, st)
-	}})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = r.Close() })
-	ctx := t.Context()
-
-	d, err := r.Reserve(ctx, alice(10), t0)
-	require.NoError(t, err)
-	require.True(t, d.Allowed)
-	require.True(t, r.Status(ctx).Healthy)
-
-	s.Stop()
-	_, err = r.Reserve(ctx, alice(10), t0)
-	require.ErrorIs(t, err, ErrBackendUnavailable)
-	// While unhealthy, calls fail at once instead of each waiting for Redis.
-	for range 3 {
-		start := time.Now()
-		_, err = r.Reserve(ctx, alice(10), t0)
-		require.ErrorIs(t, err, ErrBackendUnavailable)
-		require.ErrorContains(t, err, "skipped while unhealthy")
-		require.Less(t, time.Since(start), 50*time.Millisecond)
-	}
-	require.ErrorIs(t, r.Settle(ctx, d.Reservation, 5, t0), ErrBackendUnavailable)
-	st := r.Status(ctx)
-	require.False(t, st.Healthy)
-	require.Equal(t, BackendRedis, st.Backend)
-	require.NotEmpty(t, st.LastError)
-	require.False(t, st.LastErrorAt.IsZero())
-
-	s.Restart(t) // empty server: script cache and counters gone
-	// The /health probe (Status) always tries Redis, so it ends the outage
-	// at once; without it the next call would try within a second.
-	require.True(t, r.Status(ctx).Healthy)
-	d, err = r.Reserve(ctx, alice(10), t0)
-	require.NoError(t, err)
-	require.True(t, d.Allowed)
-	require.NoError(t, r.Settle(ctx, d.Reservation, 5, t0))
-
-	mu.Lock()
-	defer mu.Unlock()
-	require.Len(t, changes, 2, "one hook call when Redis went away, one when it came back")
-	require.False(t, changes[0].Healthy)
-	require.ErrorContains(t, fmt.Errorf("%s", changes[0].LastError), "redis")
-	require.True(t, changes[1].Healthy)
 }
 
 func TestRedisUnreachableAtStart(t *testing.T) {
@@ -237,61 +188,73 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	_, err = r.Reserve(t.Context(), alice(1), t0)
 	require.ErrorIs(t, err, ErrBackendUnavailable)
 	s.Restart(t)
-	r.health.RetryNow() // as if the retry interval (1 s) had passed
+	r.Store().(*quota.Redis).RetryNow() // as if the retry interval (1 s) had passed
 	d, err := r.Reserve(t.Context(), alice(1), t0)
 	require.NoError(t, err)
 	require.True(t, d.Allowed)
 	require.True(t, r.Status(t.Context()).Healthy)
 }
 
-func TestRedisKeyLayout(t *testing.T) {
-	s := redistest.Start(t)
-	cfg := Config{Enabled: true, KeyPrefix: "layout:", Limits: Limits{RequestsPerMinute: 5, TokensPerDay: 100}}
-	r := newRedisFor(t, s, cfg)
-	at := time.Now() // real time: the TTLs are checked against the server's clock
-	d, err := r.Reserve(t.Context(), Request{User: "alice", KeyID: "5f2b9c", InputTokens: 3}, at)
-	require.NoError(t, err)
-	require.True(t, d.Allowed)
-
-	c := rawClient(t, s)
-	keys, err := c.Keys(t.Context(), "*").Result()
-	require.NoError(t, err)
-	require.Len(t, keys, 5) // 2 scopes x 2 windows + the reservation marker
-	m, day := windowIndex(at, WindowMinute), windowIndex(at, WindowDay)
-	require.ElementsMatch(t, []string{
-		fmt.Sprintf("{layout}:m:%d:key:5f2b9c", m),
-		fmt.Sprintf("{layout}:d:%d:key:5f2b9c", day),
-		fmt.Sprintf("{layout}:m:%d:user:alice", m),
-		fmt.Sprintf("{layout}:d:%d:user:alice", day),
-		"{layout}:res:" + d.Reservation.ID,
-	}, keys)
-	for _, k := range keys {
-		ttl, err := c.PTTL(t.Context(), k).Result()
-		require.NoError(t, err)
-		end := windowEnd(WindowMinute, m)
-		if strings.Contains(k, ":d:") || strings.Contains(k, ":res:") {
-			end = windowEnd(WindowDay, day)
-		}
-		require.Positive(t, ttl, k)
-		require.LessOrEqual(t, ttl, end.Sub(at)+ttlGrace, k)
-		require.Greater(t, ttl, end.Sub(at), k) // just past the window end
+// The limiter suite on a Sentinel-watched master and on a three-master
+// Cluster: the same behaviour as on one server.
+func TestRedisSentinelAndCluster(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		redis func(t *testing.T) RedisConfig
+	}{
+		{"sentinel", func(t *testing.T) RedisConfig {
+			s := redistest.StartSentinel(t)
+			return RedisConfig{Mode: "sentinel", Addresses: []string{s.Sentinel.Addr}, MasterName: redistest.MasterName}
+		}},
+		{"cluster", func(t *testing.T) RedisConfig {
+			return RedisConfig{Mode: "cluster", Addresses: redistest.StartCluster(t).Addrs()}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := tt.redis(t)
+			testLimiter(t, func(t *testing.T, cfg Config) Limiter {
+				cfg.Backend, cfg.Redis = BackendRedis, rc
+				cfg.KeyPrefix = fmt.Sprintf("test%d:", prefixSeq.Add(1))
+				require.NoError(t, cfg.Validate())
+				l, err := NewRedis(t.Context(), cfg, Hooks{})
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = l.Close() })
+				return l
+			})
+		})
 	}
 }
 
-// A call retried after a lost reply (same reservation id) is not charged
-// twice.
-func TestRedisReserveScriptIdempotent(t *testing.T) {
+// Fail mode local: while Redis is down, each instance admits its share of
+// the limit and marks its answers; back on Redis once it answers.
+func TestRedisFailModeLocal(t *testing.T) {
 	s := redistest.Start(t)
-	r := newRedisFor(t, s, Config{Enabled: true, Limits: Limits{RequestsPerMinute: 10}})
-	c := rawClient(t, s)
-	key := r.windowKey(WindowMinute, 1, "user:alice")
-	keys := []string{r.markerKey("same-id"), key}
-	for range 3 {
-		out, err := reserveScript.Run(t.Context(), c, keys, 7, 60000, 10, 0, 60000).Int64Slice()
-		require.NoError(t, err)
-		require.Equal(t, []int64{1}, out)
-	}
-	got, err := c.HMGet(t.Context(), key, "r", "t").Result()
+	cfg := Config{Enabled: true, FailMode: FailLocal, ExpectedInstances: 2, Limits: Limits{RequestsPerMinute: 4}}
+	l := newRedisFor(t, s, cfg)
+	ctx := t.Context()
+	d, err := l.Reserve(ctx, alice(1), t0)
 	require.NoError(t, err)
-	require.Equal(t, []any{"1", "7"}, got)
+	require.True(t, d.Allowed)
+	require.False(t, d.Degraded)
+
+	s.Stop()
+	for i := range 3 {
+		d, err := l.Reserve(ctx, alice(1), t0)
+		require.NoError(t, err, "no error reaches the caller: the fallback decides")
+		require.True(t, d.Degraded)
+		require.Equal(t, i < 2, d.Allowed, "call %d: 4 per minute / 2 instances", i)
+		if d.Allowed {
+			require.NoError(t, l.Settle(ctx, d.Reservation, 1, t0))
+		} else {
+			require.Equal(t, int64(2), d.Limit)
+		}
+	}
+	require.Equal(t, FailLocal, l.Status(ctx).Fallback)
+
+	s.Restart(t)
+	l.Store().(*quota.Local).Primary().(*quota.Redis).RetryNow()
+	d, err = l.Reserve(ctx, alice(1), t0)
+	require.NoError(t, err)
+	require.False(t, d.Degraded, "back on Redis")
+	require.True(t, l.Status(ctx).Healthy)
 }

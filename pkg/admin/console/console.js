@@ -162,8 +162,8 @@
     const labels = u.buckets.map((b) => bucketLabel(b, u.step_seconds));
     const withColor = u.series.map((s, i) => ({ s: s, color: PALETTE[i % PALETTE.length] }));
     const spend = withColor.map(({ s, color }) => ({
-      name: s.name, color: color, total: s.total.cost_micros / 1e6,
-      values: s.points.map((p) => p.cost_micros / 1e6),
+      name: s.name, color: color, total: s.total.cost_nanos / 1e9,
+      values: s.points.map((p) => p.cost_nanos / 1e9),
     }));
     const tokens = withColor.map(({ s, color }) => ({
       name: s.name, color: color, total: s.total.input_tokens + s.total.output_tokens,
@@ -173,7 +173,7 @@
     legend($("legend-spend"), spend, usd);
     stackedBars($("chart-tokens"), labels, tokens, compact);
     legend($("legend-tokens"), tokens, compact);
-    $("tile-spend").textContent = usd(u.total.cost_micros / 1e6);
+    $("tile-spend").textContent = usd(u.total.cost_nanos / 1e9);
     $("tile-tokens").textContent = compact(u.total.input_tokens) + " / " + compact(u.total.output_tokens);
   }
 

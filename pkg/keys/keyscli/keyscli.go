@@ -25,8 +25,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
 )
@@ -169,11 +167,11 @@ func (c *cli) open(sf *storeFlags) (keys.Store, error) {
 		return keys.OpenFileStore(sf.file)
 	case "redis":
 		rc := redisconf.Config{URL: sf.redisURL, Address: sf.redisAddress, Password: c.getenv("LLM_PROXY_KEYS_REDIS_PASSWORD")}
-		opts, err := rc.Options(-1) // never repeat a write whose reply was lost
+		rdb, err := rc.NewClient(redisconf.Profile{MaxRetries: -1}) // never repeat a write whose reply was lost
 		if err != nil {
 			return nil, err
 		}
-		return keys.NewRedisStore(redis.NewClient(opts), sf.redisPrefix, true), nil
+		return keys.NewRedisStore(rdb, sf.redisPrefix, true), nil
 	case "":
 		return nil, errors.New("no store: pass --store file --file PATH or --store redis --redis-url URL (or set LLM_PROXY_KEYS_STORE)")
 	}

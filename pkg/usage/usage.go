@@ -1,4 +1,4 @@
-package budget
+package usage
 
 import (
 	"cmp"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // OtherName is the row that collects the spend of names beyond
@@ -30,10 +32,10 @@ type Usage struct {
 	// Model is the model that served the call; the model row is
 	// "<provider>/<model>".
 	Model string
-	// CostMicros is the call's cost in micro-dollars ([Micros] of the USD
+	// CostNanos is the call's cost in nano-dollars (budget.Nanos of the USD
 	// cost). It is added as given; normally 0 when CostKnown is false.
 	// Negative values count as 0.
-	CostMicros int64
+	CostNanos int64
 	// InputTokens and OutputTokens are the billed tokens. Negative values
 	// count as 0.
 	InputTokens  int64
@@ -61,20 +63,6 @@ type Ledger interface {
 	Status(ctx context.Context) BackendStatus
 	// Close releases the backend's resources.
 	Close() error
-}
-
-// NewLedger returns the ledger of cfg's backend (memory or redis), whether
-// or not cfg.Enabled is set: spend is recorded even when budgets are not
-// enforced. cfg is validated and defaulted first.
-func NewLedger(ctx context.Context, cfg Config, hooks Hooks) (Ledger, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	cfg.ApplyDefaults()
-	if cfg.Backend == BackendRedis {
-		return NewRedisLedger(ctx, cfg, hooks)
-	}
-	return NewMemoryLedger(cfg), nil
 }
 
 // Report is the body of GET /usage: spend for today and this month.
@@ -129,9 +117,9 @@ type Row struct {
 type Totals struct {
 	// Requests is the number of recorded requests.
 	Requests int64 `json:"requests"`
-	// CostMicros is the summed cost, in micro-dollars (exact).
-	CostMicros int64 `json:"cost_micros"`
-	// CostUSD is CostMicros in USD.
+	// CostNanos is the summed cost, in nano-dollars (exact).
+	CostNanos int64 `json:"cost_nanos"`
+	// CostUSD is CostNanos in USD.
 	CostUSD float64 `json:"cost_usd"`
 	// InputTokens and OutputTokens are the summed billed tokens.
 	InputTokens  int64 `json:"input_tokens"`
@@ -142,7 +130,7 @@ type Totals struct {
 
 func (t *Totals) add(u *Usage) {
 	t.Requests++
-	t.CostMicros += u.CostMicros
+	t.CostNanos += u.CostNanos
 	t.InputTokens += u.InputTokens
 	t.OutputTokens += u.OutputTokens
 	if !u.CostKnown {
@@ -164,7 +152,7 @@ var dimNames = [numDims]string{"user", "key", "model"}
 
 // normalize clamps u's amounts at 0.
 func (u Usage) normalize() Usage {
-	u.CostMicros = max(u.CostMicros, 0)
+	u.CostNanos = max(u.CostNanos, 0)
 	u.InputTokens = max(u.InputTokens, 0)
 	u.OutputTokens = max(u.OutputTokens, 0)
 	return u
@@ -174,23 +162,23 @@ func (u Usage) normalize() Usage {
 func (u *Usage) names() [numDims]string {
 	var n [numDims]string
 	if u.User != "" {
-		n[dimUser] = identity("", u.User)
+		n[dimUser] = quota.ScopeName("", u.User)
 	}
 	if u.KeyID != "" {
-		n[dimKey] = identity("", u.KeyID)
+		n[dimKey] = quota.ScopeName("", u.KeyID)
 	}
 	if u.Provider != "" || u.Model != "" {
-		n[dimModel] = u.Provider + "/" + identity("", u.Model)
+		n[dimModel] = u.Provider + "/" + quota.ScopeName("", u.Model)
 	}
 	return n
 }
 
 // newPeriod returns the empty period w idx.
-func newPeriod(w Window, idx int64) Period {
+func newPeriod(w quota.Window, idx int64) Period {
 	return Period{
 		Name:    windowLabel(w, idx),
-		Start:   windowStart(w, idx),
-		End:     windowEnd(w, idx),
+		Start:   w.Start(idx),
+		End:     w.End(idx),
 		ByUser:  Breakdown{Rows: []Row{}},
 		ByKey:   Breakdown{Rows: []Row{}},
 		ByModel: Breakdown{Rows: []Row{}},
@@ -201,13 +189,13 @@ func newPeriod(w Window, idx int64) Period {
 // keeps the first limit.
 func breakdown(rows []Row, d dimension, limit int) Breakdown {
 	for i := range rows {
-		rows[i].CostUSD = USD(rows[i].CostMicros)
+		rows[i].CostUSD = USD(rows[i].CostNanos)
 		if d == dimModel {
 			rows[i].Provider, rows[i].Model, _ = strings.Cut(rows[i].Name, "/")
 		}
 	}
 	slices.SortFunc(rows, func(a, b Row) int {
-		if c := cmp.Compare(b.CostMicros, a.CostMicros); c != 0 {
+		if c := cmp.Compare(b.CostNanos, a.CostNanos); c != 0 {
 			return c
 		}
 		if c := cmp.Compare(b.Requests, a.Requests); c != 0 {

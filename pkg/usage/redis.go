@@ -1,4 +1,4 @@
-package budget
+package usage
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // ledgerMetrics are the per-name counters of a dimension, in the order of
@@ -25,7 +27,7 @@ const (
 // KEYS holds two periods (day, month) of keysPerPeriod keys each: the total
 // hash (fields cost, in, out, req, unk), then for each dimension (user, key,
 // model) the hashes cost, in, out, req and unk, each keyed by name. ARGV: 1
-// cost in micro-dollars, 2 input tokens, 3 output tokens, 4 unknown-cost
+// cost in nano-dollars, 2 input tokens, 3 output tokens, 4 unknown-cost
 // flag (0 or 1), 5 names cap, 6 day TTL ms, 7 month TTL ms, 8 user, 9 key,
 // 10 model ("" = no row).
 //
@@ -66,14 +68,14 @@ return 1
 
 // RedisLedger is the shared ledger: every instance using the same Redis and
 // [Config.KeyPrefix] adds to the same totals, exactly (integer HINCRBY,
-// micro-dollars). Each Record is one EVALSHA; each Report is one pipeline
+// nano-dollars). Each Record is one EVALSHA; each Report is one pipeline
 // of HGETALLs.
 //
 // Key layout, with P the key prefix without its trailing colon and <per>
 // "d:<day index>" or "mo:<month index>":
 //
 //	{P}:usage:<per>:total          hash {cost, in, out, req, unk}
-//	{P}:usage:<per>:<dim>          hash name -> cost in micro-dollars
+//	{P}:usage:<per>:<dim>          hash name -> cost in nano-dollars
 //	{P}:usage:<per>:<dim>:in       hash name -> input tokens
 //	{P}:usage:<per>:<dim>:out      hash name -> output tokens
 //	{P}:usage:<per>:<dim>:req      hash name -> requests
@@ -119,15 +121,15 @@ func (l *RedisLedger) Record(ctx context.Context, u Usage, now time.Time) error 
 	}
 	u = u.normalize()
 	names := u.names()
-	day, month := windowIndex(now, WindowDay), windowIndex(now, WindowMonth)
+	day, month := quota.Day.Index(now), quota.Month.Index(now)
 	unknown := 0
 	if !u.CostKnown {
 		unknown = 1
 	}
 	err := recordScript.Run(ctx, l.conn.client, l.keysFor(day, month),
-		u.CostMicros, u.InputTokens, u.OutputTokens, unknown, l.cfg.MaxUsageNames,
-		ttlMillis(windowEnd(WindowDay, day).Add(UsageRetention), now),
-		ttlMillis(windowEnd(WindowMonth, month).Add(UsageRetention), now),
+		u.CostNanos, u.InputTokens, u.OutputTokens, unknown, l.cfg.MaxUsageNames,
+		ttlMillis(quota.Day.End(day).Add(UsageRetention), now),
+		ttlMillis(quota.Month.End(month).Add(UsageRetention), now),
 		names[dimUser], names[dimKey], names[dimModel]).Err()
 	if err != nil {
 		return l.conn.fail(ctx, "record", err)
@@ -143,15 +145,15 @@ func (l *RedisLedger) keysFor(day, month int64) []string {
 		return k.keys
 	}
 	keys := make([]string, 0, 2*keysPerPeriod)
-	keys = l.appendPeriodKeys(keys, WindowDay, day)
-	keys = l.appendPeriodKeys(keys, WindowMonth, month)
+	keys = l.appendPeriodKeys(keys, quota.Day, day)
+	keys = l.appendPeriodKeys(keys, quota.Month, month)
 	l.keys.Store(&ledgerKeys{day: day, month: month, keys: keys})
 	return keys
 }
 
-func (l *RedisLedger) appendPeriodKeys(dst []string, w Window, idx int64) []string {
+func (l *RedisLedger) appendPeriodKeys(dst []string, w quota.Window, idx int64) []string {
 	base := l.conn.tag + "usage:d:"
-	if w == WindowMonth {
+	if w == quota.Month {
 		base = l.conn.tag + "usage:mo:"
 	}
 	base += strconv.FormatInt(idx, 10) + ":"
@@ -174,7 +176,7 @@ func (l *RedisLedger) Report(ctx context.Context, now time.Time) (Report, error)
 	if !l.conn.health.Admit() {
 		return rep, l.conn.skipped("report")
 	}
-	day, month := windowIndex(now, WindowDay), windowIndex(now, WindowMonth)
+	day, month := quota.Day.Index(now), quota.Month.Index(now)
 	keys := l.keysFor(day, month)
 	pipe := l.conn.client.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(keys))
@@ -185,10 +187,10 @@ func (l *RedisLedger) Report(ctx context.Context, now time.Time) (Report, error)
 		return rep, l.conn.fail(ctx, "report", err)
 	}
 	l.conn.health.Observe(nil)
-	for p, w := range []Window{WindowDay, WindowMonth} {
+	for p, w := range []quota.Window{quota.Day, quota.Month} {
 		dst := &rep.Today
 		idx := day
-		if w == WindowMonth {
+		if w == quota.Month {
 			dst, idx = &rep.Month, month
 		}
 		*dst = newPeriod(w, idx)
@@ -213,7 +215,7 @@ func (l *RedisLedger) Report(ctx context.Context, now time.Time) (Report, error)
 // parseTotals reads a total hash.
 func parseTotals(h map[string]string) (Totals, error) {
 	var t Totals
-	for i, dst := range []*int64{&t.CostMicros, &t.InputTokens, &t.OutputTokens, &t.Requests, &t.UnknownCostRequests} {
+	for i, dst := range []*int64{&t.CostNanos, &t.InputTokens, &t.OutputTokens, &t.Requests, &t.UnknownCostRequests} {
 		v, ok := h[ledgerMetrics[i]]
 		if !ok {
 			continue
@@ -224,7 +226,7 @@ func parseTotals(h map[string]string) (Totals, error) {
 		}
 		*dst = n
 	}
-	t.CostUSD = USD(t.CostMicros)
+	t.CostUSD = USD(t.CostNanos)
 	return t, nil
 }
 
@@ -235,7 +237,7 @@ func parseRows(cmds []*redis.MapStringStringCmd) ([]Row, error) {
 	rows := make([]Row, 0, len(reqs))
 	for name := range reqs {
 		r := Row{Name: name}
-		for i, dst := range []*int64{&r.CostMicros, &r.InputTokens, &r.OutputTokens, &r.Requests, &r.UnknownCostRequests} {
+		for i, dst := range []*int64{&r.CostNanos, &r.InputTokens, &r.OutputTokens, &r.Requests, &r.UnknownCostRequests} {
 			v, ok := cmds[i].Val()[name]
 			if !ok {
 				continue

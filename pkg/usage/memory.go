@@ -1,9 +1,11 @@
-package budget
+package usage
 
 import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // MemoryLedger is the in-process ledger: this instance's spend only, lost on
@@ -23,7 +25,7 @@ type MemoryLedger struct {
 }
 
 type memPeriod struct {
-	window Window
+	window quota.Window
 	index  int64
 	total  Totals
 	dims   [numDims]map[string]*Totals
@@ -36,7 +38,7 @@ var _ Ledger = (*MemoryLedger)(nil)
 func NewMemoryLedger(cfg Config) *MemoryLedger {
 	cfg.ApplyDefaults()
 	l := &MemoryLedger{maxNames: cfg.MaxUsageNames, rows: cfg.ReportRows}
-	l.periods[0].window, l.periods[1].window = WindowDay, WindowMonth
+	l.periods[0].window, l.periods[1].window = quota.Day, quota.Month
 	for i := range l.periods {
 		l.periods[i].index = -1 << 62
 	}
@@ -51,7 +53,7 @@ func (l *MemoryLedger) Record(_ context.Context, u Usage, now time.Time) error {
 	defer l.mu.Unlock()
 	for i := range l.periods {
 		p := &l.periods[i]
-		if idx := windowIndex(now, p.window); idx > p.index {
+		if idx := p.window.Index(now); idx > p.index {
 			*p = memPeriod{window: p.window, index: idx}
 		}
 		p.total.add(&u)
@@ -89,13 +91,13 @@ func (l *MemoryLedger) Report(_ context.Context, now time.Time) (Report, error) 
 	defer l.mu.Unlock()
 	for i, dst := range []*Period{&rep.Today, &rep.Month} {
 		p := &l.periods[i]
-		idx := windowIndex(now, p.window)
+		idx := p.window.Index(now)
 		*dst = newPeriod(p.window, idx)
 		if p.index != idx {
 			continue
 		}
 		dst.Total = p.total
-		dst.Total.CostUSD = USD(p.total.CostMicros)
+		dst.Total.CostUSD = USD(p.total.CostNanos)
 		for d := range numDims {
 			rows := make([]Row, 0, len(p.dims[d]))
 			for name, t := range p.dims[d] {

@@ -1,4 +1,4 @@
-package budget
+package usage
 
 import (
 	"context"
@@ -6,33 +6,24 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/backendhealth"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
-// ttlGrace keeps a window's key a little past the window's end, so an
-// instance whose clock lags slightly still finds the counters it charged.
-// Keys are stamped with the window index, so the grace never lets spend
-// leak into the next window.
-const ttlGrace = 2 * time.Second
-
-// redisRetryInterval is how often, while Redis is unhealthy, one call is let
-// through to try it; the others fail at once with [ErrBackendUnavailable].
-// Status always tries.
-const redisRetryInterval = time.Second
-
-// redisConn is what the redis limiter and ledger share: a client, the hash
-// tag that starts every key, and health tracking.
+// redisConn is the redis ledger's client, the hash tag that starts every
+// ledger key, and health tracking.
 type redisConn struct {
-	client *redis.Client
+	client *redisconf.Client
 	tag    string // "{P}:"
-	health *health
+	health *backendhealth.Tracker
 }
 
 // newRedisConn builds the client of cfg (defaults applied). Commands are
-// never retried by the client: the scripts that are not idempotent (ledger
-// records) must not run twice after a lost reply.
+// never retried by the client: ledger records must not run twice after a
+// lost reply.
 func newRedisConn(cfg Config, hooks Hooks) (*redisConn, error) {
-	opts, err := redisOptions(cfg.Redis)
+	client, err := redisconf.Default.Client(cfg.Redis, redisconf.Profile{MaxRetries: -1})
 	if err != nil {
 		return nil, err
 	}
@@ -41,13 +32,11 @@ func newRedisConn(cfg Config, hooks Hooks) (*redisConn, error) {
 		prefix = strings.TrimSuffix(DefaultKeyPrefix, ":")
 	}
 	return &redisConn{
-		client: redis.NewClient(opts),
+		client: client,
 		tag:    "{" + prefix + "}:",
-		health: newHealth(BackendRedis, hooks, redisRetryInterval),
+		health: backendhealth.New(BackendRedis, hooks.OnStateChange, quota.RetryInterval),
 	}, nil
 }
-
-func redisOptions(c RedisConfig) (*redis.Options, error) { return c.Options(-1) }
 
 // status pings Redis with ctx and reports the resulting health.
 func (c *redisConn) status(ctx context.Context) BackendStatus {
@@ -74,7 +63,7 @@ func (c *redisConn) skipped(op string) error {
 		ErrBackendUnavailable, op, c.health.Status().LastError)
 }
 
-// ttlMillis is the TTL, in ms, of a key whose window ends at end.
+// ttlMillis is the TTL, in ms, of a key whose period ends at end.
 func ttlMillis(end, now time.Time) int64 {
-	return max(end.Sub(now)+ttlGrace, time.Millisecond).Milliseconds()
+	return max(end.Sub(now)+quota.TTLGrace, time.Millisecond).Milliseconds()
 }

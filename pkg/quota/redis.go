@@ -1,0 +1,507 @@
+package quota
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/backendhealth"
+)
+
+// TTLGrace keeps a window's key a little past the window's end, so an
+// instance whose clock lags slightly still finds the counters it charged.
+// Keys are stamped with the window index, so the grace never lets counts
+// leak into the next window.
+const TTLGrace = 2 * time.Second
+
+// RetryInterval is how often, while Redis is unhealthy, one call is let
+// through to try it; the others fail at once with [ErrUnavailable].
+// [Redis.Status] always tries.
+const RetryInterval = time.Second
+
+// reserveScript checks every window of one slot and, only if all admit,
+// charges them all (atomic: a script runs alone).
+//
+// KEYS[1] is the reservation's marker in this slot, KEYS[2..] the window
+// hashes in plan order. ARGV: 1 metric count M, 2 marker TTL in ms, then M
+// field names, M amounts, M optimistic flags ("1" or "0"), then per window
+// its TTL in ms and M limits.
+//
+// Returns {1} when admitted (also when the marker exists: a retried call is
+// not charged twice), or {0, window, metric, used} for the first refusal.
+var reserveScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end
+local m = tonumber(ARGV[1])
+local fields, amt, opt = {}, {}, {}
+for j = 1, m do
+  fields[j] = ARGV[2 + j]
+  amt[j] = tonumber(ARGV[2 + m + j])
+  opt[j] = ARGV[2 + 2 * m + j] == '1'
+end
+local base = 3 + 3 * m
+for i = 1, #KEYS - 1 do
+  local a = base + (i - 1) * (m + 1)
+  local v = redis.call('HMGET', KEYS[i + 1], unpack(fields))
+  for j = 1, m do
+    local lim, u = tonumber(ARGV[a + j]), tonumber(v[j]) or 0
+    if lim > 0 and not (opt[j] and u == 0) and (u >= lim or u + amt[j] > lim) then
+      return {0, i, j, u}
+    end
+  end
+end
+for i = 1, #KEYS - 1 do
+  local k = KEYS[i + 1]
+  for j = 1, m do redis.call('HINCRBY', k, fields[j], ARGV[2 + m + j]) end
+  redis.call('PEXPIRE', k, ARGV[base + (i - 1) * (m + 1)])
+end
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+return {1}
+`)
+
+// adjustScript applies an adjustment once per reservation and slot.
+//
+// KEYS[1] is the marker, KEYS[2..] the unrotated window hashes. ARGV: 1
+// metric count M, then M field names, M deltas. Counters are clamped at 0
+// and expired hashes are not recreated. Returns 0 when the marker was
+// already gone.
+var adjustScript = redis.NewScript(`
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+local m = tonumber(ARGV[1])
+for i = 2, #KEYS do
+  local k = KEYS[i]
+  if redis.call('EXISTS', k) == 1 then
+    for j = 1, m do
+      local d = ARGV[1 + m + j]
+      if d ~= '0' and redis.call('HINCRBY', k, ARGV[1 + j], d) < 0 then redis.call('HSET', k, ARGV[1 + j], 0) end
+    end
+  end
+end
+return 1
+`)
+
+// RedisOptions configure [NewRedis].
+type RedisOptions struct {
+	// Prefix starts every key, like "llmproxy:rl:". It must not contain
+	// '{' or '}'.
+	Prefix string
+	// OnStateChange is called once per health transition. May be nil.
+	OnStateChange func(Status)
+	// Now is the clock of background retries (adjustments apply to the
+	// windows still current when they finally land). Default time.Now.
+	Now func() time.Time
+}
+
+// MaxPendingAdjustments bounds the adjustments (settlements, releases)
+// queued for retry while Redis is unreachable; beyond it the oldest is
+// dropped and counted, its estimate staying charged until its window ends.
+const MaxPendingAdjustments = 10_000
+
+type pendingAdjust struct {
+	res    Reservation
+	deltas []int64
+}
+
+// Redis is the shared store: every instance using the same Redis and
+// prefix enforces one set of counters, exactly. Key layout, with P the
+// prefix and S the scope:
+//
+//	P{S}:<m|d|mo>:<window index>   hash {field: used} per metric
+//	P{S}:res:<reservation id>      marker of an unadjusted reservation
+//
+// The scope is the hash tag, so all windows of a scope share a slot. On a
+// cluster client, the checks of a reservation are grouped by slot (in slot
+// order), each group is one script call, the groups run in parallel, and
+// when one refuses or fails the groups already charged are released. On a
+// single server or Sentinel, a reservation is one script call. Every key
+// expires [TTLGrace] after its window ends. Redis is safe for concurrent
+// use.
+type Redis struct {
+	client  redis.UniversalClient
+	cluster bool
+	prefix  string
+	metrics []Metric
+	health  *backendhealth.Tracker
+	now     func() time.Time
+
+	mu       sync.Mutex
+	queue    []pendingAdjust // failed adjustments, oldest first
+	dropped  int64
+	stop     chan struct{}
+	done     chan struct{}
+	closed   sync.Once
+	retrying sync.Mutex
+}
+
+var _ Store = (*Redis)(nil)
+
+// NewRedis returns a store on client (owned: Close closes it) counting
+// metrics. A *redis.ClusterClient (or a wrapper whose Unwrap returns one)
+// gets the per-slot protocol. It does not contact Redis.
+func NewRedis(client redis.UniversalClient, metrics []Metric, o RedisOptions) *Redis {
+	inner := client
+	if w, ok := client.(interface{ Unwrap() redis.UniversalClient }); ok {
+		inner = w.Unwrap()
+	}
+	_, cluster := inner.(*redis.ClusterClient)
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	r := &Redis{client: client, cluster: cluster, prefix: o.Prefix, metrics: metrics, now: o.Now,
+		health: backendhealth.New("redis", o.OnStateChange, RetryInterval),
+		stop:   make(chan struct{}), done: make(chan struct{})}
+	go r.retryLoop()
+	return r
+}
+
+// retryLoop retries queued adjustments once per [RetryInterval] until
+// Close.
+func (r *Redis) retryLoop() {
+	defer close(r.done)
+	t := time.NewTicker(RetryInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+			if r.Pending() > 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				r.RetryPending(ctx)
+				cancel()
+			}
+		}
+	}
+}
+
+// RetryPending applies queued adjustments, oldest first, until the queue
+// is empty or Redis fails again, and returns how many are left. Each is
+// idempotent by reservation id: a retry of one that had landed does
+// nothing. The background loop calls it every [RetryInterval]; tests call
+// it directly.
+func (r *Redis) RetryPending(ctx context.Context) int {
+	r.retrying.Lock() // one retry pass at a time; each item leaves the queue only once it landed
+	defer r.retrying.Unlock()
+	for {
+		r.mu.Lock()
+		if len(r.queue) == 0 {
+			r.mu.Unlock()
+			return 0
+		}
+		p := r.queue[0]
+		r.mu.Unlock()
+		if err := r.apply(ctx, p.res, p.deltas, r.now()); err != nil {
+			return r.Pending()
+		}
+		r.mu.Lock()
+		if len(r.queue) > 0 && r.queue[0].res.ID == p.res.ID {
+			r.queue = r.queue[1:]
+		}
+		r.mu.Unlock()
+	}
+}
+
+// Pending is the number of adjustments waiting for a retry.
+func (r *Redis) Pending() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.queue)
+}
+
+func (r *Redis) enqueue(res Reservation, deltas []int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.queue) >= MaxPendingAdjustments {
+		r.queue = r.queue[1:]
+		r.dropped++
+	}
+	r.queue = append(r.queue, pendingAdjust{res: res, deltas: append([]int64(nil), deltas...)})
+}
+
+// group is the checks (or charges) of a reservation that live in one slot.
+type group struct {
+	slot    int
+	members []int // indexes into the checks, in plan order
+}
+
+// groups splits n scopes into slot groups, in slot order; off a cluster,
+// everything is one group.
+func (r *Redis) groups(n int, scope func(int) string) []group {
+	if !r.cluster {
+		all := make([]int, n)
+		for i := range all {
+			all[i] = i
+		}
+		return []group{{members: all}}
+	}
+	var gs []group
+	for i := range n {
+		s := Slot(r.windowKey(scope(i), Minute, 0))
+		k := slices.IndexFunc(gs, func(g group) bool { return g.slot == s })
+		if k < 0 {
+			gs = append(gs, group{slot: s})
+			k = len(gs) - 1
+		}
+		gs[k].members = append(gs[k].members, i)
+	}
+	slices.SortFunc(gs, func(a, b group) int { return a.slot - b.slot })
+	return gs
+}
+
+// Reserve implements [Store.Reserve].
+func (r *Redis) Reserve(ctx context.Context, checks []Check, amounts []int64, now time.Time) (Result, error) {
+	if len(checks) == 0 {
+		return Result{Allowed: true}, nil
+	}
+	if !r.health.Admit() {
+		return Result{}, r.skipped("reserve")
+	}
+	res := Reservation{ID: newID(), Amounts: append([]int64(nil), amounts...), Charges: Charges(checks)}
+	gs := r.groups(len(checks), func(i int) string { return checks[i].Scope })
+	outs := make([]groupOutcome, len(gs))
+	r.each(len(gs), func(g int) { outs[g] = r.reserveGroup(ctx, res.ID, checks, gs[g].members, amounts, now) })
+
+	var errs []error
+	refused := -1
+	for g, o := range outs {
+		switch {
+		case o.err != nil:
+			errs = append(errs, o.err)
+		case !o.allowed && (refused < 0 || o.result.Check < outs[refused].result.Check):
+			refused = g
+		}
+	}
+	if len(errs) > 0 || refused >= 0 {
+		// All or nothing: give back what the other slots took.
+		neg := make([]int64, len(amounts))
+		for j, a := range amounts {
+			neg[j] = -a
+		}
+		lost := false
+		r.each(len(gs), func(g int) {
+			if outs[g].err == nil && outs[g].allowed && r.adjustGroup(ctx, res, gs[g].members, neg, now) != nil {
+				lost = true
+			}
+		})
+		if lost {
+			// Released in the background: slots never charged, or already
+			// released, have no marker and ignore it.
+			r.enqueue(res, neg)
+		}
+	}
+	if len(errs) > 0 {
+		return Result{}, r.fail(ctx, "reserve", errors.Join(errs...))
+	}
+	r.health.Observe(nil)
+	if refused >= 0 {
+		return outs[refused].result, nil
+	}
+	return Result{Allowed: true, Reservation: res}, nil
+}
+
+type groupOutcome struct {
+	allowed bool
+	result  Result
+	err     error
+}
+
+// each runs f(0..n-1), in parallel when n > 1.
+func (r *Redis) each(n int, f func(int)) {
+	if n == 1 {
+		f(0)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { f(i) })
+	}
+	wg.Wait()
+}
+
+func (r *Redis) reserveGroup(ctx context.Context, id string, checks []Check, members []int, amounts []int64, now time.Time) groupOutcome {
+	m := len(r.metrics)
+	keys := make([]string, 0, len(members)+1)
+	keys = append(keys, r.markerKey(checks[members[0]].Scope, id))
+	args := make([]any, 0, 2+3*m+len(members)*(m+1))
+	args = append(args, m, 0)
+	for _, mt := range r.metrics {
+		args = append(args, mt.Field)
+	}
+	for _, a := range amounts {
+		args = append(args, a)
+	}
+	for _, mt := range r.metrics {
+		args = append(args, optFlag(mt.Optimistic))
+	}
+	var last time.Time
+	for _, i := range members {
+		ch := checks[i]
+		keys = append(keys, r.windowKey(ch.Scope, ch.Window, ch.Index))
+		end := ch.Window.End(ch.Index)
+		if end.After(last) {
+			last = end
+		}
+		args = append(args, ttlMillis(end, now))
+		for _, l := range ch.Limits {
+			args = append(args, l)
+		}
+	}
+	args[1] = ttlMillis(last, now)
+	out, err := r.run(ctx, reserveScript, keys, args).Int64Slice()
+	if err != nil {
+		return groupOutcome{err: err}
+	}
+	if len(out) == 4 && out[0] == 0 {
+		w, j := int(out[1])-1, int(out[2])-1
+		if w < 0 || w >= len(members) || j < 0 || j >= m {
+			return groupOutcome{err: fmt.Errorf("script returned window %d metric %d", w+1, j+1)}
+		}
+		i := members[w]
+		return groupOutcome{result: Result{Check: i, Index: checks[i].Index, Metric: j, Limit: checks[i].Limits[j], Used: out[3]}}
+	}
+	if len(out) != 1 || out[0] != 1 {
+		return groupOutcome{err: fmt.Errorf("unexpected script reply %v", out)}
+	}
+	return groupOutcome{allowed: true}
+}
+
+func optFlag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// Adjust implements [Store.Adjust]. Each slot's part is applied once; when
+// some slots fail, the others stay applied and a retry of the whole call
+// applies only the missing ones. A failed adjustment is queued and retried
+// in the background (see [Redis.RetryPending]); the error says so.
+func (r *Redis) Adjust(ctx context.Context, res Reservation, deltas []int64, now time.Time) error {
+	if !slices.ContainsFunc(res.Charges, func(c Charge) bool { return c.Current(now) }) {
+		return nil // nothing left to adjust; the markers expire with the windows
+	}
+	var err error
+	if !r.health.Admit() {
+		err = r.skipped("adjust")
+	} else {
+		err = r.apply(ctx, res, deltas, now)
+	}
+	if err != nil {
+		r.enqueue(res, deltas)
+		return fmt.Errorf("%w (queued for retry)", err)
+	}
+	return nil
+}
+
+// apply adjusts every slot of res once.
+func (r *Redis) apply(ctx context.Context, res Reservation, deltas []int64, now time.Time) error {
+	gs := r.groups(len(res.Charges), func(i int) string { return res.Charges[i].Scope })
+	errs := make([]error, len(gs))
+	r.each(len(gs), func(g int) { errs[g] = r.adjustGroup(ctx, res, gs[g].members, deltas, now) })
+	if err := errors.Join(errs...); err != nil {
+		return r.fail(ctx, "adjust", err)
+	}
+	r.health.Observe(nil)
+	return nil
+}
+
+func (r *Redis) adjustGroup(ctx context.Context, res Reservation, members []int, deltas []int64, now time.Time) error {
+	keys := make([]string, 0, len(members)+1)
+	keys = append(keys, r.markerKey(res.Charges[members[0]].Scope, res.ID))
+	for _, i := range members {
+		if c := res.Charges[i]; c.Current(now) {
+			keys = append(keys, r.windowKey(c.Scope, c.Window, c.Index))
+		}
+	}
+	if len(keys) == 1 {
+		return nil
+	}
+	args := make([]any, 0, 1+2*len(r.metrics))
+	args = append(args, len(r.metrics))
+	for _, mt := range r.metrics {
+		args = append(args, mt.Field)
+	}
+	for _, d := range deltas {
+		args = append(args, d)
+	}
+	return r.run(ctx, adjustScript, keys, args).Err()
+}
+
+// run runs s (EVALSHA, then EVAL when the server lacks the script).
+// Commands are never retried here: a failed adjustment is queued, a failed
+// reservation is the fail mode's to handle.
+func (r *Redis) run(ctx context.Context, s *redis.Script, keys []string, args []any) *redis.Cmd {
+	return s.Run(ctx, r.client, keys, args...)
+}
+
+// Status implements [Store.Status]. It pings Redis with ctx.
+func (r *Redis) Status(ctx context.Context) Status {
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		_ = r.fail(ctx, "ping", err)
+	} else {
+		r.health.Observe(nil)
+	}
+	st := r.health.Status()
+	r.mu.Lock()
+	st.PendingAdjustments, st.DroppedAdjustments = len(r.queue), r.dropped
+	r.mu.Unlock()
+	return st
+}
+
+// Close implements [Store.Close]: it stops the retry loop (adjustments
+// still queued are lost, their estimates expiring with their windows) and
+// closes the client. A second call does nothing.
+func (r *Redis) Close() error {
+	var err error
+	r.closed.Do(func() {
+		close(r.stop)
+		<-r.done
+		err = r.client.Close()
+	})
+	return err
+}
+
+// RetryNow lets the next call try Redis at once while unhealthy, as if the
+// retry interval had passed.
+func (r *Redis) RetryNow() { r.health.RetryNow() }
+
+// fail wraps err in ErrUnavailable and records it, unless the caller's own
+// context ended (that says nothing about Redis).
+func (r *Redis) fail(ctx context.Context, op string, err error) error {
+	err = fmt.Errorf("redis %s: %w", op, err)
+	if ctx.Err() == nil {
+		r.health.Observe(err)
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+func (r *Redis) skipped(op string) error {
+	return fmt.Errorf("%w: redis %s: skipped while unhealthy (last error: %s)",
+		ErrUnavailable, op, r.health.Status().LastError)
+}
+
+func (r *Redis) windowKey(scope string, w Window, idx int64) string {
+	b := make([]byte, 0, len(r.prefix)+len(scope)+20)
+	b = append(b, r.prefix...)
+	b = append(b, '{')
+	b = append(b, scope...)
+	b = append(b, "}:"...)
+	b = append(b, w.code()...)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, idx, 10)
+	return string(b)
+}
+
+func (r *Redis) markerKey(scope, id string) string {
+	return r.prefix + "{" + scope + "}:res:" + id
+}
+
+// ttlMillis is the TTL, in ms, of a key whose window ends at end.
+func ttlMillis(end, now time.Time) int64 {
+	return max(end.Sub(now)+TTLGrace, time.Millisecond).Milliseconds()
+}
