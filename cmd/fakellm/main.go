@@ -52,6 +52,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	seed := fs.Uint64("seed", 0, "seed for write splits and ids; 0 picks a random one")
 	maxCalls := fs.Int("max-calls", 10000, "recorded calls kept")
 	logFormat := fs.String("log-format", envOr(getenv, "LOG_FORMAT", "text"), "log format: text or json")
+	gzipAccepted := fs.Bool("gzip-when-accepted", getenv("FAKELLM_GZIP_WHEN_ACCEPTED") == "1",
+		"gzip every body the client accepts gzip for, like the real vendors (env FAKELLM_GZIP_WHEN_ACCEPTED=1)")
+	chunkedJSON := fs.Bool("chunked-json", getenv("FAKELLM_CHUNKED_JSON") == "1",
+		"send JSON bodies without content-length (env FAKELLM_CHUNKED_JSON=1)")
 	if v := getenv("FAKELLM_SEED"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
@@ -86,6 +90,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		Seed:     *seed,
 		MaxCalls: *maxCalls,
 		OnCall:   func(c fakevendor.Call) { logCall(log, c) },
+
+		GzipWhenAccepted: *gzipAccepted,
+		ChunkedJSON:      *chunkedJSON,
 	})
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

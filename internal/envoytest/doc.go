@@ -2,9 +2,11 @@
 // (ext_proc) server talks to, so the server can be tested end to end without
 // an Envoy binary: the HTTP connection manager (HCM), the ext_proc HTTP
 // filter and the router. It follows Envoy's documented and source-level
-// behaviour (Envoy 1.34+ semantics, with the 1.37 stream close optimisation)
-// and does not import any package of this project: it is test machinery,
-// independent of the code under test.
+// behaviour as of Envoy 1.37, the supported floor (1.34-1.36 did not send
+// local replies to ext_proc, runtime guard skip_ext_proc_on_local_reply,
+// re-enabled by envoyproxy/envoy#41769; the 1.37 stream close optimisation
+// is emulated) and does not import any package of this project: it is test
+// machinery, independent of the code under test.
 //
 // # Use
 //
@@ -62,7 +64,10 @@
 //     completion are ignored;
 //   - mutations: removals then sets, only the append BoolValue is honoured,
 //     value+raw_value is a 500, value alone yields an empty header (1.32+),
-//     invalid names/values are a 500, the default mutation checker
+//     invalid names/values are a 500 (details: MutationUtils' message, e.g.
+//     Invalid_character_in_set_headers_mutation.; spurious replies:
+//     spurious_message or unhandled_message, as handleErrorResponse sets
+//     them), the default mutation checker
 //     (allow_all_routing, allow_envoy, disallow_system, disallow_all,
 //     allow/disallow_expression, disallow_is_error, :status >= 200);
 //   - content-length: removed at header time for STREAMED, BUFFERED_PARTIAL

@@ -1,6 +1,7 @@
 package envoytest
 
 import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"net/http"
 	"strings"
 	"testing"
@@ -39,11 +40,15 @@ func TestSpuriousReplies(t *testing.T) {
 		failOpen   bool
 		wantStatus int
 		wantUp     int
+		// wantDetails is the FailedPrecondition message handleErrorResponse
+		// makes the details: "spurious message" from the state machine,
+		// "unhandled message" for no response case.
+		wantDetails string
 	}{
-		{name: "wrong direction fail-closed", h: wrongType, wantStatus: 500},
+		{name: "wrong direction fail-closed", h: wrongType, wantStatus: 500, wantDetails: "spurious_message"},
 		{name: "wrong direction fail-open", h: wrongType, failOpen: true, wantStatus: 200, wantUp: 1},
-		{name: "no response oneof", h: empty, wantStatus: 500},
-		{name: "body reply while headers outstanding", h: bodyInsteadOfHeaders, wantStatus: 500},
+		{name: "no response oneof", h: empty, wantStatus: 500, wantDetails: "unhandled_message"},
+		{name: "body reply while headers outstanding", h: bodyInsteadOfHeaders, wantStatus: 500, wantDetails: "spurious_message"},
 		{name: "no response oneof fail-open", h: empty, failOpen: true, wantStatus: 200, wantUp: 1},
 	}
 	for _, tc := range tests {
@@ -64,7 +69,7 @@ func TestSpuriousReplies(t *testing.T) {
 			e := waitLog(t, f, 1)
 			require.Equal(t, []ViolationKind{KindSpuriousReply}, violationKinds(f))
 			if !tc.failOpen {
-				require.Equal(t, "ext_proc_error_spurious_message", e[0].Details)
+				require.Equal(t, tc.wantDetails, e[0].Details)
 			}
 			// Only the request headers were sent: the stream was closed.
 			require.Equal(t, []string{"request_headers"}, rec.kinds())
@@ -260,4 +265,42 @@ func TestStrictReportsThroughCallback(t *testing.T) {
 	waitLog(t, f, 1)
 	require.Len(t, ft.errors(), 1)
 	require.Contains(t, ft.errors()[0], "mutation_rejected")
+}
+
+// A refused mutation is a status_on_error local reply whose details are
+// MutationUtils' status message with spaces as "_" (handleErrorResponse).
+func TestMutationErrorDetails(t *testing.T) {
+	tests := []struct {
+		name        string
+		c           *extprocsvc.CommonResponse
+		wantDetails string
+	}{
+		{name: "invalid name", c: &extprocsvc.CommonResponse{HeaderMutation: &extprocsvc.HeaderMutation{
+			SetHeaders: []*corev3.HeaderValueOption{setHeader("bad name", "1")}}},
+			wantDetails: "Invalid_character_in_set_headers_mutation."},
+		{name: "value and raw_value", c: &extprocsvc.CommonResponse{HeaderMutation: &extprocsvc.HeaderMutation{
+			SetHeaders: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-a", Value: "1", RawValue: []byte("1")}}}}},
+			wantDetails: "Only_one_of_value_or_raw_value_in_the_HeaderValue_message_should_be_set."},
+		{name: "invalid removal", c: &extprocsvc.CommonResponse{HeaderMutation: &extprocsvc.HeaderMutation{RemoveHeaders: []string{"bad name"}}},
+			wantDetails: "Invalid_character_in_remove_headers_mutation."},
+		{name: "content-length mismatch", c: &extprocsvc.CommonResponse{BodyMutation: &extprocsvc.BodyMutation{
+			Mutation: &extprocsvc.BodyMutation_Body{Body: []byte("longer body")}}},
+			wantDetails: "mismatch_between_content_length_and_the_length_of_the_mutated_body"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, addr := startProc(t, respond(&recorder{}, func(r *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
+				if r.GetResponseBody() != nil {
+					return withCommon(r, tc.c)
+				}
+				return nil
+			}))
+			up := startUpstream(t, okUpstream(`{"a":1}`))
+			f, s := startFront(t, basicConfig(addr, up, mode(extprocv3.ProcessingMode_NONE, extprocv3.ProcessingMode_BUFFERED)))
+			resp, _, err := do(t, "GET", s.URL+"/x", "", nil)
+			require.NoError(t, err)
+			require.Equal(t, 500, resp.StatusCode)
+			require.Equal(t, tc.wantDetails, waitLog(t, f, 1)[0].Details)
+		})
+	}
 }

@@ -165,7 +165,7 @@ func newFilter(x *exchange, cfg *ExtProcConfig, route *Route) *filter {
 }
 
 // setMode applies the six fields of m (with DEFAULT header/trailer modes
-// resolved against base, Envoy 1.34+) to both directions.
+// resolved against base, as Envoy 1.37 does) to both directions.
 func (f *filter) setMode(m, base *extprocv3.ProcessingMode) {
 	hdr := func(v, b extprocv3.ProcessingMode_HeaderSendMode) bool {
 		if v == extprocv3.ProcessingMode_DEFAULT {
@@ -800,7 +800,7 @@ func (f *filter) onReply(ps *procStream, resp *extprocsvc.ProcessingResponse) {
 		return
 	}
 	if resp.Response == nil {
-		f.spurious("ProcessingResponse without a response")
+		f.spuriousAs("ProcessingResponse without a response", unhandledMessage)
 		return
 	}
 	var d *direction
@@ -820,14 +820,14 @@ func (f *filter) onReply(ps *procStream, resp *extprocsvc.ProcessingResponse) {
 		d, kind = f.enc, kindTrailers
 	case *extprocsvc.ProcessingResponse_ImmediateResponse:
 		if f.cfg.DisableImmediateResponse {
-			f.spurious("immediate_response with disable_immediate_response")
+			f.spuriousAs("immediate_response with disable_immediate_response", immediateRefused)
 			return
 		}
 		f.applyMetadata(resp)
 		f.immediate(resp.GetImmediateResponse())
 		return
 	default:
-		f.spurious(fmt.Sprintf("unsupported response type %T", resp.Response))
+		f.spuriousAs(fmt.Sprintf("unsupported response type %T", resp.Response), unhandledMessage)
 		return
 	}
 	if len(d.pending) == 0 || d.pending[0].kind != kind {
@@ -903,14 +903,24 @@ func replyName(resp *extprocsvc.ProcessingResponse) string {
 	return fmt.Sprintf("%T", resp.Response)
 }
 
+// Envoy's FailedPrecondition messages for unexpected replies; fail-closed,
+// handleErrorResponse makes them the local reply's details.
+const (
+	spuriousMessage  = "spurious_message"  // a reply the state machine does not expect
+	unhandledMessage = "unhandled_message" // no or an unknown response case
+	immediateRefused = "unhandled_immediate_response_due_to_config_disabled_it"
+)
+
 // spurious handles an unexpected reply (FailedPrecondition in Envoy).
-func (f *filter) spurious(why string) {
+func (f *filter) spurious(why string) { f.spuriousAs(why, spuriousMessage) }
+
+func (f *filter) spuriousAs(why, details string) {
 	f.violation(KindSpuriousReply, why, f.failOpenOutcome())
 	if f.failOpen {
 		f.finishOpen()
 		return
 	}
-	f.fail(f.cfg.StatusOnError, "ext_proc_error_spurious_message")
+	f.fail(f.cfg.StatusOnError, details)
 }
 
 // overrideTimeout handles override_message_timeout: only the timer changes.
@@ -946,7 +956,8 @@ func (f *filter) overrideTimeout(resp *extprocsvc.ProcessingResponse) {
 	d.startTimer(to)
 }
 
-// modeOverride applies mode_override under Envoy's gates (1.34+ semantics).
+// modeOverride applies mode_override under Envoy's gates (ext_proc.cc,
+// onReceiveMessage).
 func (f *filter) modeOverride(m *extprocv3.ProcessingMode, kind msgKind) {
 	switch {
 	case kind != kindHeaders:
@@ -1098,7 +1109,7 @@ func (d *direction) onHeadersReply(c *extprocsvc.CommonResponse) {
 		f.violation(KindIgnoredField, "CommonResponse.trailers is not implemented by Envoy", "ignored")
 	}
 	if err := f.mutate(&d.headers, c.GetHeaderMutation(), false, d.shouldRemoveCL()); err != nil {
-		f.fail(f.cfg.StatusOnError, "ext_proc_error_header_mutation")
+		f.fail(f.cfg.StatusOnError, envoyDetails(err))
 		return
 	}
 	if d.headersEOS {
@@ -1160,7 +1171,7 @@ func (d *direction) onHeadersReply(c *extprocsvc.CommonResponse) {
 func (d *direction) replace(c *extprocsvc.CommonResponse) {
 	f := d.f
 	if err := f.mutate(&d.headers, c.GetHeaderMutation(), true, d.shouldRemoveCL()); err != nil {
-		f.fail(f.cfg.StatusOnError, "ext_proc_error_header_mutation")
+		f.fail(f.cfg.StatusOnError, envoyDetails(err))
 		return
 	}
 	d.replaced = true
@@ -1225,7 +1236,7 @@ func (d *direction) onBodyReply(c *extprocsvc.CommonResponse) {
 	if c.GetHeaderMutation() != nil {
 		if d.headersHeld {
 			if err := f.mutate(&d.headers, c.GetHeaderMutation(), false, d.shouldRemoveCL()); err != nil {
-				f.fail(f.cfg.StatusOnError, "ext_proc_error_header_mutation")
+				f.fail(f.cfg.StatusOnError, envoyDetails(err))
 				return
 			}
 		} else {
@@ -1240,7 +1251,7 @@ func (d *direction) onBodyReply(c *extprocsvc.CommonResponse) {
 			if n, err := strconv.Atoi(cl); err != nil || n != len(body) {
 				f.violation(KindContentLength, fmt.Sprintf("body replaced with %d bytes but content-length is %s", len(body), cl),
 					"local reply "+strconv.Itoa(f.cfg.StatusOnError))
-				f.fail(f.cfg.StatusOnError, "ext_proc_error_content_length_mismatch")
+				f.fail(f.cfg.StatusOnError, "mismatch_between_content_length_and_the_length_of_the_mutated_body")
 				return
 			}
 		}
@@ -1274,7 +1285,7 @@ func (d *direction) onTrailersReply(m *extprocsvc.HeaderMutation) {
 	d.pending = d.pending[1:]
 	d.rearm()
 	if err := f.mutate(&d.trailers, m, false, false); err != nil {
-		f.fail(f.cfg.StatusOnError, "ext_proc_error_header_mutation")
+		f.fail(f.cfg.StatusOnError, envoyDetails(err))
 		return
 	}
 	d.fwdTrailers()

@@ -1,6 +1,7 @@
 package envoytest
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -112,6 +113,22 @@ type mutationOutcome struct {
 
 // applyHeaderMutation applies m to h exactly like Envoy's
 // MutationUtils::applyHeaderMutations: removals first, then sets in order;
+// mutationError is a header mutation Envoy refuses: Error explains it; envoy
+// is MutationUtils' status message, which Envoy's handleErrorResponse makes
+// the local reply's details (spaces replaced by "_").
+type mutationError struct{ msg, envoy string }
+
+func (e *mutationError) Error() string { return e.msg }
+
+// envoyDetails is the response code details Envoy gives a refused mutation.
+func envoyDetails(err error) string {
+	var me *mutationError
+	if errors.As(err, &me) {
+		return strings.ReplaceAll(me.envoy, " ", "_")
+	}
+	return strings.ReplaceAll(err.Error(), " ", "_")
+}
+
 // only the append BoolValue is honoured. A non-nil error means the whole
 // reply fails (local reply status_on_error).
 func applyHeaderMutation(h *headerMap, m *extprocsvc.HeaderMutation, mc mutationContext) (mutationOutcome, error) {
@@ -120,16 +137,17 @@ func applyHeaderMutation(h *headerMap, m *extprocsvc.HeaderMutation, mc mutation
 		return out, nil
 	}
 	if len(m.GetRemoveHeaders()) > maxMutationEntries || len(m.GetSetHeaders()) > maxMutationEntries {
-		return out, fmt.Errorf("too many header mutations (%d removes, %d sets)", len(m.GetRemoveHeaders()), len(m.GetSetHeaders()))
+		return out, &mutationError{msg: fmt.Sprintf("too many header mutations (%d removes, %d sets)", len(m.GetRemoveHeaders()), len(m.GetSetHeaders())),
+			envoy: fmt.Sprintf("Header mutation remove header count %d or set header count %d exceed the HCM header countlimit %d", len(m.GetRemoveHeaders()), len(m.GetSetHeaders()), maxMutationEntries)}
 	}
 	for _, raw := range m.GetRemoveHeaders() {
 		name := strings.ToLower(raw)
 		if !validHeaderName(name) {
-			return out, fmt.Errorf("invalid header name %q in remove_headers", raw)
+			return out, &mutationError{msg: fmt.Sprintf("invalid header name %q in remove_headers", raw), envoy: "Invalid character in remove_headers mutation."}
 		}
 		switch mc.rules.check(opRemove, name, "", mc.replacing) {
 		case checkFail:
-			return out, fmt.Errorf("header removal of %q disallowed", name)
+			return out, &mutationError{msg: fmt.Sprintf("header removal of %q disallowed", name), envoy: "Invalid attempt to remove " + name}
 		case checkIgnore:
 			out.rejected = append(out.rejected, "remove "+name)
 			continue
@@ -142,18 +160,25 @@ func applyHeaderMutation(h *headerMap, m *extprocsvc.HeaderMutation, mc mutation
 			continue
 		}
 		name := strings.ToLower(hv.GetKey())
-		if !validHeaderName(name) {
-			return out, fmt.Errorf("invalid header name %q in set_headers", hv.GetKey())
+		// MutationUtils::applyHeaderMutations order: the content-length skip,
+		// then value vs raw_value, then name and value characters.
+		if mc.removeCL && name == "content-length" {
+			out.notes = append(out.notes, "content-length mutation skipped: the filter removed content-length for this body mode")
+			continue
 		}
 		if hv.GetValue() != "" && len(hv.GetRawValue()) > 0 {
-			return out, fmt.Errorf("header %q has both value and raw_value", name)
+			return out, &mutationError{msg: fmt.Sprintf("header %q has both value and raw_value", name),
+				envoy: "Only one of value or raw_value in the HeaderValue message should be set."}
+		}
+		if !validHeaderName(name) {
+			return out, &mutationError{msg: fmt.Sprintf("invalid header name %q in set_headers", hv.GetKey()), envoy: "Invalid character in set_headers mutation."}
 		}
 		value := string(hv.GetRawValue())
 		if hv.GetValue() != "" {
 			out.notes = append(out.notes, fmt.Sprintf("header %q set with value instead of raw_value: Envoy 1.32+ sets it empty", name))
 		}
 		if !validHeaderValue(value) {
-			return out, fmt.Errorf("invalid value for header %q", name)
+			return out, &mutationError{msg: fmt.Sprintf("invalid value for header %q", name), envoy: "Invalid character in set_headers mutation."}
 		}
 		appendMode := opt.GetAppend() != nil && opt.GetAppend().GetValue()
 		if opt.GetAppend() == nil {
@@ -162,17 +187,13 @@ func applyHeaderMutation(h *headerMap, m *extprocsvc.HeaderMutation, mc mutation
 				out.notes = append(out.notes, fmt.Sprintf("header %q: append_action %s is ignored by ext_proc (overwrite applied)", name, opt.GetAppendAction()))
 			}
 		}
-		if mc.removeCL && name == "content-length" {
-			out.notes = append(out.notes, "content-length mutation skipped: the filter removed content-length for this body mode")
-			continue
-		}
 		op := opSet
 		if appendMode {
 			op = opAppend
 		}
 		switch mc.rules.check(op, name, value, mc.replacing) {
 		case checkFail:
-			return out, fmt.Errorf("header mutation of %q disallowed", name)
+			return out, &mutationError{msg: fmt.Sprintf("header mutation of %q disallowed", name), envoy: "Invalid attempt to modify " + name}
 		case checkIgnore:
 			out.rejected = append(out.rejected, "set "+name)
 			continue

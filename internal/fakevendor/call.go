@@ -92,12 +92,22 @@ type Call struct {
 	Fault string `json:"fault"`
 	// Err describes why the request was rejected or cut short, if it was.
 	Err string `json:"error,omitempty"`
+	// Proto is the request's protocol ("HTTP/1.1", "HTTP/2.0").
+	Proto string `json:"proto"`
+	// ContentEncoding is the response's content-encoding ("gzip" or "").
+	ContentEncoding string `json:"content_encoding,omitempty"`
+	// ContentLength reports whether the response carried content-length
+	// (false: HTTP/1.1 chunked, or an HTTP/2 body ended by END_STREAM).
+	ContentLength bool `json:"content_length"`
+	// Trailers are the response trailers sent, nil when none.
+	Trailers http.Header `json:"trailers,omitempty"`
 }
 
 func (c *Call) clone() Call {
 	out := *c
 	out.Query = cloneValues(c.Query)
 	out.Header = c.Header.Clone()
+	out.Trailers = c.Trailers.Clone()
 	out.Body = append([]byte(nil), c.Body...)
 	if c.Usage != nil {
 		u := *c.Usage

@@ -180,12 +180,27 @@ func (s *Server) deliver(ctx context.Context, w http.ResponseWriter, call *Call,
 		limit = min(d.resetAfterBytes, total)
 		fault = "reset-after-bytes"
 	}
-	if d.gzip {
+	withLength := false
+	switch {
+	case d.gzip:
 		h.Set("Content-Encoding", "gzip")
 		h.Add("Vary", "Accept-Encoding")
 		h.Del("Content-Length")
-	} else if !rp.stream {
+	case rp.stream || d.chunked || len(d.trailers) > 0:
+		// HTTP/1.1 trailers need the chunked coding.
+		h.Del("Content-Length")
+	default:
 		h.Set("Content-Length", strconv.FormatInt(total, 10))
+		withLength = true
+	}
+	var trailerNames []string
+	for _, kv := range d.trailers {
+		if !slices.Contains(trailerNames, http.CanonicalHeaderKey(kv[0])) {
+			trailerNames = append(trailerNames, http.CanonicalHeaderKey(kv[0]))
+		}
+	}
+	if len(trailerNames) > 0 {
+		h.Set("Trailer", strings.Join(trailerNames, ", "))
 	}
 
 	maxWrite := s.opts.MaxWriteBytes
@@ -208,6 +223,14 @@ func (s *Server) deliver(ctx context.Context, w http.ResponseWriter, call *Call,
 		c.BodyBytes = limit
 		c.DeliveredUsage = rp.deliveredUsage(limit)
 		c.Completed = fault == ""
+		c.ContentEncoding = h.Get("Content-Encoding")
+		c.ContentLength = withLength
+		if len(d.trailers) > 0 && fault == "" {
+			c.Trailers = http.Header{}
+			for _, kv := range d.trailers {
+				c.Trailers.Add(kv[0], kv[1])
+			}
+		}
 	})
 	fail := func(written int64, err error) {
 		s.update(call, func(c *Call) {
@@ -264,6 +287,11 @@ func (s *Server) deliver(ctx context.Context, w http.ResponseWriter, call *Call,
 		}
 		if err := fw.flush(); err != nil {
 			fail(total, err)
+			return
 		}
+	}
+	// Declared trailers are sent once the handler returns.
+	for _, kv := range d.trailers {
+		h.Add(kv[0], kv[1])
 	}
 }

@@ -31,6 +31,8 @@ const (
 	HeaderSeed               = "x-fake-seed"
 	HeaderMaxWriteBytes      = "x-fake-max-write-bytes"
 	HeaderStreamErrorAfter   = "x-fake-stream-error-after"
+	HeaderChunked            = "x-fake-chunked"
+	HeaderTrailer            = "x-fake-trailer"
 )
 
 // maxDelay caps every injected delay so a typo cannot hang a test run.
@@ -53,7 +55,10 @@ type directives struct {
 	cachedTokens       int64
 	cacheWriteTokens   int64
 	reasoningTokens    int64
-	gzip               bool
+	gzip               bool // compress the body (decided with the request's accept-encoding)
+	gzipAuto           bool // x-fake-gzip: auto
+	chunked            bool // no content-length on a JSON body
+	trailers           [][2]string
 	rateLimitHeaders   bool
 	seed               *int64
 	maxWriteBytes      int // 0 when unset
@@ -118,8 +123,25 @@ func parseDirectives(h http.Header) (directives, error) {
 	if d.resetBeforeHeaders, err = boolHeader(h, HeaderResetBeforeHeaders); err != nil {
 		return d, err
 	}
-	if d.gzip, err = boolHeader(h, HeaderGzip); err != nil {
+	if strings.EqualFold(strings.TrimSpace(h.Get(HeaderGzip)), "auto") {
+		d.gzipAuto = true
+	} else if d.gzip, err = boolHeader(h, HeaderGzip); err != nil {
 		return d, err
+	}
+	if d.chunked, err = boolHeader(h, HeaderChunked); err != nil {
+		return d, err
+	}
+	for _, v := range h.Values(HeaderTrailer) {
+		items, perr := splitHeaderItems(v)
+		if perr != nil {
+			return d, fmt.Errorf("%s: %w", HeaderTrailer, perr)
+		}
+		for _, kv := range items {
+			if forbiddenTrailer(kv[0]) {
+				return d, fmt.Errorf("%s: %q may not be a trailer", HeaderTrailer, kv[0])
+			}
+		}
+		d.trailers = append(d.trailers, items...)
 	}
 	if d.rateLimitHeaders, err = boolHeader(h, HeaderRateLimitHeaders); err != nil {
 		return d, err
@@ -146,6 +168,42 @@ func parseDirectives(h http.Header) (directives, error) {
 	}
 	d.streamErrorAfter = int(n)
 	return d, nil
+}
+
+// forbiddenTrailer reports header fields RFC 9110 section 6.5.1 forbids in
+// trailers (framing, routing, authentication, content handling).
+func forbiddenTrailer(name string) bool {
+	switch strings.ToLower(name) {
+	case "content-length", "content-encoding", "content-type", "content-range", "transfer-encoding",
+		"trailer", "host", "connection", "te", "authorization", "set-cookie", "cache-control", "expires", "date":
+		return true
+	}
+	return false
+}
+
+// acceptsGzip reports whether an Accept-Encoding value admits gzip (a
+// "gzip" or "*" coding whose q is not 0).
+func acceptsGzip(v string) bool {
+	for _, part := range strings.Split(v, ",") {
+		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		coding = strings.ToLower(strings.TrimSpace(coding))
+		if coding != "gzip" && coding != "x-gzip" && coding != "*" {
+			continue
+		}
+		q := 1.0
+		for _, p := range strings.Split(params, ";") {
+			k, val, ok := strings.Cut(strings.TrimSpace(p), "=")
+			if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+					q = f
+				}
+			}
+		}
+		if q > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // intHeader parses a non-negative integer header no larger than limit,

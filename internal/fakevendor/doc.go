@@ -105,6 +105,14 @@
 //	x-fake-cache-write-tokens, x-fake-reasoning-tokens: N   force usage numbers (see Usage)
 //	x-fake-gzip: 1                gzip the response body (content-encoding: gzip) whatever the
 //	                              request's accept-encoding
+//	x-fake-gzip: auto             gzip only when accept-encoding admits gzip (q > 0), as the real
+//	                              vendors do (Options.GzipWhenAccepted: for every request)
+//	x-fake-chunked: 1             send a JSON body without content-length: chunked on HTTP/1.1,
+//	                              ended by END_STREAM on HTTP/2 (Options.ChunkedJSON: always)
+//	x-fake-trailer: name: value   add a response trailer (repeatable and comma-split like
+//	                              x-fake-header); the body then has no content-length, since
+//	                              HTTP/1.1 trailers need chunked; framing, routing and content
+//	                              fields (RFC 9110 6.5.1) are refused with a 400
 //	x-fake-seed: N                seed this request's write splits and ids
 //	x-fake-max-write-bytes: N     cap one body write at N bytes
 //
@@ -118,10 +126,14 @@
 // Stream bodies are written in several writes, each flushed: every event
 // is cut once at a pseudo-random inner offset so no write ends on an event
 // boundary, and Options.MaxWriteBytes splits further. JSON bodies carry
-// content-length (unless gzipped). Responses carry the vendor's headers:
-// OpenAI x-request-id, openai-processing-ms, openai-version; Anthropic
-// request-id, anthropic-organization-id; Gemini server-timing and Google's
-// security headers.
+// content-length unless gzipped, chunked or followed by trailers. The
+// handler speaks whatever the listener does: serve it with
+// http.Protocols.SetUnencryptedHTTP2 (as cmd/fakellm does) for h2c;
+// Call.Proto records the protocol of each request, Call.ContentLength,
+// Call.ContentEncoding and Call.Trailers the response's shape. Responses
+// carry the vendor's headers: OpenAI x-request-id, openai-processing-ms,
+// openai-version; Anthropic request-id, anthropic-organization-id; Gemini
+// server-timing and Google's security headers.
 //
 // # Inspection
 //

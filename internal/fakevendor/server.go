@@ -45,6 +45,16 @@ type Options struct {
 	// OnCall, when set, is called with a copy of each call once its
 	// response is finished or aborted, from the serving goroutine.
 	OnCall func(Call)
+	// GzipWhenAccepted compresses every response body whose request's
+	// accept-encoding admits gzip, as the real vendors do (then without
+	// content-length); x-fake-gzip: auto does it for one request. Default
+	// false: only x-fake-gzip: 1 compresses.
+	GzipWhenAccepted bool
+	// ChunkedJSON sends every JSON body without content-length (HTTP/1.1
+	// chunked transfer encoding; over HTTP/2 the body ends with its last
+	// DATA frame), as vendors often answer; x-fake-chunked: 1 does it for
+	// one request. Default false.
+	ChunkedJSON bool
 }
 
 // Server is the fake vendor upstream, an http.Handler. It is safe for
@@ -194,6 +204,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Header:       r.Header.Clone(),
 		Body:         body,
 		APIKey:       apiKey(r),
+		Proto:        r.Proto,
 	}
 	s.begin(call)
 	defer func() {
@@ -203,6 +214,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	d, dirErr := parseDirectives(r.Header)
+	if (d.gzipAuto || s.opts.GzipWhenAccepted) && acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		d.gzip = true
+	}
+	d.chunked = d.chunked || s.opts.ChunkedJSON
 	seed := s.opts.Seed
 	stream := uint64(call.Seq)
 	if d.seed != nil {
@@ -233,7 +248,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apiErr = ep.notFound
 	}
 	if apiErr != nil {
-		s.deliver(r.Context(), w, call, s.errorReply(q, ep.dialect, apiErr), directives{resetAfterBytes: -1}, false, q.rng.IntN)
+		s.deliver(r.Context(), w, call, s.errorReply(q, ep.dialect, apiErr), directives{resetAfterBytes: -1, gzip: d.gzip && dirErr == nil}, false, q.rng.IntN)
 		return
 	}
 
