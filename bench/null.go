@@ -15,8 +15,9 @@ import (
 // message with CONTINUE of the matching reply type, and at response headers
 // it sends the response-body mode_override pkg/processor would send for a
 // provider request: STREAMED for event streams (removing content-length) and
-// for bodies of unknown or large length, BUFFERED for bodies whose
-// content-length is at most BufferLimit. Like pkg/processor it ends the
+// for large bodies or non-JSON bodies of unknown length, with trailers SEND,
+// BUFFERED for bodies whose content-length is at most BufferLimit, and
+// BUFFERED_PARTIAL for JSON of unknown length. Like pkg/processor it ends the
 // stream after the reply to the last response message, and it ignores
 // observability-mode messages. It reads no bodies and writes no metadata.
 //
@@ -104,8 +105,13 @@ func (n *Null) responseHeaders(h *extprocv3.HttpHeaders) (*extprocv3.ProcessingR
 		}
 	case length >= 0 && length <= limit:
 		mode = filterv3.ProcessingMode_BUFFERED
+	case length < 0 && (ct == "application/json" || strings.HasSuffix(ct, "+json")):
+		mode = filterv3.ProcessingMode_BUFFERED_PARTIAL
 	}
 	resp.ModeOverride = &filterv3.ProcessingMode{ResponseBodyMode: mode}
+	if mode == filterv3.ProcessingMode_STREAMED {
+		resp.ModeOverride.ResponseTrailerMode = filterv3.ProcessingMode_SEND
+	}
 	return resp, false
 }
 
