@@ -107,6 +107,7 @@ func fromBootstrap(bs *bootstrapv3.Bootstrap, clusterAddrs map[string]string) (C
 		return cfg, err
 	}
 	cfg.UseRemoteAddress = hcm.GetUseRemoteAddress().GetValue()
+	cfg.EnableTrailers = hcm.GetHttpProtocolOptions().GetEnableTrailers()
 	if hcm.GetServerName() != "" {
 		cfg.ServerName = hcm.GetServerName()
 	}
@@ -259,7 +260,7 @@ func clusterProtocol(c *clusterv3.Cluster) (ClusterProtocol, bool, error) {
 	var cp ClusterProtocol
 	a, found := c.GetTypedExtensionProtocolOptions()[httpProtocolOptionsKey]
 	if !found {
-		//nolint:staticcheck // the deprecated fields still configure Envoy 1.37
+		// The deprecated Cluster fields still configure Envoy 1.37.
 		switch {
 		case c.GetHttp2ProtocolOptions() != nil:
 			return ClusterProtocol{HTTP2: true}, true, nil

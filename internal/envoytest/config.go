@@ -78,6 +78,10 @@ type Config struct {
 	// and private clients). Envoy's default is false: x-forwarded-for is left
 	// untouched.
 	UseRemoteAddress bool
+	// EnableTrailers is the HCM's http_protocol_options.enable_trailers:
+	// Envoy's HTTP/1 codec drops request trailers from and response
+	// trailers to an HTTP/1.1 client unless it is set (default false).
+	EnableTrailers bool
 	// SuppressEnvoyHeaders mirrors the router field: when true the router
 	// does not add x-envoy-upstream-service-time / x-envoy-original-path.
 	SuppressEnvoyHeaders bool

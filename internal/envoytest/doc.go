@@ -27,7 +27,10 @@
 // x-request-id, x-forwarded-proto, x-forwarded-for/x-envoy-internal with
 // use_remote_address), virtual host and route matching (prefix, path,
 // safe_regex, path_separated_prefix, header matchers), local replies, the
-// server header, per-stream buffer limit (per_connection_buffer_limit_bytes).
+// server header, per-stream buffer limit (per_connection_buffer_limit_bytes),
+// HTTP/1.1 trailers only with http_protocol_options.enable_trailers
+// (Config.EnableTrailers; otherwise the codec drops request trailers, the
+// body then ends the stream, and response trailers).
 //
 // ext_proc filter, one gRPC Process stream per HTTP request opened lazily on
 // the first message:

@@ -243,6 +243,9 @@ func (x *exchange) readDownstream() {
 			}
 		case errors.Is(err, io.EOF):
 			tr := trailerMap(x.r.Trailer)
+			if !x.cfg.EnableTrailers {
+				tr = nil // the HTTP/1 codec drops them
+			}
 			if len(tr) == 0 {
 				x.post(evDownData{data: chunk, eos: true})
 				return
@@ -574,6 +577,11 @@ func (d *downstream) data(b []byte, eos bool) {
 
 func (d *downstream) trailers(t headerMap) {
 	if d.x.finished {
+		return
+	}
+	if !d.x.cfg.EnableTrailers {
+		// The HTTP/1 codec ends the chunked body without them.
+		d.end()
 		return
 	}
 	wh := d.w.Header()

@@ -109,6 +109,7 @@ func TestTrailers(t *testing.T) {
 	cfg := basicConfig(addr, up, m)
 	// Envoy's HTTP/1 codec drops response trailers unless enable_trailers.
 	cfg.ClusterProtocols = map[string]ClusterProtocol{"up": {EnableTrailers: true}}
+	cfg.EnableTrailers = true // and to the HTTP/1.1 client
 	f, s := startFront(t, cfg)
 	resp, err := http.Get(s.URL + "/x")
 	require.NoError(t, err)

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
@@ -91,6 +92,7 @@ func TestResponseTrailersReachExtProcAsEnvoySendsThem(t *testing.T) {
 			if tc.proto != nil {
 				cfg.ClusterProtocols = map[string]ClusterProtocol{"up": *tc.proto}
 			}
+			cfg.EnableTrailers = true // the HCM passes them on to the HTTP/1.1 client
 			cfg.OnViolation = Strict(t)
 			f, s := startFront(t, cfg)
 			resp, err := http.Get(s.URL + "/x")
@@ -116,5 +118,46 @@ func TestResponseTrailersReachExtProcAsEnvoySendsThem(t *testing.T) {
 			}
 			require.Equal(t, tc.wantMsgs, got)
 		})
+	}
+}
+
+// The HCM's HTTP/1 codec drops trailers in both directions unless its
+// http_protocol_options.enable_trailers: ext_proc never sees request
+// trailers (the body ends the stream) and the client gets no response
+// trailers.
+func TestDownstreamHTTP1TrailersNeedEnableTrailers(t *testing.T) {
+	for _, enabled := range []bool{false, true} {
+		rec := &recorder{}
+		_, addr := startProc(t, respond(rec, nil))
+		hs, _ := trailerUpstream(t, true)
+		m := mode(extprocv3.ProcessingMode_STREAMED, extprocv3.ProcessingMode_NONE)
+		m.RequestTrailerMode = extprocv3.ProcessingMode_SEND
+		cfg := Config{
+			ExtProc:          &ExtProcConfig{Addr: addr, ProcessingMode: m},
+			Routes:           []Route{{Name: "all", Prefix: "/", Cluster: "up"}},
+			Clusters:         map[string]string{"up": hs.URL},
+			ClusterProtocols: map[string]ClusterProtocol{"up": {HTTP2: true}},
+			EnableTrailers:   enabled,
+		}
+		f, s := startFront(t, cfg)
+		req, err := http.NewRequest(http.MethodPost, s.URL+"/x", io.NopCloser(strings.NewReader("abc")))
+		require.NoError(t, err)
+		req.ContentLength = -1
+		req.Trailer = http.Header{"X-Req-Sum": {"1"}}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_, err = io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		waitLog(t, f, 1)
+		kinds := rec.kinds()
+		if enabled {
+			require.Equal(t, "7", resp.Trailer.Get("x-usage"))
+			require.Contains(t, kinds, "request_trailers")
+			continue
+		}
+		require.Empty(t, resp.Trailer.Get("x-usage"))
+		require.NotContains(t, kinds, "request_trailers")
+		require.Contains(t, kinds, "request_body(eos)")
 	}
 }
