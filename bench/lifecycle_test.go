@@ -256,11 +256,11 @@ func serve(srv extprocv3.ExternalProcessorServer) (string, func(), error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("listen: %w", err)
 	}
-	gs := grpc.NewServer(
+	gs := grpc.NewServer(append(processor.GRPCServerOptions(),
 		grpc.MaxConcurrentStreams(1<<16),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	extprocv3.RegisterExternalProcessorServer(gs, srv)
 	go func() { _ = gs.Serve(ln) }()
 	return ln.Addr().String(), gs.Stop, nil

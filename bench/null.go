@@ -14,9 +14,9 @@ import (
 // Null is an ext_proc server that does no processing. It answers every
 // message with CONTINUE of the matching reply type, and at response headers
 // it sends the response-body mode_override pkg/processor would send for a
-// provider request: STREAMED (trailers SEND) for event streams (removing
-// content-length) and for large or unknown-length non-JSON bodies,
-// BUFFERED for bodies whose content-length is at most BufferLimit,
+// provider request: STREAMED for event streams (removing content-length) and
+// for large bodies or non-JSON bodies of unknown length, with trailers SEND,
+// BUFFERED for bodies whose content-length is at most BufferLimit, and
 // BUFFERED_PARTIAL for JSON of unknown length. Like pkg/processor it ends the
 // stream after the reply to the last response message, and it ignores
 // observability-mode messages. It reads no bodies and writes no metadata.
@@ -110,8 +110,6 @@ func (n *Null) responseHeaders(h *extprocv3.HttpHeaders) (*extprocv3.ProcessingR
 	}
 	resp.ModeOverride = &filterv3.ProcessingMode{ResponseBodyMode: mode}
 	if mode == filterv3.ProcessingMode_STREAMED {
-		// As pkg/processor: trailers are the only end a streamed body with
-		// trailers has.
 		resp.ModeOverride.ResponseTrailerMode = filterv3.ProcessingMode_SEND
 	}
 	return resp, false

@@ -138,7 +138,9 @@ func TestNullReply(t *testing.T) {
 			req: &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
 				ResponseHeaders: &extprocv3.HttpHeaders{Headers: headerMap(
 					":status", "200", "content-type", "application/json", "content-length", "-5")}}},
-			check: func(r *extprocv3.ProcessingResponse) bool { // JSON of unknown length
+			// An invalid length is an unknown one: JSON of unknown length
+			// is held with BUFFERED_PARTIAL, as pkg/processor does.
+			check: func(r *extprocv3.ProcessingResponse) bool {
 				return r.GetModeOverride().GetResponseBodyMode().String() == "BUFFERED_PARTIAL"
 			},
 		},

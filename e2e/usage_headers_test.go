@@ -23,32 +23,35 @@ import (
 // compressed). The server holds such a body with BUFFERED_PARTIAL, so each
 // official SDK still receives the usage headers.
 func TestUsageHeadersOnJSONWithoutContentLength(t *testing.T) {
-	// x-fake-gzip: the vendor compresses whatever was asked, so it sends no
-	// content-length; Go's transport decompresses for the SDK.
-	tests := []struct {
+	// Both shapes real vendors use: chunked JSON, and gzip (the vendor
+	// compresses whatever was asked; Go's transport decompresses for the
+	// SDK). Neither has a content-length.
+	shapes := []struct{ name, header string }{{"chunked", "x-fake-chunked"}, {"gzip", "x-fake-gzip"}}
+	type sdkCase struct {
 		name     string
 		provider string
 		model    string
-		call     func(t *testing.T, s stack) http.Header
-	}{
-		{"openai-go", "openai", "gpt-4o-mini", func(t *testing.T, s stack) http.Header {
+		call     func(t *testing.T, s stack, shape string) http.Header
+	}
+	tests := []sdkCase{
+		{"openai-go", "openai", "gpt-4o-mini", func(t *testing.T, s stack, shape string) http.Header {
 			var resp *http.Response
-			out, err := openaiClient(s, option.WithHeader("x-fake-gzip", "1")).Chat.Completions.New(t.Context(), chatParams(),
+			out, err := openaiClient(s, option.WithHeader(shape, "1")).Chat.Completions.New(t.Context(), chatParams(),
 				option.WithResponseInto(&resp))
 			require.NoError(t, err)
 			require.NotEmpty(t, out.Choices[0].Message.Content)
 			return resp.Header
 		}},
-		{"anthropic-sdk-go", "anthropic", "claude-sonnet-4-5", func(t *testing.T, s stack) http.Header {
+		{"anthropic-sdk-go", "anthropic", "claude-sonnet-4-5", func(t *testing.T, s stack, shape string) http.Header {
 			var resp *http.Response
-			msg, err := anthropicClient(s, "/anthropic/", aoption.WithHeader("x-fake-gzip", "1"), aoption.WithHeader("x-fake-cached-tokens", "7")).
+			msg, err := anthropicClient(s, "/anthropic/", aoption.WithHeader(shape, "1"), aoption.WithHeader("x-fake-cached-tokens", "7")).
 				Messages.New(t.Context(), messageParams(), aoption.WithResponseInto(&resp))
 			require.NoError(t, err)
 			require.NotEmpty(t, msg.Content)
 			return resp.Header
 		}},
-		{"genai", "gemini", "gemini-2.5-flash", func(t *testing.T, s stack) http.Header {
-			out, err := genaiClient(t, s, http.Header{"X-Fake-Gzip": {"1"}, "X-Fake-Reasoning-Tokens": {"4"}}).
+		{"genai", "gemini", "gemini-2.5-flash", func(t *testing.T, s stack, shape string) http.Header {
+			out, err := genaiClient(t, s, http.Header{http.CanonicalHeaderKey(shape): {"1"}, "X-Fake-Reasoning-Tokens": {"4"}}).
 				Models.GenerateContent(t.Context(), "gemini-2.5-flash", genai.Text("hi"), nil)
 			require.NoError(t, err)
 			require.NotEmpty(t, out.Text())
@@ -56,24 +59,27 @@ func TestUsageHeadersOnJSONWithoutContentLength(t *testing.T) {
 			return out.SDKHTTPResponse.Headers
 		}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := startEmulated(t)
-			h := tt.call(t, s)
-			calls := s.VendorCalls(t)
-			require.Len(t, calls, 1)
-			require.Empty(t, calls[0].Header.Get("Accept-Encoding"), "the server strips accept-encoding")
-			want := expected(calls[0])
-			require.Equal(t, tt.provider, h.Get("X-LLM-Provider"))
-			require.Equal(t, tt.model, h.Get("X-LLM-Model"))
-			require.Equal(t, strconv.FormatInt(want.in, 10), h.Get("X-LLM-Input-Tokens"))
-			require.Equal(t, strconv.FormatInt(want.out, 10), h.Get("X-LLM-Output-Tokens"))
-			require.Equal(t, strconv.FormatInt(want.total, 10), h.Get("X-LLM-Total-Tokens"))
-			cost, err := strconv.ParseFloat(h.Get("X-LLM-Cost-USD"), 64)
-			require.NoError(t, err, "X-LLM-Cost-USD present")
-			require.Positive(t, cost)
-			require.Equal(t, want, logged(s.AccessLog(t, 1)[0]), "and the access log agrees")
-		})
+	for _, shape := range shapes {
+		for _, tt := range tests {
+			t.Run(shape.name+"/"+tt.name, func(t *testing.T) {
+				s := startEmulated(t)
+				h := tt.call(t, s, shape.header)
+				calls := s.VendorCalls(t)
+				require.Len(t, calls, 1)
+				require.False(t, calls[0].ContentLength, "the vendor sent no content-length")
+				require.Empty(t, calls[0].Header.Get("Accept-Encoding"), "the server strips accept-encoding")
+				want := expected(calls[0])
+				require.Equal(t, tt.provider, h.Get("X-LLM-Provider"))
+				require.Equal(t, tt.model, h.Get("X-LLM-Model"))
+				require.Equal(t, strconv.FormatInt(want.in, 10), h.Get("X-LLM-Input-Tokens"))
+				require.Equal(t, strconv.FormatInt(want.out, 10), h.Get("X-LLM-Output-Tokens"))
+				require.Equal(t, strconv.FormatInt(want.total, 10), h.Get("X-LLM-Total-Tokens"))
+				cost, err := strconv.ParseFloat(h.Get("X-LLM-Cost-USD"), 64)
+				require.NoError(t, err, "X-LLM-Cost-USD present")
+				require.Positive(t, cost)
+				require.Equal(t, want, logged(s.AccessLog(t, 1)[0]), "and the access log agrees")
+			})
+		}
 	}
 }
 

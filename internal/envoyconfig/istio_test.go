@@ -226,6 +226,9 @@ func TestIstioEnvoyFilterPatchesAreValidEnvoyConfig(t *testing.T) {
 				require.Empty(t, cmp.Diff(local.GetRateLimitedRetryBackOff(), rp.GetRateLimitedRetryBackOff(), protocmp.Transform()))
 			case *listenerv3.Listener:
 				require.GreaterOrEqual(t, v.GetPerConnectionBufferLimitBytes().GetValue(), uint32(10<<20))
+				// The largest body the gateway sends is what the server's
+				// default max_request_body_bytes accepts.
+				require.EqualValues(t, config.DefaultMaxRequestBodyBytes, v.GetPerConnectionBufferLimitBytes().GetValue())
 			}
 		})
 	}

@@ -133,9 +133,13 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 			if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
 				return nil
 			}
-			// Not a client's mistake: Envoy sent something the transport
-			// refused. Loud, because Envoy fails open on it.
-			s.log.Warn("ext_proc stream receive failed; Envoy continues without this server", "error", err)
+			if status.Code(err) == codes.ResourceExhausted {
+				// Cannot happen with GRPCServerOptions; loud if a server
+				// was built without them, since Envoy then fails open.
+				s.log.Warn("ext_proc message over the gRPC receive limit; Envoy continues without this server", "error", err)
+				return nil
+			}
+			s.log.Debug("ext_proc stream receive failed", "error", err)
 			return nil
 		}
 		resp := st.handle(ctx, req)
