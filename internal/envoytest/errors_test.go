@@ -115,6 +115,14 @@ func TestMessageTimeout(t *testing.T) {
 	}
 }
 
+// The override must reach the emulator within overrideTestTimeout of the
+// request headers, which a loaded machine still does; the slow reply then
+// comes after the plain timeout and long before the override's.
+const (
+	overrideTestTimeout = time.Second
+	overrideTestSleep   = 1500 * time.Millisecond
+)
+
 func TestOverrideMessageTimeout(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -123,10 +131,10 @@ func TestOverrideMessageTimeout(t *testing.T) {
 		wantStatus int
 		wantKinds  []ViolationKind
 	}{
-		{name: "extends the timer", max: time.Second, override: 500 * time.Millisecond, wantStatus: 200},
-		{name: "ignored without max_message_timeout", max: 0, override: 500 * time.Millisecond, wantStatus: 504,
+		{name: "extends the timer", max: time.Minute, override: 30 * time.Second, wantStatus: 200},
+		{name: "ignored without max_message_timeout", max: 0, override: 30 * time.Second, wantStatus: 504,
 			wantKinds: []ViolationKind{KindIgnoredField, KindMessageTimeout}},
-		{name: "ignored above max", max: 100 * time.Millisecond, override: 500 * time.Millisecond, wantStatus: 504,
+		{name: "ignored above max", max: 100 * time.Millisecond, override: 30 * time.Second, wantStatus: 504,
 			wantKinds: []ViolationKind{KindIgnoredField, KindMessageTimeout}},
 	}
 	for _, tc := range tests {
@@ -141,7 +149,9 @@ func TestOverrideMessageTimeout(t *testing.T) {
 						if err := st.Send(&extprocsvc.ProcessingResponse{OverrideMessageTimeout: durationpb.New(tc.override)}); err != nil {
 							return nil
 						}
-						time.Sleep(150 * time.Millisecond)
+						// Longer than message_timeout, far shorter than
+						// the override: only the override decides.
+						time.Sleep(overrideTestSleep)
 					}
 					if err := st.Send(cont(req)); err != nil {
 						return nil
@@ -151,7 +161,7 @@ func TestOverrideMessageTimeout(t *testing.T) {
 			_, addr := startProc(t, slow)
 			up := startUpstream(t, okUpstream(`{}`))
 			cfg := basicConfig(addr, up, nil)
-			cfg.ExtProc.MessageTimeout = 50 * time.Millisecond
+			cfg.ExtProc.MessageTimeout = overrideTestTimeout
 			cfg.ExtProc.MaxMessageTimeout = tc.max
 			f, s := startFront(t, cfg)
 			resp, _, err := do(t, "GET", s.URL+"/x", "", nil)
