@@ -230,7 +230,8 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 		extra = append(extra, tracer)
 	}
 	reqLog := telemetry.NewAsyncLogger(o.Logger)
-	observers := telemetry.Observers{telemetry.NewMetrics(o.Registry), reqLog, seriesObserver{console.Series, o.Now}}
+	unpriced := telemetry.NewUnpricedModels(o.Now)
+	observers := telemetry.Observers{telemetry.NewMetrics(o.Registry), reqLog, seriesObserver{console.Series, o.Now}, unpriced}
 	observers = append(observers, extra...)
 	observers = append(observers, o.Observers...)
 	g.Processor = processor.New(processor.Options{
@@ -253,7 +254,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 	}
 	g.Admin = admin.New(admin.Options{Providers: g.Processor.Providers(), Ready: o.Ready, Gatherer: o.Registry,
 		Version: o.Version, Now: o.Now, Sections: sections, ProviderExtra: providerExtra, Handlers: handlers,
-		Console: console, Token: o.Getenv("LLM_PROXY_ADMIN_TOKEN")})
+		UnpricedModels: unpriced.Health, Console: console, Token: o.Getenv("LLM_PROXY_ADMIN_TOKEN")})
 	return g, nil
 }
 
