@@ -80,8 +80,10 @@ func TestConsoleInBrowser(t *testing.T) {
 			NewLimitHeadroom("budget", "usd", "day", 50, 7.9)}},
 	}}}
 	const token = "browser-test-token"
+	// The server's clock is pinned to the samples' now, so no hour or day
+	// boundary can fall between recording and reading.
 	srv := httptest.NewServer(New(Options{Providers: providers.Default(), Ready: func() bool { return true },
-		Version: "v1.2.3", Console: &Console{Series: s, Circuits: circuits, Headroom: headroom}, Token: token}))
+		Version: "v1.2.3", Now: func() time.Time { return now }, Console: &Console{Series: s, Circuits: circuits, Headroom: headroom}, Token: token}))
 	defer srv.Close()
 
 	// The deadline only guards against a hung browser.
