@@ -130,7 +130,7 @@ func TestServeAndShutdown(t *testing.T) {
 	select {
 	case err := <-done:
 		require.NoError(t, err)
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("server did not stop after the last stream ended")
 	}
 	require.True(t, strings.Contains(logs.String(), "extproc stopped"))
@@ -155,7 +155,7 @@ func TestShutdownTimeoutCutsLongStreams(t *testing.T) {
 	select {
 	case err := <-done:
 		require.NoError(t, err)
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("shutdown did not honour SHUTDOWN_TIMEOUT")
 	}
 }

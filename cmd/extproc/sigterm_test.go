@@ -171,14 +171,14 @@ features:
     sinks: [{type: file, file: {path: %q}}]
 `, records))
 	require.NoError(t, lifecycle(t.Context(), client, 1))
-	require.Eventually(t, func() bool { st, err := os.Stat(records); return err == nil && st.Size() > 0 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { st, err := os.Stat(records); return err == nil && st.Size() > 0 }, 30*time.Second, 10*time.Millisecond)
 	// logrotate: move the file away, then SIGHUP.
 	require.NoError(t, os.Rename(records, records+".1"))
 	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
-	require.Eventually(t, func() bool { _, err := os.Stat(records); return err == nil }, 5*time.Second, 10*time.Millisecond,
+	require.Eventually(t, func() bool { _, err := os.Stat(records); return err == nil }, 30*time.Second, 10*time.Millisecond,
 		"SIGHUP reopens the file at its configured path")
 	require.NoError(t, lifecycle(t.Context(), client, 2))
-	require.Eventually(t, func() bool { st, err := os.Stat(records); return err == nil && st.Size() > 0 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { st, err := os.Stat(records); return err == nil && st.Size() > 0 }, 30*time.Second, 10*time.Millisecond)
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait())
 }

@@ -65,7 +65,7 @@ func TestRunServesLogsAndShutsDown(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.NotEmpty(t, resp.Header.Get("Request-Id"))
 
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), `"endpoint":"messages"`) }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), `"endpoint":"messages"`) }, 30*time.Second, 5*time.Millisecond)
 	require.Contains(t, logs.String(), `"output_tokens":5`)
 
 	cancel()

@@ -39,7 +39,7 @@ func TestStreamClose(t *testing.T) {
 			_, _, err := do(t, "GET", s.URL+"/x", "", nil)
 			require.NoError(t, err)
 			waitLog(t, f, 1)
-			require.Eventually(t, func() bool { return len(rec.endErrs()) == 1 }, 2*time.Second, 5*time.Millisecond)
+			require.Eventually(t, func() bool { return len(rec.endErrs()) == 1 }, 30*time.Second, 5*time.Millisecond)
 			require.True(t, tc.wantEnd(rec.endErrs()[0]), "%v", rec.endErrs()[0])
 			require.Equal(t, []string{"request_headers(eos)", "response_headers"}, rec.kinds())
 		})

@@ -195,7 +195,7 @@ func extProcOf(e egv1a1.ExtProc) *extprocv3.ExternalProcessor {
 // notExpressible are the ext_proc fields of envoy/envoy.yaml that an
 // EnvoyExtensionPolicy cannot set (README.md in envoy/envoy-gateway names
 // what each costs).
-var notExpressible = []string{"grpc_service", "max_message_timeout", "mutation_rules", "stat_prefix"}
+var notExpressible = []string{"grpc_service", "mutation_rules", "stat_prefix"}
 
 // TestEnvoyGatewayExtProcMatchesEnvoyYAML checks the policy's ext_proc
 // filter equals envoy/envoy.yaml's in everything but the fields Envoy

@@ -209,7 +209,7 @@ func (c *conv) ended() bool {
 
 func (h *harness) waitRecords(n int) []*Record {
 	h.t.Helper()
-	require.Eventually(h.t, func() bool { return len(h.obs.all()) >= n }, 5*time.Second, time.Millisecond)
+	require.Eventually(h.t, func() bool { return len(h.obs.all()) >= n }, 30*time.Second, time.Millisecond)
 	return h.obs.all()
 }
 
