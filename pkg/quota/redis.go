@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"sync"
@@ -432,11 +433,18 @@ func (r *Redis) adjustGroup(ctx context.Context, res Reservation, members []int,
 	return r.run(ctx, adjustScript, keys, args).Err()
 }
 
-// run runs s (EVALSHA, then EVAL when the server lacks the script).
-// Commands are never retried here: a failed adjustment is queued, a failed
-// reservation is the fail mode's to handle.
+// run runs s (EVALSHA, then EVAL when the server lacks the script), once
+// more after a transport error that is not a timeout (a pooled connection
+// the server closed on restart): both scripts are idempotent by their
+// marker, so a lost reply is never charged twice.
 func (r *Redis) run(ctx context.Context, s *redis.Script, keys []string, args []any) *redis.Cmd {
-	return s.Run(ctx, r.client, keys, args...)
+	cmd := s.Run(ctx, r.client, keys, args...)
+	var re redis.Error
+	var ne net.Error
+	if err := cmd.Err(); err != nil && ctx.Err() == nil && !errors.As(err, &re) && !(errors.As(err, &ne) && ne.Timeout()) {
+		cmd = s.Run(ctx, r.client, keys, args...)
+	}
+	return cmd
 }
 
 // Status implements [Store.Status]. It pings Redis with ctx.
