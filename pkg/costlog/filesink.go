@@ -1,6 +1,7 @@
 package costlog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -54,6 +55,11 @@ func openAppend(path string) (*os.File, error) {
 	}
 	_, statErr := os.Stat(path)
 	created := errors.Is(statErr, fs.ErrNotExist)
+	if !created {
+		if err := dropTornTail(path); err != nil {
+			return nil, err
+		}
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, fileMode)
 	if err != nil {
 		return nil, fmt.Errorf("costlog: open %s: %w", path, err)
@@ -67,6 +73,55 @@ func openAppend(path string) (*os.File, error) {
 		}
 	}
 	return f, nil
+}
+
+// dropTornTail truncates path after its last newline. A process killed
+// inside Write (SIGKILL, power loss) can leave part of a batch's last line:
+// that batch was never acknowledged, so the partial line is not a record
+// anyone was promised, and appending after it would corrupt the next one.
+func dropTornTail(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("costlog: open %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("costlog: stat %s: %w", path, err)
+	}
+	end := fi.Size()
+	buf := make([]byte, 4096)
+	for pos := end; pos > 0; {
+		n := int64(len(buf))
+		if pos < n {
+			n = pos
+		}
+		pos -= n
+		if _, err := f.ReadAt(buf[:n], pos); err != nil {
+			return fmt.Errorf("costlog: read %s: %w", path, err)
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			keep := pos + int64(i) + 1
+			if keep == end {
+				return nil // ends with a complete line
+			}
+			return truncateTail(f, path, keep)
+		}
+	}
+	if end == 0 {
+		return nil
+	}
+	return truncateTail(f, path, 0) // one partial line and nothing else
+}
+
+func truncateTail(f *os.File, path string, size int64) error {
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("costlog: drop torn tail of %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("costlog: fsync %s: %w", path, err)
+	}
+	return nil
 }
 
 // Name returns "file:" followed by the path.
@@ -120,17 +175,21 @@ func (s *FileSink) Write(ctx context.Context, batch []Record) error {
 // after logrotate renamed the file, call Reopen (on SIGHUP) and later
 // batches go to a new file at the configured path. On error the old
 // handle stays in use.
+//
+// The new file is opened under the sink's lock, so once it exists at the
+// path every later Write goes to it (a write cannot slip in between the
+// create and the swap and land in the rotated file).
 func (s *FileSink) Reopen() error {
-	f, err := openAppend(s.path)
-	if err != nil {
-		return err
-	}
 	s.mu.Lock()
 	old := s.f
 	if old == nil {
 		s.mu.Unlock()
-		_ = f.Close()
 		return fmt.Errorf("costlog: reopen %s: %w", s.path, os.ErrClosed)
+	}
+	f, err := openAppend(s.path)
+	if err != nil {
+		s.mu.Unlock()
+		return err
 	}
 	s.f = f
 	s.mu.Unlock()

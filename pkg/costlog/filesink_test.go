@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -251,4 +252,29 @@ func BenchmarkWriterFileThroughput(b *testing.B) {
 	require.Equal(b, int64(b.N), st.Written)
 	b.ReportMetric(float64(st.Dropped), "full-queue-retries")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+func TestReopenDropsTornTail(t *testing.T) {
+	long := strings.Repeat("x", 10000)
+	tests := []struct {
+		name, before, after string
+	}{
+		{"empty", "", ""},
+		{"complete lines", "{\"a\":1}\n{\"b\":2}\n", "{\"a\":1}\n{\"b\":2}\n"},
+		{"torn last line", "{\"a\":1}\n{\"b\":", "{\"a\":1}\n"},
+		{"only a torn line", "{\"a\":", ""},
+		{"torn line longer than one read", "{\"a\":1}\n" + long, "{\"a\":1}\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.jsonl")
+			require.NoError(t, os.WriteFile(path, []byte(tc.before), 0o640))
+			s, err := NewFileSink(path)
+			require.NoError(t, err)
+			require.NoError(t, s.Close(context.Background()))
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			require.Equal(t, tc.after, string(b))
+		})
+	}
 }
