@@ -269,8 +269,27 @@ func exactAcrossInstances(t *testing.T, rc ratelimit.RedisConfig, limit, calls i
 		})
 	}
 	wg.Wait()
-	require.EqualValues(t, limit, ok.Load(), "exactly the limit is admitted across both instances")
-	require.EqualValues(t, calls-limit, refused.Load())
+	require.LessOrEqual(t, ok.Load(), int64(limit), "never above the limit across both instances")
+	require.EqualValues(t, calls, ok.Load()+refused.Load())
+	if rc.Mode != "cluster" {
+		require.EqualValues(t, limit, ok.Load(), "one script per reservation: exactly the limit is admitted")
+	}
+	// On a Cluster a reservation spanning slots can be refused while a
+	// concurrent one briefly holds a slot it then gives back, so fewer than
+	// the limit may pass under contention (never more). One request at a
+	// time contends with nothing: the rest of the limit must be there,
+	// which also proves no reservation was left behind.
+	for i := 0; ok.Load() < int64(limit) && i <= limit; i++ {
+		resp := post(t, gws[i%2], "/openai/v1/chat/completions", "application/json",
+			[]byte(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`), http.Header{"X-User-Id": {"shared"}})
+		readAll(t, resp)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "the limit is not yet used up: %d admitted", ok.Load())
+		ok.Add(1)
+	}
+	resp := post(t, gws[0], "/openai/v1/chat/completions", "application/json",
+		[]byte(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`), http.Header{"X-User-Id": {"shared"}})
+	readAll(t, resp)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "exactly the limit is admitted")
 	require.Len(t, append(gws[0].VendorCalls(t), gws[1].VendorCalls(t)...), limit)
 }
 
