@@ -190,9 +190,11 @@ func (n *pathNode) elem(i int) *pathNode {
 // values are the fields read so far; later values overwrite earlier ones,
 // which gives "cumulative counts overwrite" and "last usage block wins".
 type values struct {
-	num [numFields]int64
+	num [lastCount + 1]int64
 	has [numFields]bool
-	str [numFields]string
+	// str holds the string fields, fieldModel to fieldServiceTier, at
+	// f - fieldModel.
+	str [fieldServiceTier - fieldModel + 1]string
 	// modal sums Gemini's per-modality token counts of the current usage
 	// block, by list (prompt, cache, output) and priced modality; pending
 	// is the modality last read in each list, awaiting its tokenCount.
@@ -273,10 +275,20 @@ func (v *values) setStr(f field, raw []byte, escaped bool) {
 		v.setModality(l, raw)
 		return
 	}
+	if f < fieldModel || f > fieldServiceTier {
+		return
+	}
+	i := f - fieldModel
 	if !escaped {
-		if string(raw) != v.str[f] {
+		if f == fieldServiceTier {
+			if tier, ok := knownServiceTier(raw); ok {
+				v.str[i], v.has[f] = tier, true
+				return
+			}
+		}
+		if string(raw) != v.str[i] {
 			// Values end up in protobuf strings, which must be UTF-8.
-			v.str[f] = strings.ToValidUTF8(string(raw), "\uFFFD")
+			v.str[i] = strings.ToValidUTF8(string(raw), "\uFFFD")
 		}
 		v.has[f] = true
 		return
@@ -285,9 +297,20 @@ func (v *values) setStr(f field, raw []byte, escaped bool) {
 	q = append(append(append(q, '"'), raw...), '"')
 	var s string
 	if json.Unmarshal(q, &s) == nil {
-		v.str[f] = s
+		v.str[i] = s
 		v.has[f] = true
 	}
+}
+
+// knownServiceTier returns OpenAI's service tiers as constants, so that
+// reading one (every chunk of a stream states it) does not allocate.
+func knownServiceTier(raw []byte) (string, bool) {
+	for _, t := range [...]string{"default", "flex", "priority", "scale", "auto", "standard"} {
+		if string(raw) == t {
+			return t, true
+		}
+	}
+	return "", false
 }
 
 // clearCounts forgets every count read so far (a new usage block starts).
@@ -331,10 +354,10 @@ func (v *values) usage(requestModel string) Usage {
 		CacheReadImageTokens: v.modal[modalCache][modalityImage],
 		OutputAudioTokens:    v.num[fieldOutputAudio] + v.modal[modalOutput][modalityAudio],
 		OutputImageTokens:    v.modal[modalOutput][modalityImage],
-		ServiceTier:          v.str[fieldServiceTier],
+		ServiceTier:          v.str[fieldServiceTier-fieldModel],
 
-		Model:     strings.TrimPrefix(v.str[fieldModel], "models/"),
-		RequestID: v.str[fieldID],
+		Model:     strings.TrimPrefix(v.str[fieldModel-fieldModel], "models/"),
+		RequestID: v.str[fieldID-fieldModel],
 	}
 	for f := fieldInput; f <= lastCount; f++ {
 		u.Found = u.Found || v.has[f]
@@ -349,15 +372,15 @@ func (v *values) usage(requestModel string) Usage {
 	if u.Model == "" {
 		u.Model = requestModel
 	}
-	switch status := v.str[fieldStatus]; {
-	case v.str[fieldFinish] != "":
-		u.FinishReason = v.str[fieldFinish]
-	case v.str[fieldIncomplete] != "":
-		u.FinishReason = v.str[fieldIncomplete]
+	switch status := v.str[fieldStatus-fieldModel]; {
+	case v.str[fieldFinish-fieldModel] != "":
+		u.FinishReason = v.str[fieldFinish-fieldModel]
+	case v.str[fieldIncomplete-fieldModel] != "":
+		u.FinishReason = v.str[fieldIncomplete-fieldModel]
 	case status != "" && status != "in_progress" && status != "queued":
 		u.FinishReason = status
 	default:
-		u.FinishReason = v.str[fieldBlockReason]
+		u.FinishReason = v.str[fieldBlockReason-fieldModel]
 	}
 	return u
 }
