@@ -237,7 +237,8 @@ func TestRealTrafficCoverage(t *testing.T) {
 // TestCrossCheckRealTraffic prices every priceable call of the real-traffic
 // corpus with the reference calcPrice and with Compute, and requires the
 // same model and the same cost to the micro-dollar wherever the reference
-// prices the call. Calls only our explicit rules price (the reference has
+// prices the call, both for the recorded usage block and for the usage
+// parser's reading of the response (UsageOf). Calls only our explicit rules price (the reference has
 // no price) are counted and must stay few.
 func TestCrossCheckRealTraffic(t *testing.T) {
 	requireReference(t)
@@ -245,9 +246,10 @@ func TestCrossCheckRealTraffic(t *testing.T) {
 	tab := DefaultTable()
 	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	type item struct {
-		call  realCall
-		model string
-		usage Usage
+		call   realCall
+		model  string
+		usage  Usage
+		parsed Usage
 	}
 	var items []item
 	var ins []referenceInput
@@ -259,7 +261,12 @@ func TestCrossCheckRealTraffic(t *testing.T) {
 		}
 		model = strings.TrimPrefix(model, "models/")
 		cu := c.costUsage(u)
-		items = append(items, item{call: c.realCall, model: model, usage: cu})
+		// The reference has no service tiers (flex is our documented rule,
+		// checked by TestParsedUsageBillsAsRecorded and the compute tests).
+		cu.ServiceTier = ""
+		parsed := UsageOf(u)
+		parsed.ServiceTier = ""
+		items = append(items, item{call: c.realCall, model: model, usage: cu, parsed: parsed})
 		ins = append(ins, referenceInput{ProviderID: catalogProviderIDs[c.Vendor], Model: model,
 			Usage: referenceUsage(c.Vendor, false, cu), Timestamp: at})
 	}
@@ -280,6 +287,8 @@ func TestCrossCheckRealTraffic(t *testing.T) {
 		b := Compute(it.call.Vendor, false, p, it.usage)
 		require.Equal(t, ToMicros(r.TotalPrice), b.Micros(), "%s %s/%s: Go %.9f USD, reference %.9f USD",
 			it.call.Path, it.call.Vendor, it.model, b.TotalUSD, r.TotalPrice)
+		require.Equal(t, ToMicros(r.TotalPrice), Compute(it.call.Vendor, false, p, it.parsed).Micros(),
+			"%s %s/%s: the parsed usage %+v", it.call.Path, it.call.Vendor, it.model, it.parsed)
 		checked++
 		u := it.usage
 		for name, on := range map[string]bool{"cache read": u.CacheRead > 0, "cache write": u.CacheWrite > 0,
