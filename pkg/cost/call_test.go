@@ -85,7 +85,7 @@ func TestPriceCall(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			b, model, ok := tab.PriceCall(tc.provider, tc.info, tc.usage, tc.at)
+			b, model, ok := tab.PriceCall(tc.provider, &tc.info, &tc.usage, tc.at)
 			require.Equal(t, tc.wantOK, ok)
 			require.Equal(t, tc.wantModel, model)
 			require.InDelta(t, tc.wantUSD, b.TotalUSD, 1e-12)
@@ -99,6 +99,33 @@ func TestPriceCallAllocatesNothing(t *testing.T) {
 	u := providers.Usage{Model: "gemini-2.5-flash", InputTokens: 17713, OutputTokens: 889, CacheReadTokens: 17379,
 		InputAudioTokens: 1917, CacheReadAudioTokens: 1881}
 	at := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-	allocs := testing.AllocsPerRun(100, func() { _, _, _ = tab.PriceCall("gemini", info, u, at) })
+	allocs := testing.AllocsPerRun(100, func() { _, _, _ = tab.PriceCall("gemini", &info, &u, at) })
 	require.Zero(t, allocs)
+}
+
+// BenchmarkPriceCall is the gateway's pricing path per call: resolution at
+// the request's time plus Compute on a parsed usage, text-only and with
+// audio counts (the general split).
+func BenchmarkPriceCall(b *testing.B) {
+	tab := DefaultTable()
+	at := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name, provider string
+		info           providers.RequestInfo
+		usage          providers.Usage
+	}{
+		{name: "text", provider: "anthropic", info: providers.RequestInfo{Model: "claude-sonnet-4-6"},
+			usage: providers.Usage{Model: "claude-sonnet-4-6", InputTokens: 12_000, OutputTokens: 800, CacheReadTokens: 9_000, CacheWriteTokens: 500}},
+		{name: "audio", provider: "gemini", info: providers.RequestInfo{Model: "gemini-2.5-flash"},
+			usage: providers.Usage{Model: "gemini-2.5-flash", InputTokens: 17713, OutputTokens: 889, CacheReadTokens: 17379,
+				InputAudioTokens: 1917, CacheReadAudioTokens: 1881}},
+	}
+	for _, tt := range tests {
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				sink, _, _ = tab.PriceCall(tt.provider, &tt.info, &tt.usage, at)
+			}
+		})
+	}
 }

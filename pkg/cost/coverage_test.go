@@ -264,7 +264,7 @@ func TestCrossCheckRealTraffic(t *testing.T) {
 		// The reference has no service tiers (flex is our documented rule,
 		// checked by TestParsedUsageBillsAsRecorded and the compute tests).
 		cu.ServiceTier = ""
-		parsed := UsageOf(u)
+		parsed := UsageOf(&u)
 		parsed.ServiceTier = ""
 		items = append(items, item{call: c.realCall, model: model, usage: cu, parsed: parsed})
 		ins = append(ins, referenceInput{ProviderID: catalogProviderIDs[c.Vendor], Model: model,
@@ -320,7 +320,7 @@ func TestParsedUsageBillsAsRecorded(t *testing.T) {
 	}
 	byVendor := map[string]*sums{}
 	for _, c := range calls {
-		got, model, ok := tab.PriceCall(c.Vendor, c.info, c.usage, at)
+		got, model, ok := tab.PriceCall(c.Vendor, &c.info, &c.usage, at)
 		if !ok {
 			continue
 		}
@@ -334,7 +334,7 @@ func TestParsedUsageBillsAsRecorded(t *testing.T) {
 		want := Compute(c.Vendor, c.info.OpenAICompatible, p, c.costUsage(u))
 		plain := Compute(c.Vendor, c.info.OpenAICompatible, p, Usage{Input: u.InputTokens, Output: u.OutputTokens,
 			CacheRead: u.CacheReadTokens, CacheWrite: u.CacheWriteTokens, Reasoning: u.ReasoningTokens})
-		require.InDelta(t, want.TotalUSD, got.TotalUSD, 1e-6, "%s %s/%s: parsed %+v", c.Path, c.Vendor, model, UsageOf(u))
+		require.InDelta(t, want.TotalUSD, got.TotalUSD, 1e-6, "%s %s/%s: parsed %+v", c.Path, c.Vendor, model, UsageOf(&u))
 		s := byVendor[c.Vendor]
 		if s == nil {
 			s = &sums{}

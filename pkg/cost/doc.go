@@ -31,7 +31,7 @@
 // so the caller can record the cost as unknown. See [Table].
 //
 //	tab, err := cost.NewTableWithDefaults(cfg.PricingModels)
-//	b, model, ok := tab.PriceCall("anthropic", info, usage, requestStart)
+//	b, model, ok := tab.PriceCall("anthropic", &info, &usage, requestStart)
 //	if !ok {
 //		// cost unknown: record it so and count a metric
 //	}

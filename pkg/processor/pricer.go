@@ -19,7 +19,7 @@ var _ Pricer = TablePricer{}
 // every count the usage parser read (1-hour cache writes, audio and image
 // tokens, OpenAI's service tier included).
 func (p TablePricer) Price(provider string, info providers.RequestInfo, u providers.Usage, at time.Time) Cost {
-	b, canonical, ok := p.Table.PriceCall(provider, info, u, at)
+	b, canonical, ok := p.Table.PriceCall(provider, &info, &u, at)
 	if !ok {
 		return Cost{}
 	}
