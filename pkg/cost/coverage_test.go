@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -71,9 +72,12 @@ func modality(ds []geminiModality, m string) int64 {
 	return n
 }
 
-// costUsage is the cost.Usage of a replayed call: the parser's counts, plus
-// the 1-hour cache writes, OpenAI cache writes and audio and image counts
-// the recorded usage block states and the parser does not read yet.
+// costUsage is the catalog's view of a replayed call's usage, independent
+// of what the parser reads beyond the plain counts: the parser's input,
+// output, cache and reasoning counts, plus the 1-hour cache writes, OpenAI
+// cache writes and audio and image counts decoded from the recorded usage
+// block with encoding/json, and OpenAI's service tier as the recorded
+// response states it.
 func (c realCall) costUsage(u providers.Usage) Usage {
 	cu := Usage{Input: u.InputTokens, Output: u.OutputTokens, CacheRead: u.CacheReadTokens,
 		CacheWrite: u.CacheWriteTokens, Reasoning: u.ReasoningTokens}
@@ -90,6 +94,9 @@ func (c realCall) costUsage(u providers.Usage) Usage {
 		}
 		cu.InputAudio = raw.PromptDetails.Audio + raw.InputDetails.Audio
 		cu.OutputAudio = raw.CompletionDetails.Audio + raw.OutputDetails.Audio
+		if m := serviceTierRE.FindAllStringSubmatch(c.Response, -1); len(m) > 0 {
+			cu.ServiceTier = m[len(m)-1][1]
+		}
 	case "gemini":
 		cu.InputAudio = modality(raw.PromptTokensDetails, "AUDIO")
 		cu.InputImage = modality(raw.PromptTokensDetails, "IMAGE")
@@ -100,6 +107,10 @@ func (c realCall) costUsage(u providers.Usage) Usage {
 	}
 	return cu
 }
+
+// serviceTierRE finds OpenAI's service_tier in a response body or stream;
+// the last one states the tier the response was processed in.
+var serviceTierRE = regexp.MustCompile(`"service_tier"\s*:\s*"([a-z_]+)"`)
 
 func loadRealCalls(t *testing.T) []realCall {
 	t.Helper()
@@ -226,7 +237,8 @@ func TestRealTrafficCoverage(t *testing.T) {
 // TestCrossCheckRealTraffic prices every priceable call of the real-traffic
 // corpus with the reference calcPrice and with Compute, and requires the
 // same model and the same cost to the micro-dollar wherever the reference
-// prices the call. Calls only our explicit rules price (the reference has
+// prices the call, both for the recorded usage block and for the usage
+// parser's reading of the response (UsageOf). Calls only our explicit rules price (the reference has
 // no price) are counted and must stay few.
 func TestCrossCheckRealTraffic(t *testing.T) {
 	requireReference(t)
@@ -234,9 +246,10 @@ func TestCrossCheckRealTraffic(t *testing.T) {
 	tab := DefaultTable()
 	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	type item struct {
-		call  realCall
-		model string
-		usage Usage
+		call   realCall
+		model  string
+		usage  Usage
+		parsed Usage
 	}
 	var items []item
 	var ins []referenceInput
@@ -248,7 +261,12 @@ func TestCrossCheckRealTraffic(t *testing.T) {
 		}
 		model = strings.TrimPrefix(model, "models/")
 		cu := c.costUsage(u)
-		items = append(items, item{call: c.realCall, model: model, usage: cu})
+		// The reference has no service tiers (flex is our documented rule,
+		// checked by TestParsedUsageBillsAsRecorded and the compute tests).
+		cu.ServiceTier = ""
+		parsed := UsageOf(&u)
+		parsed.ServiceTier = ""
+		items = append(items, item{call: c.realCall, model: model, usage: cu, parsed: parsed})
 		ins = append(ins, referenceInput{ProviderID: catalogProviderIDs[c.Vendor], Model: model,
 			Usage: referenceUsage(c.Vendor, false, cu), Timestamp: at})
 	}
@@ -269,6 +287,8 @@ func TestCrossCheckRealTraffic(t *testing.T) {
 		b := Compute(it.call.Vendor, false, p, it.usage)
 		require.Equal(t, ToMicros(r.TotalPrice), b.Micros(), "%s %s/%s: Go %.9f USD, reference %.9f USD",
 			it.call.Path, it.call.Vendor, it.model, b.TotalUSD, r.TotalPrice)
+		require.Equal(t, ToMicros(r.TotalPrice), Compute(it.call.Vendor, false, p, it.parsed).Micros(),
+			"%s %s/%s: the parsed usage %+v", it.call.Path, it.call.Vendor, it.model, it.parsed)
 		checked++
 		u := it.usage
 		for name, on := range map[string]bool{"cache read": u.CacheRead > 0, "cache write": u.CacheWrite > 0,
@@ -281,4 +301,55 @@ func TestCrossCheckRealTraffic(t *testing.T) {
 	}
 	t.Logf("%d of %d calls equal to the reference, with %v; priced by our rules only: %v", checked, len(items), features, onlyOurs)
 	require.GreaterOrEqual(t, checked, len(items)*99/100, "most calls must be cross-checked")
+}
+
+// TestParsedUsageBillsAsRecorded prices every priceable call of the
+// real-traffic corpus through the gateway's pricing path (Table.PriceCall
+// on the usage parser's result, as processor.TablePricer does) and
+// requires, for every vendor, the catalog-expected cost of the recorded
+// usage (costUsage) to the micro-dollar per call. It logs, per vendor, how
+// much the parser's plain counts alone (no 1-hour writes, audio, image or
+// service tier: the mapping before these were wired) under-bill.
+func TestParsedUsageBillsAsRecorded(t *testing.T) {
+	calls := priceableCalls(t)
+	tab := DefaultTable()
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	type sums struct {
+		n                       int
+		expected, plain, parsed float64
+	}
+	byVendor := map[string]*sums{}
+	for _, c := range calls {
+		got, model, ok := tab.PriceCall(c.Vendor, &c.info, &c.usage, at)
+		if !ok {
+			continue
+		}
+		p, canonical, ok := tab.LookupAt(c.Vendor, c.usage.Model, at)
+		if !ok {
+			p, canonical, ok = tab.LookupAt(c.Vendor, c.info.Model, at)
+		}
+		require.True(t, ok)
+		require.Equal(t, canonical, model, "%s", c.Path)
+		u := c.usage
+		want := Compute(c.Vendor, c.info.OpenAICompatible, p, c.costUsage(u))
+		plain := Compute(c.Vendor, c.info.OpenAICompatible, p, Usage{Input: u.InputTokens, Output: u.OutputTokens,
+			CacheRead: u.CacheReadTokens, CacheWrite: u.CacheWriteTokens, Reasoning: u.ReasoningTokens})
+		require.InDelta(t, want.TotalUSD, got.TotalUSD, 1e-6, "%s %s/%s: parsed %+v", c.Path, c.Vendor, model, UsageOf(&u))
+		s := byVendor[c.Vendor]
+		if s == nil {
+			s = &sums{}
+			byVendor[c.Vendor] = s
+		}
+		s.n++
+		s.expected += want.TotalUSD
+		s.plain += plain.TotalUSD
+		s.parsed += got.TotalUSD
+	}
+	for _, v := range []string{"anthropic", "gemini", "openai"} {
+		s := byVendor[v]
+		require.NotNil(t, s, "no priced %s call in the corpus", v)
+		require.Positive(t, s.expected, v)
+		t.Logf("%s: %d calls, expected %.6f USD; plain counts %.6f USD (%.2f %% under); parsed %.6f USD (%.4f %% under)",
+			v, s.n, s.expected, s.plain, 100*(s.expected-s.plain)/s.expected, s.parsed, 100*(s.expected-s.parsed)/s.expected)
+	}
 }

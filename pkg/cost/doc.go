@@ -31,15 +31,16 @@
 // so the caller can record the cost as unknown. See [Table].
 //
 //	tab, err := cost.NewTableWithDefaults(cfg.PricingModels)
-//	p, model, ok := tab.LookupAt("anthropic", usage.Model, requestStart)
+//	b, model, ok := tab.PriceCall("anthropic", &info, &usage, requestStart)
 //	if !ok {
 //		// cost unknown: record it so and count a metric
 //	}
-//	b := cost.Compute("anthropic", info.OpenAICompatible, p, cost.Usage{
-//		Input: u.InputTokens, Output: u.OutputTokens, CacheRead: u.CacheReadTokens,
-//		CacheWrite: u.CacheWriteTokens, Reasoning: u.ReasoningTokens,
-//	})
 //	// b.TotalUSD for records, b.Micros() for integer counters.
+//
+// [Table.PriceCall] is the gateway's one pricing path: it resolves the
+// reported model, then the requested one, at the request's start time and
+// prices every count the usage parsers surface ([UsageOf]: 1-hour cache
+// writes, audio and image tokens, OpenAI's service tier).
 //
 // # Computation
 //
@@ -55,7 +56,7 @@
 // [Estimate] prices a reservation before the vendor answers.
 //
 // Everything here is pure computation over immutable values: safe for
-// concurrent use, and Lookup, LookupAt, Compute and Estimate do not
-// allocate (the catalog remembers at most 1,024 names per provider that
+// concurrent use, and Lookup, LookupAt, PriceCall, Compute and Estimate
+// do not allocate (the catalog remembers at most 1,024 names per provider that
 // its rules had to match; see [Catalog]).
 package cost

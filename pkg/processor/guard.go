@@ -230,8 +230,9 @@ type Cost struct {
 	InputUSD, CacheReadUSD, CacheWriteUSD, OutputUSD, TotalUSD float64
 }
 
-// Pricer prices a request's usage. Implementations are safe for
-// concurrent use and must not block.
+// Pricer prices a request's usage at the prices in force at at, the
+// request's start time. Implementations are safe for concurrent use and
+// must not block.
 type Pricer interface {
-	Price(provider string, info providers.RequestInfo, u providers.Usage) Cost
+	Price(provider string, info providers.RequestInfo, u providers.Usage, at time.Time) Cost
 }

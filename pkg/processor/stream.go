@@ -862,7 +862,7 @@ func (st *stream) settle(outcome Outcome) {
 		rec.UsageEstimated = true
 	}
 	if st.s.pricer != nil && (rec.Usage.Found || rec.UsageEstimated) {
-		rec.Cost = st.s.pricer.Price(st.call.Provider, st.call.Info, rec.Usage)
+		rec.Cost = st.s.pricer.Price(st.call.Provider, st.call.Info, rec.Usage, st.call.Start)
 	}
 	st.rec = rec
 	st.pending = true

@@ -243,20 +243,22 @@ var chatUsagePaths = map[string]field{
 
 var anthropicUsage = newPaths(mergePaths(chatUsagePaths, map[string]field{
 	// JSON body, and message_delta events (usage and delta at the top).
-	"stop_reason":                       fieldFinish,
-	"usage.input_tokens":                fieldInput,
-	"usage.output_tokens":               fieldOutput,
-	"usage.cache_read_input_tokens":     fieldCacheRead,
-	"usage.cache_creation_input_tokens": fieldCacheWrite,
-	"delta.stop_reason":                 fieldFinish,
+	"stop_reason":                                    fieldFinish,
+	"usage.input_tokens":                             fieldInput,
+	"usage.output_tokens":                            fieldOutput,
+	"usage.cache_read_input_tokens":                  fieldCacheRead,
+	"usage.cache_creation_input_tokens":              fieldCacheWrite,
+	"usage.cache_creation.ephemeral_1h_input_tokens": fieldCacheWrite1h,
+	"delta.stop_reason":                              fieldFinish,
 	// message_start events.
-	"message.id":                                fieldID,
-	"message.model":                             fieldModel,
-	"message.stop_reason":                       fieldFinish,
-	"message.usage.input_tokens":                fieldInput,
-	"message.usage.output_tokens":               fieldOutput,
-	"message.usage.cache_read_input_tokens":     fieldCacheRead,
-	"message.usage.cache_creation_input_tokens": fieldCacheWrite,
+	"message.id":                                             fieldID,
+	"message.model":                                          fieldModel,
+	"message.stop_reason":                                    fieldFinish,
+	"message.usage.input_tokens":                             fieldInput,
+	"message.usage.output_tokens":                            fieldOutput,
+	"message.usage.cache_read_input_tokens":                  fieldCacheRead,
+	"message.usage.cache_creation_input_tokens":              fieldCacheWrite,
+	"message.usage.cache_creation.ephemeral_1h_input_tokens": fieldCacheWrite1h,
 }))
 
 type anthropicReader struct {

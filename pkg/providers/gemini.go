@@ -127,17 +127,26 @@ func (Gemini) NewUsageParser(_ Request, info RequestInfo, contentType string) Us
 }
 
 var geminiUsage = newPaths(mergePaths(chatUsagePaths, map[string]field{
-	"responseId":                            fieldID,
-	"modelVersion":                          fieldModel,
-	"candidates.[0].finishReason":           fieldFinish,
-	"promptFeedback.blockReason":            fieldBlockReason,
-	"usageMetadata":                         fieldUsageBlock,
-	"usageMetadata.promptTokenCount":        fieldInput,
-	"usageMetadata.candidatesTokenCount":    fieldOutput,
-	"usageMetadata.totalTokenCount":         fieldTotal,
-	"usageMetadata.cachedContentTokenCount": fieldCacheRead,
-	"usageMetadata.thoughtsTokenCount":      fieldThoughts,
-	"usageMetadata.toolUsePromptTokenCount": fieldToolPrompt,
+	"responseId":                                          fieldID,
+	"modelVersion":                                        fieldModel,
+	"candidates.[0].finishReason":                         fieldFinish,
+	"promptFeedback.blockReason":                          fieldBlockReason,
+	"usageMetadata":                                       fieldUsageBlock,
+	"usageMetadata.promptTokenCount":                      fieldInput,
+	"usageMetadata.candidatesTokenCount":                  fieldOutput,
+	"usageMetadata.totalTokenCount":                       fieldTotal,
+	"usageMetadata.cachedContentTokenCount":               fieldCacheRead,
+	"usageMetadata.thoughtsTokenCount":                    fieldThoughts,
+	"usageMetadata.toolUsePromptTokenCount":               fieldToolPrompt,
+	"usageMetadata.promptTokensDetails.[]":                fieldPromptModalityElem,
+	"usageMetadata.cacheTokensDetails.[]":                 fieldCacheModalityElem,
+	"usageMetadata.candidatesTokensDetails.[]":            fieldOutputModalityElem,
+	"usageMetadata.promptTokensDetails.[].modality":       fieldPromptModality,
+	"usageMetadata.promptTokensDetails.[].tokenCount":     fieldPromptModalityCount,
+	"usageMetadata.cacheTokensDetails.[].modality":        fieldCacheModality,
+	"usageMetadata.cacheTokensDetails.[].tokenCount":      fieldCacheModalityCount,
+	"usageMetadata.candidatesTokensDetails.[].modality":   fieldOutputModality,
+	"usageMetadata.candidatesTokensDetails.[].tokenCount": fieldOutputModalityCount,
 }))
 
 // geminiEndpoint reads a Gemini path. compat is true for the

@@ -149,9 +149,33 @@ type Usage struct {
 	CacheReadTokens  int64
 	CacheWriteTokens int64
 	ReasoningTokens  int64
-	Model            string
-	RequestID        string
-	FinishReason     string
+	// CacheWrite1hTokens is the part of CacheWriteTokens written with
+	// Anthropic's 1-hour TTL (usage.cache_creation.ephemeral_1h_input_tokens);
+	// the rest of CacheWriteTokens is 5-minute writes.
+	CacheWrite1hTokens int64
+	// InputAudioTokens and InputImageTokens are the audio and image parts
+	// of the prompt (OpenAI prompt_tokens_details.audio_tokens; Gemini
+	// promptTokensDetails by modality), counted in InputTokens (for
+	// Anthropic's split: in the prompt). CacheReadAudioTokens and
+	// CacheReadImageTokens are their parts of CacheReadTokens (Gemini
+	// cacheTokensDetails). OutputAudioTokens and OutputImageTokens are the
+	// audio and image parts of OutputTokens (OpenAI
+	// completion_tokens_details.audio_tokens; Gemini candidatesTokensDetails).
+	// Gemini's other modalities (TEXT, VIDEO, DOCUMENT) are billed as text
+	// and stay in the plain counts.
+	InputAudioTokens     int64
+	InputImageTokens     int64
+	CacheReadAudioTokens int64
+	CacheReadImageTokens int64
+	OutputAudioTokens    int64
+	OutputImageTokens    int64
+	// ServiceTier is the processing tier OpenAI reports for the response
+	// (its top-level service_tier: "default", "flex", "priority"); "" when
+	// not reported.
+	ServiceTier  string
+	Model        string
+	RequestID    string
+	FinishReason string
 	// Found is true when the response carried a usage block.
 	Found bool
 }

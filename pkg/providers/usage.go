@@ -23,6 +23,10 @@ const (
 	fieldTotal
 	fieldCacheRead
 	fieldCacheWrite
+	// fieldCacheWrite1h is Anthropic's
+	// cache_creation.ephemeral_1h_input_tokens: the part of the cache
+	// writes made with the 1-hour TTL.
+	fieldCacheWrite1h
 	fieldReasoning
 	// fieldThoughts is Gemini's thoughtsTokenCount: reasoning tokens that
 	// candidatesTokenCount leaves out, so they are added to the output.
@@ -30,12 +34,37 @@ const (
 	// fieldToolPrompt is Gemini's toolUsePromptTokenCount: input tokens that
 	// promptTokenCount leaves out.
 	fieldToolPrompt
+	// fieldInputAudio and fieldOutputAudio are OpenAI's audio_tokens of the
+	// prompt and of the completion.
+	fieldInputAudio
+	fieldOutputAudio
+	// fieldPromptModalityCount, fieldCacheModalityCount and
+	// fieldOutputModalityCount are the tokenCount of one element of
+	// Gemini's promptTokensDetails, cacheTokensDetails and
+	// candidatesTokensDetails; each is attributed to the modality read just
+	// before it in the same element (see values.setModality).
+	fieldPromptModalityCount
+	fieldCacheModalityCount
+	fieldOutputModalityCount
 	fieldModel
 	fieldID
 	fieldFinish
 	fieldStatus
 	fieldIncomplete
 	fieldBlockReason
+	// fieldServiceTier is OpenAI's top-level service_tier of a response.
+	fieldServiceTier
+	// fieldPromptModality, fieldCacheModality and fieldOutputModality are
+	// the modality of one element of those Gemini lists.
+	fieldPromptModality
+	fieldCacheModality
+	fieldOutputModality
+	// fieldPromptModalityElem, fieldCacheModalityElem and
+	// fieldOutputModalityElem mark an element of those lists: entering one
+	// forgets the modality of the element before.
+	fieldPromptModalityElem
+	fieldCacheModalityElem
+	fieldOutputModalityElem
 	// fieldUsageBlock marks an object that states a vendor's whole usage so
 	// far (Gemini's usageMetadata in each stream chunk): entering it clears
 	// the counts read before, so the last block is taken as the vendor
@@ -44,7 +73,10 @@ const (
 	numFields
 )
 
-func (f field) isCount() bool { return f >= fieldInput && f <= fieldToolPrompt }
+// lastCount is the last field that holds a count.
+const lastCount = fieldOutputModalityCount
+
+func (f field) isCount() bool { return f >= fieldInput && f <= lastCount }
 
 const (
 	// maxFrames bounds the containers tracked on the path to a field of
@@ -74,7 +106,8 @@ type pathEdge struct {
 	next *pathNode
 }
 
-// newPaths builds the path tree from "a.b.[0].c" specs. The root also
+// newPaths builds the path tree from "a.b.[0].c" specs ("[]" is any
+// element of an array). The root also
 // accepts an array whose elements are documents, the shape of a Gemini
 // stream without alt=sse.
 func newPaths(specs map[string]field) *pathNode {
@@ -83,6 +116,13 @@ func newPaths(specs map[string]field) *pathNode {
 	for spec, f := range specs {
 		n := root
 		for _, part := range strings.Split(spec, ".") {
+			if part == "[]" {
+				if n.each == nil {
+					n.each = &pathNode{}
+				}
+				n = n.each
+				continue
+			}
 			if part == "[0]" {
 				if n.first == nil {
 					n.first = &pathNode{}
@@ -130,6 +170,13 @@ func (n *pathNode) child(k []byte) *pathNode {
 	return nil
 }
 
+func (n *pathNode) leafOrNone() field {
+	if n == nil {
+		return fieldNone
+	}
+	return n.leaf
+}
+
 func (n *pathNode) elem(i int) *pathNode {
 	if n == nil {
 		return nil
@@ -143,9 +190,71 @@ func (n *pathNode) elem(i int) *pathNode {
 // values are the fields read so far; later values overwrite earlier ones,
 // which gives "cumulative counts overwrite" and "last usage block wins".
 type values struct {
-	num [numFields]int64
+	num [lastCount + 1]int64
 	has [numFields]bool
-	str [numFields]string
+	// str holds the string fields, fieldModel to fieldServiceTier, at
+	// f - fieldModel.
+	str [fieldServiceTier - fieldModel + 1]string
+	// modal sums Gemini's per-modality token counts of the current usage
+	// block, by list (prompt, cache, output) and priced modality; pending
+	// is the modality last read in each list, awaiting its tokenCount.
+	modal   [numModalLists][numModalities]int64
+	pending [numModalLists]modality
+}
+
+// modality is a kind of token the price catalog rates apart (Gemini's
+// modality enum); every other modality (TEXT, VIDEO, DOCUMENT, ...) is
+// billed as text.
+type modality uint8
+
+const (
+	modalityOther modality = iota
+	modalityAudio
+	modalityImage
+	numModalities
+)
+
+// modalList is one of Gemini's ModalityTokenCount lists.
+type modalList uint8
+
+const (
+	modalPrompt modalList = iota
+	modalCache
+	modalOutput
+	numModalLists
+)
+
+// modalListOf returns the list a modality or modality-count field belongs
+// to; ok is false for other fields.
+func modalListOf(f field) (modalList, bool) {
+	switch f {
+	case fieldPromptModality, fieldPromptModalityCount, fieldPromptModalityElem:
+		return modalPrompt, true
+	case fieldCacheModality, fieldCacheModalityCount, fieldCacheModalityElem:
+		return modalCache, true
+	case fieldOutputModality, fieldOutputModalityCount, fieldOutputModalityElem:
+		return modalOutput, true
+	}
+	return 0, false
+}
+
+// setModality records the modality of the list element being read. Gemini
+// writes an element's modality before its tokenCount (proto field order)
+// and leaves out a zero tokenCount, so a modality is attributed to a count
+// of its own element only (entering an element clears it, see
+// enterElement); a count without a modality is text.
+// enterElement starts a new element of list l.
+func (v *values) enterElement(l modalList) { v.pending[l] = modalityOther }
+
+func (v *values) setModality(l modalList, raw []byte) {
+	switch string(raw) {
+	case "AUDIO":
+		v.pending[l] = modalityAudio
+	case "IMAGE":
+		v.pending[l] = modalityImage
+	default:
+		v.pending[l] = modalityOther
+	}
 }
 
 func (v *values) setNum(f field, raw []byte) {
@@ -153,15 +262,33 @@ func (v *values) setNum(f field, raw []byte) {
 	if !ok {
 		return
 	}
+	if l, ok := modalListOf(f); ok {
+		v.modal[l][v.pending[l]] += n
+		v.pending[l] = modalityOther
+	}
 	v.num[f] = n
 	v.has[f] = true
 }
 
 func (v *values) setStr(f field, raw []byte, escaped bool) {
+	if l, ok := modalListOf(f); ok {
+		v.setModality(l, raw)
+		return
+	}
+	if f < fieldModel || f > fieldServiceTier {
+		return
+	}
+	i := f - fieldModel
 	if !escaped {
-		if string(raw) != v.str[f] {
+		if f == fieldServiceTier {
+			if tier, ok := knownServiceTier(raw); ok {
+				v.str[i], v.has[f] = tier, true
+				return
+			}
+		}
+		if string(raw) != v.str[i] {
 			// Values end up in protobuf strings, which must be UTF-8.
-			v.str[f] = strings.ToValidUTF8(string(raw), "\uFFFD")
+			v.str[i] = strings.ToValidUTF8(string(raw), "\uFFFD")
 		}
 		v.has[f] = true
 		return
@@ -170,16 +297,29 @@ func (v *values) setStr(f field, raw []byte, escaped bool) {
 	q = append(append(append(q, '"'), raw...), '"')
 	var s string
 	if json.Unmarshal(q, &s) == nil {
-		v.str[f] = s
+		v.str[i] = s
 		v.has[f] = true
 	}
 }
 
+// knownServiceTier returns OpenAI's service tiers as constants, so that
+// reading one (every chunk of a stream states it) does not allocate.
+func knownServiceTier(raw []byte) (string, bool) {
+	for _, t := range [...]string{"default", "flex", "priority", "scale", "auto", "standard"} {
+		if string(raw) == t {
+			return t, true
+		}
+	}
+	return "", false
+}
+
 // clearCounts forgets every count read so far (a new usage block starts).
 func (v *values) clearCounts() {
-	for f := fieldInput; f <= fieldToolPrompt; f++ {
+	for f := fieldInput; f <= lastCount; f++ {
 		v.num[f], v.has[f] = 0, false
 	}
+	v.modal = [numModalLists][numModalities]int64{}
+	v.pending = [numModalLists]modality{}
 }
 
 // parseCount parses a non-negative JSON integer without allocating.
@@ -206,10 +346,20 @@ func (v *values) usage(requestModel string) Usage {
 		CacheReadTokens:  v.num[fieldCacheRead],
 		CacheWriteTokens: v.num[fieldCacheWrite],
 		ReasoningTokens:  v.num[fieldReasoning] + v.num[fieldThoughts],
-		Model:            strings.TrimPrefix(v.str[fieldModel], "models/"),
-		RequestID:        v.str[fieldID],
+
+		CacheWrite1hTokens:   v.num[fieldCacheWrite1h],
+		InputAudioTokens:     v.num[fieldInputAudio] + v.modal[modalPrompt][modalityAudio],
+		InputImageTokens:     v.modal[modalPrompt][modalityImage],
+		CacheReadAudioTokens: v.modal[modalCache][modalityAudio],
+		CacheReadImageTokens: v.modal[modalCache][modalityImage],
+		OutputAudioTokens:    v.num[fieldOutputAudio] + v.modal[modalOutput][modalityAudio],
+		OutputImageTokens:    v.modal[modalOutput][modalityImage],
+		ServiceTier:          v.str[fieldServiceTier-fieldModel],
+
+		Model:     strings.TrimPrefix(v.str[fieldModel-fieldModel], "models/"),
+		RequestID: v.str[fieldID-fieldModel],
 	}
-	for f := fieldInput; f <= fieldToolPrompt; f++ {
+	for f := fieldInput; f <= lastCount; f++ {
 		u.Found = u.Found || v.has[f]
 	}
 	// The total always agrees with its parts (every vendor's total is
@@ -222,15 +372,15 @@ func (v *values) usage(requestModel string) Usage {
 	if u.Model == "" {
 		u.Model = requestModel
 	}
-	switch status := v.str[fieldStatus]; {
-	case v.str[fieldFinish] != "":
-		u.FinishReason = v.str[fieldFinish]
-	case v.str[fieldIncomplete] != "":
-		u.FinishReason = v.str[fieldIncomplete]
+	switch status := v.str[fieldStatus-fieldModel]; {
+	case v.str[fieldFinish-fieldModel] != "":
+		u.FinishReason = v.str[fieldFinish-fieldModel]
+	case v.str[fieldIncomplete-fieldModel] != "":
+		u.FinishReason = v.str[fieldIncomplete-fieldModel]
 	case status != "" && status != "in_progress" && status != "queued":
 		u.FinishReason = status
 	default:
-		u.FinishReason = v.str[fieldBlockReason]
+		u.FinishReason = v.str[fieldBlockReason-fieldModel]
 	}
 	return u
 }
@@ -356,6 +506,8 @@ func (t *tracker) valueStart(b []byte, i int) int {
 	case c == '{':
 		if n != nil && n.leaf == fieldUsageBlock {
 			t.sink.clearCounts()
+		} else if l, ok := modalListOf(n.leafOrNone()); ok {
+			t.sink.enterElement(l)
 		}
 		if n != nil && len(n.keys) > 0 && t.depth < maxFrames {
 			t.frames[t.depth] = frame{node: n}

@@ -23,14 +23,14 @@ var usageCases = []usageCase{
 	{
 		name: "openai chat json", provider: OpenAI{}, file: "openai_chat.json", ctype: "application/json",
 		want: Usage{
-			InputTokens: 1117, OutputTokens: 46, TotalTokens: 1163, CacheReadTokens: 1024,
+			InputTokens: 1117, OutputTokens: 46, TotalTokens: 1163, CacheReadTokens: 1024, ServiceTier: "default",
 			Model: "gpt-4o-2024-08-06", RequestID: "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG", FinishReason: "stop", Found: true,
 		},
 	},
 	{
 		name: "openai chat sse", provider: OpenAI{}, file: "openai_chat_stream.sse", ctype: "text/event-stream",
 		want: Usage{
-			InputTokens: 31, OutputTokens: 300, TotalTokens: 331, ReasoningTokens: 256,
+			InputTokens: 31, OutputTokens: 300, TotalTokens: 331, ReasoningTokens: 256, ServiceTier: "default",
 			Model: "o3-mini-2025-01-31", RequestID: "chatcmpl-AqX3vYw9mFbq2", FinishReason: "length", Found: true,
 		},
 	},
@@ -54,6 +54,32 @@ var usageCases = []usageCase{
 		want: Usage{InputTokens: 8, TotalTokens: 8, Model: "text-embedding-3-small", Found: true},
 	},
 	{
+		// Recorded: usage.prompt_tokens_details.cache_write_tokens.
+		name: "openai chat json with cache writes", provider: OpenAI{}, file: "openai_chat_cache_write.json", ctype: "application/json",
+		want: Usage{
+			InputTokens: 4020, OutputTokens: 4, TotalTokens: 4024, CacheWriteTokens: 4012, ServiceTier: "default",
+			Model: "gpt-5.6-sol", RequestID: "chatcmpl-E1mBLGr3Ql1FsH8cdc76XdGw3PleH", FinishReason: "stop", Found: true,
+		},
+	},
+	{
+		// Shaped after OpenAI's documented gpt-4o-audio-preview response:
+		// audio_tokens in both details objects.
+		name: "openai chat json with audio", provider: OpenAI{}, file: "openai_chat_audio.json", ctype: "application/json",
+		want: Usage{
+			InputTokens: 73, OutputTokens: 128, TotalTokens: 201, InputAudioTokens: 56, OutputAudioTokens: 116, ServiceTier: "default",
+			Model: "gpt-4o-audio-preview-2024-12-17", RequestID: "chatcmpl-AxU4Ob1mYdYTb7PfGhiMmlTAuPQ1b", FinishReason: "stop", Found: true,
+		},
+	},
+	{
+		// Recorded: a Responses stream on the flex tier
+		// (response.service_tier in every event).
+		name: "openai responses sse flex", provider: OpenAI{}, file: "openai_responses_flex_stream.sse", ctype: "text/event-stream",
+		want: Usage{
+			InputTokens: 53, OutputTokens: 469, TotalTokens: 522, ReasoningTokens: 448, ServiceTier: "flex",
+			Model: "gpt-5-2025-08-07", RequestID: "resp_0050471a34b36ae60068c97b94a480819587a9d70cf2979b33", FinishReason: "completed", Found: true,
+		},
+	},
+	{
 		name: "anthropic messages json", provider: Anthropic{}, file: "anthropic_messages.json", ctype: "application/json",
 		want: Usage{
 			InputTokens: 472, OutputTokens: 89, TotalTokens: 561, CacheReadTokens: 12000, CacheWriteTokens: 1800,
@@ -65,6 +91,24 @@ var usageCases = []usageCase{
 		want: Usage{
 			InputTokens: 1503, OutputTokens: 512, TotalTokens: 2015, CacheReadTokens: 2048,
 			Model: "claude-opus-4-1-20250805", RequestID: "msg_014p7gG3wDgGV9EUtLvnow3U", FinishReason: "max_tokens", Found: true,
+		},
+	},
+	{
+		// A recorded response with its cache_creation object, the 1-hour
+		// count raised from 0 (the corpus has no non-zero one).
+		name: "anthropic messages json with 1h cache writes", provider: Anthropic{}, file: "anthropic_messages_cache_1h.json", ctype: "application/json",
+		want: Usage{
+			InputTokens: 4, OutputTokens: 193, TotalTokens: 197, CacheReadTokens: 8845, CacheWriteTokens: 2054, CacheWrite1hTokens: 2048,
+			Model: "claude-sonnet-4-6", RequestID: "msg_01M1FyhwiuF17tS3UFD15cM4", FinishReason: "end_turn", Found: true,
+		},
+	},
+	{
+		// A recorded stream, its cache counts raised from 0: message_start
+		// carries cache_creation, message_delta only the cumulative total.
+		name: "anthropic messages sse with 1h cache writes", provider: Anthropic{}, file: "anthropic_messages_cache_1h_stream.sse", ctype: "text/event-stream",
+		want: Usage{
+			InputTokens: 1591, OutputTokens: 175, TotalTokens: 1766, CacheWriteTokens: 1536, CacheWrite1hTokens: 1024,
+			Model: "claude-sonnet-4-6", RequestID: "msg_01E3Wn1NynZw9FALZ68znj9S", FinishReason: "tool_use", Found: true,
 		},
 	},
 	{
@@ -83,6 +127,25 @@ var usageCases = []usageCase{
 		want: Usage{
 			InputTokens: 130, OutputTokens: 60, TotalTokens: 190, CacheReadTokens: 64, ReasoningTokens: 30,
 			Model: "gemini-2.5-pro", RequestID: "mKyoaLzgNo2hz7IPo5yK6Ak", FinishReason: "MAX_TOKENS", Found: true,
+		},
+	},
+	{
+		// Recorded: promptTokensDetails and cacheTokensDetails with IMAGE.
+		name: "gemini json with image and cached image", provider: Gemini{}, file: "gemini_image_cache.json", ctype: "application/json",
+		want: Usage{
+			InputTokens: 373, OutputTokens: 256, TotalTokens: 629, CacheReadTokens: 204, ReasoningTokens: 167,
+			InputImageTokens: 258, CacheReadImageTokens: 141,
+			Model: "gemini-2.5-flash", RequestID: "L-uTaaHQEdOLqtsP_efNqAg", FinishReason: "STOP", Found: true,
+		},
+	},
+	{
+		// The recorded response above as two stream chunks: the details of
+		// the first usage block must not add to the last one's.
+		name: "gemini sse with image details", provider: Gemini{}, file: "gemini_image_stream.sse", ctype: "text/event-stream",
+		want: Usage{
+			InputTokens: 373, OutputTokens: 256, TotalTokens: 629, CacheReadTokens: 204, ReasoningTokens: 167,
+			InputImageTokens: 258, CacheReadImageTokens: 141,
+			Model: "gemini-2.5-flash", RequestID: "L-uTaaHQEdOLqtsP_efNqAg", FinishReason: "STOP", Found: true,
 		},
 	},
 	{
@@ -431,6 +494,48 @@ func TestUsageParserGeminiShapes(t *testing.T) {
 			for i := 0; i <= len(tt.body); i++ {
 				got, _ := parseChunks(Gemini{}, "application/json", []byte(tt.body[:i]), []byte(tt.body[i:]))
 				require.Equal(t, tt.want, got, "split at %d", i)
+			}
+		})
+	}
+}
+
+// TestGeminiModalityDetails covers the modality lists of Gemini's
+// usageMetadata: AUDIO and IMAGE are counted apart, every other modality
+// (TEXT, VIDEO, DOCUMENT) stays text, a modality without its tokenCount
+// (proto3 JSON leaves out zeros) is attributed nothing, and a tokenCount
+// without a modality is text.
+func TestGeminiModalityDetails(t *testing.T) {
+	cases := []struct {
+		name  string
+		usage string
+		want  Usage
+	}{
+		{
+			// Recorded (a YouTube video with its sound track, cached).
+			name:  "video and audio, cached",
+			usage: `{"cacheTokensDetails": [{"modality": "AUDIO", "tokenCount": 1881}, {"modality": "TEXT", "tokenCount": 15}, {"modality": "VIDEO", "tokenCount": 15483}], "cachedContentTokenCount": 17379, "candidatesTokenCount": 68, "promptTokenCount": 17713, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 16}, {"modality": "VIDEO", "tokenCount": 15780}, {"modality": "AUDIO", "tokenCount": 1917}], "serviceTier": "standard", "thoughtsTokenCount": 821, "totalTokenCount": 18602}`,
+			want: Usage{InputTokens: 17713, OutputTokens: 889, TotalTokens: 18602, CacheReadTokens: 17379, ReasoningTokens: 821,
+				InputAudioTokens: 1917, CacheReadAudioTokens: 1881},
+		},
+		{
+			name:  "audio and image output",
+			usage: `{"promptTokenCount": 12, "candidatesTokenCount": 1400, "totalTokenCount": 1412, "promptTokensDetails": [{"modality": "DOCUMENT", "tokenCount": 12}], "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 1290}, {"modality": "AUDIO", "tokenCount": 100}, {"modality": "TEXT", "tokenCount": 10}]}`,
+			want:  Usage{InputTokens: 12, OutputTokens: 1400, TotalTokens: 1412, OutputImageTokens: 1290, OutputAudioTokens: 100},
+		},
+		{
+			name:  "zero count left out, count without modality",
+			usage: `{"promptTokenCount": 30, "candidatesTokenCount": 1, "promptTokensDetails": [{"modality": "AUDIO"}, {"tokenCount": 20}, {"modality": "IMAGE", "tokenCount": 10}]}`,
+			want:  Usage{InputTokens: 30, OutputTokens: 1, TotalTokens: 31, InputImageTokens: 10},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			body := []byte(`{"candidates": [{"finishReason": "STOP"}], "usageMetadata": ` + tc.usage + `, "modelVersion": "gemini-2.5-flash"}`)
+			for split := range len(body) {
+				got, _ := parseChunks(Gemini{}, "application/json", body[:split], body[split:])
+				want := tc.want
+				want.Model, want.FinishReason, want.Found = "gemini-2.5-flash", "STOP", true
+				require.Equal(t, want, got, "split at %d", split)
 			}
 		})
 	}
