@@ -202,6 +202,9 @@ type values struct {
 	pending [numModalLists]modality
 }
 
+// text returns the string field f (fieldModel to fieldServiceTier).
+func (v *values) text(f field) string { return v.str[f-fieldModel] }
+
 // modality is a kind of token the price catalog rates apart (Gemini's
 // modality enum); every other modality (TEXT, VIDEO, DOCUMENT, ...) is
 // billed as text.
@@ -238,14 +241,14 @@ func modalListOf(f field) (modalList, bool) {
 	return 0, false
 }
 
+// enterElement starts a new element of list l.
+func (v *values) enterElement(l modalList) { v.pending[l] = modalityOther }
+
 // setModality records the modality of the list element being read. Gemini
 // writes an element's modality before its tokenCount (proto field order)
 // and leaves out a zero tokenCount, so a modality is attributed to a count
 // of its own element only (entering an element clears it, see
 // enterElement); a count without a modality is text.
-// enterElement starts a new element of list l.
-func (v *values) enterElement(l modalList) { v.pending[l] = modalityOther }
-
 func (v *values) setModality(l modalList, raw []byte) {
 	switch string(raw) {
 	case "AUDIO":
@@ -354,10 +357,10 @@ func (v *values) usage(requestModel string) Usage {
 		CacheReadImageTokens: v.modal[modalCache][modalityImage],
 		OutputAudioTokens:    v.num[fieldOutputAudio] + v.modal[modalOutput][modalityAudio],
 		OutputImageTokens:    v.modal[modalOutput][modalityImage],
-		ServiceTier:          v.str[fieldServiceTier-fieldModel],
+		ServiceTier:          v.text(fieldServiceTier),
 
-		Model:     strings.TrimPrefix(v.str[fieldModel-fieldModel], "models/"),
-		RequestID: v.str[fieldID-fieldModel],
+		Model:     strings.TrimPrefix(v.text(fieldModel), "models/"),
+		RequestID: v.text(fieldID),
 	}
 	for f := fieldInput; f <= lastCount; f++ {
 		u.Found = u.Found || v.has[f]
@@ -372,15 +375,15 @@ func (v *values) usage(requestModel string) Usage {
 	if u.Model == "" {
 		u.Model = requestModel
 	}
-	switch status := v.str[fieldStatus-fieldModel]; {
-	case v.str[fieldFinish-fieldModel] != "":
-		u.FinishReason = v.str[fieldFinish-fieldModel]
-	case v.str[fieldIncomplete-fieldModel] != "":
-		u.FinishReason = v.str[fieldIncomplete-fieldModel]
+	switch status := v.text(fieldStatus); {
+	case v.text(fieldFinish) != "":
+		u.FinishReason = v.text(fieldFinish)
+	case v.text(fieldIncomplete) != "":
+		u.FinishReason = v.text(fieldIncomplete)
 	case status != "" && status != "in_progress" && status != "queued":
 		u.FinishReason = status
 	default:
-		u.FinishReason = v.str[fieldBlockReason-fieldModel]
+		u.FinishReason = v.text(fieldBlockReason)
 	}
 	return u
 }
