@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/glob"
 )
 
 // Authentication errors, matched with errors.Is. All of them answer 401
@@ -297,10 +299,10 @@ func (a *Authenticator) Lookup(id string) *Identity {
 // whose model the gateway could not read (model ""), failing closed.
 func Authorize(id *Identity, provider, model string) error {
 	k := &id.Key
-	if !matchAny(k.Providers, provider) {
+	if !glob.MatchAny(k.Providers, provider) {
 		return &PermissionError{Provider: provider, Model: model}
 	}
-	if len(k.Models) > 0 && (model == "" || !matchAny(k.Models, model)) {
+	if len(k.Models) > 0 && (model == "" || !glob.MatchAny(k.Models, model)) {
 		return &PermissionError{Provider: provider, Model: model}
 	}
 	return nil

@@ -1,10 +1,14 @@
-package keys
+// Package glob matches model and provider names against shell-like patterns
+// ("gpt-4o*", "*-mini", "models/gemini-?.5-*"). It is the one pattern
+// language of the rules: gateway keys' allowed models and failover chains.
+// Functions are pure and safe for concurrent use.
+package glob
 
-// matchGlob reports whether s matches pattern, where '*' matches any run of
+// Match reports whether s matches pattern, where '*' matches any run of
 // bytes (including '/', so "models/gemini-*" and "*-mini" both work) and
 // '?' matches exactly one byte; every other byte matches itself. It runs in
 // O(len(pattern)*len(s)) time without allocating.
-func matchGlob(pattern, s string) bool {
+func Match(pattern, s string) bool {
 	p, i := 0, 0
 	star, mark := -1, 0
 	for i < len(s) {
@@ -30,14 +34,14 @@ func matchGlob(pattern, s string) bool {
 	return p == len(pattern)
 }
 
-// matchAny reports whether s matches one of patterns; an empty list
+// MatchAny reports whether s matches one of patterns; an empty list
 // matches everything.
-func matchAny(patterns []string, s string) bool {
+func MatchAny(patterns []string, s string) bool {
 	if len(patterns) == 0 {
 		return true
 	}
 	for _, p := range patterns {
-		if matchGlob(p, s) {
+		if Match(p, s) {
 			return true
 		}
 	}
