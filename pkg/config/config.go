@@ -11,6 +11,8 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/budget"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/cost"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/credentials"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 )
@@ -39,6 +41,9 @@ type Provider struct {
 	// aliases; they add to, or replace, the shipped default table
 	// (pkg/cost/default_pricing.yml) model by model.
 	Models map[string]cost.Model `json:"models,omitempty"`
+	// ProviderAuth is auth (passthrough, the default, or gateway_keys) and
+	// credentials (the vendor key the gateway sends in gateway_keys mode).
+	credentials.ProviderAuth
 }
 
 // IsEnabled reports whether the provider is enabled (default true).
@@ -53,6 +58,9 @@ type Features struct {
 	// CostTracking configures cost records (see costlog.Config, inline),
 	// the spend ledger behind GET /usage, and budgets.
 	CostTracking CostTracking `json:"cost_tracking"`
+	// GatewayKeys is the key store of the providers in gateway_keys mode
+	// (see keys.Config). Nil (the default) when no provider uses it.
+	GatewayKeys *keys.Config `json:"gateway_keys,omitempty"`
 }
 
 // CostTracking configures cost records and budgets.
@@ -171,6 +179,9 @@ func (c *Config) applyDefaults() {
 	c.Features.CircuitBreaker.ApplyDefaults()
 	c.Features.CostTracking.Config.ApplyDefaults()
 	c.Features.CostTracking.Budgets.ApplyDefaults()
+	if c.Features.GatewayKeys != nil {
+		c.Features.GatewayKeys.ApplyDefaults()
+	}
 	p := &c.Processing
 	if p.ResponseBufferLimitBytes == 0 {
 		p.ResponseBufferLimitBytes = DefaultResponseBufferLimitBytes
@@ -194,9 +205,23 @@ func (c *Config) Validate() error {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	gatewayKeys := false
 	for _, name := range names {
 		if !isKnownProvider(name) {
 			bad("providers."+name, "unknown provider (known: %s)", strings.Join(knownProviders, ", "))
+		}
+		pa := c.Providers[name].ProviderAuth
+		if err := pa.Validate(name); err != nil {
+			errs = append(errs, err)
+		}
+		gatewayKeys = gatewayKeys || pa.GatewayKeys()
+	}
+	switch gk := c.Features.GatewayKeys; {
+	case gatewayKeys && gk == nil:
+		bad("features.gateway_keys", "required: a provider has auth: gateway_keys")
+	case gk != nil:
+		if err := gk.Validate(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := c.Features.RateLimiting.Config.Validate(); err != nil {

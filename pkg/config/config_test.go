@@ -142,3 +142,58 @@ func TestShippedConfigsValidate(t *testing.T) {
 	_, err = Load([]string{"../../configs/base.yml", "../../configs/gateway.yml"}, env(nil))
 	require.ErrorContains(t, err, "redis")
 }
+
+func TestGatewayKeysConfig(t *testing.T) {
+	env := func(k string) string { return map[string]string{"OPENAI_API_KEY": "sk-test-vendor"}[k] }
+	tests := []struct {
+		name, yaml string
+		errHas     []string // empty: valid
+	}{
+		{"passthrough by default", `providers: {openai: {}}`, nil},
+		{"gateway keys with a file store", `
+providers:
+  openai: {auth: gateway_keys, credentials: {api_key: "${OPENAI_API_KEY}"}}
+features:
+  gateway_keys: {store: file, file: {path: /tmp/keys.json}}`, nil},
+		{"gateway_keys mode needs the store", `
+providers:
+  openai: {auth: gateway_keys, credentials: {api_key: "${OPENAI_API_KEY}"}}`,
+			[]string{"features.gateway_keys: required"}},
+		{"gateway_keys mode needs credentials", `
+providers:
+  anthropic: {auth: gateway_keys}
+features:
+  gateway_keys: {store: file, file: {path: /tmp/k.json}}`,
+			[]string{"providers.anthropic.credentials: required"}},
+		{"credentials without gateway_keys", `
+providers:
+  gemini: {credentials: {api_key: x}}`,
+			[]string{"providers.gemini.credentials: only used with auth: gateway_keys"}},
+		{"unknown mode and bad store, reported together", `
+providers:
+  openai: {auth: magic}
+features:
+  gateway_keys: {store: s3}`,
+			[]string{"providers.openai.auth", "features.gateway_keys.store"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(env, []byte(tt.yaml))
+			if len(tt.errHas) == 0 {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			for _, w := range tt.errHas {
+				require.Contains(t, err.Error(), w)
+			}
+			require.NotContains(t, err.Error(), "sk-test-vendor", "no secret in errors")
+			_ = c
+		})
+	}
+	c, err := Parse(env, []byte(tests[1].yaml))
+	require.NoError(t, err)
+	require.True(t, c.Providers["openai"].GatewayKeys())
+	require.False(t, c.Providers["gemini"].GatewayKeys())
+	require.Equal(t, 500, c.Features.GatewayKeys.SyncIntervalMS, "defaults applied")
+}
