@@ -44,6 +44,10 @@ type Options struct {
 	// Handlers are extra GET endpoints by path (for example "/usage");
 	// they require Token when it is set.
 	Handlers map[string]http.Handler
+	// Mounts are extra handlers by ServeMux pattern (any method, for
+	// example "/admin/" for the gateway-key API). Each does its own
+	// authorization: Token is not applied to them.
+	Mounts map[string]http.Handler
 	// Console, when set, serves the web console at / and its JSON API under
 	// /api/v1/ (see console.go).
 	Console *Console
@@ -127,6 +131,9 @@ func New(o Options) http.Handler {
 	}
 	for path, h := range o.Handlers {
 		mux.Handle("GET "+path, requireToken(o.Token, h))
+	}
+	for pattern, h := range o.Mounts {
+		mux.Handle(pattern, h)
 	}
 	if o.Console != nil {
 		o.Console.register(mux, o.Token, o.Now)

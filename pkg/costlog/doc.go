@@ -9,7 +9,9 @@
 //	timestamp            RFC 3339 with nanoseconds, UTC: when the request arrived
 //	request_id           gateway request id (x-request-id)
 //	user                 user id, empty when unknown
-//	key_id               API key hash (processor.KeyID), never a raw key
+//	key_id               API key hash (processor.KeyID), or a gateway key's id; never a raw key
+//	team                 gateway key's team (omitted when empty)
+//	key_owner            gateway key's owner (omitted when empty)
 //	client_ip            client address, no port
 //	provider             "openai", "anthropic" or "gemini"
 //	model                model as requested by the client

@@ -19,6 +19,14 @@ func appendRecord(b []byte, r *Record) []byte {
 	b = appendString(b, r.User)
 	b = append(b, `,"key_id":`...)
 	b = appendString(b, r.KeyID)
+	if r.Team != "" {
+		b = append(b, `,"team":`...)
+		b = appendString(b, r.Team)
+	}
+	if r.Owner != "" {
+		b = append(b, `,"key_owner":`...)
+		b = appendString(b, r.Owner)
+	}
 	b = append(b, `,"client_ip":`...)
 	b = appendString(b, r.ClientIP)
 	b = append(b, `,"provider":`...)

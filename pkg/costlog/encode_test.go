@@ -25,6 +25,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	full.Stream, full.UsageEstimated = true, true
 	full.CacheReadTokens, full.CacheWriteTokens, full.ReasoningTokens = 1, -2, math.MaxInt64
 	full.Status = -1
+	full.Team, full.Owner = "platform", "ann@example.com"
 	tests := []struct {
 		name string
 		r    Record

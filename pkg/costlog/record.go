@@ -32,6 +32,10 @@ type Record struct {
 	// KeyID identifies the API key by hash (processor.KeyID); it must never
 	// be a raw key.
 	KeyID string `json:"key_id"`
+	// Team and Owner are the gateway key's team and owner (KeyID is then
+	// the key's display id); empty in passthrough mode.
+	Team  string `json:"team,omitempty"`
+	Owner string `json:"key_owner,omitempty"`
 	// ClientIP is the client address Envoy vouches for, without port.
 	ClientIP string `json:"client_ip"`
 	// Provider is the vendor: "openai", "anthropic" or "gemini".

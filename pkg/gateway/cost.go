@@ -49,6 +49,7 @@ func (c *costRecorder) Observe(r *processor.Record) {
 	}
 	rec := costlog.Record{
 		Timestamp: c.now(), RequestID: r.RequestID, User: r.Identity.User, KeyID: r.Identity.KeyID,
+		Team: r.Identity.Team, Owner: r.Identity.Owner,
 		ClientIP: r.Identity.ClientIP, Provider: r.Provider, Model: model, PricedModel: r.Cost.Model,
 		Endpoint: string(r.Info.Endpoint), Path: r.Path, Stream: r.Info.Stream, Status: r.Status,
 		Outcome: string(r.Outcome), InputTokens: u.InputTokens, OutputTokens: u.OutputTokens,
@@ -64,7 +65,7 @@ func (c *costRecorder) Observe(r *processor.Record) {
 	}
 	// No per-call deadline: the Redis ledger's client bounds every command
 	// with its own I/O timeouts, and the memory one never waits.
-	err := c.ledger.Record(context.Background(), usage.Usage{User: r.Identity.User, KeyID: r.Identity.KeyID, Provider: r.Provider,
+	err := c.ledger.Record(context.Background(), usage.Usage{User: r.Identity.User, KeyID: r.Identity.KeyID, Team: r.Identity.Team, Provider: r.Provider,
 		Model: model, CostNanos: budget.Nanos(r.Cost.TotalUSD), InputTokens: u.InputTokens,
 		OutputTokens: u.OutputTokens, CostKnown: r.Cost.Known}, c.now())
 	if err != nil {
@@ -105,7 +106,7 @@ func writeUsageTable(w http.ResponseWriter, rep usage.Report) {
 		for _, d := range []struct {
 			title string
 			b     usage.Breakdown
-		}{{"user", p.ByUser}, {"key", p.ByKey}, {"model", p.ByModel}} {
+		}{{"user", p.ByUser}, {"key", p.ByKey}, {"team", p.ByTeam}, {"model", p.ByModel}} {
 			rows := append([]usage.Row(nil), d.b.Rows...)
 			sort.SliceStable(rows, func(i, j int) bool { return rows[i].CostNanos > rows[j].CostNanos })
 			for _, r := range rows {

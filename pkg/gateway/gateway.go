@@ -23,6 +23,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/budget"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/gatewayauth"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
@@ -229,6 +230,19 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 	if tracer != nil {
 		extra = append(extra, tracer)
 	}
+	gk, err := g.newGatewayKeys(ctx, cfg, o)
+	if err != nil {
+		return nil, err
+	}
+	sections["gateway_keys"] = gk.section
+	var admission *gatewayauth.Admission
+	mounts := map[string]http.Handler{}
+	if gk != nil {
+		admission = gk.admission
+		if gk.api != nil {
+			mounts["/admin/"] = gk.api
+		}
+	}
 	reqLog := telemetry.NewAsyncLogger(o.Logger)
 	unpriced := telemetry.NewUnpricedModels(o.Now)
 	observers := telemetry.Observers{telemetry.NewMetrics(o.Registry), reqLog, seriesObserver{console.Series, o.Now}, unpriced}
@@ -243,6 +257,8 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 		Now:       o.Now,
 		Attempts:  attempts,
 		Pricer:    pricer,
+
+		GatewayKeys: admission,
 	})
 	// Closed last, after the cost writer: shutdown logs still get written.
 	g.closers = append(g.closers, reqLog)
@@ -253,7 +269,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 		sort.Strings(g.circuits.providers)
 	}
 	g.Admin = admin.New(admin.Options{Providers: g.Processor.Providers(), Ready: o.Ready, Gatherer: o.Registry,
-		Version: o.Version, Now: o.Now, Sections: sections, ProviderExtra: providerExtra, Handlers: handlers,
+		Version: o.Version, Now: o.Now, Sections: sections, ProviderExtra: providerExtra, Handlers: handlers, Mounts: mounts,
 		UnpricedModels: unpriced.Health, Console: console, Token: o.Getenv("LLM_PROXY_ADMIN_TOKEN")})
 	return g, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 )
 
@@ -46,6 +47,13 @@ type Identity struct {
 	// ClientIP is the client address Envoy vouches for (last
 	// x-forwarded-for entry, without port).
 	ClientIP string
+	// Owner and Team are the gateway key's owner and team, for providers
+	// in gateway_keys mode; empty otherwise. KeyID is then the key's
+	// display id ("key_…"), not a hash of the secret.
+	Owner, Team string
+	// GatewayKey is the authenticated gateway key with its team (limits
+	// and budget), nil in passthrough mode. Shared and read-only.
+	GatewayKey *keys.Identity
 }
 
 // Reply is a local answer sent to the client instead of calling the vendor.

@@ -21,6 +21,11 @@ func (st *stream) metadata() *structpb.Struct {
 		f.str("provider", st.call.Provider)
 		f.str("model", st.call.Info.Model)
 		f.str("user", st.call.Identity.User)
+		if st.call.Identity.GatewayKey != nil {
+			f.str("key_id", st.call.Identity.KeyID)
+			f.str("key_owner", st.call.Identity.Owner)
+			f.str("team", st.call.Identity.Team)
+		}
 		f.boolean("stream", st.call.Info.Stream)
 		f.num("estimated_input_tokens", float64(st.call.EstimatedInputTokens))
 		for k, v := range st.extraMD {

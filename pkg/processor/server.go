@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/gatewayauth"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 )
 
@@ -39,6 +40,11 @@ type Options struct {
 	Attempts AttemptClassifier
 	// Pricer prices each request's usage. Nil: costs are unknown.
 	Pricer Pricer
+	// GatewayKeys authenticates requests to the providers whose rules say
+	// auth: gateway_keys and supplies their vendor keys. Required when a
+	// provider is in that mode: without it such a provider's requests are
+	// refused with 503 (never passed through with the client's key).
+	GatewayKeys *gatewayauth.Admission
 }
 
 // Server implements the ext_proc ExternalProcessor service. It is safe for
@@ -55,6 +61,9 @@ type Server struct {
 	settleTO  time.Duration
 	attempts  AttemptClassifier
 	pricer    Pricer
+	// gatewayKeys and keysMode: the providers in gateway_keys mode.
+	gatewayKeys *gatewayauth.Admission
+	keysMode    map[string]bool
 	// injectUsage asks OpenAI for usage in streams (config
 	// processing.inject_stream_usage).
 	injectUsage bool
@@ -73,6 +82,8 @@ func New(opts Options) *Server {
 		settleTO: opts.SettleTimeout,
 		attempts: opts.Attempts,
 		pricer:   opts.Pricer,
+
+		gatewayKeys: opts.GatewayKeys,
 
 		injectUsage: opts.Config.Processing.InjectStreamUsage == nil || *opts.Config.Processing.InjectStreamUsage,
 	}
@@ -95,6 +106,12 @@ func New(opts Options) *Server {
 			continue
 		}
 		s.providers[name] = p
+		if pc, ok := opts.Config.Providers[name]; ok && pc.GatewayKeys() {
+			if s.keysMode == nil {
+				s.keysMode = map[string]bool{}
+			}
+			s.keysMode[name] = true
+		}
 	}
 	return s
 }

@@ -52,6 +52,9 @@ type stream struct {
 	stripUsage bool             // remove the usage chunk we asked for
 	md         *corev3.Metadata // metadata_context of the current message
 	attempt    *attemptState    // set on an upstream filter's stream
+	fullPath   string           // :path as the client sent it, query included
+	keysMode   bool             // the provider runs in gateway_keys mode
+	credential string           // name of the vendor key used (gateway_keys mode)
 
 	// Response side.
 	status     int
@@ -169,6 +172,8 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 		return st.passThrough()
 	}
 	st.provider = res.Provider
+	st.fullPath = fullPath
+	st.keysMode = st.s.keysMode[res.Provider.Name()]
 	st.req = providers.Request{Path: res.Path, RawQuery: rawQuery}
 	st.call = Call{
 		Provider: res.Provider.Name(),
@@ -247,7 +252,14 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 	}
 	st.call.Method = st.req.Method
 	st.call.RawQuery = rawQuery
-	if stripped, changed := stripProxyParams(rawQuery); changed {
+	stripped, changed := stripProxyParams(rawQuery)
+	if st.keysMode {
+		// The client's gateway key never reaches the vendor.
+		if q := gatewayKeysHeaders(mut, stripped); q != stripped {
+			stripped, changed = q, true
+		}
+	}
+	if changed {
 		// llm_proxy_* query parameters are for the gateway only.
 		np := path
 		if stripped != "" {
@@ -413,8 +425,13 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 		st.newBody = injectIncludeUsage(st.body)
 	}
 	st.body = nil // the bytes are no longer needed
-	if len(st.s.guards) > 0 {
-		st.decisions = make([]GuardDecision, 0, len(st.s.guards))
+	if n := len(st.s.guards); n > 0 || st.keysMode {
+		st.decisions = make([]GuardDecision, 0, n+1)
+	}
+	if st.keysMode {
+		if reply := st.authenticate(ctx); reply != nil {
+			return reply
+		}
 	}
 	for _, g := range st.s.guards {
 		t, reply, err := g.Admit(ctx, &st.call)
@@ -438,11 +455,7 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 			continue
 		}
 		if reply != nil {
-			st.refusedBy = reply.Details
-			st.status = reply.Status
-			st.closed = true
-			st.settle(OutcomeRefused)
-			return immediate(reply, st.metadata())
+			return st.refuse(reply)
 		}
 		if t != nil {
 			st.tickets = append(st.tickets, t)
@@ -460,6 +473,15 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 		}
 	}
 	return nil
+}
+
+// refuse answers a request with reply instead of sending it upstream.
+func (st *stream) refuse(reply *Reply) *extprocv3.ProcessingResponse {
+	st.refusedBy = reply.Details
+	st.status = reply.Status
+	st.closed = true
+	st.settle(OutcomeRefused)
+	return immediate(reply, st.metadata())
 }
 
 // estimate reads the body and returns what the provider saw in it, with an
@@ -572,6 +594,7 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 			return resp
 		}
 	}
+	st.reportCredential(st.status)
 	if reply := st.inspectResponse(ctx, hs); reply != nil {
 		return reply
 	}

@@ -272,6 +272,8 @@ func (l *Logger) Observe(r *processor.Record) {
 	}
 	str("user", r.Identity.User)
 	str("key_id", r.Identity.KeyID)
+	str("key_owner", r.Identity.Owner)
+	str("team", r.Identity.Team)
 	str("client_ip", r.Identity.ClientIP)
 	str("endpoint", string(r.Info.Endpoint))
 	num("estimated_input_tokens", r.EstimatedInputTokens)

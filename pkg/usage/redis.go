@@ -19,17 +19,17 @@ var ledgerMetrics = [...]string{"cost", "in", "out", "req", "unk"}
 
 const (
 	metricReq     = 3                                   // index of "req" in ledgerMetrics
-	keysPerPeriod = 1 + int(numDims)*len(ledgerMetrics) // total, then 3 dimensions x 5 metrics
+	keysPerPeriod = 1 + int(numDims)*len(ledgerMetrics) // total, then numDims dimensions x 5 metrics
 )
 
 // recordScript adds one request to the day and the month.
 //
 // KEYS holds two periods (day, month) of keysPerPeriod keys each: the total
 // hash (fields cost, in, out, req, unk), then for each dimension (user, key,
-// model) the hashes cost, in, out, req and unk, each keyed by name. ARGV: 1
-// cost in nano-dollars, 2 input tokens, 3 output tokens, 4 unknown-cost
-// flag (0 or 1), 5 names cap, 6 day TTL ms, 7 month TTL ms, 8 user, 9 key,
-// 10 model ("" = no row).
+// model, team) the hashes cost, in, out, req and unk, each keyed by name.
+// ARGV: 1 cost in nano-dollars, 2 input tokens, 3 output tokens, 4
+// unknown-cost flag (0 or 1), 5 names cap, 6 day TTL ms, 7 month TTL ms,
+// then one name per dimension from 8 on ("" = no row).
 //
 // A new name joins a dimension only while its req hash holds fewer than the
 // cap; beyond, it is counted as "(other)". Zero increments are skipped, so
@@ -38,7 +38,8 @@ var recordScript = redis.NewScript(`
 local vals = {ARGV[1], ARGV[2], ARGV[3], '1', ARGV[4]}
 local fields = {'cost', 'in', 'out', 'req', 'unk'}
 local maxNames = tonumber(ARGV[5])
-local per = 1 + 3 * 5
+local dims = #ARGV - 7
+local per = 1 + dims * 5
 for p = 0, 1 do
   local base = p * per
   local ttl = ARGV[6 + p]
@@ -47,7 +48,7 @@ for p = 0, 1 do
     if vals[m] ~= '0' then redis.call('HINCRBY', total, fields[m], vals[m]) end
   end
   redis.call('PEXPIRE', total, ttl)
-  for d = 0, 2 do
+  for d = 0, dims - 1 do
     local name = ARGV[8 + d]
     if name ~= '' then
       local k = base + 2 + d * 5
@@ -130,7 +131,7 @@ func (l *RedisLedger) Record(ctx context.Context, u Usage, now time.Time) error 
 		u.CostNanos, u.InputTokens, u.OutputTokens, unknown, l.cfg.MaxUsageNames,
 		ttlMillis(quota.Day.End(day).Add(UsageRetention), now),
 		ttlMillis(quota.Month.End(month).Add(UsageRetention), now),
-		names[dimUser], names[dimKey], names[dimModel]).Err()
+		names[dimUser], names[dimKey], names[dimModel], names[dimTeam]).Err()
 	if err != nil {
 		return l.conn.fail(ctx, "record", err)
 	}

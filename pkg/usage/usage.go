@@ -25,8 +25,11 @@ type Usage struct {
 	// request counts in the totals but in no user row). Ids longer than 128
 	// bytes are recorded as "sha256:<hash>".
 	User string
-	// KeyID is the hashed API key; empty when none.
+	// KeyID is the hashed API key, or the gateway key's id; empty when
+	// none.
 	KeyID string
+	// Team is the gateway key's team; empty when none.
+	Team string
 	// Provider is the vendor ("openai", "anthropic", "gemini").
 	Provider string
 	// Model is the model that served the call; the model row is
@@ -86,11 +89,12 @@ type Period struct {
 	End   time.Time `json:"end"`
 	// Total covers every recorded request, with or without user or key.
 	Total Totals `json:"total"`
-	// ByUser, ByKey and ByModel break Total down; ByModel rows are named
-	// "<provider>/<model>".
+	// ByUser, ByKey, ByModel and ByTeam break Total down; ByModel rows are
+	// named "<provider>/<model>"; ByTeam has gateway-key teams.
 	ByUser  Breakdown `json:"by_user"`
 	ByKey   Breakdown `json:"by_key"`
 	ByModel Breakdown `json:"by_model"`
+	ByTeam  Breakdown `json:"by_team"`
 }
 
 // Breakdown is one dimension of a period.
@@ -145,10 +149,11 @@ const (
 	dimUser dimension = iota
 	dimKey
 	dimModel
+	dimTeam
 	numDims
 )
 
-var dimNames = [numDims]string{"user", "key", "model"}
+var dimNames = [numDims]string{"user", "key", "model", "team"}
 
 // normalize clamps u's amounts at 0.
 func (u Usage) normalize() Usage {
@@ -170,6 +175,9 @@ func (u *Usage) names() [numDims]string {
 	if u.Provider != "" || u.Model != "" {
 		n[dimModel] = u.Provider + "/" + quota.ScopeName("", u.Model)
 	}
+	if u.Team != "" {
+		n[dimTeam] = quota.ScopeName("", u.Team)
+	}
 	return n
 }
 
@@ -182,6 +190,7 @@ func newPeriod(w quota.Window, idx int64) Period {
 		ByUser:  Breakdown{Rows: []Row{}},
 		ByKey:   Breakdown{Rows: []Row{}},
 		ByModel: Breakdown{Rows: []Row{}},
+		ByTeam:  Breakdown{Rows: []Row{}},
 	}
 }
 
@@ -219,6 +228,8 @@ func (p *Period) setBreakdown(d dimension, b Breakdown) {
 		p.ByUser = b
 	case dimKey:
 		p.ByKey = b
+	case dimTeam:
+		p.ByTeam = b
 	default:
 		p.ByModel = b
 	}

@@ -26,8 +26,8 @@ func testLedger(t *testing.T, newLedger newLedgerFunc) {
 		l := newLedger(t, Config{})
 		ctx := t.Context()
 		recs := []Usage{
-			{User: "alice", KeyID: "k1", Provider: "openai", Model: "gpt-4o", CostNanos: 123_457, InputTokens: 1000, OutputTokens: 200, CostKnown: true},
-			{User: "alice", KeyID: "k2", Provider: "anthropic", Model: "claude-sonnet-4-5", CostNanos: 1, InputTokens: 1, OutputTokens: 1, CostKnown: true},
+			{User: "alice", KeyID: "k1", Team: "ml", Provider: "openai", Model: "gpt-4o", CostNanos: 123_457, InputTokens: 1000, OutputTokens: 200, CostKnown: true},
+			{User: "alice", KeyID: "k2", Team: "ml", Provider: "anthropic", Model: "claude-sonnet-4-5", CostNanos: 1, InputTokens: 1, OutputTokens: 1, CostKnown: true},
 			{User: "bob", KeyID: "k1", Provider: "openai", Model: "gpt-4o", CostNanos: 2_000_000, InputTokens: 10, OutputTokens: 20, CostKnown: true},
 			{KeyID: "k1", Provider: "gemini", Model: "mystery-1", InputTokens: 5, OutputTokens: 6}, // unknown cost, no user
 			{User: "bob", Provider: "openai", Model: "gpt-4o", CostNanos: -5, InputTokens: -1, CostKnown: true},
@@ -51,6 +51,8 @@ func testLedger(t *testing.T, newLedger newLedgerFunc) {
 				{Name: "k1", Totals: totals(3, 2_123_457, 1015, 226, 1)},
 				{Name: "k2", Totals: totals(1, 1, 1, 1, 0)},
 			}, p.ByKey.Rows)
+			require.Equal(t, []Row{{Name: "ml", Totals: totals(2, 123_458, 1001, 201, 0)}}, p.ByTeam.Rows,
+				"spend by team: only calls made with a team's gateway keys")
 			require.Equal(t, []Row{
 				{Name: "openai/gpt-4o", Provider: "openai", Model: "gpt-4o", Totals: totals(3, 2_123_457, 1010, 220, 0)},
 				{Name: "anthropic/claude-sonnet-4-5", Provider: "anthropic", Model: "claude-sonnet-4-5", Totals: totals(1, 1, 1, 1, 0)},
