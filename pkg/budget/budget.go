@@ -29,6 +29,13 @@ type Request struct {
 	// the limiter stores it in counters and Redis keys and reports it in
 	// [Decision.Scope]. Empty when the request has no key.
 	KeyID string
+	// KeyBudget is the gateway key's own budget; nil or zero uses the
+	// configured per_key budget.
+	KeyBudget *Limits
+	// Team is the gateway key's team, and TeamBudget the budget every key
+	// of the team draws from (scope "team:<id>"); nil or zero for none.
+	Team       string
+	TeamBudget *Limits
 	// EstimatedUSD is the expected cost of the call, in USD: the estimated
 	// input plus the expected output at the model's price. It is reserved
 	// in every applicable budget until [Limiter.Settle] replaces it with the

@@ -78,6 +78,21 @@ func testLimiter(t *testing.T, newLimiter newLimiterFunc) {
 		return newLimiter(t, cfg)
 	}
 
+	t.Run("a gateway key's own budget and its team's shared budget", func(t *testing.T) {
+		l := mk(t, Config{})
+		team := &Limits{DailyUSD: 1}
+		a := Request{Provider: "openai", KeyID: "key_a", KeyBudget: &Limits{DailyUSD: 0.5}, Team: "ml", TeamBudget: team, EstimatedUSD: 0.3}
+		b := Request{Provider: "openai", KeyID: "key_b", Team: "ml", TeamBudget: team, EstimatedUSD: 0.3}
+		run(t, l, []step{
+			{req: a, allowed: true},
+			{req: a, scope: "key:key_a", window: WindowDay, limit: usd / 2, spend: 300_000_000, reset: nextDay},
+			{req: b, allowed: true},
+			{req: b, allowed: true}, // the team has spent $0.90
+			{req: b, scope: "team:ml", window: WindowDay, limit: usd, spend: 900_000_000, reset: nextDay},
+			{req: b, at: nextDay, allowed: true},
+		})
+	})
+
 	t.Run("admits until spend reaches the limit, then refuses", func(t *testing.T) {
 		l := mk(t, userDaily(1))
 		run(t, l, []step{

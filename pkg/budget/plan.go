@@ -9,6 +9,7 @@ import (
 // Scope kinds, also the prefixes of [Decision.Scope].
 const (
 	scopeKey  = "key:"
+	scopeTeam = "team:"
 	scopeUser = "user:"
 )
 
@@ -17,12 +18,20 @@ const (
 var metrics = []quota.Metric{{Field: "s"}}
 
 // plan appends to dst the checks that apply to req at now, in evaluation
-// order: the key's budget, then the user's; for each, the day before the
-// month. Windows whose limit is 0 are left out.
+// order: the key's budget (the gateway key's own when it sets one, else the
+// configured one), the team's, then the user's; for each, the day before
+// the month. Windows whose limit is 0 are left out.
 func (c *Config) plan(dst []quota.Check, req Request, now time.Time) []quota.Check {
 	day, month := WindowDay.Index(now), WindowMonth.Index(now)
 	if req.KeyID != "" {
-		dst = appendChecks(dst, quota.ScopeName(scopeKey, req.KeyID), c.PerKey.limits(req.KeyID), day, month)
+		l := c.PerKey.limits(req.KeyID)
+		if req.KeyBudget != nil && !req.KeyBudget.IsZero() {
+			l = *req.KeyBudget
+		}
+		dst = appendChecks(dst, quota.ScopeName(scopeKey, req.KeyID), l, day, month)
+	}
+	if req.Team != "" && req.TeamBudget != nil {
+		dst = appendChecks(dst, quota.ScopeName(scopeTeam, req.Team), *req.TeamBudget, day, month)
 	}
 	if req.User != "" {
 		dst = appendChecks(dst, quota.ScopeName(scopeUser, req.User), c.PerUser.limits(req.User), day, month)

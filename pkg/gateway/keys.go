@@ -45,6 +45,12 @@ func (g *Gateway) newGatewayKeys(ctx context.Context, cfg config.Config, o Optio
 	if err := auth.Sync(ctx); err != nil {
 		log.Warn("gateway key store not reachable at start; every key is refused until it is", "error", err)
 	}
+	if !cfg.Features.RateLimiting.Enabled {
+		log.Warn("features.rate_limiting is off: the request and token limits of gateway keys and teams are not enforced")
+	}
+	if !cfg.Features.CostTracking.Budgets.Enabled {
+		log.Warn("features.cost_tracking.budgets is off: the budgets of gateway keys and teams are not enforced")
+	}
 	out := &gatewayKeys{auth: auth, store: gk.Store}
 	pools := map[string]*credentials.Pool{}
 	for name, pc := range cfg.Providers {

@@ -94,6 +94,7 @@ func (g *RateLimit) Admit(ctx context.Context, c *Call) (Ticket, *Reply, error) 
 	}
 	req := ratelimit.Request{Provider: c.Provider, Model: c.Info.Model, User: c.Identity.User,
 		KeyID: c.Identity.KeyID, InputTokens: input, OutputTokens: c.Info.MaxOutputTokens}
+	req.KeyLimits, req.Team, req.TeamLimits = gatewayKeyLimits(c.Identity.GatewayKey)
 	d, err := g.lim.Reserve(ctx, req, g.now())
 	if err != nil {
 		failOpen := !g.cfg.FailClosed()

@@ -69,6 +69,21 @@ func testLimiter(t *testing.T, newLimiter newLimiterFunc) {
 		return newLimiter(t, cfg)
 	}
 
+	t.Run("gateway key limits and a team's shared limits", func(t *testing.T) {
+		l := mk(t, Config{Overrides: Overrides{PerKey: map[string]Limits{"key_a": {RequestsPerMinute: 100}}}})
+		team := &Limits{RequestsPerMinute: 3}
+		keyA := Request{Provider: "openai", KeyID: "key_a", KeyLimits: &Limits{RequestsPerMinute: 2}, Team: "ml", TeamLimits: team}
+		keyB := Request{Provider: "openai", KeyID: "key_b", Team: "ml", TeamLimits: team}
+		run(t, l, []step{
+			{req: keyA, at: t0, allowed: true},
+			{req: keyA, at: t0, allowed: true},
+			{req: keyA, at: t0, scope: "key:key_a", metric: MetricRequests, window: WindowMinute, limit: 2, reset: nextMinute},
+			{req: keyB, at: t0, allowed: true},
+			{req: keyB, at: t0, scope: "team:ml", metric: MetricRequests, window: WindowMinute, limit: 3, reset: nextMinute},
+			{req: keyB, at: nextMinute, allowed: true},
+		})
+	})
+
 	t.Run("base limits are per user", func(t *testing.T) {
 		l := mk(t, Config{Limits: Limits{RequestsPerMinute: 2}})
 		bob := Request{Provider: "openai", User: "bob"}

@@ -12,6 +12,7 @@ const (
 	scopeProvider = "provider:"
 	scopeModel    = "model:"
 	scopeKey      = "key:"
+	scopeTeam     = "team:"
 	scopeUser     = "user:"
 )
 
@@ -20,7 +21,7 @@ const (
 var metrics = []quota.Metric{{Field: "r"}, {Field: "t", Optimistic: true}}
 
 // plan appends to dst the checks that apply to req at now, in the order
-// they are evaluated: scopes global, provider, model, key, user; for each,
+// they are evaluated: scopes global, provider, model, key, team, user; for each,
 // the minute window before the day window. Windows whose limits are all 0
 // are left out. Each check's limits are {requests, tokens}.
 func (c *Config) plan(dst []quota.Check, req Request, now time.Time) []quota.Check {
@@ -41,7 +42,13 @@ func (c *Config) plan(dst []quota.Check, req Request, now time.Time) []quota.Che
 		if !ok {
 			l = c.Limits
 		}
+		if req.KeyLimits != nil && !req.KeyLimits.IsZero() {
+			l = *req.KeyLimits
+		}
 		dst = appendChecks(dst, quota.ScopeName(scopeKey, req.KeyID), l, minute, day)
+	}
+	if req.Team != "" && req.TeamLimits != nil {
+		dst = appendChecks(dst, quota.ScopeName(scopeTeam, req.Team), *req.TeamLimits, minute, day)
 	}
 	if req.User != "" {
 		l, ok := c.Overrides.PerUser[req.User]

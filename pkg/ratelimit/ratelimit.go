@@ -44,6 +44,13 @@ type Request struct {
 	// the limiter stores it in counters and Redis keys and reports it in
 	// [Decision.Scope]. Empty when the request has no key.
 	KeyID string
+	// KeyLimits are the gateway key's own limits; nil or zero uses the
+	// configured per-key limits.
+	KeyLimits *Limits
+	// Team is the gateway key's team, and TeamLimits the limits every key
+	// of the team shares (scope "team:<id>"); nil for none.
+	Team       string
+	TeamLimits *Limits
 	// InputTokens is the estimated input, in tokens.
 	InputTokens int64
 	// OutputTokens is the request's output cap (max_tokens and the like), in
@@ -65,7 +72,7 @@ type Decision struct {
 	Reservation Reservation
 
 	// Scope names the refusing counter: "global", "provider:openai",
-	// "model:gpt-4o", "key:<key id>" or "user:<id>".
+	// "model:gpt-4o", "key:<key id>", "team:<id>" or "user:<id>".
 	Scope string
 	// Metric is the refusing metric.
 	Metric Metric
