@@ -60,6 +60,9 @@ var (
 )
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if isKeysCommand(args) {
+		return runKeys(ctx, args, getenv, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("extproc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	validate := fs.String("validate-config", "", "check comma-separated YAML rule `files`, print the result and exit 0 (valid) or 1")
