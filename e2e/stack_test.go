@@ -68,6 +68,8 @@ type emuConfig struct {
 	vendor    http.Handler
 	sent      func(*extprocv3.ProcessingResponse)
 	onGateway func(*gateway.Gateway)
+	getenv    func(string) string
+	logs      io.Writer
 }
 
 // withConfig edits the server's rules before it starts.
@@ -91,6 +93,15 @@ func withSent(f func(*extprocv3.ProcessingResponse)) emuOption {
 
 // withGateway hands the test the assembled gateway (to close it early).
 func withGateway(f func(*gateway.Gateway)) emuOption { return func(c *emuConfig) { c.onGateway = f } }
+
+// withEnv is the server's environment (LLM_PROXY_ADMIN_TOKEN, ...) instead
+// of the process's; unset names read as "".
+func withEnv(env map[string]string) emuOption {
+	return func(c *emuConfig) { c.getenv = func(k string) string { return env[k] } }
+}
+
+// withLogs sends the server's JSON logs to w instead of discarding them.
+func withLogs(w io.Writer) emuOption { return func(c *emuConfig) { c.logs = w } }
 
 // withClock gives the server a clock (windows, cooldowns) the test moves.
 func withClock(now func() time.Time) emuOption { return func(c *emuConfig) { c.now = now } }
@@ -173,9 +184,14 @@ func startServer(t *testing.T, opts ...emuOption) (grpcAddr, adminAddr string, r
 		o(&ec)
 	}
 	rec = &recorder{}
+	logs := ec.logs
+	if logs == nil {
+		logs = io.Discard
+	}
+	getenv := ec.getenv // nil: the process environment (t.Setenv)
 	gw, err := gateway.New(t.Context(), ec.cfg, gateway.Options{
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Now: ec.now, Version: "e2e",
-		Observers: []processor.Observer{rec},
+		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Now: ec.now, Version: "e2e",
+		Observers: []processor.Observer{rec}, Getenv: getenv,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = gw.Close() })

@@ -96,5 +96,7 @@ func (k *gatewayKeys) section(context.Context) any {
 	if k == nil {
 		return map[string]any{"enabled": false}
 	}
-	return map[string]any{"enabled": true, "store": k.store, "providers": k.providers, "admin_api": k.api != nil}
+	version, n := k.auth.Loaded()
+	return map[string]any{"enabled": true, "store": k.store, "providers": k.providers, "admin_api": k.api != nil,
+		"store_version": version, "keys_loaded": n}
 }

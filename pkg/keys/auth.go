@@ -284,6 +284,17 @@ func (a *Authenticator) AuthenticateAt(ctx context.Context, now time.Time, clien
 	return id, err
 }
 
+// Loaded reports the store version the index was built from and how many
+// keys it holds (revoked and expired ones included), for /health. Both are
+// 0 before the first successful Sync.
+func (a *Authenticator) Loaded() (version uint64, keys int) {
+	idx := a.idx.Load()
+	if idx == nil {
+		return 0, 0
+	}
+	return idx.version, len(idx.byID)
+}
+
 // Lookup returns the cached identity of a key id (for attribution of a
 // request already authenticated), or nil.
 func (a *Authenticator) Lookup(id string) *Identity {
