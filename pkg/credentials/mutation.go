@@ -49,7 +49,8 @@ type HeaderMutation struct {
 	// overwrite any client value.
 	Set []Header
 	// Remove lists the other credential headers, which may carry the
-	// client's gateway key and must not reach the vendor.
+	// client's gateway key and must not reach the vendor. It is shared
+	// between mutations: do not modify it.
 	Remove []string
 	// Path is the new :path when the original carried a key query
 	// parameter, else "" (leave :path alone).
@@ -58,6 +59,19 @@ type HeaderMutation struct {
 
 // credentialHeaders are every header a vendor SDK sends its key in.
 var credentialHeaders = [...]string{"authorization", "x-api-key", "x-goog-api-key"}
+
+// removeFor holds, per style, the credential headers other than the
+// style's own, built once: Mutation shares them (read-only).
+var removeFor = func() (out [len(credentialHeaders)][]string) {
+	for s, name := range credentialHeaders {
+		for _, h := range credentialHeaders {
+			if h != name {
+				out[s] = append(out[s], h)
+			}
+		}
+	}
+	return out
+}()
 
 // Mutation returns the header mutation that puts key on a request in
 // style, given the request's :path (with query). Any key= query parameter
@@ -70,11 +84,7 @@ func Mutation(style Style, key Secret, path string) HeaderMutation {
 		value = "Bearer " + value
 	}
 	m.Set = []Header{{Name: name, Value: NewSecret(value)}}
-	for _, h := range credentialHeaders {
-		if h != name {
-			m.Remove = append(m.Remove, h)
-		}
-	}
+	m.Remove = removeFor[style]
 	if p, ok := StripKeyParam(path); ok {
 		m.Path = p
 	}

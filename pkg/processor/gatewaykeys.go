@@ -32,6 +32,9 @@ var credentialHeaders = []string{"authorization", "x-api-key", "x-goog-api-key"}
 // parameter. The vendor key is added at admission, once the gateway key
 // was checked. It returns the query to forward.
 func gatewayKeysHeaders(mut *extprocv3.HeaderMutation, rawQuery string) string {
+	if mut.RemoveHeaders == nil {
+		mut.RemoveHeaders = make([]string, 0, len(credentialHeaders)+1)
+	}
 	for _, h := range credentialHeaders {
 		mut.RemoveHeaders = appendUnique(mut.RemoveHeaders, h)
 	}
@@ -91,6 +94,9 @@ func (st *stream) authenticate(ctx context.Context) *extprocv3.ProcessingRespons
 	st.call.Identity.Team = id.Key.Team
 	st.call.Identity.GatewayKey = id
 	st.credential = adm.Credential.Name
+	if st.setHeaders == nil {
+		st.setHeaders = make([][2]string, 0, len(adm.Mutation.Set)+1)
+	}
 	for _, h := range adm.Mutation.Set {
 		st.setHeaders = append(st.setHeaders, [2]string{h.Name, h.Value.Reveal()})
 	}

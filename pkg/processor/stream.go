@@ -268,11 +268,14 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 		mut.SetHeaders = append(mut.SetHeaders, setHeader(":path", np))
 		st.req.RawQuery = stripped
 	}
-	key := firstNonEmpty(auth, xAPIKey, googKey)
-	if key == "" {
-		key = queryValue(rawQuery, "key")
+	if !st.keysMode {
+		// In gateway_keys mode the key's id is set once it is checked.
+		key := firstNonEmpty(auth, xAPIKey, googKey)
+		if key == "" {
+			key = queryValue(rawQuery, "key")
+		}
+		st.call.Identity.KeyID = KeyID(key)
 	}
-	st.call.Identity.KeyID = KeyID(key)
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
 		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}}}}
 	if h.GetEndOfStream() {
