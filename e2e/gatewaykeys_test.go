@@ -144,6 +144,16 @@ func TestGatewayKeysWithEachSDK(t *testing.T) {
 		return resp.StatusCode
 	}(), "the admin API refuses a call without the token")
 
+	t.Run("the public listener does not serve the admin API", func(t *testing.T) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.URL()+"/admin/keys", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		resp, err := httpClient().Do(req)
+		require.NoError(t, err)
+		body := readAll(t, resp)
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, "no route for /admin/ on Envoy's listener: %s", body)
+	})
+
 	k := createKey(t, s, keys.KeySpec{Owner: "ann", Team: "", Description: "e2e",
 		Models: []string{"gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash"}})
 
