@@ -29,9 +29,18 @@ type Metrics struct {
 	// noPriceModel is noPrice by model, with the bounded model label.
 	noPriceModel *prometheus.CounterVec
 	genAI        *genAIMetrics
+	// keyRequests and keyCost count gateway-key calls by team and key id
+	// (bounded like the model label).
+	keyRequests *prometheus.CounterVec
+	keyCost     *prometheus.CounterVec
 
-	models *labelSet
+	models   *labelSet
+	keyNames *labelSet
 }
+
+// MaxKeyLabels is the number of distinct team/key label pairs kept per
+// process on the gateway-key series; later ones are labelled "other".
+const MaxKeyLabels = 1000
 
 // NewMetrics registers the metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -75,9 +84,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "llm_proxy_cost_unknown_model_total",
 			Help: "Requests with usage whose model has no price (cost unknown), by provider and reported model (bounded: late or implausible names are \"other\").",
 		}, []string{"provider", "model"}),
-		models: newLabelSet(MaxModels),
+		keyRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llm_proxy_gateway_key_requests_total",
+			Help: "Requests made with a gateway key, by team, key id (never the secret) and outcome. Team and key pairs beyond the first 1000 are \"other\".",
+		}, []string{"team", "key_id", "outcome"}),
+		keyCost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llm_proxy_gateway_key_cost_usd_total",
+			Help: "Cost in USD of the calls made with a gateway key, by team and key id (bounded like llm_proxy_gateway_key_requests_total).",
+		}, []string{"team", "key_id"}),
+		models:   newLabelSet(MaxModels),
+		keyNames: newLabelSet(MaxKeyLabels),
 	}
-	reg.MustRegister(m.requests, m.tokens, m.duration, m.ttfb, m.noUsage, m.estimation, m.costUSD, m.noPrice, m.noPriceModel)
+	reg.MustRegister(m.requests, m.tokens, m.duration, m.ttfb, m.noUsage, m.estimation, m.costUSD, m.noPrice, m.noPriceModel,
+		m.keyRequests, m.keyCost)
 	m.genAI = newGenAIMetrics(reg)
 	return m
 }
@@ -101,6 +120,18 @@ func (m *Metrics) Observe(r *processor.Record) {
 	}
 	if r.TTFB > 0 {
 		m.ttfb.WithLabelValues(r.Provider, stream).Observe(r.TTFB.Seconds())
+	}
+	if r.Identity.GatewayKey != nil {
+		team, key := r.Identity.Team, "other"
+		if m.keyNames.label(team, r.Identity.KeyID) != "other" {
+			key = r.Identity.KeyID
+		} else {
+			team = "other"
+		}
+		m.keyRequests.WithLabelValues(team, key, string(r.Outcome)).Inc()
+		if r.Cost.Known {
+			m.keyCost.WithLabelValues(team, key).Add(r.Cost.TotalUSD)
+		}
 	}
 	u := r.Usage
 	if u.Found {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 )
@@ -131,4 +132,26 @@ func (l *lockedWriter) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.String()
+}
+
+func TestGatewayKeySeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	keyed := func(team, id string) *processor.Record {
+		r := record("gpt-4o")
+		r.Identity.KeyID, r.Identity.Team, r.Identity.GatewayKey = id, team, &keys.Identity{}
+		r.Cost = processor.Cost{Known: true, TotalUSD: 0.25}
+		return r
+	}
+	m.Observe(keyed("ml", "key_000000000001"))
+	m.Observe(keyed("ml", "key_000000000001"))
+	m.Observe(record("gpt-4o")) // passthrough: not on the gateway-key series
+	require.InDelta(t, 2, testutil.ToFloat64(m.keyRequests.WithLabelValues("ml", "key_000000000001", "completed")), 0)
+	require.InDelta(t, 0.5, testutil.ToFloat64(m.keyCost.WithLabelValues("ml", "key_000000000001")), 1e-12)
+	require.Equal(t, 1, testutil.CollectAndCount(m.keyRequests))
+	for i := range MaxKeyLabels + 5 {
+		m.Observe(keyed("t", fmt.Sprintf("key_%012d", i+2)))
+	}
+	require.Equal(t, MaxKeyLabels+1, testutil.CollectAndCount(m.keyRequests), "bounded: the rest is other")
+	require.InDelta(t, 6, testutil.ToFloat64(m.keyRequests.WithLabelValues("other", "other", "completed")), 0)
 }
