@@ -20,7 +20,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# Every guard on, over in-process backends (configs/demo.yml); cost
+# records go to $DEMO_COST_RECORDS.
+export DEMO_COST_RECORDS=${DEMO_COST_RECORDS:-$BIN/demo-cost-records.jsonl}
+mkdir -p "$(dirname "$DEMO_COST_RECORDS")"
 GRPC_ADDR=127.0.0.1:$GRPC_PORT ADMIN_ADDR=127.0.0.1:$ADMIN_PORT LOG_FORMAT=text \
+	LLM_PROXY_CONFIG=${LLM_PROXY_CONFIG:-configs/base.yml,configs/demo.yml} \
 	"$BIN/extproc" &
 pids+=($!)
 FAKELLM_ADDR=127.0.0.1:$FAKE_PORT LOG_FORMAT=text "$BIN/fakellm" 2>/dev/null &
@@ -38,7 +43,10 @@ done
 cat <<MSG
 
   gateway  http://127.0.0.1:$FRONT_PORT   (try: curl -s 127.0.0.1:$FRONT_PORT/health)
+  console  http://127.0.0.1:$ADMIN_PORT/
   metrics  http://127.0.0.1:$ADMIN_PORT/metrics
+  rules    configs/base.yml + configs/demo.yml: 5 requests/min per user, circuit
+           opens after 3 failures, \$0.05/day per user; cost records in $DEMO_COST_RECORDS
   Envoy access-log lines print on stdout; the server's request log on stderr.
   Ctrl-C to stop.
 
