@@ -83,7 +83,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	// The server's clock is pinned to the samples' now, so no hour or day
 	// boundary can fall between recording and reading.
 	srv := httptest.NewServer(New(Options{Providers: providers.Default(), Ready: func() bool { return true },
-		Version: "v1.2.3", Now: func() time.Time { return now }, Console: &Console{Series: s, Circuits: circuits, Headroom: headroom}, Token: token}))
+		Version: "v1.2.3", Now: func() time.Time { return now }, Console: &Console{Series: s, Circuits: circuits, Headroom: headroom}, Token: token,
+		UnpricedModels: func(context.Context) any {
+			return []map[string]any{{"provider": "openai", "model": "gpt-9-preview", "requests": 3,
+				"first_seen": now.Add(-time.Hour), "last_seen": now}}
+		}}))
 	defer srv.Close()
 
 	// The deadline only guards against a hung browser.
@@ -136,6 +140,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		LatencyLines  int
 		Circuits      map[string]string
 		Headroom      []string
+		Unpriced      []string
 		TileSpend     string
 	}
 	got, err := chromedp.Run(bctx, chromedp.Evaluate[rendered](`(() => {
@@ -156,6 +161,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			LatencyLines: q('#chart-latency polyline').length,
 			Circuits: circuits,
 			Headroom: q('#headroom tr[data-subject]').map((tr) => tr.dataset.subject),
+			Unpriced: q('#unpriced tr[data-unpriced]').map((tr) => tr.dataset.unpriced),
 			TileSpend: document.getElementById('tile-spend').textContent,
 		};
 	})()`))
@@ -199,4 +205,5 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Contains(t, got.Headroom, "user:alice")
 	require.Contains(t, got.Headroom, "key:3f9a0c1d2e4b5a6978c1")
 	require.Equal(t, "$11.60", got.TileSpend)
+	require.Equal(t, []string{"openai/gpt-9-preview"}, got.Unpriced, "the unpriced models of /health are listed")
 }

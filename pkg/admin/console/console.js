@@ -276,6 +276,25 @@
     if (rows === 0) emptyRow(tbody, 4, "no callers today");
   }
 
+  // renderUnpriced lists the models /health reports as seen without a
+  // price, so an operator adds one before the month closes.
+  function renderUnpriced(list) {
+    const tbody = $("unpriced").querySelector("tbody");
+    clear(tbody);
+    if (!list) {
+      emptyRow(tbody, 3, "not reported by this server");
+      return;
+    }
+    if (list.length === 0) {
+      emptyRow(tbody, 3, "every model seen has a price");
+      return;
+    }
+    list.forEach((m) => {
+      const tr = row(tbody, [m.provider + "/" + m.model, String(m.requests), new Date(m.last_seen).toLocaleString()]);
+      tr.setAttribute("data-unpriced", m.provider + "/" + m.model);
+    });
+  }
+
   function setStatus(state, text) {
     const s = $("status");
     s.setAttribute("data-state", state);
@@ -300,6 +319,7 @@
       renderTraffic(traffic);
       renderCircuits(circuits);
       renderHeadroom(headroom);
+      renderUnpriced(health.unpriced_models);
       $("updated").textContent = "updated " + new Date().toLocaleTimeString();
       document.body.setAttribute("data-loaded", "true");
     } catch (err) {
