@@ -144,9 +144,11 @@ var overheadCases = []requestCase{
 		}`)},
 		want: RequestInfo{
 			Endpoint: EndpointResponses, Model: "gpt-4o",
-			TextRunes: runes("q1", "a1", "q2", "f", "{}", "done", "f", "object", "out", "object", "v", "number"),
+			// The empty property list of f renders as "()" and costs
+			// nothing; "object" is structure, not text.
+			TextRunes: runes("q1", "a1", "q2", "f", "{}", "done", "f", "out", "v", "number"),
 			OverheadTokens: 3*openAIMessageTokens + (2000-openAIReasoningBaseChars)/openAIReasoningCharsPerToken +
-				layoutFuncInit + layoutPropInit + layoutFuncEnd + openAIFormatTokens + layoutPropInit + layoutPropKey,
+				layoutFuncInit + layoutFuncEnd + openAIFormatTokens + layoutPropInit + layoutPropKey,
 			// 512x512 at high detail: one tile
 			Images: 1, ImageTokens: 85 + 170,
 		},
@@ -162,7 +164,7 @@ var overheadCases = []requestCase{
 		}`)},
 		want: RequestInfo{
 			Endpoint: EndpointChatCompletions, Model: "o3-mini",
-			TextRunes: runes("ann", "hi", "g", "object", "r", "string"),
+			TextRunes: runes("ann", "hi", "g", "r", "string"),
 			OverheadTokens: openAIMessageTokens + openAINameTokens + openAIReplyTokens +
 				layoutFuncInit + layoutFuncEnd + openAIReasoningChatToolTokens + openAIFormatTokens,
 		},

@@ -160,21 +160,27 @@ func refSchema(raw json.RawMessage, info *RequestInfo, bad *bool) {
 	m := refObject(raw)
 	for k, v := range m {
 		switch k {
-		case "description", "type", "format", "const":
+		case "type":
 			switch {
 			case len(v) > 0 && v[0] == '"':
-				info.TextRunes += refText(v, bad)
+				info.TextRunes += refType(v, bad)
 			case len(v) > 0 && v[0] == '[':
 				for _, e := range refArray(v) {
-					info.TextRunes += refText(e, bad)
+					info.TextRunes += refType(e, bad)
 				}
+			}
+		case "description", "format", "const":
+			if len(v) > 0 && v[0] == '"' {
+				info.TextRunes += refText(v, bad)
 			}
 		case "properties", "$defs", "definitions", "patternProperties":
 			props := refObject(v)
 			if props == nil {
 				continue
 			}
-			info.OverheadTokens += layoutPropInit
+			if len(props) > 0 {
+				info.OverheadTokens += layoutPropInit
+			}
 			for name, pv := range props {
 				info.OverheadTokens += layoutPropKey
 				info.TextRunes += int64(utf8.RuneCountInString(name))
@@ -202,6 +208,30 @@ func refSchema(raw json.RawMessage, info *RequestInfo, bad *bool) {
 			}
 		case "$ref":
 			info.TextRunes += refText(v, bad)
+		}
+	}
+}
+
+// refType is schemaType on decoded JSON.
+func refType(raw json.RawMessage, bad *bool) int64 {
+	if t := refString(raw); t == "object" || t == "array" {
+		return 0
+	}
+	return refText(raw, bad)
+}
+
+// refToolCall is toolCall on decoded JSON.
+func refToolCall(raw json.RawMessage, info *RequestInfo, bad *bool) {
+	m := refObject(raw)
+	if m == nil {
+		return
+	}
+	info.OverheadTokens += openAIToolCallTokens
+	for _, k := range []string{"name", "arguments"} {
+		if v := m[k]; len(v) > 0 && v[0] == '"' {
+			info.TextRunes += refText(v, bad)
+		} else {
+			info.TextRunes += refRaw(v)
 		}
 	}
 }
@@ -279,7 +309,10 @@ func refOpenAI(r Request, ep Endpoint, streamable bool) RequestInfo {
 				info.OverheadTokens += openAINameTokens
 				info.TextRunes += refText(m.Name, &bad)
 			}
-			info.TextRunes += refRaw(m.ToolCalls) + refRaw(m.FunctionCall)
+			for _, c := range refArray(m.ToolCalls) {
+				refToolCall(refObject(c)["function"], &info, &bad)
+			}
+			refToolCall(m.FunctionCall, &info, &bad)
 		}
 	}
 	if len(body.Input) > 0 && body.Input[0] == '[' {

@@ -57,11 +57,13 @@ var requestCases = []requestCase{
 			Endpoint: EndpointChatCompletions, Model: "gpt-4o", Stream: true, User: "user-1",
 			// Tools in OpenAI's layout: name, description, property
 			// names and types, not the JSON.
-			TextRunes: runes("Be brief.", "héllo", oaToolCalls, "é😀\n", "no", "get_weather", "Current weather", "object", "city", "string"),
+			// A replayed tool call: its name and arguments, not its
+			// id or JSON.
+			TextRunes: runes("Be brief.", "héllo", "get_weather", `{"city":"Zürich"}`, "é😀\n", "no", "get_weather", "Current weather", "city", "string"),
 			WideRunes: 1, // 😀
-			// 5 messages framed, the reply primer, one function with one
-			// property, the function list's end.
-			OverheadTokens: 5*openAIMessageTokens + openAIReplyTokens + layoutFuncInit + layoutPropInit + layoutPropKey + layoutFuncEnd,
+			// 5 messages framed, the reply primer, one replayed call,
+			// one function with one property, the function list's end.
+			OverheadTokens: 5*openAIMessageTokens + openAIReplyTokens + openAIToolCallTokens + layoutFuncInit + layoutPropInit + layoutPropKey + layoutFuncEnd,
 			// gpt-4o: low detail 85; an image of unknown size as 1024x1024
 			// at high detail, 4 tiles of 170 over the base 85.
 			Images: 2, ImageTokens: 85 + 85 + 4*170, MaxOutputTokens: 500,
