@@ -214,7 +214,7 @@ func refSchema(raw json.RawMessage, info *RequestInfo, bad *bool) {
 
 // refType is schemaType on decoded JSON.
 func refType(raw json.RawMessage, bad *bool) int64 {
-	if t := refString(raw); t == "object" || t == "array" {
+	if t := strings.ToLower(refString(raw)); t == "object" || t == "array" {
 		return 0
 	}
 	return refText(raw, bad)
@@ -788,14 +788,23 @@ func refGeminiWalk(body *refGeminiBody, info *RequestInfo, bad *bool, turnSig *i
 			if k != "functionDeclarations" && k != "function_declarations" {
 				continue
 			}
+			compact := isGeminiCompactTools(info.Model)
 			for _, d := range refArray(v) {
-				info.OverheadTokens += geminiFunctionTokens
+				if !compact {
+					info.OverheadTokens += geminiFunctionTokens
+				}
 				for dk, dv := range refObject(d) {
 					switch dk {
 					case "name", "description":
 						info.TextRunes += refText(dv, bad)
 					case "parameters", "parametersJsonSchema", "parameters_json_schema", "response", "responseJsonSchema":
-						info.TextRunes += refRaw(dv)
+						if compact {
+							var layout RequestInfo
+							refSchema(dv, &layout, bad)
+							info.TextRunes += layout.TextRunes
+						} else {
+							info.TextRunes += refRaw(dv)
+						}
 					}
 				}
 			}

@@ -223,6 +223,23 @@ var requestCases = []requestCase{
 		},
 	},
 	{
+		name:     "gemini 2.0 counts function declarations compactly",
+		provider: Gemini{},
+		req: Request{Path: "/v1beta/models/gemini-2.0-flash:generateContent", Body: []byte(`{
+			"contents": [{"role": "user", "parts": [{"text": "Hello"}]}],
+			"tools": [{"functionDeclarations": [
+				{"name": "bar", "description": "", "parameters": {"type": "OBJECT", "properties": {}}},
+				{"name": "final_result", "description": "Ends it", "parameters": {"type": "OBJECT", "properties": {"bar": {"type": "STRING"}}, "required": ["bar"]}}
+			]}]
+		}`)},
+		want: RequestInfo{
+			Endpoint: EndpointGenerateContent, Model: "gemini-2.0-flash",
+			// names, descriptions, property names and types; no JSON,
+			// no fixed cost per declaration
+			TextRunes: runes("Hello", "bar", "final_result", "Ends it", "bar", "STRING"),
+		},
+	},
+	{
 		name:     "gemini generate content snake case, never streams",
 		provider: Gemini{},
 		req: Request{Path: "/v1/models/gemini-2.0-flash:generateContent", Accept: "text/event-stream", RawQuery: "key=x&alt=sse",

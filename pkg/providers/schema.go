@@ -89,11 +89,12 @@ func schemaLayout(s *jscan, info *RequestInfo, i int) int {
 
 // schemaType adds a schema's "type" value at i as text, except the
 // structural types: the layout renders an object as its braces and an array
-// as a "[]" suffix, never the words "object" or "array".
+// as a "[]" suffix, never the words "object" or "array" (in either case:
+// Gemini's Schema spells its types in upper case).
 func schemaType(s *jscan, info *RequestInfo, i int) int {
 	raw, end := s.optStr(i)
 	switch string(raw) {
-	case "object", "array":
+	case "object", "array", "OBJECT", "ARRAY": // Gemini's Schema types are upper case
 		return end
 	}
 	info.TextRunes += rawKeyRunes(raw)
