@@ -423,10 +423,10 @@ func TestRealTrafficEstimation(t *testing.T) {
 // ESTIMATION_DUMP=/tmp/real.tsv go test -run TestRealTrafficEstimation.
 func dumpReal(t *testing.T, name string, ss []realSample) {
 	var b strings.Builder
-	b.WriteString("vendor\tendpoint\tmodel\tserver\theld\tshapes\tactual\test\ttext_runes\twide\timages\timage_tokens\toverhead\tpath\n")
+	b.WriteString("vendor\tendpoint\tmodel\tserver\theld\tshapes\tactual\test\ttext_runes\twide\timages\timage_tokens\toverhead\theld_out\tpath\n")
 	for _, s := range ss {
-		fmt.Fprintf(&b, "%s\t%s\t%s\t%v\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s#%d\n", s.rec.Vendor, s.rec.Endpoint, s.rec.Model, s.rec.ServerTools, s.held,
-			strings.Join(s.shapes, "|"), s.rec.PromptTokens, s.est, s.info.TextRunes, s.info.WideRunes, s.info.Images, s.info.ImageTokens, s.info.OverheadTokens, s.rec.Path, s.rec.Interaction)
+		fmt.Fprintf(&b, "%s\t%s\t%s\t%v\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\t%s#%d\n", s.rec.Vendor, s.rec.Endpoint, s.rec.Model, s.rec.ServerTools, s.held,
+			strings.Join(s.shapes, "|"), s.rec.PromptTokens, s.est, s.info.TextRunes, s.info.WideRunes, s.info.Images, s.info.ImageTokens, s.info.OverheadTokens, s.heldOut, s.rec.Path, s.rec.Interaction)
 	}
 	require.NoError(t, os.WriteFile(name, []byte(b.String()), 0o644))
 }

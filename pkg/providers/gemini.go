@@ -109,6 +109,10 @@ func (Gemini) ParseRequest(r Request) RequestInfo {
 	}
 	var turn geminiTurn
 	w := geminiReader{s: newScan(r.Body), info: &info, turn: &turn}
+	// Gemini's tokenizer (shared with Gemma, whose report documents it)
+	// splits every digit into a token of its own: digits weigh as wide
+	// text.
+	w.s.digitsWide = true
 	var bodyModel string
 	w.s.document(func(i int) int { return w.top(i, &bodyModel) })
 	info.Model = firstNonEmpty(model, strings.TrimPrefix(bodyModel, "models/"))

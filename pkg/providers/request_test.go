@@ -465,3 +465,28 @@ func TestWideRunes(t *testing.T) {
 		})
 	}
 }
+
+// TestGeminiDigitsWide: Gemini's tokenizer splits every digit, so digits
+// count among WideRunes there (text, function call arguments, valid or
+// not UTF-8), and not for OpenAI.
+func TestGeminiDigitsWide(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want int64
+	}{
+		{"text", `{"contents":[{"role":"user","parts":[{"text":"pay 12.34 now"}]}]}`, 4},
+		{"function call arguments", `{"contents":[{"role":"model","parts":[{"functionCall":{"name":"f2","args":{"n":42}}}]}]}`, 3},
+		{"invalid utf-8", "{\"contents\":[{\"parts\":[{\"text\":\"a\xff 2026\"}]}]}", 4},
+		{"digits and cjk", `{"contents":[{"parts":[{"text":"第1"}]}]}`, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			info := Gemini{}.ParseRequest(Request{Path: "/v1beta/models/gemini-2.5-flash:generateContent", Body: []byte(tt.body)})
+			require.Equal(t, tt.want, info.WideRunes)
+			require.LessOrEqual(t, info.WideRunes, info.TextRunes)
+		})
+	}
+	info := OpenAI{}.ParseRequest(Request{Path: "/v1/chat/completions", Body: []byte(`{"messages":[{"role":"user","content":"pay 12.34"}]}`)})
+	require.Zero(t, info.WideRunes, "OpenAI: digits are narrow text")
+}
