@@ -52,6 +52,20 @@ var overheadCases = []requestCase{
 		},
 	},
 	{
+		name:     "anthropic task budget",
+		provider: Anthropic{},
+		req: Request{Path: "/v1/messages", Body: []byte(`{
+			"model": "claude-opus-4-7", "max_tokens": 4096,
+			"messages": [{"role": "user", "content": "What is 2+2?"}],
+			"output_config": {"effort": "high", "task_budget": {"type": "tokens", "total": 20000}}
+		}`)},
+		want: RequestInfo{
+			Endpoint: EndpointMessages, Model: "claude-opus-4-7", MaxOutputTokens: 4096,
+			TextRunes:      runes("What is 2+2?"),
+			OverheadTokens: anthropicMessageTokens + anthropicTaskBudgetTokens,
+		},
+	},
+	{
 		name:     "anthropic computer use and text editor only",
 		provider: Anthropic{},
 		req: Request{Path: "/v1/messages", Body: []byte(`{

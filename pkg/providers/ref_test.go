@@ -528,7 +528,8 @@ func refAnthropic(r Request) RequestInfo {
 		} `json:"thinking"`
 		OutputFormat json.RawMessage `json:"output_format"`
 		OutputConfig *struct {
-			Format json.RawMessage `json:"format"`
+			Format     json.RawMessage `json:"format"`
+			TaskBudget json.RawMessage `json:"task_budget"`
 		} `json:"output_config"`
 	}
 	if err := json.Unmarshal(r.Body, &body); err != nil {
@@ -568,6 +569,9 @@ func refAnthropic(r Request) RequestInfo {
 			st.f.format = st.f.format || f[0] == '{'
 			info.TextRunes += refRaw(f)
 		}
+	}
+	if body.OutputConfig != nil && len(body.OutputConfig.TaskBudget) > 0 {
+		st.f.taskBudget = body.OutputConfig.TaskBudget[0] == '{'
 	}
 	info.OverheadTokens += anthropicOverhead(info.Model, &st.f)
 	info.Malformed = bad
