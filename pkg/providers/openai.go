@@ -633,6 +633,13 @@ func (w openAIReader) part(i int) int {
 		*w.reasoning += int64((encrypted - openAIReasoningBaseChars) / openAIReasoningCharsPerToken)
 	}
 	switch string(typ) {
+	case "function_call", "custom_tool_call":
+		// A replayed call is a message of its own, addressed to the
+		// function (harmony format), like a Chat Completions tool call.
+		w.info.OverheadTokens += openAIMessageTokens + openAIToolCallTokens
+	case "function_call_output", "custom_tool_call_output":
+		// Its output is a message of its own too.
+		w.info.OverheadTokens += openAIMessageTokens
 	case "text", "input_text", "output_text":
 		if hasText {
 			w.info.TextRunes += text

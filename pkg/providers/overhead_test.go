@@ -161,7 +161,8 @@ var overheadCases = []requestCase{
 			// The empty property list of f renders as "()" and costs
 			// nothing; "object" is structure, not text.
 			TextRunes: runes("q1", "a1", "q2", "f", "{}", "done", "f", "out", "v", "number"),
-			OverheadTokens: 3*openAIMessageTokens + (2000-openAIReasoningBaseChars)/openAIReasoningCharsPerToken +
+			// the replayed call and its output are messages of their own
+			OverheadTokens: 5*openAIMessageTokens + openAIToolCallTokens + (2000-openAIReasoningBaseChars)/openAIReasoningCharsPerToken +
 				layoutFuncInit + layoutFuncEnd + openAIFormatTokens + layoutPropInit + layoutPropKey,
 			// 512x512 at high detail: one tile
 			Images: 1, ImageTokens: 85 + 170,

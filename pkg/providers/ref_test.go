@@ -473,6 +473,10 @@ func (st *refOAState) part(raw json.RawMessage) {
 		st.reasoning += int64((len(refStr(p.Encrypted)) - openAIReasoningBaseChars) / openAIReasoningCharsPerToken)
 	}
 	switch refStr(p.Type) {
+	case "function_call", "custom_tool_call":
+		st.info.OverheadTokens += openAIMessageTokens + openAIToolCallTokens
+	case "function_call_output", "custom_tool_call_output":
+		st.info.OverheadTokens += openAIMessageTokens
 	case "text", "input_text", "output_text":
 		info.TextRunes += refText(p.Text, st.bad)
 	case "refusal":

@@ -105,9 +105,10 @@ var requestCases = []requestCase{
 		want: RequestInfo{
 			Endpoint: EndpointResponses, Model: "gpt-5", Stream: true, User: "sid-9",
 			TextRunes: runes("Sys ✓", "abc", "prior answer", "n", `{"a":1}`, "ok", "loose"),
-			// instructions and two messages framed; the hosted web search
+			// instructions and two messages framed, a replayed call and
+			// its output as messages of their own; the hosted web search
 			// tool's definition.
-			OverheadTokens: 3*openAIMessageTokens + 300,
+			OverheadTokens: 5*openAIMessageTokens + openAIToolCallTokens + 300,
 			// gpt-5: unknown size as 1024x1024, 4 tiles of 140 over 70.
 			Images: 1, ImageTokens: 70 + 4*140, MaxOutputTokens: 256,
 		},
