@@ -54,6 +54,14 @@ e2e-docker: ## Run the same e2e scenarios against real Envoy in Docker (skips wi
 bench: ## Run the benchmarks and print the comparisons with ratios.
 	go test -run '^$$' -bench . -benchmem -benchtime $(BENCH_TIME) ./pkg/providers/ ./pkg/ratelimit/ ./pkg/breaker/ ./bench/...
 
+# LOAD_ARGS are passed to bench/load, e.g. LOAD_ARGS='-conc 32 -rules off,memory -rounds 7'.
+LOAD_ARGS ?=
+
+.PHONY: bench-load
+bench-load: ## Load-test the server built as cmd/extproc against a null ext_proc server (child processes, alternating rounds, ratios).
+	mkdir -p bin && go build -o bin/extproc-bench ./cmd/extproc && go build -o bin/bench-load ./bench/load
+	bin/bench-load -extproc bin/extproc-bench $(LOAD_ARGS)
+
 .PHONY: update-prices
 update-prices: ## Refresh pkg/cost's vendored price catalog from the latest @pydantic/genai-prices on npm (needs npm).
 	cd tools/pricecheck && npm install --no-audit --no-fund --save-exact @pydantic/genai-prices@latest

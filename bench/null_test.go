@@ -39,7 +39,7 @@ func exchange(t *testing.T, d *driver, msgs []*extprocv3.ProcessingRequest) ([]*
 func withResponseHeaders(eos bool, kv ...string) []*extprocv3.ProcessingRequest {
 	msgs := lifecycle()
 	msgs[2] = &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
-		ResponseHeaders: &extprocv3.HttpHeaders{Headers: headerMap(kv...), EndOfStream: eos}}}
+		ResponseHeaders: &extprocv3.HttpHeaders{Headers: HeaderMap(kv...), EndOfStream: eos}}}
 	if eos {
 		return msgs[:3]
 	}
@@ -136,7 +136,7 @@ func TestNullReply(t *testing.T) {
 		{
 			name: "invalid content-length",
 			req: &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
-				ResponseHeaders: &extprocv3.HttpHeaders{Headers: headerMap(
+				ResponseHeaders: &extprocv3.HttpHeaders{Headers: HeaderMap(
 					":status", "200", "content-type", "application/json", "content-length", "-5")}}},
 			// An invalid length is an unknown one: JSON of unknown length
 			// is held with BUFFERED_PARTIAL, as pkg/processor does.
@@ -147,7 +147,7 @@ func TestNullReply(t *testing.T) {
 		{
 			name: "custom buffer limit",
 			req: &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
-				ResponseHeaders: &extprocv3.HttpHeaders{Headers: headerMap(
+				ResponseHeaders: &extprocv3.HttpHeaders{Headers: HeaderMap(
 					":status", "200", "content-type", "application/json", "content-length", "101")}}},
 			check: func(r *extprocv3.ProcessingResponse) bool {
 				return r.GetModeOverride().GetResponseBodyMode().String() == "STREAMED"

@@ -16,7 +16,7 @@ func (st *stream) metadata() *structpb.Struct {
 	if st.provider == nil {
 		return nil
 	}
-	f := newFieldSlab(16)
+	f := newFieldSlab(st.metadataFields())
 	if !st.mdSent {
 		f.str("provider", st.call.Provider)
 		f.str("model", st.call.Info.Model)
@@ -72,6 +72,34 @@ func (st *stream) metadata() *structpb.Struct {
 	return &structpb.Struct{Fields: map[string]*structpb.Value{
 		st.s.cfg.Processing.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f.f}),
 	}}
+}
+
+// metadataFields returns an upper bound of the fields metadata writes, so
+// that its slab is sized for them: a fixed 16 made each reply allocate
+// about 2 KiB, twice per request.
+func (st *stream) metadataFields() int {
+	n := 0
+	if !st.mdSent {
+		n += 5 + len(st.extraMD)
+	}
+	if r := st.rec; r != nil {
+		n++ // model
+		if r.Usage.Found {
+			n += 3 + nonZero(r.Usage.CacheReadTokens) + nonZero(r.Usage.CacheWriteTokens) + nonZero(r.Usage.ReasoningTokens)
+		}
+		n += boolInt(r.Cost.Known) + boolInt(r.Usage.RequestID != "") + boolInt(r.Usage.FinishReason != "") +
+			boolInt(r.TTFB > 0) + boolInt(r.RefusedBy != "") + boolInt(r.ReplacedBy != "")
+	}
+	return n
+}
+
+func nonZero(n int64) int { return boolInt(n != 0) }
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func putCount(f *fieldSlab, key string, n int64) {
