@@ -81,6 +81,9 @@ func (st *stream) metadataFields() int {
 	n := 0
 	if !st.mdSent {
 		n += 5 + len(st.extraMD)
+		if st.call.Identity.GatewayKey != nil {
+			n += 3 // key_id, key_owner, team
+		}
 	}
 	if r := st.rec; r != nil {
 		n++ // model
