@@ -231,14 +231,7 @@ func TestBudgetAcrossInstancesZeroDrift(t *testing.T) {
 	}
 	// $0, $0.005, $0.010 spent before calls 1-3: each estimate fits; after
 	// the third ($0.015 > $0.012) the budget refuses on either instance.
-	for i := range 3 {
-		require.NoError(t, call(i), "call %d", i+1)
-	}
-	for i := 3; i < 5; i++ {
-		err := call(i)
-		var apiErr *openai.Error
-		require.ErrorAs(t, err, &apiErr)
-		require.Equal(t, http.StatusPaymentRequired, apiErr.StatusCode)
+	for _, apiErr := range spendThenRefuse(t, call) {
 		h := apiErr.Response.Header
 		require.Equal(t, "daily_cost_limit_exceeded", h.Get("X-Cost-Limit-Reason"))
 		require.Equal(t, "0.012", h.Get("X-Cost-Limit-USD"))
@@ -259,12 +252,37 @@ func TestBudgetAcrossInstancesZeroDrift(t *testing.T) {
 		}
 	}
 	require.Equal(t, 2, refused)
-	client := redis.NewClient(&redis.Options{Addr: rdb.Addr})
-	defer client.Close()
-	day := midMinute.Unix() / 86400
-	spent, err := client.HGet(t.Context(), fmt.Sprintf("llmproxy:budget:{user:bea}:d:%d", day), "s").Int64()
-	require.NoError(t, err)
+	spent := dailySpendNanos(t, rdb.Addr, "user:bea", midMinute)
 	require.EqualValues(t, budget.Nanos(sum), spent)
 	require.InDelta(t, 0.015, sum, 1e-12)
 	require.Less(t, math.Abs(float64(spent)-15_000_000), 1.0)
+}
+
+// spendThenRefuse makes five calls of $0.005 against a budget of $0.012:
+// the first three must pass (the third is estimated to fit), the last two
+// must be refused with 402; it returns their errors.
+func spendThenRefuse(t *testing.T, call func(i int) error) []*openai.Error {
+	t.Helper()
+	for i := range 3 {
+		require.NoError(t, call(i), "call %d", i+1)
+	}
+	var refused []*openai.Error
+	for i := 3; i < 5; i++ {
+		var apiErr *openai.Error
+		require.ErrorAs(t, call(i), &apiErr, "call %d", i+1)
+		require.Equal(t, http.StatusPaymentRequired, apiErr.StatusCode, "call %d", i+1)
+		refused = append(refused, apiErr)
+	}
+	return refused
+}
+
+// dailySpendNanos reads a budget scope's settled spend for the day of at
+// from the Redis at addr.
+func dailySpendNanos(t *testing.T, addr, scope string, at time.Time) int64 {
+	t.Helper()
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	defer client.Close()
+	spent, err := client.HGet(t.Context(), fmt.Sprintf("llmproxy:budget:{%s}:d:%d", scope, at.Unix()/86400), "s").Int64()
+	require.NoError(t, err)
+	return spent
 }

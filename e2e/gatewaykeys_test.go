@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -315,15 +314,7 @@ func TestTeamBudgetSharedByTwoKeysOnTwoInstances(t *testing.T) {
 	// Each call costs exactly $0.005: with $0.012 for the team, the third
 	// call still fits ($0.010 spent), the fourth does not, on either
 	// instance and with either key.
-	for i := range 3 {
-		require.NoError(t, call(i), "call %d", i+1)
-	}
-	for i := 3; i < 5; i++ {
-		err := call(i)
-		var apiErr *openai.Error
-		require.ErrorAs(t, err, &apiErr)
-		require.Equal(t, http.StatusPaymentRequired, apiErr.StatusCode, "call %d", i+1)
-	}
+	spendThenRefuse(t, call)
 	var sum float64
 	// Every call is recorded: the three served and the two refused with 402.
 	recs := append(waitRecords(t, filepath.Join(dirs[0], "costs.jsonl"), 3), waitRecords(t, filepath.Join(dirs[1], "costs.jsonl"), 2)...)
@@ -338,12 +329,8 @@ func TestTeamBudgetSharedByTwoKeysOnTwoInstances(t *testing.T) {
 		sum += r.TotalCostUSD
 	}
 	require.Equal(t, 2, refused)
-	client := redis.NewClient(&redis.Options{Addr: rdb.Addr})
-	defer client.Close()
-	day := midMinute.Unix() / 86400
-	spent, err := client.HGet(t.Context(), fmt.Sprintf("llmproxy:budget:{team:ml}:d:%d", day), "s").Int64()
-	require.NoError(t, err)
-	require.EqualValues(t, budget.Nanos(sum), spent, "zero drift: the team's spend equals the cost records")
+	require.EqualValues(t, budget.Nanos(sum), dailySpendNanos(t, rdb.Addr, "team:ml", midMinute),
+		"zero drift: the team's spend equals the cost records")
 	require.InDelta(t, 0.015, sum, 1e-12)
 }
 
