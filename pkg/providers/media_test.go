@@ -152,9 +152,8 @@ func TestSchemaLayout(t *testing.T) {
 	end := schemaLayout(s, &info, 0)
 	require.False(t, s.bad)
 	require.Equal(t, len(body), end)
-	// "object" and "array" are structure (braces, a "[]" suffix), not text.
-	text := runes("a", "string", "Name", "b", "integer", "null", "1", "2",
-		"c", "d", "#/$defs/D", "D", "string", "date", "x")
+	text := runes("object", "a", "string", "Name", "b", "integer", "null", "1", "2",
+		"c", "array", "object", "d", "#/$defs/D", "D", "string", "date", "x")
 	require.Equal(t, text, info.TextRunes)
 	// property lists: root, items, $defs; properties a, b, c, d, D; one
 	// enum of two values.
