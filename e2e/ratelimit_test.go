@@ -203,6 +203,9 @@ func TestRateLimitTokensCountEstimateThenActual(t *testing.T) {
 	// fits (112 <= 150), a third does not (>= 150 after two actuals).
 	_, err = c.Chat.Completions.New(t.Context(), chatParams())
 	require.NoError(t, err)
+	// The server settles a call after its last reply: wait for the second
+	// record (written after settlement) so the third admission sees it.
+	s.Records(t, 2)
 	_, err = c.Chat.Completions.New(t.Context(), chatParams())
 	var apiErr *openai.Error
 	require.ErrorAs(t, err, &apiErr, "the limit counted the actual tokens, not the estimates")
