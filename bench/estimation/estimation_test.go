@@ -554,9 +554,16 @@ func openAILayoutRunes(tools []toolDef) (int64, error) {
 		if err := json.Unmarshal(f.Parameters, &sc); err != nil {
 			return 0, fmt.Errorf("tool %s: %w", f.Name, err)
 		}
-		n += utf8.RuneCountInString(sc.Type)
+		// "object" and "array" are structure in the layout, not text.
+		structural := func(t string) int {
+			if t == "object" || t == "array" {
+				return 0
+			}
+			return utf8.RuneCountInString(t)
+		}
+		n += structural(sc.Type)
 		for name, p := range sc.Properties {
-			n += utf8.RuneCountInString(name) + utf8.RuneCountInString(p.Type) + utf8.RuneCountInString(p.Description)
+			n += utf8.RuneCountInString(name) + structural(p.Type) + utf8.RuneCountInString(p.Description)
 			for _, e := range p.Enum {
 				n += utf8.RuneCountInString(e)
 			}

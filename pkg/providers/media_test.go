@@ -152,8 +152,9 @@ func TestSchemaLayout(t *testing.T) {
 	end := schemaLayout(s, &info, 0)
 	require.False(t, s.bad)
 	require.Equal(t, len(body), end)
-	text := runes("object", "a", "string", "Name", "b", "integer", "null", "1", "2",
-		"c", "array", "object", "d", "#/$defs/D", "D", "string", "date", "x")
+	// "object" and "array" are structure (braces, a "[]" suffix), not text.
+	text := runes("a", "string", "Name", "b", "integer", "null", "1", "2",
+		"c", "d", "#/$defs/D", "D", "string", "date", "x")
 	require.Equal(t, text, info.TextRunes)
 	// property lists: root, items, $defs; properties a, b, c, d, D; one
 	// enum of two values.

@@ -457,7 +457,48 @@ func (w openAIReader) message(i int) int {
 		case "name":
 			w.info.OverheadTokens += openAINameTokens
 			return s.text(v, &w.info.TextRunes)
-		case "tool_calls", "function_call":
+		case "tool_calls":
+			if s.at(v) != '[' {
+				return s.skip(v)
+			}
+			return s.array(v, func(e int) int {
+				if s.at(e) != '{' {
+					return s.skip(e)
+				}
+				return s.object(e, func(k []byte, fv int) int {
+					if string(keyBytes(k)) == "function" {
+						return w.toolCall(fv)
+					}
+					return s.skip(fv) // id and type are not rendered
+				})
+			})
+		case "function_call":
+			return w.toolCall(v)
+		}
+		return s.skip(v)
+	})
+}
+
+// openAIToolCallTokens frames one tool call replayed in an assistant
+// message: the recipient ("to=functions.") and the content type around the
+// name and arguments (OpenAI's harmony response format, tokenized with
+// o200k). The call's id and type are not part of the prompt.
+const openAIToolCallTokens = 5
+
+// toolCall reads a replayed call {"name":..., "arguments":"..."}: its name
+// and its arguments as text, plus openAIToolCallTokens.
+func (w openAIReader) toolCall(i int) int {
+	s := w.s
+	if s.at(i) != '{' {
+		return s.skip(i)
+	}
+	w.info.OverheadTokens += openAIToolCallTokens
+	return s.object(i, func(k []byte, v int) int {
+		switch string(keyBytes(k)) {
+		case "name", "arguments":
+			if c := s.at(v); c == '"' || c == 'n' {
+				return s.text(v, &w.info.TextRunes)
+			}
 			n, end := s.rawRunes(v)
 			w.info.TextRunes += n
 			return end
@@ -592,6 +633,13 @@ func (w openAIReader) part(i int) int {
 		*w.reasoning += int64((encrypted - openAIReasoningBaseChars) / openAIReasoningCharsPerToken)
 	}
 	switch string(typ) {
+	case "function_call", "custom_tool_call":
+		// A replayed call is a message of its own, addressed to the
+		// function (harmony format), like a Chat Completions tool call.
+		w.info.OverheadTokens += openAIMessageTokens + openAIToolCallTokens
+	case "function_call_output", "custom_tool_call_output":
+		// Its output is a message of its own too.
+		w.info.OverheadTokens += openAIMessageTokens
 	case "text", "input_text", "output_text":
 		if hasText {
 			w.info.TextRunes += text

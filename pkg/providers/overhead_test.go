@@ -52,6 +52,20 @@ var overheadCases = []requestCase{
 		},
 	},
 	{
+		name:     "anthropic task budget",
+		provider: Anthropic{},
+		req: Request{Path: "/v1/messages", Body: []byte(`{
+			"model": "claude-opus-4-7", "max_tokens": 4096,
+			"messages": [{"role": "user", "content": "What is 2+2?"}],
+			"output_config": {"effort": "high", "task_budget": {"type": "tokens", "total": 20000}}
+		}`)},
+		want: RequestInfo{
+			Endpoint: EndpointMessages, Model: "claude-opus-4-7", MaxOutputTokens: 4096,
+			TextRunes:      runes("What is 2+2?"),
+			OverheadTokens: anthropicMessageTokens + anthropicTaskBudgetTokens,
+		},
+	},
+	{
 		name:     "anthropic computer use and text editor only",
 		provider: Anthropic{},
 		req: Request{Path: "/v1/messages", Body: []byte(`{
@@ -144,9 +158,12 @@ var overheadCases = []requestCase{
 		}`)},
 		want: RequestInfo{
 			Endpoint: EndpointResponses, Model: "gpt-4o",
-			TextRunes: runes("q1", "a1", "q2", "f", "{}", "done", "f", "object", "out", "object", "v", "number"),
-			OverheadTokens: 3*openAIMessageTokens + (2000-openAIReasoningBaseChars)/openAIReasoningCharsPerToken +
-				layoutFuncInit + layoutPropInit + layoutFuncEnd + openAIFormatTokens + layoutPropInit + layoutPropKey,
+			// The empty property list of f renders as "()" and costs
+			// nothing; "object" is structure, not text.
+			TextRunes: runes("q1", "a1", "q2", "f", "{}", "done", "f", "out", "v", "number"),
+			// the replayed call and its output are messages of their own
+			OverheadTokens: 5*openAIMessageTokens + openAIToolCallTokens + (2000-openAIReasoningBaseChars)/openAIReasoningCharsPerToken +
+				layoutFuncInit + layoutFuncEnd + openAIFormatTokens + layoutPropInit + layoutPropKey,
 			// 512x512 at high detail: one tile
 			Images: 1, ImageTokens: 85 + 170,
 		},
@@ -162,7 +179,7 @@ var overheadCases = []requestCase{
 		}`)},
 		want: RequestInfo{
 			Endpoint: EndpointChatCompletions, Model: "o3-mini",
-			TextRunes: runes("ann", "hi", "g", "object", "r", "string"),
+			TextRunes: runes("ann", "hi", "g", "r", "string"),
 			OverheadTokens: openAIMessageTokens + openAINameTokens + openAIReplyTokens +
 				layoutFuncInit + layoutFuncEnd + openAIReasoningChatToolTokens + openAIFormatTokens,
 		},

@@ -160,21 +160,27 @@ func refSchema(raw json.RawMessage, info *RequestInfo, bad *bool) {
 	m := refObject(raw)
 	for k, v := range m {
 		switch k {
-		case "description", "type", "format", "const":
+		case "type":
 			switch {
 			case len(v) > 0 && v[0] == '"':
-				info.TextRunes += refText(v, bad)
+				info.TextRunes += refType(v, bad)
 			case len(v) > 0 && v[0] == '[':
 				for _, e := range refArray(v) {
-					info.TextRunes += refText(e, bad)
+					info.TextRunes += refType(e, bad)
 				}
+			}
+		case "description", "format", "const":
+			if len(v) > 0 && v[0] == '"' {
+				info.TextRunes += refText(v, bad)
 			}
 		case "properties", "$defs", "definitions", "patternProperties":
 			props := refObject(v)
 			if props == nil {
 				continue
 			}
-			info.OverheadTokens += layoutPropInit
+			if len(props) > 0 {
+				info.OverheadTokens += layoutPropInit
+			}
 			for name, pv := range props {
 				info.OverheadTokens += layoutPropKey
 				info.TextRunes += int64(utf8.RuneCountInString(name))
@@ -202,6 +208,30 @@ func refSchema(raw json.RawMessage, info *RequestInfo, bad *bool) {
 			}
 		case "$ref":
 			info.TextRunes += refText(v, bad)
+		}
+	}
+}
+
+// refType is schemaType on decoded JSON.
+func refType(raw json.RawMessage, bad *bool) int64 {
+	if t := strings.ToLower(refString(raw)); t == "object" || t == "array" {
+		return 0
+	}
+	return refText(raw, bad)
+}
+
+// refToolCall is toolCall on decoded JSON.
+func refToolCall(raw json.RawMessage, info *RequestInfo, bad *bool) {
+	m := refObject(raw)
+	if m == nil {
+		return
+	}
+	info.OverheadTokens += openAIToolCallTokens
+	for _, k := range []string{"name", "arguments"} {
+		if v := m[k]; len(v) > 0 && v[0] == '"' {
+			info.TextRunes += refText(v, bad)
+		} else {
+			info.TextRunes += refRaw(v)
 		}
 	}
 }
@@ -279,7 +309,10 @@ func refOpenAI(r Request, ep Endpoint, streamable bool) RequestInfo {
 				info.OverheadTokens += openAINameTokens
 				info.TextRunes += refText(m.Name, &bad)
 			}
-			info.TextRunes += refRaw(m.ToolCalls) + refRaw(m.FunctionCall)
+			for _, c := range refArray(m.ToolCalls) {
+				refToolCall(refObject(c)["function"], &info, &bad)
+			}
+			refToolCall(m.FunctionCall, &info, &bad)
 		}
 	}
 	if len(body.Input) > 0 && body.Input[0] == '[' {
@@ -440,6 +473,10 @@ func (st *refOAState) part(raw json.RawMessage) {
 		st.reasoning += int64((len(refStr(p.Encrypted)) - openAIReasoningBaseChars) / openAIReasoningCharsPerToken)
 	}
 	switch refStr(p.Type) {
+	case "function_call", "custom_tool_call":
+		st.info.OverheadTokens += openAIMessageTokens + openAIToolCallTokens
+	case "function_call_output", "custom_tool_call_output":
+		st.info.OverheadTokens += openAIMessageTokens
 	case "text", "input_text", "output_text":
 		info.TextRunes += refText(p.Text, st.bad)
 	case "refusal":
@@ -495,7 +532,8 @@ func refAnthropic(r Request) RequestInfo {
 		} `json:"thinking"`
 		OutputFormat json.RawMessage `json:"output_format"`
 		OutputConfig *struct {
-			Format json.RawMessage `json:"format"`
+			Format     json.RawMessage `json:"format"`
+			TaskBudget json.RawMessage `json:"task_budget"`
 		} `json:"output_config"`
 	}
 	if err := json.Unmarshal(r.Body, &body); err != nil {
@@ -535,6 +573,9 @@ func refAnthropic(r Request) RequestInfo {
 			st.f.format = st.f.format || f[0] == '{'
 			info.TextRunes += refRaw(f)
 		}
+	}
+	if body.OutputConfig != nil && len(body.OutputConfig.TaskBudget) > 0 {
+		st.f.taskBudget = body.OutputConfig.TaskBudget[0] == '{'
 	}
 	info.OverheadTokens += anthropicOverhead(info.Model, &st.f)
 	info.Malformed = bad
@@ -755,14 +796,23 @@ func refGeminiWalk(body *refGeminiBody, info *RequestInfo, bad *bool, turnSig *i
 			if k != "functionDeclarations" && k != "function_declarations" {
 				continue
 			}
+			compact := isGeminiCompactTools(info.Model)
 			for _, d := range refArray(v) {
-				info.OverheadTokens += geminiFunctionTokens
+				if !compact {
+					info.OverheadTokens += geminiFunctionTokens
+				}
 				for dk, dv := range refObject(d) {
 					switch dk {
 					case "name", "description":
 						info.TextRunes += refText(dv, bad)
 					case "parameters", "parametersJsonSchema", "parameters_json_schema", "response", "responseJsonSchema":
-						info.TextRunes += refRaw(dv)
+						if compact {
+							var layout RequestInfo
+							refSchema(dv, &layout, bad)
+							info.TextRunes += layout.TextRunes
+						} else {
+							info.TextRunes += refRaw(dv)
+						}
 					}
 				}
 			}

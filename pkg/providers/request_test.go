@@ -57,11 +57,13 @@ var requestCases = []requestCase{
 			Endpoint: EndpointChatCompletions, Model: "gpt-4o", Stream: true, User: "user-1",
 			// Tools in OpenAI's layout: name, description, property
 			// names and types, not the JSON.
-			TextRunes: runes("Be brief.", "héllo", oaToolCalls, "é😀\n", "no", "get_weather", "Current weather", "object", "city", "string"),
+			// A replayed tool call: its name and arguments, not its
+			// id or JSON.
+			TextRunes: runes("Be brief.", "héllo", "get_weather", `{"city":"Zürich"}`, "é😀\n", "no", "get_weather", "Current weather", "city", "string"),
 			WideRunes: 1, // 😀
-			// 5 messages framed, the reply primer, one function with one
-			// property, the function list's end.
-			OverheadTokens: 5*openAIMessageTokens + openAIReplyTokens + layoutFuncInit + layoutPropInit + layoutPropKey + layoutFuncEnd,
+			// 5 messages framed, the reply primer, one replayed call,
+			// one function with one property, the function list's end.
+			OverheadTokens: 5*openAIMessageTokens + openAIReplyTokens + openAIToolCallTokens + layoutFuncInit + layoutPropInit + layoutPropKey + layoutFuncEnd,
 			// gpt-4o: low detail 85; an image of unknown size as 1024x1024
 			// at high detail, 4 tiles of 170 over the base 85.
 			Images: 2, ImageTokens: 85 + 85 + 4*170, MaxOutputTokens: 500,
@@ -103,9 +105,10 @@ var requestCases = []requestCase{
 		want: RequestInfo{
 			Endpoint: EndpointResponses, Model: "gpt-5", Stream: true, User: "sid-9",
 			TextRunes: runes("Sys ✓", "abc", "prior answer", "n", `{"a":1}`, "ok", "loose"),
-			// instructions and two messages framed; the hosted web search
+			// instructions and two messages framed, a replayed call and
+			// its output as messages of their own; the hosted web search
 			// tool's definition.
-			OverheadTokens: 3*openAIMessageTokens + 300,
+			OverheadTokens: 5*openAIMessageTokens + openAIToolCallTokens + 300,
 			// gpt-5: unknown size as 1024x1024, 4 tiles of 140 over 70.
 			Images: 1, ImageTokens: 70 + 4*140, MaxOutputTokens: 256,
 		},
@@ -218,6 +221,23 @@ var requestCases = []requestCase{
 			OverheadTokens: geminiFunctionTokens,
 			// sizes unknown (a truncated JPEG, a file URI): one tile each
 			Images: 2, ImageTokens: 2 * geminiImageTokens, MaxOutputTokens: 2048,
+		},
+	},
+	{
+		name:     "gemini 2.0 counts function declarations compactly",
+		provider: Gemini{},
+		req: Request{Path: "/v1beta/models/gemini-2.0-flash:generateContent", Body: []byte(`{
+			"contents": [{"role": "user", "parts": [{"text": "Hello"}]}],
+			"tools": [{"functionDeclarations": [
+				{"name": "bar", "description": "", "parameters": {"type": "OBJECT", "properties": {}}},
+				{"name": "final_result", "description": "Ends it", "parameters": {"type": "OBJECT", "properties": {"bar": {"type": "STRING"}}, "required": ["bar"]}}
+			]}]
+		}`)},
+		want: RequestInfo{
+			Endpoint: EndpointGenerateContent, Model: "gemini-2.0-flash",
+			// names, descriptions, property names and types; no JSON,
+			// no fixed cost per declaration
+			TextRunes: runes("Hello", "bar", "final_result", "Ends it", "bar", "STRING"),
 		},
 	},
 	{
@@ -445,4 +465,29 @@ func TestWideRunes(t *testing.T) {
 			require.Equal(t, tt.want, info.WideRunes)
 		})
 	}
+}
+
+// TestGeminiDigitsWide: Gemini's tokenizer splits every digit, so digits
+// count among WideRunes there (text, function call arguments, valid or
+// not UTF-8), and not for OpenAI.
+func TestGeminiDigitsWide(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want int64
+	}{
+		{"text", `{"contents":[{"role":"user","parts":[{"text":"pay 12.34 now"}]}]}`, 4},
+		{"function call arguments", `{"contents":[{"role":"model","parts":[{"functionCall":{"name":"f2","args":{"n":42}}}]}]}`, 3},
+		{"invalid utf-8", "{\"contents\":[{\"parts\":[{\"text\":\"a\xff 2026\"}]}]}", 4},
+		{"digits and cjk", `{"contents":[{"parts":[{"text":"第1"}]}]}`, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			info := Gemini{}.ParseRequest(Request{Path: "/v1beta/models/gemini-2.5-flash:generateContent", Body: []byte(tt.body)})
+			require.Equal(t, tt.want, info.WideRunes)
+			require.LessOrEqual(t, info.WideRunes, info.TextRunes)
+		})
+	}
+	info := OpenAI{}.ParseRequest(Request{Path: "/v1/chat/completions", Body: []byte(`{"messages":[{"role":"user","content":"pay 12.34"}]}`)})
+	require.Zero(t, info.WideRunes, "OpenAI: digits are narrow text")
 }

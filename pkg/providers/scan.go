@@ -35,8 +35,23 @@ type jscan struct {
 	bad   bool
 	depth int
 	// wide counts the code points of the counted text that are CJK, kana,
-	// hangul or four-byte (see wideLeads).
+	// hangul or four-byte (see wideLeads), and ASCII digits when
+	// digitsWide is set.
 	wide int64
+	// digitsWide counts ASCII digits among wide: for tokenizers that split
+	// every digit into a token of its own (Gemini's; see Gemini).
+	digitsWide bool
+}
+
+// asciiDigits counts the bytes '0'-'9' in b.
+func asciiDigits(b []byte) int64 {
+	var n int64
+	for _, c := range b {
+		if c-'0' < 10 {
+			n++
+		}
+	}
+	return n
 }
 
 // wideLeads counts the code points in b that tokenizers split into about
@@ -361,12 +376,18 @@ func (s *jscan) runes(i int) (n int64, end int) {
 			if cont > 0 {
 				s.wide += wideLeads(s.b[j:k])
 			}
+			if s.digitsWide {
+				s.wide += asciiDigits(s.b[j:k])
+			}
 		} else {
 			k = j
 			for k < len(s.b) {
 				c := s.b[k]
 				if c == '"' || c == '\\' || c < 0x20 {
 					break
+				}
+				if s.digitsWide && c-'0' < 10 {
+					s.wide++
 				}
 				_, size := utf8.DecodeRune(s.b[k:])
 				k += size
@@ -410,6 +431,9 @@ func (s *jscan) rawRunes(i int) (n int64, end int) {
 		return 0, end
 	}
 	seg := s.b[i:end]
+	if s.digitsWide {
+		s.wide += asciiDigits(seg)
+	}
 	if !s.valid {
 		return int64(utf8.RuneCount(seg)), end
 	}

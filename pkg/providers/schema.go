@@ -31,20 +31,30 @@ func schemaLayout(s *jscan, info *RequestInfo, i int) int {
 	}
 	return s.object(i, func(k []byte, v int) int {
 		switch string(keyBytes(k)) {
-		case "description", "type", "format", "const":
+		case "type":
 			if s.at(v) == '"' {
-				return s.text(v, &info.TextRunes)
+				return schemaType(s, info, v)
 			}
 			if s.at(v) == '[' { // "type": ["string", "null"]
-				return s.array(v, func(e int) int { return s.text(e, &info.TextRunes) })
+				return s.array(v, func(e int) int { return schemaType(s, info, e) })
+			}
+			return s.skip(v)
+		case "description", "format", "const":
+			if s.at(v) == '"' {
+				return s.text(v, &info.TextRunes)
 			}
 			return s.skip(v)
 		case "properties", "$defs", "definitions", "patternProperties":
 			if s.at(v) != '{' {
 				return s.skip(v)
 			}
-			info.OverheadTokens += layoutPropInit
+			first := true
 			return s.object(v, func(name []byte, pv int) int {
+				if first {
+					// An empty list renders as "()": nothing to open.
+					info.OverheadTokens += layoutPropInit
+					first = false
+				}
 				info.OverheadTokens += layoutPropKey
 				info.TextRunes += rawKeyRunes(name)
 				return schemaLayout(s, info, pv)
@@ -75,6 +85,20 @@ func schemaLayout(s *jscan, info *RequestInfo, i int) int {
 		}
 		return s.skip(v)
 	})
+}
+
+// schemaType adds a schema's "type" value at i as text, except the
+// structural types: the layout renders an object as its braces and an array
+// as a "[]" suffix, never the words "object" or "array" (in either case:
+// Gemini's Schema spells its types in upper case).
+func schemaType(s *jscan, info *RequestInfo, i int) int {
+	raw, end := s.optStr(i)
+	switch string(raw) {
+	case "object", "array", "OBJECT", "ARRAY": // Gemini's Schema types are upper case
+		return end
+	}
+	info.TextRunes += rawKeyRunes(raw)
+	return end
 }
 
 // rawKeyRunes counts the code points of a raw object key (escapes count
