@@ -209,6 +209,9 @@ type openAIReader struct {
 	// reasoning is the estimated tokens of the reasoning items replayed
 	// since the last user message of a Responses input.
 	reasoning *int64
+	// fields collects the top-level fields, and the function count of
+	// tools that input items add (Responses "additional_tools").
+	fields *openAIFields
 }
 
 // Reasoning items replayed in a Responses input carry the model's
@@ -240,7 +243,7 @@ func readOpenAIRequest(r Request, ep Endpoint, streamable bool) RequestInfo {
 		img openAIImages
 	)
 	var reasoning int64
-	w := openAIReader{s: newScan(r.Body), info: &info, images: &img, reasoning: &reasoning}
+	w := openAIReader{s: newScan(r.Body), info: &info, images: &img, reasoning: &reasoning, fields: &f}
 	w.s.document(func(i int) int { return w.top(i, &f) })
 	info.OverheadTokens += reasoning
 	info.ImageTokens = img.tokens(info.Model)
@@ -382,7 +385,8 @@ func (w openAIReader) format(i int) int {
 // tool reads one tool definition. Functions (the Chat Completions
 // {"type":"function","function":{...}}, the flat Responses form and legacy
 // "functions") are counted in OpenAI's rendering layout: their name,
-// description and parameters (schemaLayout) plus layoutFuncInit. Other
+// description and parameters (schemaLayout) plus layoutFuncInit; a tool
+// with "defer_loading": true counts nothing. Other
 // tools count their name and description, and the rest of their JSON as
 // sent.
 func (w openAIReader) tool(i int, f *openAIFields) int {
@@ -391,9 +395,11 @@ func (w openAIReader) tool(i int, f *openAIFields) int {
 		return s.skip(i)
 	}
 	var (
-		typ    []byte
-		other  int64
-		nested bool
+		typ              []byte
+		other            int64
+		nested, deferred bool
+		// def holds the definition's counts until defer_loading is known.
+		def RequestInfo
 	)
 	end := s.object(i, func(k []byte, v int) int {
 		switch string(keyBytes(k)) {
@@ -408,16 +414,27 @@ func (w openAIReader) tool(i int, f *openAIFields) int {
 			nested = true
 			return w.tool(v, f)
 		case "name", "description":
-			return s.text(v, &w.info.TextRunes)
+			return s.text(v, &def.TextRunes)
 		case "parameters":
-			return schemaLayout(s, w.info, v)
+			return schemaLayout(s, &def, v)
 		case "strict":
 			return s.skip(v)
+		case "defer_loading":
+			var e int
+			deferred, e = s.boolean(v)
+			return e
 		}
 		n, e := s.rawRunes(v)
 		other += n
 		return e
 	})
+	if deferred {
+		// Not in the prompt until a tool search loads it (OpenAI tool
+		// search guide); the loaded definition arrives as an input item.
+		return end
+	}
+	w.info.TextRunes += def.TextRunes
+	w.info.OverheadTokens += def.OverheadTokens
 	switch {
 	case nested:
 	case len(typ) == 0 || string(typ) == "function":
@@ -613,6 +630,11 @@ func (w openAIReader) part(i int) int {
 			}
 		case "content", "output":
 			end = w.content(v)
+		case "tools":
+			// Tools an input item adds mid-conversation (Responses
+			// "additional_tools", a tool_search_output's loaded tools):
+			// rendered like the request's own.
+			end = s.array(v, func(v int) int { return w.tool(v, w.fields) })
 		case "arguments", "input":
 			if c := s.at(v); c == '"' || c == 'n' {
 				end = s.text(v, &w.info.TextRunes)

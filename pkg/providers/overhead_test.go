@@ -169,6 +169,23 @@ var overheadCases = []requestCase{
 		},
 	},
 	{
+		name:     "openai responses: deferred tools wait for a tool search; tools an input item adds count",
+		provider: OpenAI{},
+		req: Request{Path: "/v1/responses", Body: []byte(`{
+			"model": "gpt-5.4",
+			"input": [
+				{"role": "user", "content": "q"},
+				{"type": "additional_tools", "role": "developer", "tools": [{"type": "function", "name": "g", "description": "d", "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}]}
+			],
+			"tools": [{"type": "function", "name": "later", "description": "not loaded", "parameters": {"type": "object"}, "defer_loading": true}]
+		}`)},
+		want: RequestInfo{
+			Endpoint: EndpointResponses, Model: "gpt-5.4",
+			TextRunes:      runes("q", "g", "d", "x", "string"),
+			OverheadTokens: 2*openAIMessageTokens + layoutFuncInit + layoutPropInit + layoutPropKey + layoutFuncEnd,
+		},
+	},
+	{
 		name:     "openai chat: reasoning model with tools, legacy functions, named message",
 		provider: OpenAI{},
 		req: Request{Path: "/v1/chat/completions", Body: []byte(`{

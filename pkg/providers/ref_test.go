@@ -385,14 +385,17 @@ func (st *refOAState) tool(raw json.RawMessage) {
 		return
 	}
 	typ := refString(m["type"])
-	st.info.TextRunes += refText(m["name"], st.bad) + refText(m["description"], st.bad)
-	if p, ok := m["parameters"]; ok {
-		refSchema(p, st.info, st.bad)
-	}
 	fn, nested := m["function"]
 	nested = nested && len(fn) > 0 && fn[0] == '{'
 	if nested {
 		st.tool(fn)
+	}
+	if string(m["defer_loading"]) == "true" {
+		return
+	}
+	st.info.TextRunes += refText(m["name"], st.bad) + refText(m["description"], st.bad)
+	if p, ok := m["parameters"]; ok {
+		refSchema(p, st.info, st.bad)
 	}
 	switch {
 	case nested:
@@ -402,7 +405,7 @@ func (st *refOAState) tool(raw json.RawMessage) {
 	default:
 		for k, v := range m {
 			switch k {
-			case "type", "function", "name", "description", "parameters", "strict":
+			case "type", "function", "name", "description", "parameters", "strict", "defer_loading":
 			default:
 				st.info.TextRunes += refRaw(v)
 			}
@@ -435,6 +438,7 @@ func (st *refOAState) part(raw json.RawMessage) {
 		Arguments json.RawMessage `json:"arguments"`
 		Input     json.RawMessage `json:"input"`
 		Encrypted *string         `json:"encrypted_content"`
+		Tools     json.RawMessage `json:"tools"`
 	}
 	if json.Unmarshal(raw, &p) != nil {
 		*st.bad = true
@@ -447,6 +451,9 @@ func (st *refOAState) part(raw json.RawMessage) {
 	info.TextRunes += refText(p.Name, st.bad)
 	st.content(p.Content)
 	st.content(p.Output)
+	for _, t := range refArray(p.Tools) {
+		st.tool(t)
+	}
 	for _, a := range []json.RawMessage{p.Arguments, p.Input} {
 		if len(a) > 0 && (a[0] == '"' || a[0] == 'n') {
 			info.TextRunes += refText(a, st.bad)

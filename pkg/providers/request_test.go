@@ -491,3 +491,24 @@ func TestGeminiDigitsWide(t *testing.T) {
 	info := OpenAI{}.ParseRequest(Request{Path: "/v1/chat/completions", Body: []byte(`{"messages":[{"role":"user","content":"pay 12.34"}]}`)})
 	require.Zero(t, info.WideRunes, "OpenAI: digits are narrow text")
 }
+
+// TestASCIIDigits checks the word-at-a-time digit count against a byte
+// loop on every byte value at every position of a word.
+func TestASCIIDigits(t *testing.T) {
+	want := func(b []byte) int64 {
+		var n int64
+		for _, c := range b {
+			if c >= '0' && c <= '9' {
+				n++
+			}
+		}
+		return n
+	}
+	for c := 0; c < 256; c++ {
+		for pos := 0; pos < 11; pos++ {
+			b := []byte("a9/:0Zé\x7f\xff12")
+			b[pos] = byte(c)
+			require.Equal(t, want(b), asciiDigits(b), "byte %#x at %d", c, pos)
+		}
+	}
+}
