@@ -39,6 +39,10 @@ type Settings struct {
 	AdminAddr string `env:"ADMIN_ADDR, default=:9003"`
 	// ConfigFiles is a comma-separated list of YAML rule files merged in order.
 	ConfigFiles string `env:"LLM_PROXY_CONFIG, default=configs/base.yml"`
+	// PriceCatalog is a price catalog file (the format of
+	// pkg/cost/catalog/genai-prices.json) replacing the embedded snapshot;
+	// re-read on SIGHUP. Default: the embedded snapshot.
+	PriceCatalog string `env:"LLM_PROXY_PRICE_CATALOG"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"LOG_LEVEL, default=info"`
 	// LogFormat is json or text.
@@ -137,7 +141,8 @@ type app struct {
 	ready    atomic.Bool
 	errs     chan error
 	gateway  *gateway.Gateway
-	hup      chan os.Signal // SIGHUP: reopen cost-record files (logrotate)
+	hup      chan os.Signal // SIGHUP: reopen cost-record files (logrotate), reload the rules
+	reloads  *prometheus.CounterVec
 }
 
 // start loads the rules and starts both listeners. It returns once they
@@ -153,12 +158,18 @@ func start(ctx context.Context, s Settings, logOut io.Writer) (*app, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a := &app{settings: s, log: log, errs: make(chan error, 2), hup: make(chan os.Signal, 1)}
+	a := &app{settings: s, log: log, errs: make(chan error, 2), hup: make(chan os.Signal, 1),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "llm_proxy_config_reload_total",
+			Help: "Rule reloads on SIGHUP by result (ok, error)."}, []string{"result"})}
+	reg.MustRegister(a.reloads)
+	a.reloads.WithLabelValues("ok")
+	a.reloads.WithLabelValues("error")
 	// Registered before the server is ready, so a SIGHUP never finds the
 	// process with the default (terminating) action.
 	signal.Notify(a.hup, syscall.SIGHUP)
 	redis.SetLogger(redisLogger{log})
-	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log, Registry: reg, Ready: a.ready.Load, Version: version})
+	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log, Registry: reg, Ready: a.ready.Load, Version: version,
+		PriceCatalog: s.PriceCatalog})
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +226,7 @@ func (a *app) wait(ctx context.Context) error {
 			} else {
 				a.log.Info("cost record files reopened")
 			}
+			a.reloadRules()
 		}
 	}
 	a.shutdown()
@@ -222,6 +234,32 @@ func (a *app) wait(ctx context.Context) error {
 		signal.Stop(a.hup)
 	}
 	return err
+}
+
+// reloadRules re-reads the rule files and puts their live-reloadable rules
+// in force (see config.Reloadable); an invalid file keeps the running
+// rules. Either outcome is logged once and counted in
+// llm_proxy_config_reload_total; /health shows the last one.
+func (a *app) reloadRules() {
+	cfg, err := config.Load(config.SplitPaths(a.settings.ConfigFiles), nil)
+	var res gateway.ReloadResult
+	if err == nil {
+		res, err = a.gateway.Reload(cfg)
+	} else {
+		a.gateway.ReloadFailed(err)
+	}
+	if err != nil {
+		a.reloads.WithLabelValues("error").Inc()
+		a.log.Error("rules not reloaded; the running rules stay in force", "config", a.settings.ConfigFiles, "error", err)
+		return
+	}
+	a.reloads.WithLabelValues("ok").Inc()
+	if len(res.RestartRequired) > 0 {
+		a.log.Warn("rules reloaded; some changed settings need a restart and keep their running value",
+			"version", res.Version, "restart_required", res.RestartRequired)
+		return
+	}
+	a.log.Info("rules reloaded", "version", res.Version, "config", a.settings.ConfigFiles)
 }
 
 func (a *app) shutdown() {

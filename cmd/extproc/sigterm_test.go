@@ -79,6 +79,14 @@ func startChild(t *testing.T, extra string) (*exec.Cmd, extprocv3.ExternalProces
 	t.Helper()
 	cfgFile := filepath.Join(t.TempDir(), "extra.yml")
 	require.NoError(t, os.WriteFile(cfgFile, []byte(extra), 0o600))
+	cmd, client, _ := startChildFile(t, cfgFile)
+	return cmd, client
+}
+
+// startChildFile is startChild on the rule file cfgFile (read again on
+// SIGHUP); it also returns the admin address.
+func startChildFile(t *testing.T, cfgFile string) (*exec.Cmd, extprocv3.ExternalProcessorClient, string) {
+	t.Helper()
 	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "EXTPROC_RUN_MAIN=1", "GRPC_ADDR="+grpcAddr, "ADMIN_ADDR="+adminAddr,
@@ -98,7 +106,7 @@ func startChild(t *testing.T, extra string) (*exec.Cmd, extprocv3.ExternalProces
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
-	return cmd, extprocv3.NewExternalProcessorClient(conn)
+	return cmd, extprocv3.NewExternalProcessorClient(conn), adminAddr
 }
 
 func TestSIGTERMFlushesAcknowledgedCostRecords(t *testing.T) {

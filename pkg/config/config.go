@@ -305,11 +305,16 @@ func positiveFinite(v float64) bool { return v > 0 && !math.IsInf(v, 0) && !math
 // PriceTable returns the shipped default prices with the configured models
 // merged over them.
 func (c *Config) PriceTable() (*cost.Table, error) {
+	return cost.NewTableWithDefaults(c.ConfiguredPrices())
+}
+
+// ConfiguredPrices returns the models priced in the rules, by provider.
+func (c *Config) ConfiguredPrices() map[string]map[string]cost.Model {
 	configured := map[string]map[string]cost.Model{}
 	for name, p := range c.Providers {
 		if len(p.Models) > 0 {
 			configured[name] = p.Models
 		}
 	}
-	return cost.NewTableWithDefaults(configured)
+	return configured
 }

@@ -51,6 +51,10 @@ type Options struct {
 	// Providers overrides the provider registry (tests). Default
 	// providers.Default().
 	Providers providers.Registry
+	// PriceCatalog is a price catalog file (the format of
+	// pkg/cost/catalog/genai-prices.json) used instead of the embedded
+	// snapshot, re-read by Reload. Default "" (the embedded snapshot).
+	PriceCatalog string
 	// Getenv reads the environment (LLM_PROXY_ALLOW_TEST_MODE,
 	// LLM_PROXY_ADMIN_TOKEN). Default os.Getenv.
 	Getenv func(string) string
@@ -71,6 +75,7 @@ type Gateway struct {
 	log      *slog.Logger
 	records  *costlog.Writer
 	circuits *circuitTracker // the console's view of the breaker; nil when disabled
+	reload   *reloader
 }
 
 // New builds the gateway for cfg. It fails only on configuration problems;
@@ -95,7 +100,8 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
 	}
-	g := &Gateway{Limiter: ratelimit.Nop{}, log: o.Logger}
+	g := &Gateway{Limiter: ratelimit.Nop{}, log: o.Logger,
+		reload: &reloader{cfg: cfg, now: o.Now, catalog: o.PriceCatalog, pricer: &livePricer{}, status: reloadStatus{Version: 1, LoadedAt: o.Now()}}}
 	defer func() {
 		if err != nil {
 			_ = g.Close() // release whatever was built before the failure
@@ -158,6 +164,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 			return nil, fmt.Errorf("rate limiter: %w", err)
 		}
 		g.Limiter = lim
+		g.reload.limiter, _ = lim.(*ratelimit.Quota)
 		g.closers = append(g.closers, lim)
 		guards = append(guards, processor.NewRateLimit(processor.RateLimitOptions{
 			Limiter: lim, Config: rl, Providers: o.Providers, Hooks: m.Hooks(), Now: o.Now,
@@ -168,12 +175,14 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 		sections["rate_limiting"] = func(context.Context) any { return map[string]any{"enabled": false} }
 	}
 
-	table, err := cfg.PriceTable()
+	table, err := g.reload.priceTable(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pricing: %w", err)
 	}
-	pricer := processor.TablePricer{Table: table}
+	pricer := g.reload.pricer
+	pricer.t.Store(table)
 
+	sections["config_reload"] = func(context.Context) any { return g.reload.health() }
 	handlers := map[string]http.Handler{}
 	ct := cfg.Features.CostTracking
 	if ct.Budgets.Enabled {
@@ -183,6 +192,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 			return nil, fmt.Errorf("budgets: %w", err)
 		}
 		g.closers = append(g.closers, lim)
+		g.reload.budgets, _ = lim.(*budget.Quota)
 		guards = append(guards, processor.NewBudget(lim, ct.Budgets, pricer, o.Providers, processor.BudgetHooks{}, o.Now))
 		sections["budgets"] = storeSection(lim.Status, ct.Budgets.FailMode)
 	}

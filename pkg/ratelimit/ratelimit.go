@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
@@ -190,13 +191,16 @@ func open(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Quota{cfg: cfg, store: s}, nil
+	q := &Quota{cfg: cfg, store: s}
+	q.rules.Store(&cfg)
+	return q, nil
 }
 
 // Quota is the [Limiter] on a [quota.Store]: requests and tokens counted in
 // every window of [Config.plan]. It is safe for concurrent use.
 type Quota struct {
-	cfg   Config
+	cfg   Config                 // as opened: the store's settings
+	rules atomic.Pointer[Config] // the limits in force; swapped by SetRules
 	store quota.Store
 }
 
@@ -204,11 +208,12 @@ var _ Limiter = (*Quota)(nil)
 
 // Reserve implements [Limiter.Reserve].
 func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decision, error) {
-	checks := q.cfg.plan(make([]quota.Check, 0, 8), req, now)
+	cfg := q.rules.Load()
+	checks := cfg.plan(make([]quota.Check, 0, 8), req, now)
 	if len(checks) == 0 {
 		return Decision{Allowed: true}, nil
 	}
-	tokens := q.cfg.charge(req)
+	tokens := cfg.charge(req)
 	r, err := q.store.Reserve(ctx, checks, []int64{1, tokens}, now)
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
@@ -242,6 +247,24 @@ func (q *Quota) adjust(ctx context.Context, res Reservation, dReqs, dToks int64,
 	}
 	return nil
 }
+
+// SetRules puts the limits of cfg in force for every later Reserve, after
+// validating and defaulting cfg; on error the current limits stay. Only
+// the limits change: the store's settings (backend, Redis, key prefix,
+// fail mode, max scopes, expected instances) are those q was opened with,
+// see config.RestartRequired. Reservations made before keep their charges and
+// settle against them. Safe for concurrent use.
+func (q *Quota) SetRules(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cfg.ApplyDefaults()
+	q.rules.Store(&cfg)
+	return nil
+}
+
+// Rules returns the configuration in force (see SetRules).
+func (q *Quota) Rules() Config { return *q.rules.Load() }
 
 // Status implements [Limiter.Status].
 func (q *Quota) Status(ctx context.Context) BackendStatus { return q.store.Status(ctx) }
