@@ -248,8 +248,11 @@ func TestRateLimitExactAcrossInstancesOnSentinelAndCluster(t *testing.T) {
 }
 
 func exactAcrossInstances(t *testing.T, rc ratelimit.RedisConfig, limit, calls int) {
+	// A daily limit: the servers' clock is frozen but Redis expires keys in
+	// real time (window end − now + grace), so a per-minute key would vanish
+	// after ~40 s of a slow run and let a second limit's worth through.
 	gws := twoInstancesOn(t, rc, newClock(midMinute), func(c *ratelimit.Config) {
-		c.Limits = ratelimit.Limits{RequestsPerMinute: int64(limit)}
+		c.Limits = ratelimit.Limits{RequestsPerDay: int64(limit)}
 	})
 	var ok, refused atomic.Int64
 	var wg sync.WaitGroup
