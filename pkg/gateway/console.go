@@ -11,7 +11,10 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/admin"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/budget"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
@@ -151,57 +154,187 @@ func (t *circuitTracker) Circuits(ctx context.Context, now time.Time) (admin.Cir
 	return rep, nil
 }
 
-// budgetHeadroom is the console's [admin.HeadroomSource]: the heaviest
-// users and keys of today by the usage ledger, with their daily and monthly
-// budgets. Used is the ledger's settled spend (calls still in flight are not
-// in it).
-type budgetHeadroom struct {
-	ledger usage.Ledger
-	cfg    budget.Config // Enabled: report the budgets
+// headroom is the console's [admin.HeadroomSource]: today's heaviest
+// users, keys and teams, with what the current windows of the rate limiter
+// and of the budgets hold against their limits. The ranking is the usage
+// ledger's (today's spend, shared by every instance on Redis) or, without
+// cost tracking, this instance's series (users and keys only). The figures
+// are the stores' own, calls in flight included, read without charging;
+// the limits are those in force (after a reload, the new ones), a gateway
+// key's or team's own when it sets them. Safe for concurrent use.
+type headroom struct {
+	ledger  usage.Ledger        // ranks; nil: series ranks
+	series  *admin.Series       // ranks when ledger is nil
+	limiter *ratelimit.Quota    // nil when rate limiting is off
+	budgets *budget.Quota       // nil when budgets are off
+	keys    *keys.Authenticator // gateway keys and teams; nil without
 }
 
+// Subject kinds of the headroom report; with ":" they prefix the limiters'
+// scopes.
+const (
+	kindUser = "user"
+	kindKey  = "key"
+	kindTeam = "team"
+)
+
+// subject is one ranked identity.
+type subject struct {
+	kind, id   string
+	spendNanos int64
+	requests   int64
+}
+
+// scope is the limiters' counter of s.
+func (s subject) scope() string { return quota.ScopeName(s.kind+":", s.id) }
+
 // Headroom implements [admin.HeadroomSource].
-func (h budgetHeadroom) Headroom(ctx context.Context, top int, now time.Time) (admin.HeadroomReport, error) {
-	rep, err := h.ledger.Report(ctx, now)
+func (h *headroom) Headroom(ctx context.Context, top int, now time.Time) (admin.HeadroomReport, error) {
+	subs, rankedBy, err := h.rank(ctx, top, now)
 	if err != nil {
-		return admin.HeadroomReport{}, fmt.Errorf("usage ledger: %w", err)
+		return admin.HeadroomReport{}, err
 	}
-	out := admin.HeadroomReport{Guards: []string{}, Subjects: []admin.SubjectHeadroom{}}
-	if h.cfg.Enabled {
-		out.Guards = append(out.Guards, "budget")
+	out := admin.HeadroomReport{Guards: []string{}, RankedBy: rankedBy, Subjects: make([]admin.SubjectHeadroom, len(subs))}
+	for i, s := range subs {
+		out.Subjects[i] = admin.SubjectHeadroom{Kind: s.kind, ID: s.id, SpendTodayUSD: usage.USD(s.spendNanos),
+			RequestsToday: s.requests, Limits: []admin.LimitHeadroom{}}
 	}
-	for _, d := range []struct {
-		kind         string
-		today, month usage.Breakdown
-		policy       budget.Policy
-	}{
-		{"user", rep.Today.ByUser, rep.Month.ByUser, h.cfg.PerUser},
-		{"key", rep.Today.ByKey, rep.Month.ByKey, h.cfg.PerKey},
-	} {
-		monthly := make(map[string]int64, len(d.month.Rows))
-		for _, r := range d.month.Rows {
-			monthly[r.Name] = r.CostNanos
+	failed := func(guard string, err error) {
+		if out.Errors == nil {
+			out.Errors = map[string]string{}
 		}
-		for i, r := range d.today.Rows {
-			if i == top {
-				break
+		out.Errors[guard] = err.Error()
+	}
+	if h.limiter != nil {
+		out.Guards = append(out.Guards, "rate_limit")
+		reqs := make([]ratelimit.Request, len(subs))
+		for i, s := range subs {
+			reqs[i] = h.rateRequest(s)
+		}
+		if ws, err := h.limiter.Usage(ctx, reqs, now); err != nil {
+			failed("rate_limit", err)
+		} else {
+			for i, s := range subs {
+				for _, w := range ws {
+					if w.Scope != s.scope() {
+						continue
+					}
+					if w.RequestLimit > 0 {
+						out.Subjects[i].Limits = append(out.Subjects[i].Limits, admin.NewLimitHeadroom("rate_limit", "requests",
+							string(w.Window), float64(w.RequestLimit), float64(w.Requests), w.Reset))
+					}
+					if w.TokenLimit > 0 {
+						out.Subjects[i].Limits = append(out.Subjects[i].Limits, admin.NewLimitHeadroom("rate_limit", "tokens",
+							string(w.Window), float64(w.TokenLimit), float64(w.Tokens), w.Reset))
+					}
+				}
 			}
-			s := admin.SubjectHeadroom{Kind: d.kind, ID: r.Name, SpendTodayUSD: usage.USD(r.CostNanos),
-				Limits: []admin.LimitHeadroom{}}
-			if h.cfg.Enabled && r.Name != usage.OtherName {
-				lim, ok := d.policy.Overrides[r.Name]
-				if !ok {
-					lim = d.policy.Default
-				}
-				if lim.DailyUSD > 0 {
-					s.Limits = append(s.Limits, admin.NewLimitHeadroom("budget", "usd", "day", lim.DailyUSD, usage.USD(r.CostNanos)))
-				}
-				if lim.MonthlyUSD > 0 {
-					s.Limits = append(s.Limits, admin.NewLimitHeadroom("budget", "usd", "month", lim.MonthlyUSD, usage.USD(monthly[r.Name])))
+		}
+	}
+	if h.budgets != nil {
+		out.Guards = append(out.Guards, "budget")
+		reqs := make([]budget.Request, len(subs))
+		for i, s := range subs {
+			reqs[i] = h.budgetRequest(s)
+		}
+		if ws, err := h.budgets.Usage(ctx, reqs, now); err != nil {
+			failed("budget", err)
+		} else {
+			for i, s := range subs {
+				for _, w := range ws {
+					if w.Scope == s.scope() {
+						out.Subjects[i].Limits = append(out.Subjects[i].Limits, admin.NewLimitHeadroom("budget", "usd",
+							string(w.Window), budget.USD(w.LimitNanos), budget.USD(w.SpendNanos), w.Reset))
+					}
 				}
 			}
-			out.Subjects = append(out.Subjects, s)
 		}
 	}
 	return out, nil
+}
+
+// rank returns up to top users, keys and teams, heaviest first per kind,
+// and names the ranking's source. The "(other)" rows are no identity and
+// are left out.
+func (h *headroom) rank(ctx context.Context, top int, now time.Time) ([]subject, string, error) {
+	var out []subject
+	if h.ledger == nil {
+		for _, kind := range []string{kindUser, kindKey} {
+			n := 0
+			for _, s := range h.series.Usage(admin.RangeToday, kind, top, now).Series {
+				if s.Name != admin.OtherName && n < top {
+					out = append(out, subject{kind: kind, id: s.Name, spendNanos: s.Total.CostNanos, requests: s.Total.Requests})
+					n++
+				}
+			}
+		}
+		return out, "this_instance", nil
+	}
+	rep, err := h.ledger.Report(ctx, now)
+	if err != nil {
+		return nil, "", fmt.Errorf("usage ledger: %w", err)
+	}
+	for _, d := range []struct {
+		kind string
+		rows []usage.Row
+	}{{kindUser, rep.Today.ByUser.Rows}, {kindKey, rep.Today.ByKey.Rows}, {kindTeam, rep.Today.ByTeam.Rows}} {
+		n := 0
+		for _, r := range d.rows {
+			if r.Name != usage.OtherName && n < top {
+				out = append(out, subject{kind: d.kind, id: r.Name, spendNanos: r.CostNanos, requests: r.Requests})
+				n++
+			}
+		}
+	}
+	return out, "usage_ledger", nil
+}
+
+// identity returns the gateway-key identity that carries s's own limits:
+// the key alone for a key, the team alone for a team; nil for a user, a
+// key that is no gateway key, or without gateway keys.
+func (h *headroom) identity(s subject) *keys.Identity {
+	if h.keys == nil {
+		return nil
+	}
+	switch s.kind {
+	case kindKey:
+		if id := h.keys.Lookup(s.id); id != nil {
+			return &keys.Identity{Key: id.Key}
+		}
+	case kindTeam:
+		if t := h.keys.Team(s.id); t != nil {
+			return &keys.Identity{Team: t}
+		}
+	}
+	return nil
+}
+
+// rateRequest is the rate-limit request whose plan holds s's windows.
+func (h *headroom) rateRequest(s subject) ratelimit.Request {
+	var r ratelimit.Request
+	switch s.kind {
+	case kindUser:
+		r.User = s.id
+	case kindKey:
+		r.KeyID = s.id
+		r.KeyLimits, _, _ = processor.GatewayKeyLimits(h.identity(s))
+	case kindTeam:
+		_, r.Team, r.TeamLimits = processor.GatewayKeyLimits(h.identity(s))
+	}
+	return r
+}
+
+// budgetRequest is the budget request whose plan holds s's windows.
+func (h *headroom) budgetRequest(s subject) budget.Request {
+	var r budget.Request
+	switch s.kind {
+	case kindUser:
+		r.User = s.id
+	case kindKey:
+		r.KeyID = s.id
+		r.KeyBudget, _, _ = processor.GatewayKeyBudgets(h.identity(s))
+	case kindTeam:
+		_, r.Team, r.TeamBudget = processor.GatewayKeyBudgets(h.identity(s))
+	}
+	return r
 }
