@@ -29,12 +29,8 @@ type WindowUsage struct {
 // budget has no window. An error wraps [ErrBackendUnavailable].
 func (q *Quota) Usage(ctx context.Context, reqs []Request, now time.Time) ([]WindowUsage, error) {
 	cfg := q.rules.Load()
-	var checks []quota.Check
-	for _, r := range reqs {
-		checks = cfg.plan(checks, r, now)
-	}
-	checks = quota.Distinct(checks)
-	used, err := q.Store().Usage(ctx, checks, now)
+	plan := func(dst []quota.Check, r Request) []quota.Check { return cfg.plan(dst, r, now) }
+	checks, used, err := quota.Read(ctx, q.Store(), reqs, plan, now)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
 	}

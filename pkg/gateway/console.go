@@ -188,6 +188,12 @@ type subject struct {
 // scope is the limiters' counter of s.
 func (s subject) scope() string { return quota.ScopeName(s.kind+":", s.id) }
 
+// scopeLimits is one scope's limits as a guard reports them.
+type scopeLimits struct {
+	scope string
+	limit admin.LimitHeadroom
+}
+
 // Headroom implements [admin.HeadroomSource].
 func (h *headroom) Headroom(ctx context.Context, top int, now time.Time) (admin.HeadroomReport, error) {
 	subs, rankedBy, err := h.rank(ctx, top, now)
@@ -195,60 +201,59 @@ func (h *headroom) Headroom(ctx context.Context, top int, now time.Time) (admin.
 		return admin.HeadroomReport{}, err
 	}
 	out := admin.HeadroomReport{Guards: []string{}, RankedBy: rankedBy, Subjects: make([]admin.SubjectHeadroom, len(subs))}
+	rateReqs, budgetReqs := make([]ratelimit.Request, len(subs)), make([]budget.Request, len(subs))
 	for i, s := range subs {
 		out.Subjects[i] = admin.SubjectHeadroom{Kind: s.kind, ID: s.id, SpendTodayUSD: usage.USD(s.spendNanos),
 			RequestsToday: s.requests, Limits: []admin.LimitHeadroom{}}
+		rateReqs[i], budgetReqs[i] = h.requests(s)
 	}
-	failed := func(guard string, err error) {
-		if out.Errors == nil {
-			out.Errors = map[string]string{}
+	// report adds a guard's limits to the subjects they belong to, or the
+	// reason its store gave none.
+	report := func(guard string, read func() ([]scopeLimits, error)) {
+		out.Guards = append(out.Guards, guard)
+		ls, err := read()
+		if err != nil {
+			if out.Errors == nil {
+				out.Errors = map[string]string{}
+			}
+			out.Errors[guard] = err.Error()
+			return
 		}
-		out.Errors[guard] = err.Error()
+		for i, s := range subs {
+			for _, l := range ls {
+				if l.scope == s.scope() {
+					out.Subjects[i].Limits = append(out.Subjects[i].Limits, l.limit)
+				}
+			}
+		}
 	}
 	if h.limiter != nil {
-		out.Guards = append(out.Guards, "rate_limit")
-		reqs := make([]ratelimit.Request, len(subs))
-		for i, s := range subs {
-			reqs[i] = h.rateRequest(s)
-		}
-		if ws, err := h.limiter.Usage(ctx, reqs, now); err != nil {
-			failed("rate_limit", err)
-		} else {
-			for i, s := range subs {
-				for _, w := range ws {
-					if w.Scope != s.scope() {
-						continue
-					}
-					if w.RequestLimit > 0 {
-						out.Subjects[i].Limits = append(out.Subjects[i].Limits, admin.NewLimitHeadroom("rate_limit", "requests",
-							string(w.Window), float64(w.RequestLimit), float64(w.Requests), w.Reset))
-					}
-					if w.TokenLimit > 0 {
-						out.Subjects[i].Limits = append(out.Subjects[i].Limits, admin.NewLimitHeadroom("rate_limit", "tokens",
-							string(w.Window), float64(w.TokenLimit), float64(w.Tokens), w.Reset))
-					}
+		report("rate_limit", func() ([]scopeLimits, error) {
+			ws, err := h.limiter.Usage(ctx, rateReqs, now)
+			var ls []scopeLimits
+			for _, w := range ws {
+				if w.RequestLimit > 0 {
+					ls = append(ls, scopeLimits{w.Scope, admin.NewLimitHeadroom("rate_limit", "requests", string(w.Window),
+						float64(w.RequestLimit), float64(w.Requests), w.Reset)})
+				}
+				if w.TokenLimit > 0 {
+					ls = append(ls, scopeLimits{w.Scope, admin.NewLimitHeadroom("rate_limit", "tokens", string(w.Window),
+						float64(w.TokenLimit), float64(w.Tokens), w.Reset)})
 				}
 			}
-		}
+			return ls, err
+		})
 	}
 	if h.budgets != nil {
-		out.Guards = append(out.Guards, "budget")
-		reqs := make([]budget.Request, len(subs))
-		for i, s := range subs {
-			reqs[i] = h.budgetRequest(s)
-		}
-		if ws, err := h.budgets.Usage(ctx, reqs, now); err != nil {
-			failed("budget", err)
-		} else {
-			for i, s := range subs {
-				for _, w := range ws {
-					if w.Scope == s.scope() {
-						out.Subjects[i].Limits = append(out.Subjects[i].Limits, admin.NewLimitHeadroom("budget", "usd",
-							string(w.Window), budget.USD(w.LimitNanos), budget.USD(w.SpendNanos), w.Reset))
-					}
-				}
+		report("budget", func() ([]scopeLimits, error) {
+			ws, err := h.budgets.Usage(ctx, budgetReqs, now)
+			ls := make([]scopeLimits, len(ws))
+			for i, w := range ws {
+				ls[i] = scopeLimits{w.Scope, admin.NewLimitHeadroom("budget", "usd", string(w.Window),
+					budget.USD(w.LimitNanos), budget.USD(w.SpendNanos), w.Reset)}
 			}
-		}
+			return ls, err
+		})
 	}
 	return out, nil
 }
@@ -289,52 +294,35 @@ func (h *headroom) rank(ctx context.Context, top int, now time.Time) ([]subject,
 	return out, "usage_ledger", nil
 }
 
-// identity returns the gateway-key identity that carries s's own limits:
-// the key alone for a key, the team alone for a team; nil for a user, a
-// key that is no gateway key, or without gateway keys.
-func (h *headroom) identity(s subject) *keys.Identity {
-	if h.keys == nil {
-		return nil
-	}
-	switch s.kind {
-	case kindKey:
-		if id := h.keys.Lookup(s.id); id != nil {
-			return &keys.Identity{Key: id.Key}
+// requests returns the rate-limit and the budget request whose plans hold
+// s's own windows: a user's, a key's (with a gateway key's own limits) or a
+// team's (a gateway-key team's shared limits; none for an unknown team).
+func (h *headroom) requests(s subject) (ratelimit.Request, budget.Request) {
+	var rr ratelimit.Request
+	var br budget.Request
+	var id *keys.Identity // carries a gateway key's or team's own limits
+	if h.keys != nil {
+		switch s.kind {
+		case kindKey:
+			if k := h.keys.Lookup(s.id); k != nil {
+				id = &keys.Identity{Key: k.Key}
+			}
+		case kindTeam:
+			if t := h.keys.Team(s.id); t != nil {
+				id = &keys.Identity{Team: t}
+			}
 		}
-	case kindTeam:
-		if t := h.keys.Team(s.id); t != nil {
-			return &keys.Identity{Team: t}
-		}
 	}
-	return nil
-}
-
-// rateRequest is the rate-limit request whose plan holds s's windows.
-func (h *headroom) rateRequest(s subject) ratelimit.Request {
-	var r ratelimit.Request
 	switch s.kind {
 	case kindUser:
-		r.User = s.id
+		rr.User, br.User = s.id, s.id
 	case kindKey:
-		r.KeyID = s.id
-		r.KeyLimits, _, _ = processor.GatewayKeyLimits(h.identity(s))
+		rr.KeyID, br.KeyID = s.id, s.id
+		rr.KeyLimits, _, _ = processor.GatewayKeyLimits(id)
+		br.KeyBudget, _, _ = processor.GatewayKeyBudgets(id)
 	case kindTeam:
-		_, r.Team, r.TeamLimits = processor.GatewayKeyLimits(h.identity(s))
+		_, rr.Team, rr.TeamLimits = processor.GatewayKeyLimits(id)
+		_, br.Team, br.TeamBudget = processor.GatewayKeyBudgets(id)
 	}
-	return r
-}
-
-// budgetRequest is the budget request whose plan holds s's windows.
-func (h *headroom) budgetRequest(s subject) budget.Request {
-	var r budget.Request
-	switch s.kind {
-	case kindUser:
-		r.User = s.id
-	case kindKey:
-		r.KeyID = s.id
-		r.KeyBudget, _, _ = processor.GatewayKeyBudgets(h.identity(s))
-	case kindTeam:
-		_, r.Team, r.TeamBudget = processor.GatewayKeyBudgets(h.identity(s))
-	}
-	return r
+	return rr, br
 }

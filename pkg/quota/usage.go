@@ -77,10 +77,27 @@ func (l *Local) Usage(ctx context.Context, checks []Check, now time.Time) ([][]i
 	return l.primary.Usage(ctx, checks, now)
 }
 
-// Distinct returns checks without repeats of the same window of the same
+// Read plans each of reqs with plan (appending its checks), reads every
+// distinct window once with s.Usage, and returns those windows in plan
+// order with what they hold: the read-only side of a policy's Reserve. An
+// error is the store's.
+func Read[R any](ctx context.Context, s Store, reqs []R, plan func([]Check, R) []Check, now time.Time) ([]Check, [][]int64, error) {
+	var checks []Check
+	for _, r := range reqs {
+		checks = plan(checks, r)
+	}
+	checks = distinct(checks)
+	used, err := s.Usage(ctx, checks, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return checks, used, nil
+}
+
+// distinct returns checks without repeats of the same window of the same
 // scope (the first is kept), in order: the plans of several requests
 // share their global scopes.
-func Distinct(checks []Check) []Check {
+func distinct(checks []Check) []Check {
 	type window struct {
 		scope  string
 		window Window

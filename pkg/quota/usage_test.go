@@ -62,9 +62,22 @@ func TestRedisUsageWhileDown(t *testing.T) {
 	require.ErrorIs(t, err, ErrUnavailable)
 }
 
-func TestDistinct(t *testing.T) {
-	g, u := minuteCheck("global", t0, 5), minuteCheck("user:a", t0, 5)
-	require.Equal(t, []Check{g, u, dayCheck("global", t0, 5)},
-		Distinct([]Check{g, u, g, dayCheck("global", t0, 5), u}))
-	require.Empty(t, Distinct(nil))
+func TestRead(t *testing.T) {
+	s := NewMemory(spend, MemoryOptions{})
+	g, u := minuteCheck("global", t0, 50), minuteCheck("user:a", t0, 5)
+	res, err := s.Reserve(t.Context(), []Check{g, u}, []int64{3}, t0)
+	require.NoError(t, err)
+	require.True(t, res.Allowed)
+	plan := func(dst []Check, user string) []Check {
+		return append(dst, g, minuteCheck("user:"+user, t0, 5), dayCheck("global", t0, 500))
+	}
+	checks, used, err := Read(t.Context(), s, []string{"a", "b", "a"}, plan, t0)
+	require.NoError(t, err)
+	require.Equal(t, []Check{g, u, dayCheck("global", t0, 500), minuteCheck("user:b", t0, 5)}, checks,
+		"each window once, in plan order")
+	require.Equal(t, [][]int64{{3}, {3}, {0}, {0}}, used)
+	checks, used, err = Read(t.Context(), s, nil, plan, t0)
+	require.NoError(t, err)
+	require.Empty(t, checks)
+	require.Empty(t, used)
 }
