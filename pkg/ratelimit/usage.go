@@ -27,7 +27,7 @@ type WindowUsage struct {
 // with the limits in force and what the window holds. A scope without
 // limits has no window. An error wraps [ErrBackendUnavailable].
 func (q *Quota) Usage(ctx context.Context, reqs []Request, now time.Time) ([]WindowUsage, error) {
-	cfg := q.rules.Load()
+	cfg := q.Rules()
 	plan := func(dst []quota.Check, r Request) []quota.Check { return cfg.plan(dst, r, now) }
 	checks, used, err := quota.Read(ctx, q.Store(), reqs, plan, now)
 	if err != nil {
