@@ -215,8 +215,8 @@ func TestHeadroomStoreDown(t *testing.T) {
 	f := newHeadroomFixture(t, now)
 	f.call(t, "alice", "k1", 10, 1, true, now)
 	srv := redistest.Start(t)
-	bc := budget.Config{Enabled: true, Backend: budget.BackendRedis, Redis: budget.RedisConfig{Address: srv.Addr},
-		PerUser: budget.Policy{Default: budget.Limits{DailyUSD: 10}}}
+	bc := budget.Config{Enabled: true, PerUser: budget.Policy{Default: budget.Limits{DailyUSD: 10}}}
+	bc.Backend, bc.Redis.Address = "redis", srv.Addr
 	require.NoError(t, bc.Validate())
 	down, err := budget.NewRedis(t.Context(), bc, budget.Hooks{})
 	require.NoError(t, err)
