@@ -81,7 +81,7 @@ func startDocker(t *testing.T) *docker {
 	start(testcontainers.ContainerRequest{
 		FromDockerfile: build("extproc"), ExposedPorts: []string{"50051/tcp", "9003/tcp"},
 		Env:      map[string]string{"GRPC_ADDR": ":50051", "ADMIN_ADDR": ":9003", "LOG_FORMAT": "json"},
-		Networks: []string{nw.Name}, NetworkAliases: map[string][]string{nw.Name: {"extproc"}},
+		Networks: []string{nw.Name}, NetworkAliases: map[string][]string{nw.Name: {"extproc-mock"}}, // envoy-mock.yaml's ext_proc host
 		WaitingFor: wait.ForHTTP("/ready").WithPort("9003/tcp"),
 	})
 	envoy := start(testcontainers.ContainerRequest{

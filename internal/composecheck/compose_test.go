@@ -51,7 +51,8 @@ func TestProfiles(t *testing.T) {
 		want     []string
 	}{
 		{name: "default runs against real vendors", want: []string{"envoy", "extproc", "redis"}},
-		{name: "mock adds the fake vendor", profiles: []string{"mock"}, want: []string{"envoy", "extproc", "fakellm", "redis"}},
+		{name: "mock adds the fake vendor and the demo's server", profiles: []string{"mock"},
+			want: []string{"envoy", "extproc", "extproc-mock", "fakellm", "redis"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,6 +67,7 @@ func TestProfiles(t *testing.T) {
 	}
 	p := loadProject(t, "mock")
 	require.Equal(t, []string{"mock"}, p.Services["fakellm"].Profiles)
+	require.Equal(t, []string{"mock"}, p.Services["extproc-mock"].Profiles)
 	for _, name := range []string{"envoy", "extproc", "redis"} {
 		require.Empty(t, p.Services[name].Profiles, "%s must start without a profile", name)
 	}
@@ -95,6 +97,7 @@ func TestPorts(t *testing.T) {
 	p := loadProject(t, "mock")
 	require.ElementsMatch(t, []string{":9002->9002", "127.0.0.1:9901->9901"}, published(p.Services["envoy"]))
 	require.Equal(t, []string{":9003->9003"}, published(p.Services["extproc"]))
+	require.Equal(t, []string{":9004->9003"}, published(p.Services["extproc-mock"]), "both run under mock: another host port")
 	require.Empty(t, published(p.Services["redis"]), "redis stays on the compose network")
 	for _, pc := range p.Services["fakellm"].Ports {
 		require.Equal(t, "127.0.0.1", pc.HostIP)
@@ -103,7 +106,7 @@ func TestPorts(t *testing.T) {
 
 func TestHealthchecksAndDependencies(t *testing.T) {
 	p := loadProject(t, "mock")
-	for _, name := range []string{"envoy", "extproc", "redis"} {
+	for _, name := range []string{"envoy", "extproc", "extproc-mock", "redis"} {
 		hc := p.Services[name].HealthCheck
 		require.NotNil(t, hc, name)
 		require.False(t, hc.Disable, name)
@@ -119,11 +122,15 @@ func TestHealthchecksAndDependencies(t *testing.T) {
 	require.True(t, dep("extproc", "redis").Required)
 	require.Equal(t, types.ServiceConditionHealthy, dep("envoy", "extproc").Condition)
 	require.False(t, dep("envoy", "fakellm").Required, "fakellm exists only under the mock profile")
+	require.Equal(t, types.ServiceConditionHealthy, dep("envoy", "extproc-mock").Condition)
+	require.False(t, dep("envoy", "extproc-mock").Required, "extproc-mock exists only under the mock profile")
 
 	// The extproc probe is the static binary the Dockerfile puts in the image.
-	hc := p.Services["extproc"].HealthCheck.Test
-	require.Equal(t, "/usr/local/bin/healthcheck", hc[1])
-	require.Contains(t, hc[2], ":9003/ready")
+	for _, name := range []string{"extproc", "extproc-mock"} {
+		hc := p.Services[name].HealthCheck.Test
+		require.Equal(t, "/usr/local/bin/healthcheck", hc[1])
+		require.Contains(t, hc[2], ":9003/ready")
+	}
 	require.Regexp(t, `(?m)^COPY --from=\S+ /out/healthcheck /usr/local/bin/healthcheck$`, dockerfile(t))
 }
 
@@ -179,7 +186,7 @@ func TestDockerfileTargets(t *testing.T) {
 			require.True(t, args[a], "%s: Dockerfile declares no ARG %s", s.Name, a)
 		}
 	}
-	require.Equal(t, 2, built, "extproc and fakellm are built here")
+	require.Equal(t, 3, built, "extproc (twice: the mock profile's server too) and fakellm are built here")
 	require.Regexp(t, `(?m)^FROM gcr\.io/distroless/static\S*:nonroot AS extproc$`, df)
 	require.Regexp(t, `(?m)^FROM gcr\.io/distroless/static\S*:nonroot AS fakellm$`, df)
 	require.Contains(t, df, `-X main.version=${VERSION}`)
@@ -224,17 +231,17 @@ func endpointOf(t *testing.T, b *bootstrapv3.Bootstrap, cluster string) (string,
 // Envoy bootstraps send traffic.
 func TestEnvoyReachesServices(t *testing.T) {
 	p := loadProject(t, "mock")
-	extproc := environment(p.Services["extproc"])
 	fake := environment(p.Services["fakellm"])
-	for _, file := range []string{"envoy.yaml", "envoy-mock.yaml"} {
+	for file, server := range map[string]string{"envoy.yaml": "extproc", "envoy-mock.yaml": "extproc-mock"} {
 		t.Run(file, func(t *testing.T) {
 			b, err := envoyconfig.Load(filepath.Join(root, "envoy", file))
 			require.NoError(t, err)
+			extproc := environment(p.Services[server])
 			host, pt := endpointOf(t, b, "ext_proc")
-			require.Contains(t, p.Services, host)
+			require.Equal(t, server, host)
 			require.Equal(t, port(t, extproc["GRPC_ADDR"]), pt)
 			host, pt = endpointOf(t, b, "extproc_admin")
-			require.Contains(t, p.Services, host)
+			require.Equal(t, server, host)
 			require.Equal(t, port(t, extproc["ADMIN_ADDR"]), pt)
 			if file == "envoy-mock.yaml" {
 				for _, vendor := range []string{"openai", "anthropic", "gemini"} {
@@ -247,6 +254,25 @@ func TestEnvoyReachesServices(t *testing.T) {
 	}
 }
 
+// rules loads the rule files a service names in LLM_PROXY_CONFIG, from the
+// image (COPY configs/), with the service's environment.
+func rules(t *testing.T, s types.ServiceConfig) config.Config {
+	t.Helper()
+	require.Regexp(t, `(?m)^COPY configs/ /app/configs/$`, dockerfile(t))
+	require.Regexp(t, `(?m)^WORKDIR /app$`, dockerfile(t))
+	env := environment(s)
+	var layers [][]byte
+	for _, f := range config.SplitPaths(env["LLM_PROXY_CONFIG"]) {
+		require.True(t, strings.HasPrefix(f, "configs/"), "%s: %s is not in the image", s.Name, f)
+		b, err := os.ReadFile(filepath.Join(root, f))
+		require.NoError(t, err)
+		layers = append(layers, b)
+	}
+	cfg, err := config.Parse(func(k string) string { return env[k] }, layers...)
+	require.NoError(t, err, s.Name)
+	return cfg
+}
+
 func TestExtprocEnvironment(t *testing.T) {
 	p := loadProject(t)
 	env := environment(p.Services["extproc"])
@@ -254,18 +280,57 @@ func TestExtprocEnvironment(t *testing.T) {
 	require.Equal(t, ":9003", env["ADMIN_ADDR"])
 	require.Equal(t, "json", env["LOG_FORMAT"])
 	require.Equal(t, "info", env["LOG_LEVEL"])
-	// The default rule files are in the image (COPY configs/) and load.
-	require.Regexp(t, `(?m)^COPY configs/ /app/configs/$`, dockerfile(t))
-	require.Regexp(t, `(?m)^WORKDIR /app$`, dockerfile(t))
-	var layers [][]byte
-	for _, f := range config.SplitPaths(env["LLM_PROXY_CONFIG"]) {
-		require.True(t, strings.HasPrefix(f, "configs/"), "%s is not in the image", f)
-		b, err := os.ReadFile(filepath.Join(root, f))
-		require.NoError(t, err)
-		layers = append(layers, b)
+	// The default rule files are in the image and load.
+	rules(t, p.Services["extproc"])
+}
+
+// TestMockProfileRunsEveryGuard checks the demo's server: the mock profile's
+// rules load with its environment and turn every guard on, with small
+// limits, over backends it can reach, writing cost records where the
+// read-only container has a volume.
+func TestMockProfileRunsEveryGuard(t *testing.T) {
+	p := loadProject(t, "mock")
+	s := p.Services["extproc-mock"]
+	cfg := rules(t, s)
+	f := cfg.Features
+	require.True(t, f.RateLimiting.Enabled, "rate limits")
+	require.Positive(t, f.RateLimiting.Limits.RequestsPerMinute)
+	require.LessOrEqual(t, f.RateLimiting.Limits.RequestsPerMinute, int64(10), "small enough to hit from a shell")
+	require.True(t, f.CircuitBreaker.Enabled, "circuit breaker")
+	require.Equal(t, "enforce", f.CircuitBreaker.Mode)
+	require.True(t, f.CostTracking.Enabled, "cost records")
+	require.True(t, f.CostTracking.Budgets.Enabled, "budgets")
+	require.Positive(t, f.CostTracking.Budgets.PerUser.Default.DailyUSD)
+
+	// Backends: in process, or the compose Redis the service waits for.
+	for name, backend := range map[string]string{"rate_limiting": f.RateLimiting.Backend,
+		"circuit_breaker": f.CircuitBreaker.Backend, "budgets": f.CostTracking.Budgets.Backend} {
+		if backend == "redis" {
+			_, ok := s.DependsOn["redis"]
+			require.True(t, ok, "%s on redis: extproc-mock must depend on redis", name)
+		} else {
+			require.Equal(t, "memory", backend, name)
+		}
 	}
-	_, err := config.Parse(func(string) string { return "" }, layers...)
+	// Cost records land on the mounted volume: the root file system is
+	// read-only.
+	require.True(t, s.ReadOnly)
+	require.NotEmpty(t, f.CostTracking.Sinks)
+	for _, sink := range f.CostTracking.Sinks {
+		require.Equal(t, "file", sink.Type)
+		mounted := false
+		for _, v := range s.Volumes {
+			if v.Type == types.VolumeTypeVolume && strings.HasPrefix(sink.File.Path, v.Target+"/") {
+				mounted = true
+			}
+		}
+		require.True(t, mounted, "cost records at %s are on no volume", sink.File.Path)
+	}
+	// The same rules as make demo: one set of demo limits.
+	require.Equal(t, "configs/base.yml,configs/demo.yml", environment(s)["LLM_PROXY_CONFIG"])
+	demo, err := os.ReadFile(filepath.Join(root, "scripts", "demo.sh"))
 	require.NoError(t, err)
+	require.Contains(t, string(demo), "configs/base.yml,configs/demo.yml")
 }
 
 // TestEnvoyCommand checks the start script: both bootstraps are mounted where

@@ -176,12 +176,13 @@ func TestVendorClusters(t *testing.T) {
 			require.Nil(t, mock[name].GetTransportSocket(), "the fake vendor speaks plain HTTP")
 		})
 	}
-	for _, cs := range []map[string]*clusterv3.Cluster{prod, mock} {
+	// docker-compose.yml's servers: the mock profile's runs the demo's rules.
+	for server, cs := range map[string]map[string]*clusterv3.Cluster{"extproc": prod, "extproc-mock": mock} {
 		addr, port := endpoint(t, cs["ext_proc"])
-		require.Equal(t, "extproc", addr)
+		require.Equal(t, server, addr)
 		require.EqualValues(t, 50051, port)
 		addr, port = endpoint(t, cs["extproc_admin"])
-		require.Equal(t, "extproc", addr)
+		require.Equal(t, server, addr)
 		require.EqualValues(t, 9003, port)
 	}
 }

@@ -75,48 +75,63 @@ type Circuit struct {
 // HeadroomSource reports how much of their limits the heaviest callers have
 // left. Implementations are safe for concurrent use.
 type HeadroomSource interface {
-	// Headroom returns up to top users and up to top keys, heaviest first.
+	// Headroom returns up to top users, up to top keys and up to top
+	// teams, each kind heaviest first.
 	Headroom(ctx context.Context, top int, now time.Time) (HeadroomReport, error)
 }
 
 // HeadroomReport is the body of GET /api/v1/headroom.
 type HeadroomReport struct {
-	// Guards names the guards whose limits are reported ("budget",
-	// "rate_limit"); empty when none is enabled.
-	Guards   []string          `json:"guards"`
+	// Guards names the guards whose limits are reported ("rate_limit",
+	// "budget"); empty when none is enabled.
+	Guards []string `json:"guards"`
+	// RankedBy says where the ranking comes from: "usage_ledger" (today's
+	// spend, shared by every instance on Redis) or "this_instance" (this
+	// instance's calls today, when cost tracking is off).
+	RankedBy string            `json:"ranked_by,omitempty"`
 	Subjects []SubjectHeadroom `json:"subjects"`
+	// Errors names, per guard, why its limits are missing from Subjects
+	// (its store could not answer); absent when every guard answered.
+	Errors map[string]string `json:"errors,omitempty"`
 }
 
-// SubjectHeadroom is one user's or key's limits.
+// SubjectHeadroom is one user's, key's or team's limits.
 type SubjectHeadroom struct {
-	// Kind is "user" or "key"; ID the user id or the key id (a hash).
+	// Kind is "user", "key" or "team"; ID the user id, the key id (a
+	// hash, or a gateway key's id) or the team id.
 	Kind string `json:"kind"`
 	ID   string `json:"id"`
-	// SpendTodayUSD is the subject's spend today, by which it is ranked.
+	// SpendTodayUSD and RequestsToday are the subject's use today, by
+	// which it is ranked (spend, then requests).
 	SpendTodayUSD float64 `json:"spend_today_usd"`
-	// Limits are the subject's limits that apply; none when unlimited.
+	RequestsToday int64   `json:"requests_today"`
+	// Limits are the subject's limits that apply, rate limits (minute,
+	// day) before budgets (day, month); none when unlimited.
 	Limits []LimitHeadroom `json:"limits"`
 }
 
-// LimitHeadroom is one limit of a subject.
+// LimitHeadroom is one limit of a subject in its current window.
 type LimitHeadroom struct {
-	// Guard is "budget" or "rate_limit"; Metric "usd", "requests" or
-	// "tokens"; Window "minute", "day" or "month".
+	// Guard is "rate_limit" or "budget"; Metric "requests", "tokens" or
+	// "usd"; Window "minute", "day" or "month".
 	Guard  string `json:"guard"`
 	Metric string `json:"metric"`
 	Window string `json:"window"`
-	// Limit, Used and Remaining are in Metric's unit; Remaining is never
-	// negative. UsedRatio is Used / Limit.
+	// Limit, Used and Remaining are in Metric's unit; Used counts what is
+	// reserved by calls in flight as well as what is settled; Remaining
+	// is never negative. UsedRatio is Used / Limit.
 	Limit     float64 `json:"limit"`
 	Used      float64 `json:"used"`
 	Remaining float64 `json:"remaining"`
 	UsedRatio float64 `json:"used_ratio"`
+	// Reset is when the window ends and the limit is whole again (UTC).
+	Reset time.Time `json:"reset"`
 }
 
 // NewLimitHeadroom fills Remaining and UsedRatio from limit and used.
-func NewLimitHeadroom(guard, metric, window string, limit, used float64) LimitHeadroom {
+func NewLimitHeadroom(guard, metric, window string, limit, used float64, reset time.Time) LimitHeadroom {
 	h := LimitHeadroom{Guard: guard, Metric: metric, Window: window, Limit: limit, Used: used,
-		Remaining: max(limit-used, 0)}
+		Remaining: max(limit-used, 0), Reset: reset.UTC()}
 	if limit > 0 {
 		h.UsedRatio = used / limit
 	}

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -16,6 +17,29 @@ import (
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 )
+
+// liveHeadroom is a headroom source a test changes while the page runs.
+type liveHeadroom struct {
+	mu  sync.Mutex
+	rep HeadroomReport
+}
+
+func (l *liveHeadroom) Headroom(context.Context, int, time.Time) (HeadroomReport, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, err := json.Marshal(l.rep) // a deep copy: set may change the slices
+	if err != nil {
+		return HeadroomReport{}, err
+	}
+	var out HeadroomReport
+	return out, json.Unmarshal(b, &out)
+}
+
+func (l *liveHeadroom) set(f func(*HeadroomReport)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f(&l.rep)
+}
 
 // chromiumPath is Debian's chromium; .ci/run installs it.
 const chromiumPath = "/usr/bin/chromium"
@@ -73,12 +97,24 @@ func TestConsoleInBrowser(t *testing.T) {
 			{Provider: "gemini", State: "closed"}, {Provider: "openai", State: "closed"}},
 		Circuits: []Circuit{{Provider: "anthropic", Model: "claude-sonnet-4-5", State: "open", Reason: "threshold",
 			Since: now.Add(-time.Minute), CooldownUntil: &until, RemainingSeconds: 240}}}}
-	headroom := fakeHeadroom{rep: HeadroomReport{Guards: []string{"budget"}, Subjects: []SubjectHeadroom{
-		{Kind: "user", ID: "alice", SpendTodayUSD: 9.1, Limits: []LimitHeadroom{
-			NewLimitHeadroom("budget", "usd", "day", 10, 9.1), NewLimitHeadroom("budget", "usd", "month", 200, 61)}},
-		{Kind: "key", ID: "3f9a0c1d2e4b5a6978c1", SpendTodayUSD: 7.9, Limits: []LimitHeadroom{
-			NewLimitHeadroom("budget", "usd", "day", 50, 7.9)}},
-	}}}
+	minute, day, month := now.Truncate(time.Minute).Add(time.Minute), day.Add(24*time.Hour),
+		time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC)
+	aliceLimits := func(requests float64) []LimitHeadroom {
+		return []LimitHeadroom{
+			NewLimitHeadroom("rate_limit", "requests", "minute", 10, requests, minute),
+			NewLimitHeadroom("rate_limit", "tokens", "day", 500_000, 212_000, day),
+			NewLimitHeadroom("budget", "usd", "day", 10, 9.1, day)}
+	}
+	headroom := &liveHeadroom{rep: HeadroomReport{Guards: []string{"rate_limit", "budget"}, RankedBy: "usage_ledger",
+		Subjects: []SubjectHeadroom{
+			{Kind: "user", ID: "alice", SpendTodayUSD: 9.1, RequestsToday: 4, Limits: aliceLimits(7)},
+			{Kind: "user", ID: "carol", SpendTodayUSD: 0.4, RequestsToday: 1, Limits: []LimitHeadroom{}},
+			{Kind: "key", ID: "3f9a0c1d2e4b5a6978c1", SpendTodayUSD: 7.9, RequestsToday: 5, Limits: []LimitHeadroom{
+				NewLimitHeadroom("budget", "usd", "day", 50, 7.9, day)}},
+			{Kind: "team", ID: "search", SpendTodayUSD: 11.6, RequestsToday: 8, Limits: []LimitHeadroom{
+				NewLimitHeadroom("rate_limit", "requests", "minute", 100, 3, minute),
+				NewLimitHeadroom("budget", "usd", "month", 500, 61, month)}},
+		}}}
 	const token = "browser-test-token"
 	// The server's clock is pinned to the samples' now, so no hour or day
 	// boundary can fall between recording and reading.
@@ -139,7 +175,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		TrafficSeries []string
 		LatencyLines  int
 		Circuits      map[string]string
-		Headroom      []string
+		Headroom      map[string]string
+		HeadroomNote  string
 		Unpriced      []string
 		TileSpend     string
 	}
@@ -160,12 +197,23 @@ func TestConsoleInBrowser(t *testing.T) {
 			TrafficSeries: q('#chart-traffic g[data-series]').map((g) => g.dataset.series),
 			LatencyLines: q('#chart-latency polyline').length,
 			Circuits: circuits,
-			Headroom: q('#headroom tr[data-subject]').map((tr) => tr.dataset.subject),
+			Headroom: Object.fromEntries(q('#headroom tr[data-subject]').map((tr) =>
+				[tr.dataset.subject + " " + (tr.dataset.limit || "unlimited"), tr.querySelector('.used') ? tr.querySelector('.used').textContent : ""])),
+			HeadroomNote: document.getElementById('headroom-note').textContent,
 			Unpriced: q('#unpriced tr[data-unpriced]').map((tr) => tr.dataset.unpriced),
 			TileSpend: document.getElementById('tile-spend').textContent,
 		};
 	})()`))
 	require.NoError(t, err)
+
+	// Live refresh: new figures from the API reach the page without a
+	// reload (the console refreshes every 5 s; the poll waits for it).
+	headroom.set(func(r *HeadroomReport) { r.Subjects[0].Limits = aliceLimits(9) })
+	_, err = chromedp.Run(bctx, chromedp.Poll[chromedp.Void](`(() => {
+		const c = document.querySelector('#headroom tr[data-subject="user:alice"][data-limit="rate_limit requests/minute"] .used');
+		return c !== null && c.textContent === "9 of 10 (90%)";
+	})()`, chromedp.WithPollingMutation(), chromedp.WithPollingTimeout(0)))
+	require.NoError(t, err, "the refreshed headroom is rendered")
 
 	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 	require.NoError(t, err)
@@ -202,8 +250,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Equal(t, "open", got.Circuits["anthropic"])
 	require.Equal(t, "open", got.Circuits["anthropic:claude-sonnet-4-5"])
 	require.Equal(t, "closed", got.Circuits["openai"])
-	require.Contains(t, got.Headroom, "user:alice")
-	require.Contains(t, got.Headroom, "key:3f9a0c1d2e4b5a6978c1")
+	require.Equal(t, map[string]string{
+		"user:alice rate_limit requests/minute":   "7 of 10 (70%)",
+		"user:alice rate_limit tokens/day":        "212.0k of 500.0k (42%)",
+		"user:alice budget usd/day":               "$9.10 of $10.00 (91%)",
+		"user:carol unlimited":                    "",
+		"key:3f9a0c1d2e4b5a6978c1 budget usd/day": "$7.90 of $50.00 (16%)",
+		"team:search rate_limit requests/minute":  "3 of 100 (3%)",
+		"team:search budget usd/month":            "$61.00 of $500.00 (12%)",
+	}, got.Headroom, "every limit of every subject, with the figures the API gave")
+	require.Equal(t, "ranked by today's spend (all instances)", got.HeadroomNote)
 	require.Equal(t, "$11.60", got.TileSpend)
 	require.Equal(t, []string{"openai/gpt-9-preview"}, got.Unpriced, "the unpriced models of /health are listed")
 }

@@ -119,7 +119,7 @@ func TestConsoleAPI(t *testing.T) {
 		Circuits: fakeCircuits{rep: CircuitReport{Enabled: true, Providers: []ProviderCircuit{{Provider: "openai", State: "open", CooldownUntil: &until}},
 			Circuits: []Circuit{{Provider: "openai", Model: "gpt-4o", State: "open", CooldownUntil: &until, RemainingSeconds: 60}}}},
 		Headroom: fakeHeadroom{rep: HeadroomReport{Guards: []string{"budget"}, Subjects: []SubjectHeadroom{{Kind: "user", ID: "alice",
-			SpendTodayUSD: 2, Limits: []LimitHeadroom{NewLimitHeadroom("budget", "usd", "day", 10, 2)}}}}, lastTop: &top},
+			SpendTodayUSD: 2, Limits: []LimitHeadroom{NewLimitHeadroom("budget", "usd", "day", 10, 2, seriesNow)}}}}, lastTop: &top},
 	}
 	h := newConsoleHandler("", c)
 
@@ -163,7 +163,8 @@ func TestConsoleAPI(t *testing.T) {
 }
 
 func TestNewLimitHeadroom(t *testing.T) {
-	require.Equal(t, LimitHeadroom{Guard: "budget", Metric: "usd", Window: "day", Limit: 5, Used: 7, Remaining: 0, UsedRatio: 1.4},
-		NewLimitHeadroom("budget", "usd", "day", 5, 7))
-	require.Zero(t, NewLimitHeadroom("rate_limit", "requests", "minute", 0, 3).UsedRatio)
+	reset := time.Date(2030, 5, 7, 0, 0, 0, 0, time.UTC)
+	require.Equal(t, LimitHeadroom{Guard: "budget", Metric: "usd", Window: "day", Limit: 5, Used: 7, Remaining: 0, UsedRatio: 1.4,
+		Reset: reset}, NewLimitHeadroom("budget", "usd", "day", 5, 7, reset.In(time.FixedZone("x", 3600))))
+	require.Zero(t, NewLimitHeadroom("rate_limit", "requests", "minute", 0, 3, reset).UsedRatio)
 }

@@ -11,7 +11,10 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/admin"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/budget"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
@@ -151,57 +154,175 @@ func (t *circuitTracker) Circuits(ctx context.Context, now time.Time) (admin.Cir
 	return rep, nil
 }
 
-// budgetHeadroom is the console's [admin.HeadroomSource]: the heaviest
-// users and keys of today by the usage ledger, with their daily and monthly
-// budgets. Used is the ledger's settled spend (calls still in flight are not
-// in it).
-type budgetHeadroom struct {
-	ledger usage.Ledger
-	cfg    budget.Config // Enabled: report the budgets
+// headroom is the console's [admin.HeadroomSource]: today's heaviest
+// users, keys and teams, with what the current windows of the rate limiter
+// and of the budgets hold against their limits. The ranking is the usage
+// ledger's (today's spend, shared by every instance on Redis) or, without
+// cost tracking, this instance's series (users and keys only). The figures
+// are the stores' own, calls in flight included, read without charging;
+// the limits are those in force (after a reload, the new ones), a gateway
+// key's or team's own when it sets them. Safe for concurrent use.
+type headroom struct {
+	ledger  usage.Ledger        // ranks; nil: series ranks
+	series  *admin.Series       // ranks when ledger is nil
+	limiter *ratelimit.Quota    // nil when rate limiting is off
+	budgets *budget.Quota       // nil when budgets are off
+	keys    *keys.Authenticator // gateway keys and teams; nil without
+}
+
+// Subject kinds of the headroom report; with ":" they prefix the limiters'
+// scopes.
+const (
+	kindUser = "user"
+	kindKey  = "key"
+	kindTeam = "team"
+)
+
+// subject is one ranked identity.
+type subject struct {
+	kind, id   string
+	spendNanos int64
+	requests   int64
+}
+
+// scope is the limiters' counter of s.
+func (s subject) scope() string { return quota.ScopeName(s.kind+":", s.id) }
+
+// scopeLimits is one scope's limits as a guard reports them.
+type scopeLimits struct {
+	scope string
+	limit admin.LimitHeadroom
 }
 
 // Headroom implements [admin.HeadroomSource].
-func (h budgetHeadroom) Headroom(ctx context.Context, top int, now time.Time) (admin.HeadroomReport, error) {
-	rep, err := h.ledger.Report(ctx, now)
+func (h *headroom) Headroom(ctx context.Context, top int, now time.Time) (admin.HeadroomReport, error) {
+	subs, rankedBy, err := h.rank(ctx, top, now)
 	if err != nil {
-		return admin.HeadroomReport{}, fmt.Errorf("usage ledger: %w", err)
+		return admin.HeadroomReport{}, err
 	}
-	out := admin.HeadroomReport{Guards: []string{}, Subjects: []admin.SubjectHeadroom{}}
-	if h.cfg.Enabled {
-		out.Guards = append(out.Guards, "budget")
+	out := admin.HeadroomReport{Guards: []string{}, RankedBy: rankedBy, Subjects: make([]admin.SubjectHeadroom, len(subs))}
+	rateReqs, budgetReqs := make([]ratelimit.Request, len(subs)), make([]budget.Request, len(subs))
+	for i, s := range subs {
+		out.Subjects[i] = admin.SubjectHeadroom{Kind: s.kind, ID: s.id, SpendTodayUSD: usage.USD(s.spendNanos),
+			RequestsToday: s.requests, Limits: []admin.LimitHeadroom{}}
+		rateReqs[i], budgetReqs[i] = h.requests(s)
 	}
-	for _, d := range []struct {
-		kind         string
-		today, month usage.Breakdown
-		policy       budget.Policy
-	}{
-		{"user", rep.Today.ByUser, rep.Month.ByUser, h.cfg.PerUser},
-		{"key", rep.Today.ByKey, rep.Month.ByKey, h.cfg.PerKey},
-	} {
-		monthly := make(map[string]int64, len(d.month.Rows))
-		for _, r := range d.month.Rows {
-			monthly[r.Name] = r.CostNanos
-		}
-		for i, r := range d.today.Rows {
-			if i == top {
-				break
+	// report adds a guard's limits to the subjects they belong to, or the
+	// reason its store gave none.
+	report := func(guard string, read func() ([]scopeLimits, error)) {
+		out.Guards = append(out.Guards, guard)
+		ls, err := read()
+		if err != nil {
+			if out.Errors == nil {
+				out.Errors = map[string]string{}
 			}
-			s := admin.SubjectHeadroom{Kind: d.kind, ID: r.Name, SpendTodayUSD: usage.USD(r.CostNanos),
-				Limits: []admin.LimitHeadroom{}}
-			if h.cfg.Enabled && r.Name != usage.OtherName {
-				lim, ok := d.policy.Overrides[r.Name]
-				if !ok {
-					lim = d.policy.Default
-				}
-				if lim.DailyUSD > 0 {
-					s.Limits = append(s.Limits, admin.NewLimitHeadroom("budget", "usd", "day", lim.DailyUSD, usage.USD(r.CostNanos)))
-				}
-				if lim.MonthlyUSD > 0 {
-					s.Limits = append(s.Limits, admin.NewLimitHeadroom("budget", "usd", "month", lim.MonthlyUSD, usage.USD(monthly[r.Name])))
+			out.Errors[guard] = err.Error()
+			return
+		}
+		for i, s := range subs {
+			for _, l := range ls {
+				if l.scope == s.scope() {
+					out.Subjects[i].Limits = append(out.Subjects[i].Limits, l.limit)
 				}
 			}
-			out.Subjects = append(out.Subjects, s)
 		}
+	}
+	if h.limiter != nil {
+		report("rate_limit", func() ([]scopeLimits, error) {
+			ws, err := h.limiter.Usage(ctx, rateReqs, now)
+			var ls []scopeLimits
+			for _, w := range ws {
+				if w.RequestLimit > 0 {
+					ls = append(ls, scopeLimits{w.Scope, admin.NewLimitHeadroom("rate_limit", "requests", string(w.Window),
+						float64(w.RequestLimit), float64(w.Requests), w.Reset)})
+				}
+				if w.TokenLimit > 0 {
+					ls = append(ls, scopeLimits{w.Scope, admin.NewLimitHeadroom("rate_limit", "tokens", string(w.Window),
+						float64(w.TokenLimit), float64(w.Tokens), w.Reset)})
+				}
+			}
+			return ls, err
+		})
+	}
+	if h.budgets != nil {
+		report("budget", func() ([]scopeLimits, error) {
+			ws, err := h.budgets.Usage(ctx, budgetReqs, now)
+			ls := make([]scopeLimits, len(ws))
+			for i, w := range ws {
+				ls[i] = scopeLimits{w.Scope, admin.NewLimitHeadroom("budget", "usd", string(w.Window),
+					budget.USD(w.LimitNanos), budget.USD(w.SpendNanos), w.Reset)}
+			}
+			return ls, err
+		})
 	}
 	return out, nil
+}
+
+// rank returns up to top users, keys and teams, heaviest first per kind,
+// and names the ranking's source. The "(other)" rows are no identity and
+// are left out.
+func (h *headroom) rank(ctx context.Context, top int, now time.Time) ([]subject, string, error) {
+	var out []subject
+	if h.ledger == nil {
+		for _, kind := range []string{kindUser, kindKey} {
+			n := 0
+			for _, s := range h.series.Usage(admin.RangeToday, kind, top, now).Series {
+				if s.Name != admin.OtherName && n < top {
+					out = append(out, subject{kind: kind, id: s.Name, spendNanos: s.Total.CostNanos, requests: s.Total.Requests})
+					n++
+				}
+			}
+		}
+		return out, "this_instance", nil
+	}
+	rep, err := h.ledger.Report(ctx, now)
+	if err != nil {
+		return nil, "", fmt.Errorf("usage ledger: %w", err)
+	}
+	for _, d := range []struct {
+		kind string
+		rows []usage.Row
+	}{{kindUser, rep.Today.ByUser.Rows}, {kindKey, rep.Today.ByKey.Rows}, {kindTeam, rep.Today.ByTeam.Rows}} {
+		n := 0
+		for _, r := range d.rows {
+			if r.Name != usage.OtherName && n < top {
+				out = append(out, subject{kind: d.kind, id: r.Name, spendNanos: r.CostNanos, requests: r.Requests})
+				n++
+			}
+		}
+	}
+	return out, "usage_ledger", nil
+}
+
+// requests returns the rate-limit and the budget request whose plans hold
+// s's own windows: a user's, a key's (with a gateway key's own limits) or a
+// team's (a gateway-key team's shared limits; none for an unknown team).
+func (h *headroom) requests(s subject) (ratelimit.Request, budget.Request) {
+	var rr ratelimit.Request
+	var br budget.Request
+	var id *keys.Identity // carries a gateway key's or team's own limits
+	if h.keys != nil {
+		switch s.kind {
+		case kindKey:
+			if k := h.keys.Lookup(s.id); k != nil {
+				id = &keys.Identity{Key: k.Key}
+			}
+		case kindTeam:
+			if t := h.keys.Team(s.id); t != nil {
+				id = &keys.Identity{Team: t}
+			}
+		}
+	}
+	switch s.kind {
+	case kindUser:
+		rr.User, br.User = s.id, s.id
+	case kindKey:
+		rr.KeyID, br.KeyID = s.id, s.id
+		rr.KeyLimits, _, _ = processor.GatewayKeyLimits(id)
+		br.KeyBudget, _, _ = processor.GatewayKeyBudgets(id)
+	case kindTeam:
+		_, rr.Team, rr.TeamLimits = processor.GatewayKeyLimits(id)
+		_, br.Team, br.TeamBudget = processor.GatewayKeyBudgets(id)
+	}
+	return rr, br
 }

@@ -5,16 +5,20 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/admin"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/budget"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
@@ -80,51 +84,183 @@ func TestCircuitTrackerBounded(t *testing.T) {
 	require.Contains(t, tr.byKey, breaker.ModelKey("openai", "stays-open"), "closed circuits are forgotten first")
 }
 
-func TestBudgetHeadroom(t *testing.T) {
-	ctx := context.Background()
-	now := time.Date(2030, 5, 6, 12, 0, 0, 0, time.UTC)
-	cfg := budget.Config{Enabled: true,
+// headroomFixture is a gateway's guards as admission would charge them:
+// a rate limiter, budgets, a usage ledger and gateway keys.
+type headroomFixture struct {
+	h       *headroom
+	limiter *ratelimit.Quota
+	budgets *budget.Quota
+	ledger  usage.Ledger
+	key     keys.Key // a gateway key of team "ml" with its own limits
+}
+
+func newHeadroomFixture(t *testing.T, now time.Time) *headroomFixture {
+	ctx := t.Context()
+	rl := ratelimit.Config{Enabled: true, Limits: ratelimit.Limits{RequestsPerMinute: 10, TokensPerDay: 10_000}}
+	require.NoError(t, rl.Validate())
+	bc := budget.Config{Enabled: true,
 		PerUser: budget.Policy{Default: budget.Limits{DailyUSD: 10}, Overrides: map[string]budget.Limits{"vip": {}}},
 		PerKey:  budget.Policy{Default: budget.Limits{DailyUSD: 50, MonthlyUSD: 100}}}
-	led, err := usage.New(ctx, cfg.Ledger(), usage.Hooks{})
+	require.NoError(t, bc.Validate())
+	led, err := usage.New(ctx, bc.Ledger(), usage.Hooks{})
 	require.NoError(t, err)
-	defer led.Close()
-	record := func(user, key string, usd float64, at time.Time) {
-		require.NoError(t, led.Record(ctx, usage.Usage{User: user, KeyID: key, Provider: "openai", Model: "gpt-4o",
-			CostNanos: budget.Nanos(usd), CostKnown: true}, at))
-	}
-	record("alice", "k1", 20, now.AddDate(0, 0, -3)) // earlier this month
-	record("alice", "k1", 4, now)
-	record("vip", "k1", 30, now)
-	record("bob", "k2", 1, now)
+	t.Cleanup(func() { _ = led.Close() })
 
-	rep, err := budgetHeadroom{ledger: led, cfg: cfg}.Headroom(ctx, 2, now)
+	store, err := keys.OpenFileStore(filepath.Join(t.TempDir(), "keys.json"))
 	require.NoError(t, err)
-	require.Equal(t, []string{"budget"}, rep.Guards)
-	byID := map[string]admin.SubjectHeadroom{}
+	t.Cleanup(func() { _ = store.Close() })
+	m := &keys.Manager{Store: store, Now: func() time.Time { return now }}
+	_, err = m.CreateTeam(ctx, keys.TeamSpec{ID: "ml", Limits: keys.Limits{RequestsPerMinute: 100}, Budget: keys.Budget{MonthlyUSD: 500}})
+	require.NoError(t, err)
+	key, _, err := m.CreateKey(ctx, keys.KeySpec{Owner: "alice", Team: "ml", Limits: keys.Limits{RequestsPerMinute: 3},
+		Budget: keys.Budget{DailyUSD: 2}})
+	require.NoError(t, err)
+	auth := keys.NewAuthenticator(store, keys.AuthenticatorOptions{Now: func() time.Time { return now }})
+	require.NoError(t, auth.Sync(ctx))
+
+	f := &headroomFixture{limiter: ratelimit.NewMemory(rl), budgets: budget.NewMemory(bc), ledger: led, key: key}
+	f.h = &headroom{ledger: led, series: admin.NewSeries(admin.SeriesOptions{}), limiter: f.limiter, budgets: f.budgets, keys: auth}
+	return f
+}
+
+// call charges the guards as the processor does for a call by user with
+// key (a gateway key when it is f.key) and records its cost; settled
+// false leaves the reservations in flight.
+func (f *headroomFixture) call(t *testing.T, user, key string, tokens int64, usd float64, settled bool, now time.Time) {
+	ctx := t.Context()
+	rr := ratelimit.Request{Provider: "openai", User: user, KeyID: key, InputTokens: tokens}
+	br := budget.Request{User: user, KeyID: key, EstimatedUSD: usd}
+	if key == f.key.ID {
+		id := &keys.Identity{Key: f.key, Team: &keys.Team{ID: "ml", Limits: keys.Limits{RequestsPerMinute: 100},
+			Budget: keys.Budget{MonthlyUSD: 500}}}
+		rr.KeyLimits, rr.Team, rr.TeamLimits = processor.GatewayKeyLimits(id)
+		br.KeyBudget, br.Team, br.TeamBudget = processor.GatewayKeyBudgets(id)
+	}
+	rd, err := f.limiter.Reserve(ctx, rr, now)
+	require.NoError(t, err)
+	require.True(t, rd.Allowed)
+	bd, err := f.budgets.Reserve(ctx, br, now)
+	require.NoError(t, err)
+	require.True(t, bd.Allowed)
+	if !settled {
+		return
+	}
+	require.NoError(t, f.limiter.Settle(ctx, rd.Reservation, tokens, now))
+	require.NoError(t, f.budgets.Settle(ctx, bd.Reservation, usd, now))
+	require.NoError(t, f.ledger.Record(ctx, usage.Usage{User: user, KeyID: key, Team: rr.Team, Provider: "openai",
+		Model: "gpt-4o", CostNanos: budget.Nanos(usd), CostKnown: true}, now))
+}
+
+func TestHeadroom(t *testing.T) {
+	now := time.Date(2030, 5, 6, 12, 0, 30, 0, time.UTC)
+	minute, day, month := time.Date(2030, 5, 6, 12, 1, 0, 0, time.UTC), time.Date(2030, 5, 7, 0, 0, 0, 0, time.UTC),
+		time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC)
+	f := newHeadroomFixture(t, now)
+	gk := f.key.ID
+	f.call(t, "alice", gk, 400, 0.5, true, now.AddDate(0, 0, -2)) // earlier this month
+	f.call(t, "alice", gk, 1000, 1.25, true, now)
+	f.call(t, "alice", gk, 200, 0.25, false, now) // in flight: reserved, not in the ledger
+	f.call(t, "vip", "k2", 50, 3, true, now)
+	f.call(t, "bob", "k2", 10, 0.01, true, now)
+
+	rep, err := f.h.Headroom(t.Context(), 2, now)
+	require.NoError(t, err)
+	require.Equal(t, []string{"rate_limit", "budget"}, rep.Guards)
+	require.Equal(t, "usage_ledger", rep.RankedBy)
+	require.Empty(t, rep.Errors)
+	var order []string
+	by := map[string]admin.SubjectHeadroom{}
 	for _, s := range rep.Subjects {
-		byID[s.Kind+":"+s.ID] = s
+		order = append(order, s.Kind+":"+s.ID)
+		by[s.Kind+":"+s.ID] = s
 	}
-	require.Len(t, rep.Subjects, 4, "top 2 users and top 2 keys")
-	require.Equal(t, []admin.LimitHeadroom{admin.NewLimitHeadroom("budget", "usd", "day", 10, 4)}, byID["user:alice"].Limits)
-	require.Empty(t, byID["user:vip"].Limits, "an override of zeros exempts")
-	require.Equal(t, 30.0, byID["user:vip"].SpendTodayUSD)
-	require.Equal(t, []admin.LimitHeadroom{admin.NewLimitHeadroom("budget", "usd", "day", 50, 34),
-		admin.NewLimitHeadroom("budget", "usd", "month", 100, 54)}, byID["key:k1"].Limits)
-	require.Equal(t, "user", rep.Subjects[0].Kind)
-	require.Equal(t, "vip", rep.Subjects[0].ID, "heaviest first")
+	require.Equal(t, []string{"user:vip", "user:alice", "key:k2", "key:" + gk, "team:ml"}, order,
+		"top 2 per kind by today's spend; bob is third")
+	lim := admin.NewLimitHeadroom
+	require.Equal(t, []admin.LimitHeadroom{
+		lim("rate_limit", "requests", "minute", 10, 2, minute),
+		lim("rate_limit", "tokens", "day", 10_000, 1200, day),
+		lim("budget", "usd", "day", 10, 1.5, day),
+	}, by["user:alice"].Limits, "the in-flight call counts in the stores")
+	require.Equal(t, 1.25, by["user:alice"].SpendTodayUSD, "the ledger has settled spend only")
+	require.Equal(t, int64(1), by["user:alice"].RequestsToday)
+	require.Equal(t, []admin.LimitHeadroom{
+		lim("rate_limit", "requests", "minute", 3, 2, minute),
+		lim("budget", "usd", "day", 2, 1.5, day),
+	}, by["key:"+gk].Limits, "a gateway key's own limits replace the configured ones")
+	require.Equal(t, []admin.LimitHeadroom{
+		lim("rate_limit", "requests", "minute", 100, 2, minute),
+		lim("budget", "usd", "month", 500, 2, month),
+	}, by["team:ml"].Limits, "the team's shared limits; the month holds the earlier call too")
+	require.Equal(t, []admin.LimitHeadroom{
+		lim("rate_limit", "requests", "minute", 10, 1, minute),
+		lim("rate_limit", "tokens", "day", 10_000, 50, day),
+	}, by["user:vip"].Limits, "vip's budget override exempts it")
+	require.Equal(t, []admin.LimitHeadroom{
+		lim("rate_limit", "requests", "minute", 10, 2, minute),
+		lim("rate_limit", "tokens", "day", 10_000, 60, day),
+		lim("budget", "usd", "day", 50, 3.01, day),
+		lim("budget", "usd", "month", 100, 3.01, month),
+	}, by["key:k2"].Limits)
 
-	cfg.Enabled = false
-	rep, err = budgetHeadroom{ledger: led, cfg: cfg}.Headroom(ctx, 5, now)
+	// Next minute: the minute windows start empty, the day keeps counting.
+	later, err := f.h.Headroom(t.Context(), 1, minute)
+	require.NoError(t, err)
+	require.Len(t, later.Subjects, 3, "one per kind")
+	require.Equal(t, lim("rate_limit", "requests", "minute", 10, 0, minute.Add(time.Minute)), later.Subjects[0].Limits[0])
+}
+
+func TestHeadroomStoreDown(t *testing.T) {
+	now := time.Date(2030, 5, 6, 12, 0, 30, 0, time.UTC)
+	f := newHeadroomFixture(t, now)
+	f.call(t, "alice", "k1", 10, 1, true, now)
+	srv := redistest.Start(t)
+	bc := budget.Config{Enabled: true, PerUser: budget.Policy{Default: budget.Limits{DailyUSD: 10}}}
+	bc.Backend, bc.Redis.Address = "redis", srv.Addr
+	require.NoError(t, bc.Validate())
+	down, err := budget.NewRedis(t.Context(), bc, budget.Hooks{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = down.Close() })
+	srv.Stop()
+	f.h.budgets = down
+
+	rep, err := f.h.Headroom(t.Context(), 5, now)
+	require.NoError(t, err, "one guard's store failing does not hide the others")
+	require.Contains(t, rep.Errors["budget"], "unavailable")
+	require.NotContains(t, rep.Errors, "rate_limit")
+	require.Len(t, rep.Subjects, 2)
+	require.Equal(t, "user:alice", rep.Subjects[0].Kind+":"+rep.Subjects[0].ID)
+	require.Len(t, rep.Subjects[0].Limits, 2, "the rate limits only")
+}
+
+func TestHeadroomWithoutLedger(t *testing.T) {
+	now := time.Date(2030, 5, 6, 12, 0, 30, 0, time.UTC)
+	f := newHeadroomFixture(t, now)
+	f.h.ledger, f.h.budgets = nil, nil
+	f.call(t, "alice", "k1", 10, 0.2, true, now)
+	f.h.series.Add(admin.Sample{Time: now, Provider: "openai", Model: "gpt-4o", User: "alice", KeyID: "k1",
+		Class: admin.ClassOK, CostNanos: budget.Nanos(0.2)})
+	rep, err := f.h.Headroom(t.Context(), 5, now)
+	require.NoError(t, err)
+	require.Equal(t, "this_instance", rep.RankedBy)
+	require.Equal(t, []string{"rate_limit"}, rep.Guards)
+	require.Len(t, rep.Subjects, 2, "alice and k1; no team without the ledger")
+	require.Equal(t, int64(1), rep.Subjects[0].RequestsToday)
+	require.Equal(t, admin.NewLimitHeadroom("rate_limit", "requests", "minute", 10, 1, time.Date(2030, 5, 6, 12, 1, 0, 0, time.UTC)),
+		rep.Subjects[1].Limits[0])
+
+	f.h.limiter = nil
+	rep, err = f.h.Headroom(t.Context(), 5, now)
 	require.NoError(t, err)
 	require.Empty(t, rep.Guards)
-	require.Len(t, rep.Subjects, 5)
 	require.Empty(t, rep.Subjects[0].Limits)
 }
 
 func TestConsoleWiring(t *testing.T) {
 	cfg := config.Defaults()
 	cfg.Features.CircuitBreaker.Enabled = true
+	cfg.Features.RateLimiting.Enabled = true
+	cfg.Features.RateLimiting.Limits.RequestsPerMinute = 5
 	require.NoError(t, cfg.Validate())
 	env := map[string]string{"LLM_PROXY_ADMIN_TOKEN": "tok"}
 	g, err := New(t.Context(), cfg, Options{Logger: quiet(), Getenv: func(k string) string { return env[k] }})
@@ -152,6 +288,14 @@ func TestConsoleWiring(t *testing.T) {
 	require.Equal(t, "anthropic", rep.Providers[0].Provider)
 	require.Equal(t, "closed", rep.Providers[0].State)
 	require.Equal(t, int64(breaker.DefaultCooldownSeconds), rep.CooldownSeconds)
+
+	rec = get("/api/v1/headroom", "Bearer tok")
+	require.Equal(t, http.StatusOK, rec.Code)
+	var hr admin.HeadroomReport
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &hr))
+	require.Equal(t, []string{"rate_limit"}, hr.Guards, "the limiter in use is the one reported")
+	require.Equal(t, "this_instance", hr.RankedBy, "no cost tracking: this instance's calls rank")
+	require.Empty(t, hr.Subjects)
 }
 
 func TestSeriesObserverCountsRecords(t *testing.T) {

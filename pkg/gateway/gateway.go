@@ -110,6 +110,8 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 	sections := map[string]func(context.Context) any{}
 	var guards []processor.Guard
 	console := &admin.Console{Series: admin.NewSeries(admin.SeriesOptions{})}
+	hr := &headroom{series: console.Series}
+	console.Headroom = hr
 
 	var attempts processor.AttemptClassifier
 	var providerExtra func(context.Context, string) map[string]any
@@ -165,6 +167,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 		}
 		g.Limiter = lim
 		g.reload.limiter, _ = lim.(*ratelimit.Quota)
+		hr.limiter = g.reload.limiter
 		g.closers = append(g.closers, lim)
 		guards = append(guards, processor.NewRateLimit(processor.RateLimitOptions{
 			Limiter: lim, Config: rl, Providers: o.Providers, Hooks: m.Hooks(), Now: o.Now,
@@ -193,6 +196,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 		}
 		g.closers = append(g.closers, lim)
 		g.reload.budgets, _ = lim.(*budget.Quota)
+		hr.budgets = g.reload.budgets
 		guards = append(guards, processor.NewBudget(lim, ct.Budgets, pricer, o.Providers, processor.BudgetHooks{}, o.Now))
 		sections["budgets"] = storeSection(lim.Status, ct.Budgets.FailMode)
 	}
@@ -222,7 +226,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 		}
 		g.closers = append(g.closers, led)
 		handlers["/usage"] = usageHandler(led, o.Now)
-		console.Headroom = budgetHeadroom{ledger: led, cfg: ct.Budgets}
+		hr.ledger = led
 		extra = append(extra, &costRecorder{w: w, ledger: led, now: o.Now, errors: errs})
 		sections["cost_tracking"] = func(context.Context) any {
 			st := w.Stats()
@@ -249,6 +253,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 	mounts := map[string]http.Handler{}
 	if gk != nil {
 		admission = gk.admission
+		hr.keys = gk.auth
 		if gk.api != nil {
 			mounts["/admin/"] = gk.api
 		}

@@ -112,6 +112,7 @@ type index struct {
 	version uint64
 	byHash  map[[sha256.Size]byte]*entry
 	byID    map[string]*Identity
+	teams   map[string]*Team
 }
 
 type entry struct {
@@ -193,6 +194,7 @@ func buildIndex(s Snapshot) (*index, error) {
 		t := t.clone()
 		teams[t.ID] = &t
 	}
+	idx.teams = teams
 	for _, r := range s.Keys {
 		r = r.clone()
 		id := &Identity{Key: r.Key, Team: teams[r.Team]}
@@ -303,6 +305,16 @@ func (a *Authenticator) Lookup(id string) *Identity {
 		return nil
 	}
 	return idx.byID[id]
+}
+
+// Team returns the cached team of id, or nil. The caller must not modify
+// it.
+func (a *Authenticator) Team(id string) *Team {
+	idx := a.idx.Load()
+	if idx == nil {
+		return nil
+	}
+	return idx.teams[id]
 }
 
 // Authorize reports whether id may call model of provider: nil, or a

@@ -97,6 +97,8 @@ func TestAuthenticateLifecycle(t *testing.T) {
 		require.NotNil(t, id.Team)
 		require.Equal(t, 50.0, id.Team.Budget.MonthlyUSD)
 		require.Same(t, id, f.auth.Lookup(k.ID))
+		require.Same(t, id.Team, f.auth.Team("search"))
+		require.Nil(t, f.auth.Team("nope"))
 
 		_, err = f.auth.Authenticate(ctx, "")
 		require.ErrorIs(t, err, ErrMissingKey)

@@ -110,6 +110,11 @@ type Store interface {
 	// current at now, clamping at 0, once per reservation id: a second
 	// call does nothing.
 	Adjust(ctx context.Context, res Reservation, deltas []int64, now time.Time) error
+	// Usage reads, without charging, what each check's window (Scope,
+	// Window, Index) holds: out[i][j] is metric j of checks[i], 0 for a
+	// window never charged or since rotated. Limits are ignored. See
+	// usage.go.
+	Usage(ctx context.Context, checks []Check, now time.Time) ([][]int64, error)
 	// Status reports the store's health; the Redis store pings.
 	Status(ctx context.Context) Status
 	// Close releases the store's resources.

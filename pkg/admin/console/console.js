@@ -247,7 +247,7 @@
     const box = html("div");
     const pct = Math.min(100, Math.round(l.used_ratio * 100));
     const fmt = l.metric === "usd" ? usd : compact;
-    box.appendChild(document.createTextNode(fmt(l.used) + " of " + fmt(l.limit) + " (" + pct + "%)"));
+    box.appendChild(html("span", "used", fmt(l.used) + " of " + fmt(l.limit) + " (" + pct + "%)"));
     const bar = html("div", "bar" + (pct >= 90 ? " bad" : pct >= 70 ? " warn" : ""));
     const fill = html("span");
     fill.style.width = pct + "%";
@@ -256,24 +256,61 @@
     return box;
   }
 
+  // resetIn says when a window ends, relative to now.
+  function resetIn(iso) {
+    const s = Math.max(0, Math.round((Date.parse(iso) - Date.now()) / 1000));
+    if (s < 120) return s + " s";
+    if (s < 7200) return Math.round(s / 60) + " min";
+    if (s < 172800) return Math.round(s / 3600) + " h";
+    return Math.round(s / 86400) + " d";
+  }
+
+  const GUARD_LABEL = { rate_limit: "rate", budget: "budget" };
+  const METRIC_LABEL = { requests: "req", tokens: "tok", usd: "$" };
+  const WINDOW_LABEL = { minute: "min", day: "day", month: "month" };
+
+  function limitLabel(l) {
+    return GUARD_LABEL[l.guard] + " " + METRIC_LABEL[l.metric] + "/" + WINDOW_LABEL[l.window];
+  }
+
+  // renderHeadroom lists the heaviest users, keys and teams with every
+  // limit that applies to them in its current window.
   function renderHeadroom(h) {
     const tbody = $("headroom").querySelector("tbody");
     clear(tbody);
+    const note = $("headroom-note");
+    const errs = Object.keys(h.errors || {}).map((g) => g + ": " + h.errors[g]);
+    note.textContent = (h.ranked_by === "this_instance" ? "ranked by this instance's calls today" :
+      h.ranked_by === "usage_ledger" ? "ranked by today's spend (all instances)" : "") +
+      (errs.length ? " · unavailable: " + errs.join("; ") : "");
+    note.setAttribute("data-errors", String(errs.length));
     if (h.guards.length === 0) {
-      emptyRow(tbody, 4, "no budgets or rate limits enabled");
+      emptyRow(tbody, 5, "no budgets or rate limits enabled");
       return;
     }
     let rows = 0;
     h.subjects.forEach((s) => {
       const limits = s.limits.length ? s.limits : [null];
       limits.forEach((l, i) => {
-        const tr = row(tbody, [i === 0 ? s.kind + " " + s.id : "", i === 0 ? usd(s.spend_today_usd) : "",
-          l ? l.guard + " " + l.metric + "/" + l.window : "unlimited", l ? limitCell(l) : ""]);
+        const who = i === 0 ? html("span", "who") : "";
+        if (who) {
+          who.appendChild(html("span", "kind kind-" + s.kind, s.kind));
+          who.appendChild(document.createTextNode(" " + s.id));
+        }
+        let today = "";
+        if (i === 0) {
+          today = html("div", "", usd(s.spend_today_usd));
+          today.appendChild(html("div", "muted", s.requests_today + " req"));
+        }
+        const tr = row(tbody, [who, today, l ? limitLabel(l) : "unlimited", l ? limitCell(l) : "",
+          l ? resetIn(l.reset) : ""]);
         tr.setAttribute("data-subject", s.kind + ":" + s.id);
+        if (l) tr.setAttribute("data-limit", l.guard + " " + l.metric + "/" + l.window);
+        if (i === 0 && rows > 0) tr.className = "first";
         rows++;
       });
     });
-    if (rows === 0) emptyRow(tbody, 4, "no callers today");
+    if (rows === 0) emptyRow(tbody, 5, "no callers today");
   }
 
   // renderUnpriced lists the models /health reports as seen without a
