@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/anthropics/anthropic-sdk-go"
+	aoption "github.com/anthropics/anthropic-sdk-go/option"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/stretchr/testify/require"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/fakevendor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/failover"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
+)
+
+// failoverChains turns failover on with the chains of the e2e tests.
+func failoverChains(chains map[string][]string) emuOption {
+	return withConfig(func(c *config.Config) {
+		c.Features.Failover = failover.Config{Enabled: true, Chains: chains}
+	})
+}
+
+// tripCircuit opens provider:model's circuit the way an outage does: the
+// vendor answers 503 to every attempt until the breaker's threshold of
+// terminal degraded responses is reached.
+func tripCircuit(t *testing.T, s *emulated, key, model string) {
+	t.Helper()
+	c := openaiClient(s, option.WithAPIKey(key), option.WithHeader("x-fake-status", "503"))
+	p := chatParams()
+	p.Model = model
+	for range 5 {
+		_, err := c.Chat.Completions.New(t.Context(), p)
+		var apiErr *openai.Error
+		require.ErrorAs(t, err, &apiErr)
+		require.Equal(t, http.StatusServiceUnavailable, apiErr.StatusCode)
+	}
+}
+
+// lastVendorCall is the fake vendor's latest call.
+func lastVendorCall(t *testing.T, s *emulated) fakevendor.Call {
+	t.Helper()
+	calls := s.VendorCalls(t)
+	require.NotEmpty(t, calls)
+	return calls[len(calls)-1]
+}
+
+func TestFailoverAtAdmission(t *testing.T) {
+	rdb := redistest.Start(t)
+	s := startEmulated(t, append(gatewayKeysOn(rdb.Addr), circuit(nil), failoverChains(map[string][]string{
+		"openai:gpt-4o":             {"openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5"},
+		"anthropic:claude-opus-4-1": {"anthropic:claude-sonnet-4-5"},
+	}))...)
+	k := createKey(t, s, keys.KeySpec{Owner: "ann", Description: "failover e2e"})
+	oc := openaiClient(s, option.WithAPIKey(k.Key))
+	gpt4o := chatParams()
+	gpt4o.Model = "gpt-4o"
+
+	// callJSON and callStream make one OpenAI SDK call for gpt-4o and return
+	// the answer's model and the response headers.
+	callJSON := func(t *testing.T) (string, http.Header) {
+		t.Helper()
+		var resp *http.Response
+		out, err := oc.Chat.Completions.New(t.Context(), gpt4o, option.WithResponseInto(&resp))
+		require.NoError(t, err)
+		require.NotEmpty(t, out.Choices[0].Message.Content)
+		return out.Model, resp.Header
+	}
+	callStream := func(t *testing.T) (string, http.Header) {
+		t.Helper()
+		var resp *http.Response
+		st := oc.Chat.Completions.NewStreaming(t.Context(), gpt4o, option.WithResponseInto(&resp))
+		acc := openai.ChatCompletionAccumulator{}
+		for st.Next() {
+			acc.AddChunk(st.Current())
+		}
+		require.NoError(t, st.Err())
+		require.NotEmpty(t, acc.Choices[0].Message.Content)
+		return acc.Model, resp.Header
+	}
+
+	model, h := callJSON(t)
+	require.Equal(t, "gpt-4o", model, "a closed circuit serves the model asked for")
+	require.Empty(t, h.Get("X-LLM-Proxy-Fallback"))
+
+	tripCircuit(t, s, k.Key, "gpt-4o")
+	t.Run("same vendor", func(t *testing.T) {
+		for name, call := range map[string]func(*testing.T) (string, http.Header){"json": callJSON, "stream": callStream} {
+			t.Run(name, func(t *testing.T) {
+				before := len(s.VendorCalls(t))
+				model, h := call(t)
+				require.Equal(t, "gpt-4o-mini", model)
+				require.Equal(t, "openai:gpt-4o-mini", h.Get("X-LLM-Proxy-Fallback"))
+				require.Len(t, s.VendorCalls(t), before+1, "one call, to the target only")
+				vc := lastVendorCall(t, s)
+				require.Equal(t, fakevendor.VendorOpenAI, vc.Vendor)
+				require.Equal(t, "/v1/chat/completions", vc.Path)
+				require.Equal(t, "gpt-4o-mini", vc.Model)
+				require.Equal(t, vendorKeys["openai"], vc.APIKey)
+			})
+		}
+		recs := s.Records(t, 1)
+		rec := recs[len(recs)-1]
+		require.Equal(t, "openai", rec.Provider)
+		require.Equal(t, "gpt-4o-mini", rec.Info.Model)
+		require.NotNil(t, rec.Failover)
+		require.Equal(t, failover.Target{Provider: "openai", Model: "gpt-4o"}, rec.Failover.Requested)
+		require.True(t, rec.Usage.Found, "usage is the target's")
+	})
+
+	tripCircuit(t, s, k.Key, "gpt-4o-mini")
+	t.Run("cross vendor through the OpenAI-compatible endpoint", func(t *testing.T) {
+		for name, call := range map[string]func(*testing.T) (string, http.Header){"json": callJSON, "stream": callStream} {
+			t.Run(name, func(t *testing.T) {
+				before := len(s.VendorCalls(t))
+				model, h := call(t)
+				require.Equal(t, "claude-sonnet-4-5", model)
+				require.Equal(t, "anthropic:claude-sonnet-4-5", h.Get("X-LLM-Proxy-Fallback"))
+				require.Len(t, s.VendorCalls(t), before+1, "one call, to the target only")
+				vc := lastVendorCall(t, s)
+				require.Equal(t, fakevendor.VendorAnthropic, vc.Vendor)
+				require.Equal(t, "/v1/chat/completions", vc.Path)
+				require.Equal(t, "claude-sonnet-4-5", vc.Model)
+				require.Equal(t, vendorKeys["anthropic"], vc.APIKey, "the target vendor's key, never the requested one's")
+				require.Empty(t, vc.Header.Get("x-api-key"))
+			})
+		}
+		recs := s.Records(t, 1)
+		rec := recs[len(recs)-1]
+		require.Equal(t, "anthropic", rec.Provider)
+		require.Equal(t, "claude-sonnet-4-5", rec.Info.Model)
+		require.Equal(t, "gpt-4o", rec.Failover.Requested.Model)
+		log := s.AccessLog(t, len(recs))
+		md := log[len(log)-1]
+		require.Equal(t, "anthropic", md["provider"], "%v", md)
+		require.Equal(t, "claude-sonnet-4-5", md["model"])
+	})
+
+	t.Run("same vendor with the Anthropic SDK", func(t *testing.T) {
+		tripAnthropic := anthropicClient(s, "/anthropic/", aoption.WithAPIKey(k.Key), aoption.WithHeader("x-fake-status", "529"))
+		opus := messageParams()
+		opus.Model = "claude-opus-4-1"
+		for range 5 {
+			_, err := tripAnthropic.Messages.New(t.Context(), opus)
+			require.Error(t, err)
+		}
+		ac := anthropicClient(s, "/anthropic/", aoption.WithAPIKey(k.Key))
+		var resp *http.Response
+		msg, err := ac.Messages.New(t.Context(), opus, aoption.WithResponseInto(&resp))
+		require.NoError(t, err)
+		require.Equal(t, anthropic.Model("claude-sonnet-4-5"), msg.Model)
+		require.Equal(t, "anthropic:claude-sonnet-4-5", resp.Header.Get("X-LLM-Proxy-Fallback"))
+		vc := lastVendorCall(t, s)
+		require.Equal(t, "/v1/messages", vc.Path)
+		require.Equal(t, "claude-sonnet-4-5", vc.Model)
+		require.Equal(t, vendorKeys["anthropic"], vc.APIKey)
+
+		st := ac.Messages.NewStreaming(t.Context(), opus, aoption.WithResponseInto(&resp))
+		var streamed anthropic.Message
+		for st.Next() {
+			require.NoError(t, streamed.Accumulate(st.Current()))
+		}
+		require.NoError(t, st.Err())
+		require.Equal(t, anthropic.Model("claude-sonnet-4-5"), streamed.Model)
+		require.Equal(t, "anthropic:claude-sonnet-4-5", resp.Header.Get("X-LLM-Proxy-Fallback"))
+	})
+
+	t.Run("every target open: the degraded 503", func(t *testing.T) {
+		ac := anthropicClient(s, "/anthropic/", aoption.WithAPIKey(k.Key), aoption.WithHeader("x-fake-status", "529"))
+		for range 5 {
+			_, err := ac.Messages.New(t.Context(), messageParams())
+			require.Error(t, err)
+		}
+		before := len(s.VendorCalls(t))
+		body, _ := json.Marshal(map[string]any{"model": "gpt-4o", "messages": []map[string]string{{"role": "user", "content": "hi"}}})
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.URL()+"/openai/v1/chat/completions", bytes.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+k.Key)
+		resp, err := httpClient().Do(req)
+		require.NoError(t, err)
+		text := readAll(t, resp)
+		requireDegradedSignal(t, resp.StatusCode, resp.Header, text, "openai", "proxy", marker)
+		require.Empty(t, resp.Header.Get("X-LLM-Proxy-Fallback"))
+		require.Len(t, s.VendorCalls(t), before, "no vendor was called")
+	})
+}
