@@ -14,6 +14,7 @@ import (
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/fakevendor"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/failover"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
@@ -189,4 +190,29 @@ func TestFailoverAtAdmission(t *testing.T) {
 		require.Empty(t, resp.Header.Get("X-LLM-Proxy-Fallback"))
 		require.Len(t, s.VendorCalls(t), before, "no vendor was called")
 	})
+}
+
+// The breaker's Redis store is what makes the failover shared: one
+// instance sees the outage, another fails over at admission without ever
+// sending a request to the dead target.
+func TestFailoverAcrossInstancesOnRedis(t *testing.T) {
+	rdb := redistest.Start(t)
+	opts := []emuOption{circuit(func(c *breaker.Config) {
+		c.Backend = breaker.BackendRedis
+		c.Redis.Address = rdb.Addr
+	}), failoverChains(map[string][]string{"openai:gpt-4o": {"openai:gpt-4o-mini"}})}
+	a := startEmulated(t, opts...)
+	b := startEmulated(t, opts...)
+	tripCircuit(t, a, "sk-test", "gpt-4o")
+	var resp *http.Response
+	p := chatParams()
+	p.Model = "gpt-4o"
+	out, err := openaiClient(b).Chat.Completions.New(t.Context(), p, option.WithResponseInto(&resp))
+	require.NoError(t, err)
+	require.Equal(t, "gpt-4o-mini", out.Model)
+	require.Equal(t, "openai:gpt-4o-mini", resp.Header.Get("X-LLM-Proxy-Fallback"))
+	calls := b.VendorCalls(t)
+	require.Len(t, calls, 1, "instance b called the vendor once")
+	require.Equal(t, "gpt-4o-mini", calls[0].Model, "and never the target a saw fail")
+	require.Equal(t, "sk-test", calls[0].APIKey, "a same-vendor hop keeps a passthrough client's own key")
 }
