@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/anthropics/anthropic-sdk-go"
 	aoption "github.com/anthropics/anthropic-sdk-go/option"
@@ -16,6 +18,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/failover"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
 )
@@ -53,7 +56,8 @@ func lastVendorCall(t *testing.T, s *emulated) fakevendor.Call {
 
 func TestFailoverAtAdmission(t *testing.T) {
 	rdb := redistest.Start(t)
-	s := startEmulated(t, append(gatewayKeysOn(rdb.Addr), circuit(nil), failoverChains(map[string][]string{
+	dir := t.TempDir()
+	s := startEmulated(t, append(gatewayKeysOn(rdb.Addr), circuit(nil), costTracking(dir, nil), failoverChains(map[string][]string{
 		"openai:gpt-4o":             {"openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5"},
 		"anthropic:claude-opus-4-1": {"anthropic:claude-sonnet-4-5"},
 	}))...)
@@ -140,6 +144,24 @@ func TestFailoverAtAdmission(t *testing.T) {
 		md := log[len(log)-1]
 		require.Equal(t, "anthropic", md["provider"], "%v", md)
 		require.Equal(t, "claude-sonnet-4-5", md["model"])
+		// The cost record charges the target, at the target's price, and
+		// keeps what the client asked for.
+		var charged costlog.Record
+		require.Eventually(t, func() bool {
+			for _, r := range readRecords(t, filepath.Join(dir, "costs.jsonl")) {
+				if r.RequestID == rec.RequestID {
+					charged = r
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second, 10*time.Millisecond)
+		require.Equal(t, "anthropic", charged.Provider)
+		require.Equal(t, "claude-sonnet-4-5", charged.Model)
+		require.Equal(t, "claude-sonnet-4-5", charged.PricedModel)
+		require.True(t, charged.CostKnown)
+		require.Equal(t, "openai", charged.RequestedProvider)
+		require.Equal(t, "gpt-4o", charged.RequestedModel)
 	})
 
 	t.Run("same vendor with the Anthropic SDK", func(t *testing.T) {

@@ -122,16 +122,18 @@ type targetState struct {
 	credHeaders [][2]string
 	credential  string
 	newBody     []byte
+	injected    bool
 }
 
 func (st *stream) snapshot() targetState {
 	return targetState{provider: st.provider, keysMode: st.keysMode, req: st.req, call: st.call,
-		credHeaders: append([][2]string(nil), st.credHeaders...), credential: st.credential, newBody: st.newBody}
+		credHeaders: append([][2]string(nil), st.credHeaders...), credential: st.credential, newBody: st.newBody,
+		injected: st.injected}
 }
 
 func (st *stream) restore(s targetState) {
 	st.provider, st.keysMode, st.req, st.call = s.provider, s.keysMode, s.req, s.call
-	st.credHeaders, st.credential, st.newBody = s.credHeaders, s.credential, s.newBody
+	st.credHeaders, st.credential, st.newBody, st.injected = s.credHeaders, s.credential, s.newBody, s.injected
 }
 
 // retarget rewrites the call for t when the gateway can send it there: t's
@@ -197,9 +199,14 @@ func (st *stream) retarget(t failover.Target) bool {
 	if rw.BodyChanged {
 		st.newBody = rw.Body
 	}
-	if st.s.injectUsage && wantsUsageInjection(t.Provider, info, rw.Body) {
+	// A stream the gateway asked usage for keeps asking on the target: an
+	// OpenAI-compatible endpoint takes stream_options like OpenAI.
+	inject := wantsUsageInjection(t.Provider, info, rw.Body) ||
+		(fo.orig.injected && info.OpenAICompatible && info.Stream && info.Endpoint == providers.EndpointChatCompletions)
+	st.injected = false
+	if st.s.injectUsage && inject {
 		if b := injectIncludeUsage(rw.Body); b != nil {
-			st.newBody = b
+			st.newBody, st.injected = b, true
 		}
 	}
 	return true

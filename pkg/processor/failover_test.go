@@ -276,3 +276,46 @@ func cutEq(s string) (string, string, bool) {
 	}
 	return s, "", false
 }
+
+// The usage chunk is removed from a stream only when the gateway asked for
+// it: a failover's body rewrite alone never strips what the client asked
+// for, and an injected include_usage follows the call to the target.
+func TestFailoverKeepsUsageInjectionHonest(t *testing.T) {
+	const rules = `
+  failover:
+    enabled: true
+    chains: {"openai:gpt-4o": ["anthropic:claude-sonnet-4-5"]}
+`
+	tests := []struct {
+		name      string
+		body      string
+		injected  bool
+		stripped  bool
+		wantUsage bool // the rewritten body asks for usage
+	}{
+		{"the client asked for usage itself", `{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[]}`,
+			false, false, true},
+		{"the gateway asked for it", `{"model":"gpt-4o","stream":true,"messages":[]}`, true, true, true},
+		{"not a stream", `{"model":"gpt-4o","messages":[]}`, false, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newFailoverRig(t, rules, true, "*")
+			r.trip(t, "openai", "gpt-4o")
+			ctx := context.Background()
+			st := newStream(r.s)
+			st.handle(ctx, keyReqHeaders("/openai/v1/chat/completions", "authorization", "Bearer "+r.secret))
+			resp := st.handle(ctx, keyReqBody(tt.body))
+			require.NotNil(t, st.call.Failover)
+			require.Equal(t, tt.injected, st.injected)
+			require.Equal(t, tt.stripped, st.stripUsage)
+			body := string(resp.GetRequestBody().GetResponse().GetBodyMutation().GetBody())
+			require.Contains(t, body, `"claude-sonnet-4-5"`)
+			if tt.wantUsage {
+				require.Contains(t, body, `"include_usage":true`)
+			} else {
+				require.NotContains(t, body, "include_usage")
+			}
+		})
+	}
+}

@@ -53,6 +53,7 @@ type stream struct {
 	oneMessage  bool             // the whole body came in the message being answered
 	newBody     []byte           // request body with include_usage added
 	stripUsage  bool             // remove the usage chunk we asked for
+	injected    bool             // newBody carries include_usage the client did not ask for
 	md          *corev3.Metadata // metadata_context of the current message
 	attempt     *attemptState    // set on an upstream filter's stream
 	fullPath    string           // :path as the client sent it, query included
@@ -363,7 +364,7 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 			if st.reqLength >= 0 {
 				mut.SetHeaders = append(mut.SetHeaders, setHeader("content-length", strconv.Itoa(len(st.newBody))))
 			}
-			st.stripUsage = true
+			st.stripUsage = st.injected
 		}
 		st.newBody = nil
 		cont.GetRequestBody().Response = common
@@ -433,6 +434,7 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	if st.oneMessage && st.s.injectUsage && !st.bodyOver && (st.encoding == "" || st.encoding == "identity") &&
 		wantsUsageInjection(st.call.Provider, st.call.Info, st.body) {
 		st.newBody = injectIncludeUsage(st.body)
+		st.injected = st.newBody != nil
 	}
 	st.fo = st.chainFor(st.body)
 	st.body = nil // the bytes are no longer needed (a chain keeps its own reference)
