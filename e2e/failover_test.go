@@ -93,57 +93,52 @@ func TestFailoverAtAdmission(t *testing.T) {
 	require.Equal(t, "gpt-4o", model, "a closed circuit serves the model asked for")
 	require.Empty(t, h.Get("X-LLM-Proxy-Fallback"))
 
-	tripCircuit(t, s, k.Key, "gpt-4o")
-	t.Run("same vendor", func(t *testing.T) {
+	// requireServedBy makes a JSON and a streamed call for gpt-4o and checks
+	// that target served each, in one vendor call carrying the rewritten
+	// path, model and the target vendor's key.
+	requireServedBy := func(t *testing.T, vendor fakevendor.Vendor, model string) {
+		t.Helper()
 		for name, call := range map[string]func(*testing.T) (string, http.Header){"json": callJSON, "stream": callStream} {
 			t.Run(name, func(t *testing.T) {
 				before := len(s.VendorCalls(t))
-				model, h := call(t)
-				require.Equal(t, "gpt-4o-mini", model)
-				require.Equal(t, "openai:gpt-4o-mini", h.Get("X-LLM-Proxy-Fallback"))
+				got, h := call(t)
+				require.Equal(t, model, got)
+				require.Equal(t, string(vendor)+":"+model, h.Get("X-LLM-Proxy-Fallback"))
 				require.Len(t, s.VendorCalls(t), before+1, "one call, to the target only")
 				vc := lastVendorCall(t, s)
-				require.Equal(t, fakevendor.VendorOpenAI, vc.Vendor)
+				require.Equal(t, vendor, vc.Vendor)
 				require.Equal(t, "/v1/chat/completions", vc.Path)
-				require.Equal(t, "gpt-4o-mini", vc.Model)
-				require.Equal(t, vendorKeys["openai"], vc.APIKey)
+				require.Equal(t, model, vc.Model)
+				require.Equal(t, vendorKeys[string(vendor)], vc.APIKey, "the target vendor's key")
+				if vendor != fakevendor.VendorAnthropic {
+					return
+				}
+				require.Empty(t, vc.Header.Get("x-api-key"), "Bearer on the OpenAI-compatible endpoint")
 			})
 		}
 		recs := s.Records(t, 1)
 		rec := recs[len(recs)-1]
-		require.Equal(t, "openai", rec.Provider)
-		require.Equal(t, "gpt-4o-mini", rec.Info.Model)
+		require.Equal(t, string(vendor), rec.Provider)
+		require.Equal(t, model, rec.Info.Model)
 		require.NotNil(t, rec.Failover)
 		require.Equal(t, failover.Target{Provider: "openai", Model: "gpt-4o"}, rec.Failover.Requested)
-		require.True(t, rec.Usage.Found, "usage is the target's")
-	})
+		require.True(t, rec.Usage.Found, "usage is the target's, streamed or not")
+	}
+
+	tripCircuit(t, s, k.Key, "gpt-4o")
+	t.Run("same vendor", func(t *testing.T) { requireServedBy(t, fakevendor.VendorOpenAI, "gpt-4o-mini") })
 
 	tripCircuit(t, s, k.Key, "gpt-4o-mini")
 	t.Run("cross vendor through the OpenAI-compatible endpoint", func(t *testing.T) {
-		for name, call := range map[string]func(*testing.T) (string, http.Header){"json": callJSON, "stream": callStream} {
-			t.Run(name, func(t *testing.T) {
-				before := len(s.VendorCalls(t))
-				model, h := call(t)
-				require.Equal(t, "claude-sonnet-4-5", model)
-				require.Equal(t, "anthropic:claude-sonnet-4-5", h.Get("X-LLM-Proxy-Fallback"))
-				require.Len(t, s.VendorCalls(t), before+1, "one call, to the target only")
-				vc := lastVendorCall(t, s)
-				require.Equal(t, fakevendor.VendorAnthropic, vc.Vendor)
-				require.Equal(t, "/v1/chat/completions", vc.Path)
-				require.Equal(t, "claude-sonnet-4-5", vc.Model)
-				require.Equal(t, vendorKeys["anthropic"], vc.APIKey, "the target vendor's key, never the requested one's")
-				require.Empty(t, vc.Header.Get("x-api-key"))
-			})
-		}
+		requireServedBy(t, fakevendor.VendorAnthropic, "claude-sonnet-4-5")
 		recs := s.Records(t, 1)
 		rec := recs[len(recs)-1]
-		require.Equal(t, "anthropic", rec.Provider)
-		require.Equal(t, "claude-sonnet-4-5", rec.Info.Model)
-		require.Equal(t, "gpt-4o", rec.Failover.Requested.Model)
 		log := s.AccessLog(t, len(recs))
 		md := log[len(log)-1]
 		require.Equal(t, "anthropic", md["provider"], "%v", md)
 		require.Equal(t, "claude-sonnet-4-5", md["model"])
+		require.Equal(t, "openai", md["requested_provider"])
+		require.Equal(t, "gpt-4o", md["requested_model"])
 		// The cost record charges the target, at the target's price, and
 		// keeps what the client asked for.
 		var charged costlog.Record
