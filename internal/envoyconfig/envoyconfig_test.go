@@ -83,6 +83,9 @@ func TestExtProcFilterMatchesContract(t *testing.T) {
 			require.Equal(t, []string{envoyconfig.MetadataNamespace}, e.GetMetadataOptions().GetReceivingNamespaces().GetUntyped())
 			require.Positive(t, e.GetMessageTimeout().AsDuration())
 			require.Nil(t, e.GetMaxMessageTimeout(), "the server never sends override_message_timeout")
+			require.NotEqual(t, extprocv3.ExternalProcessor_RETAIN, e.GetRouteCacheAction(),
+				"failover at admission re-routes with clear_route_cache")
+			require.False(t, e.GetDisableClearRouteCache(), "failover at admission re-routes with clear_route_cache")
 		})
 	}
 }
@@ -270,6 +273,11 @@ func TestRoutes(t *testing.T) {
 		{name: "meta anthropic", path: "/meta/alice@example.com/anthropic/v1/messages", cluster: "anthropic", upstreamPath: "/v1/messages", host: "api.anthropic.com", extProc: true},
 		{name: "meta gemini", path: "/meta/u/gemini/v1beta/models/x:generateContent", cluster: "gemini", upstreamPath: "/v1beta/models/x:generateContent", host: "generativelanguage.googleapis.com", extProc: true},
 		{name: "meta path segment named like a provider", path: "/meta/openai/gemini/v1beta/models", cluster: "gemini", upstreamPath: "/v1beta/models", host: "generativelanguage.googleapis.com", extProc: true},
+		// The :path a failover at admission sets for a cross-vendor target
+		// (pkg/failover.Rewrite) reaches that vendor's OpenAI-compatible
+		// endpoint through the vendor's own route.
+		{name: "failover to anthropic's OpenAI-compatible endpoint", path: "/anthropic/v1/chat/completions", cluster: "anthropic", upstreamPath: "/v1/chat/completions", host: "api.anthropic.com", extProc: true},
+		{name: "failover to gemini's OpenAI-compatible endpoint", path: "/meta/u/gemini/v1beta/openai/chat/completions", cluster: "gemini", upstreamPath: "/v1beta/openai/chat/completions", host: "generativelanguage.googleapis.com", extProc: true},
 		{name: "health", path: "/health", cluster: "extproc_admin", upstreamPath: "/health"},
 		{name: "prefix without slash is not a provider", path: "/openaix/v1/chat", cluster: ""},
 		{name: "meta without provider", path: "/meta/u/other/v1", cluster: ""},

@@ -12,6 +12,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/cost"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/credentials"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/failover"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
@@ -61,6 +62,10 @@ type Features struct {
 	// GatewayKeys is the key store of the providers in gateway_keys mode
 	// (see keys.Config). Nil (the default) when no provider uses it.
 	GatewayKeys *keys.Config `json:"gateway_keys,omitempty"`
+	// Failover names, per requested provider:model, the targets that may
+	// serve a call instead when it is degraded (see failover.Config).
+	// Default off.
+	Failover failover.Config `json:"failover"`
 }
 
 // CostTracking configures cost records and budgets.
@@ -230,6 +235,9 @@ func (c *Config) Validate() error {
 	if err := c.Features.CircuitBreaker.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := c.FailoverChains(); err != nil {
+		errs = append(errs, err)
+	}
 	if _, err := c.PriceTable(); err != nil {
 		errs = append(errs, err)
 	}
@@ -281,6 +289,20 @@ func (c *Config) Validate() error {
 		bad("processing.metadata_namespace", "must not contain spaces or colons, got %q", ns)
 	}
 	return errors.Join(errs...)
+}
+
+// FailoverChains compiles features.failover against the configured
+// providers: a provider is known when it is enabled, and holds credentials
+// in auth: gateway_keys mode. Every impossible chain is reported, each
+// named. A disabled block is checked the same way and yields an empty Set.
+func (c *Config) FailoverChains() (*failover.Set, error) {
+	return failover.Compile(c.Features.Failover, func(name string) failover.ProviderInfo {
+		p, ok := c.Providers[name]
+		if !isKnownProvider(name) || (ok && !p.IsEnabled()) {
+			return failover.ProviderInfo{}
+		}
+		return failover.ProviderInfo{Known: true, HoldsCredentials: p.GatewayKeys()}
+	})
 }
 
 // CharsPerTokenFor returns the characters-per-token ratio for provider.

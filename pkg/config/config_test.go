@@ -197,3 +197,75 @@ features:
 	require.False(t, c.Providers["gemini"].GatewayKeys())
 	require.Equal(t, 500, c.Features.GatewayKeys.SyncIntervalMS, "defaults applied")
 }
+
+func TestFailoverValidatedAtLoad(t *testing.T) {
+	env := func(string) string { return "sk-test-vendor" }
+	keysMode := `
+providers:
+  openai: {auth: gateway_keys, credentials: {api_key: "${K}"}}
+  anthropic: {auth: gateway_keys, credentials: {api_key: "${K}"}}
+features:
+  gateway_keys: {store: file, file: {path: /tmp/keys.json}}
+`
+	tests := []struct {
+		name   string
+		yaml   string
+		errHas []string // empty: valid
+	}{
+		{"off by default", ``, nil},
+		{"same-vendor chain in passthrough", `
+features:
+  failover:
+    enabled: true
+    chains: {"openai:gpt-4o": ["openai:gpt-4o-mini"]}`, nil},
+		{"cross-vendor chain with both vendors' keys", keysMode + `
+  failover:
+    enabled: true
+    chains: {"openai:gpt-4o": ["openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5"]}`, nil},
+		{"every impossible chain named, even when disabled", `
+providers:
+  gemini: {enabled: false}
+features:
+  failover:
+    enabled: false
+    chains:
+      "openai:gpt-4o": ["anthropic:claude-sonnet-4-5"]
+      "openai:o3": ["gemini:gemini-2.5-flash"]
+      "mistral:large": ["openai:gpt-4o"]
+      "openai:gpt-4.1": ["openai:gpt-4.1"]`,
+			[]string{
+				`features.failover.chains["openai:gpt-4o"]: target 0: cross-vendor hop to anthropic:claude-sonnet-4-5 needs providers.anthropic.auth: gateway_keys`,
+				`features.failover.chains["openai:o3"]: target 0: unknown provider "gemini"`,
+				`features.failover.chains["mistral:large"]: unknown provider "mistral"`,
+				`features.failover.chains["openai:gpt-4.1"]: target 0: openai:gpt-4.1 is the chain's own key (a cycle)`,
+			}},
+		{"cross-vendor from a passthrough provider", `
+providers:
+  anthropic: {auth: gateway_keys, credentials: {api_key: "${K}"}}
+features:
+  gateway_keys: {store: file, file: {path: /tmp/keys.json}}
+  failover:
+    enabled: true
+    chains: {"openai:gpt-4o": ["anthropic:claude-sonnet-4-5"]}`,
+			[]string{`target 0: cross-vendor hop from openai needs providers.openai.auth: gateway_keys`}},
+		{"unknown key in the block", `
+features:
+  failover: {enabled: true, chain: {}}`, []string{"chain"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(env, []byte(tt.yaml))
+			if len(tt.errHas) == 0 {
+				require.NoError(t, err)
+				set, err := c.FailoverChains()
+				require.NoError(t, err)
+				require.Equal(t, c.Features.Failover.Enabled, set.Enabled())
+				return
+			}
+			require.Error(t, err)
+			for _, w := range tt.errHas {
+				require.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}

@@ -14,7 +14,9 @@
 //	key_owner            gateway key's owner (omitted when empty)
 //	client_ip            client address, no port
 //	provider             "openai", "anthropic" or "gemini"
-//	model                model as requested by the client
+//	model                model as requested by the client; a failed-over call's target model
+//	requested_provider   a failed-over call's requested provider (omitted otherwise)
+//	requested_model      a failed-over call's requested model (omitted otherwise)
 //	priced_model         canonical model used for pricing; empty when unpriced
 //	endpoint             operation, e.g. "chat_completions"
 //	path                 inbound path

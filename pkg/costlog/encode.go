@@ -33,6 +33,14 @@ func appendRecord(b []byte, r *Record) []byte {
 	b = appendString(b, r.Provider)
 	b = append(b, `,"model":`...)
 	b = appendString(b, r.Model)
+	if r.RequestedProvider != "" {
+		b = append(b, `,"requested_provider":`...)
+		b = appendString(b, r.RequestedProvider)
+	}
+	if r.RequestedModel != "" {
+		b = append(b, `,"requested_model":`...)
+		b = appendString(b, r.RequestedModel)
+	}
 	b = append(b, `,"priced_model":`...)
 	b = appendString(b, r.PricedModel)
 	b = append(b, `,"endpoint":`...)

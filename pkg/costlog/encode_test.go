@@ -26,6 +26,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	full.CacheReadTokens, full.CacheWriteTokens, full.ReasoningTokens = 1, -2, math.MaxInt64
 	full.Status = -1
 	full.Team, full.Owner = "platform", "ann@example.com"
+	full.RequestedProvider, full.RequestedModel = "openai", "gpt-4o"
 	tests := []struct {
 		name string
 		r    Record

@@ -40,8 +40,14 @@ type Record struct {
 	ClientIP string `json:"client_ip"`
 	// Provider is the vendor: "openai", "anthropic" or "gemini".
 	Provider string `json:"provider"`
-	// Model is the model as the client requested it.
+	// Model is the model as the client requested it, or, for a call failed
+	// over to another target of its chain, the target's model (Provider is
+	// then the target's too).
 	Model string `json:"model"`
+	// RequestedProvider and RequestedModel are what the client asked for
+	// when the call failed over to another target; omitted otherwise.
+	RequestedProvider string `json:"requested_provider,omitempty"`
+	RequestedModel    string `json:"requested_model,omitempty"`
 	// PricedModel is the canonical model whose price was used; empty when
 	// the model has no price.
 	PricedModel string `json:"priced_model"`

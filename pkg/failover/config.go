@@ -153,7 +153,8 @@ func Compile(c Config, lookup func(provider string) ProviderInfo) (*Set, error) 
 				bad(key, "conditions: %v", err)
 			}
 		}
-		if info := lookup(from.Provider); !info.Known {
+		fromInfo := lookup(from.Provider)
+		if !fromInfo.Known {
 			bad(key, "unknown provider %q", from.Provider)
 		}
 		targets := c.Chains[key]
@@ -176,6 +177,11 @@ func Compile(c Config, lookup func(provider string) ProviderInfo) (*Set, error) 
 				bad(key, "target %d: unknown provider %q", i, t.Provider)
 			case t.Provider != from.Provider && !info.HoldsCredentials:
 				bad(key, "target %d: cross-vendor hop to %s needs providers.%s.auth: gateway_keys (the gateway must hold the %s key)", i, t, t.Provider, t.Provider)
+			case t.Provider != from.Provider && fromInfo.Known && !fromInfo.HoldsCredentials:
+				// A passthrough client's key is only checked by its own
+				// vendor: serving it with the gateway's key of another
+				// vendor would serve any key, valid or not.
+				bad(key, "target %d: cross-vendor hop from %s needs providers.%s.auth: gateway_keys (only a gateway key can be served with another vendor's key)", i, from.Provider, from.Provider)
 			}
 			seen[t] = true
 			ch.Targets = append(ch.Targets, t)

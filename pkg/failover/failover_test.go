@@ -38,6 +38,8 @@ func TestCompileRefusesImpossibleChains(t *testing.T) {
 			[]string{"target 1: openai:o3 is listed twice"}},
 		{"cross-vendor without the vendor key", Config{Chains: map[string][]string{"openai:gpt-4o": {"gemini:gemini-2.5-flash"}}},
 			[]string{"needs providers.gemini.auth: gateway_keys"}},
+		{"cross-vendor from a passthrough provider", Config{Chains: map[string][]string{"gemini:gemini-2.5-pro": {"openai:gpt-4o"}}},
+			[]string{"cross-vendor hop from gemini needs providers.gemini.auth: gateway_keys"}},
 		{"pattern target", Config{Chains: map[string][]string{"openai:gpt-4o": {"openai:gpt-4*"}}},
 			[]string{"a target names one model"}},
 		{"empty chain", Config{Chains: map[string][]string{"openai:gpt-4o": {}}}, []string{"no targets"}},

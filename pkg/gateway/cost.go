@@ -59,6 +59,9 @@ func (c *costRecorder) Observe(r *processor.Record) {
 		CostKnown: r.Cost.Known, UsageEstimated: r.UsageEstimated, FinishReason: u.FinishReason,
 		VendorRequestID: u.RequestID, TTFBMillis: r.TTFB.Milliseconds(), DurationMillis: r.Duration.Milliseconds(),
 	}
+	if fo := r.Failover; fo != nil {
+		rec.RequestedProvider, rec.RequestedModel = fo.Requested.Provider, fo.Requested.Model
+	}
 	c.w.Enqueue(rec) // drops are counted by the writer's hook
 	if c.ledger == nil || r.Outcome == processor.OutcomeRefused {
 		return

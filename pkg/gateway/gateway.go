@@ -258,6 +258,14 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 			mounts["/admin/"] = gk.api
 		}
 	}
+	chains, err := cfg.FailoverChains()
+	if err != nil {
+		return nil, fmt.Errorf("failover: %w", err)
+	}
+	if chains.Enabled() && !cb.Enabled {
+		// Admission failover follows the breaker's open circuits.
+		o.Logger.Warn("features.failover is enabled but features.circuit_breaker is not: no call fails over")
+	}
 	reqLog := telemetry.NewAsyncLogger(o.Logger)
 	unpriced := telemetry.NewUnpricedModels(o.Now)
 	observers := telemetry.Observers{telemetry.NewMetrics(o.Registry), reqLog, seriesObserver{console.Series, o.Now}, unpriced}
@@ -274,6 +282,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 		Pricer:    pricer,
 
 		GatewayKeys: admission,
+		Failover:    chains,
 	})
 	// Closed last, after the cost writer: shutdown logs still get written.
 	g.closers = append(g.closers, reqLog)

@@ -104,16 +104,28 @@ func (a *Admission) Admit(ctx context.Context, r Request) (Admitted, *Refusal) {
 	if err != nil {
 		return Admitted{}, refusal(r.Provider, r.Info, err)
 	}
-	name := r.Provider.Name()
+	cred, m, ref := a.Credential(r.Provider, r.Info, r.Path)
+	if ref != nil {
+		return Admitted{}, ref
+	}
+	return Admitted{Identity: id, Credential: cred, Mutation: m}, nil
+}
+
+// Credential picks a vendor key of p for a request to path (with query)
+// that p read as info, and returns the header mutation that puts it on the
+// request in p's style (Bearer on an OpenAI-compatible endpoint). Admit
+// uses it for the provider asked; a failover to another vendor uses it for
+// the target. It refuses with 503 when p holds no usable key.
+func (a *Admission) Credential(p providers.Provider, info providers.RequestInfo, path string) (credentials.Credential, credentials.HeaderMutation, *Refusal) {
+	name := p.Name()
 	cred, err := a.pools[name].Pick()
 	if err != nil {
-		return Admitted{}, &Refusal{
+		return credentials.Credential{}, credentials.HeaderMutation{}, &Refusal{
 			Status: http.StatusServiceUnavailable, Reason: ReasonNoCredential, Err: err,
-			Body: r.Provider.ErrorBody(r.Info, providers.ErrorUnavailable, "[PROXY] No vendor credential is configured for this provider."),
+			Body: p.ErrorBody(info, providers.ErrorUnavailable, "[PROXY] No vendor credential is configured for this provider."),
 		}
 	}
-	m := credentials.Mutation(credentials.StyleFor(name, r.Info.OpenAICompatible), cred.Secret, r.Path)
-	return Admitted{Identity: id, Credential: cred, Mutation: m}, nil
+	return cred, credentials.Mutation(credentials.StyleFor(name, info.OpenAICompatible), cred.Secret, path), nil
 }
 
 // Permit checks that the admitted key may use info.Model of p.

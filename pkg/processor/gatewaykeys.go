@@ -94,13 +94,17 @@ func (st *stream) authenticate(ctx context.Context) *extprocv3.ProcessingRespons
 	st.call.Identity.Team = id.Key.Team
 	st.call.Identity.GatewayKey = id
 	st.credential = adm.Credential.Name
-	if st.setHeaders == nil {
-		st.setHeaders = make([][2]string, 0, len(adm.Mutation.Set)+1)
-	}
-	for _, h := range adm.Mutation.Set {
-		st.setHeaders = append(st.setHeaders, [2]string{h.Name, h.Value.Reveal()})
-	}
+	st.setCredential(adm.Mutation)
 	return nil
+}
+
+// setCredential queues the vendor key header of m for the request,
+// replacing any queued before (a failover to another vendor).
+func (st *stream) setCredential(m credentials.HeaderMutation) {
+	st.credHeaders = st.credHeaders[:0]
+	for _, h := range m.Set {
+		st.credHeaders = append(st.credHeaders, [2]string{h.Name, h.Value.Reveal()})
+	}
 }
 
 // reportCredential tells the vendor key pool how the vendor answered the

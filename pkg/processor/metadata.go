@@ -28,6 +28,11 @@ func (st *stream) metadata() *structpb.Struct {
 		}
 		f.boolean("stream", st.call.Info.Stream)
 		f.num("estimated_input_tokens", float64(st.call.EstimatedInputTokens))
+		if fo := st.call.Failover; fo != nil {
+			f.str("requested_provider", fo.Requested.Provider)
+			f.str("requested_model", fo.Requested.Model)
+			f.str("failover_reason", fo.Reason)
+		}
 		for k, v := range st.extraMD {
 			if pv, err := structpb.NewValue(v); err == nil {
 				f.f[k] = pv
@@ -81,6 +86,9 @@ func (st *stream) metadataFields() int {
 	n := 0
 	if !st.mdSent {
 		n += 5 + len(st.extraMD)
+		if st.call.Failover != nil {
+			n += 3 // requested_provider, requested_model, failover_reason
+		}
 		if st.call.Identity.GatewayKey != nil {
 			n += 3 // key_id, key_owner, team
 		}

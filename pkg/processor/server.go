@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/failover"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/gatewayauth"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 )
@@ -45,6 +46,9 @@ type Options struct {
 	// provider is in that mode: without it such a provider's requests are
 	// refused with 503 (never passed through with the client's key).
 	GatewayKeys *gatewayauth.Admission
+	// Failover is the compiled features.failover chains
+	// (config.FailoverChains). Nil: no call fails over.
+	Failover *failover.Set
 }
 
 // Server implements the ext_proc ExternalProcessor service. It is safe for
@@ -64,6 +68,7 @@ type Server struct {
 	// gatewayKeys and keysMode: the providers in gateway_keys mode.
 	gatewayKeys *gatewayauth.Admission
 	keysMode    map[string]bool
+	failover    *failover.Set
 	// injectUsage asks OpenAI for usage in streams (config
 	// processing.inject_stream_usage).
 	injectUsage bool
@@ -84,6 +89,7 @@ func New(opts Options) *Server {
 		pricer:   opts.Pricer,
 
 		gatewayKeys: opts.GatewayKeys,
+		failover:    opts.Failover,
 
 		injectUsage: opts.Config.Processing.InjectStreamUsage == nil || *opts.Config.Processing.InjectStreamUsage,
 	}

@@ -38,23 +38,27 @@ type stream struct {
 	encoding  string
 	bodyMode  filterv3.ProcessingMode_BodySendMode // configured request body mode, when Envoy told us
 
-	body       []byte
-	bodySeen   int64
-	bodyOver   bool // body exceeded the sample limit
-	admitted   bool
-	tickets    []Ticket
-	decisions  []GuardDecision
-	refusedBy  string
-	setHeaders [][2]string      // request headers asked for by tickets
-	extraMD    map[string]any   // admission metadata asked for by tickets
-	oneMessage bool             // the whole body came in the message being answered
-	newBody    []byte           // request body with include_usage added
-	stripUsage bool             // remove the usage chunk we asked for
-	md         *corev3.Metadata // metadata_context of the current message
-	attempt    *attemptState    // set on an upstream filter's stream
-	fullPath   string           // :path as the client sent it, query included
-	keysMode   bool             // the provider runs in gateway_keys mode
-	credential string           // name of the vendor key used (gateway_keys mode)
+	body        []byte
+	bodySeen    int64
+	bodyOver    bool // body exceeded the sample limit
+	admitted    bool
+	tickets     []Ticket
+	decisions   []GuardDecision
+	refusedBy   string
+	setHeaders  [][2]string      // request headers asked for by tickets
+	credHeaders [][2]string      // the vendor key header (gateway_keys mode)
+	metaUser    string           // the user of a /meta/{user}/ path
+	fo          *failoverState   // the call's chain, when one applies (failover.go)
+	extraMD     map[string]any   // admission metadata asked for by tickets
+	oneMessage  bool             // the whole body came in the message being answered
+	newBody     []byte           // request body with include_usage added
+	stripUsage  bool             // remove the usage chunk we asked for
+	injected    bool             // newBody carries include_usage the client did not ask for
+	md          *corev3.Metadata // metadata_context of the current message
+	attempt     *attemptState    // set on an upstream filter's stream
+	fullPath    string           // :path as the client sent it, query included
+	keysMode    bool             // the provider runs in gateway_keys mode
+	credential  string           // name of the vendor key used (gateway_keys mode)
 
 	// Response side.
 	status     int
@@ -173,6 +177,7 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 	}
 	st.provider = res.Provider
 	st.fullPath = fullPath
+	st.metaUser = res.User
 	st.keysMode = st.s.keysMode[res.Provider.Name()]
 	st.req = providers.Request{Path: res.Path, RawQuery: rawQuery}
 	st.call = Call{
@@ -343,12 +348,15 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	if reply := st.admit(ctx); reply != nil {
 		return reply
 	}
-	if len(st.setHeaders) > 0 || st.newBody != nil {
+	if len(st.setHeaders) > 0 || len(st.credHeaders) > 0 || st.newBody != nil || st.failedOver() {
 		// The headers are still held in BUFFERED mode, so a header mutation
 		// in the body reply reaches the upstream request.
 		mut := &extprocv3.HeaderMutation{}
 		st.addRequestHeaders(mut)
-		common := &extprocv3.CommonResponse{HeaderMutation: mut}
+		// A failover's new :path re-routes the request to the target's
+		// cluster: Envoy honours clear_route_cache on a request body reply
+		// that carries a header mutation (docs/failover.md).
+		common := &extprocv3.CommonResponse{HeaderMutation: mut, ClearRouteCache: st.failedOver()}
 		if st.newBody != nil {
 			// Replace the body, and keep content-length true to the new
 			// body (Envoy rejects a mismatch).
@@ -356,7 +364,7 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 			if st.reqLength >= 0 {
 				mut.SetHeaders = append(mut.SetHeaders, setHeader("content-length", strconv.Itoa(len(st.newBody))))
 			}
-			st.stripUsage = true
+			st.stripUsage = st.injected
 		}
 		st.newBody = nil
 		cont.GetRequestBody().Response = common
@@ -426,8 +434,10 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	if st.oneMessage && st.s.injectUsage && !st.bodyOver && (st.encoding == "" || st.encoding == "identity") &&
 		wantsUsageInjection(st.call.Provider, st.call.Info, st.body) {
 		st.newBody = injectIncludeUsage(st.body)
+		st.injected = st.newBody != nil
 	}
-	st.body = nil // the bytes are no longer needed
+	st.fo = st.chainFor(st.body)
+	st.body = nil // the bytes are no longer needed (a chain keeps its own reference)
 	if n := len(st.s.guards); n > 0 || st.keysMode {
 		st.decisions = make([]GuardDecision, 0, n+1)
 	}
@@ -436,6 +446,22 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 			return reply
 		}
 	}
+	for {
+		reply := st.runGuards(ctx)
+		if reply == nil {
+			return nil
+		}
+		reply, again := st.failOver(ctx, reply)
+		if !again {
+			return st.refuse(reply)
+		}
+	}
+}
+
+// runGuards runs every guard on the call in order, keeping the tickets of
+// those that admit. It returns the first refusal, if any; the tickets taken
+// before it are still held (refuse or failOver settles them).
+func (st *stream) runGuards(ctx context.Context) *Reply {
 	for _, g := range st.s.guards {
 		t, reply, err := g.Admit(ctx, &st.call)
 		d := GuardDecision{Verdict: VerdictAdmitted, At: st.s.now()}
@@ -458,7 +484,7 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 			continue
 		}
 		if reply != nil {
-			return st.refuse(reply)
+			return reply
 		}
 		if t != nil {
 			st.tickets = append(st.tickets, t)
@@ -480,6 +506,7 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 
 // refuse answers a request with reply instead of sending it upstream.
 func (st *stream) refuse(reply *Reply) *extprocv3.ProcessingResponse {
+	reply.Headers = st.fallbackHeaders(reply.Headers)
 	st.refusedBy = reply.Details
 	st.status = reply.Status
 	st.closed = true
@@ -604,6 +631,9 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	if h.GetEndOfStream() {
 		st.endResponse(ctx)
 		resp.DynamicMetadata = st.metadata()
+		if st.call.Failover != nil {
+			resp.GetResponseHeaders().Response = &extprocv3.CommonResponse{HeaderMutation: st.fallbackMutation(nil)}
+		}
 		st.closed = true
 		return resp
 	}
@@ -658,6 +688,9 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	st.buffered = mode != filterv3.ProcessingMode_STREAMED
 	if st.stripUsage && ct == "text/event-stream" && st.status < 300 {
 		st.filter = &usageChunkFilter{}
+	}
+	if st.call.Failover != nil {
+		mut = st.fallbackMutation(mut)
 	}
 	if mut != nil {
 		resp.GetResponseHeaders().Response = &extprocv3.CommonResponse{HeaderMutation: mut}
@@ -730,8 +763,15 @@ func (st *stream) decideWithBody(ctx context.Context, body []byte) *extprocv3.Pr
 	return nil
 }
 
-// addRequestHeaders adds the request headers tickets asked for to mut.
+// addRequestHeaders adds the request headers tickets asked for, the
+// vendor key and a failover's :path to mut.
 func (st *stream) addRequestHeaders(mut *extprocv3.HeaderMutation) {
+	if st.failedOver() {
+		mut.SetHeaders = append(mut.SetHeaders, setHeader(":path", st.fo.path))
+	}
+	for _, kv := range st.credHeaders {
+		mut.SetHeaders = append(mut.SetHeaders, setHeader(kv[0], kv[1]))
+	}
 	for _, kv := range st.setHeaders {
 		mut.SetHeaders = append(mut.SetHeaders, setHeader(strings.ToLower(kv[0]), kv[1]))
 	}
@@ -805,6 +845,7 @@ func (st *stream) inspectResponse(ctx context.Context, hs []*corev3.HeaderValue)
 // At response headers, and at a BUFFERED response body, Envoy writes it
 // straight to the client (the response was still held).
 func (st *stream) replace(reply *Reply) *extprocv3.ProcessingResponse {
+	reply.Headers = st.fallbackHeaders(reply.Headers)
 	st.status = reply.Status
 	st.replacedBy = reply.Details
 	st.closed = true

@@ -33,6 +33,8 @@ type Metrics struct {
 	// (bounded like the model label).
 	keyRequests *prometheus.CounterVec
 	keyCost     *prometheus.CounterVec
+	// failovers counts calls served by another target of their chain.
+	failovers *prometheus.CounterVec
 
 	models   *labelSet
 	keyNames *labelSet
@@ -92,11 +94,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "llm_proxy_gateway_key_cost_usd_total",
 			Help: "Cost in USD of the calls made with a gateway key, by team and key id (bounded like llm_proxy_gateway_key_requests_total).",
 		}, []string{"team", "key_id"}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llm_proxy_failover_total",
+			Help: "Calls moved at admission to another target of their failover chain, by chain key (from, as written in the rules), target provider:model (to) and condition (reason). Every label comes from the rules, so the series are bounded by them.",
+		}, []string{"from", "to", "reason"}),
 		models:   newLabelSet(MaxModels),
 		keyNames: newLabelSet(MaxKeyLabels),
 	}
 	reg.MustRegister(m.requests, m.tokens, m.duration, m.ttfb, m.noUsage, m.estimation, m.costUSD, m.noPrice, m.noPriceModel,
-		m.keyRequests, m.keyCost)
+		m.keyRequests, m.keyCost, m.failovers)
 	m.genAI = newGenAIMetrics(reg)
 	return m
 }
@@ -109,6 +115,11 @@ func (m *Metrics) Observe(r *processor.Record) {
 	}
 	model = m.modelLabel(r.Provider, model)
 	stream := strconv.FormatBool(r.Info.Stream)
+	if fo := r.Failover; fo != nil {
+		// The chain key, not the requested model: a pattern key matches
+		// names the client chose.
+		m.failovers.WithLabelValues(fo.Chain, r.Provider+":"+r.Info.Model, fo.Reason).Inc()
+	}
 	m.requests.WithLabelValues(r.Provider, model, statusClass(r.Status), string(r.Outcome), stream).Inc()
 	m.duration.WithLabelValues(r.Provider, string(r.Outcome)).Observe(r.Duration.Seconds())
 	m.genAI.observe(r, m.modelLabel)
@@ -300,6 +311,12 @@ func (l *Logger) Observe(r *processor.Record) {
 		if v != 0 {
 			attrs = append(attrs, slog.Int64(k, v))
 		}
+	}
+	if fo := r.Failover; fo != nil {
+		str("requested_provider", fo.Requested.Provider)
+		str("requested_model", fo.Requested.Model)
+		str("failover_chain", fo.Chain)
+		str("failover_reason", fo.Reason)
 	}
 	str("user", r.Identity.User)
 	str("key_id", r.Identity.KeyID)

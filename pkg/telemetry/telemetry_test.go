@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/failover"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
@@ -154,4 +155,30 @@ func TestGatewayKeySeries(t *testing.T) {
 	}
 	require.Equal(t, MaxKeyLabels+1, testutil.CollectAndCount(m.keyRequests), "bounded: the rest is other")
 	require.InDelta(t, 6, testutil.ToFloat64(m.keyRequests.WithLabelValues("other", "other", "completed")), 0)
+}
+
+func TestFailoverCountedAndLogged(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	var buf bytes.Buffer
+	l := NewLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
+	served := record("claude-sonnet-4-5")
+	served.Provider = "anthropic"
+	served.Failover = &processor.Failover{Requested: failover.Target{Provider: "openai", Model: "gpt-4o-2024-08-06"},
+		Chain: "openai:gpt-4o*", Reason: "circuit_open"}
+	m.Observe(served)
+	m.Observe(record("gpt-4o"))
+	l.Observe(served)
+	require.Equal(t, 1, testutil.CollectAndCount(m.failovers), "only failed-over calls are counted")
+	require.InDelta(t, 1, testutil.ToFloat64(m.failovers.WithLabelValues("openai:gpt-4o*", "anthropic:claude-sonnet-4-5", "circuit_open")), 0,
+		"from is the chain key: the requested name is the client's")
+	require.InDelta(t, 1, testutil.ToFloat64(m.requests.WithLabelValues("anthropic", "claude-sonnet-4-5", "2xx", "completed", "true")), 0,
+		"requests are the target's")
+	var got map[string]any
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &got))
+	require.Equal(t, "anthropic", got["provider"])
+	require.Equal(t, "claude-sonnet-4-5", got["model"])
+	require.Equal(t, "openai", got["requested_provider"])
+	require.Equal(t, "gpt-4o-2024-08-06", got["requested_model"])
+	require.Equal(t, "openai:gpt-4o*", got["failover_chain"])
+	require.Equal(t, "circuit_open", got["failover_reason"])
 }
