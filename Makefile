@@ -62,6 +62,13 @@ bench-load: ## Load-test the server built as cmd/extproc against a null ext_proc
 	mkdir -p bin && go build -o bin/extproc-bench ./cmd/extproc && go build -o bin/bench-load ./bench/load
 	bin/bench-load -extproc bin/extproc-bench $(LOAD_ARGS)
 
+.PHONY: bench-streams
+# STREAMS_ARGS are passed to bench/load's long-streams mode, e.g. STREAMS_ARGS='-long-streams 2000 -long-hold 30s'.
+STREAMS_ARGS ?= -long-streams 10000 -long-hold 60s
+bench-streams: ## Hold 10,000 streamed responses open through the null server and ours: memory per open stream, CPU per chunk, goroutines left.
+	mkdir -p bin && go build -o bin/extproc-bench ./cmd/extproc && go build -o bin/bench-load ./bench/load
+	bin/bench-load -extproc bin/extproc-bench $(STREAMS_ARGS)
+
 .PHONY: update-prices
 update-prices: ## Refresh pkg/cost's vendored price catalog from the latest @pydantic/genai-prices on npm (needs npm).
 	cd tools/pricecheck && npm install --no-audit --no-fund --save-exact @pydantic/genai-prices@latest

@@ -72,6 +72,11 @@ func run(args []string) error {
 	rules := fs.String("rules", "off,memory,redis", "rule sets: off (every feature off), memory (every guard on, memory backends), redis (every guard on, Redis backends)")
 	lcs := fs.String("lifecycles", "json-cl,json-nocl,sse50", "lifecycles: json-cl, json-nocl (JSON completion with and without content-length), sse50 (SSE stream of 50 chunks)")
 	fs.StringVar(&o.base, "base", "configs/base.yml", "base rule `file` the rule sets are merged onto")
+	var lo longOptions
+	fs.IntVar(&lo.streams, "long-streams", 0, "instead of the comparison: hold this many streamed SSE responses open at once (see long.go)")
+	fs.DurationVar(&lo.hold, "long-hold", 60*time.Second, "with -long-streams: how long every stream stays open")
+	fs.DurationVar(&lo.interval, "long-interval", time.Second, "with -long-streams: time between two chunks of one stream")
+	fs.IntVar(&lo.conns, "long-conns", 4, "with -long-streams: gRPC connections the streams are spread over (Envoy opens one per worker)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,6 +85,10 @@ func run(args []string) error {
 	}
 	if o.extproc == "" {
 		return errors.New("-extproc is required")
+	}
+	if lo.streams > 0 {
+		lo.extproc, lo.base = o.extproc, o.base
+		return longStreams(lo)
 	}
 	for _, c := range strings.Split(*conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
@@ -121,6 +130,8 @@ func serveNullChild() error {
 // proc is a server child process and a client connection to it.
 type proc struct {
 	name   string
+	admin  string // admin listener address; "" for the null server
+	addr   string // gRPC address
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	conn   *grpc.ClientConn
@@ -170,7 +181,7 @@ func dialProc(p *proc, addr string) error {
 	if err != nil {
 		return err
 	}
-	p.conn = conn
+	p.addr, p.conn = addr, conn
 	p.client = extprocv3.NewExternalProcessorClient(conn)
 	return nil
 }
@@ -224,7 +235,7 @@ func startExtproc(bin, base, overlay, name string, extraEnv []string) (*proc, er
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{name: name, cmd: exec.Command(bin)}
+	p := &proc{name: name, admin: adminAddr, cmd: exec.Command(bin)}
 	p.cmd.Env = append(os.Environ(), "GRPC_ADDR="+grpcAddr, "ADMIN_ADDR="+adminAddr,
 		"LLM_PROXY_CONFIG="+base+","+overlay, "LOG_LEVEL=info", "LOG_FORMAT=json")
 	p.cmd.Env = append(p.cmd.Env, extraEnv...)
