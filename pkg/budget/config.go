@@ -1,11 +1,7 @@
 package budget
 
 import (
-	"errors"
-	"fmt"
 	"math"
-	"sort"
-	"strings"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
@@ -14,8 +10,8 @@ import (
 
 // Backend names accepted in [Config.Backend].
 const (
-	BackendMemory = "memory"
-	BackendRedis  = "redis"
+	BackendMemory = quota.BackendMemory
+	BackendRedis  = quota.BackendRedis
 )
 
 // Fail modes accepted in [Config.FailMode].
@@ -130,27 +126,18 @@ type RedisConfig = redisconf.Config
 
 // ApplyDefaults sets the documented defaults on zero fields.
 func (c *Config) ApplyDefaults() {
-	if c.Backend == "" {
-		c.Backend = BackendMemory
-	}
-	if c.FailMode == "" {
-		c.FailMode = FailOpen
-	}
-	if c.ExpectedInstances == 0 {
-		c.ExpectedInstances = 1
-	}
-	if c.KeyPrefix == "" {
-		c.KeyPrefix = DefaultKeyPrefix
-	}
-	if c.MaxScopes == 0 {
-		c.MaxScopes = DefaultMaxScopes
-	}
+	c.store().ApplyDefaults(DefaultKeyPrefix, DefaultMaxScopes)
 	if c.MaxUsageNames == 0 {
 		c.MaxUsageNames = DefaultMaxUsageNames
 	}
 	if c.ReportRows == 0 {
 		c.ReportRows = DefaultReportRows
 	}
+}
+
+func (c *Config) store() quota.Settings {
+	return quota.Settings{Backend: &c.Backend, FailMode: &c.FailMode, KeyPrefix: &c.KeyPrefix,
+		ExpectedInstances: &c.ExpectedInstances, MaxScopes: &c.MaxScopes, Redis: &c.Redis}
 }
 
 // FailClosed reports whether requests must be refused when the backend
@@ -162,65 +149,21 @@ func (c Config) FailClosed() bool { return c.FailMode == FailClosed }
 // Zero fields are valid (they mean the default). A disabled Config is still
 // validated so that mistakes surface before it is enabled.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s.%s: %s", configPath, path, fmt.Sprintf(format, args...)))
-	}
-	switch c.Backend {
-	case "", BackendMemory, BackendRedis:
-	default:
-		bad("backend", "must be %q or %q, got %q", BackendMemory, BackendRedis, c.Backend)
-	}
-	switch c.FailMode {
-	case "", FailOpen, FailClosed, FailLocal:
-	default:
-		bad("fail_mode", "must be %q, %q or %q, got %q", FailOpen, FailClosed, FailLocal, c.FailMode)
-	}
-	if c.ExpectedInstances < 0 {
-		bad("expected_instances", "must not be negative, got %d", c.ExpectedInstances)
-	}
-	validatePolicy(bad, "per_key", c.PerKey)
-	validatePolicy(bad, "per_user", c.PerUser)
-	if strings.ContainsAny(c.KeyPrefix, "{}") {
-		bad("key_prefix", "must not contain '{' or '}' (the package adds the Redis Cluster hash tag), got %q", c.KeyPrefix)
-	}
-	for _, f := range []struct {
-		name string
-		v    int
-	}{
-		{"max_scopes", c.MaxScopes},
-		{"max_usage_names", c.MaxUsageNames},
-		{"report_rows", c.ReportRows},
-	} {
-		if f.v < 0 {
-			bad(f.name, "must not be negative, got %d", f.v)
-		}
-	}
-	if c.Backend == BackendRedis {
-		errs = append(errs, c.Redis.Validate(configPath+".redis"))
-	}
-	return errors.Join(errs...)
+	p := quota.NewProblems(configPath)
+	validatePolicy(p, "per_key", c.PerKey)
+	validatePolicy(p, "per_user", c.PerUser)
+	p.NotNegative("max_usage_names", c.MaxUsageNames)
+	p.NotNegative("report_rows", c.ReportRows)
+	c.store().Validate(p)
+	return p.Err()
 }
 
-type badFunc func(path, format string, args ...any)
-
-func validatePolicy(bad badFunc, path string, p Policy) {
-	validateLimits(bad, path+".default", p.Default)
-	names := make([]string, 0, len(p.Overrides))
-	for name := range p.Overrides {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if name == "" {
-			bad(path+".overrides", "empty name")
-			continue
-		}
-		validateLimits(bad, path+".overrides."+name, p.Overrides[name])
-	}
+func validatePolicy(p *quota.Problems, path string, pol Policy) {
+	validateLimits(p, path+".default", pol.Default)
+	quota.EachNamed(p, path+".overrides", pol.Overrides, func(path string, l Limits) { validateLimits(p, path, l) })
 }
 
-func validateLimits(bad badFunc, path string, l Limits) {
+func validateLimits(p *quota.Problems, path string, l Limits) {
 	for _, f := range []struct {
 		name string
 		v    float64
@@ -230,9 +173,9 @@ func validateLimits(bad badFunc, path string, l Limits) {
 	} {
 		switch {
 		case math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 || f.v > MaxUSD:
-			bad(path+"."+f.name, "must be 0 (unlimited) or a positive amount up to %g, got %v", float64(MaxUSD), f.v)
+			p.Add(path+"."+f.name, "must be 0 (unlimited) or a positive amount up to %g, got %v", float64(MaxUSD), f.v)
 		case f.v > 0 && Nanos(f.v) == 0:
-			bad(path+"."+f.name, "must be at least 0.000000001 (one nano-dollar), got %v", f.v)
+			p.Add(path+"."+f.name, "must be at least 0.000000001 (one nano-dollar), got %v", f.v)
 		}
 	}
 }

@@ -1,19 +1,14 @@
 package ratelimit
 
 import (
-	"errors"
-	"fmt"
-	"sort"
-	"strings"
-
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // Backend names accepted in [Config.Backend].
 const (
-	BackendMemory = "memory"
-	BackendRedis  = "redis"
+	BackendMemory = quota.BackendMemory
+	BackendRedis  = quota.BackendRedis
 )
 
 // Fail modes accepted in [Config.FailMode].
@@ -144,22 +139,11 @@ type Overrides struct {
 type RedisConfig = redisconf.Config
 
 // ApplyDefaults sets the documented defaults on zero fields.
-func (c *Config) ApplyDefaults() {
-	if c.Backend == "" {
-		c.Backend = BackendMemory
-	}
-	if c.FailMode == "" {
-		c.FailMode = FailOpen
-	}
-	if c.ExpectedInstances == 0 {
-		c.ExpectedInstances = 1
-	}
-	if c.KeyPrefix == "" {
-		c.KeyPrefix = DefaultKeyPrefix
-	}
-	if c.MaxScopes == 0 {
-		c.MaxScopes = DefaultMaxScopes
-	}
+func (c *Config) ApplyDefaults() { c.store().ApplyDefaults(DefaultKeyPrefix, DefaultMaxScopes) }
+
+func (c *Config) store() quota.Settings {
+	return quota.Settings{Backend: &c.Backend, FailMode: &c.FailMode, KeyPrefix: &c.KeyPrefix,
+		ExpectedInstances: &c.ExpectedInstances, MaxScopes: &c.MaxScopes, Redis: &c.Redis}
 }
 
 // FailClosed reports whether requests must be refused when the backend
@@ -196,47 +180,22 @@ func (c *Config) charge(req Request) int64 {
 // fields are valid (they mean the default). A disabled Config is still
 // validated so that mistakes surface before it is enabled.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s.%s: %s", configPath, path, fmt.Sprintf(format, args...)))
-	}
-	switch c.Backend {
-	case "", BackendMemory, BackendRedis:
-	default:
-		bad("backend", "must be %q or %q, got %q", BackendMemory, BackendRedis, c.Backend)
-	}
-	switch c.FailMode {
-	case "", FailOpen, FailClosed, FailLocal:
-	default:
-		bad("fail_mode", "must be %q, %q or %q, got %q", FailOpen, FailClosed, FailLocal, c.FailMode)
-	}
-	if c.ExpectedInstances < 0 {
-		bad("expected_instances", "must not be negative, got %d", c.ExpectedInstances)
-	}
-	validateLimits(bad, "limits", c.Limits)
-	validateLimits(bad, "global", c.Global)
-	validateLimitMap(bad, "per_provider", c.PerProvider)
-	validateLimitMap(bad, "overrides.per_user", c.Overrides.PerUser)
-	validateLimitMap(bad, "overrides.per_key", c.Overrides.PerKey)
-	validateLimitMap(bad, "overrides.per_model", c.Overrides.PerModel)
+	p := quota.NewProblems(configPath)
+	validateLimits(p, "limits", c.Limits)
+	validateLimits(p, "global", c.Global)
+	check := func(path string, l Limits) { validateLimits(p, path, l) }
+	quota.EachNamed(p, "per_provider", c.PerProvider, check)
+	quota.EachNamed(p, "overrides.per_user", c.Overrides.PerUser, check)
+	quota.EachNamed(p, "overrides.per_key", c.Overrides.PerKey, check)
+	quota.EachNamed(p, "overrides.per_model", c.Overrides.PerModel, check)
 	if c.DefaultMaxOutputTokens < 0 {
-		bad("default_max_output_tokens", "must not be negative, got %d", c.DefaultMaxOutputTokens)
+		p.Add("default_max_output_tokens", "must not be negative, got %d", c.DefaultMaxOutputTokens)
 	}
-	if strings.ContainsAny(c.KeyPrefix, "{}") {
-		bad("key_prefix", "must not contain '{' or '}' (the limiter adds the Redis Cluster hash tag), got %q", c.KeyPrefix)
-	}
-	if c.MaxScopes < 0 {
-		bad("max_scopes", "must not be negative, got %d", c.MaxScopes)
-	}
-	if c.Backend == BackendRedis {
-		errs = append(errs, c.Redis.Validate(configPath+".redis"))
-	}
-	return errors.Join(errs...)
+	c.store().Validate(p)
+	return p.Err()
 }
 
-type badFunc func(path, format string, args ...any)
-
-func validateLimits(bad badFunc, path string, l Limits) {
+func validateLimits(p *quota.Problems, path string, l Limits) {
 	for _, f := range []struct {
 		name string
 		v    int64
@@ -247,22 +206,7 @@ func validateLimits(bad badFunc, path string, l Limits) {
 		{"tokens_per_day", l.TokensPerDay},
 	} {
 		if f.v < 0 {
-			bad(path+"."+f.name, "must be 0 (unlimited) or positive, got %d", f.v)
+			p.Add(path+"."+f.name, "must be 0 (unlimited) or positive, got %d", f.v)
 		}
-	}
-}
-
-func validateLimitMap(bad badFunc, path string, m map[string]Limits) {
-	names := make([]string, 0, len(m))
-	for name := range m {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if name == "" {
-			bad(path, "empty name")
-			continue
-		}
-		validateLimits(bad, path+"."+name, m[name])
 	}
 }

@@ -3,7 +3,6 @@ package ratelimit
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -182,16 +181,11 @@ func NewRedis(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
 
 func open(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
 	cfg.ApplyDefaults()
-	sc := quota.StoreConfig{KeyPrefix: cfg.KeyPrefix, MaxScopes: cfg.MaxScopes, FailMode: cfg.FailMode,
-		ExpectedInstances: cfg.ExpectedInstances, OnStateChange: hooks.OnStateChange}
-	if cfg.Backend == BackendRedis {
-		sc.Redis = &cfg.Redis
-	}
-	s, err := quota.Open(ctx, sc, metrics)
+	h, err := cfg.store().Open(ctx, metrics, hooks.OnStateChange, ErrBackendUnavailable)
 	if err != nil {
 		return nil, err
 	}
-	q := &Quota{cfg: cfg, store: s}
+	q := &Quota{Handle: h, cfg: cfg}
 	q.rules.Store(&cfg)
 	return q, nil
 }
@@ -199,9 +193,9 @@ func open(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
 // Quota is the [Limiter] on a [quota.Store]: requests and tokens counted in
 // every window of [Config.plan]. It is safe for concurrent use.
 type Quota struct {
+	quota.Handle
 	cfg   Config                 // as opened: the store's settings
 	rules atomic.Pointer[Config] // the limits in force; swapped by SetRules
-	store quota.Store
 }
 
 var _ Limiter = (*Quota)(nil)
@@ -214,9 +208,9 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 		return Decision{Allowed: true}, nil
 	}
 	tokens := cfg.charge(req)
-	r, err := q.store.Reserve(ctx, checks, []int64{1, tokens}, now)
+	r, err := q.Handle.Reserve(ctx, checks, []int64{1, tokens}, now)
 	if err != nil {
-		return Decision{}, fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
+		return Decision{}, err
 	}
 	if !r.Allowed {
 		d := denial(checks, r, now)
@@ -229,23 +223,12 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 
 // Settle implements [Limiter.Settle].
 func (q *Quota) Settle(ctx context.Context, res Reservation, actualTokens int64, now time.Time) error {
-	return q.adjust(ctx, res, 0, max(actualTokens, 0)-res.Tokens, now)
+	return q.Adjust(ctx, res.ID, []int64{1, res.Tokens}, res.Charges, []int64{0, max(actualTokens, 0) - res.Tokens}, now)
 }
 
 // Cancel implements [Limiter.Cancel].
 func (q *Quota) Cancel(ctx context.Context, res Reservation, now time.Time) error {
-	return q.adjust(ctx, res, -1, -res.Tokens, now)
-}
-
-func (q *Quota) adjust(ctx context.Context, res Reservation, dReqs, dToks int64, now time.Time) error {
-	if len(res.Charges) == 0 {
-		return nil
-	}
-	qr := quota.Reservation{ID: res.ID, Amounts: []int64{1, res.Tokens}, Charges: res.Charges}
-	if err := q.store.Adjust(ctx, qr, []int64{dReqs, dToks}, now); err != nil {
-		return fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
-	}
-	return nil
+	return q.Adjust(ctx, res.ID, []int64{1, res.Tokens}, res.Charges, []int64{-1, -res.Tokens}, now)
 }
 
 // SetRules puts the limits of cfg in force for every later Reserve, after
@@ -266,18 +249,9 @@ func (q *Quota) SetRules(cfg Config) error {
 // Rules returns the configuration in force (see SetRules).
 func (q *Quota) Rules() Config { return *q.rules.Load() }
 
-// Status implements [Limiter.Status].
-func (q *Quota) Status(ctx context.Context) BackendStatus { return q.store.Status(ctx) }
-
-// Close implements [Limiter.Close].
-func (q *Quota) Close() error { return q.store.Close() }
-
-// Store returns the store under q, for tests and diagnostics.
-func (q *Quota) Store() quota.Store { return q.store }
-
 // Nop admits everything and charges nothing. Use it when rate limiting is
 // disabled. The zero value is ready to use.
-type Nop struct{}
+type Nop struct{ quota.Disabled }
 
 var _ Limiter = Nop{}
 
@@ -291,11 +265,3 @@ func (Nop) Settle(context.Context, Reservation, int64, time.Time) error { return
 
 // Cancel implements [Limiter.Cancel].
 func (Nop) Cancel(context.Context, Reservation, time.Time) error { return nil }
-
-// Status implements [Limiter.Status].
-func (Nop) Status(context.Context) BackendStatus {
-	return BackendStatus{Backend: "disabled", Healthy: true}
-}
-
-// Close implements [Limiter.Close].
-func (Nop) Close() error { return nil }

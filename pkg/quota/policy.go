@@ -1,0 +1,167 @@
+package quota
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
+)
+
+// Backend names accepted by [Settings.Backend].
+const (
+	BackendMemory = "memory"
+	BackendRedis  = "redis"
+)
+
+// Settings point at the store fields of a policy's configuration (YAML keys
+// backend, fail_mode, expected_instances, redis, key_prefix, max_scopes),
+// so one mechanism defaults, validates and opens them for every policy.
+// Every pointer must be set.
+type Settings struct {
+	Backend, FailMode, KeyPrefix *string
+	ExpectedInstances, MaxScopes *int
+	Redis                        *redisconf.Config
+}
+
+// ApplyDefaults sets backend memory, fail mode open, one expected
+// instance, keyPrefix and maxScopes on zero fields.
+func (s Settings) ApplyDefaults(keyPrefix string, maxScopes int) {
+	for _, f := range []struct {
+		p   *string
+		def string
+	}{{s.Backend, BackendMemory}, {s.FailMode, FailOpen}, {s.KeyPrefix, keyPrefix}} {
+		if *f.p == "" {
+			*f.p = f.def
+		}
+	}
+	if *s.ExpectedInstances == 0 {
+		*s.ExpectedInstances = 1
+	}
+	if *s.MaxScopes == 0 {
+		*s.MaxScopes = maxScopes
+	}
+}
+
+// Validate adds to p every problem of the settings; zero fields are valid.
+func (s Settings) Validate(p *Problems) {
+	switch *s.Backend {
+	case "", BackendMemory, BackendRedis:
+	default:
+		p.Add("backend", "must be %q or %q, got %q", BackendMemory, BackendRedis, *s.Backend)
+	}
+	switch *s.FailMode {
+	case "", FailOpen, FailClosed, FailLocal:
+	default:
+		p.Add("fail_mode", "must be %q, %q or %q, got %q", FailOpen, FailClosed, FailLocal, *s.FailMode)
+	}
+	if strings.ContainsAny(*s.KeyPrefix, "{}") {
+		p.Add("key_prefix", "must not contain '{' or '}' (the store adds the Redis Cluster hash tag), got %q", *s.KeyPrefix)
+	}
+	p.NotNegative("expected_instances", *s.ExpectedInstances)
+	p.NotNegative("max_scopes", *s.MaxScopes)
+	if *s.Backend == BackendRedis {
+		p.errs = append(p.errs, s.Redis.Validate(p.path+".redis"))
+	}
+}
+
+// Open returns the policy's store counting metrics (see [Open]) on
+// defaulted settings; its errors are wrapped in unavailable too.
+func (s Settings) Open(ctx context.Context, metrics []Metric, onStateChange func(Status), unavailable error) (Handle, error) {
+	sc := StoreConfig{KeyPrefix: *s.KeyPrefix, MaxScopes: *s.MaxScopes, FailMode: *s.FailMode,
+		ExpectedInstances: *s.ExpectedInstances, OnStateChange: onStateChange}
+	if *s.Backend == BackendRedis {
+		sc.Redis = s.Redis
+	}
+	st, err := Open(ctx, sc, metrics)
+	return Handle{store: st, unavailable: unavailable}, err
+}
+
+// Problems collects the problems of one configuration block, each prefixed
+// with the block's path and the field's.
+type Problems struct {
+	path string
+	errs []error
+}
+
+// NewProblems returns an empty collection for the block at path.
+func NewProblems(path string) *Problems { return &Problems{path: path} }
+
+// Add records a problem of field (a path under the block).
+func (p *Problems) Add(field, format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("%s.%s: %s", p.path, field, fmt.Sprintf(format, args...)))
+}
+
+// NotNegative records a problem when v is negative.
+func (p *Problems) NotNegative(field string, v int) {
+	if v < 0 {
+		p.Add(field, "must not be negative, got %d", v)
+	}
+}
+
+// Err joins the problems (errors.Join); nil when there are none.
+func (p *Problems) Err() error { return errors.Join(p.errs...) }
+
+// EachNamed calls check for every entry of m in name order with the entry's
+// path, and records an empty name as a problem of field.
+func EachNamed[V any](p *Problems, field string, m map[string]V, check func(path string, v V)) {
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		if name == "" {
+			p.Add(field, "empty name")
+			continue
+		}
+		check(field+"."+name, m[name])
+	}
+}
+
+// Handle is a policy's limiter side of its store: it reserves and adjusts
+// with every store error wrapped in the policy's own unavailable error, and
+// answers Status, Close and Store. It is safe for concurrent use.
+type Handle struct {
+	store       Store
+	unavailable error
+}
+
+// Reserve is [Store.Reserve]; an error wraps the policy's unavailable error.
+func (h Handle) Reserve(ctx context.Context, checks []Check, amounts []int64, now time.Time) (Result, error) {
+	r, err := h.store.Reserve(ctx, checks, amounts, now)
+	if err != nil {
+		return r, fmt.Errorf("%w: %w", h.unavailable, err)
+	}
+	return r, nil
+}
+
+// Adjust is [Store.Adjust] for a reservation of amounts; one without
+// charges is left alone. An error wraps the policy's unavailable error.
+func (h Handle) Adjust(ctx context.Context, id string, amounts []int64, charges []Charge, deltas []int64, now time.Time) error {
+	if len(charges) == 0 {
+		return nil
+	}
+	if err := h.store.Adjust(ctx, Reservation{ID: id, Amounts: amounts, Charges: charges}, deltas, now); err != nil {
+		return fmt.Errorf("%w: %w", h.unavailable, err)
+	}
+	return nil
+}
+
+// Status reports the store's health; the Redis store pings.
+func (h Handle) Status(ctx context.Context) Status { return h.store.Status(ctx) }
+
+// Close releases the store's resources.
+func (h Handle) Close() error { return h.store.Close() }
+
+// Store returns the store under h, for tests and diagnostics.
+func (h Handle) Store() Store { return h.store }
+
+// Disabled is embedded by a policy's no-op limiter: healthy, nothing to
+// close. The zero value is ready to use.
+type Disabled struct{}
+
+// Status reports backend "disabled", healthy.
+func (Disabled) Status(context.Context) Status { return Status{Backend: "disabled", Healthy: true} }
+
+// Close does nothing.
+func (Disabled) Close() error { return nil }
