@@ -115,15 +115,9 @@ type Charge = quota.Charge
 // BackendStatus reports a backend's health for /health.
 type BackendStatus = quota.Status
 
-// Hooks observe a limiter or ledger without the package logging or
-// importing metrics. Nil fields are skipped. Hooks run synchronously on the
-// calling goroutine and must be quick.
-type Hooks struct {
-	// OnStateChange is called when the backend turns unhealthy (with the
-	// error) or healthy again, once per transition, so the caller can log
-	// once rather than per request.
-	OnStateChange func(s BackendStatus)
-}
+// Hooks observe a limiter without the package logging or importing
+// metrics (see [quota.Hooks]).
+type Hooks = quota.Hooks
 
 // Limiter enforces daily and monthly USD budgets per API key and per user
 // (see [Config]). Implementations are safe for concurrent use.
@@ -182,7 +176,7 @@ func NewRedis(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
 
 func open(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
 	cfg.ApplyDefaults()
-	h, err := cfg.store().Open(ctx, metrics, hooks.OnStateChange, ErrBackendUnavailable)
+	h, err := cfg.store().Open(ctx, metrics, hooks, ErrBackendUnavailable)
 	if err != nil {
 		return nil, err
 	}

@@ -69,16 +69,36 @@ func (s Settings) Validate(p *Problems) {
 	}
 }
 
-// Open returns the policy's store counting metrics (see [Open]) on
-// defaulted settings; its errors are wrapped in unavailable too.
-func (s Settings) Open(ctx context.Context, metrics []Metric, onStateChange func(Status), unavailable error) (Handle, error) {
-	sc := StoreConfig{KeyPrefix: *s.KeyPrefix, MaxScopes: *s.MaxScopes, FailMode: *s.FailMode,
-		ExpectedInstances: *s.ExpectedInstances, OnStateChange: onStateChange}
-	if *s.Backend == BackendRedis {
-		sc.Redis = s.Redis
+// Hooks observe a policy's store without the engine logging or importing
+// metrics. Nil fields are skipped. Hooks run synchronously on the calling
+// goroutine and must be quick.
+type Hooks struct {
+	// OnStateChange is called when the store turns unhealthy (with the
+	// error) or healthy again, once per transition, so the caller can log
+	// once rather than per request.
+	OnStateChange func(s Status)
+}
+
+// Open returns the policy's store counting metrics, on defaulted settings:
+// memory, or Redis on the shared client of its configuration (pinged once
+// so /health starts right; an unreachable server is a state, not an
+// error), behind [Local] for fail mode local. Store errors are wrapped in
+// unavailable too.
+func (s Settings) Open(ctx context.Context, metrics []Metric, hooks Hooks, unavailable error) (Handle, error) {
+	if *s.Backend != BackendRedis {
+		st := NewMemory(metrics, MemoryOptions{MaxScopes: *s.MaxScopes, OnStateChange: hooks.OnStateChange})
+		return Handle{store: st, unavailable: unavailable}, nil
 	}
-	st, err := Open(ctx, sc, metrics)
-	return Handle{store: st, unavailable: unavailable}, err
+	client, err := redisconf.Default.Client(*s.Redis, redisconf.Profile{MaxRetries: -1})
+	if err != nil {
+		return Handle{}, err
+	}
+	var st Store = NewRedis(client, metrics, RedisOptions{Prefix: *s.KeyPrefix, OnStateChange: hooks.OnStateChange})
+	if *s.FailMode == FailLocal {
+		st = NewLocal(st, metrics, *s.ExpectedInstances, *s.MaxScopes)
+	}
+	st.Status(ctx)
+	return Handle{store: st, unavailable: unavailable}, nil
 }
 
 // Problems collects the problems of one configuration block, each prefixed
