@@ -210,9 +210,7 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 		return Decision{}, err
 	}
 	if !r.Allowed {
-		d := denial(checks, r, charge)
-		d.Degraded = r.Degraded
-		return d, nil
+		return denial(checks, r, charge), nil
 	}
 	return Decision{Allowed: true, Degraded: r.Degraded, Reservation: Reservation{ID: r.Reservation.ID, EstimateNanos: charge,
 		Charges: r.Reservation.Charges}}, nil
@@ -220,12 +218,12 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 
 // Settle implements [Limiter.Settle].
 func (q *Quota) Settle(ctx context.Context, res Reservation, actualUSD float64, now time.Time) error {
-	return q.Adjust(ctx, res.ID, []int64{res.EstimateNanos}, res.Charges, []int64{Nanos(actualUSD) - res.EstimateNanos}, now)
+	return q.Adjust(ctx, res.ID, res.Charges, []int64{Nanos(actualUSD) - res.EstimateNanos}, now)
 }
 
 // Cancel implements [Limiter.Cancel].
 func (q *Quota) Cancel(ctx context.Context, res Reservation, now time.Time) error {
-	return q.Adjust(ctx, res.ID, []int64{res.EstimateNanos}, res.Charges, []int64{-res.EstimateNanos}, now)
+	return q.Adjust(ctx, res.ID, res.Charges, []int64{-res.EstimateNanos}, now)
 }
 
 // SetRules puts the limits of cfg in force for every later Reserve, after

@@ -49,35 +49,21 @@ const configPath = "features.cost_tracking.budgets"
 type Config struct {
 	// Enabled turns budget enforcement on. Default false.
 	Enabled bool `json:"enabled"`
-	// Backend is "memory" (default; this process only, so every replica has
-	// its own budget) or "redis" (shared and exact across replicas).
-	Backend string `json:"backend"`
-	// FailMode says what happens while the backend fails: "open"
-	// (default; admit the request), "closed" (refuse it with a 503) or
-	// "local" (backend redis: count in this process at each limit divided
-	// by ExpectedInstances until Redis answers again; answers so decided
-	// carry X-Llm-Proxy-Degraded: local). For open and closed the limiter
-	// returns an error wrapping [ErrBackendUnavailable]; see
-	// [Config.FailClosed].
-	FailMode string `json:"fail_mode"`
-	// ExpectedInstances is how many server instances share the Redis, for
-	// fail mode local. Default 1.
-	ExpectedInstances int `json:"expected_instances"`
-	// Redis configures the redis backend.
-	Redis RedisConfig `json:"redis"`
-	// KeyPrefix starts every Redis key. Default "llmproxy:budget:". It must
-	// not contain '{' or '}': the package builds the Redis Cluster hash tag
-	// from it.
-	KeyPrefix string `json:"key_prefix"`
+	// Backend, FailMode, ExpectedInstances, Redis, KeyPrefix and MaxScopes
+	// configure the store (see [quota.Settings]); KeyPrefix defaults to
+	// "llmproxy:budget:". For fail modes open and closed the limiter returns
+	// an error wrapping [ErrBackendUnavailable]; see [Config.FailClosed].
+	Backend           string      `json:"backend"`
+	FailMode          string      `json:"fail_mode"`
+	ExpectedInstances int         `json:"expected_instances"`
+	Redis             RedisConfig `json:"redis"`
+	KeyPrefix         string      `json:"key_prefix"`
+	MaxScopes         int         `json:"max_scopes"`
 	// PerKey are the budgets of API keys, by key id (the hashed key the
 	// gateway derives; never the raw key).
 	PerKey Policy `json:"per_key"`
 	// PerUser are the budgets of users, by user id.
 	PerUser Policy `json:"per_user"`
-	// MaxScopes bounds the memory limiter: at most this many identities with
-	// live counters and this many outstanding reservations. Default 100000.
-	// Ignored by the redis backend.
-	MaxScopes int `json:"max_scopes"`
 	// MaxUsageNames bounds the ledger: per period (today, this month) and
 	// dimension (user, key, model) at most this many names are recorded
 	// separately; spend of further names is added to the row "(other)", so

@@ -53,6 +53,7 @@ func appendChecks(dst []quota.Check, scope string, l Limits, day, month int64) [
 func denial(checks []quota.Check, r quota.Result, charge int64) Decision {
 	ch := checks[r.Check]
 	return Decision{
+		Degraded:      r.Degraded,
 		Scope:         ch.Scope,
 		Window:        ch.Window,
 		LimitNanos:    r.Limit,

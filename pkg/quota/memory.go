@@ -119,7 +119,7 @@ func (m *Memory) Reserve(_ context.Context, checks []Check, amounts []int64, now
 		m.health.Observe(err)
 		return Result{}, err
 	}
-	res := Reservation{ID: id, Amounts: append([]int64(nil), amounts...), Charges: make([]Charge, len(checks))}
+	res := Reservation{ID: id, Charges: make([]Charge, len(checks))}
 	for i, ch := range checks {
 		st := m.scopes[ch.Scope]
 		if st == nil {

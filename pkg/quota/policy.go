@@ -18,10 +18,26 @@ const (
 	BackendRedis  = "redis"
 )
 
-// Settings point at the store fields of a policy's configuration (YAML keys
-// backend, fail_mode, expected_instances, redis, key_prefix, max_scopes),
-// so one mechanism defaults, validates and opens them for every policy.
-// Every pointer must be set.
+// Settings point at the store fields of a policy's configuration, so one
+// mechanism defaults, validates and opens them for every policy. Every
+// pointer must be set. The YAML keys are the same in every policy:
+//
+//   - backend: "memory" (default; this process only, so every replica
+//     counts alone, and counts are lost on restart) or "redis" (shared and
+//     exact across replicas).
+//   - fail_mode, while the store fails: "open" (default; the caller admits),
+//     "closed" (the caller refuses with a 503) or "local" (redis only:
+//     count in this process at each limit divided by expected_instances
+//     until Redis answers again; answers so decided carry
+//     X-Llm-Proxy-Degraded: local). See [Local].
+//   - expected_instances: instances sharing the Redis, for fail mode local.
+//     Default 1.
+//   - redis: where the Redis is (single, Sentinel or Cluster).
+//   - key_prefix: starts every Redis key. It must not contain '{' or '}':
+//     the store builds the Redis Cluster hash tag after it.
+//   - max_scopes: bounds the memory store and the local fallback: at most
+//     this many scopes with live counters and this many outstanding
+//     reservations. Default 100000.
 type Settings struct {
 	Backend, FailMode, KeyPrefix *string
 	ExpectedInstances, MaxScopes *int
@@ -155,13 +171,13 @@ func (h Handle) Reserve(ctx context.Context, checks []Check, amounts []int64, no
 	return r, nil
 }
 
-// Adjust is [Store.Adjust] for a reservation of amounts; one without
-// charges is left alone. An error wraps the policy's unavailable error.
-func (h Handle) Adjust(ctx context.Context, id string, amounts []int64, charges []Charge, deltas []int64, now time.Time) error {
+// Adjust is [Store.Adjust] for reservation id; one without charges is left
+// alone. An error wraps the policy's unavailable error.
+func (h Handle) Adjust(ctx context.Context, id string, charges []Charge, deltas []int64, now time.Time) error {
 	if len(charges) == 0 {
 		return nil
 	}
-	if err := h.store.Adjust(ctx, Reservation{ID: id, Amounts: amounts, Charges: charges}, deltas, now); err != nil {
+	if err := h.store.Adjust(ctx, Reservation{ID: id, Charges: charges}, deltas, now); err != nil {
 		return fmt.Errorf("%w: %w", h.unavailable, err)
 	}
 	return nil

@@ -54,21 +54,16 @@ const configPath = "features.rate_limiting"
 type Config struct {
 	// Enabled turns rate limiting on. Default false.
 	Enabled bool `json:"enabled"`
-	// Backend is "memory" (default; counters in this process only, so every
-	// replica has its own budget) or "redis" (shared and exact across
-	// replicas).
-	Backend string `json:"backend"`
-	// FailMode says what happens while the backend fails: "open"
-	// (default; admit the request), "closed" (refuse it with a 503) or
-	// "local" (backend redis: count in this process at each limit divided
-	// by ExpectedInstances until Redis answers again; answers so decided
-	// carry X-Llm-Proxy-Degraded: local). For open and closed the limiter
-	// returns an error wrapping [ErrBackendUnavailable]; see
-	// [Config.FailClosed].
-	FailMode string `json:"fail_mode"`
-	// ExpectedInstances is how many server instances share the Redis, for
-	// fail mode local. Default 1.
-	ExpectedInstances int `json:"expected_instances"`
+	// Backend, FailMode, ExpectedInstances, Redis, KeyPrefix and MaxScopes
+	// configure the store (see [quota.Settings]); KeyPrefix defaults to
+	// "llmproxy:rl:". For fail modes open and closed the limiter returns an
+	// error wrapping [ErrBackendUnavailable]; see [Config.FailClosed].
+	Backend           string      `json:"backend"`
+	FailMode          string      `json:"fail_mode"`
+	ExpectedInstances int         `json:"expected_instances"`
+	Redis             RedisConfig `json:"redis"`
+	KeyPrefix         string      `json:"key_prefix"`
+	MaxScopes         int         `json:"max_scopes"`
 	// Limits are the default limits of EACH user and EACH API key, counted
 	// separately per identity.
 	Limits Limits `json:"limits"`
@@ -87,16 +82,6 @@ type Config struct {
 	// DefaultMaxOutputTokens is the output, in tokens, reserved when
 	// CountOutputTokens is set and the request names no maximum. Default 0.
 	DefaultMaxOutputTokens int64 `json:"default_max_output_tokens"`
-	// Redis configures the redis backend.
-	Redis RedisConfig `json:"redis"`
-	// KeyPrefix starts every Redis key. Default "llmproxy:rl:". It must not
-	// contain '{' or '}': the limiter builds the Redis Cluster hash tag from
-	// it.
-	KeyPrefix string `json:"key_prefix"`
-	// MaxScopes bounds the memory backend: at most this many scopes
-	// (identities with live counters) and this many outstanding
-	// reservations. Default 100000. Ignored by the redis backend.
-	MaxScopes int `json:"max_scopes"`
 }
 
 // Limits are request and token budgets per fixed window. Windows are aligned

@@ -82,6 +82,7 @@ func denial(checks []quota.Check, r quota.Result, now time.Time) Decision {
 	limit := r.Limit
 	reset := ch.Window.End(r.Index)
 	return Decision{
+		Degraded:   r.Degraded,
 		Scope:      ch.Scope,
 		Metric:     m,
 		Window:     ch.Window,

@@ -207,9 +207,7 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 		return Decision{}, err
 	}
 	if !r.Allowed {
-		d := denial(checks, r, now)
-		d.Degraded = r.Degraded
-		return d, nil
+		return denial(checks, r, now), nil
 	}
 	return Decision{Allowed: true, Degraded: r.Degraded, Reservation: Reservation{ID: r.Reservation.ID, Tokens: tokens,
 		Charges: r.Reservation.Charges}}, nil
@@ -217,12 +215,12 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 
 // Settle implements [Limiter.Settle].
 func (q *Quota) Settle(ctx context.Context, res Reservation, actualTokens int64, now time.Time) error {
-	return q.Adjust(ctx, res.ID, []int64{1, res.Tokens}, res.Charges, []int64{0, max(actualTokens, 0) - res.Tokens}, now)
+	return q.Adjust(ctx, res.ID, res.Charges, []int64{0, max(actualTokens, 0) - res.Tokens}, now)
 }
 
 // Cancel implements [Limiter.Cancel].
 func (q *Quota) Cancel(ctx context.Context, res Reservation, now time.Time) error {
-	return q.Adjust(ctx, res.ID, []int64{1, res.Tokens}, res.Charges, []int64{-1, -res.Tokens}, now)
+	return q.Adjust(ctx, res.ID, res.Charges, []int64{-1, -res.Tokens}, now)
 }
 
 // SetRules puts the limits of cfg in force for every later Reserve, after
