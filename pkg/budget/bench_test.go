@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // benchConfig applies two scopes (key, user), each with day and month
@@ -14,7 +15,7 @@ import (
 // refuse.
 func benchConfig() Config {
 	huge := Limits{DailyUSD: MaxUSD, MonthlyUSD: MaxUSD}
-	return Config{Enabled: true, PerKey: Policy{Default: huge}, PerUser: Policy{Default: huge}, KeyPrefix: "bench:"}
+	return Config{Enabled: true, PerKey: Policy{Default: huge}, PerUser: Policy{Default: huge}, Settings: quota.Settings{KeyPrefix: "bench:"}}
 }
 
 func benchRequests() []Request {

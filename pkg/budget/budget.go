@@ -3,7 +3,6 @@ package budget
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"time"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
@@ -151,15 +150,14 @@ func New(ctx context.Context, cfg Config, hooks Hooks) (Limiter, error) {
 	if !cfg.Enabled {
 		return Nop{}, nil
 	}
-	return open(ctx, cfg, hooks)
+	return open(ctx, cfg, "", hooks)
 }
 
 // NewMemory returns a limiter on an in-process store for cfg (call
 // cfg.Validate first): this process only, so N replicas each admit the
 // full budgets; bounded by [Config.MaxScopes] (see [quota.Memory]).
 func NewMemory(cfg Config) *Quota {
-	cfg.Backend = BackendMemory
-	q, _ := open(context.Background(), cfg, Hooks{}) // a memory store cannot fail to open
+	q, _ := open(context.Background(), cfg, BackendMemory, Hooks{}) // a memory store cannot fail to open
 	return q
 }
 
@@ -170,36 +168,28 @@ func NewMemory(cfg Config) *Quota {
 // [ErrBackendUnavailable] (or, with fail mode local, are counted in
 // process) until the server answers. Only unusable settings are an error.
 func NewRedis(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
-	cfg.Backend = BackendRedis
-	return open(ctx, cfg, hooks)
+	return open(ctx, cfg, BackendRedis, hooks)
 }
 
-func open(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
-	cfg.ApplyDefaults()
-	h, err := cfg.store().Open(ctx, metrics, hooks, ErrBackendUnavailable)
+func open(ctx context.Context, cfg Config, backend string, hooks Hooks) (*Quota, error) {
+	p, err := quota.OpenPolicy[Config](ctx, cfg, backend, metrics, hooks, ErrBackendUnavailable)
 	if err != nil {
 		return nil, err
 	}
-	q := &Quota{Handle: h, cfg: cfg}
-	q.rules.Store(&cfg)
-	return q, nil
+	return &Quota{p}, nil
 }
 
 // Quota is the [Limiter] on a [quota.Store]: spend counted in every window
 // of [Config.plan]. A reservation that is never settled (a crashed
 // instance) keeps its estimate charged until its last window ends. It is
 // safe for concurrent use.
-type Quota struct {
-	quota.Handle
-	cfg   Config                 // as opened: the store's settings
-	rules atomic.Pointer[Config] // the limits in force; swapped by SetRules
-}
+type Quota struct{ *quota.Policy[Config, *Config] }
 
 var _ Limiter = (*Quota)(nil)
 
 // Reserve implements [Limiter.Reserve].
 func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decision, error) {
-	cfg := q.rules.Load()
+	cfg := q.Load()
 	checks := cfg.plan(make([]quota.Check, 0, 4), req, now)
 	if len(checks) == 0 {
 		return Decision{Allowed: true}, nil
@@ -225,24 +215,6 @@ func (q *Quota) Settle(ctx context.Context, res Reservation, actualUSD float64, 
 func (q *Quota) Cancel(ctx context.Context, res Reservation, now time.Time) error {
 	return q.Adjust(ctx, res.ID, res.Charges, []int64{-res.EstimateNanos}, now)
 }
-
-// SetRules puts the limits of cfg in force for every later Reserve, after
-// validating and defaulting cfg; on error the current limits stay. Only
-// the limits change: the store's settings (backend, Redis, key prefix,
-// fail mode, max scopes, expected instances) are those q was opened with,
-// see config.RestartRequired. Reservations made before keep their charges and
-// settle against them. Safe for concurrent use.
-func (q *Quota) SetRules(cfg Config) error {
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	cfg.ApplyDefaults()
-	q.rules.Store(&cfg)
-	return nil
-}
-
-// Rules returns the configuration in force (see SetRules).
-func (q *Quota) Rules() Config { return *q.rules.Load() }
 
 // Nop admits everything and charges nothing. Use it when budgets are
 // disabled. The zero value is ready to use.

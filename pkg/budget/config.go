@@ -49,16 +49,12 @@ const configPath = "features.cost_tracking.budgets"
 type Config struct {
 	// Enabled turns budget enforcement on. Default false.
 	Enabled bool `json:"enabled"`
-	// Backend, FailMode, ExpectedInstances, Redis, KeyPrefix and MaxScopes
-	// configure the store (see [quota.Settings]); KeyPrefix defaults to
-	// "llmproxy:budget:". For fail modes open and closed the limiter returns
-	// an error wrapping [ErrBackendUnavailable]; see [Config.FailClosed].
-	Backend           string      `json:"backend"`
-	FailMode          string      `json:"fail_mode"`
-	ExpectedInstances int         `json:"expected_instances"`
-	Redis             RedisConfig `json:"redis"`
-	KeyPrefix         string      `json:"key_prefix"`
-	MaxScopes         int         `json:"max_scopes"`
+	// Settings configure the store (YAML keys backend, fail_mode,
+	// expected_instances, redis, key_prefix, max_scopes; see
+	// [quota.Settings]); key_prefix defaults to "llmproxy:budget:". For fail
+	// modes open and closed the limiter returns an error wrapping
+	// [ErrBackendUnavailable]; see [quota.Settings.FailClosed].
+	quota.Settings
 	// PerKey are the budgets of API keys, by key id (the hashed key the
 	// gateway derives; never the raw key).
 	PerKey Policy `json:"per_key"`
@@ -112,7 +108,7 @@ type RedisConfig = redisconf.Config
 
 // ApplyDefaults sets the documented defaults on zero fields.
 func (c *Config) ApplyDefaults() {
-	c.store().ApplyDefaults(DefaultKeyPrefix, DefaultMaxScopes)
+	c.Settings.ApplyDefaults(DefaultKeyPrefix, DefaultMaxScopes)
 	if c.MaxUsageNames == 0 {
 		c.MaxUsageNames = DefaultMaxUsageNames
 	}
@@ -120,15 +116,6 @@ func (c *Config) ApplyDefaults() {
 		c.ReportRows = DefaultReportRows
 	}
 }
-
-func (c *Config) store() quota.Settings {
-	return quota.Settings{Backend: &c.Backend, FailMode: &c.FailMode, KeyPrefix: &c.KeyPrefix,
-		ExpectedInstances: &c.ExpectedInstances, MaxScopes: &c.MaxScopes, Redis: &c.Redis}
-}
-
-// FailClosed reports whether requests must be refused when the backend
-// fails ([ErrBackendUnavailable]); false means admit them (fail open).
-func (c Config) FailClosed() bool { return c.FailMode == FailClosed }
 
 // Validate reports every problem of c at once (joined with errors.Join),
 // each prefixed with its field path under features.cost_tracking.budgets.
@@ -140,7 +127,7 @@ func (c Config) Validate() error {
 	validatePolicy(p, "per_user", c.PerUser)
 	p.NotNegative("max_usage_names", c.MaxUsageNames)
 	p.NotNegative("report_rows", c.ReportRows)
-	c.store().Validate(p)
+	c.Settings.Validate(p)
 	return p.Err()
 }
 

@@ -42,7 +42,7 @@ func newRedisFor(t *testing.T, s *redistest.Server, cfg Config) *Quota {
 // windowKey is the Redis key of scope's window w at t (see quota.Redis).
 func windowKey(q *Quota, w Window, at time.Time, scope string) string {
 	code := map[Window]string{WindowDay: "d", WindowMonth: "mo"}[w]
-	return fmt.Sprintf("%s{%s}:%s:%d", q.cfg.KeyPrefix, scope, code, w.Index(at))
+	return fmt.Sprintf("%s{%s}:%s:%d", q.Load().KeyPrefix, scope, code, w.Index(at))
 }
 
 func rawClient(t *testing.T, s *redistest.Server) *redis.Client {
@@ -68,10 +68,10 @@ func TestRedisTwoInstancesNeverOverspendZeroDrift(t *testing.T) {
 		workers  = 48
 	)
 	cfg := Config{
-		Enabled:   true,
-		KeyPrefix: "spend:",
-		PerUser:   Policy{Default: Limits{DailyUSD: limitUSD, MonthlyUSD: 1000}},
-		PerKey:    Policy{Default: Limits{MonthlyUSD: 1000}},
+		Enabled:  true,
+		Settings: quota.Settings{KeyPrefix: "spend:"},
+		PerUser:  Policy{Default: Limits{DailyUSD: limitUSD, MonthlyUSD: 1000}},
+		PerKey:   Policy{Default: Limits{MonthlyUSD: 1000}},
 	}
 	a, b := newRedisFor(t, s, cfg), newRedisFor(t, s, cfg)
 	var settled, admitted, refused atomic.Int64
@@ -139,7 +139,7 @@ func TestRedisTwoInstancesNeverOverspendZeroDrift(t *testing.T) {
 // With actual = estimate, two instances admit exactly limit/estimate calls.
 func TestRedisTwoInstancesAdmitExactly(t *testing.T) {
 	s := redistest.Start(t)
-	cfg := Config{Enabled: true, KeyPrefix: "exact:", PerKey: Policy{Default: Limits{DailyUSD: 10}}}
+	cfg := Config{Enabled: true, Settings: quota.Settings{KeyPrefix: "exact:"}, PerKey: Policy{Default: Limits{DailyUSD: 10}}}
 	a, b := newRedisFor(t, s, cfg), newRedisFor(t, s, cfg)
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
@@ -175,7 +175,7 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	s := redistest.Start(t)
 	addr := s.Addr
 	s.Stop()
-	r, err := NewRedis(t.Context(), Config{Enabled: true, Backend: BackendRedis, Redis: RedisConfig{Address: addr},
+	r, err := NewRedis(t.Context(), Config{Enabled: true, Settings: quota.Settings{Backend: BackendRedis, Redis: RedisConfig{Address: addr}},
 		PerUser: Policy{Default: Limits{DailyUSD: 1}}}, Hooks{})
 	require.NoError(t, err, "an unreachable server is a state, not a construction error")
 	t.Cleanup(func() { _ = r.Close() })

@@ -12,6 +12,7 @@ import (
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 )
 
@@ -156,7 +157,7 @@ func (failingLimiter) Reserve(context.Context, ratelimit.Request, time.Time) (ra
 func TestRateLimitBackendFailure(t *testing.T) {
 	for _, mode := range []string{ratelimit.FailOpen, ratelimit.FailClosed} {
 		t.Run(mode, func(t *testing.T) {
-			cfg := ratelimit.Config{Enabled: true, FailMode: mode}
+			cfg := ratelimit.Config{Enabled: true, Settings: quota.Settings{FailMode: mode}}
 			var failOpen []bool
 			g := NewRateLimit(RateLimitOptions{Limiter: failingLimiter{}, Config: cfg,
 				Providers: providers.Registry{"fake": fakeProvider{}},

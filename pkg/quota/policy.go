@@ -1,12 +1,14 @@
 package quota
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
@@ -18,9 +20,9 @@ const (
 	BackendRedis  = "redis"
 )
 
-// Settings point at the store fields of a policy's configuration, so one
-// mechanism defaults, validates and opens them for every policy. Every
-// pointer must be set. The YAML keys are the same in every policy:
+// Settings are the store fields of a policy's configuration, embedded in
+// it so that one mechanism defaults, validates and opens them for every
+// policy. The YAML keys are the same in every policy:
 //
 //   - backend: "memory" (default; this process only, so every replica
 //     counts alone, and counts are lost on restart) or "redis" (shared and
@@ -39,48 +41,47 @@ const (
 //     this many scopes with live counters and this many outstanding
 //     reservations. Default 100000.
 type Settings struct {
-	Backend, FailMode, KeyPrefix *string
-	ExpectedInstances, MaxScopes *int
-	Redis                        *redisconf.Config
+	Backend           string           `json:"backend"`
+	FailMode          string           `json:"fail_mode"`
+	ExpectedInstances int              `json:"expected_instances"`
+	Redis             redisconf.Config `json:"redis"`
+	KeyPrefix         string           `json:"key_prefix"`
+	MaxScopes         int              `json:"max_scopes"`
 }
+
+// FailClosed reports whether requests must be refused when the store
+// fails (an error wrapping the policy's unavailable error); false means
+// admit them (fail open; fail mode local admits when its fallback fails).
+func (s Settings) FailClosed() bool { return s.FailMode == FailClosed }
+
+// settings gives [OpenPolicy] the settings of any configuration embedding
+// them.
+func (s *Settings) settings() *Settings { return s }
 
 // ApplyDefaults sets backend memory, fail mode open, one expected
 // instance, keyPrefix and maxScopes on zero fields.
-func (s Settings) ApplyDefaults(keyPrefix string, maxScopes int) {
-	for _, f := range []struct {
-		p   *string
-		def string
-	}{{s.Backend, BackendMemory}, {s.FailMode, FailOpen}, {s.KeyPrefix, keyPrefix}} {
-		if *f.p == "" {
-			*f.p = f.def
-		}
-	}
-	if *s.ExpectedInstances == 0 {
-		*s.ExpectedInstances = 1
-	}
-	if *s.MaxScopes == 0 {
-		*s.MaxScopes = maxScopes
-	}
+func (s *Settings) ApplyDefaults(keyPrefix string, maxScopes int) {
+	s.Backend = cmp.Or(s.Backend, BackendMemory)
+	s.FailMode = cmp.Or(s.FailMode, FailOpen)
+	s.KeyPrefix = cmp.Or(s.KeyPrefix, keyPrefix)
+	s.ExpectedInstances = cmp.Or(s.ExpectedInstances, 1)
+	s.MaxScopes = cmp.Or(s.MaxScopes, maxScopes)
 }
 
 // Validate adds to p every problem of the settings; zero fields are valid.
-func (s Settings) Validate(p *Problems) {
-	switch *s.Backend {
-	case "", BackendMemory, BackendRedis:
-	default:
-		p.Add("backend", "must be %q or %q, got %q", BackendMemory, BackendRedis, *s.Backend)
+func (s *Settings) Validate(p *Problems) {
+	if !slices.Contains([]string{"", BackendMemory, BackendRedis}, s.Backend) {
+		p.Add("backend", "must be %q or %q, got %q", BackendMemory, BackendRedis, s.Backend)
 	}
-	switch *s.FailMode {
-	case "", FailOpen, FailClosed, FailLocal:
-	default:
-		p.Add("fail_mode", "must be %q, %q or %q, got %q", FailOpen, FailClosed, FailLocal, *s.FailMode)
+	if !slices.Contains([]string{"", FailOpen, FailClosed, FailLocal}, s.FailMode) {
+		p.Add("fail_mode", "must be %q, %q or %q, got %q", FailOpen, FailClosed, FailLocal, s.FailMode)
 	}
-	if strings.ContainsAny(*s.KeyPrefix, "{}") {
-		p.Add("key_prefix", "must not contain '{' or '}' (the store adds the Redis Cluster hash tag), got %q", *s.KeyPrefix)
+	if strings.ContainsAny(s.KeyPrefix, "{}") {
+		p.Add("key_prefix", "must not contain '{' or '}' (the store adds the Redis Cluster hash tag), got %q", s.KeyPrefix)
 	}
-	p.NotNegative("expected_instances", *s.ExpectedInstances)
-	p.NotNegative("max_scopes", *s.MaxScopes)
-	if *s.Backend == BackendRedis {
+	p.NotNegative("expected_instances", s.ExpectedInstances)
+	p.NotNegative("max_scopes", s.MaxScopes)
+	if s.Backend == BackendRedis {
 		p.errs = append(p.errs, s.Redis.Validate(p.path+".redis"))
 	}
 }
@@ -100,18 +101,18 @@ type Hooks struct {
 // so /health starts right; an unreachable server is a state, not an
 // error), behind [Local] for fail mode local. Store errors are wrapped in
 // unavailable too.
-func (s Settings) Open(ctx context.Context, metrics []Metric, hooks Hooks, unavailable error) (Handle, error) {
-	if *s.Backend != BackendRedis {
-		st := NewMemory(metrics, MemoryOptions{MaxScopes: *s.MaxScopes, OnStateChange: hooks.OnStateChange})
+func (s *Settings) Open(ctx context.Context, metrics []Metric, hooks Hooks, unavailable error) (Handle, error) {
+	if s.Backend != BackendRedis {
+		st := NewMemory(metrics, MemoryOptions{MaxScopes: s.MaxScopes, OnStateChange: hooks.OnStateChange})
 		return Handle{store: st, unavailable: unavailable}, nil
 	}
-	client, err := redisconf.Default.Client(*s.Redis, redisconf.Profile{MaxRetries: -1})
+	client, err := redisconf.Default.Client(s.Redis, redisconf.Profile{MaxRetries: -1})
 	if err != nil {
 		return Handle{}, err
 	}
-	var st Store = NewRedis(client, metrics, RedisOptions{Prefix: *s.KeyPrefix, OnStateChange: hooks.OnStateChange})
-	if *s.FailMode == FailLocal {
-		st = NewLocal(st, metrics, *s.ExpectedInstances, *s.MaxScopes)
+	var st Store = NewRedis(client, metrics, RedisOptions{Prefix: s.KeyPrefix, OnStateChange: hooks.OnStateChange})
+	if s.FailMode == FailLocal {
+		st = NewLocal(st, metrics, s.ExpectedInstances, s.MaxScopes)
 	}
 	st.Status(ctx)
 	return Handle{store: st, unavailable: unavailable}, nil
@@ -191,6 +192,62 @@ func (h Handle) Close() error { return h.store.Close() }
 
 // Store returns the store under h, for tests and diagnostics.
 func (h Handle) Store() Store { return h.store }
+
+// Rules is what [Policy] needs of a policy's configuration C, through its
+// pointer: validation, defaults and the embedded [Settings].
+type Rules[C any] interface {
+	*C
+	Validate() error
+	ApplyDefaults()
+	settings() *Settings
+}
+
+// Policy is the engine side of a policy's limiter: its store (through the
+// embedded [Handle]) and the configuration in force, which SetRules swaps
+// atomically. It is safe for concurrent use.
+type Policy[C any, P Rules[C]] struct {
+	Handle
+	rules atomic.Pointer[C]
+}
+
+// OpenPolicy defaults cfg, with its backend set first when backend is not
+// empty, and opens its store counting metrics (see [Settings.Open]); the
+// store's errors wrap unavailable.
+func OpenPolicy[C any, P Rules[C]](ctx context.Context, cfg C, backend string, metrics []Metric, hooks Hooks, unavailable error) (*Policy[C, P], error) {
+	pc := P(&cfg)
+	if backend != "" {
+		pc.settings().Backend = backend
+	}
+	pc.ApplyDefaults()
+	h, err := pc.settings().Open(ctx, metrics, hooks, unavailable)
+	if err != nil {
+		return nil, err
+	}
+	p := &Policy[C, P]{Handle: h}
+	p.rules.Store(&cfg)
+	return p, nil
+}
+
+// Load returns the configuration in force, shared: callers must not
+// modify it.
+func (p *Policy[C, P]) Load() *C { return p.rules.Load() }
+
+// SetRules puts the limits of cfg in force for every later reservation,
+// after validating and defaulting cfg; on error the current limits stay.
+// Only the limits change: the store's [Settings] are those p was opened
+// with (see config.RestartRequired). Reservations made before keep their
+// charges and settle against them. Safe for concurrent use.
+func (p *Policy[C, P]) SetRules(cfg C) error {
+	if err := P(&cfg).Validate(); err != nil {
+		return err
+	}
+	P(&cfg).ApplyDefaults()
+	p.rules.Store(&cfg)
+	return nil
+}
+
+// Rules returns a copy of the configuration in force (see SetRules).
+func (p *Policy[C, P]) Rules() C { return *p.rules.Load() }
 
 // Disabled is embedded by a policy's no-op limiter: healthy, nothing to
 // close. The zero value is ready to use.

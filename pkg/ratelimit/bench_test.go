@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // benchConfig applies four scopes (global, provider, key, user), each with
@@ -19,7 +20,7 @@ func benchConfig() Config {
 		Limits:      huge,
 		Global:      huge,
 		PerProvider: map[string]Limits{"openai": huge},
-		KeyPrefix:   "bench:",
+		Settings:    quota.Settings{KeyPrefix: "bench:"},
 	}
 }
 

@@ -54,16 +54,12 @@ const configPath = "features.rate_limiting"
 type Config struct {
 	// Enabled turns rate limiting on. Default false.
 	Enabled bool `json:"enabled"`
-	// Backend, FailMode, ExpectedInstances, Redis, KeyPrefix and MaxScopes
-	// configure the store (see [quota.Settings]); KeyPrefix defaults to
-	// "llmproxy:rl:". For fail modes open and closed the limiter returns an
-	// error wrapping [ErrBackendUnavailable]; see [Config.FailClosed].
-	Backend           string      `json:"backend"`
-	FailMode          string      `json:"fail_mode"`
-	ExpectedInstances int         `json:"expected_instances"`
-	Redis             RedisConfig `json:"redis"`
-	KeyPrefix         string      `json:"key_prefix"`
-	MaxScopes         int         `json:"max_scopes"`
+	// Settings configure the store (YAML keys backend, fail_mode,
+	// expected_instances, redis, key_prefix, max_scopes; see
+	// [quota.Settings]); key_prefix defaults to "llmproxy:rl:". For fail
+	// modes open and closed the limiter returns an error wrapping
+	// [ErrBackendUnavailable]; see [quota.Settings.FailClosed].
+	quota.Settings
 	// Limits are the default limits of EACH user and EACH API key, counted
 	// separately per identity.
 	Limits Limits `json:"limits"`
@@ -124,16 +120,7 @@ type Overrides struct {
 type RedisConfig = redisconf.Config
 
 // ApplyDefaults sets the documented defaults on zero fields.
-func (c *Config) ApplyDefaults() { c.store().ApplyDefaults(DefaultKeyPrefix, DefaultMaxScopes) }
-
-func (c *Config) store() quota.Settings {
-	return quota.Settings{Backend: &c.Backend, FailMode: &c.FailMode, KeyPrefix: &c.KeyPrefix,
-		ExpectedInstances: &c.ExpectedInstances, MaxScopes: &c.MaxScopes, Redis: &c.Redis}
-}
-
-// FailClosed reports whether requests must be refused when the backend
-// fails ([ErrBackendUnavailable]); false means admit them (fail open).
-func (c Config) FailClosed() bool { return c.FailMode == FailClosed }
+func (c *Config) ApplyDefaults() { c.Settings.ApplyDefaults(DefaultKeyPrefix, DefaultMaxScopes) }
 
 // Billable returns the tokens that token limits count for a request that
 // used input and output tokens: input alone, or input+output when
@@ -176,7 +163,7 @@ func (c Config) Validate() error {
 	if c.DefaultMaxOutputTokens < 0 {
 		p.Add("default_max_output_tokens", "must not be negative, got %d", c.DefaultMaxOutputTokens)
 	}
-	c.store().Validate(p)
+	c.Settings.Validate(p)
 	return p.Err()
 }
 

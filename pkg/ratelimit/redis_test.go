@@ -36,7 +36,7 @@ func newRedisFor(t *testing.T, s *redistest.Server, cfg Config) *Quota {
 // windowKey is the Redis key of scope's window w at t (see quota.Redis).
 func windowKey(q *Quota, w Window, at time.Time, scope string) string {
 	code := map[Window]string{WindowMinute: "m", WindowDay: "d"}[w]
-	return fmt.Sprintf("%s{%s}:%s:%d", q.cfg.KeyPrefix, scope, code, w.Index(at))
+	return fmt.Sprintf("%s{%s}:%s:%d", q.Load().KeyPrefix, scope, code, w.Index(at))
 }
 
 func rawClient(t *testing.T, s *redistest.Server) *redis.Client {
@@ -61,7 +61,7 @@ func TestRedisTwoInstancesExact(t *testing.T) {
 	)
 	cfg := Config{
 		Enabled:     true,
-		KeyPrefix:   "exact:",
+		Settings:    quota.Settings{KeyPrefix: "exact:"},
 		Limits:      Limits{RequestsPerMinute: limit},
 		PerProvider: map[string]Limits{"openai": {RequestsPerMinute: 10 * limit}},
 	}
@@ -113,10 +113,10 @@ func TestRedisTwoInstancesExact(t *testing.T) {
 func TestRedisZeroDrift(t *testing.T) {
 	s := redistest.Start(t)
 	cfg := Config{
-		Enabled:   true,
-		KeyPrefix: "drift:",
-		Limits:    Limits{TokensPerMinute: 1 << 50, TokensPerDay: 1 << 50},
-		Global:    Limits{RequestsPerDay: 1 << 40},
+		Enabled:  true,
+		Settings: quota.Settings{KeyPrefix: "drift:"},
+		Limits:   Limits{TokensPerMinute: 1 << 50, TokensPerDay: 1 << 50},
+		Global:   Limits{RequestsPerDay: 1 << 40},
 	}
 	a, b := newRedisFor(t, s, cfg), newRedisFor(t, s, cfg)
 	const calls, workers = 2000, 32
@@ -180,7 +180,7 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	s := redistest.Start(t)
 	addr := s.Addr
 	s.Stop()
-	r, err := NewRedis(t.Context(), Config{Enabled: true, Backend: BackendRedis, Redis: RedisConfig{Address: addr},
+	r, err := NewRedis(t.Context(), Config{Enabled: true, Settings: quota.Settings{Backend: BackendRedis, Redis: RedisConfig{Address: addr}},
 		Limits: Limits{RequestsPerMinute: 1}}, Hooks{})
 	require.NoError(t, err, "an unreachable server is a state, not a construction error")
 	t.Cleanup(func() { _ = r.Close() })
@@ -229,7 +229,7 @@ func TestRedisSentinelAndCluster(t *testing.T) {
 // the limit and marks its answers; back on Redis once it answers.
 func TestRedisFailModeLocal(t *testing.T) {
 	s := redistest.Start(t)
-	cfg := Config{Enabled: true, FailMode: FailLocal, ExpectedInstances: 2, Limits: Limits{RequestsPerMinute: 4}}
+	cfg := Config{Enabled: true, Settings: quota.Settings{FailMode: FailLocal, ExpectedInstances: 2}, Limits: Limits{RequestsPerMinute: 4}}
 	l := newRedisFor(t, s, cfg)
 	ctx := t.Context()
 	d, err := l.Reserve(ctx, alice(1), t0)
