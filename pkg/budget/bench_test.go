@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
@@ -30,7 +31,7 @@ func benchRequests() []Request {
 func benchRedisConfig(b *testing.B) Config {
 	s := redistest.Start(b)
 	c := benchConfig()
-	c.Backend, c.Redis = BackendRedis, RedisConfig{Address: s.Addr}
+	c.Backend, c.Redis = quota.BackendRedis, redisconf.Config{Address: s.Addr}
 	return c
 }
 
@@ -44,7 +45,7 @@ func BenchmarkReserveSettle(b *testing.B) {
 		{name: "disabled", new: func(*testing.B) Limiter { return Nop{} }},
 		{name: "memory", new: func(*testing.B) Limiter { return NewMemory(benchConfig()) }},
 		{name: "redis", new: func(b *testing.B) Limiter {
-			r, err := NewRedis(b.Context(), benchRedisConfig(b), Hooks{})
+			r, err := NewRedis(b.Context(), benchRedisConfig(b), quota.Hooks{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -103,20 +103,8 @@ type Reservation struct {
 	// nano-dollars.
 	EstimateNanos int64 `json:"estimate_nanos"`
 	// Charges are the windows charged. Empty when no budget applied.
-	Charges []Charge `json:"charges,omitempty"`
+	Charges []quota.Charge `json:"charges,omitempty"`
 }
-
-// Charge is one window of one budget that a reservation charged: its
-// Scope (like [Decision.Scope]), Window and Index (see [WindowDay] and
-// [WindowMonth]).
-type Charge = quota.Charge
-
-// BackendStatus reports a backend's health for /health.
-type BackendStatus = quota.Status
-
-// Hooks observe a limiter without the package logging or importing
-// metrics (see [quota.Hooks]).
-type Hooks = quota.Hooks
 
 // Limiter enforces daily and monthly USD budgets per API key and per user
 // (see [Config]). Implementations are safe for concurrent use.
@@ -136,14 +124,14 @@ type Limiter interface {
 	// window still current at now (the call cost nothing).
 	Cancel(ctx context.Context, res Reservation, now time.Time) error
 	// Status reports the backend's health; the redis backend pings.
-	Status(ctx context.Context) BackendStatus
+	Status(ctx context.Context) quota.Status
 	// Close releases the backend's resources.
 	Close() error
 }
 
 // New returns the limiter cfg asks for: [Nop] when budgets are disabled,
 // else the memory or redis backend. cfg is validated and defaulted first.
-func New(ctx context.Context, cfg Config, hooks Hooks) (Limiter, error) {
+func New(ctx context.Context, cfg Config, hooks quota.Hooks) (Limiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -157,7 +145,7 @@ func New(ctx context.Context, cfg Config, hooks Hooks) (Limiter, error) {
 // cfg.Validate first): this process only, so N replicas each admit the
 // full budgets; bounded by [Config.MaxScopes] (see [quota.Memory]).
 func NewMemory(cfg Config) *Quota {
-	q, _ := open(context.Background(), cfg, BackendMemory, Hooks{}) // a memory store cannot fail to open
+	q, _ := open(context.Background(), cfg, quota.BackendMemory, quota.Hooks{}) // a memory store cannot fail to open
 	return q
 }
 
@@ -167,11 +155,11 @@ func NewMemory(cfg Config) *Quota {
 // the limiter starts unhealthy and its calls fail with
 // [ErrBackendUnavailable] (or, with fail mode local, are counted in
 // process) until the server answers. Only unusable settings are an error.
-func NewRedis(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
-	return open(ctx, cfg, BackendRedis, hooks)
+func NewRedis(ctx context.Context, cfg Config, hooks quota.Hooks) (*Quota, error) {
+	return open(ctx, cfg, quota.BackendRedis, hooks)
 }
 
-func open(ctx context.Context, cfg Config, backend string, hooks Hooks) (*Quota, error) {
+func open(ctx context.Context, cfg Config, backend string, hooks quota.Hooks) (*Quota, error) {
 	p, err := quota.OpenPolicy[Config](ctx, cfg, backend, metrics, hooks, ErrBackendUnavailable)
 	if err != nil {
 		return nil, err

@@ -3,28 +3,13 @@ package budget
 import (
 	"math"
 
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
-)
-
-// Backend names accepted in [Config.Backend].
-const (
-	BackendMemory = quota.BackendMemory
-	BackendRedis  = quota.BackendRedis
-)
-
-// Fail modes accepted in [Config.FailMode].
-const (
-	FailOpen   = quota.FailOpen
-	FailClosed = quota.FailClosed
-	FailLocal  = quota.FailLocal
 )
 
 // Defaults applied by [Config.ApplyDefaults] to zero fields.
 const (
 	DefaultKeyPrefix     = "llmproxy:budget:"
-	DefaultMaxScopes     = 100_000
 	DefaultMaxUsageNames = usage.DefaultMaxUsageNames
 	DefaultReportRows    = usage.DefaultReportRows
 )
@@ -102,13 +87,9 @@ type Limits struct {
 // IsZero reports whether l sets no limit.
 func (l Limits) IsZero() bool { return Nanos(l.DailyUSD) == 0 && Nanos(l.MonthlyUSD) == 0 }
 
-// RedisConfig locates the Redis server of the redis backend. URL wins over
-// the other fields.
-type RedisConfig = redisconf.Config
-
 // ApplyDefaults sets the documented defaults on zero fields.
 func (c *Config) ApplyDefaults() {
-	c.Settings.ApplyDefaults(DefaultKeyPrefix, DefaultMaxScopes)
+	c.Settings.ApplyDefaults(DefaultKeyPrefix)
 	if c.MaxUsageNames == 0 {
 		c.MaxUsageNames = DefaultMaxUsageNames
 	}

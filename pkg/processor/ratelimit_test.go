@@ -155,7 +155,7 @@ func (failingLimiter) Reserve(context.Context, ratelimit.Request, time.Time) (ra
 }
 
 func TestRateLimitBackendFailure(t *testing.T) {
-	for _, mode := range []string{ratelimit.FailOpen, ratelimit.FailClosed} {
+	for _, mode := range []string{quota.FailOpen, quota.FailClosed} {
 		t.Run(mode, func(t *testing.T) {
 			cfg := ratelimit.Config{Enabled: true, Settings: quota.Settings{FailMode: mode}}
 			var failOpen []bool
@@ -166,7 +166,7 @@ func TestRateLimitBackendFailure(t *testing.T) {
 			c := h.open()
 			c.do(reqHeaders(hdrs(false, ":method", "POST", ":path", "/fake/v1/x", "content-type", "application/json")))
 			resp := c.do(reqBody([]byte(`{"model":"m","text":"abcd"}`), true))
-			if mode == ratelimit.FailOpen {
+			if mode == quota.FailOpen {
 				require.NotNil(t, resp.GetRequestBody(), "fail open lets the request through")
 				require.Equal(t, []bool{true}, failOpen)
 				return

@@ -59,13 +59,13 @@ func (s Settings) FailClosed() bool { return s.FailMode == FailClosed }
 func (s *Settings) settings() *Settings { return s }
 
 // ApplyDefaults sets backend memory, fail mode open, one expected
-// instance, keyPrefix and maxScopes on zero fields.
-func (s *Settings) ApplyDefaults(keyPrefix string, maxScopes int) {
+// instance, keyPrefix and [DefaultMaxScopes] on zero fields.
+func (s *Settings) ApplyDefaults(keyPrefix string) {
 	s.Backend = cmp.Or(s.Backend, BackendMemory)
 	s.FailMode = cmp.Or(s.FailMode, FailOpen)
 	s.KeyPrefix = cmp.Or(s.KeyPrefix, keyPrefix)
 	s.ExpectedInstances = cmp.Or(s.ExpectedInstances, 1)
-	s.MaxScopes = cmp.Or(s.MaxScopes, maxScopes)
+	s.MaxScopes = cmp.Or(s.MaxScopes, DefaultMaxScopes)
 }
 
 // Validate adds to p every problem of the settings; zero fields are valid.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
@@ -46,8 +47,8 @@ func BenchmarkReserveSettle(b *testing.B) {
 		{name: "redis", new: func(b *testing.B) Limiter {
 			s := redistest.Start(b)
 			c := cfg
-			c.Backend, c.Redis = BackendRedis, RedisConfig{Address: s.Addr}
-			r, err := NewRedis(b.Context(), c, Hooks{})
+			c.Backend, c.Redis = quota.BackendRedis, redisconf.Config{Address: s.Addr}
+			r, err := NewRedis(b.Context(), c, quota.Hooks{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -56,9 +57,9 @@ func BenchmarkReserveSettle(b *testing.B) {
 		}},
 		{name: "redis-cluster", new: func(b *testing.B) Limiter {
 			c := cfg
-			c.Backend = BackendRedis
-			c.Redis = RedisConfig{Mode: "cluster", Addresses: redistest.StartCluster(b).Addrs()}
-			r, err := NewRedis(b.Context(), c, Hooks{})
+			c.Backend = quota.BackendRedis
+			c.Redis = redisconf.Config{Mode: "cluster", Addresses: redistest.StartCluster(b).Addrs()}
+			r, err := NewRedis(b.Context(), c, quota.Hooks{})
 			if err != nil {
 				b.Fatal(err)
 			}

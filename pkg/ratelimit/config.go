@@ -1,28 +1,11 @@
 package ratelimit
 
 import (
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
-// Backend names accepted in [Config.Backend].
-const (
-	BackendMemory = quota.BackendMemory
-	BackendRedis  = quota.BackendRedis
-)
-
-// Fail modes accepted in [Config.FailMode].
-const (
-	FailOpen   = quota.FailOpen
-	FailClosed = quota.FailClosed
-	FailLocal  = quota.FailLocal
-)
-
 // Defaults applied by [Config.ApplyDefaults] to zero fields.
-const (
-	DefaultKeyPrefix = "llmproxy:rl:"
-	DefaultMaxScopes = 100_000
-)
+const DefaultKeyPrefix = "llmproxy:rl:"
 
 // configPath is where the block lives in the YAML configuration; Validate
 // reports field paths under it.
@@ -115,12 +98,8 @@ type Overrides struct {
 	PerModel map[string]Limits `json:"per_model,omitempty"`
 }
 
-// RedisConfig locates the Redis server of the redis backend. URL wins over the
-// other fields.
-type RedisConfig = redisconf.Config
-
 // ApplyDefaults sets the documented defaults on zero fields.
-func (c *Config) ApplyDefaults() { c.Settings.ApplyDefaults(DefaultKeyPrefix, DefaultMaxScopes) }
+func (c *Config) ApplyDefaults() { c.Settings.ApplyDefaults(DefaultKeyPrefix) }
 
 // Billable returns the tokens that token limits count for a request that
 // used input and output tokens: input alone, or input+output when

@@ -99,20 +99,8 @@ type Reservation struct {
 	// Tokens is the number of tokens charged in every window.
 	Tokens int64 `json:"tokens"`
 	// Charges are the windows charged. Empty when no limit applied.
-	Charges []Charge `json:"charges,omitempty"`
+	Charges []quota.Charge `json:"charges,omitempty"`
 }
-
-// Charge is one window of one scope that a reservation charged: its
-// Scope (like [Decision.Scope]), Window and Index (minutes or days since
-// the Unix epoch).
-type Charge = quota.Charge
-
-// BackendStatus reports a backend's health for /health.
-type BackendStatus = quota.Status
-
-// Hooks observe a limiter without the package logging or importing
-// metrics (see [quota.Hooks]).
-type Hooks = quota.Hooks
 
 // Limiter admits requests against fixed-window request and token limits in
 // every applicable scope (see [Config]). Implementations are safe for
@@ -134,7 +122,7 @@ type Limiter interface {
 	// charged window still current at now.
 	Cancel(ctx context.Context, res Reservation, now time.Time) error
 	// Status reports the backend's health; the redis backend pings.
-	Status(ctx context.Context) BackendStatus
+	Status(ctx context.Context) quota.Status
 	// Close releases the backend's resources.
 	Close() error
 }
@@ -142,7 +130,7 @@ type Limiter interface {
 // New returns the limiter cfg asks for: [Nop] when rate limiting is
 // disabled, else the memory or redis backend. cfg is validated and
 // defaulted first.
-func New(ctx context.Context, cfg Config, hooks Hooks) (Limiter, error) {
+func New(ctx context.Context, cfg Config, hooks quota.Hooks) (Limiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -156,7 +144,7 @@ func New(ctx context.Context, cfg Config, hooks Hooks) (Limiter, error) {
 // cfg.Validate first): this process only, so N replicas each admit the
 // full limits; bounded by [Config.MaxScopes] (see [quota.Memory]).
 func NewMemory(cfg Config) *Quota {
-	q, _ := open(context.Background(), cfg, BackendMemory, Hooks{}) // a memory store cannot fail to open
+	q, _ := open(context.Background(), cfg, quota.BackendMemory, quota.Hooks{}) // a memory store cannot fail to open
 	return q
 }
 
@@ -166,11 +154,11 @@ func NewMemory(cfg Config) *Quota {
 // the limiter starts unhealthy and its calls fail with
 // [ErrBackendUnavailable] (or, with fail mode local, are counted in
 // process) until the server answers. Only unusable settings are an error.
-func NewRedis(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
-	return open(ctx, cfg, BackendRedis, hooks)
+func NewRedis(ctx context.Context, cfg Config, hooks quota.Hooks) (*Quota, error) {
+	return open(ctx, cfg, quota.BackendRedis, hooks)
 }
 
-func open(ctx context.Context, cfg Config, backend string, hooks Hooks) (*Quota, error) {
+func open(ctx context.Context, cfg Config, backend string, hooks quota.Hooks) (*Quota, error) {
 	p, err := quota.OpenPolicy[Config](ctx, cfg, backend, metrics, hooks, ErrBackendUnavailable)
 	if err != nil {
 		return nil, err
