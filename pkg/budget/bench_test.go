@@ -43,9 +43,9 @@ func BenchmarkReserveSettle(b *testing.B) {
 		new  func(b *testing.B) Limiter
 	}{
 		{name: "disabled", new: func(*testing.B) Limiter { return Nop{} }},
-		{name: "memory", new: func(*testing.B) Limiter { return NewMemory(benchConfig()) }},
+		{name: "memory", new: func(b *testing.B) Limiter { return newMemory(b, benchConfig()) }},
 		{name: "redis", new: func(b *testing.B) Limiter {
-			r, err := NewRedis(b.Context(), benchRedisConfig(b), quota.Hooks{})
+			r, err := Open(b.Context(), benchRedisConfig(b), quota.Hooks{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -47,7 +47,9 @@ func newLimited(t *testing.T, rl ratelimit.Config, now func() time.Time) (*harne
 	rl.ApplyDefaults()
 	require.NoError(t, rl.Validate())
 	log := &settleLog{}
-	g := NewRateLimit(RateLimitOptions{Limiter: ratelimit.NewMemory(rl), Config: rl,
+	lim, err := ratelimit.Open(t.Context(), rl, quota.Hooks{})
+	require.NoError(t, err)
+	g := NewRateLimit(RateLimitOptions{Limiter: lim, Config: rl,
 		Providers: providers.Registry{"fake": fakeProvider{}}, Now: now,
 		Hooks: RateLimitHooks{OnSettle: log.hook}})
 	return newHarness(t, config.Defaults(), g), log

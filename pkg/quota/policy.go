@@ -210,14 +210,10 @@ type Policy[C any, P Rules[C]] struct {
 	rules atomic.Pointer[C]
 }
 
-// OpenPolicy defaults cfg, with its backend set first when backend is not
-// empty, and opens its store counting metrics (see [Settings.Open]); the
-// store's errors wrap unavailable.
-func OpenPolicy[C any, P Rules[C]](ctx context.Context, cfg C, backend string, metrics []Metric, hooks Hooks, unavailable error) (*Policy[C, P], error) {
+// OpenPolicy defaults cfg and opens its store counting metrics (see
+// [Settings.Open]); the store's errors wrap unavailable.
+func OpenPolicy[C any, P Rules[C]](ctx context.Context, cfg C, metrics []Metric, hooks Hooks, unavailable error) (*Policy[C, P], error) {
 	pc := P(&cfg)
-	if backend != "" {
-		pc.settings().Backend = backend
-	}
 	pc.ApplyDefaults()
 	h, err := pc.settings().Open(ctx, metrics, hooks, unavailable)
 	if err != nil {

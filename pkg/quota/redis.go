@@ -233,16 +233,12 @@ type group struct {
 // groups splits n scopes into slot groups, in slot order; off a cluster,
 // everything is one group.
 func (r *Redis) groups(n int, scope func(int) string) []group {
-	if !r.cluster {
-		all := make([]int, n)
-		for i := range all {
-			all[i] = i
-		}
-		return []group{{members: all}}
-	}
 	var gs []group
 	for i := range n {
-		s := Slot(r.windowKey(scope(i), Minute, 0))
+		s := 0
+		if r.cluster {
+			s = Slot(r.windowKey(scope(i), Minute, 0))
+		}
 		k := slices.IndexFunc(gs, func(g group) bool { return g.slot == s })
 		if k < 0 {
 			gs = append(gs, group{slot: s})
@@ -494,15 +490,9 @@ func (r *Redis) skipped(op string) error {
 }
 
 func (r *Redis) windowKey(scope string, w Window, idx int64) string {
-	b := make([]byte, 0, len(r.prefix)+len(scope)+20)
-	b = append(b, r.prefix...)
-	b = append(b, '{')
-	b = append(b, scope...)
-	b = append(b, "}:"...)
-	b = append(b, w.code()...)
-	b = append(b, ':')
-	b = strconv.AppendInt(b, idx, 10)
-	return string(b)
+	b := append(make([]byte, 0, len(r.prefix)+len(scope)+20), r.prefix...)
+	b = append(append(append(append(b, '{'), scope...), "}:"...), w.code()...)
+	return string(strconv.AppendInt(append(b, ':'), idx, 10))
 }
 
 func (r *Redis) markerKey(scope, id string) string {

@@ -43,12 +43,12 @@ func BenchmarkReserveSettle(b *testing.B) {
 		new  func(b *testing.B) Limiter
 	}{
 		{name: "disabled", new: func(*testing.B) Limiter { return Nop{} }},
-		{name: "memory", new: func(*testing.B) Limiter { return NewMemory(cfg) }},
+		{name: "memory", new: func(b *testing.B) Limiter { return newMemory(b, cfg) }},
 		{name: "redis", new: func(b *testing.B) Limiter {
 			s := redistest.Start(b)
 			c := cfg
 			c.Backend, c.Redis = quota.BackendRedis, redisconf.Config{Address: s.Addr}
-			r, err := NewRedis(b.Context(), c, quota.Hooks{})
+			r, err := Open(b.Context(), c, quota.Hooks{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -59,7 +59,7 @@ func BenchmarkReserveSettle(b *testing.B) {
 			c := cfg
 			c.Backend = quota.BackendRedis
 			c.Redis = redisconf.Config{Mode: "cluster", Addresses: redistest.StartCluster(b).Addrs()}
-			r, err := NewRedis(b.Context(), c, quota.Hooks{})
+			r, err := Open(b.Context(), c, quota.Hooks{})
 			if err != nil {
 				b.Fatal(err)
 			}

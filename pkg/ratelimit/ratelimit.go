@@ -137,29 +137,19 @@ func New(ctx context.Context, cfg Config, hooks quota.Hooks) (Limiter, error) {
 	if !cfg.Enabled {
 		return Nop{}, nil
 	}
-	return open(ctx, cfg, "", hooks)
+	return Open(ctx, cfg, hooks)
 }
 
-// NewMemory returns a limiter on an in-process store for cfg (call
-// cfg.Validate first): this process only, so N replicas each admit the
-// full limits; bounded by [Config.MaxScopes] (see [quota.Memory]).
-func NewMemory(cfg Config) *Quota {
-	q, _ := open(context.Background(), cfg, quota.BackendMemory, quota.Hooks{}) // a memory store cannot fail to open
-	return q
-}
-
-// NewRedis returns a limiter on the Redis of cfg (call cfg.Validate
-// first), exact across every instance sharing that Redis and
-// [Config.KeyPrefix], and pings it. An unreachable server is not an error:
+// Open returns the limiter on the store cfg.Backend names (call
+// cfg.Validate first). Memory counts in this process only, so N replicas
+// each admit the full limits; it is bounded by max_scopes (see
+// [quota.Memory]). Redis is exact across every instance sharing that Redis
+// and key prefix, and is pinged: an unreachable server is not an error,
 // the limiter starts unhealthy and its calls fail with
 // [ErrBackendUnavailable] (or, with fail mode local, are counted in
 // process) until the server answers. Only unusable settings are an error.
-func NewRedis(ctx context.Context, cfg Config, hooks quota.Hooks) (*Quota, error) {
-	return open(ctx, cfg, quota.BackendRedis, hooks)
-}
-
-func open(ctx context.Context, cfg Config, backend string, hooks quota.Hooks) (*Quota, error) {
-	p, err := quota.OpenPolicy[Config](ctx, cfg, backend, metrics, hooks, ErrBackendUnavailable)
+func Open(ctx context.Context, cfg Config, hooks quota.Hooks) (*Quota, error) {
+	p, err := quota.OpenPolicy[Config](ctx, cfg, metrics, hooks, ErrBackendUnavailable)
 	if err != nil {
 		return nil, err
 	}

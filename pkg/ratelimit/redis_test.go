@@ -28,7 +28,7 @@ func newRedisFor(t *testing.T, s *redistest.Server, cfg Config) *Quota {
 		cfg.KeyPrefix = fmt.Sprintf("test%d:", prefixSeq.Add(1))
 	}
 	require.NoError(t, cfg.Validate())
-	r, err := NewRedis(t.Context(), cfg, quota.Hooks{})
+	r, err := Open(t.Context(), cfg, quota.Hooks{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.Close() })
 	return r
@@ -181,7 +181,7 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	s := redistest.Start(t)
 	addr := s.Addr
 	s.Stop()
-	r, err := NewRedis(t.Context(), Config{Enabled: true, Settings: quota.Settings{Backend: quota.BackendRedis, Redis: redisconf.Config{Address: addr}},
+	r, err := Open(t.Context(), Config{Enabled: true, Settings: quota.Settings{Backend: quota.BackendRedis, Redis: redisconf.Config{Address: addr}},
 		Limits: Limits{RequestsPerMinute: 1}}, quota.Hooks{})
 	require.NoError(t, err, "an unreachable server is a state, not a construction error")
 	t.Cleanup(func() { _ = r.Close() })
@@ -217,7 +217,7 @@ func TestRedisSentinelAndCluster(t *testing.T) {
 				cfg.Backend, cfg.Redis = quota.BackendRedis, rc
 				cfg.KeyPrefix = fmt.Sprintf("test%d:", prefixSeq.Add(1))
 				require.NoError(t, cfg.Validate())
-				l, err := NewRedis(t.Context(), cfg, quota.Hooks{})
+				l, err := Open(t.Context(), cfg, quota.Hooks{})
 				require.NoError(t, err)
 				t.Cleanup(func() { _ = l.Close() })
 				return l
