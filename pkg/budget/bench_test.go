@@ -22,7 +22,7 @@ func benchConfig() Config {
 func benchRequests() []Request {
 	reqs := make([]Request, 1024)
 	for i := range reqs {
-		reqs[i] = Request{Provider: "openai", Model: "gpt-4o", User: fmt.Sprintf("user-%d", i),
+		reqs[i] = Request{User: fmt.Sprintf("user-%d", i),
 			KeyID: fmt.Sprintf("key-%d", i%64), EstimatedUSD: 0.001 * float64(1+i%7)}
 	}
 	return reqs

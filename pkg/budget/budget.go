@@ -16,12 +16,6 @@ var ErrBackendUnavailable = errors.New("budget backend unavailable")
 
 // Request is what the limiter knows about a request at admission.
 type Request struct {
-	// Provider is the vendor ("openai", "anthropic", "gemini"). Not used
-	// for budgets today; kept for symmetry with the ledger.
-	Provider string
-	// Model is the requested model; empty when unknown. Not used for
-	// budgets today.
-	Model string
 	// User is the user id; empty when the request has none.
 	User string
 	// KeyID identifies the API key. It must already be a hash of the key:
@@ -56,7 +50,8 @@ type Decision struct {
 	// without charges when no budget applied.
 	Reservation Reservation
 
-	// Scope names the refusing budget: "key:<key id>" or "user:<id>".
+	// Scope names the refusing budget: "key:<key id>", "team:<id>" or
+	// "user:<id>".
 	Scope string
 	// Window is the refusing budget's window.
 	Window Window
@@ -71,12 +66,6 @@ type Decision struct {
 	// Reset is when the refusing window ends and its budget is new again.
 	Reset time.Time
 }
-
-// LimitUSD is [Decision.LimitNanos] in USD.
-func (d Decision) LimitUSD() float64 { return USD(d.LimitNanos) }
-
-// SpendUSD is [Decision.SpendNanos] in USD.
-func (d Decision) SpendUSD() float64 { return USD(d.SpendNanos) }
 
 // Reason is the machine-readable cause of a refusal, for the
 // X-Cost-Limit-Reason header: "daily_cost_limit_exceeded" or

@@ -23,14 +23,16 @@ const configPath = "features.cost_tracking.budgets"
 // value is valid and disabled.
 //
 // Scopes. A request is checked against its API key's budget ("key:<key
-// id>", limits [Policy.Overrides] of PerKey for that id, else
-// [Policy.Default]) and then its user's budget ("user:<id>", from PerUser
-// the same way). Limits are per identity: every key and every user has its
-// own day and month counters. A request without a key or user id skips that
-// scope; a window whose limit is 0 is unlimited and keeps no counter.
+// id>": the gateway key's own [Request.KeyBudget] when set, else PerKey's
+// override for that id, else its default), its gateway key's team's
+// ("team:<id>", [Request.TeamBudget], shared by the team's keys), then its
+// user's ("user:<id>", from PerUser the same way). Limits are per
+// identity: every key and every user has its own day and month counters.
+// A request without a key, team or user id skips that scope; a window
+// whose limit is 0 is unlimited and keeps no counter.
 //
-// Backend, Redis and KeyPrefix are also used by the usage ledger, which records
-// spend whether or not Enabled is set.
+// Backend, Redis and KeyPrefix are also used by the usage ledger, which
+// records spend whether or not Enabled is set.
 type Config struct {
 	// Enabled turns budget enforcement on. Default false.
 	Enabled bool `json:"enabled"`

@@ -12,8 +12,8 @@
 // (pkg/usage, sharing this block's store settings: [Config.Ledger]),
 // whether or not budgets are enforced. Time is always passed in.
 //
-//	d, err := lim.Reserve(ctx, budget.Request{Provider: "openai", Model: "gpt-4o",
-//		User: "alice", KeyID: keyHash, EstimatedUSD: est}, time.Now())
+//	d, err := lim.Reserve(ctx, budget.Request{User: "alice", KeyID: keyHash,
+//		EstimatedUSD: est}, time.Now())
 //	switch {
 //	case err != nil && cfg.FailClosed(): // 503
 //	case err != nil: // admit, unchecked
@@ -25,7 +25,7 @@
 //	}
 //
 // A window's spend is the settled cost of its calls plus the estimates of
-// the calls in flight; the key's budget is checked before the user's, the
+// the calls in flight; scopes are checked in the order of [Config], the
 // day before the month. There is no optimistic first request: a budget is
 // a cap on money, so a call whose estimate alone is above the remaining
 // budget is refused rather than let through to overspend. When actual costs

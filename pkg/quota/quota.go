@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/backendhealth"
@@ -52,8 +51,8 @@ type Charge struct {
 func (c Charge) Current(now time.Time) bool { return c.Window.Index(now) <= c.Index }
 
 // Reservation records the windows [Store.Reserve] charged (the amounts are
-// the caller's to keep, for the deltas of [Store.Adjust]). It is plain data: another instance sharing the store can
-// adjust it.
+// the caller's to keep, for the deltas of [Store.Adjust]). It is plain
+// data: another instance sharing the store can adjust it.
 type Reservation struct {
 	// ID identifies the reservation; adjusting it twice is harmless because
 	// the second call finds the ID gone.
@@ -146,7 +145,3 @@ func Charges(checks []Check) []Charge {
 }
 
 func newID() string { return rand.Text() }
-
-func unavailable(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrUnavailable, fmt.Sprintf(format, args...))
-}

@@ -24,8 +24,11 @@ const configPath = "features.rate_limiting"
 //   - "model:<name>": [Overrides.PerModel][name], all traffic to a model,
 //     whoever sends it. Skipped when the model is unknown.
 //   - "key:<key id>": one counter per API key id. Its limits are
-//     [Overrides.PerKey][id] when present, else [Config.Limits]. Skipped when
-//     the request carries no key.
+//     the gateway key's own ([Request.KeyLimits]) when set, else
+//     [Overrides.PerKey][id] when present, else [Config.Limits]. Skipped
+//     when the request carries no key.
+//   - "team:<id>": the limits a gateway key's team shares by all its keys
+//     ([Request.TeamLimits]). Skipped for a key without a team.
 //   - "user:<id>": one counter per user id. Its limits are
 //     [Overrides.PerUser][id] when present, else [Config.Limits]. Skipped when
 //     the request has no user id.
@@ -113,17 +116,14 @@ func (c Config) Billable(input, output int64) int64 {
 	return n
 }
 
-// charge returns the tokens reserved at admission for req.
+// charge returns the tokens reserved at admission for req: its billable
+// input and output cap, DefaultMaxOutputTokens when it names none.
 func (c *Config) charge(req Request) int64 {
-	n := max(req.InputTokens, 0)
-	if c.CountOutputTokens {
-		out := req.OutputTokens
-		if out <= 0 {
-			out = c.DefaultMaxOutputTokens
-		}
-		n += max(out, 0)
+	out := req.OutputTokens
+	if out <= 0 {
+		out = c.DefaultMaxOutputTokens
 	}
-	return n
+	return c.Billable(req.InputTokens, out)
 }
 
 // Validate reports every problem of c at once (joined with errors.Join),

@@ -20,10 +20,9 @@
 //
 // Every window counts requests (checked strictly) and tokens (optimistic
 // first request: a window that has charged no tokens admits any charge, so
-// an over-estimate never blocks a window outright). Checks run in the order
-// global, provider, model, key, user; minute before day; requests before
-// tokens; the first refusing one is reported in the [Decision]. See
-// [Config] for which scopes apply and what the charge is.
+// an over-estimate never blocks a window outright). Checks run in the
+// scope order of [Config], minute before day, requests before tokens; the
+// first refusing one is reported in the [Decision].
 //
 // [Corrector] learns per provider and model how far estimates are from
 // reported usage, so estimates improve with traffic.
