@@ -24,6 +24,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/cost"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
@@ -217,7 +218,7 @@ func TestBudgetAcrossInstancesZeroDrift(t *testing.T) {
 	mk := func(dir string) *emulated {
 		return startEmulated(t, withClock(clk.Now), costTracking(dir, func(ct *config.CostTracking) {
 			ct.Budgets.Enabled = true
-			ct.Budgets.Backend = budget.BackendRedis
+			ct.Budgets.Backend = quota.BackendRedis
 			ct.Budgets.Redis.Address = rdb.Addr
 			ct.Budgets.PerUser.Default = budget.Limits{DailyUSD: 0.012}
 		}))

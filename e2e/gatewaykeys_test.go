@@ -25,6 +25,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/credentials"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 const adminToken = "admin-token-for-e2e"
@@ -297,7 +298,7 @@ func TestTeamBudgetSharedByTwoKeysOnTwoInstances(t *testing.T) {
 	mk := func(dir string) *emulated {
 		return startEmulated(t, append(gatewayKeysOn(rdb.Addr), withClock(clk.Now), costTracking(dir, func(ct *config.CostTracking) {
 			ct.Budgets.Enabled = true
-			ct.Budgets.Backend = budget.BackendRedis
+			ct.Budgets.Backend = quota.BackendRedis
 			ct.Budgets.Redis.Address = rdb.Addr
 		}))...)
 	}

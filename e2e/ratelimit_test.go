@@ -21,9 +21,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genai"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 )
 
@@ -216,14 +218,14 @@ func TestRateLimitTokensCountEstimateThenActual(t *testing.T) {
 // its own emulated Envoy, in front of one fake vendor.
 func twoInstances(t *testing.T, rdb *redistest.Server, clk *clock, f func(*ratelimit.Config)) [2]*emulated {
 	t.Helper()
-	return twoInstancesOn(t, ratelimit.RedisConfig{Address: rdb.Addr}, clk, f)
+	return twoInstancesOn(t, redisconf.Config{Address: rdb.Addr}, clk, f)
 }
 
 // twoInstancesOn is twoInstances on any Redis deployment.
-func twoInstancesOn(t *testing.T, rc ratelimit.RedisConfig, clk *clock, f func(*ratelimit.Config)) [2]*emulated {
+func twoInstancesOn(t *testing.T, rc redisconf.Config, clk *clock, f func(*ratelimit.Config)) [2]*emulated {
 	t.Helper()
 	opt := limits(func(c *ratelimit.Config) {
-		c.Backend = ratelimit.BackendRedis
+		c.Backend = quota.BackendRedis
 		c.Redis = rc
 		f(c)
 	})
@@ -231,7 +233,7 @@ func twoInstancesOn(t *testing.T, rc ratelimit.RedisConfig, clk *clock, f func(*
 }
 
 func TestRateLimitExactAcrossInstancesOnRedis(t *testing.T) {
-	exactAcrossInstances(t, ratelimit.RedisConfig{Address: redistest.Start(t).Addr}, 100, 2000)
+	exactAcrossInstances(t, redisconf.Config{Address: redistest.Start(t).Addr}, 100, 2000)
 }
 
 // The same on a Sentinel-watched master and on a three-master Cluster (one
@@ -239,15 +241,15 @@ func TestRateLimitExactAcrossInstancesOnRedis(t *testing.T) {
 func TestRateLimitExactAcrossInstancesOnSentinelAndCluster(t *testing.T) {
 	t.Run("sentinel", func(t *testing.T) {
 		s := redistest.StartSentinel(t)
-		exactAcrossInstances(t, ratelimit.RedisConfig{Mode: "sentinel", Addresses: []string{s.Sentinel.Addr},
+		exactAcrossInstances(t, redisconf.Config{Mode: "sentinel", Addresses: []string{s.Sentinel.Addr},
 			MasterName: redistest.MasterName}, 40, 300)
 	})
 	t.Run("cluster", func(t *testing.T) {
-		exactAcrossInstances(t, ratelimit.RedisConfig{Mode: "cluster", Addresses: redistest.StartCluster(t).Addrs()}, 40, 300)
+		exactAcrossInstances(t, redisconf.Config{Mode: "cluster", Addresses: redistest.StartCluster(t).Addrs()}, 40, 300)
 	})
 }
 
-func exactAcrossInstances(t *testing.T, rc ratelimit.RedisConfig, limit, calls int) {
+func exactAcrossInstances(t *testing.T, rc redisconf.Config, limit, calls int) {
 	// A daily limit: the servers' clock is frozen but Redis expires keys in
 	// real time (window end − now + grace), so a per-minute key would vanish
 	// after ~40 s of a slow run and let a second limit's worth through.

@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // benchConfig applies two scopes (key, user), each with day and month
@@ -14,13 +16,13 @@ import (
 // refuse.
 func benchConfig() Config {
 	huge := Limits{DailyUSD: MaxUSD, MonthlyUSD: MaxUSD}
-	return Config{Enabled: true, PerKey: Policy{Default: huge}, PerUser: Policy{Default: huge}, KeyPrefix: "bench:"}
+	return Config{Enabled: true, PerKey: Policy{Default: huge}, PerUser: Policy{Default: huge}, Settings: quota.Settings{KeyPrefix: "bench:"}}
 }
 
 func benchRequests() []Request {
 	reqs := make([]Request, 1024)
 	for i := range reqs {
-		reqs[i] = Request{Provider: "openai", Model: "gpt-4o", User: fmt.Sprintf("user-%d", i),
+		reqs[i] = Request{User: fmt.Sprintf("user-%d", i),
 			KeyID: fmt.Sprintf("key-%d", i%64), EstimatedUSD: 0.001 * float64(1+i%7)}
 	}
 	return reqs
@@ -29,7 +31,7 @@ func benchRequests() []Request {
 func benchRedisConfig(b *testing.B) Config {
 	s := redistest.Start(b)
 	c := benchConfig()
-	c.Backend, c.Redis = BackendRedis, RedisConfig{Address: s.Addr}
+	c.Backend, c.Redis = quota.BackendRedis, redisconf.Config{Address: s.Addr}
 	return c
 }
 
@@ -41,9 +43,9 @@ func BenchmarkReserveSettle(b *testing.B) {
 		new  func(b *testing.B) Limiter
 	}{
 		{name: "disabled", new: func(*testing.B) Limiter { return Nop{} }},
-		{name: "memory", new: func(*testing.B) Limiter { return NewMemory(benchConfig()) }},
+		{name: "memory", new: func(b *testing.B) Limiter { return newMemory(b, benchConfig()) }},
 		{name: "redis", new: func(b *testing.B) Limiter {
-			r, err := NewRedis(b.Context(), benchRedisConfig(b), Hooks{})
+			r, err := Open(b.Context(), benchRedisConfig(b), quota.Hooks{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -3,8 +3,6 @@ package budget
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
@@ -18,12 +16,6 @@ var ErrBackendUnavailable = errors.New("budget backend unavailable")
 
 // Request is what the limiter knows about a request at admission.
 type Request struct {
-	// Provider is the vendor ("openai", "anthropic", "gemini"). Not used
-	// for budgets today; kept for symmetry with the ledger.
-	Provider string
-	// Model is the requested model; empty when unknown. Not used for
-	// budgets today.
-	Model string
 	// User is the user id; empty when the request has none.
 	User string
 	// KeyID identifies the API key. It must already be a hash of the key:
@@ -58,7 +50,8 @@ type Decision struct {
 	// without charges when no budget applied.
 	Reservation Reservation
 
-	// Scope names the refusing budget: "key:<key id>" or "user:<id>".
+	// Scope names the refusing budget: "key:<key id>", "team:<id>" or
+	// "user:<id>".
 	Scope string
 	// Window is the refusing budget's window.
 	Window Window
@@ -73,12 +66,6 @@ type Decision struct {
 	// Reset is when the refusing window ends and its budget is new again.
 	Reset time.Time
 }
-
-// LimitUSD is [Decision.LimitNanos] in USD.
-func (d Decision) LimitUSD() float64 { return USD(d.LimitNanos) }
-
-// SpendUSD is [Decision.SpendNanos] in USD.
-func (d Decision) SpendUSD() float64 { return USD(d.SpendNanos) }
 
 // Reason is the machine-readable cause of a refusal, for the
 // X-Cost-Limit-Reason header: "daily_cost_limit_exceeded" or
@@ -105,25 +92,7 @@ type Reservation struct {
 	// nano-dollars.
 	EstimateNanos int64 `json:"estimate_nanos"`
 	// Charges are the windows charged. Empty when no budget applied.
-	Charges []Charge `json:"charges,omitempty"`
-}
-
-// Charge is one window of one budget that a reservation charged: its
-// Scope (like [Decision.Scope]), Window and Index (see [WindowDay] and
-// [WindowMonth]).
-type Charge = quota.Charge
-
-// BackendStatus reports a backend's health for /health.
-type BackendStatus = quota.Status
-
-// Hooks observe a limiter or ledger without the package logging or
-// importing metrics. Nil fields are skipped. Hooks run synchronously on the
-// calling goroutine and must be quick.
-type Hooks struct {
-	// OnStateChange is called when the backend turns unhealthy (with the
-	// error) or healthy again, once per transition, so the caller can log
-	// once rather than per request.
-	OnStateChange func(s BackendStatus)
+	Charges []quota.Charge `json:"charges,omitempty"`
 }
 
 // Limiter enforces daily and monthly USD budgets per API key and per user
@@ -144,87 +113,61 @@ type Limiter interface {
 	// window still current at now (the call cost nothing).
 	Cancel(ctx context.Context, res Reservation, now time.Time) error
 	// Status reports the backend's health; the redis backend pings.
-	Status(ctx context.Context) BackendStatus
+	Status(ctx context.Context) quota.Status
 	// Close releases the backend's resources.
 	Close() error
 }
 
 // New returns the limiter cfg asks for: [Nop] when budgets are disabled,
 // else the memory or redis backend. cfg is validated and defaulted first.
-func New(ctx context.Context, cfg Config, hooks Hooks) (Limiter, error) {
+func New(ctx context.Context, cfg Config, hooks quota.Hooks) (Limiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if !cfg.Enabled {
 		return Nop{}, nil
 	}
-	return open(ctx, cfg, hooks)
+	return Open(ctx, cfg, hooks)
 }
 
-// NewMemory returns a limiter on an in-process store for cfg (call
-// cfg.Validate first): this process only, so N replicas each admit the
-// full budgets; bounded by [Config.MaxScopes] (see [quota.Memory]).
-func NewMemory(cfg Config) *Quota {
-	cfg.Backend = BackendMemory
-	q, _ := open(context.Background(), cfg, Hooks{}) // a memory store cannot fail to open
-	return q
-}
-
-// NewRedis returns a limiter on the Redis of cfg (call cfg.Validate
-// first), exact across every instance sharing that Redis and
-// [Config.KeyPrefix], and pings it. An unreachable server is not an error:
+// Open returns the limiter on the store cfg.Backend names (call
+// cfg.Validate first). Memory counts in this process only, so N replicas
+// each admit the full budgets; it is bounded by max_scopes (see
+// [quota.Memory]). Redis is exact across every instance sharing that Redis
+// and key prefix, and is pinged: an unreachable server is not an error,
 // the limiter starts unhealthy and its calls fail with
 // [ErrBackendUnavailable] (or, with fail mode local, are counted in
 // process) until the server answers. Only unusable settings are an error.
-func NewRedis(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
-	cfg.Backend = BackendRedis
-	return open(ctx, cfg, hooks)
-}
-
-func open(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
-	cfg.ApplyDefaults()
-	sc := quota.StoreConfig{KeyPrefix: cfg.KeyPrefix, MaxScopes: cfg.MaxScopes, FailMode: cfg.FailMode,
-		ExpectedInstances: cfg.ExpectedInstances, OnStateChange: hooks.OnStateChange}
-	if cfg.Backend == BackendRedis {
-		sc.Redis = &cfg.Redis
-	}
-	s, err := quota.Open(ctx, sc, metrics)
+func Open(ctx context.Context, cfg Config, hooks quota.Hooks) (*Quota, error) {
+	p, err := quota.OpenPolicy[Config](ctx, cfg, metrics, hooks, ErrBackendUnavailable)
 	if err != nil {
 		return nil, err
 	}
-	q := &Quota{cfg: cfg, store: s}
-	q.rules.Store(&cfg)
-	return q, nil
+	return &Quota{p}, nil
 }
 
 // Quota is the [Limiter] on a [quota.Store]: spend counted in every window
 // of [Config.plan]. A reservation that is never settled (a crashed
 // instance) keeps its estimate charged until its last window ends. It is
 // safe for concurrent use.
-type Quota struct {
-	cfg   Config                 // as opened: the store's settings
-	rules atomic.Pointer[Config] // the limits in force; swapped by SetRules
-	store quota.Store
-}
+type Quota struct{ *quota.Policy[Config, *Config] }
 
 var _ Limiter = (*Quota)(nil)
 
 // Reserve implements [Limiter.Reserve].
 func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decision, error) {
-	cfg := q.rules.Load()
+	cfg := q.Load()
 	checks := cfg.plan(make([]quota.Check, 0, 4), req, now)
 	if len(checks) == 0 {
 		return Decision{Allowed: true}, nil
 	}
 	charge := Nanos(req.EstimatedUSD)
-	r, err := q.store.Reserve(ctx, checks, []int64{charge}, now)
+	r, err := q.Handle.Reserve(ctx, checks, []int64{charge}, now)
 	if err != nil {
-		return Decision{}, fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
+		return Decision{}, err
 	}
 	if !r.Allowed {
-		d := denial(checks, r, charge)
-		d.Degraded = r.Degraded
-		return d, nil
+		return denial(checks, r, charge), nil
 	}
 	return Decision{Allowed: true, Degraded: r.Degraded, Reservation: Reservation{ID: r.Reservation.ID, EstimateNanos: charge,
 		Charges: r.Reservation.Charges}}, nil
@@ -232,55 +175,17 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 
 // Settle implements [Limiter.Settle].
 func (q *Quota) Settle(ctx context.Context, res Reservation, actualUSD float64, now time.Time) error {
-	return q.adjust(ctx, res, Nanos(actualUSD)-res.EstimateNanos, now)
+	return q.Adjust(ctx, res.ID, res.Charges, []int64{Nanos(actualUSD) - res.EstimateNanos}, now)
 }
 
 // Cancel implements [Limiter.Cancel].
 func (q *Quota) Cancel(ctx context.Context, res Reservation, now time.Time) error {
-	return q.adjust(ctx, res, -res.EstimateNanos, now)
+	return q.Adjust(ctx, res.ID, res.Charges, []int64{-res.EstimateNanos}, now)
 }
-
-func (q *Quota) adjust(ctx context.Context, res Reservation, delta int64, now time.Time) error {
-	if len(res.Charges) == 0 {
-		return nil
-	}
-	qr := quota.Reservation{ID: res.ID, Amounts: []int64{res.EstimateNanos}, Charges: res.Charges}
-	if err := q.store.Adjust(ctx, qr, []int64{delta}, now); err != nil {
-		return fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
-	}
-	return nil
-}
-
-// SetRules puts the limits of cfg in force for every later Reserve, after
-// validating and defaulting cfg; on error the current limits stay. Only
-// the limits change: the store's settings (backend, Redis, key prefix,
-// fail mode, max scopes, expected instances) are those q was opened with,
-// see config.RestartRequired. Reservations made before keep their charges and
-// settle against them. Safe for concurrent use.
-func (q *Quota) SetRules(cfg Config) error {
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	cfg.ApplyDefaults()
-	q.rules.Store(&cfg)
-	return nil
-}
-
-// Rules returns the configuration in force (see SetRules).
-func (q *Quota) Rules() Config { return *q.rules.Load() }
-
-// Status implements [Limiter.Status].
-func (q *Quota) Status(ctx context.Context) BackendStatus { return q.store.Status(ctx) }
-
-// Close implements [Limiter.Close].
-func (q *Quota) Close() error { return q.store.Close() }
-
-// Store returns the store under q, for tests and diagnostics.
-func (q *Quota) Store() quota.Store { return q.store }
 
 // Nop admits everything and charges nothing. Use it when budgets are
 // disabled. The zero value is ready to use.
-type Nop struct{}
+type Nop struct{ quota.Disabled }
 
 var _ Limiter = Nop{}
 
@@ -294,11 +199,3 @@ func (Nop) Settle(context.Context, Reservation, float64, time.Time) error { retu
 
 // Cancel implements [Limiter.Cancel].
 func (Nop) Cancel(context.Context, Reservation, time.Time) error { return nil }
-
-// Status implements [Limiter.Status].
-func (Nop) Status(context.Context) BackendStatus {
-	return BackendStatus{Backend: "disabled", Healthy: true}
-}
-
-// Close implements [Limiter.Close].
-func (Nop) Close() error { return nil }

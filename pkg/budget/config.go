@@ -1,34 +1,15 @@
 package budget
 
 import (
-	"errors"
-	"fmt"
 	"math"
-	"sort"
-	"strings"
 
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
-)
-
-// Backend names accepted in [Config.Backend].
-const (
-	BackendMemory = "memory"
-	BackendRedis  = "redis"
-)
-
-// Fail modes accepted in [Config.FailMode].
-const (
-	FailOpen   = quota.FailOpen
-	FailClosed = quota.FailClosed
-	FailLocal  = quota.FailLocal
 )
 
 // Defaults applied by [Config.ApplyDefaults] to zero fields.
 const (
 	DefaultKeyPrefix     = "llmproxy:budget:"
-	DefaultMaxScopes     = 100_000
 	DefaultMaxUsageNames = usage.DefaultMaxUsageNames
 	DefaultReportRows    = usage.DefaultReportRows
 )
@@ -42,46 +23,30 @@ const configPath = "features.cost_tracking.budgets"
 // value is valid and disabled.
 //
 // Scopes. A request is checked against its API key's budget ("key:<key
-// id>", limits [Policy.Overrides] of PerKey for that id, else
-// [Policy.Default]) and then its user's budget ("user:<id>", from PerUser
-// the same way). Limits are per identity: every key and every user has its
-// own day and month counters. A request without a key or user id skips that
-// scope; a window whose limit is 0 is unlimited and keeps no counter.
+// id>": the gateway key's own [Request.KeyBudget] when set, else PerKey's
+// override for that id, else its default), its gateway key's team's
+// ("team:<id>", [Request.TeamBudget], shared by the team's keys), then its
+// user's ("user:<id>", from PerUser the same way). Limits are per
+// identity: every key and every user has its own day and month counters.
+// A request without a key, team or user id skips that scope; a window
+// whose limit is 0 is unlimited and keeps no counter.
 //
-// Backend, Redis and KeyPrefix are also used by the usage ledger, which records
-// spend whether or not Enabled is set.
+// Backend, Redis and KeyPrefix are also used by the usage ledger, which
+// records spend whether or not Enabled is set.
 type Config struct {
 	// Enabled turns budget enforcement on. Default false.
 	Enabled bool `json:"enabled"`
-	// Backend is "memory" (default; this process only, so every replica has
-	// its own budget) or "redis" (shared and exact across replicas).
-	Backend string `json:"backend"`
-	// FailMode says what happens while the backend fails: "open"
-	// (default; admit the request), "closed" (refuse it with a 503) or
-	// "local" (backend redis: count in this process at each limit divided
-	// by ExpectedInstances until Redis answers again; answers so decided
-	// carry X-Llm-Proxy-Degraded: local). For open and closed the limiter
-	// returns an error wrapping [ErrBackendUnavailable]; see
-	// [Config.FailClosed].
-	FailMode string `json:"fail_mode"`
-	// ExpectedInstances is how many server instances share the Redis, for
-	// fail mode local. Default 1.
-	ExpectedInstances int `json:"expected_instances"`
-	// Redis configures the redis backend.
-	Redis RedisConfig `json:"redis"`
-	// KeyPrefix starts every Redis key. Default "llmproxy:budget:". It must
-	// not contain '{' or '}': the package builds the Redis Cluster hash tag
-	// from it.
-	KeyPrefix string `json:"key_prefix"`
+	// Settings configure the store (YAML keys backend, fail_mode,
+	// expected_instances, redis, key_prefix, max_scopes; see
+	// [quota.Settings]); key_prefix defaults to "llmproxy:budget:". For fail
+	// modes open and closed the limiter returns an error wrapping
+	// [ErrBackendUnavailable]; see [quota.Settings.FailClosed].
+	quota.Settings
 	// PerKey are the budgets of API keys, by key id (the hashed key the
 	// gateway derives; never the raw key).
 	PerKey Policy `json:"per_key"`
 	// PerUser are the budgets of users, by user id.
 	PerUser Policy `json:"per_user"`
-	// MaxScopes bounds the memory limiter: at most this many identities with
-	// live counters and this many outstanding reservations. Default 100000.
-	// Ignored by the redis backend.
-	MaxScopes int `json:"max_scopes"`
 	// MaxUsageNames bounds the ledger: per period (today, this month) and
 	// dimension (user, key, model) at most this many names are recorded
 	// separately; spend of further names is added to the row "(other)", so
@@ -124,27 +89,9 @@ type Limits struct {
 // IsZero reports whether l sets no limit.
 func (l Limits) IsZero() bool { return Nanos(l.DailyUSD) == 0 && Nanos(l.MonthlyUSD) == 0 }
 
-// RedisConfig locates the Redis server of the redis backend. URL wins over
-// the other fields.
-type RedisConfig = redisconf.Config
-
 // ApplyDefaults sets the documented defaults on zero fields.
 func (c *Config) ApplyDefaults() {
-	if c.Backend == "" {
-		c.Backend = BackendMemory
-	}
-	if c.FailMode == "" {
-		c.FailMode = FailOpen
-	}
-	if c.ExpectedInstances == 0 {
-		c.ExpectedInstances = 1
-	}
-	if c.KeyPrefix == "" {
-		c.KeyPrefix = DefaultKeyPrefix
-	}
-	if c.MaxScopes == 0 {
-		c.MaxScopes = DefaultMaxScopes
-	}
+	c.Settings.ApplyDefaults(DefaultKeyPrefix)
 	if c.MaxUsageNames == 0 {
 		c.MaxUsageNames = DefaultMaxUsageNames
 	}
@@ -153,74 +100,26 @@ func (c *Config) ApplyDefaults() {
 	}
 }
 
-// FailClosed reports whether requests must be refused when the backend
-// fails ([ErrBackendUnavailable]); false means admit them (fail open).
-func (c Config) FailClosed() bool { return c.FailMode == FailClosed }
-
 // Validate reports every problem of c at once (joined with errors.Join),
 // each prefixed with its field path under features.cost_tracking.budgets.
 // Zero fields are valid (they mean the default). A disabled Config is still
 // validated so that mistakes surface before it is enabled.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s.%s: %s", configPath, path, fmt.Sprintf(format, args...)))
-	}
-	switch c.Backend {
-	case "", BackendMemory, BackendRedis:
-	default:
-		bad("backend", "must be %q or %q, got %q", BackendMemory, BackendRedis, c.Backend)
-	}
-	switch c.FailMode {
-	case "", FailOpen, FailClosed, FailLocal:
-	default:
-		bad("fail_mode", "must be %q, %q or %q, got %q", FailOpen, FailClosed, FailLocal, c.FailMode)
-	}
-	if c.ExpectedInstances < 0 {
-		bad("expected_instances", "must not be negative, got %d", c.ExpectedInstances)
-	}
-	validatePolicy(bad, "per_key", c.PerKey)
-	validatePolicy(bad, "per_user", c.PerUser)
-	if strings.ContainsAny(c.KeyPrefix, "{}") {
-		bad("key_prefix", "must not contain '{' or '}' (the package adds the Redis Cluster hash tag), got %q", c.KeyPrefix)
-	}
-	for _, f := range []struct {
-		name string
-		v    int
-	}{
-		{"max_scopes", c.MaxScopes},
-		{"max_usage_names", c.MaxUsageNames},
-		{"report_rows", c.ReportRows},
-	} {
-		if f.v < 0 {
-			bad(f.name, "must not be negative, got %d", f.v)
-		}
-	}
-	if c.Backend == BackendRedis {
-		errs = append(errs, c.Redis.Validate(configPath+".redis"))
-	}
-	return errors.Join(errs...)
+	p := quota.NewProblems(configPath)
+	validatePolicy(p, "per_key", c.PerKey)
+	validatePolicy(p, "per_user", c.PerUser)
+	p.NotNegative("max_usage_names", c.MaxUsageNames)
+	p.NotNegative("report_rows", c.ReportRows)
+	c.Settings.Validate(p)
+	return p.Err()
 }
 
-type badFunc func(path, format string, args ...any)
-
-func validatePolicy(bad badFunc, path string, p Policy) {
-	validateLimits(bad, path+".default", p.Default)
-	names := make([]string, 0, len(p.Overrides))
-	for name := range p.Overrides {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if name == "" {
-			bad(path+".overrides", "empty name")
-			continue
-		}
-		validateLimits(bad, path+".overrides."+name, p.Overrides[name])
-	}
+func validatePolicy(p *quota.Problems, path string, pol Policy) {
+	validateLimits(p, path+".default", pol.Default)
+	quota.EachNamed(p, path+".overrides", pol.Overrides, func(path string, l Limits) { validateLimits(p, path, l) })
 }
 
-func validateLimits(bad badFunc, path string, l Limits) {
+func validateLimits(p *quota.Problems, path string, l Limits) {
 	for _, f := range []struct {
 		name string
 		v    float64
@@ -230,9 +129,9 @@ func validateLimits(bad badFunc, path string, l Limits) {
 	} {
 		switch {
 		case math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 || f.v > MaxUSD:
-			bad(path+"."+f.name, "must be 0 (unlimited) or a positive amount up to %g, got %v", float64(MaxUSD), f.v)
+			p.Add(path+"."+f.name, "must be 0 (unlimited) or a positive amount up to %g, got %v", float64(MaxUSD), f.v)
 		case f.v > 0 && Nanos(f.v) == 0:
-			bad(path+"."+f.name, "must be at least 0.000000001 (one nano-dollar), got %v", f.v)
+			p.Add(path+"."+f.name, "must be at least 0.000000001 (one nano-dollar), got %v", f.v)
 		}
 	}
 }

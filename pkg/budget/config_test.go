@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
@@ -18,15 +19,15 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{name: "zero value", cfg: Config{}},
 		{name: "full", cfg: Config{
-			Enabled: true, Backend: BackendRedis, FailMode: FailClosed, Redis: RedisConfig{URL: "redis://localhost:6379/2"},
-			KeyPrefix: "x:", PerKey: Policy{Default: Limits{DailyUSD: 10, MonthlyUSD: 200}, Overrides: map[string]Limits{"k": {}}},
+			Enabled: true, Settings: quota.Settings{Backend: quota.BackendRedis, FailMode: quota.FailClosed, Redis: redisconf.Config{URL: "redis://localhost:6379/2"}, KeyPrefix: "x:"},
+			PerKey:  Policy{Default: Limits{DailyUSD: 10, MonthlyUSD: 200}, Overrides: map[string]Limits{"k": {}}},
 			PerUser: Policy{Overrides: map[string]Limits{"alice": {DailyUSD: 0.5}}},
 		}},
 		{name: "every problem at once", cfg: Config{
-			Backend: "etcd", FailMode: "maybe", KeyPrefix: "a{b}",
-			PerKey:    Policy{Default: Limits{DailyUSD: -1, MonthlyUSD: math.NaN()}},
-			PerUser:   Policy{Overrides: map[string]Limits{"": {}, "bob": {MonthlyUSD: math.Inf(1)}, "carol": {DailyUSD: 0.0000000001}}},
-			MaxScopes: -1, MaxUsageNames: -2, ReportRows: -3,
+			Settings:      quota.Settings{Backend: "etcd", FailMode: "maybe", KeyPrefix: "a{b}", MaxScopes: -1},
+			PerKey:        Policy{Default: Limits{DailyUSD: -1, MonthlyUSD: math.NaN()}},
+			PerUser:       Policy{Overrides: map[string]Limits{"": {}, "bob": {MonthlyUSD: math.Inf(1)}, "carol": {DailyUSD: 0.0000000001}}},
+			MaxUsageNames: -2, ReportRows: -3,
 		}, errs: []string{
 			`features.cost_tracking.budgets.backend: must be "memory" or "redis", got "etcd"`,
 			`features.cost_tracking.budgets.fail_mode: must be "open", "closed" or "local", got "maybe"`,
@@ -40,11 +41,11 @@ func TestConfigValidate(t *testing.T) {
 			`features.cost_tracking.budgets.max_usage_names: must not be negative, got -2`,
 			`features.cost_tracking.budgets.report_rows: must not be negative, got -3`,
 		}},
-		{name: "redis without address", cfg: Config{Backend: BackendRedis, Redis: RedisConfig{DB: intp(-1)}}, errs: []string{
+		{name: "redis without address", cfg: Config{Settings: quota.Settings{Backend: quota.BackendRedis, Redis: redisconf.Config{DB: intp(-1)}}}, errs: []string{
 			`features.cost_tracking.budgets.redis: url, address or addresses is required`,
 			`features.cost_tracking.budgets.redis.db: must not be negative, got -1`,
 		}},
-		{name: "bad redis url hides the password", cfg: Config{Backend: BackendRedis, Redis: RedisConfig{URL: "http://u:secret@h"}}, errs: []string{
+		{name: "bad redis url hides the password", cfg: Config{Settings: quota.Settings{Backend: quota.BackendRedis, Redis: redisconf.Config{URL: "http://u:secret@h"}}}, errs: []string{
 			`features.cost_tracking.budgets.redis.url: not a valid redis:// or rediss:// URL`,
 		}},
 	}
@@ -67,16 +68,16 @@ func TestConfigValidate(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	var c Config
 	c.ApplyDefaults()
-	require.Equal(t, Config{Backend: BackendMemory, FailMode: FailOpen, ExpectedInstances: 1, KeyPrefix: "llmproxy:budget:",
-		MaxScopes: 100_000, MaxUsageNames: 10_000, ReportRows: 1000}, c)
+	require.Equal(t, Config{Settings: quota.Settings{Backend: quota.BackendMemory, FailMode: quota.FailOpen, ExpectedInstances: 1, KeyPrefix: "llmproxy:budget:", MaxScopes: 100_000},
+		MaxUsageNames: 10_000, ReportRows: 1000}, c)
 	require.False(t, c.FailClosed())
-	require.True(t, Config{FailMode: FailClosed}.FailClosed())
+	require.True(t, Config{Settings: quota.Settings{FailMode: quota.FailClosed}}.FailClosed())
 	require.True(t, Limits{}.IsZero())
 	require.False(t, Limits{MonthlyUSD: 0.01}.IsZero())
 }
 
 func TestNew(t *testing.T) {
-	l, err := New(t.Context(), Config{PerUser: Policy{Default: Limits{DailyUSD: 1}}}, Hooks{})
+	l, err := New(t.Context(), Config{PerUser: Policy{Default: Limits{DailyUSD: 1}}}, quota.Hooks{})
 	require.NoError(t, err)
 	require.Equal(t, Nop{}, l, "disabled budgets admit everything")
 	d, err := l.Reserve(t.Context(), alice(1e6), t0)
@@ -87,14 +88,14 @@ func TestNew(t *testing.T) {
 	require.NoError(t, l.Cancel(t.Context(), d.Reservation, t0))
 	require.NoError(t, l.Close())
 
-	_, err = New(t.Context(), Config{Enabled: true, Backend: "nope"}, Hooks{})
+	_, err = New(t.Context(), Config{Enabled: true, Settings: quota.Settings{Backend: "nope"}}, quota.Hooks{})
 	require.ErrorContains(t, err, "backend")
 
-	l, err = New(t.Context(), Config{Enabled: true}, Hooks{})
+	l, err = New(t.Context(), Config{Enabled: true}, quota.Hooks{})
 	require.NoError(t, err)
 	require.IsType(t, &quota.Memory{}, l.(*Quota).Store())
 	// The ledger works with budgets disabled.
-	require.Equal(t, usage.Config{Backend: BackendMemory, KeyPrefix: DefaultKeyPrefix, MaxUsageNames: DefaultMaxUsageNames,
+	require.Equal(t, usage.Config{Backend: quota.BackendMemory, KeyPrefix: DefaultKeyPrefix, MaxUsageNames: DefaultMaxUsageNames,
 		ReportRows: DefaultReportRows}, func() Config { var c Config; c.ApplyDefaults(); return c }().Ledger())
 }
 func intp(i int) *int { return &i }

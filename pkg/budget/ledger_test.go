@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/usage"
 )
 
@@ -25,7 +26,7 @@ func newRedisLedgerFor(t *testing.T, s *redistest.Server, cfg Config) usage.Ledg
 // same spend (zero drift between enforcement and reporting).
 func TestRedisLedgerTwoInstancesExact(t *testing.T) {
 	s := redistest.Start(t)
-	cfg := Config{Enabled: true, KeyPrefix: "ledger2:", PerKey: Policy{Default: Limits{MonthlyUSD: 1e6}}}
+	cfg := Config{Enabled: true, Settings: quota.Settings{KeyPrefix: "ledger2:"}, PerKey: Policy{Default: Limits{MonthlyUSD: 1e6}}}
 	la, lb := newRedisLedgerFor(t, s, cfg), newRedisLedgerFor(t, s, cfg)
 	ba, bb := newRedisFor(t, s, cfg), newRedisFor(t, s, cfg)
 	var cost, in, out atomic.Int64

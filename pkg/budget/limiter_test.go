@@ -61,11 +61,11 @@ func run(t *testing.T, l Limiter, steps []step) []Decision {
 }
 
 func alice(usd float64) Request {
-	return Request{Provider: "openai", Model: "gpt-4o", User: "alice", EstimatedUSD: usd}
+	return Request{User: "alice", EstimatedUSD: usd}
 }
 
 func keyReq(key string, usd float64) Request {
-	return Request{Provider: "openai", Model: "gpt-4o", KeyID: key, EstimatedUSD: usd}
+	return Request{KeyID: key, EstimatedUSD: usd}
 }
 
 func userDaily(usd float64) Config { return Config{PerUser: Policy{Default: Limits{DailyUSD: usd}}} }
@@ -81,8 +81,8 @@ func testLimiter(t *testing.T, newLimiter newLimiterFunc) {
 	t.Run("a gateway key's own budget and its team's shared budget", func(t *testing.T) {
 		l := mk(t, Config{})
 		team := &Limits{DailyUSD: 1}
-		a := Request{Provider: "openai", KeyID: "key_a", KeyBudget: &Limits{DailyUSD: 0.5}, Team: "ml", TeamBudget: team, EstimatedUSD: 0.3}
-		b := Request{Provider: "openai", KeyID: "key_b", Team: "ml", TeamBudget: team, EstimatedUSD: 0.3}
+		a := Request{KeyID: "key_a", KeyBudget: &Limits{DailyUSD: 0.5}, Team: "ml", TeamBudget: team, EstimatedUSD: 0.3}
+		b := Request{KeyID: "key_b", Team: "ml", TeamBudget: team, EstimatedUSD: 0.3}
 		run(t, l, []step{
 			{req: a, allowed: true},
 			{req: a, scope: "key:key_a", window: WindowDay, limit: usd / 2, spend: 300_000_000, reset: nextDay},
@@ -297,9 +297,9 @@ func testLimiter(t *testing.T, newLimiter newLimiterFunc) {
 		require.NoError(t, err)
 		require.False(t, d.Allowed)
 		require.Equal(t, "monthly_cost_limit_exceeded", d.Reason())
-		require.Equal(t, 2.5, d.LimitUSD())
+		require.Equal(t, 2.5, USD(d.LimitNanos))
 		require.Equal(t, "2.5", FormatNanos(d.LimitNanos))
-		require.Equal(t, 0.0, d.SpendUSD())
+		require.Equal(t, 0.0, USD(d.SpendNanos))
 	})
 
 	t.Run("concurrent reserves never pass the limit", func(t *testing.T) {

@@ -1,8 +1,9 @@
 package budget
 
 import (
+	"fmt"
 	"math"
-	"strconv"
+	"strings"
 )
 
 // NanosPerUSD is the number of nano-dollars in one US dollar. Every amount
@@ -43,27 +44,10 @@ func USD(nanos int64) float64 { return float64(nanos) / NanosPerUSD }
 // trailing zeros: 1500000000 is "1.5", 4350 is "0.00000435", 0 is "0". Use
 // it for the X-Cost-Limit-USD and X-Cost-Spend-USD headers.
 func FormatNanos(nanos int64) string {
-	neg := nanos < 0
-	u := uint64(nanos)
-	if neg {
-		u = -u
+	sign, u := "", uint64(nanos)
+	if nanos < 0 {
+		sign, u = "-", -u
 	}
-	b := make([]byte, 0, 24)
-	if neg {
-		b = append(b, '-')
-	}
-	b = strconv.AppendUint(b, u/NanosPerUSD, 10)
-	frac := u % NanosPerUSD
-	if frac == 0 {
-		return string(b)
-	}
-	digits := strconv.AppendUint(make([]byte, 0, 9), frac, 10)
-	b = append(b, '.')
-	for range 9 - len(digits) {
-		b = append(b, '0')
-	}
-	for len(digits) > 0 && digits[len(digits)-1] == '0' {
-		digits = digits[:len(digits)-1]
-	}
-	return string(append(b, digits...))
+	s := fmt.Sprintf("%s%d.%09d", sign, u/NanosPerUSD, u%NanosPerUSD)
+	return strings.TrimSuffix(strings.TrimRight(s, "0"), ".")
 }

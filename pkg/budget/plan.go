@@ -6,6 +6,19 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
+// Window is the period a budget limit applies to.
+type Window = quota.Window
+
+// Windows, aligned to the UTC calendar.
+const (
+	// WindowDay is a UTC day, 00:00 to 24:00 UTC. Its index is the number of
+	// days since the Unix epoch.
+	WindowDay = quota.Day
+	// WindowMonth is a UTC calendar month. Its index is year*12 + month - 1
+	// (month 1 to 12), so January 2030 is 24360.
+	WindowMonth = quota.Month
+)
+
 // Scope kinds, also the prefixes of [Decision.Scope].
 const (
 	scopeKey  = "key:"
@@ -53,6 +66,7 @@ func appendChecks(dst []quota.Check, scope string, l Limits, day, month int64) [
 func denial(checks []quota.Check, r quota.Result, charge int64) Decision {
 	ch := checks[r.Check]
 	return Decision{
+		Degraded:      r.Degraded,
 		Scope:         ch.Scope,
 		Window:        ch.Window,
 		LimitNanos:    r.Limit,

@@ -23,7 +23,7 @@ func TestMillionCallsSumToTheCostRecords(t *testing.T) {
 		calls = 100_000
 	}
 	cfg := Config{Enabled: true, PerUser: Policy{Default: Limits{MonthlyUSD: MaxUSD}}}
-	lim := NewMemory(cfg)
+	lim := newMemory(t, cfg)
 	led := usage.NewMemoryLedger(cfg.Ledger())
 	ctx := t.Context()
 	rng := rand.New(rand.NewPCG(4, 35))

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
@@ -22,8 +23,8 @@ var prefixSeq atomic.Int64
 // sharing state.
 func redisConfigFor(t *testing.T, s *redistest.Server, cfg Config) Config {
 	t.Helper()
-	cfg.Backend = BackendRedis
-	cfg.Redis = RedisConfig{Address: s.Addr}
+	cfg.Backend = quota.BackendRedis
+	cfg.Redis = redisconf.Config{Address: s.Addr}
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = fmt.Sprintf("test%d:", prefixSeq.Add(1))
 	}
@@ -33,7 +34,7 @@ func redisConfigFor(t *testing.T, s *redistest.Server, cfg Config) Config {
 
 func newRedisFor(t *testing.T, s *redistest.Server, cfg Config) *Quota {
 	t.Helper()
-	r, err := NewRedis(t.Context(), redisConfigFor(t, s, cfg), Hooks{})
+	r, err := Open(t.Context(), redisConfigFor(t, s, cfg), quota.Hooks{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.Close() })
 	return r
@@ -42,7 +43,7 @@ func newRedisFor(t *testing.T, s *redistest.Server, cfg Config) *Quota {
 // windowKey is the Redis key of scope's window w at t (see quota.Redis).
 func windowKey(q *Quota, w Window, at time.Time, scope string) string {
 	code := map[Window]string{WindowDay: "d", WindowMonth: "mo"}[w]
-	return fmt.Sprintf("%s{%s}:%s:%d", q.cfg.KeyPrefix, scope, code, w.Index(at))
+	return fmt.Sprintf("%s{%s}:%s:%d", q.Load().KeyPrefix, scope, code, w.Index(at))
 }
 
 func rawClient(t *testing.T, s *redistest.Server) *redis.Client {
@@ -68,10 +69,10 @@ func TestRedisTwoInstancesNeverOverspendZeroDrift(t *testing.T) {
 		workers  = 48
 	)
 	cfg := Config{
-		Enabled:   true,
-		KeyPrefix: "spend:",
-		PerUser:   Policy{Default: Limits{DailyUSD: limitUSD, MonthlyUSD: 1000}},
-		PerKey:    Policy{Default: Limits{MonthlyUSD: 1000}},
+		Enabled:  true,
+		Settings: quota.Settings{KeyPrefix: "spend:"},
+		PerUser:  Policy{Default: Limits{DailyUSD: limitUSD, MonthlyUSD: 1000}},
+		PerKey:   Policy{Default: Limits{MonthlyUSD: 1000}},
 	}
 	a, b := newRedisFor(t, s, cfg), newRedisFor(t, s, cfg)
 	var settled, admitted, refused atomic.Int64
@@ -139,7 +140,7 @@ func TestRedisTwoInstancesNeverOverspendZeroDrift(t *testing.T) {
 // With actual = estimate, two instances admit exactly limit/estimate calls.
 func TestRedisTwoInstancesAdmitExactly(t *testing.T) {
 	s := redistest.Start(t)
-	cfg := Config{Enabled: true, KeyPrefix: "exact:", PerKey: Policy{Default: Limits{DailyUSD: 10}}}
+	cfg := Config{Enabled: true, Settings: quota.Settings{KeyPrefix: "exact:"}, PerKey: Policy{Default: Limits{DailyUSD: 10}}}
 	a, b := newRedisFor(t, s, cfg), newRedisFor(t, s, cfg)
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
@@ -175,8 +176,8 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	s := redistest.Start(t)
 	addr := s.Addr
 	s.Stop()
-	r, err := NewRedis(t.Context(), Config{Enabled: true, Backend: BackendRedis, Redis: RedisConfig{Address: addr},
-		PerUser: Policy{Default: Limits{DailyUSD: 1}}}, Hooks{})
+	r, err := Open(t.Context(), Config{Enabled: true, Settings: quota.Settings{Backend: quota.BackendRedis, Redis: redisconf.Config{Address: addr}},
+		PerUser: Policy{Default: Limits{DailyUSD: 1}}}, quota.Hooks{})
 	require.NoError(t, err, "an unreachable server is a state, not a construction error")
 	t.Cleanup(func() { _ = r.Close() })
 	require.False(t, r.Status(t.Context()).Healthy)
@@ -195,23 +196,23 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 func TestRedisSentinelAndCluster(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
-		redis func(t *testing.T) RedisConfig
+		redis func(t *testing.T) redisconf.Config
 	}{
-		{"sentinel", func(t *testing.T) RedisConfig {
+		{"sentinel", func(t *testing.T) redisconf.Config {
 			s := redistest.StartSentinel(t)
-			return RedisConfig{Mode: "sentinel", Addresses: []string{s.Sentinel.Addr}, MasterName: redistest.MasterName}
+			return redisconf.Config{Mode: "sentinel", Addresses: []string{s.Sentinel.Addr}, MasterName: redistest.MasterName}
 		}},
-		{"cluster", func(t *testing.T) RedisConfig {
-			return RedisConfig{Mode: "cluster", Addresses: redistest.StartCluster(t).Addrs()}
+		{"cluster", func(t *testing.T) redisconf.Config {
+			return redisconf.Config{Mode: "cluster", Addresses: redistest.StartCluster(t).Addrs()}
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := tt.redis(t)
 			testLimiter(t, func(t *testing.T, cfg Config) Limiter {
-				cfg.Backend, cfg.Redis = BackendRedis, rc
+				cfg.Backend, cfg.Redis = quota.BackendRedis, rc
 				cfg.KeyPrefix = fmt.Sprintf("test%d:", prefixSeq.Add(1))
 				require.NoError(t, cfg.Validate())
-				l, err := NewRedis(t.Context(), cfg, Hooks{})
+				l, err := Open(t.Context(), cfg, quota.Hooks{})
 				require.NoError(t, err)
 				t.Cleanup(func() { _ = l.Close() })
 				return l

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -118,7 +119,11 @@ func newHeadroomFixture(t *testing.T, now time.Time) *headroomFixture {
 	auth := keys.NewAuthenticator(store, keys.AuthenticatorOptions{Now: func() time.Time { return now }})
 	require.NoError(t, auth.Sync(ctx))
 
-	f := &headroomFixture{limiter: ratelimit.NewMemory(rl), budgets: budget.NewMemory(bc), ledger: led, key: key}
+	lim, err := ratelimit.Open(ctx, rl, quota.Hooks{})
+	require.NoError(t, err)
+	bud, err := budget.Open(ctx, bc, quota.Hooks{})
+	require.NoError(t, err)
+	f := &headroomFixture{limiter: lim, budgets: bud, ledger: led, key: key}
 	f.h = &headroom{ledger: led, series: admin.NewSeries(admin.SeriesOptions{}), limiter: f.limiter, budgets: f.budgets, keys: auth}
 	return f
 }
@@ -218,7 +223,7 @@ func TestHeadroomStoreDown(t *testing.T) {
 	bc := budget.Config{Enabled: true, PerUser: budget.Policy{Default: budget.Limits{DailyUSD: 10}}}
 	bc.Backend, bc.Redis.Address = "redis", srv.Addr
 	require.NoError(t, bc.Validate())
-	down, err := budget.NewRedis(t.Context(), bc, budget.Hooks{})
+	down, err := budget.Open(t.Context(), bc, quota.Hooks{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = down.Close() })
 	srv.Stop()

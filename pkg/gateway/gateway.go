@@ -26,6 +26,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/gatewayauth"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/telemetry"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/tracing"
@@ -158,7 +159,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 	if rl.Enabled {
 		m := telemetry.NewRateLimitMetrics(o.Registry)
 		logTransition := qm.observe("rate_limiting", failModeOf(rl.FailMode), g.backendLog("rate limiter backend", rl.FailMode))
-		lim, err := ratelimit.New(ctx, rl, ratelimit.Hooks{OnStateChange: func(st ratelimit.BackendStatus) {
+		lim, err := ratelimit.New(ctx, rl, quota.Hooks{OnStateChange: func(st quota.Status) {
 			m.SetBackendHealthy(st.Healthy)
 			logTransition(st)
 		}})
@@ -189,7 +190,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 	handlers := map[string]http.Handler{}
 	ct := cfg.Features.CostTracking
 	if ct.Budgets.Enabled {
-		lim, err := budget.New(ctx, ct.Budgets, budget.Hooks{OnStateChange: qm.observe("budgets", failModeOf(ct.Budgets.FailMode),
+		lim, err := budget.New(ctx, ct.Budgets, quota.Hooks{OnStateChange: qm.observe("budgets", failModeOf(ct.Budgets.FailMode),
 			g.backendLog("budget store", ct.Budgets.FailMode))})
 		if err != nil {
 			return nil, fmt.Errorf("budgets: %w", err)

@@ -63,8 +63,7 @@ func (*Budget) Name() string { return "budget" }
 // price reserves nothing but is still refused once a budget is spent.
 func (g *Budget) Admit(ctx context.Context, c *Call) (Ticket, *Reply, error) {
 	usd, _ := g.est.Estimate(c.Provider, c.Info.Model, c.EstimatedInputTokens, c.Info.MaxOutputTokens)
-	req := budget.Request{Provider: c.Provider, Model: c.Info.Model, User: c.Identity.User,
-		KeyID: c.Identity.KeyID, EstimatedUSD: usd}
+	req := budget.Request{User: c.Identity.User, KeyID: c.Identity.KeyID, EstimatedUSD: usd}
 	req.KeyBudget, req.Team, req.TeamBudget = gatewayKeyBudgets(c.Identity.GatewayKey)
 	d, err := g.lim.Reserve(ctx, req, g.now())
 	if err != nil {

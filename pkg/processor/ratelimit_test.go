@@ -12,6 +12,7 @@ import (
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 )
 
@@ -46,7 +47,9 @@ func newLimited(t *testing.T, rl ratelimit.Config, now func() time.Time) (*harne
 	rl.ApplyDefaults()
 	require.NoError(t, rl.Validate())
 	log := &settleLog{}
-	g := NewRateLimit(RateLimitOptions{Limiter: ratelimit.NewMemory(rl), Config: rl,
+	lim, err := ratelimit.Open(t.Context(), rl, quota.Hooks{})
+	require.NoError(t, err)
+	g := NewRateLimit(RateLimitOptions{Limiter: lim, Config: rl,
 		Providers: providers.Registry{"fake": fakeProvider{}}, Now: now,
 		Hooks: RateLimitHooks{OnSettle: log.hook}})
 	return newHarness(t, config.Defaults(), g), log
@@ -154,9 +157,9 @@ func (failingLimiter) Reserve(context.Context, ratelimit.Request, time.Time) (ra
 }
 
 func TestRateLimitBackendFailure(t *testing.T) {
-	for _, mode := range []string{ratelimit.FailOpen, ratelimit.FailClosed} {
+	for _, mode := range []string{quota.FailOpen, quota.FailClosed} {
 		t.Run(mode, func(t *testing.T) {
-			cfg := ratelimit.Config{Enabled: true, FailMode: mode}
+			cfg := ratelimit.Config{Enabled: true, Settings: quota.Settings{FailMode: mode}}
 			var failOpen []bool
 			g := NewRateLimit(RateLimitOptions{Limiter: failingLimiter{}, Config: cfg,
 				Providers: providers.Registry{"fake": fakeProvider{}},
@@ -165,7 +168,7 @@ func TestRateLimitBackendFailure(t *testing.T) {
 			c := h.open()
 			c.do(reqHeaders(hdrs(false, ":method", "POST", ":path", "/fake/v1/x", "content-type", "application/json")))
 			resp := c.do(reqBody([]byte(`{"model":"m","text":"abcd"}`), true))
-			if mode == ratelimit.FailOpen {
+			if mode == quota.FailOpen {
 				require.NotNil(t, resp.GetRequestBody(), "fail open lets the request through")
 				require.Equal(t, []bool{true}, failOpen)
 				return

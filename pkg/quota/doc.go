@@ -37,6 +37,6 @@
 // carry the scope as hash tag, a reservation sends one Lua script per slot
 // it touches (in parallel) and releases what it took when another slot
 // refuses. Both are tested by one suite. Store failures return errors
-// wrapping [ErrUnavailable]; [Guarded] applies the configured fail mode
-// and retries failed adjustments in the background.
+// wrapping [ErrUnavailable]; [Local] applies fail mode local, and the
+// Redis store retries failed adjustments in the background.
 package quota

@@ -2,6 +2,8 @@ package quota
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -91,7 +93,7 @@ func (m *Memory) Reserve(_ context.Context, checks []Check, amounts []int64, now
 		idx[i] = ch.Index
 		var used []int64
 		if st := m.scopes[ch.Scope]; st == nil {
-			if !seenBefore(checks, i) {
+			if !slices.ContainsFunc(checks[:i], func(c Check) bool { return c.Scope == ch.Scope }) {
 				added++
 			}
 		} else if w := st.find(ch.Window); w != nil {
@@ -114,12 +116,12 @@ func (m *Memory) Reserve(_ context.Context, checks []Check, amounts []int64, now
 		}
 	}
 	if len(m.scopes)+added > m.maxScopes || len(m.pending) >= m.maxScopes {
-		err := unavailable("memory store is full (%d scopes, %d outstanding reservations; max_scopes %d)",
+		err := fmt.Errorf("%w: memory store is full (%d scopes, %d outstanding reservations; max_scopes %d)", ErrUnavailable,
 			len(m.scopes), len(m.pending), m.maxScopes)
 		m.health.Observe(err)
 		return Result{}, err
 	}
-	res := Reservation{ID: id, Amounts: append([]int64(nil), amounts...), Charges: make([]Charge, len(checks))}
+	res := Reservation{ID: id, Charges: make([]Charge, len(checks))}
 	for i, ch := range checks {
 		st := m.scopes[ch.Scope]
 		if st == nil {
@@ -142,16 +144,6 @@ func (m *Memory) Reserve(_ context.Context, checks []Check, amounts []int64, now
 	m.pending[id] = res.Expiry().Unix()
 	m.health.Observe(nil)
 	return Result{Allowed: true, Reservation: res}, nil
-}
-
-// seenBefore reports whether checks[i]'s scope appears earlier in checks.
-func seenBefore(checks []Check, i int) bool {
-	for _, c := range checks[:i] {
-		if c.Scope == checks[i].Scope {
-			return true
-		}
-	}
-	return false
 }
 
 // Adjust implements [Store.Adjust].

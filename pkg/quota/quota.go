@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/backendhealth"
@@ -51,15 +50,13 @@ type Charge struct {
 // Current reports whether the charged window has not rotated at now.
 func (c Charge) Current(now time.Time) bool { return c.Window.Index(now) <= c.Index }
 
-// Reservation records what [Store.Reserve] charged: Amounts (per metric) in
-// each of Charges. It is plain data: another instance sharing the store can
-// adjust it.
+// Reservation records the windows [Store.Reserve] charged (the amounts are
+// the caller's to keep, for the deltas of [Store.Adjust]). It is plain
+// data: another instance sharing the store can adjust it.
 type Reservation struct {
 	// ID identifies the reservation; adjusting it twice is harmless because
 	// the second call finds the ID gone.
 	ID string `json:"id"`
-	// Amounts are the reserved amounts per metric.
-	Amounts []int64 `json:"amounts"`
 	// Charges are the windows charged. Empty when no check applied.
 	Charges []Charge `json:"charges,omitempty"`
 }
@@ -153,7 +150,3 @@ func Charges(checks []Check) []Charge {
 }
 
 func newID() string { return rand.Text() }
-
-func unavailable(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrUnavailable, fmt.Sprintf(format, args...))
-}

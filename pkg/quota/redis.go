@@ -31,8 +31,8 @@ const RetryInterval = time.Second
 //
 // KEYS[1] is the reservation's marker in this slot, KEYS[2..] the window
 // hashes in plan order. ARGV: 1 metric count M, 2 marker TTL in ms, then M
-// field names, M amounts, M optimistic flags ("1" or "0"), then per window
-// its TTL in ms and M limits.
+// field names, M optimistic flags ("true" or "false"), M amounts, then per
+// window its TTL in ms and M limits.
 //
 // Returns {1} when admitted (also when the marker exists: a retried call is
 // not charged twice), or {0, window, metric, used} for the first refusal.
@@ -42,8 +42,8 @@ local m = tonumber(ARGV[1])
 local fields, amt, opt = {}, {}, {}
 for j = 1, m do
   fields[j] = ARGV[2 + j]
-  amt[j] = tonumber(ARGV[2 + m + j])
-  opt[j] = ARGV[2 + 2 * m + j] == '1'
+  opt[j] = ARGV[2 + m + j] == 'true'
+  amt[j] = tonumber(ARGV[2 + 2 * m + j])
 end
 local base = 3 + 3 * m
 for i = 1, #KEYS - 1 do
@@ -58,7 +58,7 @@ for i = 1, #KEYS - 1 do
 end
 for i = 1, #KEYS - 1 do
   local k = KEYS[i + 1]
-  for j = 1, m do redis.call('HINCRBY', k, fields[j], ARGV[2 + m + j]) end
+  for j = 1, m do redis.call('HINCRBY', k, fields[j], ARGV[2 + 2 * m + j]) end
   redis.call('PEXPIRE', k, ARGV[base + (i - 1) * (m + 1)])
 end
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
@@ -127,6 +127,8 @@ type Redis struct {
 	cluster bool
 	prefix  string
 	metrics []Metric
+	fields  []any // the metrics' field names, script arguments
+	flags   []any // their optimistic flags, "true" or "false"
 	health  *backendhealth.Tracker
 	now     func() time.Time
 
@@ -156,6 +158,9 @@ func NewRedis(client redis.UniversalClient, metrics []Metric, o RedisOptions) *R
 	r := &Redis{client: client, cluster: cluster, prefix: o.Prefix, metrics: metrics, now: o.Now,
 		health: backendhealth.New("redis", o.OnStateChange, RetryInterval),
 		stop:   make(chan struct{}), done: make(chan struct{})}
+	for _, mt := range metrics {
+		r.fields, r.flags = append(r.fields, mt.Field), append(r.flags, strconv.FormatBool(mt.Optimistic))
+	}
 	go r.retryLoop()
 	return r
 }
@@ -233,16 +238,12 @@ type group struct {
 // groups splits n scopes into slot groups, in slot order; off a cluster,
 // everything is one group.
 func (r *Redis) groups(n int, scope func(int) string) []group {
-	if !r.cluster {
-		all := make([]int, n)
-		for i := range all {
-			all[i] = i
-		}
-		return []group{{members: all}}
-	}
 	var gs []group
 	for i := range n {
-		s := Slot(r.windowKey(scope(i), Minute, 0))
+		s := 0
+		if r.cluster {
+			s = Slot(r.windowKey(scope(i), Minute, 0))
+		}
 		k := slices.IndexFunc(gs, func(g group) bool { return g.slot == s })
 		if k < 0 {
 			gs = append(gs, group{slot: s})
@@ -262,7 +263,7 @@ func (r *Redis) Reserve(ctx context.Context, checks []Check, amounts []int64, no
 	if !r.health.Admit() {
 		return Result{}, r.skipped("reserve")
 	}
-	res := Reservation{ID: newID(), Amounts: append([]int64(nil), amounts...), Charges: Charges(checks)}
+	res := Reservation{ID: newID(), Charges: Charges(checks)}
 	gs := r.groups(len(checks), func(i int) string { return checks[i].Scope })
 	outs := make([]groupOutcome, len(gs))
 	r.each(len(gs), func(g int) { outs[g] = r.reserveGroup(ctx, res.ID, checks, gs[g].members, amounts, now) })
@@ -329,15 +330,9 @@ func (r *Redis) reserveGroup(ctx context.Context, id string, checks []Check, mem
 	keys := make([]string, 0, len(members)+1)
 	keys = append(keys, r.markerKey(checks[members[0]].Scope, id))
 	args := make([]any, 0, 2+3*m+len(members)*(m+1))
-	args = append(args, m, 0)
-	for _, mt := range r.metrics {
-		args = append(args, mt.Field)
-	}
+	args = append(append(append(args, m, 0), r.fields...), r.flags...)
 	for _, a := range amounts {
 		args = append(args, a)
-	}
-	for _, mt := range r.metrics {
-		args = append(args, optFlag(mt.Optimistic))
 	}
 	var last time.Time
 	for _, i := range members {
@@ -369,13 +364,6 @@ func (r *Redis) reserveGroup(ctx context.Context, id string, checks []Check, mem
 		return groupOutcome{err: fmt.Errorf("unexpected script reply %v", out)}
 	}
 	return groupOutcome{allowed: true}
-}
-
-func optFlag(b bool) string {
-	if b {
-		return "1"
-	}
-	return "0"
 }
 
 // Adjust implements [Store.Adjust]. Each slot's part is applied once; when
@@ -423,10 +411,7 @@ func (r *Redis) adjustGroup(ctx context.Context, res Reservation, members []int,
 		return nil
 	}
 	args := make([]any, 0, 1+2*len(r.metrics))
-	args = append(args, len(r.metrics))
-	for _, mt := range r.metrics {
-		args = append(args, mt.Field)
-	}
+	args = append(append(args, len(r.metrics)), r.fields...)
 	for _, d := range deltas {
 		args = append(args, d)
 	}
@@ -494,15 +479,9 @@ func (r *Redis) skipped(op string) error {
 }
 
 func (r *Redis) windowKey(scope string, w Window, idx int64) string {
-	b := make([]byte, 0, len(r.prefix)+len(scope)+20)
-	b = append(b, r.prefix...)
-	b = append(b, '{')
-	b = append(b, scope...)
-	b = append(b, "}:"...)
-	b = append(b, w.code()...)
-	b = append(b, ':')
-	b = strconv.AppendInt(b, idx, 10)
-	return string(b)
+	b := append(make([]byte, 0, len(r.prefix)+len(scope)+20), r.prefix...)
+	b = append(append(append(append(b, '{'), scope...), "}:"...), w.code()...)
+	return string(strconv.AppendInt(append(b, ':'), idx, 10))
 }
 
 func (r *Redis) markerKey(scope, id string) string {

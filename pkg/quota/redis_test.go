@@ -173,7 +173,7 @@ func TestRedisReserveScriptIdempotent(t *testing.T) {
 	t.Cleanup(func() { _ = c.Close() })
 	keys := []string{"idem:{user:alice}:res:same-id", "idem:{user:alice}:m:1"}
 	for range 3 {
-		out, err := reserveScript.Run(t.Context(), c, keys, 2, 60000, "r", "t", 1, 7, 0, 1, 60000, 10, 0).Int64Slice()
+		out, err := reserveScript.Run(t.Context(), c, keys, 2, 60000, "r", "t", "false", "true", 1, 7, 60000, 10, 0).Int64Slice()
 		require.NoError(t, err)
 		require.Equal(t, []int64{1}, out)
 	}

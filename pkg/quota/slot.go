@@ -1,11 +1,13 @@
 package quota
 
+import "strings"
+
 // Slot is the Redis Cluster slot of key: CRC16 (XMODEM) of its hash tag
 // (the part between the first '{' and the next '}', when not empty) or of
 // the whole key, modulo 16384, exactly as Redis computes it.
 func Slot(key string) int {
-	if s := indexByte(key, '{'); s >= 0 {
-		if e := indexByte(key[s+1:], '}'); e > 0 {
+	if s := strings.IndexByte(key, '{'); s >= 0 {
+		if e := strings.IndexByte(key[s+1:], '}'); e > 0 {
 			key = key[s+1 : s+1+e]
 		}
 	}
@@ -21,13 +23,4 @@ func Slot(key string) int {
 		}
 	}
 	return int(crc) % 16384
-}
-
-func indexByte(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
 }

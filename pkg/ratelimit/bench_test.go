@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // benchConfig applies four scopes (global, provider, key, user), each with
@@ -19,7 +21,7 @@ func benchConfig() Config {
 		Limits:      huge,
 		Global:      huge,
 		PerProvider: map[string]Limits{"openai": huge},
-		KeyPrefix:   "bench:",
+		Settings:    quota.Settings{KeyPrefix: "bench:"},
 	}
 }
 
@@ -41,12 +43,12 @@ func BenchmarkReserveSettle(b *testing.B) {
 		new  func(b *testing.B) Limiter
 	}{
 		{name: "disabled", new: func(*testing.B) Limiter { return Nop{} }},
-		{name: "memory", new: func(*testing.B) Limiter { return NewMemory(cfg) }},
+		{name: "memory", new: func(b *testing.B) Limiter { return newMemory(b, cfg) }},
 		{name: "redis", new: func(b *testing.B) Limiter {
 			s := redistest.Start(b)
 			c := cfg
-			c.Backend, c.Redis = BackendRedis, RedisConfig{Address: s.Addr}
-			r, err := NewRedis(b.Context(), c, Hooks{})
+			c.Backend, c.Redis = quota.BackendRedis, redisconf.Config{Address: s.Addr}
+			r, err := Open(b.Context(), c, quota.Hooks{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -55,9 +57,9 @@ func BenchmarkReserveSettle(b *testing.B) {
 		}},
 		{name: "redis-cluster", new: func(b *testing.B) Limiter {
 			c := cfg
-			c.Backend = BackendRedis
-			c.Redis = RedisConfig{Mode: "cluster", Addresses: redistest.StartCluster(b).Addrs()}
-			r, err := NewRedis(b.Context(), c, Hooks{})
+			c.Backend = quota.BackendRedis
+			c.Redis = redisconf.Config{Mode: "cluster", Addresses: redistest.StartCluster(b).Addrs()}
+			r, err := Open(b.Context(), c, quota.Hooks{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,33 +1,11 @@
 package ratelimit
 
 import (
-	"errors"
-	"fmt"
-	"sort"
-	"strings"
-
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
-// Backend names accepted in [Config.Backend].
-const (
-	BackendMemory = "memory"
-	BackendRedis  = "redis"
-)
-
-// Fail modes accepted in [Config.FailMode].
-const (
-	FailOpen   = quota.FailOpen
-	FailClosed = quota.FailClosed
-	FailLocal  = quota.FailLocal
-)
-
 // Defaults applied by [Config.ApplyDefaults] to zero fields.
-const (
-	DefaultKeyPrefix = "llmproxy:rl:"
-	DefaultMaxScopes = 100_000
-)
+const DefaultKeyPrefix = "llmproxy:rl:"
 
 // configPath is where the block lives in the YAML configuration; Validate
 // reports field paths under it.
@@ -46,8 +24,11 @@ const configPath = "features.rate_limiting"
 //   - "model:<name>": [Overrides.PerModel][name], all traffic to a model,
 //     whoever sends it. Skipped when the model is unknown.
 //   - "key:<key id>": one counter per API key id. Its limits are
-//     [Overrides.PerKey][id] when present, else [Config.Limits]. Skipped when
-//     the request carries no key.
+//     the gateway key's own ([Request.KeyLimits]) when set, else
+//     [Overrides.PerKey][id] when present, else [Config.Limits]. Skipped
+//     when the request carries no key.
+//   - "team:<id>": the limits a gateway key's team shares by all its keys
+//     ([Request.TeamLimits]). Skipped for a key without a team.
 //   - "user:<id>": one counter per user id. Its limits are
 //     [Overrides.PerUser][id] when present, else [Config.Limits]. Skipped when
 //     the request has no user id.
@@ -59,21 +40,12 @@ const configPath = "features.rate_limiting"
 type Config struct {
 	// Enabled turns rate limiting on. Default false.
 	Enabled bool `json:"enabled"`
-	// Backend is "memory" (default; counters in this process only, so every
-	// replica has its own budget) or "redis" (shared and exact across
-	// replicas).
-	Backend string `json:"backend"`
-	// FailMode says what happens while the backend fails: "open"
-	// (default; admit the request), "closed" (refuse it with a 503) or
-	// "local" (backend redis: count in this process at each limit divided
-	// by ExpectedInstances until Redis answers again; answers so decided
-	// carry X-Llm-Proxy-Degraded: local). For open and closed the limiter
-	// returns an error wrapping [ErrBackendUnavailable]; see
-	// [Config.FailClosed].
-	FailMode string `json:"fail_mode"`
-	// ExpectedInstances is how many server instances share the Redis, for
-	// fail mode local. Default 1.
-	ExpectedInstances int `json:"expected_instances"`
+	// Settings configure the store (YAML keys backend, fail_mode,
+	// expected_instances, redis, key_prefix, max_scopes; see
+	// [quota.Settings]); key_prefix defaults to "llmproxy:rl:". For fail
+	// modes open and closed the limiter returns an error wrapping
+	// [ErrBackendUnavailable]; see [quota.Settings.FailClosed].
+	quota.Settings
 	// Limits are the default limits of EACH user and EACH API key, counted
 	// separately per identity.
 	Limits Limits `json:"limits"`
@@ -92,16 +64,6 @@ type Config struct {
 	// DefaultMaxOutputTokens is the output, in tokens, reserved when
 	// CountOutputTokens is set and the request names no maximum. Default 0.
 	DefaultMaxOutputTokens int64 `json:"default_max_output_tokens"`
-	// Redis configures the redis backend.
-	Redis RedisConfig `json:"redis"`
-	// KeyPrefix starts every Redis key. Default "llmproxy:rl:". It must not
-	// contain '{' or '}': the limiter builds the Redis Cluster hash tag from
-	// it.
-	KeyPrefix string `json:"key_prefix"`
-	// MaxScopes bounds the memory backend: at most this many scopes
-	// (identities with live counters) and this many outstanding
-	// reservations. Default 100000. Ignored by the redis backend.
-	MaxScopes int `json:"max_scopes"`
 }
 
 // Limits are request and token budgets per fixed window. Windows are aligned
@@ -139,32 +101,8 @@ type Overrides struct {
 	PerModel map[string]Limits `json:"per_model,omitempty"`
 }
 
-// RedisConfig locates the Redis server of the redis backend. URL wins over the
-// other fields.
-type RedisConfig = redisconf.Config
-
 // ApplyDefaults sets the documented defaults on zero fields.
-func (c *Config) ApplyDefaults() {
-	if c.Backend == "" {
-		c.Backend = BackendMemory
-	}
-	if c.FailMode == "" {
-		c.FailMode = FailOpen
-	}
-	if c.ExpectedInstances == 0 {
-		c.ExpectedInstances = 1
-	}
-	if c.KeyPrefix == "" {
-		c.KeyPrefix = DefaultKeyPrefix
-	}
-	if c.MaxScopes == 0 {
-		c.MaxScopes = DefaultMaxScopes
-	}
-}
-
-// FailClosed reports whether requests must be refused when the backend
-// fails ([ErrBackendUnavailable]); false means admit them (fail open).
-func (c Config) FailClosed() bool { return c.FailMode == FailClosed }
+func (c *Config) ApplyDefaults() { c.Settings.ApplyDefaults(DefaultKeyPrefix) }
 
 // Billable returns the tokens that token limits count for a request that
 // used input and output tokens: input alone, or input+output when
@@ -178,17 +116,14 @@ func (c Config) Billable(input, output int64) int64 {
 	return n
 }
 
-// charge returns the tokens reserved at admission for req.
+// charge returns the tokens reserved at admission for req: its billable
+// input and output cap, DefaultMaxOutputTokens when it names none.
 func (c *Config) charge(req Request) int64 {
-	n := max(req.InputTokens, 0)
-	if c.CountOutputTokens {
-		out := req.OutputTokens
-		if out <= 0 {
-			out = c.DefaultMaxOutputTokens
-		}
-		n += max(out, 0)
+	out := req.OutputTokens
+	if out <= 0 {
+		out = c.DefaultMaxOutputTokens
 	}
-	return n
+	return c.Billable(req.InputTokens, out)
 }
 
 // Validate reports every problem of c at once (joined with errors.Join),
@@ -196,47 +131,22 @@ func (c *Config) charge(req Request) int64 {
 // fields are valid (they mean the default). A disabled Config is still
 // validated so that mistakes surface before it is enabled.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s.%s: %s", configPath, path, fmt.Sprintf(format, args...)))
-	}
-	switch c.Backend {
-	case "", BackendMemory, BackendRedis:
-	default:
-		bad("backend", "must be %q or %q, got %q", BackendMemory, BackendRedis, c.Backend)
-	}
-	switch c.FailMode {
-	case "", FailOpen, FailClosed, FailLocal:
-	default:
-		bad("fail_mode", "must be %q, %q or %q, got %q", FailOpen, FailClosed, FailLocal, c.FailMode)
-	}
-	if c.ExpectedInstances < 0 {
-		bad("expected_instances", "must not be negative, got %d", c.ExpectedInstances)
-	}
-	validateLimits(bad, "limits", c.Limits)
-	validateLimits(bad, "global", c.Global)
-	validateLimitMap(bad, "per_provider", c.PerProvider)
-	validateLimitMap(bad, "overrides.per_user", c.Overrides.PerUser)
-	validateLimitMap(bad, "overrides.per_key", c.Overrides.PerKey)
-	validateLimitMap(bad, "overrides.per_model", c.Overrides.PerModel)
+	p := quota.NewProblems(configPath)
+	validateLimits(p, "limits", c.Limits)
+	validateLimits(p, "global", c.Global)
+	check := func(path string, l Limits) { validateLimits(p, path, l) }
+	quota.EachNamed(p, "per_provider", c.PerProvider, check)
+	quota.EachNamed(p, "overrides.per_user", c.Overrides.PerUser, check)
+	quota.EachNamed(p, "overrides.per_key", c.Overrides.PerKey, check)
+	quota.EachNamed(p, "overrides.per_model", c.Overrides.PerModel, check)
 	if c.DefaultMaxOutputTokens < 0 {
-		bad("default_max_output_tokens", "must not be negative, got %d", c.DefaultMaxOutputTokens)
+		p.Add("default_max_output_tokens", "must not be negative, got %d", c.DefaultMaxOutputTokens)
 	}
-	if strings.ContainsAny(c.KeyPrefix, "{}") {
-		bad("key_prefix", "must not contain '{' or '}' (the limiter adds the Redis Cluster hash tag), got %q", c.KeyPrefix)
-	}
-	if c.MaxScopes < 0 {
-		bad("max_scopes", "must not be negative, got %d", c.MaxScopes)
-	}
-	if c.Backend == BackendRedis {
-		errs = append(errs, c.Redis.Validate(configPath+".redis"))
-	}
-	return errors.Join(errs...)
+	c.Settings.Validate(p)
+	return p.Err()
 }
 
-type badFunc func(path, format string, args ...any)
-
-func validateLimits(bad badFunc, path string, l Limits) {
+func validateLimits(p *quota.Problems, path string, l Limits) {
 	for _, f := range []struct {
 		name string
 		v    int64
@@ -247,22 +157,7 @@ func validateLimits(bad badFunc, path string, l Limits) {
 		{"tokens_per_day", l.TokensPerDay},
 	} {
 		if f.v < 0 {
-			bad(path+"."+f.name, "must be 0 (unlimited) or positive, got %d", f.v)
+			p.Add(path+"."+f.name, "must be 0 (unlimited) or positive, got %d", f.v)
 		}
-	}
-}
-
-func validateLimitMap(bad badFunc, path string, m map[string]Limits) {
-	names := make([]string, 0, len(m))
-	for name := range m {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if name == "" {
-			bad(path, "empty name")
-			continue
-		}
-		validateLimits(bad, path+"."+name, m[name])
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
@@ -32,8 +33,7 @@ max_scopes: 42
 	require.NoError(t, yaml.UnmarshalStrict([]byte(doc), &got))
 	require.Equal(t, Config{
 		Enabled:  true,
-		Backend:  BackendRedis,
-		FailMode: FailClosed,
+		Settings: quota.Settings{Backend: quota.BackendRedis, FailMode: quota.FailClosed, Redis: redisconf.Config{URL: "redis://:pw@127.0.0.1:6379/2", Address: "a:1", Password: "p", DB: intp(3)}, KeyPrefix: "gw:", MaxScopes: 42},
 		Limits:   Limits{RequestsPerMinute: 60, TokensPerMinute: 90000, RequestsPerDay: 1000, TokensPerDay: 2000000},
 		Overrides: Overrides{
 			PerUser:  map[string]Limits{"alice": {RequestsPerMinute: 600}},
@@ -44,9 +44,6 @@ max_scopes: 42
 		PerProvider:            map[string]Limits{"openai": {TokensPerMinute: 2000000}},
 		CountOutputTokens:      true,
 		DefaultMaxOutputTokens: 1024,
-		Redis:                  RedisConfig{URL: "redis://:pw@127.0.0.1:6379/2", Address: "a:1", Password: "p", DB: intp(3)},
-		KeyPrefix:              "gw:",
-		MaxScopes:              42,
 	}, got)
 	require.NoError(t, got.Validate())
 	require.True(t, got.FailClosed())
@@ -56,7 +53,7 @@ func TestConfigDefaults(t *testing.T) {
 	var c Config
 	require.NoError(t, c.Validate())
 	c.ApplyDefaults()
-	require.Equal(t, Config{Backend: BackendMemory, FailMode: FailOpen, ExpectedInstances: 1, KeyPrefix: DefaultKeyPrefix, MaxScopes: DefaultMaxScopes}, c)
+	require.Equal(t, Config{Settings: quota.Settings{Backend: quota.BackendMemory, FailMode: quota.FailOpen, ExpectedInstances: 1, KeyPrefix: DefaultKeyPrefix, MaxScopes: quota.DefaultMaxScopes}}, c)
 	require.False(t, c.FailClosed())
 }
 
@@ -67,10 +64,10 @@ func TestConfigValidate(t *testing.T) {
 		want []string // substrings, one per expected problem
 	}{
 		{name: "zero is valid", cfg: Config{}},
-		{name: "redis with address", cfg: Config{Backend: BackendRedis, Redis: RedisConfig{Address: "127.0.0.1:6379"}}},
+		{name: "redis with address", cfg: Config{Settings: quota.Settings{Backend: quota.BackendRedis, Redis: redisconf.Config{Address: "127.0.0.1:6379"}}}},
 		{
 			name: "unknown backend and fail mode",
-			cfg:  Config{Backend: "memcached", FailMode: "maybe"},
+			cfg:  Config{Settings: quota.Settings{Backend: "memcached", FailMode: "maybe"}},
 			want: []string{
 				`features.rate_limiting.backend: must be "memory" or "redis", got "memcached"`,
 				`features.rate_limiting.fail_mode: must be "open", "closed" or "local", got "maybe"`,
@@ -88,7 +85,7 @@ func TestConfigValidate(t *testing.T) {
 					PerModel: map[string]Limits{"m": {TokensPerMinute: -6}},
 				},
 				DefaultMaxOutputTokens: -7,
-				MaxScopes:              -8,
+				Settings:               quota.Settings{MaxScopes: -8},
 			},
 			want: []string{
 				"features.rate_limiting.limits.requests_per_minute: must be 0 (unlimited) or positive, got -1",
@@ -104,7 +101,7 @@ func TestConfigValidate(t *testing.T) {
 		},
 		{
 			name: "redis without location",
-			cfg:  Config{Backend: BackendRedis, Redis: RedisConfig{DB: intp(-1)}},
+			cfg:  Config{Settings: quota.Settings{Backend: quota.BackendRedis, Redis: redisconf.Config{DB: intp(-1)}}},
 			want: []string{
 				`features.rate_limiting.redis: url, address or addresses is required`,
 				"features.rate_limiting.redis.db: must not be negative, got -1",
@@ -112,12 +109,12 @@ func TestConfigValidate(t *testing.T) {
 		},
 		{
 			name: "bad redis url does not echo the password",
-			cfg:  Config{Backend: BackendRedis, Redis: RedisConfig{URL: "http://user:s3cret@host"}},
+			cfg:  Config{Settings: quota.Settings{Backend: quota.BackendRedis, Redis: redisconf.Config{URL: "http://user:s3cret@host"}}},
 			want: []string{"features.rate_limiting.redis.url: not a valid redis:// or rediss:// URL"},
 		},
 		{
 			name: "hash tag in key prefix",
-			cfg:  Config{KeyPrefix: "{x}:"},
+			cfg:  Config{Settings: quota.Settings{KeyPrefix: "{x}:"}},
 			want: []string{"features.rate_limiting.key_prefix: must not contain '{' or '}'"},
 		},
 	}
@@ -163,20 +160,20 @@ func TestBillableAndCharge(t *testing.T) {
 
 func TestNew(t *testing.T) {
 	ctx := t.Context()
-	l, err := New(ctx, Config{}, Hooks{})
+	l, err := New(ctx, Config{}, quota.Hooks{})
 	require.NoError(t, err)
 	require.Equal(t, Nop{}, l)
 	d, err := l.Reserve(ctx, alice(1), t0)
 	require.NoError(t, err)
 	require.True(t, d.Allowed)
-	require.Equal(t, BackendStatus{Backend: "disabled", Healthy: true}, l.Status(ctx))
+	require.Equal(t, quota.Status{Backend: "disabled", Healthy: true}, l.Status(ctx))
 
-	l, err = New(ctx, Config{Enabled: true, Limits: Limits{RequestsPerMinute: 1}}, Hooks{})
+	l, err = New(ctx, Config{Enabled: true, Limits: Limits{RequestsPerMinute: 1}}, quota.Hooks{})
 	require.NoError(t, err)
 	require.IsType(t, &quota.Memory{}, l.(*Quota).Store())
 	require.NoError(t, l.Close())
 
-	_, err = New(ctx, Config{Enabled: true, Backend: "nope"}, Hooks{})
+	_, err = New(ctx, Config{Enabled: true, Settings: quota.Settings{Backend: "nope"}}, quota.Hooks{})
 	require.ErrorContains(t, err, "features.rate_limiting.backend")
 }
 func intp(i int) *int { return &i }

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"math"
 	"sync"
 
@@ -55,12 +56,8 @@ func NewCorrector(cfg CorrectorConfig) *Corrector {
 	if !(cfg.Alpha > 0 && cfg.Alpha <= 1) {
 		cfg.Alpha = 0.1
 	}
-	if cfg.MinObservations <= 0 {
-		cfg.MinObservations = 10
-	}
-	if cfg.MaxEntries <= 0 {
-		cfg.MaxEntries = 1024
-	}
+	cfg.MinObservations = cmp.Or(max(cfg.MinObservations, 0), 10)
+	cfg.MaxEntries = cmp.Or(max(cfg.MaxEntries, 0), 1024)
 	if !(cfg.MinFactor > 0) || math.IsInf(cfg.MinFactor, 0) {
 		cfg.MinFactor = 0.25
 	}
@@ -120,16 +117,15 @@ func (c *Corrector) Correct(provider, model string, estimated int64) int64 {
 // evictOldest drops the entry updated longest ago. Callers hold c.mu. It
 // scans the map: O(MaxEntries), only when a new pair arrives on a full map.
 func (c *Corrector) evictOldest() {
-	var oldest correctorKey
-	found := false
+	var oldest *correctorKey
 	var seq uint64
 	for k, e := range c.entries {
-		if !found || e.seq < seq {
-			oldest, seq, found = k, e.seq, true
+		if oldest == nil || e.seq < seq {
+			oldest, seq = &k, e.seq
 		}
 	}
-	if found {
-		delete(c.entries, oldest)
+	if oldest != nil {
+		delete(c.entries, *oldest)
 	}
 }
 

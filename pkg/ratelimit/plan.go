@@ -79,14 +79,14 @@ func denial(checks []quota.Check, r quota.Result, now time.Time) Decision {
 	if r.Metric == 1 {
 		m = MetricTokens
 	}
-	limit := r.Limit
 	reset := ch.Window.End(r.Index)
 	return Decision{
+		Degraded:   r.Degraded,
 		Scope:      ch.Scope,
 		Metric:     m,
 		Window:     ch.Window,
-		Limit:      limit,
-		Remaining:  max(limit-r.Used, 0),
+		Limit:      r.Limit,
+		Remaining:  max(r.Limit-r.Used, 0),
 		Reset:      reset,
 		RetryAfter: max(reset.Sub(now), 0),
 	}

@@ -3,8 +3,6 @@ package ratelimit
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
@@ -101,25 +99,7 @@ type Reservation struct {
 	// Tokens is the number of tokens charged in every window.
 	Tokens int64 `json:"tokens"`
 	// Charges are the windows charged. Empty when no limit applied.
-	Charges []Charge `json:"charges,omitempty"`
-}
-
-// Charge is one window of one scope that a reservation charged: its
-// Scope (like [Decision.Scope]), Window and Index (minutes or days since
-// the Unix epoch).
-type Charge = quota.Charge
-
-// BackendStatus reports a backend's health for /health.
-type BackendStatus = quota.Status
-
-// Hooks observe a limiter without the package logging or importing metrics.
-// Nil fields are skipped. Hooks run synchronously on the calling goroutine
-// and must be quick.
-type Hooks struct {
-	// OnStateChange is called when the backend turns unhealthy (with the
-	// error) or healthy again, once per transition, so the caller can log
-	// once rather than per request.
-	OnStateChange func(s BackendStatus)
+	Charges []quota.Charge `json:"charges,omitempty"`
 }
 
 // Limiter admits requests against fixed-window request and token limits in
@@ -142,7 +122,7 @@ type Limiter interface {
 	// charged window still current at now.
 	Cancel(ctx context.Context, res Reservation, now time.Time) error
 	// Status reports the backend's health; the redis backend pings.
-	Status(ctx context.Context) BackendStatus
+	Status(ctx context.Context) quota.Status
 	// Close releases the backend's resources.
 	Close() error
 }
@@ -150,78 +130,52 @@ type Limiter interface {
 // New returns the limiter cfg asks for: [Nop] when rate limiting is
 // disabled, else the memory or redis backend. cfg is validated and
 // defaulted first.
-func New(ctx context.Context, cfg Config, hooks Hooks) (Limiter, error) {
+func New(ctx context.Context, cfg Config, hooks quota.Hooks) (Limiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if !cfg.Enabled {
 		return Nop{}, nil
 	}
-	return open(ctx, cfg, hooks)
+	return Open(ctx, cfg, hooks)
 }
 
-// NewMemory returns a limiter on an in-process store for cfg (call
-// cfg.Validate first): this process only, so N replicas each admit the
-// full limits; bounded by [Config.MaxScopes] (see [quota.Memory]).
-func NewMemory(cfg Config) *Quota {
-	cfg.Backend = BackendMemory
-	q, _ := open(context.Background(), cfg, Hooks{}) // a memory store cannot fail to open
-	return q
-}
-
-// NewRedis returns a limiter on the Redis of cfg (call cfg.Validate
-// first), exact across every instance sharing that Redis and
-// [Config.KeyPrefix], and pings it. An unreachable server is not an error:
+// Open returns the limiter on the store cfg.Backend names (call
+// cfg.Validate first). Memory counts in this process only, so N replicas
+// each admit the full limits; it is bounded by max_scopes (see
+// [quota.Memory]). Redis is exact across every instance sharing that Redis
+// and key prefix, and is pinged: an unreachable server is not an error,
 // the limiter starts unhealthy and its calls fail with
 // [ErrBackendUnavailable] (or, with fail mode local, are counted in
 // process) until the server answers. Only unusable settings are an error.
-func NewRedis(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
-	cfg.Backend = BackendRedis
-	return open(ctx, cfg, hooks)
-}
-
-func open(ctx context.Context, cfg Config, hooks Hooks) (*Quota, error) {
-	cfg.ApplyDefaults()
-	sc := quota.StoreConfig{KeyPrefix: cfg.KeyPrefix, MaxScopes: cfg.MaxScopes, FailMode: cfg.FailMode,
-		ExpectedInstances: cfg.ExpectedInstances, OnStateChange: hooks.OnStateChange}
-	if cfg.Backend == BackendRedis {
-		sc.Redis = &cfg.Redis
-	}
-	s, err := quota.Open(ctx, sc, metrics)
+func Open(ctx context.Context, cfg Config, hooks quota.Hooks) (*Quota, error) {
+	p, err := quota.OpenPolicy[Config](ctx, cfg, metrics, hooks, ErrBackendUnavailable)
 	if err != nil {
 		return nil, err
 	}
-	q := &Quota{cfg: cfg, store: s}
-	q.rules.Store(&cfg)
-	return q, nil
+	return &Quota{p}, nil
 }
 
 // Quota is the [Limiter] on a [quota.Store]: requests and tokens counted in
 // every window of [Config.plan]. It is safe for concurrent use.
-type Quota struct {
-	cfg   Config                 // as opened: the store's settings
-	rules atomic.Pointer[Config] // the limits in force; swapped by SetRules
-	store quota.Store
-}
+type Quota struct{ *quota.Policy[Config, *Config] }
 
 var _ Limiter = (*Quota)(nil)
 
 // Reserve implements [Limiter.Reserve].
 func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decision, error) {
-	cfg := q.rules.Load()
+	cfg := q.Load()
 	checks := cfg.plan(make([]quota.Check, 0, 8), req, now)
 	if len(checks) == 0 {
 		return Decision{Allowed: true}, nil
 	}
 	tokens := cfg.charge(req)
-	r, err := q.store.Reserve(ctx, checks, []int64{1, tokens}, now)
+	r, err := q.Handle.Reserve(ctx, checks, []int64{1, tokens}, now)
 	if err != nil {
-		return Decision{}, fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
+		return Decision{}, err
 	}
 	if !r.Allowed {
-		d := denial(checks, r, now)
-		d.Degraded = r.Degraded
-		return d, nil
+		return denial(checks, r, now), nil
 	}
 	return Decision{Allowed: true, Degraded: r.Degraded, Reservation: Reservation{ID: r.Reservation.ID, Tokens: tokens,
 		Charges: r.Reservation.Charges}}, nil
@@ -229,55 +183,17 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 
 // Settle implements [Limiter.Settle].
 func (q *Quota) Settle(ctx context.Context, res Reservation, actualTokens int64, now time.Time) error {
-	return q.adjust(ctx, res, 0, max(actualTokens, 0)-res.Tokens, now)
+	return q.Adjust(ctx, res.ID, res.Charges, []int64{0, max(actualTokens, 0) - res.Tokens}, now)
 }
 
 // Cancel implements [Limiter.Cancel].
 func (q *Quota) Cancel(ctx context.Context, res Reservation, now time.Time) error {
-	return q.adjust(ctx, res, -1, -res.Tokens, now)
+	return q.Adjust(ctx, res.ID, res.Charges, []int64{-1, -res.Tokens}, now)
 }
-
-func (q *Quota) adjust(ctx context.Context, res Reservation, dReqs, dToks int64, now time.Time) error {
-	if len(res.Charges) == 0 {
-		return nil
-	}
-	qr := quota.Reservation{ID: res.ID, Amounts: []int64{1, res.Tokens}, Charges: res.Charges}
-	if err := q.store.Adjust(ctx, qr, []int64{dReqs, dToks}, now); err != nil {
-		return fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
-	}
-	return nil
-}
-
-// SetRules puts the limits of cfg in force for every later Reserve, after
-// validating and defaulting cfg; on error the current limits stay. Only
-// the limits change: the store's settings (backend, Redis, key prefix,
-// fail mode, max scopes, expected instances) are those q was opened with,
-// see config.RestartRequired. Reservations made before keep their charges and
-// settle against them. Safe for concurrent use.
-func (q *Quota) SetRules(cfg Config) error {
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	cfg.ApplyDefaults()
-	q.rules.Store(&cfg)
-	return nil
-}
-
-// Rules returns the configuration in force (see SetRules).
-func (q *Quota) Rules() Config { return *q.rules.Load() }
-
-// Status implements [Limiter.Status].
-func (q *Quota) Status(ctx context.Context) BackendStatus { return q.store.Status(ctx) }
-
-// Close implements [Limiter.Close].
-func (q *Quota) Close() error { return q.store.Close() }
-
-// Store returns the store under q, for tests and diagnostics.
-func (q *Quota) Store() quota.Store { return q.store }
 
 // Nop admits everything and charges nothing. Use it when rate limiting is
 // disabled. The zero value is ready to use.
-type Nop struct{}
+type Nop struct{ quota.Disabled }
 
 var _ Limiter = Nop{}
 
@@ -291,11 +207,3 @@ func (Nop) Settle(context.Context, Reservation, int64, time.Time) error { return
 
 // Cancel implements [Limiter.Cancel].
 func (Nop) Cancel(context.Context, Reservation, time.Time) error { return nil }
-
-// Status implements [Limiter.Status].
-func (Nop) Status(context.Context) BackendStatus {
-	return BackendStatus{Backend: "disabled", Healthy: true}
-}
-
-// Close implements [Limiter.Close].
-func (Nop) Close() error { return nil }

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
@@ -21,13 +22,13 @@ var prefixSeq atomic.Int64
 // the test binary uses, so subtests share one server without sharing state.
 func newRedisFor(t *testing.T, s *redistest.Server, cfg Config) *Quota {
 	t.Helper()
-	cfg.Backend = BackendRedis
-	cfg.Redis = RedisConfig{Address: s.Addr}
+	cfg.Backend = quota.BackendRedis
+	cfg.Redis = redisconf.Config{Address: s.Addr}
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = fmt.Sprintf("test%d:", prefixSeq.Add(1))
 	}
 	require.NoError(t, cfg.Validate())
-	r, err := NewRedis(t.Context(), cfg, Hooks{})
+	r, err := Open(t.Context(), cfg, quota.Hooks{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.Close() })
 	return r
@@ -36,7 +37,7 @@ func newRedisFor(t *testing.T, s *redistest.Server, cfg Config) *Quota {
 // windowKey is the Redis key of scope's window w at t (see quota.Redis).
 func windowKey(q *Quota, w Window, at time.Time, scope string) string {
 	code := map[Window]string{WindowMinute: "m", WindowDay: "d"}[w]
-	return fmt.Sprintf("%s{%s}:%s:%d", q.cfg.KeyPrefix, scope, code, w.Index(at))
+	return fmt.Sprintf("%s{%s}:%s:%d", q.Load().KeyPrefix, scope, code, w.Index(at))
 }
 
 func rawClient(t *testing.T, s *redistest.Server) *redis.Client {
@@ -61,7 +62,7 @@ func TestRedisTwoInstancesExact(t *testing.T) {
 	)
 	cfg := Config{
 		Enabled:     true,
-		KeyPrefix:   "exact:",
+		Settings:    quota.Settings{KeyPrefix: "exact:"},
 		Limits:      Limits{RequestsPerMinute: limit},
 		PerProvider: map[string]Limits{"openai": {RequestsPerMinute: 10 * limit}},
 	}
@@ -113,10 +114,10 @@ func TestRedisTwoInstancesExact(t *testing.T) {
 func TestRedisZeroDrift(t *testing.T) {
 	s := redistest.Start(t)
 	cfg := Config{
-		Enabled:   true,
-		KeyPrefix: "drift:",
-		Limits:    Limits{TokensPerMinute: 1 << 50, TokensPerDay: 1 << 50},
-		Global:    Limits{RequestsPerDay: 1 << 40},
+		Enabled:  true,
+		Settings: quota.Settings{KeyPrefix: "drift:"},
+		Limits:   Limits{TokensPerMinute: 1 << 50, TokensPerDay: 1 << 50},
+		Global:   Limits{RequestsPerDay: 1 << 40},
 	}
 	a, b := newRedisFor(t, s, cfg), newRedisFor(t, s, cfg)
 	const calls, workers = 2000, 32
@@ -180,8 +181,8 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	s := redistest.Start(t)
 	addr := s.Addr
 	s.Stop()
-	r, err := NewRedis(t.Context(), Config{Enabled: true, Backend: BackendRedis, Redis: RedisConfig{Address: addr},
-		Limits: Limits{RequestsPerMinute: 1}}, Hooks{})
+	r, err := Open(t.Context(), Config{Enabled: true, Settings: quota.Settings{Backend: quota.BackendRedis, Redis: redisconf.Config{Address: addr}},
+		Limits: Limits{RequestsPerMinute: 1}}, quota.Hooks{})
 	require.NoError(t, err, "an unreachable server is a state, not a construction error")
 	t.Cleanup(func() { _ = r.Close() })
 	require.False(t, r.Status(t.Context()).Healthy)
@@ -200,23 +201,23 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 func TestRedisSentinelAndCluster(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
-		redis func(t *testing.T) RedisConfig
+		redis func(t *testing.T) redisconf.Config
 	}{
-		{"sentinel", func(t *testing.T) RedisConfig {
+		{"sentinel", func(t *testing.T) redisconf.Config {
 			s := redistest.StartSentinel(t)
-			return RedisConfig{Mode: "sentinel", Addresses: []string{s.Sentinel.Addr}, MasterName: redistest.MasterName}
+			return redisconf.Config{Mode: "sentinel", Addresses: []string{s.Sentinel.Addr}, MasterName: redistest.MasterName}
 		}},
-		{"cluster", func(t *testing.T) RedisConfig {
-			return RedisConfig{Mode: "cluster", Addresses: redistest.StartCluster(t).Addrs()}
+		{"cluster", func(t *testing.T) redisconf.Config {
+			return redisconf.Config{Mode: "cluster", Addresses: redistest.StartCluster(t).Addrs()}
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := tt.redis(t)
 			testLimiter(t, func(t *testing.T, cfg Config) Limiter {
-				cfg.Backend, cfg.Redis = BackendRedis, rc
+				cfg.Backend, cfg.Redis = quota.BackendRedis, rc
 				cfg.KeyPrefix = fmt.Sprintf("test%d:", prefixSeq.Add(1))
 				require.NoError(t, cfg.Validate())
-				l, err := NewRedis(t.Context(), cfg, Hooks{})
+				l, err := Open(t.Context(), cfg, quota.Hooks{})
 				require.NoError(t, err)
 				t.Cleanup(func() { _ = l.Close() })
 				return l
@@ -229,7 +230,7 @@ func TestRedisSentinelAndCluster(t *testing.T) {
 // the limit and marks its answers; back on Redis once it answers.
 func TestRedisFailModeLocal(t *testing.T) {
 	s := redistest.Start(t)
-	cfg := Config{Enabled: true, FailMode: FailLocal, ExpectedInstances: 2, Limits: Limits{RequestsPerMinute: 4}}
+	cfg := Config{Enabled: true, Settings: quota.Settings{FailMode: quota.FailLocal, ExpectedInstances: 2}, Limits: Limits{RequestsPerMinute: 4}}
 	l := newRedisFor(t, s, cfg)
 	ctx := t.Context()
 	d, err := l.Reserve(ctx, alice(1), t0)
@@ -249,7 +250,7 @@ func TestRedisFailModeLocal(t *testing.T) {
 			require.Equal(t, int64(2), d.Limit)
 		}
 	}
-	require.Equal(t, FailLocal, l.Status(ctx).Fallback)
+	require.Equal(t, quota.FailLocal, l.Status(ctx).Fallback)
 
 	s.Restart(t)
 	l.Store().(*quota.Local).Primary().(*quota.Redis).RetryNow()

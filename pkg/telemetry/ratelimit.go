@@ -71,7 +71,7 @@ func (m *RateLimitMetrics) Hooks() processor.RateLimitHooks {
 	}
 }
 
-// SetBackendHealthy records the backend's state (ratelimit.Hooks.OnStateChange).
+// SetBackendHealthy records the backend's state (quota.Hooks.OnStateChange).
 func (m *RateLimitMetrics) SetBackendHealthy(ok bool) {
 	if ok {
 		m.healthy.Set(1)

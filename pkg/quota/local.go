@@ -5,8 +5,6 @@ import (
 	"errors"
 	"strings"
 	"time"
-
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
 )
 
 // Fail modes: what a feature does while its shared store is unreachable.
@@ -100,39 +98,3 @@ func (l *Local) Close() error { return l.primary.Close() }
 
 // Primary returns the wrapped store.
 func (l *Local) Primary() Store { return l.primary }
-
-// StoreConfig is what a policy's configuration says about its store.
-type StoreConfig struct {
-	// Redis selects the Redis store (else memory) and locates it.
-	Redis *redisconf.Config
-	// KeyPrefix starts every Redis key.
-	KeyPrefix string
-	// MaxScopes bounds the memory store and the local fallback.
-	MaxScopes int
-	// FailMode "local" wraps the Redis store in [Local] for
-	// ExpectedInstances instances.
-	FailMode          string
-	ExpectedInstances int
-	// OnStateChange is called once per health transition. May be nil.
-	OnStateChange func(Status)
-}
-
-// Open returns the store c describes counting metrics: memory, or Redis
-// (on the shared client of its configuration, pinged once so /health
-// starts right; an unreachable server is a state, not an error).
-func Open(ctx context.Context, c StoreConfig, metrics []Metric) (Store, error) {
-	if c.Redis == nil {
-		return NewMemory(metrics, MemoryOptions{MaxScopes: c.MaxScopes, OnStateChange: c.OnStateChange}), nil
-	}
-	client, err := redisconf.Default.Client(*c.Redis, redisconf.Profile{MaxRetries: -1})
-	if err != nil {
-		return nil, err
-	}
-	r := NewRedis(client, metrics, RedisOptions{Prefix: c.KeyPrefix, OnStateChange: c.OnStateChange})
-	var s Store = r
-	if c.FailMode == FailLocal {
-		s = NewLocal(r, metrics, c.ExpectedInstances, c.MaxScopes)
-	}
-	s.Status(ctx)
-	return s, nil
-}

@@ -1,0 +1,256 @@
+package quota
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
+)
+
+// Backend names accepted by [Settings.Backend].
+const (
+	BackendMemory = "memory"
+	BackendRedis  = "redis"
+)
+
+// Settings are the store fields of a policy's configuration, embedded in
+// it so that one mechanism defaults, validates and opens them for every
+// policy. The YAML keys are the same in every policy:
+//
+//   - backend: "memory" (default; this process only, so every replica
+//     counts alone, and counts are lost on restart) or "redis" (shared and
+//     exact across replicas).
+//   - fail_mode, while the store fails: "open" (default; the caller admits),
+//     "closed" (the caller refuses with a 503) or "local" (redis only:
+//     count in this process at each limit divided by expected_instances
+//     until Redis answers again; answers so decided carry
+//     X-Llm-Proxy-Degraded: local). See [Local].
+//   - expected_instances: instances sharing the Redis, for fail mode local.
+//     Default 1.
+//   - redis: where the Redis is (single, Sentinel or Cluster).
+//   - key_prefix: starts every Redis key. It must not contain '{' or '}':
+//     the store builds the Redis Cluster hash tag after it.
+//   - max_scopes: bounds the memory store and the local fallback: at most
+//     this many scopes with live counters and this many outstanding
+//     reservations. Default 100000.
+type Settings struct {
+	Backend           string           `json:"backend"`
+	FailMode          string           `json:"fail_mode"`
+	ExpectedInstances int              `json:"expected_instances"`
+	Redis             redisconf.Config `json:"redis"`
+	KeyPrefix         string           `json:"key_prefix"`
+	MaxScopes         int              `json:"max_scopes"`
+}
+
+// FailClosed reports whether requests must be refused when the store
+// fails (an error wrapping the policy's unavailable error); false means
+// admit them (fail open; fail mode local admits when its fallback fails).
+func (s Settings) FailClosed() bool { return s.FailMode == FailClosed }
+
+// settings gives [OpenPolicy] the settings of any configuration embedding
+// them.
+func (s *Settings) settings() *Settings { return s }
+
+// ApplyDefaults sets backend memory, fail mode open, one expected
+// instance, keyPrefix and [DefaultMaxScopes] on zero fields.
+func (s *Settings) ApplyDefaults(keyPrefix string) {
+	s.Backend = cmp.Or(s.Backend, BackendMemory)
+	s.FailMode = cmp.Or(s.FailMode, FailOpen)
+	s.KeyPrefix = cmp.Or(s.KeyPrefix, keyPrefix)
+	s.ExpectedInstances = cmp.Or(s.ExpectedInstances, 1)
+	s.MaxScopes = cmp.Or(s.MaxScopes, DefaultMaxScopes)
+}
+
+// Validate adds to p every problem of the settings; zero fields are valid.
+func (s *Settings) Validate(p *Problems) {
+	if !slices.Contains([]string{"", BackendMemory, BackendRedis}, s.Backend) {
+		p.Add("backend", "must be %q or %q, got %q", BackendMemory, BackendRedis, s.Backend)
+	}
+	if !slices.Contains([]string{"", FailOpen, FailClosed, FailLocal}, s.FailMode) {
+		p.Add("fail_mode", "must be %q, %q or %q, got %q", FailOpen, FailClosed, FailLocal, s.FailMode)
+	}
+	if strings.ContainsAny(s.KeyPrefix, "{}") {
+		p.Add("key_prefix", "must not contain '{' or '}' (the store adds the Redis Cluster hash tag), got %q", s.KeyPrefix)
+	}
+	p.NotNegative("expected_instances", s.ExpectedInstances)
+	p.NotNegative("max_scopes", s.MaxScopes)
+	if s.Backend == BackendRedis {
+		p.errs = append(p.errs, s.Redis.Validate(p.path+".redis"))
+	}
+}
+
+// Hooks observe a policy's store without the engine logging or importing
+// metrics. Nil fields are skipped. Hooks run synchronously on the calling
+// goroutine and must be quick.
+type Hooks struct {
+	// OnStateChange is called when the store turns unhealthy (with the
+	// error) or healthy again, once per transition, so the caller can log
+	// once rather than per request.
+	OnStateChange func(s Status)
+}
+
+// Open returns the policy's store counting metrics, on defaulted settings:
+// memory, or Redis on the shared client of its configuration (pinged once
+// so /health starts right; an unreachable server is a state, not an
+// error), behind [Local] for fail mode local. Store errors are wrapped in
+// unavailable too.
+func (s *Settings) Open(ctx context.Context, metrics []Metric, hooks Hooks, unavailable error) (Handle, error) {
+	if s.Backend != BackendRedis {
+		st := NewMemory(metrics, MemoryOptions{MaxScopes: s.MaxScopes, OnStateChange: hooks.OnStateChange})
+		return Handle{store: st, unavailable: unavailable}, nil
+	}
+	client, err := redisconf.Default.Client(s.Redis, redisconf.Profile{MaxRetries: -1})
+	if err != nil {
+		return Handle{}, err
+	}
+	var st Store = NewRedis(client, metrics, RedisOptions{Prefix: s.KeyPrefix, OnStateChange: hooks.OnStateChange})
+	if s.FailMode == FailLocal {
+		st = NewLocal(st, metrics, s.ExpectedInstances, s.MaxScopes)
+	}
+	st.Status(ctx)
+	return Handle{store: st, unavailable: unavailable}, nil
+}
+
+// Problems collects the problems of one configuration block, each prefixed
+// with the block's path and the field's.
+type Problems struct {
+	path string
+	errs []error
+}
+
+// NewProblems returns an empty collection for the block at path.
+func NewProblems(path string) *Problems { return &Problems{path: path} }
+
+// Add records a problem of field (a path under the block).
+func (p *Problems) Add(field, format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("%s.%s: %s", p.path, field, fmt.Sprintf(format, args...)))
+}
+
+// NotNegative records a problem when v is negative.
+func (p *Problems) NotNegative(field string, v int) {
+	if v < 0 {
+		p.Add(field, "must not be negative, got %d", v)
+	}
+}
+
+// Err joins the problems (errors.Join); nil when there are none.
+func (p *Problems) Err() error { return errors.Join(p.errs...) }
+
+// EachNamed calls check for every entry of m in name order with the entry's
+// path, and records an empty name as a problem of field.
+func EachNamed[V any](p *Problems, field string, m map[string]V, check func(path string, v V)) {
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		if name == "" {
+			p.Add(field, "empty name")
+			continue
+		}
+		check(field+"."+name, m[name])
+	}
+}
+
+// Handle is a policy's limiter side of its store: it reserves and adjusts
+// with every store error wrapped in the policy's own unavailable error, and
+// answers Status, Close and Store. It is safe for concurrent use.
+type Handle struct {
+	store       Store
+	unavailable error
+}
+
+// Reserve is [Store.Reserve]; an error wraps the policy's unavailable error.
+func (h Handle) Reserve(ctx context.Context, checks []Check, amounts []int64, now time.Time) (Result, error) {
+	r, err := h.store.Reserve(ctx, checks, amounts, now)
+	if err != nil {
+		return r, fmt.Errorf("%w: %w", h.unavailable, err)
+	}
+	return r, nil
+}
+
+// Adjust is [Store.Adjust] for reservation id; one without charges is left
+// alone. An error wraps the policy's unavailable error.
+func (h Handle) Adjust(ctx context.Context, id string, charges []Charge, deltas []int64, now time.Time) error {
+	if len(charges) == 0 {
+		return nil
+	}
+	if err := h.store.Adjust(ctx, Reservation{ID: id, Charges: charges}, deltas, now); err != nil {
+		return fmt.Errorf("%w: %w", h.unavailable, err)
+	}
+	return nil
+}
+
+// Status reports the store's health; the Redis store pings.
+func (h Handle) Status(ctx context.Context) Status { return h.store.Status(ctx) }
+
+// Close releases the store's resources.
+func (h Handle) Close() error { return h.store.Close() }
+
+// Store returns the store under h, for tests and diagnostics.
+func (h Handle) Store() Store { return h.store }
+
+// Rules is what [Policy] needs of a policy's configuration C, through its
+// pointer: validation, defaults and the embedded [Settings].
+type Rules[C any] interface {
+	*C
+	Validate() error
+	ApplyDefaults()
+	settings() *Settings
+}
+
+// Policy is the engine side of a policy's limiter: its store (through the
+// embedded [Handle]) and the configuration in force, which SetRules swaps
+// atomically. It is safe for concurrent use.
+type Policy[C any, P Rules[C]] struct {
+	Handle
+	rules atomic.Pointer[C]
+}
+
+// OpenPolicy defaults cfg and opens its store counting metrics (see
+// [Settings.Open]); the store's errors wrap unavailable.
+func OpenPolicy[C any, P Rules[C]](ctx context.Context, cfg C, metrics []Metric, hooks Hooks, unavailable error) (*Policy[C, P], error) {
+	pc := P(&cfg)
+	pc.ApplyDefaults()
+	h, err := pc.settings().Open(ctx, metrics, hooks, unavailable)
+	if err != nil {
+		return nil, err
+	}
+	p := &Policy[C, P]{Handle: h}
+	p.rules.Store(&cfg)
+	return p, nil
+}
+
+// Load returns the configuration in force, shared: callers must not
+// modify it.
+func (p *Policy[C, P]) Load() *C { return p.rules.Load() }
+
+// SetRules puts the limits of cfg in force for every later reservation,
+// after validating and defaulting cfg; on error the current limits stay.
+// Only the limits change: the store's [Settings] are those p was opened
+// with (see config.RestartRequired). Reservations made before keep their
+// charges and settle against them. Safe for concurrent use.
+func (p *Policy[C, P]) SetRules(cfg C) error {
+	if err := P(&cfg).Validate(); err != nil {
+		return err
+	}
+	P(&cfg).ApplyDefaults()
+	p.rules.Store(&cfg)
+	return nil
+}
+
+// Rules returns a copy of the configuration in force (see SetRules).
+func (p *Policy[C, P]) Rules() C { return *p.rules.Load() }
+
+// Disabled is embedded by a policy's no-op limiter: healthy, nothing to
+// close. The zero value is ready to use.
+type Disabled struct{}
+
+// Status reports backend "disabled", healthy.
+func (Disabled) Status(context.Context) Status { return Status{Backend: "disabled", Healthy: true} }
+
+// Close does nothing.
+func (Disabled) Close() error { return nil }
