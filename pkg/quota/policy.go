@@ -56,6 +56,8 @@ func (s Settings) FailClosed() bool { return s.FailMode == FailClosed }
 
 // settings gives [OpenPolicy] the settings of any configuration embedding
 // them.
+//
+//lint:ignore U1000 called through the Rules constraint of OpenPolicy, promoted from the embedding configs
 func (s *Settings) settings() *Settings { return s }
 
 // ApplyDefaults sets backend memory, fail mode open, one expected
