@@ -84,8 +84,17 @@ func (st *stream) chainFor(body []byte) *failoverState {
 // the target, so limits, budgets and the breaker account for what is
 // served.
 func (st *stream) failOver(ctx context.Context, refusal *Reply) (*Reply, bool) {
+	if refusal.Details != CircuitOpenDetails {
+		return refusal, false
+	}
+	if st.fo == nil {
+		// Looked up on the first refusal only: a call whose circuit is
+		// closed costs nothing.
+		st.fo = st.chainFor(st.reqBody)
+		st.reqBody = nil
+	}
 	fo := st.fo
-	if fo == nil || refusal.Details != CircuitOpenDetails || !fo.chain.On.Has(failover.CircuitOpen) {
+	if fo == nil || !fo.chain.On.Has(failover.CircuitOpen) {
 		return refusal, false
 	}
 	if fo.first == nil {

@@ -48,7 +48,8 @@ type stream struct {
 	setHeaders  [][2]string      // request headers asked for by tickets
 	credHeaders [][2]string      // the vendor key header (gateway_keys mode)
 	metaUser    string           // the user of a /meta/{user}/ path
-	fo          *failoverState   // the call's chain, when one applies (failover.go)
+	fo          *failoverState   // the call's chain, once it failed over (failover.go)
+	reqBody     []byte           // the request body as it came, with failover on
 	extraMD     map[string]any   // admission metadata asked for by tickets
 	oneMessage  bool             // the whole body came in the message being answered
 	newBody     []byte           // request body with include_usage added
@@ -436,8 +437,10 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 		st.newBody = injectIncludeUsage(st.body)
 		st.injected = st.newBody != nil
 	}
-	st.fo = st.chainFor(st.body)
-	st.body = nil // the bytes are no longer needed (a chain keeps its own reference)
+	if st.s.failover.Enabled() {
+		st.reqBody = st.body // kept for a failover's rewrite (failover.go)
+	}
+	st.body = nil // the bytes are no longer needed
 	if n := len(st.s.guards); n > 0 || st.keysMode {
 		st.decisions = make([]GuardDecision, 0, n+1)
 	}
