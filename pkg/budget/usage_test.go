@@ -1,7 +1,6 @@
 package budget
 
 import (
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"testing"
 	"time"
 
@@ -17,13 +16,8 @@ func TestUsage(t *testing.T) {
 		PerKey: Policy{Default: Limits{DailyUSD: 50, MonthlyUSD: 100}, Overrides: map[string]Limits{"free": {}}}}
 	teamBudget := Limits{MonthlyUSD: 500}
 	backends := map[string]func(t *testing.T) *Quota{
-		"memory": func(t *testing.T) *Quota {
-			require.NoError(t, cfg.Validate())
-			q, err := Open(t.Context(), cfg, quota.Hooks{})
-			require.NoError(t, err)
-			return q
-		},
-		"redis": func(t *testing.T) *Quota { return newRedisFor(t, redistest.Start(t), cfg) },
+		"memory": func(t *testing.T) *Quota { require.NoError(t, cfg.Validate()); return newMemory(t, cfg) },
+		"redis":  func(t *testing.T) *Quota { return newRedisFor(t, redistest.Start(t), cfg) },
 	}
 	for name, open := range backends {
 		t.Run(name, func(t *testing.T) {

@@ -1,7 +1,6 @@
 package ratelimit
 
 import (
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -15,13 +14,8 @@ func TestUsage(t *testing.T) {
 		Overrides: Overrides{PerUser: map[string]Limits{"vip": {}}}}
 	team := Limits{TokensPerMinute: 9000}
 	backends := map[string]func(t *testing.T) *Quota{
-		"memory": func(t *testing.T) *Quota {
-			require.NoError(t, cfg.Validate())
-			q, err := Open(t.Context(), cfg, quota.Hooks{})
-			require.NoError(t, err)
-			return q
-		},
-		"redis": func(t *testing.T) *Quota { return newRedisFor(t, redistest.Start(t), cfg) },
+		"memory": func(t *testing.T) *Quota { require.NoError(t, cfg.Validate()); return newMemory(t, cfg) },
+		"redis":  func(t *testing.T) *Quota { return newRedisFor(t, redistest.Start(t), cfg) },
 	}
 	for name, open := range backends {
 		t.Run(name, func(t *testing.T) {
