@@ -16,6 +16,7 @@ import (
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/fakevendor"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
+	adminapi "github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/admin"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
@@ -157,6 +158,30 @@ func TestFailoverAtAdmission(t *testing.T) {
 		require.True(t, charged.CostKnown)
 		require.Equal(t, "openai", charged.RequestedProvider)
 		require.Equal(t, "gpt-4o", charged.RequestedModel)
+	})
+
+	t.Run("the console's failover report", func(t *testing.T) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.adminURL+"/api/v1/failover", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		resp, err := httpClient().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		var rep adminapi.FailoverReport
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&rep))
+		require.True(t, rep.Enabled)
+		require.Equal(t, []string{"anthropic:claude-opus-4-1", "openai:gpt-4o"}, rep.Chains)
+		calls := map[string]int64{}
+		for _, r := range rep.Routes {
+			require.Equal(t, "circuit_open", r.Reason)
+			calls[r.From+">"+r.To] = r.Calls
+		}
+		require.Equal(t, map[string]int64{"openai:gpt-4o>openai:gpt-4o-mini": 2,
+			"openai:gpt-4o>anthropic:claude-sonnet-4-5": 2}, calls, "a JSON and a streamed call per hop")
+		require.Equal(t, int64(4), rep.Total)
+		require.Len(t, rep.Recent, 4)
+		require.Equal(t, "anthropic:claude-sonnet-4-5", rep.Recent[0].To)
 	})
 
 	t.Run("same vendor with the Anthropic SDK", func(t *testing.T) {

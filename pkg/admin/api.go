@@ -21,6 +21,9 @@ type Console struct {
 	// Headroom reports what the heaviest callers have left of their limits
 	// (GET /api/v1/headroom).
 	Headroom HeadroomSource
+	// FailoverChains are the keys of the configured failover chains
+	// (GET /api/v1/failover reports failover as disabled when empty).
+	FailoverChains []string
 }
 
 // CircuitSource reports the circuit breaker's state. Implementations are
@@ -164,16 +167,33 @@ func intParam(r *http.Request, name string, def, lo, hi int) (int, bool) {
 	return n, true
 }
 
+// rangeParam parses the range query parameter (default today); on a bad
+// value it answers 400 and returns false.
+func rangeParam(w http.ResponseWriter, r *http.Request) (UsageRange, bool) {
+	switch rng := UsageRange(r.URL.Query().Get("range")); rng {
+	case "":
+		return RangeToday, true
+	case RangeToday, Range7d:
+		return rng, true
+	}
+	writeJSON(w, http.StatusBadRequest, apiError{"range must be today or 7d"})
+	return "", false
+}
+
+// series returns c.Series, or an empty one when none is configured.
+func (c *Console) series() *Series {
+	if c.Series == nil {
+		return NewSeries(SeriesOptions{})
+	}
+	return c.Series
+}
+
 // registerAPI adds the /api/v1 endpoints to mux.
 func (c *Console) registerAPI(mux *http.ServeMux, now func() time.Time) {
 	mux.HandleFunc("GET /api/v1/usage", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		rng := UsageRange(q.Get("range"))
-		if rng == "" {
-			rng = RangeToday
-		}
-		if rng != RangeToday && rng != Range7d {
-			writeJSON(w, http.StatusBadRequest, apiError{"range must be today or 7d"})
+		rng, ok := rangeParam(w, r)
+		if !ok {
 			return
 		}
 		by := q.Get("by")
@@ -189,11 +209,7 @@ func (c *Console) registerAPI(mux *http.ServeMux, now func() time.Time) {
 			writeJSON(w, http.StatusBadRequest, apiError{"top must be an integer from 1 to 100"})
 			return
 		}
-		s := c.Series
-		if s == nil {
-			s = NewSeries(SeriesOptions{})
-		}
-		writeJSON(w, http.StatusOK, s.Usage(rng, by, top, now()))
+		writeJSON(w, http.StatusOK, c.series().Usage(rng, by, top, now()))
 	})
 	mux.HandleFunc("GET /api/v1/traffic", func(w http.ResponseWriter, r *http.Request) {
 		minutes, ok := intParam(r, "minutes", 60, 1, minuteBuckets)
@@ -201,11 +217,14 @@ func (c *Console) registerAPI(mux *http.ServeMux, now func() time.Time) {
 			writeJSON(w, http.StatusBadRequest, apiError{"minutes must be an integer from 1 to 60"})
 			return
 		}
-		s := c.Series
-		if s == nil {
-			s = NewSeries(SeriesOptions{})
+		writeJSON(w, http.StatusOK, c.series().Traffic(minutes, now()))
+	})
+	mux.HandleFunc("GET /api/v1/failover", func(w http.ResponseWriter, r *http.Request) {
+		rng, ok := rangeParam(w, r)
+		if !ok {
+			return
 		}
-		writeJSON(w, http.StatusOK, s.Traffic(minutes, now()))
+		writeJSON(w, http.StatusOK, c.series().Failover(rng, c.FailoverChains, now()))
 	})
 	mux.HandleFunc("GET /api/v1/circuits", func(w http.ResponseWriter, r *http.Request) {
 		if c.Circuits == nil {

@@ -74,21 +74,23 @@ func TestConsoleInBrowser(t *testing.T) {
 		costMicros      int64
 		in, out         int64
 		ms              int
+		from            string // the provider:model asked for, when another target served
 	}
 	calls := []call{
-		{5, "openai", "gpt-4o", "alice", "3f9a0c1d2e4b5a6978c1", ClassOK, 4_200_000, 120_000, 30_000, 900},
-		{3, "openai", "gpt-4o", "bob", "3f9a0c1d2e4b5a6978c1", ClassOK, 2_100_000, 60_000, 15_000, 1200},
-		{2, "anthropic", "claude-sonnet-4-5", "alice", "9b1e22aa0c7d4f1e8a55", ClassOK, 3_300_000, 80_000, 22_000, 2400},
-		{1, "gemini", "gemini-2.5-flash", "carol", "77d0e1c2b3a4958675ff", ClassOK, 400_000, 150_000, 9_000, 450},
-		{0, "openai", "gpt-4o", "alice", "3f9a0c1d2e4b5a6978c1", ClassOK, 1_600_000, 40_000, 12_000, 700},
-		{0, "anthropic", "claude-sonnet-4-5", "bob", "9b1e22aa0c7d4f1e8a55", ClassUpstreamError, 0, 0, 0, 3100},
-		{0, "openai", "gpt-4o", "alice", "3f9a0c1d2e4b5a6978c1", ClassRateLimited, 0, 0, 0, 2},
-		{0, "openai", "gpt-4o", "alice", "3f9a0c1d2e4b5a6978c1", ClassRateLimited, 0, 0, 0, 3},
+		{5, "openai", "gpt-4o", "alice", "3f9a0c1d2e4b5a6978c1", ClassOK, 4_200_000, 120_000, 30_000, 900, ""},
+		{3, "openai", "gpt-4o", "bob", "3f9a0c1d2e4b5a6978c1", ClassOK, 2_100_000, 60_000, 15_000, 1200, ""},
+		{2, "anthropic", "claude-sonnet-4-5", "alice", "9b1e22aa0c7d4f1e8a55", ClassOK, 3_300_000, 80_000, 22_000, 2400, "openai:gpt-4o"},
+		{1, "gemini", "gemini-2.5-flash", "carol", "77d0e1c2b3a4958675ff", ClassOK, 400_000, 150_000, 9_000, 450, "gemini:gemini-2.5-pro"},
+		{0, "openai", "gpt-4o", "alice", "3f9a0c1d2e4b5a6978c1", ClassOK, 1_600_000, 40_000, 12_000, 700, ""},
+		{0, "anthropic", "claude-sonnet-4-5", "bob", "9b1e22aa0c7d4f1e8a55", ClassUpstreamError, 0, 0, 0, 3100, "openai:gpt-4o"},
+		{0, "openai", "gpt-4o", "alice", "3f9a0c1d2e4b5a6978c1", ClassRateLimited, 0, 0, 0, 2, ""},
+		{0, "openai", "gpt-4o", "alice", "3f9a0c1d2e4b5a6978c1", ClassRateLimited, 0, 0, 0, 3, ""},
 	}
 	var wantSpend = map[string]float64{}
 	for _, c := range calls {
 		s.Add(Sample{Time: at(c.ago), Provider: c.provider, Model: c.model, User: c.user, KeyID: c.key, Class: c.class,
-			CostNanos: c.costMicros * 1000, InputTokens: c.in, OutputTokens: c.out, Duration: time.Duration(c.ms) * time.Millisecond})
+			CostNanos: c.costMicros * 1000, InputTokens: c.in, OutputTokens: c.out, Duration: time.Duration(c.ms) * time.Millisecond,
+			FailoverFrom: c.from, FailoverReason: map[bool]string{true: "circuit_open"}[c.from != ""]})
 		wantSpend[c.provider+"/"+c.model] += float64(c.costMicros) / 1e6
 	}
 	until := now.Add(4 * time.Minute)
@@ -119,7 +121,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	// The server's clock is pinned to the samples' now, so no hour or day
 	// boundary can fall between recording and reading.
 	srv := httptest.NewServer(New(Options{Providers: providers.Default(), Ready: func() bool { return true },
-		Version: "v1.2.3", Now: func() time.Time { return now }, Console: &Console{Series: s, Circuits: circuits, Headroom: headroom}, Token: token,
+		Version: "v1.2.3", Now: func() time.Time { return now }, Console: &Console{Series: s, Circuits: circuits, Headroom: headroom,
+			FailoverChains: []string{"openai:gpt-4o", "gemini:gemini-2.5-*"}}, Token: token,
 		UnpricedModels: func(context.Context) any {
 			return []map[string]any{{"provider": "openai", "model": "gpt-9-preview", "requests": 3,
 				"first_seen": now.Add(-time.Hour), "last_seen": now}}
@@ -177,6 +180,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		Circuits      map[string]string
 		Headroom      map[string]string
 		HeadroomNote  string
+		Failover      map[string]string
+		FailoverNote  string
 		Unpriced      []string
 		TileSpend     string
 	}
@@ -200,6 +205,8 @@ func TestConsoleInBrowser(t *testing.T) {
 			Headroom: Object.fromEntries(q('#headroom tr[data-subject]').map((tr) =>
 				[tr.dataset.subject + " " + (tr.dataset.limit || "unlimited"), tr.querySelector('.used') ? tr.querySelector('.used').textContent : ""])),
 			HeadroomNote: document.getElementById('headroom-note').textContent,
+			Failover: Object.fromEntries(q('#failover tr[data-route]').map((tr) => [tr.dataset.route, tr.querySelector('.calls').textContent])),
+			FailoverNote: document.getElementById('failover-note').textContent,
 			Unpriced: q('#unpriced tr[data-unpriced]').map((tr) => tr.dataset.unpriced),
 			TileSpend: document.getElementById('tile-spend').textContent,
 		};
@@ -260,6 +267,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		"team:search budget usd/month":            "$61.00 of $500.00 (12%)",
 	}, got.Headroom, "every limit of every subject, with the figures the API gave")
 	require.Equal(t, "ranked by today's spend (all instances)", got.HeadroomNote)
+	require.Equal(t, map[string]string{
+		"openai:gpt-4o>anthropic:claude-sonnet-4-5":     "2",
+		"gemini:gemini-2.5-pro>gemini:gemini-2.5-flash": "1",
+	}, got.Failover, "every failover route with its calls")
+	require.Equal(t, "3 of 8 calls (37.5%) served by another target today · chains: gemini:gemini-2.5-*, openai:gpt-4o",
+		got.FailoverNote)
 	require.Equal(t, "$11.60", got.TileSpend)
 	require.Equal(t, []string{"openai/gpt-9-preview"}, got.Unpriced, "the unpriced models of /health are listed")
 }

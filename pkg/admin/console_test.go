@@ -138,13 +138,18 @@ func TestConsoleAPI(t *testing.T) {
 	require.Equal(t, "gpt-4o", cr.Circuits[0].Model)
 	require.Equal(t, int64(60), cr.Circuits[0].RemainingSeconds)
 
+	fo := decode[FailoverReport](t, do(h, "/api/v1/failover?range=7d"))
+	require.Equal(t, Range7d, fo.Range)
+	require.Equal(t, int64(1), fo.Requests)
+	require.False(t, fo.Enabled)
+
 	hr := decode[HeadroomReport](t, do(h, "/api/v1/headroom?top=3"))
 	require.Equal(t, 3, top)
 	require.Equal(t, 8.0, hr.Subjects[0].Limits[0].Remaining)
 	require.InDelta(t, 0.2, hr.Subjects[0].Limits[0].UsedRatio, 1e-12)
 
 	for _, bad := range []string{"/api/v1/usage?range=month", "/api/v1/usage?by=team", "/api/v1/usage?top=0",
-		"/api/v1/traffic?minutes=61", "/api/v1/traffic?minutes=x", "/api/v1/headroom?top=51"} {
+		"/api/v1/traffic?minutes=61", "/api/v1/traffic?minutes=x", "/api/v1/headroom?top=51", "/api/v1/failover?range=1h"} {
 		rec := do(h, bad)
 		require.Equal(t, http.StatusBadRequest, rec.Code, bad)
 		require.NotEmpty(t, decode[apiError](t, rec).Error)

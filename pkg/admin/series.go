@@ -31,6 +31,10 @@ type Sample struct {
 	InputTokens, OutputTokens int64
 	// Duration is the time from the request headers to the end.
 	Duration time.Duration
+	// FailoverFrom is the provider:model the client asked for when another
+	// target of its chain (Provider, Model) served the call, and
+	// FailoverReason the condition that moved it; both empty otherwise.
+	FailoverFrom, FailoverReason string
 }
 
 // Outcome classes of a [Sample], as GET /api/v1/traffic reports them.
@@ -97,6 +101,10 @@ type Series struct {
 	mu      sync.Mutex
 	hours   [hourBuckets]hourBucket
 	minutes [minuteBuckets]minuteBucket
+	// recent is a ring of the latest failed-over calls; recentNext counts
+	// every one ever added.
+	recent     [recentFailovers]FailoverEvent
+	recentNext int
 }
 
 // Totals are summed usage in a bucket or a row.
@@ -125,6 +133,8 @@ type hourBucket struct {
 	index int64 // hours since the Unix epoch; 0 = unused
 	total Totals
 	by    map[string]map[string]*Totals // dimension -> name -> totals
+	// failovers tallies the hour's failed-over calls; nil until one.
+	failovers map[failoverRoute]*FailoverRoute
 }
 
 type minuteBucket struct {
@@ -151,7 +161,9 @@ func (s *Series) Add(sm Sample) {
 	m := sm.Time.Unix() / 60
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var inHour *hourBucket // nil when sm is older than the kept hours
 	if hb := &s.hours[h%hourBuckets]; hb.index <= h {
+		inHour = hb
 		if hb.index != h {
 			*hb = hourBucket{index: h, by: make(map[string]map[string]*Totals, len(dimensions))}
 		}
@@ -179,6 +191,9 @@ func (s *Series) Add(sm Sample) {
 			}
 			t.add(&sm)
 		}
+	}
+	if sm.FailoverFrom != "" {
+		s.addFailoverLocked(inHour, &sm)
 	}
 	if mb := &s.minutes[m%minuteBuckets]; mb.index <= m {
 		if mb.index != m {
@@ -253,19 +268,8 @@ type NamedSeries struct {
 // Usage reports usage over r broken down by dim (ByProvider, ByModel,
 // ByUser, ByKey), keeping the top names by cost.
 func (s *Series) Usage(r UsageRange, dim string, top int, now time.Time) UsageSeries {
-	now = now.UTC()
-	day := now.Truncate(24 * time.Hour)
 	out := UsageSeries{Range: r, By: dim, Scope: "instance"}
-	var first, last, step int64 // hour indexes and hours per bucket
-	if r == Range7d {
-		step = 24
-		first = day.AddDate(0, 0, -6).Unix() / 3600
-		last = day.Unix()/3600 + 23
-	} else {
-		step = 1
-		first = day.Unix() / 3600
-		last = now.Unix() / 3600
-	}
+	first, last, step := hourSpan(r, now)
 	out.StepSeconds = step * 3600
 	n := int((last-first)/step + 1)
 	for i := range n {
@@ -294,6 +298,16 @@ func (s *Series) Usage(r UsageRange, dim string, top int, now time.Time) UsageSe
 	s.mu.Unlock()
 	out.Series = topSeries(rows, top, n)
 	return out
+}
+
+// hourSpan returns the first and last hour index (hours since the Unix
+// epoch) of range r ending at now, and the hours per reported bucket.
+func hourSpan(r UsageRange, now time.Time) (first, last, step int64) {
+	day := now.UTC().Truncate(24 * time.Hour)
+	if r == Range7d {
+		return day.AddDate(0, 0, -6).Unix() / 3600, day.Unix()/3600 + 23, 24
+	}
+	return day.Unix() / 3600, now.Unix() / 3600, 1
 }
 
 // topSeries sorts rows by cost, requests and name and folds all but the

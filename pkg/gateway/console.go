@@ -32,9 +32,13 @@ func (o seriesObserver) Observe(r *processor.Record) {
 	if model == "" {
 		model = r.Usage.Model
 	}
-	o.series.Add(admin.Sample{Time: o.now(), Provider: r.Provider, Model: model, User: r.Identity.User,
+	sm := admin.Sample{Time: o.now(), Provider: r.Provider, Model: model, User: r.Identity.User,
 		KeyID: r.Identity.KeyID, Class: outcomeClass(r), CostNanos: budget.Nanos(r.Cost.TotalUSD),
-		InputTokens: r.Usage.InputTokens, OutputTokens: r.Usage.OutputTokens, Duration: r.Duration})
+		InputTokens: r.Usage.InputTokens, OutputTokens: r.Usage.OutputTokens, Duration: r.Duration}
+	if fo := r.Failover; fo != nil {
+		sm.FailoverFrom, sm.FailoverReason = fo.Requested.String(), fo.Reason
+	}
+	o.series.Add(sm)
 }
 
 // outcomeClass sorts a call into one of admin's outcome classes: the guard

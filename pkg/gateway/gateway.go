@@ -263,6 +263,9 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 	if err != nil {
 		return nil, fmt.Errorf("failover: %w", err)
 	}
+	for _, c := range chains.Chains() {
+		console.FailoverChains = append(console.FailoverChains, c.Key)
+	}
 	if chains.Enabled() && !cb.Enabled {
 		// Admission failover follows the breaker's open circuits.
 		o.Logger.Warn("features.failover is enabled but features.circuit_breaker is not: no call fails over")

@@ -313,6 +313,30 @@
     if (rows === 0) emptyRow(tbody, 5, "no callers today");
   }
 
+  // renderFailover tallies the calls another target of their chain
+  // served, by requested and serving target, with the share of all calls.
+  function renderFailover(f) {
+    const tbody = $("failover").querySelector("tbody");
+    clear(tbody);
+    const note = $("failover-note");
+    if (!f.enabled) {
+      note.textContent = "";
+      emptyRow(tbody, 4, "failover off: no chains in features.failover");
+      return;
+    }
+    const share = f.requests > 0 ? Math.round((f.total / f.requests) * 1000) / 10 : 0;
+    note.textContent = f.total + " of " + f.requests + " calls (" + share + "%) served by another target" +
+      (f.range === "7d" ? " in 7 days" : " today") + " · chains: " + f.chains.join(", ");
+    note.setAttribute("data-total", String(f.total));
+    f.routes.forEach((r) => {
+      const route = html("span", "who", r.from + " \u2192 " + r.to);
+      const tr = row(tbody, [route, r.reason, String(r.calls), new Date(r.last).toLocaleTimeString()]);
+      tr.setAttribute("data-route", r.from + ">" + r.to);
+      tr.querySelectorAll("td")[2].className = "calls";
+    });
+    if (f.routes.length === 0) emptyRow(tbody, 4, "no call failed over");
+  }
+
   // renderUnpriced lists the models /health reports as seen without a
   // price, so an operator adds one before the month closes.
   function renderUnpriced(list) {
@@ -344,18 +368,20 @@
     inflight = true;
     const range = $("range").value, by = $("by").value;
     try {
-      const [health, usage, traffic, circuits, headroom] = await Promise.all([
+      const [health, usage, traffic, circuits, headroom, failover] = await Promise.all([
         getJSON("/health"),
         getJSON("/api/v1/usage?range=" + encodeURIComponent(range) + "&by=" + encodeURIComponent(by)),
         getJSON("/api/v1/traffic?minutes=60"),
         getJSON("/api/v1/circuits"),
         getJSON("/api/v1/headroom?top=5"),
+        getJSON("/api/v1/failover?range=" + encodeURIComponent(range)),
       ]);
       setStatus(health.status, health.status + (health.version ? " · " + health.version : ""));
       renderUsage(usage);
       renderTraffic(traffic);
       renderCircuits(circuits);
       renderHeadroom(headroom);
+      renderFailover(failover);
       renderUnpriced(health.unpriced_models);
       $("updated").textContent = "updated " + new Date().toLocaleTimeString();
       document.body.setAttribute("data-loaded", "true");
