@@ -189,7 +189,11 @@
 //     attempted priorities excluded; none left: the original load);
 //     RetryPolicy.PreviousPriorities, validated like Envoy's factory;
 //   - auto_host_rewrite writes the host's hostname into the shared request
-//     header map as :authority before each attempt's upstream filters;
+//     header map as :authority before each attempt's upstream filters (in
+//     Envoy, UpstreamRequest::onPoolReady does it: before the upstream
+//     filters with a pooled connection, after them on a new one, when they
+//     saw the previous attempt's :authority; a server must learn the
+//     target from the host metadata, not from :authority);
 //   - the attempt's upstream filters see their own host in the attributes
 //     upstream.address and
 //     xds.upstream_host_metadata.filter_metadata['ns']['key'] (a missing
