@@ -37,7 +37,7 @@ func speaksHTTP2(cl *clusterv3.Cluster) bool {
 
 // checkClusterTLS requires every upstream TLS socket of the cluster to verify
 // the server: a trust anchor for the chain and a subject-alt-name match (or
-// auto_san_validation) for the name. Envoy accepts any certificate
+// auto_san_validation, or auto_sni_san_validation) for the name. Envoy accepts any certificate
 // without the first and any valid certificate for any name without the second.
 func (c *checker) checkClusterTLS(path string, cl *clusterv3.Cluster) {
 	autoSAN := httpOptions(cl).GetUpstreamHttpProtocolOptions().GetAutoSanValidation()
@@ -83,7 +83,10 @@ func (c *checker) checkUpstreamTLS(path string, t *tlsv3.UpstreamTlsContext, aut
 		c.addf(path, "upstream TLS validation context has no trusted_ca, so Envoy accepts any server certificate")
 	}
 	//nolint:staticcheck // match_subject_alt_names is deprecated but still honoured
-	if len(vc.GetMatchTypedSubjectAltNames()) == 0 && len(vc.GetMatchSubjectAltNames()) == 0 && !autoSAN {
-		c.addf(path, "upstream TLS checks the certificate chain but not the server name: set match_typed_subject_alt_names (or upstream_http_protocol_options.auto_san_validation)")
+	// auto_sni_san_validation checks the name against the SNI sent, which
+	// auto_host_sni takes from each host's hostname (a cluster whose hosts
+	// are different vendors).
+	if len(vc.GetMatchTypedSubjectAltNames()) == 0 && len(vc.GetMatchSubjectAltNames()) == 0 && !autoSAN && !t.GetAutoSniSanValidation() {
+		c.addf(path, "upstream TLS checks the certificate chain but not the server name: set match_typed_subject_alt_names (or upstream_http_protocol_options.auto_san_validation, or auto_sni_san_validation)")
 	}
 }

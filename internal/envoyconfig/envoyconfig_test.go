@@ -213,11 +213,22 @@ func routes(t *testing.T, b *bootstrapv3.Bootstrap) []*routev3.Route {
 }
 
 // route returns the first route matching path the way Envoy does for the
-// match kinds used here (path, prefix, safe_regex; RE2 in both).
+// match kinds used here (path, prefix, safe_regex; RE2 in both), for a
+// request without the headers routes match on.
 func route(t *testing.T, rs []*routev3.Route, path string) *routev3.Route {
+	t.Helper()
+	return routeWith(t, rs, path, nil)
+}
+
+// routeWith is route for a request with headers: a route's exact and
+// present header matchers must all hold.
+func routeWith(t *testing.T, rs []*routev3.Route, path string, headers map[string]string) *routev3.Route {
 	t.Helper()
 	for _, r := range rs {
 		m := r.GetMatch()
+		if !headersMatch(t, m.GetHeaders(), headers) {
+			continue
+		}
 		switch {
 		case m.GetPath() != "":
 			if path == m.GetPath() {
@@ -235,6 +246,24 @@ func route(t *testing.T, rs []*routev3.Route, path string) *routev3.Route {
 	}
 	t.Fatalf("no route for %s", path)
 	return nil
+}
+
+func headersMatch(t *testing.T, ms []*routev3.HeaderMatcher, headers map[string]string) bool {
+	t.Helper()
+	for _, hm := range ms {
+		v, ok := headers[hm.GetName()]
+		switch {
+		case hm.GetStringMatch().GetExact() != "":
+			ok = ok && v == hm.GetStringMatch().GetExact()
+		case hm.GetPresentMatch():
+		default:
+			t.Fatalf("header matcher %v not handled by the test", hm)
+		}
+		if ok == hm.GetInvertMatch() {
+			return false
+		}
+	}
+	return true
 }
 
 // rewrite applies the route's path rewrite the way the router does.
@@ -407,7 +436,7 @@ func TestBrokenConfigsAreRejected(t *testing.T) {
 		{
 			name: "route to a missing cluster",
 			text: text("cluster: openai\n", "cluster: open-ai\n"),
-			want: []string{`cluster "open-ai" names no cluster`, "routes[1](meta_openai)"},
+			want: []string{`cluster "open-ai" names no cluster`, "routes[2](meta_openai)"},
 		},
 		{
 			name: "grpc cluster missing",
@@ -511,7 +540,7 @@ func TestBrokenConfigsAreRejected(t *testing.T) {
 				require.NoError(t, err)
 				c.TransportSocket.ConfigType = &corev3.TransportSocket_TypedConfig{TypedConfig: a}
 			},
-			want: []string{"clusters[3](anthropic).transport_socket", "accepts any server certificate"},
+			want: []string{"clusters[4](anthropic).transport_socket", "accepts any server certificate"},
 		},
 		{
 			name: "tls without name check",

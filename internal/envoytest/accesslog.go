@@ -316,10 +316,10 @@ func (x *exchange) attribute(fl *filter, name string) (*structpb.Value, bool) {
 	case "connection.mtls":
 		return structpb.NewBoolValue(false), true
 	case "upstream.address":
-		if x.rt.host == "" {
-			return nil, false
+		if h := x.attrHost(fl); h != nil {
+			return str(h.url.Host)
 		}
-		return str(x.rt.host)
+		return nil, false
 	case "xds.route_name":
 		if x.route == nil {
 			return nil, false
@@ -336,5 +336,61 @@ func (x *exchange) attribute(fl *filter, name string) (*structpb.Value, bool) {
 		}
 		return str(x.vhost.Name)
 	}
+	if ns, key, ok := hostMetadataPath(name); ok {
+		h := x.attrHost(fl)
+		if h == nil {
+			return nil, false
+		}
+		v, ok := h.metadata[ns].GetFields()[key]
+		return v, ok
+	}
 	return nil, false
+}
+
+// attrHost is the upstream host the filter's attributes describe: an
+// upstream filter's own attempt (the host is chosen before the attempt's
+// filter chain exists and stored in the StreamInfo it shares,
+// UpstreamRequest's constructor calls setUpstreamHost), for the downstream
+// filter the latest attempt's; nil before any.
+func (x *exchange) attrHost(fl *filter) *upHost {
+	if fl.up != nil {
+		return fl.up.host
+	}
+	if a := x.rt.cur; a != nil {
+		return a.host
+	}
+	if n := len(x.rt.all); n > 0 {
+		return x.rt.all[n-1].host
+	}
+	return nil
+}
+
+// hostMetadataPath parses the CEL attribute
+// xds.upstream_host_metadata.filter_metadata['ns']['key'] (single or
+// double quotes), the one form of the host metadata attribute emulated: a
+// field of the host's filter_metadata (XDSWrapper's UpstreamHostMetadata in
+// source/extensions/filters/common/expr/context.cc). A missing namespace or
+// key is an evaluation error, and the attribute is left out.
+func hostMetadataPath(name string) (ns, key string, ok bool) {
+	rest, ok := strings.CutPrefix(name, "xds.upstream_host_metadata.filter_metadata")
+	if !ok {
+		return "", "", false
+	}
+	var parts []string
+	for len(rest) > 0 {
+		if len(rest) < 4 || rest[0] != '[' || (rest[1] != '\'' && rest[1] != '"') {
+			return "", "", false
+		}
+		q := rest[1]
+		end := strings.IndexByte(rest[2:], q)
+		if end < 0 || len(rest) < end+4 || rest[end+3] != ']' {
+			return "", "", false
+		}
+		parts = append(parts, rest[2:2+end])
+		rest = rest[end+4:]
+	}
+	if len(parts) != 2 {
+		return "", "", false
+	}
+	return parts[0], parts[1], true
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -21,6 +22,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	upstreamcodecv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	previouspriov3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -118,9 +120,21 @@ func fromBootstrap(bs *bootstrapv3.Bootstrap, clusterAddrs map[string]string) (C
 		if addr := clusterAddress(c); addr != "" {
 			cfg.Clusters[c.GetName()] = addr
 		}
+		eps, err := clusterEndpoints(c, clusterAddrs)
+		if err != nil {
+			return cfg, fmt.Errorf("cluster %q: %w", c.GetName(), err)
+		}
+		if eps != nil {
+			if cfg.ClusterEndpoints == nil {
+				cfg.ClusterEndpoints = map[string][]Endpoint{}
+			}
+			cfg.ClusterEndpoints[c.GetName()] = eps
+		}
 	}
 	for name, addr := range clusterAddrs {
-		cfg.Clusters[name] = addr
+		if _, ok := cfg.Clusters[name]; ok || !strings.Contains(name, ":") {
+			cfg.Clusters[name] = addr
+		}
 	}
 	for _, c := range sr.GetClusters() {
 		cp, ok, err := clusterProtocol(c)
@@ -407,6 +421,49 @@ func accessLogFormat(hcm *hcmv3.HttpConnectionManager) map[string]any {
 	return nil
 }
 
+// clusterEndpoints returns the hosts of a cluster whose load_assignment is
+// more than one plain address (several endpoints, a priority above 0, an
+// endpoint hostname or metadata); nil otherwise. overrides replaces an
+// endpoint's address when it names the cluster (every endpoint) or the
+// endpoint's own "host:port" (in any cluster).
+func clusterEndpoints(c *clusterv3.Cluster, overrides map[string]string) ([]Endpoint, error) {
+	lles := c.GetLoadAssignment().GetEndpoints()
+	if c.GetType() == clusterv3.Cluster_LOGICAL_DNS && (len(lles) != 1 || len(lles[0].GetLbEndpoints()) != 1) {
+		// logical_dns_cluster.cc refuses it at load.
+		return nil, errors.New("LOGICAL_DNS clusters must have a single locality_lb_endpoint and a single lb_endpoint")
+	}
+	var eps []Endpoint
+	rich := false
+	for _, lle := range lles {
+		for _, lb := range lle.GetLbEndpoints() {
+			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+			if sa == nil {
+				return nil, fmt.Errorf("endpoint without socket_address: %w", errUnsupported)
+			}
+			addr := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
+			ep := Endpoint{Address: addr, Priority: int(lle.GetPriority()), Hostname: lb.GetEndpoint().GetHostname()}
+			if o, ok := overrides[addr]; ok {
+				ep.Address = o
+			}
+			if o, ok := overrides[c.GetName()]; ok {
+				ep.Address = o
+			}
+			if fm := lb.GetMetadata().GetFilterMetadata(); len(fm) > 0 {
+				ep.Metadata = map[string]map[string]any{}
+				for ns, st := range fm {
+					ep.Metadata[ns] = st.AsMap()
+				}
+			}
+			rich = rich || ep.Priority > 0 || ep.Hostname != "" || ep.Metadata != nil
+			eps = append(eps, ep)
+		}
+	}
+	if len(eps) < 2 && !rich {
+		return nil, nil
+	}
+	return eps, nil
+}
+
 func clusterAddress(c *clusterv3.Cluster) string {
 	for _, ep := range c.GetLoadAssignment().GetEndpoints() {
 		for _, lb := range ep.GetLbEndpoints() {
@@ -566,12 +623,17 @@ func route(r *routev3.Route, extProcName string) (Route, error) {
 			rt.RegexRewrite = &RegexRewrite{Pattern: rr.GetPattern().GetRegex(), Substitution: rr.GetSubstitution()}
 		}
 		rt.HostRewriteLiteral = ra.GetHostRewriteLiteral()
+		rt.AutoHostRewrite = ra.GetAutoHostRewrite().GetValue()
 		rt.Timeout = DefaultRouteTimeout
 		if ra.GetTimeout() != nil {
 			rt.Timeout = ra.GetTimeout().AsDuration()
 		}
 		if rp := ra.GetRetryPolicy(); rp != nil {
-			rt.Retry = retryPolicy(rp)
+			p, err := retryPolicy(rp)
+			if err != nil {
+				return rt, err
+			}
+			rt.Retry = p
 		}
 	case *routev3.Route_DirectResponse:
 		dr := a.DirectResponse
@@ -599,7 +661,7 @@ func route(r *routev3.Route, extProcName string) (Route, error) {
 	return rt, nil
 }
 
-func retryPolicy(rp *routev3.RetryPolicy) *RetryPolicy {
+func retryPolicy(rp *routev3.RetryPolicy) (*RetryPolicy, error) {
 	p := &RetryPolicy{
 		RetryOn:           rp.GetRetryOn(),
 		NumRetries:        1,
@@ -627,7 +689,40 @@ func retryPolicy(rp *routev3.RetryPolicy) *RetryPolicy {
 		}
 		p.RateLimitedMaxInterval = dur(rl.GetMaxInterval())
 	}
-	return p
+	if rpr := rp.GetRetryPriority(); rpr != nil {
+		freq, err := retryPriority(rpr)
+		if err != nil {
+			return nil, fmt.Errorf("retry_priority %q: %w", rpr.GetName(), err)
+		}
+		p.PreviousPriorities = freq
+	}
+	if len(rp.GetRetryHostPredicate()) > 0 || rp.GetHostSelectionRetryMaxAttempts() > 0 {
+		return nil, fmt.Errorf("retry_host_predicate: %w", errUnsupported)
+	}
+	return p, nil
+}
+
+// retryPriority reads a retry_priority: only
+// envoy.retry_priorities.previous_priorities exists (Envoy refuses any
+// other typed_config: no registered factory), and its config is validated
+// as the factory's downcastAndValidate does (update_frequency > 0).
+func retryPriority(rp *routev3.RetryPolicy_RetryPriority) (int, error) {
+	tc := rp.GetTypedConfig()
+	if tc == nil {
+		return 0, errors.New("no typed_config")
+	}
+	msg, err := tc.UnmarshalNew()
+	if err != nil {
+		return 0, fmt.Errorf("typed_config: %w", err)
+	}
+	pp, ok := msg.(*previouspriov3.PreviousPrioritiesConfig)
+	if !ok {
+		return 0, fmt.Errorf("typed_config %s: no registered retry priority", proto.MessageName(msg))
+	}
+	if err := pp.ValidateAll(); err != nil {
+		return 0, fmt.Errorf("typed_config: %w", err)
+	}
+	return int(pp.GetUpdateFrequency()), nil
 }
 
 // perRoute extracts the ext_proc ExtProcPerRoute from typed_per_filter_config.

@@ -65,6 +65,15 @@ type Config struct {
 	// (HTTP/1.1 unless ClusterProtocols says HTTP/2), even when the real
 	// cluster uses TLS.
 	Clusters map[string]string
+	// ClusterEndpoints lists the hosts of clusters that have more than the
+	// one address of Clusters (load_assignment with several endpoints,
+	// priorities, hostnames or endpoint metadata). A cluster listed here
+	// ignores its Clusters entry for routing. Hosts are always healthy (no
+	// health checking or outlier detection is emulated), so the router's
+	// load balancer picks the first host of the lowest priority that has
+	// hosts, unless a retry priority (RetryPolicy.PreviousPriorities)
+	// excludes priorities already attempted.
+	ClusterEndpoints map[string][]Endpoint
 	// ClusterProtocols holds the upstream HTTP protocol options of a cluster
 	// (typed_extension_protocol_options HttpProtocolOptions
 	// explicit_http_config); a cluster without an entry speaks HTTP/1.1
@@ -133,6 +142,20 @@ type ClusterProtocol struct {
 	// without it Envoy's HTTP/1 codec drops the response trailers (the body
 	// then ends with end_of_stream on its last data).
 	EnableTrailers bool
+}
+
+// Endpoint is one lb_endpoint of a cluster's load_assignment.
+type Endpoint struct {
+	// Address is "host:port" or a base URL (plain HTTP, like Clusters).
+	Address string
+	// Priority is the LocalityLbEndpoints priority (0 is the highest).
+	Priority int
+	// Hostname is endpoint.hostname: with the route's auto_host_rewrite it
+	// becomes the attempt's :authority.
+	Hostname string
+	// Metadata is the endpoint's metadata.filter_metadata, by namespace:
+	// what xds.upstream_host_metadata exposes to the attempt's filters.
+	Metadata map[string]map[string]any
 }
 
 // ExtProcConfig mirrors the fields of
@@ -255,6 +278,11 @@ type Route struct {
 	RegexRewrite *RegexRewrite
 	// HostRewriteLiteral replaces :authority upstream.
 	HostRewriteLiteral string
+	// AutoHostRewrite is auto_host_rewrite: each attempt's :authority
+	// becomes the hostname of the host it goes to (when the host has one),
+	// written into the router's shared request header map before the
+	// attempt's upstream filters run. Exclusive with HostRewriteLiteral.
+	AutoHostRewrite bool
 	// Timeout is the route timeout; 0 means none. (Envoy's default when the
 	// field is absent is 15 s; FromBootstrap applies it.)
 	Timeout time.Duration
@@ -320,6 +348,13 @@ type RetryPolicy struct {
 	// BaseInterval / MaxInterval are retry_back_off; 0 means 25 ms / 10×base.
 	BaseInterval time.Duration
 	MaxInterval  time.Duration
+	// PreviousPriorities is the update_frequency of the retry_priority
+	// envoy.retry_priorities.previous_priorities; 0 means no retry
+	// priority (every attempt uses the cluster's own priority load). Every
+	// update_frequency attempts the priorities of the hosts attempted so far
+	// are excluded from the load of the next ones; when none is left the
+	// original load applies again.
+	PreviousPriorities int
 	// RateLimitedResetHeaders / RateLimitedMaxInterval are
 	// rate_limited_retry_back_off.
 	RateLimitedResetHeaders []ResetHeader
@@ -404,6 +439,19 @@ func (c *Config) validate() error {
 			return fmt.Errorf("cluster %q http_filters: %w", name, err)
 		}
 	}
+	for name, eps := range c.ClusterEndpoints {
+		if len(eps) == 0 {
+			return fmt.Errorf("cluster %q: no endpoints", name)
+		}
+		for _, ep := range eps {
+			if ep.Priority < 0 {
+				return fmt.Errorf("cluster %q: endpoint %q: negative priority", name, ep.Address)
+			}
+			if _, err := clusterURL(ep.Address); err != nil {
+				return fmt.Errorf("cluster %q: %w", name, err)
+			}
+		}
+	}
 	for _, vh := range c.allVirtualHosts() {
 		if err := vh.CORS.validate(); err != nil {
 			return fmt.Errorf("virtual host %q: %w", vh.Name, err)
@@ -421,6 +469,12 @@ func (c *Config) validate() error {
 				if _, err := regexp.Compile(r.RegexRewrite.Pattern); err != nil {
 					return fmt.Errorf("route %q: regex_rewrite: %w", r.Name, err)
 				}
+			}
+			if r.AutoHostRewrite && r.HostRewriteLiteral != "" {
+				return fmt.Errorf("route %q: auto_host_rewrite and host_rewrite_literal are one host_rewrite_specifier", r.Name)
+			}
+			if r.Retry != nil && r.Retry.PreviousPriorities < 0 {
+				return fmt.Errorf("route %q: previous_priorities update_frequency must be greater than 0", r.Name)
 			}
 			if r.DirectResponse == nil && r.Cluster == "" {
 				return fmt.Errorf("route %q: neither cluster nor direct_response", r.Name)

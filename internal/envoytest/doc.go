@@ -178,7 +178,30 @@
 // last body message then has end_of_stream=false and no trailers message
 // follows (STREAMED, BUFFERED and BUFFERED_PARTIAL alike).
 //
-// Router: prefix_rewrite, regex_rewrite, host_rewrite_literal,
+// Cluster hosts and priorities (Config.ClusterEndpoints, from a
+// load_assignment with several endpoints, priorities, hostnames or
+// endpoint metadata; a LOGICAL_DNS cluster with more than one endpoint is
+// refused as Envoy refuses it):
+//   - the host is chosen before each attempt's upstream filter chain exists
+//     (Filter::decodeHeaders and Filter::doRetry call createConnPool): the
+//     lowest priority with hosts, or on a retry what the retry priority
+//     envoy.retry_priorities.previous_priorities leaves (update_frequency;
+//     attempted priorities excluded; none left: the original load);
+//     RetryPolicy.PreviousPriorities, validated like Envoy's factory;
+//   - auto_host_rewrite writes the host's hostname into the shared request
+//     header map as :authority before each attempt's upstream filters (in
+//     Envoy, UpstreamRequest::onPoolReady does it: before the upstream
+//     filters with a pooled connection, after them on a new one, when they
+//     saw the previous attempt's :authority; a server must learn the
+//     target from the host metadata, not from :authority);
+//   - the attempt's upstream filters see their own host in the attributes
+//     upstream.address and
+//     xds.upstream_host_metadata.filter_metadata['ns']['key'] (a missing
+//     key is left out, as a CEL evaluation error is); the downstream filter
+//     sees the latest attempt's host;
+//   - UpstreamAttempt.Host / Priority record where each attempt went.
+//
+// Router: prefix_rewrite, regex_rewrite, host_rewrite_literal, auto_host_rewrite,
 // x-envoy-original-path, x-envoy-expected-rq-timeout-ms and
 // x-envoy-upstream-service-time (unless suppress_envoy_headers),
 // x-envoy-attempt-count on upstream requests (include_request_attempt_count)
@@ -219,8 +242,11 @@
 //     transport's own connection;
 //   - HTTP/2 downstream, TLS (TLS clusters are reached over plain HTTP;
 //     auto_config, which needs ALPN, is rejected as unsupported),
-//     RDS/EDS/xDS, load balancing (first endpoint only), weighted clusters,
-//     redirects, hedging, retry budgets, shadowing;
+//     RDS/EDS/xDS, health checking and outlier detection (every host is
+//     healthy), load balancing within a priority (its first host), weighted
+//     clusters, redirects, hedging, retry budgets, retry host predicates
+//     (rejected), shadowing; auto_host_rewrite does not set
+//     x-forwarded-host;
 //   - header wire order (net/http does not keep it: regular headers are
 //     sorted by name), header count/size limits other than 100 mutation
 //     entries, local_reply_config, CEL attributes beyond the common

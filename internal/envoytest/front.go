@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // ViolationKind classifies a protocol violation by the ext_proc server.
@@ -88,9 +90,10 @@ func Strict(t TB) func(Violation) {
 // Front is an emulated Envoy listener (HCM + ext_proc + router). It is an
 // http.Handler; it is safe for concurrent use.
 type Front struct {
-	cfg      Config
-	vhosts   []compiledVHost
-	clusters map[string]*url.URL
+	cfg    Config
+	vhosts []compiledVHost
+	// hosts are each cluster's hosts, ordered by priority (stable).
+	hosts map[string][]*upHost
 	// conns / procClients hold one gRPC client per ext_proc server address
 	// (downstream and upstream filters share a connection when they share
 	// an address).
@@ -126,15 +129,13 @@ func New(cfg Config) (*Front, error) {
 		return nil, fmt.Errorf("envoytest config: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	f := &Front{cfg: cfg, clusters: map[string]*url.URL{}, changed: make(chan struct{}),
+	f := &Front{cfg: cfg, changed: make(chan struct{}),
 		procClients: map[string]extprocsvc.ExternalProcessorClient{}}
-	for name, addr := range cfg.Clusters {
-		u, err := clusterURL(addr)
-		if err != nil {
-			return nil, fmt.Errorf("cluster %q: %w", name, err)
-		}
-		f.clusters[name] = u
+	hosts, err := clusterHosts(cfg.Clusters, cfg.ClusterEndpoints)
+	if err != nil {
+		return nil, err
 	}
+	f.hosts = hosts
 	vhs := cfg.allVirtualHosts()
 	for i := range vhs {
 		cv := compiledVHost{vh: &vhs[i]}
@@ -187,6 +188,48 @@ func New(cfg Config) (*Front, error) {
 		f.procClients[e.Addr] = extprocsvc.NewExternalProcessorClient(conn)
 	}
 	return f, nil
+}
+
+// upHost is one host of a cluster as the load balancer sees it.
+type upHost struct {
+	url      *url.URL
+	priority int
+	hostname string
+	metadata metadata
+}
+
+// clusterHosts builds every cluster's host list: the single address of
+// clusters, or the endpoints of endpoints (which win), sorted by priority.
+func clusterHosts(clusters map[string]string, endpoints map[string][]Endpoint) (map[string][]*upHost, error) {
+	out := map[string][]*upHost{}
+	for name, addr := range clusters {
+		u, err := clusterURL(addr)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", name, err)
+		}
+		out[name] = []*upHost{{url: u}}
+	}
+	for name, eps := range endpoints {
+		hs := make([]*upHost, 0, len(eps))
+		for _, ep := range eps {
+			u, err := clusterURL(ep.Address)
+			if err != nil {
+				return nil, fmt.Errorf("cluster %q: %w", name, err)
+			}
+			h := &upHost{url: u, priority: ep.Priority, hostname: ep.Hostname, metadata: metadata{}}
+			for ns, fields := range ep.Metadata {
+				st, err := structpb.NewStruct(fields)
+				if err != nil {
+					return nil, fmt.Errorf("cluster %q: endpoint %q metadata %q: %w", name, ep.Address, ns, err)
+				}
+				h.metadata[ns] = st
+			}
+			hs = append(hs, h)
+		}
+		sort.SliceStable(hs, func(i, j int) bool { return hs[i].priority < hs[j].priority })
+		out[name] = hs
+	}
+	return out, nil
 }
 
 func clusterURL(addr string) (*url.URL, error) {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -55,9 +54,19 @@ type router struct {
 	x       *exchange
 	vhost   *VirtualHost
 	route   *Route
-	base    *url.URL
 	cluster string
-	host    string
+	// hosts are the route cluster's hosts by priority; host is the
+	// address of the latest attempt's host (for the access log).
+	hosts []*upHost
+	host  string
+	// attempted are the priorities of the hosts attempted so far
+	// (RetryState::onHostAttempted); excluded and retryPrio are the
+	// previous_priorities plugin's state: the priorities it took out of the
+	// load, and the priority its last computed load sends to (-1: the
+	// cluster's original load).
+	attempted []int
+	excluded  map[int]bool
+	retryPrio int
 	// upHeaders is the request header map the router owns. Like Envoy's
 	// downstream header map it is shared by every attempt's upstream filter
 	// chain, so request header mutations by an upstream filter carry over to
@@ -115,13 +124,13 @@ func (r *router) headers(h headerMap, eos bool) {
 		return
 	}
 	r.cluster = route.Cluster
-	base, ok := x.f.clusters[route.Cluster]
+	hosts, ok := x.f.hosts[route.Cluster]
 	if !ok {
 		x.localReply(localReply{status: 503, details: "cluster_not_found", flag: "NC"})
 		return
 	}
-	r.base = base
-	r.host = base.Host
+	r.hosts = hosts
+	r.retryPrio = -1
 	r.upHeaders = r.rewrite(h.clone(), route)
 	r.started = true
 	if eos {
@@ -220,6 +229,61 @@ func envoySubstitution(s string) string {
 	return substRef.ReplaceAllString(s, "$${$1}")
 }
 
+// chooseHost is the cluster load balancer's pick for the next attempt, made
+// before the attempt's upstream filter chain exists (Filter::decodeHeaders
+// and Filter::doRetry both call createConnPool). With every host healthy
+// the original priority load sends everything to the lowest priority that
+// has hosts; within a priority the first host is taken (no load balancing
+// is emulated). Only retries consult the retry priority
+// (Router::Filter::determinePriorityLoad: "We only modify the priority
+// load on retries").
+func (r *router) chooseHost() *upHost {
+	prio := r.hosts[0].priority
+	if p := r.route.Retry; p != nil && p.PreviousPriorities > 0 && r.attempts > 1 {
+		prio = r.previousPriorities(p.PreviousPriorities, prio)
+	}
+	for _, h := range r.hosts {
+		if h.priority == prio {
+			return h
+		}
+	}
+	return r.hosts[0]
+}
+
+// previousPriorities is PreviousPrioritiesRetryPriority::determinePriorityLoad
+// (source/extensions/retry/priority/previous_priorities/previous_priorities.cc)
+// for healthy hosts: with fewer attempted hosts than update_frequency the
+// original load (orig) applies; every update_frequency attempts the
+// attempted hosts' priorities are excluded and the whole load goes to the
+// lowest priority left with hosts. When none is left the original load
+// applies (the plugin's reset loop assigns to copies, so the exclusions
+// stay). Between updates the last computed load is kept.
+func (r *router) previousPriorities(freq, orig int) int {
+	n := len(r.attempted)
+	switch {
+	case n < freq:
+		return orig
+	case n%freq == 0:
+		if r.excluded == nil {
+			r.excluded = map[int]bool{}
+		}
+		for _, p := range r.attempted {
+			r.excluded[p] = true
+		}
+		for _, h := range r.hosts {
+			if !r.excluded[h.priority] {
+				r.retryPrio = h.priority
+				return h.priority
+			}
+		}
+		return orig
+	}
+	if r.retryPrio < 0 {
+		return orig
+	}
+	return r.retryPrio
+}
+
 // startAttempt creates the next attempt with a new upstream filter chain
 // and replays the request (headers, the body seen so far, trailers) into it.
 func (r *router) startAttempt() {
@@ -230,8 +294,17 @@ func (r *router) startAttempt() {
 		// before the upstream filter chain runs.
 		r.upHeaders.set("x-envoy-attempt-count", strconv.Itoa(r.attempts))
 	}
+	host := r.chooseHost()
+	r.host = host.url.Host
+	r.attempted = append(r.attempted, host.priority)
+	if r.route.AutoHostRewrite && host.hostname != "" {
+		// UpstreamRequest::onPoolReady: updateAuthority(host->hostname())
+		// on the shared header map, once per attempt.
+		r.upHeaders.set(":authority", host.hostname)
+	}
 	upCfg := x.cfg.upstreamExtProc(r.cluster)
 	a := newAttempt(r, r.attempts, upCfg)
+	a.host = host
 	r.cur = a
 	r.all = append(r.all, a)
 	if upCfg != nil {
@@ -264,7 +337,7 @@ func (r *router) startAttempt() {
 // visible); the request itself still goes through the HTTP transport.
 func (r *router) connect(a *attempt) {
 	x := r.x
-	host := r.base.Host
+	host := a.host.url.Host
 	dialer := x.f.dialer
 	go func() {
 		c, err := dialer.DialContext(a.ctx, "tcp", host)

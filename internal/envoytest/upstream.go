@@ -46,6 +46,10 @@ const (
 type UpstreamAttempt struct {
 	// Number is the 1-based attempt number (the x-envoy-attempt-count value).
 	Number int `json:"attempt"`
+	// Host is host:port of the host the attempt went to; Priority its
+	// priority in the cluster.
+	Host     string `json:"upstream_host"`
+	Priority int    `json:"priority"`
 	// Status is the response status the router saw for this attempt, i.e.
 	// after the upstream filters; 0 when no response headers reached it.
 	Status int `json:"status,omitempty"`
@@ -86,6 +90,9 @@ type attempt struct {
 	idleStop func() bool
 	idleGen  int
 	fl       *filter
+	// host is the cluster host this attempt goes to, chosen before its
+	// upstream filter chain was created.
+	host *upHost
 
 	// Codec state (request direction, after the upstream filters).
 	method     string
@@ -144,6 +151,8 @@ func (a *attempt) kill(outcome AttemptOutcome) {
 func (a *attempt) logEntry() UpstreamAttempt {
 	return UpstreamAttempt{
 		Number:                  a.n,
+		Host:                    a.host.url.Host,
+		Priority:                a.host.priority,
 		Status:                  a.status,
 		Outcome:                 a.outcome,
 		ResetReason:             a.resetReason,
@@ -235,7 +244,7 @@ func (a *attempt) newRequest(h headerMap, eos bool) (*http.Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid :path %q: %w", path, err)
 	}
-	u := *a.r.base
+	u := *a.host.url
 	u.Path, u.RawPath, u.RawQuery = pu.Path, pu.RawPath, pu.RawQuery
 	var body io.Reader = http.NoBody
 	var trailer http.Header

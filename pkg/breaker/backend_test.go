@@ -70,11 +70,26 @@ func TestDisabledBreaker(t *testing.T) {
 			v, err := tt.b.Report(t.Context(), adm, Outcome{Class: Degraded, Terminal: true}, t0)
 			require.NoError(t, err)
 			require.Equal(t, Verdict{}, v)
+			pv, err := tt.b.Peek(t.Context(), "openai", "gpt-a", t0)
+			require.NoError(t, err)
+			require.Equal(t, View{Key: ModelKey("openai", "gpt-a"), Admits: true}, pv)
 			require.False(t, tt.b.Enforcing())
 			require.Equal(t, DefaultSignal, tt.b.Signal())
 			require.NoError(t, tt.b.Close())
 		})
 	}
+}
+
+func TestPeekInLogModeAdmits(t *testing.T) {
+	cfg := suiteConfig()
+	cfg.Mode = ModeLog
+	b := newMemoryBreaker(t, cfg, Hooks{})
+	trip(t, b, at(2))
+	v, err := b.Peek(t.Context(), "openai", "gpt-a", at(3))
+	require.NoError(t, err)
+	require.True(t, v.Admits, "log mode never refuses")
+	require.Equal(t, StateOpen, v.State)
+	require.Equal(t, ReasonOpen, v.Reason, "what enforce mode would say")
 }
 
 func TestNewRejectsInvalidConfig(t *testing.T) {

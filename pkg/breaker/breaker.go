@@ -278,6 +278,42 @@ func (b *Breaker) Allow(ctx context.Context, provider, model string, now time.Ti
 	return adm, nil
 }
 
+// View is what [Breaker.Peek] read for one key.
+type View struct {
+	// Key is the request key (<provider>:<model>).
+	Key Key
+	// Admits says [Breaker.Allow] would admit a request now: the circuit is
+	// closed, or half-open with its probe slot free. Always true when the
+	// breaker is disabled or in log mode.
+	Admits bool
+	// State is the worse of the model key's and the provider-wide key's.
+	State State
+	// Reason says why a request would be refused (or would have been, in
+	// log mode); ReasonNone when it would be admitted.
+	Reason Reason
+	// CooldownUntil is when the deciding key's cooldown ends; zero when
+	// closed.
+	CooldownUntil time.Time
+}
+
+// Peek reports, read-only, what [Breaker.Allow] would answer for provider
+// and model at now: it takes no probe slot, moves no state and fires no
+// hook, so /health can show where calls would go without affecting them.
+// On a store error the view admits (Allow fails open too) and the error is
+// returned.
+func (b *Breaker) Peek(ctx context.Context, provider, model string, now time.Time) (View, error) {
+	key := ModelKey(provider, model)
+	if !b.Enabled() || provider == "" {
+		return View{Key: key, Admits: true}, nil
+	}
+	d, err := b.store.Peek(ctx, key, now)
+	if err != nil {
+		return View{Key: key, Admits: true}, err
+	}
+	return View{Key: key, Admits: !b.enforce || !d.Reject, State: max(d.ModelState, d.ProviderState),
+		Reason: d.Reason, CooldownUntil: d.CooldownUntil}, nil
+}
+
 // Report records the outcome of an admitted request at now. A clean
 // success on a closed key costs no store call. The returned [Verdict] says
 // whether to replace the response with the degraded signal. On a store

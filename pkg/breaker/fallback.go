@@ -135,6 +135,11 @@ func (f *fallback) Record(ctx context.Context, key Key, ev Event, now time.Time)
 	return run(ctx, f, now, func(s Store) (Result, error) { return s.Record(ctx, key, ev, now) })
 }
 
+// Peek implements [Store.Peek].
+func (f *fallback) Peek(ctx context.Context, key Key, now time.Time) (Decision, error) {
+	return run(ctx, f, now, func(s Store) (Decision, error) { return s.Peek(ctx, key, now) })
+}
+
 // Stats implements [Store.Stats].
 func (f *fallback) Stats(ctx context.Context, provider string, now time.Time) (ProviderStats, error) {
 	return run(ctx, f, now, func(s Store) (ProviderStats, error) { return s.Stats(ctx, provider, now) })

@@ -233,7 +233,41 @@ func (m *Memory) Admit(_ context.Context, key Key, token string, now time.Time) 
 	defer m.mu.Unlock()
 	k := m.lookup(key.String(), n)
 	p := m.lookup(ProviderKey(key.Provider).String(), n)
-	d := Decision{ModelState: k.state(n), ProviderState: p.state(n), Tracked: k != nil && k.glrFirst > 0}
+	d, r := decide(k, p, n)
+	if r == nil {
+		return d, nil
+	}
+	r.probeUntil, r.token = n+m.p.ProbeLease.Milliseconds(), token
+	if !r.announced {
+		r.announced, d.Announce = true, true
+	}
+	m.save(r, n)
+	return d, nil
+}
+
+// Peek implements [Store.Peek]: it reads the two records, lapsed ones as
+// absent, and changes nothing (a lapsed record is left for a later write).
+func (m *Memory) Peek(_ context.Context, key Key, now time.Time) (Decision, error) {
+	n := ms(now)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	live := func(name string) *record {
+		if r := m.recs[name]; r != nil && r.expireAt > n {
+			return r
+		}
+		return nil
+	}
+	d, _ := decide(live(key.String()), live(ProviderKey(key.Provider).String()), n)
+	return d, nil
+}
+
+// decide is the admission decision on a model key's and its provider-wide
+// key's live records (nil: absent) at now, shared by every backend's Admit
+// (the Lua admit script computes the same) and Peek. probe is the record
+// whose free half-open slot an admitted probe takes; nil when the request
+// is refused or no probe is due. decide changes nothing.
+func decide(k, p *record, now int64) (d Decision, probe *record) {
+	d = Decision{ModelState: k.state(now), ProviderState: p.state(now), Tracked: k != nil && k.glrFirst > 0}
 	var r *record
 	switch {
 	case d.ProviderState == StateOpen:
@@ -250,16 +284,11 @@ func (m *Memory) Admit(_ context.Context, key Key, token string, now time.Time) 
 		return d, nil
 	}
 	d.CooldownUntil = fromMS(r.openUntil)
-	if r.probeUntil > n {
+	if r.probeUntil > now {
 		d.Reject, d.Reason, d.Probe = true, ReasonProbeInFlight, TargetNone
 		return d, nil
 	}
-	r.probeUntil, r.token = n+m.p.ProbeLease.Milliseconds(), token
-	if !r.announced {
-		r.announced, d.Announce = true, true
-	}
-	m.save(r, n)
-	return d, nil
+	return d, r
 }
 
 // Record implements [Store.Record].

@@ -277,6 +277,28 @@ func (r *Redis) Admit(ctx context.Context, key Key, token string, now time.Time)
 	}, nil
 }
 
+// Peek implements [Store.Peek] with one pipelined read of the two hashes
+// (no script, no write): a record whose ex has passed is absent, as the
+// scripts' load treats it.
+func (r *Redis) Peek(ctx context.Context, key Key, now time.Time) (Decision, error) {
+	ks := r.keys(key)
+	n := ms(now)
+	pipe := r.c.Pipeline()
+	km := pipe.HMGet(ctx, ks.names[0], "ou", "pu", "g1", "ex")
+	pm := pipe.HMGet(ctx, ks.names[2], "ou", "pu", "g1", "ex")
+	if _, err := pipe.Exec(ctx); err != nil {
+		return Decision{}, fmt.Errorf("breaker peek %s: %w", ks.model, err)
+	}
+	rec := func(v []any) *record {
+		if int64Of(v, 3) <= n {
+			return nil
+		}
+		return &record{openUntil: int64Of(v, 0), probeUntil: int64Of(v, 1), glrFirst: int64Of(v, 2)}
+	}
+	d, _ := decide(rec(km.Val()), rec(pm.Val()), n)
+	return d, nil
+}
+
 // Record implements [Store.Record] with one EVALSHA.
 func (r *Redis) Record(ctx context.Context, key Key, ev Event, now time.Time) (Result, error) {
 	ks := r.keys(key)

@@ -267,6 +267,10 @@ type Store interface {
 	Record(ctx context.Context, key Key, ev Event, now time.Time) (Result, error)
 	// Stats summarises provider's keys at now.
 	Stats(ctx context.Context, provider string, now time.Time) (ProviderStats, error)
+	// Peek returns what Admit would decide for key at now without taking
+	// the probe slot or writing anything: Probe names the key a request
+	// would probe (its slot is free), Announce is always false.
+	Peek(ctx context.Context, key Key, now time.Time) (Decision, error)
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }

@@ -136,6 +136,40 @@ func testBreaker(t *testing.T, newBreaker newBreakerFunc) {
 		}, rec.take())
 	})
 
+	t.Run("peek reads without charging or transitioning", func(t *testing.T) {
+		var rec recorder
+		b := newBreaker(t, suiteConfig(), rec.hooks())
+		peek := func(model string, now time.Time) View {
+			t.Helper()
+			v, err := b.Peek(t.Context(), "openai", model, now)
+			require.NoError(t, err)
+			return v
+		}
+		require.Equal(t, View{Key: ModelKey("openai", "gpt-a"), Admits: true}, peek("gpt-a", at(0)))
+		trip(t, b, at(2))
+		rec.take()
+		require.Equal(t, View{Key: ModelKey("openai", "gpt-a"), State: StateOpen, Reason: ReasonOpen, CooldownUntil: at(32)},
+			peek("gpt-a", at(3)))
+		require.True(t, peek("gpt-b", at(3)).Admits, "other models are unaffected")
+		// After the cooldown a peek sees the free probe slot but does not take
+		// it: the next Allow is still the probe, announced once.
+		for range 3 {
+			v := peek("gpt-a", at(32))
+			require.True(t, v.Admits)
+			require.Equal(t, StateHalfOpen, v.State)
+		}
+		require.Empty(t, rec.take(), "no hook fires on a peek")
+		adm := allow(t, b, "openai", "gpt-a", at(32))
+		require.True(t, adm.Probe)
+		require.Equal(t, []event{{"state", "openai:gpt-a", "open>half_open", "cooldown_elapsed"}}, rec.take())
+		// With the probe in flight a peek sees the refusal.
+		v := peek("gpt-a", at(33))
+		require.False(t, v.Admits)
+		require.Equal(t, ReasonProbeInFlight, v.Reason)
+		report(t, b, adm, None, at(34))
+		require.Equal(t, View{Key: ModelKey("openai", "gpt-a"), Admits: true}, peek("gpt-a", at(35)))
+	})
+
 	t.Run("failures outside the window do not count", func(t *testing.T) {
 		b := newBreaker(t, suiteConfig(), Hooks{})
 		request(t, b, "openai", "gpt-a", Degraded, at(0))

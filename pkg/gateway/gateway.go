@@ -270,6 +270,10 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 		// Admission failover follows the breaker's open circuits.
 		o.Logger.Warn("features.failover is enabled but features.circuit_breaker is not: no call fails over")
 	}
+	sections["failover"] = failoverSection(chains, g.Breaker, func(provider string) bool {
+		_, ok := g.Processor.Providers()[provider]
+		return ok
+	}, o.Now)
 	reqLog := telemetry.NewAsyncLogger(o.Logger)
 	unpriced := telemetry.NewUnpricedModels(o.Now)
 	observers := telemetry.Observers{telemetry.NewMetrics(o.Registry), reqLog, seriesObserver{console.Series, o.Now}, unpriced}
