@@ -15,7 +15,12 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
+// startRuntime is what main's tuneRuntime chose (zero in tests, which run
+// the server in their own process without it).
+var startRuntime runtimeSettings
+
 func main() {
+	startRuntime = tuneRuntime(os.Getenv, os.ReadFile)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {

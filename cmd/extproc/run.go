@@ -204,7 +204,9 @@ func start(ctx context.Context, s Settings, logOut io.Writer) (*app, error) {
 	}()
 	a.ready.Store(true)
 	log.Info("extproc started", "version", version, "grpc_addr", a.grpcLn.Addr().String(),
-		"admin_addr", a.adminLn.Addr().String(), "config", s.ConfigFiles)
+		"admin_addr", a.adminLn.Addr().String(), "config", s.ConfigFiles,
+		"gc_percent", startRuntime.GCPercent, "gc_percent_source", startRuntime.GCPercentSource,
+		"memory_limit_bytes", startRuntime.MemoryLimit)
 	return a, nil
 }
 

@@ -135,9 +135,10 @@ const MaxRecvMsgBytes = math.MaxInt32
 // GRPCServerOptions returns the grpc.ServerOptions every gRPC server that
 // serves [Server] needs: the receive limit [MaxRecvMsgBytes] (grpc-go's
 // default of 4 MiB is far below the 32 MiB request bodies envoy.yaml
-// buffers).
+// buffers), and the protobuf codec that writes replies' dynamic metadata
+// without reflection (replyCodec; the same bytes on the wire).
 func GRPCServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxRecvMsgBytes)}
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxRecvMsgBytes), grpc.ForceServerCodecV2(newReplyCodec())}
 }
 
 // Providers returns the enabled providers.

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -286,12 +287,37 @@ func (a *AsyncLogger) Close() error {
 // its width); request_id, provider, model, stream, status, outcome,
 // duration_ms and usage_found are always present.
 func (l *Logger) Observe(r *processor.Record) {
+	ctx := context.Background()
+	h := l.log.Handler()
+	if !h.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	buf := attrPool.Get().(*[]slog.Attr)
+	attrs := lineAttrs((*buf)[:0], r)
+	// The Record is built here rather than by LogAttrs, which records the
+	// caller's program counter (a stack walk on every line, about a third of
+	// the line's cost) for a source that would always be this function.
+	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "llm request", 0)
+	rec.AddAttrs(attrs...)
+	_ = h.Handle(ctx, rec)
+	// Handlers must not keep a Record's attributes past Handle (they Clone
+	// it), and AddAttrs copied them: the slice is free again.
+	clear(attrs)
+	*buf = attrs
+	attrPool.Put(buf)
+}
+
+// attrPool holds the attribute slices of request log lines (room for every
+// field a line can have).
+var attrPool = sync.Pool{New: func() any { b := make([]slog.Attr, 0, 40); return &b }}
+
+// lineAttrs appends the request line's fields for r to attrs.
+func lineAttrs(attrs []slog.Attr, r *processor.Record) []slog.Attr {
 	u := r.Usage
 	model := u.Model
 	if model == "" {
 		model = r.Info.Model
 	}
-	attrs := make([]slog.Attr, 0, 24)
 	attrs = append(attrs,
 		slog.String("request_id", r.RequestID),
 		slog.String("provider", r.Provider),
@@ -345,7 +371,7 @@ func (l *Logger) Observe(r *processor.Record) {
 	if r.UsageEstimated {
 		attrs = append(attrs, slog.Bool("usage_estimated", true))
 	}
-	l.log.LogAttrs(context.Background(), slog.LevelInfo, "llm request", attrs...)
+	return attrs
 }
 
 // Observers fans a Record out to several observers in order.

@@ -2,8 +2,10 @@ package telemetry
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -181,4 +183,33 @@ func TestFailoverCountedAndLogged(t *testing.T) {
 	require.Equal(t, "gpt-4o-2024-08-06", got["requested_model"])
 	require.Equal(t, "openai:gpt-4o*", got["failover_chain"])
 	require.Equal(t, "circuit_open", got["failover_reason"])
+}
+
+// TestLoggerSkipsDisabledLevel checks that a handler above Info gets no
+// line and the record is not formatted.
+func TestLoggerSkipsDisabledLevel(t *testing.T) {
+	var buf bytes.Buffer
+	NewLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))).Observe(record("gpt-4o"))
+	require.Empty(t, buf.String())
+}
+
+// BenchmarkLoggerLine writes one request line to a JSON handler, against
+// the same attributes through slog.Logger.LogAttrs with a fresh slice
+// (LogAttrs also walks the stack for the caller's program counter).
+func BenchmarkLoggerLine(b *testing.B) {
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	rec := record("gpt-4o")
+	b.Run("observe", func(b *testing.B) {
+		l := NewLogger(log)
+		b.ReportAllocs()
+		for b.Loop() {
+			l.Observe(rec)
+		}
+	})
+	b.Run("LogAttrs", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			log.LogAttrs(context.Background(), slog.LevelInfo, "llm request", lineAttrs(nil, rec)...)
+		}
+	})
 }

@@ -1,0 +1,180 @@
+package processor
+
+import (
+	"fmt"
+	"math"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc/encoding"
+	protocodec "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Field numbers of the messages replyCodec encodes by hand, from
+// envoy/service/ext_proc/v3/external_processor.proto and
+// google/protobuf/struct.proto.
+const (
+	fieldResponseDynamicMetadata = 8 // ProcessingResponse.dynamic_metadata
+
+	fieldStructFields = 1 // Struct.fields (map<string, Value>)
+	fieldMapKey       = 1
+	fieldMapValue     = 2
+
+	fieldValueNull   = 1 // Value.null_value
+	fieldValueNumber = 2 // Value.number_value
+	fieldValueString = 3 // Value.string_value
+	fieldValueBool   = 4 // Value.bool_value
+	fieldValueStruct = 5 // Value.struct_value
+	fieldValueList   = 6 // Value.list_value
+
+	fieldListValues = 1 // ListValue.values
+)
+
+// replyCodec is the gRPC codec [GRPCServerOptions] installs. It is the
+// standard protobuf codec except for one field: a ProcessingResponse's
+// dynamic_metadata (a google.protobuf.Struct) is encoded by hand, because
+// protobuf-go sizes and writes map fields through reflection, which made up
+// most of the cost of sending a reply that carries metadata. The bytes are
+// the same wire format (map entries in map order, as protobuf-go writes them
+// by default), so any protobuf decoder reads them unchanged; the codec test
+// checks that they decode to the message sent. It is safe for concurrent
+// use; Marshal reads the response, which gRPC's SendMsg does not share.
+type replyCodec struct {
+	std encoding.CodecV2
+}
+
+var _ encoding.CodecV2 = replyCodec{}
+
+// newReplyCodec returns the codec over grpc's registered protobuf codec.
+func newReplyCodec() replyCodec {
+	return replyCodec{std: encoding.GetCodecV2(protocodec.Name)}
+}
+
+// Name implements [encoding.CodecV2]: the codec replaces "proto".
+func (replyCodec) Name() string { return protocodec.Name }
+
+// Unmarshal implements [encoding.CodecV2] with the standard codec.
+func (c replyCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.std.Unmarshal(data, v) }
+
+// Marshal implements [encoding.CodecV2].
+func (c replyCodec) Marshal(v any) (mem.BufferSlice, error) {
+	resp, ok := v.(*extprocv3.ProcessingResponse)
+	if !ok || resp.DynamicMetadata == nil {
+		return c.std.Marshal(v)
+	}
+	md := resp.DynamicMetadata
+	resp.DynamicMetadata = nil
+	defer func() { resp.DynamicMetadata = md }()
+	opts := proto.MarshalOptions{UseCachedSize: true}
+	rest := proto.Size(resp) // UseCachedSize is sound right after Size
+	mdSize := sizeStruct(md)
+	size := rest + protowire.SizeTag(fieldResponseDynamicMetadata) + protowire.SizeBytes(mdSize)
+	pool := mem.DefaultBufferPool()
+	buf := pool.Get(size)
+	b, err := opts.MarshalAppend((*buf)[:0], resp)
+	if err != nil {
+		pool.Put(buf)
+		return nil, fmt.Errorf("marshal ext_proc reply: %w", err)
+	}
+	b = protowire.AppendTag(b, fieldResponseDynamicMetadata, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(mdSize))
+	b = appendStruct(b, md)
+	*buf = b
+	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
+}
+
+// sizeStruct is the encoded size of s's fields (without s's own tag and
+// length).
+func sizeStruct(s *structpb.Struct) int {
+	n := 0
+	for k, v := range s.GetFields() {
+		e := mapEntrySize(k, v)
+		n += protowire.SizeTag(fieldStructFields) + protowire.SizeBytes(e)
+	}
+	return n
+}
+
+func mapEntrySize(k string, v *structpb.Value) int {
+	vs := sizeValue(v)
+	return protowire.SizeTag(fieldMapKey) + protowire.SizeBytes(len(k)) +
+		protowire.SizeTag(fieldMapValue) + protowire.SizeBytes(vs)
+}
+
+func appendStruct(b []byte, s *structpb.Struct) []byte {
+	for k, v := range s.GetFields() {
+		b = protowire.AppendTag(b, fieldStructFields, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(mapEntrySize(k, v)))
+		b = protowire.AppendTag(b, fieldMapKey, protowire.BytesType)
+		b = protowire.AppendString(b, k)
+		b = protowire.AppendTag(b, fieldMapValue, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(sizeValue(v)))
+		b = appendValue(b, v)
+	}
+	return b
+}
+
+// sizeValue is the encoded size of v's one set field; a nil value or one
+// with no kind set encodes as empty, as protobuf-go writes it.
+func sizeValue(v *structpb.Value) int {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_NullValue:
+		return protowire.SizeTag(fieldValueNull) + protowire.SizeVarint(uint64(k.NullValue))
+	case *structpb.Value_NumberValue:
+		return protowire.SizeTag(fieldValueNumber) + protowire.SizeFixed64()
+	case *structpb.Value_StringValue:
+		return protowire.SizeTag(fieldValueString) + protowire.SizeBytes(len(k.StringValue))
+	case *structpb.Value_BoolValue:
+		return protowire.SizeTag(fieldValueBool) + protowire.SizeVarint(protowire.EncodeBool(k.BoolValue))
+	case *structpb.Value_StructValue:
+		return protowire.SizeTag(fieldValueStruct) + protowire.SizeBytes(sizeStruct(k.StructValue))
+	case *structpb.Value_ListValue:
+		return protowire.SizeTag(fieldValueList) + protowire.SizeBytes(sizeList(k.ListValue))
+	}
+	return 0
+}
+
+func appendValue(b []byte, v *structpb.Value) []byte {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_NullValue:
+		b = protowire.AppendTag(b, fieldValueNull, protowire.VarintType)
+		return protowire.AppendVarint(b, uint64(k.NullValue))
+	case *structpb.Value_NumberValue:
+		b = protowire.AppendTag(b, fieldValueNumber, protowire.Fixed64Type)
+		return protowire.AppendFixed64(b, math.Float64bits(k.NumberValue))
+	case *structpb.Value_StringValue:
+		b = protowire.AppendTag(b, fieldValueString, protowire.BytesType)
+		return protowire.AppendString(b, k.StringValue)
+	case *structpb.Value_BoolValue:
+		b = protowire.AppendTag(b, fieldValueBool, protowire.VarintType)
+		return protowire.AppendVarint(b, protowire.EncodeBool(k.BoolValue))
+	case *structpb.Value_StructValue:
+		b = protowire.AppendTag(b, fieldValueStruct, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(sizeStruct(k.StructValue)))
+		return appendStruct(b, k.StructValue)
+	case *structpb.Value_ListValue:
+		b = protowire.AppendTag(b, fieldValueList, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(sizeList(k.ListValue)))
+		return appendList(b, k.ListValue)
+	}
+	return b
+}
+
+func sizeList(l *structpb.ListValue) int {
+	n := 0
+	for _, v := range l.GetValues() {
+		n += protowire.SizeTag(fieldListValues) + protowire.SizeBytes(sizeValue(v))
+	}
+	return n
+}
+
+func appendList(b []byte, l *structpb.ListValue) []byte {
+	for _, v := range l.GetValues() {
+		b = protowire.AppendTag(b, fieldListValues, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(sizeValue(v)))
+		b = appendValue(b, v)
+	}
+	return b
+}
