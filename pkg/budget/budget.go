@@ -139,7 +139,8 @@ func New(ctx context.Context, cfg Config, hooks quota.Hooks) (Limiter, error) {
 // [ErrBackendUnavailable] (or, with fail mode local, are counted in
 // process) until the server answers. Only unusable settings are an error.
 func Open(ctx context.Context, cfg Config, hooks quota.Hooks) (*Quota, error) {
-	p, err := quota.OpenPolicy[Config](ctx, cfg, metrics, hooks, ErrBackendUnavailable)
+	p, err := quota.OpenPolicy[Config](ctx, cfg, func(c *Config) *quota.Settings { return &c.Settings }, metrics, hooks,
+		ErrBackendUnavailable)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +163,7 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 		return Decision{Allowed: true}, nil
 	}
 	charge := Nanos(req.EstimatedUSD)
-	r, err := q.Handle.Reserve(ctx, checks, []int64{charge}, now)
+	r, err := q.Policy.Reserve(ctx, checks, []int64{charge}, now)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -171,6 +172,32 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 	}
 	return Decision{Allowed: true, Degraded: r.Degraded, Reservation: Reservation{ID: r.Reservation.ID, EstimateNanos: charge,
 		Charges: r.Reservation.Charges}}, nil
+}
+
+// WindowUsage is one budget window of one scope with its limit and spend,
+// as [Quota.Usage] reports it.
+type WindowUsage struct {
+	// Scope names the budget like [Decision.Scope] ("key:<key id>", ...).
+	Scope string
+	// Window is [WindowDay] or [WindowMonth]; Reset is when it ends.
+	Window Window
+	Reset  time.Time
+	// LimitNanos is the limit in force, in nano-dollars per Window.
+	LimitNanos int64
+	// SpendNanos is settled spend plus outstanding reservations, in
+	// nano-dollars; it can exceed LimitNanos (see [Decision.SpendNanos]).
+	SpendNanos int64
+}
+
+// Usage reports, charging nothing, every budget window that Reserve would
+// check at now for any of reqs (each window of each scope once, in plan
+// order), with the limit in force and the spend it holds. A scope without
+// budget has no window. An error wraps [ErrBackendUnavailable].
+func (q *Quota) Usage(ctx context.Context, reqs []Request, now time.Time) ([]WindowUsage, error) {
+	return quota.Read(ctx, q.Policy, reqs, q.Load().plan, now, func(c quota.Check, used []int64) WindowUsage {
+		return WindowUsage{Scope: c.Scope, Window: c.Window, Reset: c.Window.End(c.Index),
+			LimitNanos: c.Limits[0], SpendNanos: used[0]}
+	})
 }
 
 // Settle implements [Limiter.Settle].

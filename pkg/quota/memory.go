@@ -174,6 +174,22 @@ func (m *Memory) Adjust(_ context.Context, res Reservation, deltas []int64, now 
 	return nil
 }
 
+// Usage implements [Store.Usage]: the counters of this process.
+func (m *Memory) Usage(_ context.Context, checks []Check, _ time.Time) ([][]int64, error) {
+	out := make([][]int64, len(checks))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, ch := range checks {
+		out[i] = make([]int64, len(m.metrics))
+		if st := m.scopes[ch.Scope]; st != nil {
+			if w := st.find(ch.Window); w != nil && w.index == ch.Index {
+				copy(out[i], w.used)
+			}
+		}
+	}
+	return out, nil
+}
+
 // sweep drops ended windows, scopes without windows and reservations past
 // their last window, at most once per minute. Callers hold m.mu.
 func (m *Memory) sweep(now time.Time) {

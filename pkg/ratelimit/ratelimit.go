@@ -149,7 +149,8 @@ func New(ctx context.Context, cfg Config, hooks quota.Hooks) (Limiter, error) {
 // [ErrBackendUnavailable] (or, with fail mode local, are counted in
 // process) until the server answers. Only unusable settings are an error.
 func Open(ctx context.Context, cfg Config, hooks quota.Hooks) (*Quota, error) {
-	p, err := quota.OpenPolicy[Config](ctx, cfg, metrics, hooks, ErrBackendUnavailable)
+	p, err := quota.OpenPolicy[Config](ctx, cfg, func(c *Config) *quota.Settings { return &c.Settings }, metrics, hooks,
+		ErrBackendUnavailable)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +171,7 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 		return Decision{Allowed: true}, nil
 	}
 	tokens := cfg.charge(req)
-	r, err := q.Handle.Reserve(ctx, checks, []int64{1, tokens}, now)
+	r, err := q.Policy.Reserve(ctx, checks, []int64{1, tokens}, now)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -179,6 +180,31 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 	}
 	return Decision{Allowed: true, Degraded: r.Degraded, Reservation: Reservation{ID: r.Reservation.ID, Tokens: tokens,
 		Charges: r.Reservation.Charges}}, nil
+}
+
+// WindowUsage is one window of one scope with its limits and what it holds
+// (reserved and settled), as [Quota.Usage] reports it.
+type WindowUsage struct {
+	// Scope names the counter like [Decision.Scope] ("user:<id>", ...).
+	Scope string
+	// Window is the window's length; Reset is when it ends.
+	Window Window
+	Reset  time.Time
+	// RequestLimit and TokenLimit are the limits in force (0 unlimited).
+	RequestLimit, TokenLimit int64
+	// Requests and Tokens are what the window holds.
+	Requests, Tokens int64
+}
+
+// Usage reports, charging nothing, every window that Reserve would check
+// at now for any of reqs (each window of each scope once, in plan order),
+// with the limits in force and what the window holds. A scope without
+// limits has no window. An error wraps [ErrBackendUnavailable].
+func (q *Quota) Usage(ctx context.Context, reqs []Request, now time.Time) ([]WindowUsage, error) {
+	return quota.Read(ctx, q.Policy, reqs, q.Load().plan, now, func(c quota.Check, used []int64) WindowUsage {
+		return WindowUsage{Scope: c.Scope, Window: c.Window, Reset: c.Window.End(c.Index),
+			RequestLimit: c.Limits[0], TokenLimit: c.Limits[1], Requests: used[0], Tokens: used[1]}
+	})
 }
 
 // Settle implements [Limiter.Settle].
