@@ -253,7 +253,7 @@ func Read[R, U any](ctx context.Context, r Reader, reqs []R, plan func([]Check, 
 	}
 	seen := make(map[Charge]bool, len(all))
 	for _, c := range all {
-		if k := (Charge{c.Scope, c.Window, c.Index}); !seen[k] {
+		if k := c.charge(); !seen[k] {
 			seen[k] = true
 			checks = append(checks, c)
 		}

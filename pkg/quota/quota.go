@@ -140,13 +140,6 @@ func ScopeName(kind, id string) string {
 	return kind + "sha256:" + hex.EncodeToString(sum[:16])
 }
 
-// Charges returns the charges of checks.
-func Charges(checks []Check) []Charge {
-	out := make([]Charge, len(checks))
-	for i, c := range checks {
-		out[i] = Charge{Scope: c.Scope, Window: c.Window, Index: c.Index}
-	}
-	return out
-}
+func (c Check) charge() Charge { return Charge{Scope: c.Scope, Window: c.Window, Index: c.Index} }
 
 func newID() string { return rand.Text() }

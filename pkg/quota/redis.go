@@ -265,7 +265,10 @@ func (r *Redis) Reserve(ctx context.Context, checks []Check, amounts []int64, no
 	if !r.health.Admit() {
 		return Result{}, r.skipped("reserve")
 	}
-	res := Reservation{ID: newID(), Charges: Charges(checks)}
+	res := Reservation{ID: newID(), Charges: make([]Charge, len(checks))}
+	for i, c := range checks {
+		res.Charges[i] = c.charge()
+	}
 	gs := r.groups(len(checks), func(i int) string { return checks[i].Scope })
 	outs := make([]groupOutcome, len(gs))
 	r.each(len(gs), func(g int) { outs[g] = r.reserveGroup(ctx, res.ID, checks, gs[g].members, amounts, now) })
