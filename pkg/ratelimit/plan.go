@@ -61,15 +61,8 @@ func (c *Config) plan(dst []quota.Check, req Request, now time.Time) []quota.Che
 }
 
 func appendChecks(dst []quota.Check, scope string, l Limits, minute, day int64) []quota.Check {
-	if l.RequestsPerMinute > 0 || l.TokensPerMinute > 0 {
-		dst = append(dst, quota.Check{Scope: scope, Window: WindowMinute, Index: minute,
-			Limits: []int64{l.RequestsPerMinute, l.TokensPerMinute}})
-	}
-	if l.RequestsPerDay > 0 || l.TokensPerDay > 0 {
-		dst = append(dst, quota.Check{Scope: scope, Window: WindowDay, Index: day,
-			Limits: []int64{l.RequestsPerDay, l.TokensPerDay}})
-	}
-	return dst
+	dst = quota.AddCheck(dst, scope, WindowMinute, minute, l.RequestsPerMinute, l.TokensPerMinute)
+	return quota.AddCheck(dst, scope, WindowDay, day, l.RequestsPerDay, l.TokensPerDay)
 }
 
 // denial builds the refusal the store reported for checks.
