@@ -95,28 +95,9 @@ type Reservation struct {
 	Charges []quota.Charge `json:"charges,omitempty"`
 }
 
-// Limiter enforces daily and monthly USD budgets per API key and per user
-// (see [Config]). Implementations are safe for concurrent use.
-type Limiter interface {
-	// Reserve checks the key's and the user's budgets (day, then month) at
-	// now and, only if all admit, adds the request's estimate to all of them
-	// atomically. A denial charges nothing. A budget refuses when its spend
-	// (settled plus reserved) has reached the limit, or when spend plus the
-	// estimate would pass it. An error wraps [ErrBackendUnavailable].
-	Reserve(ctx context.Context, req Request, now time.Time) (Decision, error)
-	// Settle replaces the reservation's estimate with actualUSD (converted
-	// by [Nanos]) in every charged window still current at now; rotated
-	// windows keep the estimate. Counters never go below 0. A second Settle
-	// or Cancel of the same reservation does nothing.
-	Settle(ctx context.Context, res Reservation, actualUSD float64, now time.Time) error
-	// Cancel takes the reservation's estimate back from every charged
-	// window still current at now (the call cost nothing).
-	Cancel(ctx context.Context, res Reservation, now time.Time) error
-	// Status reports the backend's health; the redis backend pings.
-	Status(ctx context.Context) quota.Status
-	// Close releases the backend's resources.
-	Close() error
-}
+// Limiter enforces the daily and monthly USD budgets of [Config]; see
+// [Quota] for what it charges and settles.
+type Limiter = quota.Limiter[Request, Decision, Reservation, float64]
 
 // New returns the limiter cfg asks for: [Nop] when budgets are disabled,
 // else the memory or redis backend. cfg is validated and defaulted first.
@@ -127,17 +108,17 @@ func New(ctx context.Context, cfg Config, hooks quota.Hooks) (Limiter, error) {
 	if !cfg.Enabled {
 		return Nop{}, nil
 	}
-	return Open(ctx, cfg, hooks)
+	q, err := Open(ctx, cfg, hooks)
+	if err != nil {
+		return nil, err // not a nil *Quota in a non-nil Limiter
+	}
+	return q, nil
 }
 
-// Open returns the limiter on the store cfg.Backend names (call
-// cfg.Validate first). Memory counts in this process only, so N replicas
-// each admit the full budgets; it is bounded by max_scopes (see
-// [quota.Memory]). Redis is exact across every instance sharing that Redis
-// and key prefix, and is pinged: an unreachable server is not an error,
-// the limiter starts unhealthy and its calls fail with
-// [ErrBackendUnavailable] (or, with fail mode local, are counted in
-// process) until the server answers. Only unusable settings are an error.
+// Open returns the limiter on the store cfg's [quota.Settings] name (see
+// [quota.Settings.Open]; call cfg.Validate first). A Redis unreachable at
+// start is a state, not an error: calls fail with [ErrBackendUnavailable]
+// (or count in process, fail mode local) until it answers.
 func Open(ctx context.Context, cfg Config, hooks quota.Hooks) (*Quota, error) {
 	p, err := quota.OpenPolicy[Config](ctx, cfg, func(c *Config) *quota.Settings { return &c.Settings }, metrics, hooks,
 		ErrBackendUnavailable)
@@ -155,7 +136,8 @@ type Quota struct{ *quota.Policy[Config, *Config] }
 
 var _ Limiter = (*Quota)(nil)
 
-// Reserve implements [Limiter.Reserve].
+// Reserve implements [Limiter.Reserve]: the request's estimate in every
+// window of [Config]'s scopes, checked strictly (see the package doc).
 func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decision, error) {
 	cfg := q.Load()
 	checks := cfg.plan(make([]quota.Check, 0, 4), req, now)
@@ -200,7 +182,7 @@ func (q *Quota) Usage(ctx context.Context, reqs []Request, now time.Time) ([]Win
 	})
 }
 
-// Settle implements [Limiter.Settle].
+// Settle implements [Limiter.Settle] with actualUSD, converted by [Nanos].
 func (q *Quota) Settle(ctx context.Context, res Reservation, actualUSD float64, now time.Time) error {
 	return q.Adjust(ctx, res.ID, res.Charges, []int64{Nanos(actualUSD) - res.EstimateNanos}, now)
 }

@@ -269,6 +269,29 @@ func Read[R, U any](ctx context.Context, r Reader, reqs []R, plan func([]Check, 
 	return out, nil
 }
 
+// Limiter is the lifecycle of every policy's limiter: requests R, decisions
+// D, reservations Res settled with actual amounts A. Implementations are
+// safe for concurrent use.
+type Limiter[R, D, Res, A any] interface {
+	// Reserve checks every window the policy plans for req at now and,
+	// only if all admit, charges the request's amounts to all of them
+	// atomically; a denial charges nothing and D names the first refusing
+	// window. An error wraps the policy's unavailable error.
+	Reserve(ctx context.Context, req R, now time.Time) (D, error)
+	// Settle replaces the reserved amounts with actual in every charged
+	// window still current at now (rotated windows are left alone);
+	// counters never go below 0. A second Settle or Cancel of the same
+	// reservation does nothing.
+	Settle(ctx context.Context, res Res, actual A, now time.Time) error
+	// Cancel takes the reserved amounts back from every charged window
+	// still current at now (the call consumed nothing).
+	Cancel(ctx context.Context, res Res, now time.Time) error
+	// Status reports the store's health; the Redis store pings.
+	Status(ctx context.Context) Status
+	// Close releases the store's resources.
+	Close() error
+}
+
 // Disabled is embedded by a policy's no-op limiter: healthy, nothing to
 // close. The zero value is ready to use.
 type Disabled struct{}
