@@ -8,10 +8,9 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
-// ErrBackendUnavailable is wrapped by every error a [Limiter]
-// returns when its backend cannot answer (Redis down, memory table full).
-// For a Limiter the caller then admits or refuses the request according to
-// [Config.FailClosed].
+// ErrBackendUnavailable is wrapped by every error a [Limiter] returns when
+// its backend cannot answer (Redis down, memory table full). The caller
+// then admits or refuses the request according to [Config.FailClosed].
 var ErrBackendUnavailable = errors.New("budget backend unavailable")
 
 // Request is what the limiter knows about a request at admission.
@@ -129,9 +128,7 @@ func Open(ctx context.Context, cfg Config, hooks quota.Hooks) (*Quota, error) {
 }
 
 // Quota is the [Limiter] on a [quota.Store]: spend counted in every window
-// of [Config.plan]. A reservation that is never settled (a crashed
-// instance) keeps its estimate charged until its last window ends. It is
-// safe for concurrent use.
+// of [Config.plan]. It is safe for concurrent use.
 type Quota struct{ *quota.Policy[Config, *Config] }
 
 var _ Limiter = (*Quota)(nil)

@@ -36,11 +36,8 @@ const configPath = "features.cost_tracking.budgets"
 type Config struct {
 	// Enabled turns budget enforcement on. Default false.
 	Enabled bool `json:"enabled"`
-	// Settings configure the store (YAML keys backend, fail_mode,
-	// expected_instances, redis, key_prefix, max_scopes; see
-	// [quota.Settings]); key_prefix defaults to "llmproxy:budget:". For fail
-	// modes open and closed the limiter returns an error wrapping
-	// [ErrBackendUnavailable]; see [quota.Settings.FailClosed].
+	// Settings configure the store (YAML keys in [quota.Settings]);
+	// key_prefix defaults to "llmproxy:budget:".
 	quota.Settings
 	// PerKey are the budgets of API keys, by key id (the hashed key the
 	// gateway derives; never the raw key).

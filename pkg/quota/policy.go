@@ -27,11 +27,9 @@ const (
 //   - backend: "memory" (default; this process only, so every replica
 //     counts alone, and counts are lost on restart) or "redis" (shared and
 //     exact across replicas).
-//   - fail_mode, while the store fails: "open" (default; the caller admits),
-//     "closed" (the caller refuses with a 503) or "local" (redis only:
-//     count in this process at each limit divided by expected_instances
-//     until Redis answers again; answers so decided carry
-//     X-Llm-Proxy-Degraded: local). See [Local].
+//   - fail_mode, while the store fails: [FailOpen] (default), [FailClosed]
+//     or [FailLocal] (redis only; answers so decided carry
+//     X-Llm-Proxy-Degraded: local).
 //   - expected_instances: instances sharing the Redis, for fail mode local.
 //     Default 1.
 //   - redis: where the Redis is (single, Sentinel or Cluster).

@@ -40,11 +40,8 @@ const configPath = "features.rate_limiting"
 type Config struct {
 	// Enabled turns rate limiting on. Default false.
 	Enabled bool `json:"enabled"`
-	// Settings configure the store (YAML keys backend, fail_mode,
-	// expected_instances, redis, key_prefix, max_scopes; see
-	// [quota.Settings]); key_prefix defaults to "llmproxy:rl:". For fail
-	// modes open and closed the limiter returns an error wrapping
-	// [ErrBackendUnavailable]; see [quota.Settings.FailClosed].
+	// Settings configure the store (YAML keys in [quota.Settings]);
+	// key_prefix defaults to "llmproxy:rl:".
 	quota.Settings
 	// Limits are the default limits of EACH user and EACH API key, counted
 	// separately per identity.
