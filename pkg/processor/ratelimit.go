@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/correction"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 )
@@ -47,7 +48,7 @@ type RateLimit struct {
 	quotaGuard
 	lim       ratelimit.Limiter
 	cfg       ratelimit.Config
-	corrector *ratelimit.Corrector
+	corrector *correction.Corrector
 	hooks     RateLimitHooks
 }
 
@@ -62,7 +63,7 @@ type RateLimitOptions struct {
 	Providers providers.Registry
 	// Corrector learns how far text estimates are from the vendors' counts;
 	// nil disables correction.
-	Corrector *ratelimit.Corrector
+	Corrector *correction.Corrector
 	Hooks     RateLimitHooks
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
