@@ -144,17 +144,10 @@ func (c Config) Validate() error {
 }
 
 func validateLimits(p *quota.Problems, path string, l Limits) {
-	for _, f := range []struct {
-		name string
-		v    int64
-	}{
-		{"requests_per_minute", l.RequestsPerMinute},
-		{"tokens_per_minute", l.TokensPerMinute},
-		{"requests_per_day", l.RequestsPerDay},
-		{"tokens_per_day", l.TokensPerDay},
-	} {
-		if f.v < 0 {
-			p.Add(path+"."+f.name, "must be 0 (unlimited) or positive, got %d", f.v)
+	keys := [...]string{"requests_per_minute", "tokens_per_minute", "requests_per_day", "tokens_per_day"}
+	for i, v := range [...]int64{l.RequestsPerMinute, l.TokensPerMinute, l.RequestsPerDay, l.TokensPerDay} {
+		if v < 0 {
+			p.Add(path+"."+keys[i], "must be 0 (unlimited) or positive, got %d", v)
 		}
 	}
 }

@@ -27,15 +27,11 @@ var metrics = []quota.Metric{{Field: "r"}, {Field: "t", Optimistic: true}}
 func (c *Config) plan(dst []quota.Check, req Request, now time.Time) []quota.Check {
 	minute, day := quota.Minute.Index(now), quota.Day.Index(now)
 	dst = appendChecks(dst, scopeGlobal, c.Global, minute, day)
-	if req.Provider != "" {
-		if l, ok := c.PerProvider[req.Provider]; ok {
-			dst = appendChecks(dst, quota.ScopeName(scopeProvider, req.Provider), l, minute, day)
-		}
+	if l, ok := c.PerProvider[req.Provider]; ok && req.Provider != "" {
+		dst = appendChecks(dst, quota.ScopeName(scopeProvider, req.Provider), l, minute, day)
 	}
-	if req.Model != "" {
-		if l, ok := c.Overrides.PerModel[req.Model]; ok {
-			dst = appendChecks(dst, quota.ScopeName(scopeModel, req.Model), l, minute, day)
-		}
+	if l, ok := c.Overrides.PerModel[req.Model]; ok && req.Model != "" {
+		dst = appendChecks(dst, quota.ScopeName(scopeModel, req.Model), l, minute, day)
 	}
 	if req.KeyID != "" {
 		l, ok := c.Overrides.PerKey[req.KeyID]
