@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/correction"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 )
 
 // estimate is the gateway's text estimate (pkg/processor): the billable
@@ -220,7 +220,7 @@ func TestEstimationError(t *testing.T) {
 	//   - per workload: each content type names its own model (as when a
 	//     team runs one application per model or deployment), so each
 	//     workload learns its own factor.
-	corr := ratelimit.NewCorrector(ratelimit.CorrectorConfig{})
+	corr := correction.New(correction.Config{})
 	workloadModel := func(s sample) string { return openAIModel + "/" + s.c.Kind }
 	for _, s := range train {
 		corr.Observe("openai", openAIModel, s.est[0], s.actual)
@@ -509,7 +509,7 @@ func BenchmarkEstimate(b *testing.B) {
 		b.Run(v.name, func(b *testing.B) {
 			p := reg[v.name]
 			cpt := f.est.CharsPerTokenFor(v.name)
-			corr := ratelimit.NewCorrector(ratelimit.CorrectorConfig{})
+			corr := correction.New(correction.Config{})
 			reqs := make([]providers.Request, len(f.corpus))
 			size := 0
 			for i := range f.corpus {

@@ -8,10 +8,9 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
-// ErrBackendUnavailable is wrapped by every error a [Limiter]
-// returns when its backend cannot answer (Redis down, memory table full).
-// For a Limiter the caller then admits or refuses the request according to
-// [Config.FailClosed].
+// ErrBackendUnavailable is wrapped by every error a [Limiter] returns when
+// its backend cannot answer (Redis down, memory table full). The caller
+// then admits or refuses the request according to [Config.FailClosed].
 var ErrBackendUnavailable = errors.New("budget backend unavailable")
 
 // Request is what the limiter knows about a request at admission.
@@ -95,28 +94,9 @@ type Reservation struct {
 	Charges []quota.Charge `json:"charges,omitempty"`
 }
 
-// Limiter enforces daily and monthly USD budgets per API key and per user
-// (see [Config]). Implementations are safe for concurrent use.
-type Limiter interface {
-	// Reserve checks the key's and the user's budgets (day, then month) at
-	// now and, only if all admit, adds the request's estimate to all of them
-	// atomically. A denial charges nothing. A budget refuses when its spend
-	// (settled plus reserved) has reached the limit, or when spend plus the
-	// estimate would pass it. An error wraps [ErrBackendUnavailable].
-	Reserve(ctx context.Context, req Request, now time.Time) (Decision, error)
-	// Settle replaces the reservation's estimate with actualUSD (converted
-	// by [Nanos]) in every charged window still current at now; rotated
-	// windows keep the estimate. Counters never go below 0. A second Settle
-	// or Cancel of the same reservation does nothing.
-	Settle(ctx context.Context, res Reservation, actualUSD float64, now time.Time) error
-	// Cancel takes the reservation's estimate back from every charged
-	// window still current at now (the call cost nothing).
-	Cancel(ctx context.Context, res Reservation, now time.Time) error
-	// Status reports the backend's health; the redis backend pings.
-	Status(ctx context.Context) quota.Status
-	// Close releases the backend's resources.
-	Close() error
-}
+// Limiter enforces the daily and monthly USD budgets of [Config]; see
+// [Quota] for what it charges and settles.
+type Limiter = quota.Limiter[Request, Decision, Reservation, float64]
 
 // New returns the limiter cfg asks for: [Nop] when budgets are disabled,
 // else the memory or redis backend. cfg is validated and defaulted first.
@@ -127,19 +107,20 @@ func New(ctx context.Context, cfg Config, hooks quota.Hooks) (Limiter, error) {
 	if !cfg.Enabled {
 		return Nop{}, nil
 	}
-	return Open(ctx, cfg, hooks)
+	q, err := Open(ctx, cfg, hooks)
+	if err != nil {
+		return nil, err // not a nil *Quota in a non-nil Limiter
+	}
+	return q, nil
 }
 
-// Open returns the limiter on the store cfg.Backend names (call
-// cfg.Validate first). Memory counts in this process only, so N replicas
-// each admit the full budgets; it is bounded by max_scopes (see
-// [quota.Memory]). Redis is exact across every instance sharing that Redis
-// and key prefix, and is pinged: an unreachable server is not an error,
-// the limiter starts unhealthy and its calls fail with
-// [ErrBackendUnavailable] (or, with fail mode local, are counted in
-// process) until the server answers. Only unusable settings are an error.
+// Open returns the limiter on the store cfg's [quota.Settings] name (see
+// [quota.Settings.Open]; call cfg.Validate first). A Redis unreachable at
+// start is a state, not an error: calls fail with [ErrBackendUnavailable]
+// (or count in process, fail mode local) until it answers.
 func Open(ctx context.Context, cfg Config, hooks quota.Hooks) (*Quota, error) {
-	p, err := quota.OpenPolicy[Config](ctx, cfg, metrics, hooks, ErrBackendUnavailable)
+	p, err := quota.OpenPolicy[Config](ctx, cfg, func(c *Config) *quota.Settings { return &c.Settings }, metrics, hooks,
+		ErrBackendUnavailable)
 	if err != nil {
 		return nil, err
 	}
@@ -147,14 +128,13 @@ func Open(ctx context.Context, cfg Config, hooks quota.Hooks) (*Quota, error) {
 }
 
 // Quota is the [Limiter] on a [quota.Store]: spend counted in every window
-// of [Config.plan]. A reservation that is never settled (a crashed
-// instance) keeps its estimate charged until its last window ends. It is
-// safe for concurrent use.
+// of [Config.plan]. It is safe for concurrent use.
 type Quota struct{ *quota.Policy[Config, *Config] }
 
 var _ Limiter = (*Quota)(nil)
 
-// Reserve implements [Limiter.Reserve].
+// Reserve implements [Limiter.Reserve]: the request's estimate in every
+// window of [Config]'s scopes, checked strictly (see the package doc).
 func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decision, error) {
 	cfg := q.Load()
 	checks := cfg.plan(make([]quota.Check, 0, 4), req, now)
@@ -162,7 +142,7 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 		return Decision{Allowed: true}, nil
 	}
 	charge := Nanos(req.EstimatedUSD)
-	r, err := q.Handle.Reserve(ctx, checks, []int64{charge}, now)
+	r, err := q.Policy.Reserve(ctx, checks, []int64{charge}, now)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -173,7 +153,33 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 		Charges: r.Reservation.Charges}}, nil
 }
 
-// Settle implements [Limiter.Settle].
+// WindowUsage is one budget window of one scope with its limit and spend,
+// as [Quota.Usage] reports it.
+type WindowUsage struct {
+	// Scope names the budget like [Decision.Scope] ("key:<key id>", ...).
+	Scope string
+	// Window is [WindowDay] or [WindowMonth]; Reset is when it ends.
+	Window Window
+	Reset  time.Time
+	// LimitNanos is the limit in force, in nano-dollars per Window.
+	LimitNanos int64
+	// SpendNanos is settled spend plus outstanding reservations, in
+	// nano-dollars; it can exceed LimitNanos (see [Decision.SpendNanos]).
+	SpendNanos int64
+}
+
+// Usage reports, charging nothing, every budget window that Reserve would
+// check at now for any of reqs (each window of each scope once, in plan
+// order), with the limit in force and the spend it holds. A scope without
+// budget has no window. An error wraps [ErrBackendUnavailable].
+func (q *Quota) Usage(ctx context.Context, reqs []Request, now time.Time) ([]WindowUsage, error) {
+	return quota.Read(ctx, q.Policy, reqs, q.Load().plan, now, func(c quota.Check, used []int64) WindowUsage {
+		return WindowUsage{Scope: c.Scope, Window: c.Window, Reset: c.Window.End(c.Index),
+			LimitNanos: c.Limits[0], SpendNanos: used[0]}
+	})
+}
+
+// Settle implements [Limiter.Settle] with actualUSD, converted by [Nanos].
 func (q *Quota) Settle(ctx context.Context, res Reservation, actualUSD float64, now time.Time) error {
 	return q.Adjust(ctx, res.ID, res.Charges, []int64{Nanos(actualUSD) - res.EstimateNanos}, now)
 }

@@ -36,11 +36,8 @@ const configPath = "features.cost_tracking.budgets"
 type Config struct {
 	// Enabled turns budget enforcement on. Default false.
 	Enabled bool `json:"enabled"`
-	// Settings configure the store (YAML keys backend, fail_mode,
-	// expected_instances, redis, key_prefix, max_scopes; see
-	// [quota.Settings]); key_prefix defaults to "llmproxy:budget:". For fail
-	// modes open and closed the limiter returns an error wrapping
-	// [ErrBackendUnavailable]; see [quota.Settings.FailClosed].
+	// Settings configure the store (YAML keys in [quota.Settings]);
+	// key_prefix defaults to "llmproxy:budget:".
 	quota.Settings
 	// PerKey are the budgets of API keys, by key id (the hashed key the
 	// gateway derives; never the raw key).
@@ -120,18 +117,12 @@ func validatePolicy(p *quota.Problems, path string, pol Policy) {
 }
 
 func validateLimits(p *quota.Problems, path string, l Limits) {
-	for _, f := range []struct {
-		name string
-		v    float64
-	}{
-		{"daily_usd", l.DailyUSD},
-		{"monthly_usd", l.MonthlyUSD},
-	} {
-		switch {
-		case math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 || f.v > MaxUSD:
-			p.Add(path+"."+f.name, "must be 0 (unlimited) or a positive amount up to %g, got %v", float64(MaxUSD), f.v)
-		case f.v > 0 && Nanos(f.v) == 0:
-			p.Add(path+"."+f.name, "must be at least 0.000000001 (one nano-dollar), got %v", f.v)
+	for i, v := range [...]float64{l.DailyUSD, l.MonthlyUSD} {
+		switch field := path + "." + [...]string{"daily_usd", "monthly_usd"}[i]; {
+		case math.IsNaN(v) || math.IsInf(v, 0) || v < 0 || v > MaxUSD:
+			p.Add(field, "must be 0 (unlimited) or a positive amount up to %g, got %v", float64(MaxUSD), v)
+		case v > 0 && Nanos(v) == 0:
+			p.Add(field, "must be at least 0.000000001 (one nano-dollar), got %v", v)
 		}
 	}
 }

@@ -36,8 +36,7 @@
 // reservation never settled (a crashed instance) keeps its estimate charged
 // until its last window ends: the error is on the side of stopping spend.
 //
-// Amounts are integer nano-dollars everywhere ([Nanos] rounds a USD amount
-// to the nearest one), so sums across instances are exact and settling
+// Amounts are integer nano-dollars everywhere ([NanosPerUSD]): settling
 // with actualUSD while recording [Nanos](actualUSD) keeps budgets and the
 // ledger equal to the nano-dollar.
 //

@@ -53,13 +53,8 @@ func (c *Config) plan(dst []quota.Check, req Request, now time.Time) []quota.Che
 }
 
 func appendChecks(dst []quota.Check, scope string, l Limits, day, month int64) []quota.Check {
-	if lim := Nanos(l.DailyUSD); lim > 0 {
-		dst = append(dst, quota.Check{Scope: scope, Window: WindowDay, Index: day, Limits: []int64{lim}})
-	}
-	if lim := Nanos(l.MonthlyUSD); lim > 0 {
-		dst = append(dst, quota.Check{Scope: scope, Window: WindowMonth, Index: month, Limits: []int64{lim}})
-	}
-	return dst
+	dst = quota.AddCheck(dst, scope, WindowDay, day, Nanos(l.DailyUSD))
+	return quota.AddCheck(dst, scope, WindowMonth, month, Nanos(l.MonthlyUSD))
 }
 
 // denial builds the refusal the store reported for checks.

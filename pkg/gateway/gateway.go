@@ -22,6 +22,7 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/budget"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/correction"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/gatewayauth"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
@@ -172,7 +173,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 		g.closers = append(g.closers, lim)
 		guards = append(guards, processor.NewRateLimit(processor.RateLimitOptions{
 			Limiter: lim, Config: rl, Providers: o.Providers, Hooks: m.Hooks(), Now: o.Now,
-			Corrector: ratelimit.NewCorrector(ratelimit.CorrectorConfig{}),
+			Corrector: correction.New(correction.Config{}),
 		}))
 		sections["rate_limiting"] = storeSection(lim.Status, rl.FailMode)
 	} else {

@@ -35,12 +35,10 @@ type BudgetHooks struct {
 // key and per user: it reserves the estimated cost before the call and
 // settles the actual cost after it. It is safe for concurrent use.
 type Budget struct {
-	lim       budget.Limiter
-	cfg       budget.Config
-	est       Estimator
-	providers providers.Registry
-	hooks     BudgetHooks
-	now       func() time.Time
+	quotaGuard
+	lim   budget.Limiter
+	est   Estimator
+	hooks BudgetHooks
 }
 
 var _ Guard = (*Budget)(nil)
@@ -52,7 +50,9 @@ func NewBudget(lim budget.Limiter, cfg budget.Config, est Estimator, provs provi
 	if now == nil {
 		now = time.Now
 	}
-	return &Budget{lim: lim, cfg: cfg, est: est, providers: provs, hooks: hooks, now: now}
+	return &Budget{lim: lim, est: est, hooks: hooks, quotaGuard: quotaGuard{providers: provs, now: now,
+		failClosed: cfg.FailClosed(), onBackendError: hooks.OnBackendError, subject: "Budget store",
+		details: "llm_proxy_budget_unavailable"}}
 }
 
 // Name implements [NamedGuard].
@@ -64,19 +64,10 @@ func (*Budget) Name() string { return "budget" }
 func (g *Budget) Admit(ctx context.Context, c *Call) (Ticket, *Reply, error) {
 	usd, _ := g.est.Estimate(c.Provider, c.Info.Model, c.EstimatedInputTokens, c.Info.MaxOutputTokens)
 	req := budget.Request{User: c.Identity.User, KeyID: c.Identity.KeyID, EstimatedUSD: usd}
-	req.KeyBudget, req.Team, req.TeamBudget = gatewayKeyBudgets(c.Identity.GatewayKey)
+	req.KeyBudget, req.Team, req.TeamBudget = GatewayKeyBudgets(c.Identity.GatewayKey)
 	d, err := g.lim.Reserve(ctx, req, g.now())
 	if err != nil {
-		failOpen := !g.cfg.FailClosed()
-		if g.hooks.OnBackendError != nil {
-			g.hooks.OnBackendError(c.Provider, failOpen)
-		}
-		if failOpen {
-			return nil, nil, nil
-		}
-		return nil, &Reply{Status: 503, Headers: [][2]string{{"Content-Type", "application/json"}, {headerErrorSource, "proxy"}},
-			Body:    g.body(c, providers.ErrorUnavailable, "[PROXY] Budget store unavailable; the gateway is configured to fail closed. Please try again later."),
-			Details: "llm_proxy_budget_unavailable"}, nil
+		return nil, g.storeFailed(c), nil
 	}
 	if !d.Allowed {
 		if g.hooks.OnRefuse != nil {
@@ -85,22 +76,10 @@ func (g *Budget) Admit(ctx context.Context, c *Call) (Ticket, *Reply, error) {
 		msg := fmt.Sprintf("[PROXY] Budget exceeded: %s has spent $%s of its $%s %s budget. It resets at %s.",
 			d.Scope, budget.FormatNanos(d.SpendNanos), budget.FormatNanos(d.LimitNanos), budgetPeriod(d.Window),
 			d.Reset.UTC().Format(time.RFC3339))
-		reply := &Reply{
-			Status: 402,
-			Headers: [][2]string{
-				{"Content-Type", "application/json"},
-				{headerCostReason, d.Reason()},
-				{headerCostLimit, budget.FormatNanos(d.LimitNanos)},
-				{headerCostSpend, budget.FormatNanos(d.SpendNanos)},
-				{headerErrorSource, "proxy"},
-			},
-			Body:    g.body(c, providers.ErrorBudgetExceeded, msg),
-			Details: BudgetDetails,
-		}
-		if d.Degraded {
-			reply.Headers = append(reply.Headers, [2]string{headerDegraded, "local"})
-		}
-		return nil, reply, nil
+		return nil, g.reply(c, 402, BudgetDetails, providers.ErrorBudgetExceeded, msg, d.Degraded,
+			[2]string{headerCostReason, d.Reason()},
+			[2]string{headerCostLimit, budget.FormatNanos(d.LimitNanos)},
+			[2]string{headerCostSpend, budget.FormatNanos(d.SpendNanos)}), nil
 	}
 	return &budgetTicket{g: g, res: d.Reservation}, nil, nil
 }
@@ -110,13 +89,6 @@ func budgetPeriod(w budget.Window) string {
 		return "monthly"
 	}
 	return "daily"
-}
-
-func (g *Budget) body(c *Call, kind providers.ErrorKind, msg string) []byte {
-	if p, ok := g.providers[c.Provider]; ok {
-		return p.ErrorBody(c.Info, kind, msg)
-	}
-	return providers.OpenAI{}.ErrorBody(c.Info, kind, msg)
 }
 
 type budgetTicket struct {
@@ -130,7 +102,7 @@ type budgetTicket struct {
 // usage; a stream cut short is charged what its reported usage shows).
 func (t *budgetTicket) Settle(ctx context.Context, r *Record) {
 	now := t.g.now()
-	if r.Outcome == OutcomeRefused || r.Status >= 500 || r.Status == 0 {
+	if costsNothing(r) {
 		_ = t.g.lim.Cancel(ctx, t.res, now)
 		return
 	}

@@ -6,12 +6,9 @@ import (
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/budget"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/credentials"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/gatewayauth"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 )
 
 // GatewayKeysGuard names gateway-key refusals in GuardDecision.Guard.
@@ -113,39 +110,4 @@ func (st *stream) reportCredential(status int) {
 	if st.credential != "" && st.s.gatewayKeys != nil {
 		st.s.gatewayKeys.Report(st.call.Provider, st.credential, status, st.s.now())
 	}
-}
-
-// gatewayKeyLimits returns the rate limits of a gateway key and of its
-// team for the rate limiter (nil when none is set).
-func gatewayKeyLimits(id *keys.Identity) (key *ratelimit.Limits, team string, teamLimits *ratelimit.Limits) {
-	if id == nil {
-		return nil, "", nil
-	}
-	conv := func(l keys.Limits) *ratelimit.Limits {
-		return &ratelimit.Limits{RequestsPerMinute: l.RequestsPerMinute, TokensPerMinute: l.TokensPerMinute,
-			RequestsPerDay: l.RequestsPerDay, TokensPerDay: l.TokensPerDay}
-	}
-	if !id.Key.Limits.IsZero() {
-		key = conv(id.Key.Limits)
-	}
-	if id.Team != nil && !id.Team.Limits.IsZero() {
-		team, teamLimits = id.Team.ID, conv(id.Team.Limits)
-	}
-	return key, team, teamLimits
-}
-
-// gatewayKeyBudgets returns the budgets of a gateway key and of its team
-// for the budget limiter (nil when none is set).
-func gatewayKeyBudgets(id *keys.Identity) (key *budget.Limits, team string, teamBudget *budget.Limits) {
-	if id == nil {
-		return nil, "", nil
-	}
-	if b := id.Key.Budget; !b.IsZero() {
-		key = &budget.Limits{DailyUSD: b.DailyUSD, MonthlyUSD: b.MonthlyUSD}
-	}
-	if id.Team != nil && !id.Team.Budget.IsZero() {
-		b := id.Team.Budget
-		team, teamBudget = id.Team.ID, &budget.Limits{DailyUSD: b.DailyUSD, MonthlyUSD: b.MonthlyUSD}
-	}
-	return key, team, teamBudget
 }

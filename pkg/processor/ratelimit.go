@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/correction"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 )
@@ -20,9 +21,6 @@ const (
 	headerMetric      = "X-RateLimit-Metric"
 	headerWindow      = "X-RateLimit-Window"
 	headerErrorSource = "X-Llm-Proxy-Error-Source"
-	// headerDegraded marks a refusal decided by in-process counters while
-	// the shared store was unreachable (fail_mode local).
-	headerDegraded = "X-Llm-Proxy-Degraded"
 )
 
 // RateLimitDetails is the %RESPONSE_CODE_DETAILS% of a rate-limit refusal.
@@ -47,12 +45,11 @@ type RateLimitHooks struct {
 // RateLimit is the Guard that enforces request and token limits. It is safe
 // for concurrent use.
 type RateLimit struct {
+	quotaGuard
 	lim       ratelimit.Limiter
 	cfg       ratelimit.Config
-	providers providers.Registry
-	corrector *ratelimit.Corrector
+	corrector *correction.Corrector
 	hooks     RateLimitHooks
-	now       func() time.Time
 }
 
 var _ Guard = (*RateLimit)(nil)
@@ -66,7 +63,7 @@ type RateLimitOptions struct {
 	Providers providers.Registry
 	// Corrector learns how far text estimates are from the vendors' counts;
 	// nil disables correction.
-	Corrector *ratelimit.Corrector
+	Corrector *correction.Corrector
 	Hooks     RateLimitHooks
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -77,8 +74,9 @@ func NewRateLimit(o RateLimitOptions) *RateLimit {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &RateLimit{lim: o.Limiter, cfg: o.Config, providers: o.Providers, corrector: o.Corrector,
-		hooks: o.Hooks, now: o.Now}
+	return &RateLimit{lim: o.Limiter, cfg: o.Config, corrector: o.Corrector, hooks: o.Hooks,
+		quotaGuard: quotaGuard{providers: o.Providers, now: o.Now, failClosed: o.Config.FailClosed(),
+			onBackendError: o.Hooks.OnBackendError, subject: "Rate limiter", details: "llm_proxy_rate_limiter_unavailable"}}
 }
 
 // Name implements [NamedGuard].
@@ -94,17 +92,10 @@ func (g *RateLimit) Admit(ctx context.Context, c *Call) (Ticket, *Reply, error) 
 	}
 	req := ratelimit.Request{Provider: c.Provider, Model: c.Info.Model, User: c.Identity.User,
 		KeyID: c.Identity.KeyID, InputTokens: input, OutputTokens: c.Info.MaxOutputTokens}
-	req.KeyLimits, req.Team, req.TeamLimits = gatewayKeyLimits(c.Identity.GatewayKey)
+	req.KeyLimits, req.Team, req.TeamLimits = GatewayKeyLimits(c.Identity.GatewayKey)
 	d, err := g.lim.Reserve(ctx, req, g.now())
 	if err != nil {
-		failOpen := !g.cfg.FailClosed()
-		if g.hooks.OnBackendError != nil {
-			g.hooks.OnBackendError(c.Provider, failOpen)
-		}
-		if failOpen {
-			return nil, nil, nil
-		}
-		return nil, g.unavailable(c), nil
+		return nil, g.storeFailed(c), nil
 	}
 	if !d.Allowed {
 		if g.hooks.OnRefuse != nil {
@@ -137,46 +128,14 @@ func (g *RateLimit) refusal(c *Call, d ratelimit.Decision) *Reply {
 	}
 	msg := fmt.Sprintf("[PROXY] Rate limit exceeded: %s %s per %s (limit %d, remaining %d). Retry after %d s.",
 		d.Scope, d.Metric, d.Window, d.Limit, d.Remaining, retry)
-	reply := &Reply{
-		Status: 429,
-		Headers: [][2]string{
-			{"Content-Type", "application/json"},
-			{"Retry-After", strconv.FormatInt(retry, 10)},
-			{headerLimit, strconv.FormatInt(d.Limit, 10)},
-			{headerRemaining, strconv.FormatInt(d.Remaining, 10)},
-			{headerReset, strconv.FormatInt(d.Reset.Unix(), 10)},
-			{headerScope, d.Scope},
-			{headerMetric, string(d.Metric)},
-			{headerWindow, string(d.Window)},
-			{headerErrorSource, "proxy"},
-		},
-		Body:    g.errorBody(c, providers.ErrorRateLimited, msg),
-		Details: RateLimitDetails,
-	}
-	if d.Degraded {
-		reply.Headers = append(reply.Headers, [2]string{headerDegraded, "local"})
-	}
-	return reply
-}
-
-// unavailable renders the fail-closed 503.
-func (g *RateLimit) unavailable(c *Call) *Reply {
-	return &Reply{
-		Status: 503,
-		Headers: [][2]string{
-			{"Content-Type", "application/json"},
-			{headerErrorSource, "proxy"},
-		},
-		Body:    g.errorBody(c, providers.ErrorUnavailable, "[PROXY] Rate limiter unavailable; the gateway is configured to fail closed. Please try again later."),
-		Details: "llm_proxy_rate_limiter_unavailable",
-	}
-}
-
-func (g *RateLimit) errorBody(c *Call, kind providers.ErrorKind, msg string) []byte {
-	if p, ok := g.providers[c.Provider]; ok {
-		return p.ErrorBody(c.Info, kind, msg)
-	}
-	return providers.OpenAI{}.ErrorBody(c.Info, kind, msg)
+	return g.reply(c, 429, RateLimitDetails, providers.ErrorRateLimited, msg, d.Degraded,
+		[2]string{"Retry-After", strconv.FormatInt(retry, 10)},
+		[2]string{headerLimit, strconv.FormatInt(d.Limit, 10)},
+		[2]string{headerRemaining, strconv.FormatInt(d.Remaining, 10)},
+		[2]string{headerReset, strconv.FormatInt(d.Reset.Unix(), 10)},
+		[2]string{headerScope, d.Scope},
+		[2]string{headerMetric, string(d.Metric)},
+		[2]string{headerWindow, string(d.Window)})
 }
 
 // rateTicket settles one reservation.
@@ -197,7 +156,7 @@ type rateTicket struct {
 func (t *rateTicket) Settle(ctx context.Context, r *Record) {
 	g := t.g
 	now := g.now()
-	cancel := r.Outcome == OutcomeRefused || r.Status >= 500 || r.Status == 0
+	cancel := costsNothing(r)
 	var tokens int64
 	switch {
 	case cancel:

@@ -83,6 +83,13 @@ func (l *Local) Adjust(ctx context.Context, res Reservation, deltas []int64, now
 	return l.primary.Adjust(ctx, res, deltas, now)
 }
 
+// Usage implements [Store.Usage] with the primary's counters only: the
+// fallback's are this instance's share, not the shared figure, so while
+// the primary is unreachable Usage fails with its error.
+func (l *Local) Usage(ctx context.Context, checks []Check, now time.Time) ([][]int64, error) {
+	return l.primary.Usage(ctx, checks, now)
+}
+
 // Status implements [Store.Status]: the primary's, with Fallback "local"
 // while it is unhealthy.
 func (l *Local) Status(ctx context.Context) Status {

@@ -158,20 +158,36 @@ func (m *Memory) Adjust(_ context.Context, res Reservation, deltas []int64, now 
 	}
 	delete(m.pending, res.ID)
 	for _, ch := range res.Charges {
-		if !ch.Current(now) {
-			continue
-		}
-		st := m.scopes[ch.Scope]
-		if st == nil {
-			continue
-		}
-		if w := st.find(ch.Window); w != nil && w.index == ch.Index {
+		if u := m.used(ch); u != nil && ch.Current(now) {
 			for j, d := range deltas {
-				w.used[j] = max(w.used[j]+d, 0)
+				u[j] = max(u[j]+d, 0)
 			}
 		}
 	}
 	return nil
+}
+
+// used returns the counters of window c while m holds it, else nil.
+// Callers hold m.mu.
+func (m *Memory) used(c Charge) []int64 {
+	if st := m.scopes[c.Scope]; st != nil {
+		if w := st.find(c.Window); w != nil && w.index == c.Index {
+			return w.used
+		}
+	}
+	return nil
+}
+
+// Usage implements [Store.Usage]: the counters of this process.
+func (m *Memory) Usage(_ context.Context, checks []Check, _ time.Time) ([][]int64, error) {
+	out := make([][]int64, len(checks))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, ch := range checks {
+		out[i] = make([]int64, len(m.metrics))
+		copy(out[i], m.used(ch.charge()))
+	}
+	return out, nil
 }
 
 // sweep drops ended windows, scopes without windows and reservations past

@@ -27,11 +27,9 @@ const (
 //   - backend: "memory" (default; this process only, so every replica
 //     counts alone, and counts are lost on restart) or "redis" (shared and
 //     exact across replicas).
-//   - fail_mode, while the store fails: "open" (default; the caller admits),
-//     "closed" (the caller refuses with a 503) or "local" (redis only:
-//     count in this process at each limit divided by expected_instances
-//     until Redis answers again; answers so decided carry
-//     X-Llm-Proxy-Degraded: local). See [Local].
+//   - fail_mode, while the store fails: [FailOpen] (default), [FailClosed]
+//     or [FailLocal] (redis only; answers so decided carry
+//     X-Llm-Proxy-Degraded: local).
 //   - expected_instances: instances sharing the Redis, for fail mode local.
 //     Default 1.
 //   - redis: where the Redis is (single, Sentinel or Cluster).
@@ -53,12 +51,6 @@ type Settings struct {
 // fails (an error wrapping the policy's unavailable error); false means
 // admit them (fail open; fail mode local admits when its fallback fails).
 func (s Settings) FailClosed() bool { return s.FailMode == FailClosed }
-
-// settings gives [OpenPolicy] the settings of any configuration embedding
-// them.
-//
-//lint:ignore U1000 called through the Rules constraint of OpenPolicy, promoted from the embedding configs
-func (s *Settings) settings() *Settings { return s }
 
 // ApplyDefaults sets backend memory, fail mode open, one expected
 // instance, keyPrefix and [DefaultMaxScopes] on zero fields.
@@ -98,26 +90,24 @@ type Hooks struct {
 	OnStateChange func(s Status)
 }
 
-// Open returns the policy's store counting metrics, on defaulted settings:
-// memory, or Redis on the shared client of its configuration (pinged once
-// so /health starts right; an unreachable server is a state, not an
-// error), behind [Local] for fail mode local. Store errors are wrapped in
-// unavailable too.
-func (s *Settings) Open(ctx context.Context, metrics []Metric, hooks Hooks, unavailable error) (Handle, error) {
+// Open returns the store counting metrics on defaulted settings: memory,
+// or Redis on the shared client of its configuration (pinged once so
+// /health starts right; an unreachable server is a state, not an error),
+// behind [Local] for fail mode local. Only unusable settings are an error.
+func (s *Settings) Open(ctx context.Context, metrics []Metric, hooks Hooks) (Store, error) {
 	if s.Backend != BackendRedis {
-		st := NewMemory(metrics, MemoryOptions{MaxScopes: s.MaxScopes, OnStateChange: hooks.OnStateChange})
-		return Handle{store: st, unavailable: unavailable}, nil
+		return NewMemory(metrics, MemoryOptions{MaxScopes: s.MaxScopes, OnStateChange: hooks.OnStateChange}), nil
 	}
 	client, err := redisconf.Default.Client(s.Redis, redisconf.Profile{MaxRetries: -1})
 	if err != nil {
-		return Handle{}, err
+		return nil, err
 	}
 	var st Store = NewRedis(client, metrics, RedisOptions{Prefix: s.KeyPrefix, OnStateChange: hooks.OnStateChange})
 	if s.FailMode == FailLocal {
 		st = NewLocal(st, metrics, s.ExpectedInstances, s.MaxScopes)
 	}
 	st.Status(ctx)
-	return Handle{store: st, unavailable: unavailable}, nil
+	return st, nil
 }
 
 // Problems collects the problems of one configuration block, each prefixed
@@ -157,74 +147,75 @@ func EachNamed[V any](p *Problems, field string, m map[string]V, check func(path
 	}
 }
 
-// Handle is a policy's limiter side of its store: it reserves and adjusts
-// with every store error wrapped in the policy's own unavailable error, and
-// answers Status, Close and Store. It is safe for concurrent use.
-type Handle struct {
-	store       Store
-	unavailable error
-}
-
-// Reserve is [Store.Reserve]; an error wraps the policy's unavailable error.
-func (h Handle) Reserve(ctx context.Context, checks []Check, amounts []int64, now time.Time) (Result, error) {
-	r, err := h.store.Reserve(ctx, checks, amounts, now)
-	if err != nil {
-		return r, fmt.Errorf("%w: %w", h.unavailable, err)
-	}
-	return r, nil
-}
-
-// Adjust is [Store.Adjust] for reservation id; one without charges is left
-// alone. An error wraps the policy's unavailable error.
-func (h Handle) Adjust(ctx context.Context, id string, charges []Charge, deltas []int64, now time.Time) error {
-	if len(charges) == 0 {
-		return nil
-	}
-	if err := h.store.Adjust(ctx, Reservation{ID: id, Charges: charges}, deltas, now); err != nil {
-		return fmt.Errorf("%w: %w", h.unavailable, err)
-	}
-	return nil
-}
-
-// Status reports the store's health; the Redis store pings.
-func (h Handle) Status(ctx context.Context) Status { return h.store.Status(ctx) }
-
-// Close releases the store's resources.
-func (h Handle) Close() error { return h.store.Close() }
-
-// Store returns the store under h, for tests and diagnostics.
-func (h Handle) Store() Store { return h.store }
-
 // Rules is what [Policy] needs of a policy's configuration C, through its
-// pointer: validation, defaults and the embedded [Settings].
+// pointer.
 type Rules[C any] interface {
 	*C
 	Validate() error
 	ApplyDefaults()
-	settings() *Settings
 }
 
-// Policy is the engine side of a policy's limiter: its store (through the
-// embedded [Handle]) and the configuration in force, which SetRules swaps
-// atomically. It is safe for concurrent use.
+// Policy is the engine side of a policy's limiter: its store, with every
+// store error wrapped in the policy's own unavailable error, and the
+// configuration in force, which SetRules swaps atomically. It is safe for
+// concurrent use.
 type Policy[C any, P Rules[C]] struct {
-	Handle
-	rules atomic.Pointer[C]
+	store       Store
+	unavailable error
+	rules       atomic.Pointer[C]
 }
 
-// OpenPolicy defaults cfg and opens its store counting metrics (see
-// [Settings.Open]); the store's errors wrap unavailable.
-func OpenPolicy[C any, P Rules[C]](ctx context.Context, cfg C, metrics []Metric, hooks Hooks, unavailable error) (*Policy[C, P], error) {
-	pc := P(&cfg)
-	pc.ApplyDefaults()
-	h, err := pc.settings().Open(ctx, metrics, hooks, unavailable)
+// OpenPolicy defaults cfg and opens the store its settings s name (see
+// [Settings.Open]; s is cfg's embedded Settings, read after the defaults);
+// the store's errors wrap unavailable.
+func OpenPolicy[C any, P Rules[C]](ctx context.Context, cfg C, s func(*C) *Settings, metrics []Metric, hooks Hooks, unavailable error) (*Policy[C, P], error) {
+	P(&cfg).ApplyDefaults()
+	st, err := s(&cfg).Open(ctx, metrics, hooks)
 	if err != nil {
 		return nil, err
 	}
-	p := &Policy[C, P]{Handle: h}
+	p := &Policy[C, P]{store: st, unavailable: unavailable}
 	p.rules.Store(&cfg)
 	return p, nil
 }
+
+// wrap wraps a store error in the policy's unavailable error.
+func (p *Policy[C, P]) wrap(err error) error {
+	if err != nil {
+		return fmt.Errorf("%w: %w", p.unavailable, err)
+	}
+	return nil
+}
+
+// Reserve is [Store.Reserve]; an error wraps the policy's unavailable error.
+func (p *Policy[C, P]) Reserve(ctx context.Context, checks []Check, amounts []int64, now time.Time) (Result, error) {
+	r, err := p.store.Reserve(ctx, checks, amounts, now)
+	return r, p.wrap(err)
+}
+
+// Adjust is [Store.Adjust] for reservation id; one without charges is left
+// alone. An error wraps the policy's unavailable error.
+func (p *Policy[C, P]) Adjust(ctx context.Context, id string, charges []Charge, deltas []int64, now time.Time) error {
+	if len(charges) == 0 {
+		return nil
+	}
+	return p.wrap(p.store.Adjust(ctx, Reservation{ID: id, Charges: charges}, deltas, now))
+}
+
+// Usage is [Store.Usage]; an error wraps the policy's unavailable error.
+func (p *Policy[C, P]) Usage(ctx context.Context, checks []Check, now time.Time) ([][]int64, error) {
+	used, err := p.store.Usage(ctx, checks, now)
+	return used, p.wrap(err)
+}
+
+// Status reports the store's health; the Redis store pings.
+func (p *Policy[C, P]) Status(ctx context.Context) Status { return p.store.Status(ctx) }
+
+// Close releases the store's resources.
+func (p *Policy[C, P]) Close() error { return p.store.Close() }
+
+// Store returns the store under p, for tests and diagnostics.
+func (p *Policy[C, P]) Store() Store { return p.store }
 
 // Load returns the configuration in force, shared: callers must not
 // modify it.
@@ -244,8 +235,60 @@ func (p *Policy[C, P]) SetRules(cfg C) error {
 	return nil
 }
 
-// Rules returns a copy of the configuration in force (see SetRules).
-func (p *Policy[C, P]) Rules() C { return *p.rules.Load() }
+// Reader is what [Read] reads through: a [Store] or a [Policy].
+type Reader interface {
+	Usage(ctx context.Context, checks []Check, now time.Time) ([][]int64, error)
+}
+
+// Read plans each of reqs at now with plan (appending its checks), reads
+// every distinct window (scope, window, index; the first is kept) once
+// with r.Usage, and returns row(window, what it holds) for each in plan
+// order: the read-only side of a policy's Reserve. An error is r's.
+func Read[R, U any](ctx context.Context, r Reader, reqs []R, plan func([]Check, R, time.Time) []Check, now time.Time, row func(Check, []int64) U) ([]U, error) {
+	var all, checks []Check
+	for _, req := range reqs {
+		all = plan(all, req, now)
+	}
+	seen := make(map[Charge]bool, len(all))
+	for _, c := range all {
+		if k := c.charge(); !seen[k] {
+			seen[k] = true
+			checks = append(checks, c)
+		}
+	}
+	used, err := r.Usage(ctx, checks, now)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]U, len(checks))
+	for i, c := range checks {
+		out[i] = row(c, used[i])
+	}
+	return out, nil
+}
+
+// Limiter is the lifecycle of every policy's limiter: requests R, decisions
+// D, reservations Res settled with actual amounts A. Implementations are
+// safe for concurrent use.
+type Limiter[R, D, Res, A any] interface {
+	// Reserve checks every window the policy plans for req at now and,
+	// only if all admit, charges the request's amounts to all of them
+	// atomically; a denial charges nothing and D names the first refusing
+	// window. An error wraps the policy's unavailable error.
+	Reserve(ctx context.Context, req R, now time.Time) (D, error)
+	// Settle replaces the reserved amounts with actual in every charged
+	// window still current at now (rotated windows are left alone);
+	// counters never go below 0. A second Settle or Cancel of the same
+	// reservation does nothing.
+	Settle(ctx context.Context, res Res, actual A, now time.Time) error
+	// Cancel takes the reserved amounts back from every charged window
+	// still current at now (the call consumed nothing).
+	Cancel(ctx context.Context, res Res, now time.Time) error
+	// Status reports the store's health; the Redis store pings.
+	Status(ctx context.Context) Status
+	// Close releases the store's resources.
+	Close() error
+}
 
 // Disabled is embedded by a policy's no-op limiter: healthy, nothing to
 // close. The zero value is ready to use.

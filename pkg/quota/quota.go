@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/backendhealth"
@@ -140,13 +141,15 @@ func ScopeName(kind, id string) string {
 	return kind + "sha256:" + hex.EncodeToString(sum[:16])
 }
 
-// Charges returns the charges of checks.
-func Charges(checks []Check) []Charge {
-	out := make([]Charge, len(checks))
-	for i, c := range checks {
-		out[i] = Charge{Scope: c.Scope, Window: c.Window, Index: c.Index}
+// AddCheck appends to dst the check of scope in window w at index idx with
+// limits (one per metric), unless every limit is 0 (unlimited).
+func AddCheck(dst []Check, scope string, w Window, idx int64, limits ...int64) []Check {
+	if slices.ContainsFunc(limits, func(l int64) bool { return l > 0 }) {
+		dst = append(dst, Check{Scope: scope, Window: w, Index: idx, Limits: limits})
 	}
-	return out
+	return dst
 }
+
+func (c Check) charge() Charge { return Charge{Scope: c.Scope, Window: c.Window, Index: c.Index} }
 
 func newID() string { return rand.Text() }

@@ -127,8 +127,9 @@ type Redis struct {
 	cluster bool
 	prefix  string
 	metrics []Metric
-	fields  []any // the metrics' field names, script arguments
-	flags   []any // their optimistic flags, "true" or "false"
+	names   []string // the metrics' field names
+	fields  []any    // the same, as script arguments
+	flags   []any    // their optimistic flags, "true" or "false"
 	health  *backendhealth.Tracker
 	now     func() time.Time
 
@@ -159,7 +160,8 @@ func NewRedis(client redis.UniversalClient, metrics []Metric, o RedisOptions) *R
 		health: backendhealth.New("redis", o.OnStateChange, RetryInterval),
 		stop:   make(chan struct{}), done: make(chan struct{})}
 	for _, mt := range metrics {
-		r.fields, r.flags = append(r.fields, mt.Field), append(r.flags, strconv.FormatBool(mt.Optimistic))
+		r.names, r.fields = append(r.names, mt.Field), append(r.fields, mt.Field)
+		r.flags = append(r.flags, strconv.FormatBool(mt.Optimistic))
 	}
 	go r.retryLoop()
 	return r
@@ -263,7 +265,10 @@ func (r *Redis) Reserve(ctx context.Context, checks []Check, amounts []int64, no
 	if !r.health.Admit() {
 		return Result{}, r.skipped("reserve")
 	}
-	res := Reservation{ID: newID(), Charges: Charges(checks)}
+	res := Reservation{ID: newID(), Charges: make([]Charge, len(checks))}
+	for i, c := range checks {
+		res.Charges[i] = c.charge()
+	}
 	gs := r.groups(len(checks), func(i int) string { return checks[i].Scope })
 	outs := make([]groupOutcome, len(gs))
 	r.each(len(gs), func(g int) { outs[g] = r.reserveGroup(ctx, res.ID, checks, gs[g].members, amounts, now) })
@@ -430,6 +435,39 @@ func (r *Redis) run(ctx context.Context, s *redis.Script, keys []string, args []
 		cmd = s.Run(ctx, r.client, keys, args...)
 	}
 	return cmd
+}
+
+// Usage implements [Store.Usage]: one HMGET per check, pipelined (split by
+// node on a cluster client). While Redis is unhealthy it fails at once
+// like Reserve, except once per [RetryInterval].
+func (r *Redis) Usage(ctx context.Context, checks []Check, _ time.Time) ([][]int64, error) {
+	if len(checks) == 0 {
+		return [][]int64{}, nil
+	}
+	if !r.health.Admit() {
+		return nil, r.skipped("usage")
+	}
+	cmds := make([]*redis.SliceCmd, len(checks))
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, ch := range checks {
+			cmds[i] = p.HMGet(ctx, r.windowKey(ch.Scope, ch.Window, ch.Index), r.names...)
+		}
+		return nil
+	})
+	out := make([][]int64, len(checks))
+	for i, c := range cmds {
+		out[i] = make([]int64, len(r.metrics))
+		for j, v := range c.Val() {
+			if s, ok := v.(string); ok && err == nil {
+				out[i][j], err = strconv.ParseInt(s, 10, 64)
+			}
+		}
+	}
+	if err != nil {
+		return nil, r.fail(ctx, "usage", err)
+	}
+	r.health.Observe(nil)
+	return out, nil
 }
 
 // Status implements [Store.Status]. It pings Redis with ctx.

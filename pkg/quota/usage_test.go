@@ -2,6 +2,7 @@ package quota
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -68,16 +69,19 @@ func TestRead(t *testing.T) {
 	res, err := s.Reserve(t.Context(), []Check{g, u}, []int64{3}, t0)
 	require.NoError(t, err)
 	require.True(t, res.Allowed)
-	plan := func(dst []Check, user string) []Check {
-		return append(dst, g, minuteCheck("user:"+user, t0, 5), dayCheck("global", t0, 500))
+	plan := func(dst []Check, user string, now time.Time) []Check {
+		return append(dst, g, minuteCheck("user:"+user, now, 5), dayCheck("global", now, 500))
 	}
-	checks, used, err := Read(t.Context(), s, []string{"a", "b", "a"}, plan, t0)
+	type window struct {
+		Check
+		used []int64
+	}
+	row := func(c Check, used []int64) window { return window{c, used} }
+	got, err := Read(t.Context(), s, []string{"a", "b", "a"}, plan, t0, row)
 	require.NoError(t, err)
-	require.Equal(t, []Check{g, u, dayCheck("global", t0, 500), minuteCheck("user:b", t0, 5)}, checks,
-		"each window once, in plan order")
-	require.Equal(t, [][]int64{{3}, {3}, {0}, {0}}, used)
-	checks, used, err = Read(t.Context(), s, nil, plan, t0)
+	require.Equal(t, []window{{g, []int64{3}}, {u, []int64{3}}, {dayCheck("global", t0, 500), []int64{0}},
+		{minuteCheck("user:b", t0, 5), []int64{0}}}, got, "each window once, in plan order, with what it holds")
+	got, err = Read(t.Context(), s, nil, plan, t0, row)
 	require.NoError(t, err)
-	require.Empty(t, checks)
-	require.Empty(t, used)
+	require.Empty(t, got)
 }

@@ -108,14 +108,3 @@ func BenchmarkReserveSettle(b *testing.B) {
 		})
 	}
 }
-
-// BenchmarkCorrectorFactor measures the per-request read of the learned
-// correction.
-func BenchmarkCorrectorFactor(b *testing.B) {
-	c := NewCorrector(CorrectorConfig{MinObservations: 1})
-	c.Observe("openai", "gpt-4o", 100, 120)
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = c.Correct("openai", "gpt-4o", 1000)
-	}
-}

@@ -40,11 +40,8 @@ const configPath = "features.rate_limiting"
 type Config struct {
 	// Enabled turns rate limiting on. Default false.
 	Enabled bool `json:"enabled"`
-	// Settings configure the store (YAML keys backend, fail_mode,
-	// expected_instances, redis, key_prefix, max_scopes; see
-	// [quota.Settings]); key_prefix defaults to "llmproxy:rl:". For fail
-	// modes open and closed the limiter returns an error wrapping
-	// [ErrBackendUnavailable]; see [quota.Settings.FailClosed].
+	// Settings configure the store (YAML keys in [quota.Settings]);
+	// key_prefix defaults to "llmproxy:rl:".
 	quota.Settings
 	// Limits are the default limits of EACH user and EACH API key, counted
 	// separately per identity.
@@ -147,17 +144,10 @@ func (c Config) Validate() error {
 }
 
 func validateLimits(p *quota.Problems, path string, l Limits) {
-	for _, f := range []struct {
-		name string
-		v    int64
-	}{
-		{"requests_per_minute", l.RequestsPerMinute},
-		{"tokens_per_minute", l.TokensPerMinute},
-		{"requests_per_day", l.RequestsPerDay},
-		{"tokens_per_day", l.TokensPerDay},
-	} {
-		if f.v < 0 {
-			p.Add(path+"."+f.name, "must be 0 (unlimited) or positive, got %d", f.v)
+	keys := [...]string{"requests_per_minute", "tokens_per_minute", "requests_per_day", "tokens_per_day"}
+	for i, v := range [...]int64{l.RequestsPerMinute, l.TokensPerMinute, l.RequestsPerDay, l.TokensPerDay} {
+		if v < 0 {
+			p.Add(path+"."+keys[i], "must be 0 (unlimited) or positive, got %d", v)
 		}
 	}
 }

@@ -24,7 +24,7 @@
 // scope order of [Config], minute before day, requests before tokens; the
 // first refusing one is reported in the [Decision].
 //
-// [Corrector] learns per provider and model how far estimates are from
+// pkg/correction learns per provider and model how far estimates are from
 // reported usage, so estimates improve with traffic.
 //
 // This package depends on no other package of the gateway but pkg/quota.

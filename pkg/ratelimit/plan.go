@@ -27,15 +27,11 @@ var metrics = []quota.Metric{{Field: "r"}, {Field: "t", Optimistic: true}}
 func (c *Config) plan(dst []quota.Check, req Request, now time.Time) []quota.Check {
 	minute, day := quota.Minute.Index(now), quota.Day.Index(now)
 	dst = appendChecks(dst, scopeGlobal, c.Global, minute, day)
-	if req.Provider != "" {
-		if l, ok := c.PerProvider[req.Provider]; ok {
-			dst = appendChecks(dst, quota.ScopeName(scopeProvider, req.Provider), l, minute, day)
-		}
+	if l, ok := c.PerProvider[req.Provider]; ok && req.Provider != "" {
+		dst = appendChecks(dst, quota.ScopeName(scopeProvider, req.Provider), l, minute, day)
 	}
-	if req.Model != "" {
-		if l, ok := c.Overrides.PerModel[req.Model]; ok {
-			dst = appendChecks(dst, quota.ScopeName(scopeModel, req.Model), l, minute, day)
-		}
+	if l, ok := c.Overrides.PerModel[req.Model]; ok && req.Model != "" {
+		dst = appendChecks(dst, quota.ScopeName(scopeModel, req.Model), l, minute, day)
 	}
 	if req.KeyID != "" {
 		l, ok := c.Overrides.PerKey[req.KeyID]
@@ -61,15 +57,8 @@ func (c *Config) plan(dst []quota.Check, req Request, now time.Time) []quota.Che
 }
 
 func appendChecks(dst []quota.Check, scope string, l Limits, minute, day int64) []quota.Check {
-	if l.RequestsPerMinute > 0 || l.TokensPerMinute > 0 {
-		dst = append(dst, quota.Check{Scope: scope, Window: WindowMinute, Index: minute,
-			Limits: []int64{l.RequestsPerMinute, l.TokensPerMinute}})
-	}
-	if l.RequestsPerDay > 0 || l.TokensPerDay > 0 {
-		dst = append(dst, quota.Check{Scope: scope, Window: WindowDay, Index: day,
-			Limits: []int64{l.RequestsPerDay, l.TokensPerDay}})
-	}
-	return dst
+	dst = quota.AddCheck(dst, scope, WindowMinute, minute, l.RequestsPerMinute, l.TokensPerMinute)
+	return quota.AddCheck(dst, scope, WindowDay, day, l.RequestsPerDay, l.TokensPerDay)
 }
 
 // denial builds the refusal the store reported for checks.

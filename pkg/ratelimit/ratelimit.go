@@ -102,30 +102,9 @@ type Reservation struct {
 	Charges []quota.Charge `json:"charges,omitempty"`
 }
 
-// Limiter admits requests against fixed-window request and token limits in
-// every applicable scope (see [Config]). Implementations are safe for
-// concurrent use.
-type Limiter interface {
-	// Reserve checks every applicable scope, metric (requests, tokens) and
-	// window (minute, day) at now and, only if all admit, charges one
-	// request and the request's tokens to all of them atomically. A denial
-	// charges nothing. Within a window, a request whose scope has charged no
-	// tokens yet passes the token check even if its charge alone exceeds the
-	// limit (optimistic first request). An error wraps
-	// [ErrBackendUnavailable].
-	Reserve(ctx context.Context, req Request, now time.Time) (Decision, error)
-	// Settle replaces the reservation's tokens with actualTokens (see
-	// [Config.Billable]) in every charged window still current at now;
-	// rotated windows are left alone. Counters never go below 0.
-	Settle(ctx context.Context, res Reservation, actualTokens int64, now time.Time) error
-	// Cancel takes back the reservation's request and tokens in every
-	// charged window still current at now.
-	Cancel(ctx context.Context, res Reservation, now time.Time) error
-	// Status reports the backend's health; the redis backend pings.
-	Status(ctx context.Context) quota.Status
-	// Close releases the backend's resources.
-	Close() error
-}
+// Limiter admits requests against the request and token limits of
+// [Config]; see [Quota] for what it charges and settles.
+type Limiter = quota.Limiter[Request, Decision, Reservation, int64]
 
 // New returns the limiter cfg asks for: [Nop] when rate limiting is
 // disabled, else the memory or redis backend. cfg is validated and
@@ -137,19 +116,20 @@ func New(ctx context.Context, cfg Config, hooks quota.Hooks) (Limiter, error) {
 	if !cfg.Enabled {
 		return Nop{}, nil
 	}
-	return Open(ctx, cfg, hooks)
+	q, err := Open(ctx, cfg, hooks)
+	if err != nil {
+		return nil, err // not a nil *Quota in a non-nil Limiter
+	}
+	return q, nil
 }
 
-// Open returns the limiter on the store cfg.Backend names (call
-// cfg.Validate first). Memory counts in this process only, so N replicas
-// each admit the full limits; it is bounded by max_scopes (see
-// [quota.Memory]). Redis is exact across every instance sharing that Redis
-// and key prefix, and is pinged: an unreachable server is not an error,
-// the limiter starts unhealthy and its calls fail with
-// [ErrBackendUnavailable] (or, with fail mode local, are counted in
-// process) until the server answers. Only unusable settings are an error.
+// Open returns the limiter on the store cfg's [quota.Settings] name (see
+// [quota.Settings.Open]; call cfg.Validate first). A Redis unreachable at
+// start is a state, not an error: calls fail with [ErrBackendUnavailable]
+// (or count in process, fail mode local) until it answers.
 func Open(ctx context.Context, cfg Config, hooks quota.Hooks) (*Quota, error) {
-	p, err := quota.OpenPolicy[Config](ctx, cfg, metrics, hooks, ErrBackendUnavailable)
+	p, err := quota.OpenPolicy[Config](ctx, cfg, func(c *Config) *quota.Settings { return &c.Settings }, metrics, hooks,
+		ErrBackendUnavailable)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +142,9 @@ type Quota struct{ *quota.Policy[Config, *Config] }
 
 var _ Limiter = (*Quota)(nil)
 
-// Reserve implements [Limiter.Reserve].
+// Reserve implements [Limiter.Reserve]: one request and the request's
+// tokens ([Config.CountOutputTokens]) in every window of [Config]'s scopes,
+// tokens optimistic (see the package doc).
 func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decision, error) {
 	cfg := q.Load()
 	checks := cfg.plan(make([]quota.Check, 0, 8), req, now)
@@ -170,7 +152,7 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 		return Decision{Allowed: true}, nil
 	}
 	tokens := cfg.charge(req)
-	r, err := q.Handle.Reserve(ctx, checks, []int64{1, tokens}, now)
+	r, err := q.Policy.Reserve(ctx, checks, []int64{1, tokens}, now)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -181,7 +163,33 @@ func (q *Quota) Reserve(ctx context.Context, req Request, now time.Time) (Decisi
 		Charges: r.Reservation.Charges}}, nil
 }
 
-// Settle implements [Limiter.Settle].
+// WindowUsage is one window of one scope with its limits and what it holds
+// (reserved and settled), as [Quota.Usage] reports it.
+type WindowUsage struct {
+	// Scope names the counter like [Decision.Scope] ("user:<id>", ...).
+	Scope string
+	// Window is the window's length; Reset is when it ends.
+	Window Window
+	Reset  time.Time
+	// RequestLimit and TokenLimit are the limits in force (0 unlimited).
+	RequestLimit, TokenLimit int64
+	// Requests and Tokens are what the window holds.
+	Requests, Tokens int64
+}
+
+// Usage reports, charging nothing, every window that Reserve would check
+// at now for any of reqs (each window of each scope once, in plan order),
+// with the limits in force and what the window holds. A scope without
+// limits has no window. An error wraps [ErrBackendUnavailable].
+func (q *Quota) Usage(ctx context.Context, reqs []Request, now time.Time) ([]WindowUsage, error) {
+	return quota.Read(ctx, q.Policy, reqs, q.Load().plan, now, func(c quota.Check, used []int64) WindowUsage {
+		return WindowUsage{Scope: c.Scope, Window: c.Window, Reset: c.Window.End(c.Index),
+			RequestLimit: c.Limits[0], TokenLimit: c.Limits[1], Requests: used[0], Tokens: used[1]}
+	})
+}
+
+// Settle implements [Limiter.Settle] with actualTokens from
+// [Config.Billable].
 func (q *Quota) Settle(ctx context.Context, res Reservation, actualTokens int64, now time.Time) error {
 	return q.Adjust(ctx, res.ID, res.Charges, []int64{0, max(actualTokens, 0) - res.Tokens}, now)
 }

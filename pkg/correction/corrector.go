@@ -1,4 +1,4 @@
-package ratelimit
+package correction
 
 import (
 	"cmp"
@@ -8,8 +8,8 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
-// CorrectorConfig tunes a [Corrector]. Zero fields take the defaults.
-type CorrectorConfig struct {
+// Config tunes a [Corrector]. Zero fields take the defaults.
+type Config struct {
 	// Alpha is the weight of a new observation in the moving average,
 	// in (0, 1]. Default 0.1 (roughly the last 20 observations matter).
 	Alpha float64
@@ -35,7 +35,7 @@ type CorrectorConfig struct {
 // separately, which is fine for an estimate. A Corrector is safe for
 // concurrent use.
 type Corrector struct {
-	cfg CorrectorConfig
+	cfg Config
 
 	mu      sync.RWMutex
 	entries map[correctorKey]*correction
@@ -50,9 +50,9 @@ type correction struct {
 	seq    uint64 // last update, for eviction
 }
 
-// NewCorrector returns a Corrector with cfg's zero fields defaulted and
+// New returns a Corrector with cfg's zero fields defaulted and
 // invalid fields replaced by their defaults.
-func NewCorrector(cfg CorrectorConfig) *Corrector {
+func New(cfg Config) *Corrector {
 	if !(cfg.Alpha > 0 && cfg.Alpha <= 1) {
 		cfg.Alpha = 0.1
 	}

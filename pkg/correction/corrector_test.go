@@ -1,4 +1,4 @@
-package ratelimit
+package correction
 
 import (
 	"fmt"
@@ -12,26 +12,26 @@ import (
 func TestCorrector(t *testing.T) {
 	tests := []struct {
 		name      string
-		cfg       CorrectorConfig
+		cfg       Config
 		observe   [][2]int64 // estimated, actual
 		want      float64
 		tolerance float64
 	}{
 		{name: "no data", want: 1},
-		{name: "too few observations", cfg: CorrectorConfig{MinObservations: 5}, observe: repeat(4, 100, 150), want: 1},
-		{name: "constant ratio", cfg: CorrectorConfig{MinObservations: 5}, observe: repeat(5, 100, 150), want: 1.5, tolerance: 1e-9},
-		{name: "converges to the new ratio", cfg: CorrectorConfig{MinObservations: 1, Alpha: 0.2},
+		{name: "too few observations", cfg: Config{MinObservations: 5}, observe: repeat(4, 100, 150), want: 1},
+		{name: "constant ratio", cfg: Config{MinObservations: 5}, observe: repeat(5, 100, 150), want: 1.5, tolerance: 1e-9},
+		{name: "converges to the new ratio", cfg: Config{MinObservations: 1, Alpha: 0.2},
 			observe: append(repeat(20, 100, 300), repeat(60, 100, 80)...), want: 0.8, tolerance: 1e-3},
-		{name: "clamped high", cfg: CorrectorConfig{MinObservations: 1}, observe: repeat(3, 10, 1000), want: 4},
-		{name: "clamped low", cfg: CorrectorConfig{MinObservations: 1, MinFactor: 0.5, MaxFactor: 2}, observe: repeat(3, 1000, 1), want: 0.5},
-		{name: "ignores empty observations", cfg: CorrectorConfig{MinObservations: 1},
+		{name: "clamped high", cfg: Config{MinObservations: 1}, observe: repeat(3, 10, 1000), want: 4},
+		{name: "clamped low", cfg: Config{MinObservations: 1, MinFactor: 0.5, MaxFactor: 2}, observe: repeat(3, 1000, 1), want: 0.5},
+		{name: "ignores empty observations", cfg: Config{MinObservations: 1},
 			observe: [][2]int64{{0, 100}, {100, 0}, {-1, 5}}, want: 1},
-		{name: "invalid config falls back to defaults", cfg: CorrectorConfig{Alpha: 7, MinObservations: -1, MinFactor: -1, MaxFactor: -2},
+		{name: "invalid config falls back to defaults", cfg: Config{Alpha: 7, MinObservations: -1, MinFactor: -1, MaxFactor: -2},
 			observe: repeat(10, 100, 1000), want: 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := NewCorrector(tt.cfg)
+			c := New(tt.cfg)
 			for _, o := range tt.observe {
 				c.Observe("openai", "gpt-4o", o[0], o[1])
 			}
@@ -50,7 +50,7 @@ func repeat(n int, est, actual int64) [][2]int64 {
 }
 
 func TestCorrectorCorrect(t *testing.T) {
-	c := NewCorrector(CorrectorConfig{MinObservations: 1})
+	c := New(Config{MinObservations: 1})
 	c.Observe("openai", "m", 100, 125)
 	require.Equal(t, int64(125), c.Correct("openai", "m", 100))
 	require.Equal(t, int64(2), c.Correct("openai", "m", 1)) // rounded up
@@ -61,7 +61,7 @@ func TestCorrectorCorrect(t *testing.T) {
 }
 
 func TestCorrectorBounded(t *testing.T) {
-	c := NewCorrector(CorrectorConfig{MinObservations: 1, MaxEntries: 10})
+	c := New(Config{MinObservations: 1, MaxEntries: 10})
 	c.Observe("openai", "keep", 10, 20)
 	for i := range 1000 {
 		c.Observe("openai", "keep", 10, 20) // recently used: survives eviction
@@ -81,7 +81,7 @@ func TestCorrectorBounded(t *testing.T) {
 }
 
 func TestCorrectorConcurrent(t *testing.T) {
-	c := NewCorrector(CorrectorConfig{MinObservations: 1, MaxEntries: 8})
+	c := New(Config{MinObservations: 1, MaxEntries: 8})
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
