@@ -15,16 +15,17 @@ var ErrNoRoute = errors.New("no route matches")
 
 // MatchRoute returns the first of rs that takes a request for path (query
 // included) with headers, as Envoy's route table does for the match kinds
-// the project's configurations use (source/common/router/config_impl.cc):
-// path and safe_regex (RE2, whole string) against the path without its
-// query, prefix against the whole :path, path_separated_prefix against the
-// path without its query, equal or followed by '/'. Every header matcher
+// the project's configurations use (source/common/router/config_impl.cc,
+// each kind's matches(); every path matcher drops the query and fragment
+// first, source/common/common/matchers.cc PathMatcher::match): path equal,
+// prefix, safe_regex (RE2, whole string), path_separated_prefix equal or
+// followed by '/'. Every header matcher
 // (exact string or present, inverted or not) must hold; a header absent
 // from headers is absent from the request. Other match kinds are an error,
 // so a configuration using one is not silently misjudged. It is pure and
 // safe for concurrent use.
 func MatchRoute(rs []*routev3.Route, path string, headers map[string]string) (*routev3.Route, error) {
-	bare, _, _ := strings.Cut(path, "?")
+	bare := pathOnly(path)
 	for _, r := range rs {
 		m := r.GetMatch()
 		ok, err := headersMatch(m.GetHeaders(), headers)
@@ -47,7 +48,7 @@ func MatchRoute(rs []*routev3.Route, path string, headers map[string]string) (*r
 			p := m.GetPathSeparatedPrefix()
 			ok = bare == p || strings.HasPrefix(bare, p+"/")
 		case m.GetPrefix() != "":
-			ok = strings.HasPrefix(path, m.GetPrefix())
+			ok = strings.HasPrefix(bare, m.GetPrefix())
 		default:
 			return nil, fmt.Errorf("route %q: match %v not handled", r.GetName(), m)
 		}
@@ -56,6 +57,15 @@ func MatchRoute(rs []*routev3.Route, path string, headers map[string]string) (*r
 		}
 	}
 	return nil, fmt.Errorf("%w %s", ErrNoRoute, path)
+}
+
+// pathOnly is path without its query and fragment
+// (Http::PathUtil::removeQueryAndFragment).
+func pathOnly(path string) string {
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		return path[:i]
+	}
+	return path
 }
 
 func headersMatch(ms []*routev3.HeaderMatcher, headers map[string]string) (bool, error) {
@@ -79,11 +89,12 @@ func headersMatch(ms []*routev3.HeaderMatcher, headers map[string]string) (bool,
 var backref = regexp.MustCompile(`\\(\d)`)
 
 // RewritePath returns the :path the router sends upstream for path on
-// route r (RouteEntryImplBase's path rewrite): regex_rewrite replaces every
-// match in the path without its query (\N in the substitution is group N)
-// and keeps the query; prefix_rewrite replaces the matched prefix (prefix
-// or path_separated_prefix); without either the path is unchanged. It is
-// pure and safe for concurrent use.
+// route r (RouteEntryImplBase::currentUrlPathAfterRewriteWithMatchedPath):
+// regex_rewrite replaces every match in the path without its query and
+// fragment (\N in the substitution is group N) and keeps what followed;
+// prefix_rewrite replaces the matched prefix (prefix or
+// path_separated_prefix); without either the path is unchanged. It is pure
+// and safe for concurrent use.
 func RewritePath(r *routev3.Route, path string) (string, error) {
 	a := r.GetRoute()
 	if rr := a.GetRegexRewrite(); rr != nil {
@@ -91,12 +102,9 @@ func RewritePath(r *routev3.Route, path string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("route %q: %w", r.GetName(), err)
 		}
-		bare, query, hasQuery := strings.Cut(path, "?")
-		out := re.ReplaceAllString(bare, backref.ReplaceAllString(strings.ReplaceAll(rr.GetSubstitution(), "$", "$$"), "$${$1}"))
-		if hasQuery {
-			out += "?" + query
-		}
-		return out, nil
+		bare := pathOnly(path)
+		sub := backref.ReplaceAllString(strings.ReplaceAll(rr.GetSubstitution(), "$", "$$"), "$${$1}")
+		return re.ReplaceAllString(bare, sub) + path[len(bare):], nil
 	}
 	if pr := a.GetPrefixRewrite(); pr != "" {
 		prefix := r.GetMatch().GetPrefix()

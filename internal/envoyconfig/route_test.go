@@ -69,6 +69,8 @@ static_resources:
 		{name: "path separated prefix segment", path: "/sep/a?b", route: "separated", upstream: "/s/a?b"},
 		{name: "path separated prefix is no string prefix", path: "/separate", route: ""},
 		{name: "prefix", path: "/p/v1/chat?x", route: "prefix", upstream: "/v1/chat?x"},
+		{name: "prefix is matched without the query", path: "/p?/", route: ""},
+		{name: "regex keeps the fragment", path: "/meta/u/v/k#f", route: "regex", upstream: "/u/$/k#f"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
