@@ -3,7 +3,6 @@ package envoyconfig_test
 import (
 	"testing"
 
-	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/stretchr/testify/require"
 
@@ -11,49 +10,32 @@ import (
 )
 
 func TestMatchRouteAndRewritePath(t *testing.T) {
-	rs := routes(t, mustParse(t, `
-static_resources:
-  listeners:
-  - name: l
-    address: {socket_address: {address: 127.0.0.1, port_value: 1}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: t
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
-          route_config:
-            virtual_hosts:
-            - name: v
-              domains: ["*"]
-              routes:
-              - name: exact
-                match: {path: /health}
-                route: {cluster: c}
-              - name: chain
-                match: {prefix: /, headers: [{name: x-chain, string_match: {exact: a}}]}
-                route: {cluster: c}
-              - name: not-b
-                match: {prefix: /x/, headers: [{name: x-b, present_match: true, invert_match: true}]}
-                route: {cluster: c, prefix_rewrite: /y/}
-              - name: regex
-                match: {safe_regex: {regex: "^/meta/[^/]+/v/.*"}}
-                route: {cluster: c, regex_rewrite: {pattern: {regex: "^/meta/([^/]+)/v/"}, substitution: "/\\1/$/"}}
-              - name: separated
-                match: {path_separated_prefix: /sep}
-                route: {cluster: c, prefix_rewrite: /s}
-              - name: prefix
-                match: {prefix: /p/}
-                route: {cluster: c, prefix_rewrite: /}
-  clusters:
-  - name: c
-    load_assignment:
-      cluster_name: c
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 2}}}}]}]
-`))
+	vh := &routev3.VirtualHost{}
+	require.NoError(t, envoyconfig.UnmarshalYAML([]byte(`
+name: v
+domains: ["*"]
+routes:
+- name: exact
+  match: {path: /health}
+  route: {cluster: c}
+- name: chain
+  match: {prefix: /, headers: [{name: x-chain, string_match: {exact: a}}]}
+  route: {cluster: c}
+- name: not-b
+  match: {prefix: /x/, headers: [{name: x-b, present_match: true, invert_match: true}]}
+  route: {cluster: c, prefix_rewrite: /y/}
+- name: regex
+  match: {safe_regex: {regex: "^/meta/[^/]+/v/.*"}}
+  route: {cluster: c, regex_rewrite: {pattern: {regex: "^/meta/([^/]+)/v/"}, substitution: "/\\1/$/"}}
+- name: separated
+  match: {path_separated_prefix: /sep}
+  route: {cluster: c, prefix_rewrite: /s}
+- name: prefix
+  match: {prefix: /p/}
+  route: {cluster: c, prefix_rewrite: /}
+`), vh))
+	require.NoError(t, envoyconfig.ValidateMessage(vh))
+	rs := vh.GetRoutes()
 	tests := []struct {
 		name, path, route, upstream string
 		headers                     map[string]string
@@ -97,12 +79,4 @@ func TestMatchRouteRejectsWhatItCannotJudge(t *testing.T) {
 			require.NotErrorIs(t, err, envoyconfig.ErrNoRoute)
 		})
 	}
-}
-
-func mustParse(t *testing.T, y string) *bootstrapv3.Bootstrap {
-	t.Helper()
-	b, err := envoyconfig.Parse([]byte(y))
-	require.NoError(t, err)
-	require.NoError(t, envoyconfig.Validate(b))
-	return b
 }
