@@ -152,6 +152,7 @@ type soakFigures struct {
 	faults                 map[string]int
 	records, costRecords   int
 	maxCharged             int // most requests charged to one limited user in one window
+	maxBefore              int // the same, counting admissions before the Redis fault only
 	allowance              int // what fail mode local may add in a window with an outage
 	outageWindows          bool
 	pending                int
@@ -274,7 +275,9 @@ func soakPhase(t *testing.T, d soakDeployment, dur time.Duration, f *soakFigures
 	// Admitted per window: a limited user's charged requests never pass the
 	// limit, plus each instance's local share in a window the outage
 	// touched (fail mode local); payers are fail mode closed for budgets.
-	charged := map[string]int{}
+	// Admissions answered before the fault were all the store's: exactly
+	// the limit, no allowance.
+	charged, before := map[string]int{}, map[string]int{}
 	for _, r := range recs {
 		at, ok := rateLimitAdmission(r)
 		if !ok || !soakCounts(r.Outcome == processor.OutcomeRefused, r.Status) || !strings.HasPrefix(r.Identity.User, "lim-") && r.Identity.User != "warm" {
@@ -283,6 +286,10 @@ func soakPhase(t *testing.T, d soakDeployment, dur time.Duration, f *soakFigures
 		idx := quota.Day.Index(at)
 		k := fmt.Sprintf("%s/%d", r.Identity.User, idx)
 		charged[k]++
+		if at.Before(faultStart) {
+			before[k]++
+			require.LessOrEqual(t, before[k], soakLimit, "%s: charged above the limit before the fault", k)
+		}
 		touched := !quota.Day.End(idx).Before(faultStart) && !quota.Day.Start(idx).After(faultEnd)
 		f.outageWindows = f.outageWindows || touched
 		limit := soakLimit
@@ -291,8 +298,8 @@ func soakPhase(t *testing.T, d soakDeployment, dur time.Duration, f *soakFigures
 		}
 		require.LessOrEqual(t, charged[k], limit, "%s: charged above the limit and the fail mode's allowance", k)
 	}
-	for _, v := range charged {
-		f.maxCharged = max(f.maxCharged, v)
+	for k, v := range charged {
+		f.maxCharged, f.maxBefore = max(f.maxCharged, v), max(f.maxBefore, before[k])
 	}
 
 	// Zero drift: the payers' budget counters in Redis (fail mode closed)
@@ -611,6 +618,9 @@ func soakTable(figs []*soakFigures) string {
 			a = f.allowance
 		}
 		return fmt.Sprintf("%d (limit %d + allowance %d)", f.maxCharged, soakLimit, a)
+	})
+	row("  of which before the fault", func(f *soakFigures) string {
+		return fmt.Sprintf("%d (limit %d)", f.maxBefore, soakLimit)
 	})
 	row("reservations pending after", func(f *soakFigures) string { return strconv.Itoa(f.pending) })
 	row("payers charged (cost records)", func(f *soakFigures) string {
