@@ -619,7 +619,7 @@ func soakTable(figs []*soakFigures) string {
 		}
 		return fmt.Sprintf("%d (limit %d + allowance %d)", f.maxCharged, soakLimit, a)
 	})
-	row("  of which before the fault", func(f *soakFigures) string {
+	row("  admissions before the fault", func(f *soakFigures) string {
 		return fmt.Sprintf("%d (limit %d)", f.maxBefore, soakLimit)
 	})
 	row("reservations pending after", func(f *soakFigures) string { return strconv.Itoa(f.pending) })
