@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redisconf"
@@ -157,7 +159,9 @@ type soakFigures struct {
 	outageWindows          bool
 	pending                int
 	driftNanos             int64
-	localReqs              int64 // payer requests the rate limiter counted in process
+	localReqs              int64         // payer requests the rate limiter counted in process
+	payersWhileDegraded    int64         // payer charges admitted while their instance's rate limiter was degraded
+	degradedTime           time.Duration // summed over the instances
 	payerNanos, payerReqs  int64
 	goroutinesBefore       int
 	goroutinesAfter        int
@@ -181,8 +185,10 @@ func TestSoak(t *testing.T) {
 	for _, d := range soakDeployments {
 		f := &soakFigures{deployment: d.name, results: map[string]int{}, faults: map[string]int{},
 			allowance: soakInstances * (soakLimit / soakInstances)}
-		figs = append(figs, f) // printed even when the phase fails
-		t.Run(d.name, func(t *testing.T) { soakPhase(t, d, total/time.Duration(len(soakDeployments)), f) })
+		t.Run(d.name, func(t *testing.T) {
+			figs = append(figs, f) // printed even when the phase fails
+			soakPhase(t, d, total/time.Duration(len(soakDeployments)), f)
+		})
 	}
 	t.Log("\n" + soakTable(figs))
 }
@@ -192,8 +198,10 @@ func soakPhase(t *testing.T, d soakDeployment, dur time.Duration, f *soakFigures
 	rc, breakRedis := d.start(t)
 	dir := t.TempDir()
 	gws := make([]*emulated, soakInstances)
+	logs := make([]*soakLog, soakInstances)
 	for i := range gws {
-		gws[i] = startEmulated(t, soakRules(rc, filepath.Join(dir, strconv.Itoa(i))))
+		logs[i] = &soakLog{}
+		gws[i] = startEmulated(t, soakRules(rc, filepath.Join(dir, strconv.Itoa(i))), withLogs(logs[i]))
 	}
 
 	// Warm up (every call kind on every instance) so that lazily started
@@ -256,8 +264,10 @@ func soakPhase(t *testing.T, d soakDeployment, dur time.Duration, f *soakFigures
 	client, err := rc.NewClient(redisconf.Profile{})
 	require.NoError(t, err)
 	defer client.Close()
-	require.Eventually(t, func() bool { f.pending = soakMarkers(t, client); return f.pending == 0 },
-		30*time.Second, 50*time.Millisecond, "reservations left pending")
+	var markers []string
+	assert.Eventually(t, func() bool { markers = soakMarkers(t, client); f.pending = len(markers); return f.pending == 0 },
+		30*time.Second, 50*time.Millisecond)
+	require.Empty(t, markers, "reservations left pending 30 s after the load")
 	var costs []soakCost
 	for i := range gws {
 		path := filepath.Join(dir, strconv.Itoa(i), "costs.jsonl")
@@ -326,6 +336,24 @@ func soakPhase(t *testing.T, d soakDeployment, dur time.Duration, f *soakFigures
 		require.LessOrEqual(t, r, w[1], "%s: the rate limiter's Redis counter holds requests no record charged", k)
 	}
 	require.NotEmpty(t, want, "payers were charged")
+	// The requests missing from the rate limiter's counters are at most the
+	// payers' charged admissions answered while their instance's rate
+	// limiter was degraded (between its "unavailable" and "recovered" log
+	// lines, plus a second for calls that took the local path just before
+	// the switch back): anything more would be lost writes.
+	for i, g := range gws {
+		spans := logs[i].degraded(t, "rate limiter backend")
+		f.degradedTime += spans.total()
+		for _, r := range g.records.snapshot() {
+			at, ok := rateLimitAdmission(r)
+			if ok && strings.HasPrefix(r.Identity.User, "pay-") && soakCounts(r.Outcome == processor.OutcomeRefused, r.Status) &&
+				spans.contain(at, time.Second) {
+				f.payersWhileDegraded++
+			}
+		}
+	}
+	require.LessOrEqual(t, f.localReqs, f.payersWhileDegraded,
+		"payer requests missing from the rate limiter's Redis counters beyond those admitted while it was degraded")
 
 	// The servers' goroutines are back to their level before the load.
 	require.Eventually(t, func() bool { f.goroutinesAfter = serverGoroutines(); return f.goroutinesAfter <= f.goroutinesBefore },
@@ -509,18 +537,22 @@ func soakAwait(t *testing.T, gws []*emulated, what string, cond func(soakMetrics
 	}, 60*time.Second, 20*time.Millisecond, what)
 }
 
-// soakMarkers counts the reservation markers (reservations neither settled
-// nor released) of both features on every master.
-func soakMarkers(t *testing.T, c redis.UniversalClient) int {
+// soakMarkers returns the reservation markers (reservations neither
+// settled nor released) of both features on every master; one "?" when a
+// master does not answer.
+func soakMarkers(t *testing.T, c redis.UniversalClient) []string {
 	t.Helper()
-	var n atomic.Int64
+	var mu sync.Mutex
+	var out []string
 	scan := func(ctx context.Context, c redis.Cmdable) error {
 		for _, p := range []string{ratelimit.DefaultKeyPrefix, budget.DefaultKeyPrefix} {
 			keys, err := c.Keys(ctx, p+"*:res:*").Result()
 			if err != nil {
 				return err
 			}
-			n.Add(int64(len(keys)))
+			mu.Lock()
+			out = append(out, keys...)
+			mu.Unlock()
 		}
 		return nil
 	}
@@ -531,9 +563,9 @@ func soakMarkers(t *testing.T, c redis.UniversalClient) int {
 		err = scan(t.Context(), c)
 	}
 	if err != nil {
-		return -1
+		return []string{"?"}
 	}
-	return int(n.Load())
+	return out
 }
 
 func soakHGet(t *testing.T, c redis.UniversalClient, key, field string) int64 {
@@ -563,6 +595,70 @@ func serverGoroutines() int {
 	return n
 }
 
+// soakLog keeps a server's JSON log lines. It is safe for concurrent use.
+type soakLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *soakLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// soakSpans are time intervals, [from, to].
+type soakSpans [][2]time.Time
+
+// degraded returns the spans between each "<what> unavailable" line and
+// the next "<what> recovered" (open spans end now).
+func (l *soakLog) degraded(t *testing.T, what string) soakSpans {
+	t.Helper()
+	l.mu.Lock()
+	text := l.buf.String()
+	l.mu.Unlock()
+	var spans soakSpans
+	var open *time.Time
+	for _, line := range strings.Split(text, "\n") {
+		var e struct {
+			Time time.Time `json:"time"`
+			Msg  string    `json:"msg"`
+		}
+		if line == "" || json.Unmarshal([]byte(line), &e) != nil {
+			continue
+		}
+		switch {
+		case e.Msg == what+" unavailable" && open == nil:
+			open = &e.Time
+		case e.Msg == what+" recovered" && open != nil:
+			spans = append(spans, [2]time.Time{*open, e.Time})
+			open = nil
+		}
+	}
+	if open != nil {
+		spans = append(spans, [2]time.Time{*open, time.Now()})
+	}
+	return spans
+}
+
+// contain reports whether at is in a span extended by grace at its end.
+func (s soakSpans) contain(at time.Time, grace time.Duration) bool {
+	for _, sp := range s {
+		if !at.Before(sp[0]) && !at.After(sp[1].Add(grace)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s soakSpans) total() time.Duration {
+	var d time.Duration
+	for _, sp := range s {
+		d += sp[1].Sub(sp[0])
+	}
+	return d
+}
+
 // soakQuiet discards go-redis' internal log.
 type soakQuiet struct{}
 
@@ -589,6 +685,9 @@ func soakTable(figs []*soakFigures) string {
 	row("deployment", func(f *soakFigures) string { return f.deployment })
 	row("redis fault", func(f *soakFigures) string { return f.redisFault })
 	row("fault until healthy", func(f *soakFigures) string { return f.outage.String() })
+	row("rate limiter degraded (both instances)", func(f *soakFigures) string {
+		return f.degradedTime.Round(10 * time.Millisecond).String()
+	})
 	row("store switches to unavailable", func(f *soakFigures) string { return strconv.Itoa(f.unavailable) })
 	row("requests sent", func(f *soakFigures) string { return strconv.FormatInt(f.sent, 10) })
 	keys := func(pick func(*soakFigures) map[string]int) []string {
@@ -627,7 +726,9 @@ func soakTable(figs []*soakFigures) string {
 		return fmt.Sprintf("%d req, %d n$", f.payerReqs, f.payerNanos)
 	})
 	row("budget drift, Redis vs records (n$)", func(f *soakFigures) string { return strconv.FormatInt(f.driftNanos, 10) })
-	row("payer requests counted locally", func(f *soakFigures) string { return strconv.FormatInt(f.localReqs, 10) })
+	row("payer requests counted locally", func(f *soakFigures) string {
+		return fmt.Sprintf("%d (admitted while degraded: %d)", f.localReqs, f.payersWhileDegraded)
+	})
 	row("server goroutines before/after", func(f *soakFigures) string {
 		return fmt.Sprintf("%d / %d", f.goroutinesBefore, f.goroutinesAfter)
 	})
