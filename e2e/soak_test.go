@@ -267,7 +267,8 @@ func soakPhase(t *testing.T, d soakDeployment, dur time.Duration, f *soakFigures
 	var markers []string
 	assert.Eventually(t, func() bool { markers = soakMarkers(t, client); f.pending = len(markers); return f.pending == 0 },
 		30*time.Second, 50*time.Millisecond)
-	require.Empty(t, markers, "reservations left pending 30 s after the load")
+	// Not fatal: the figures below are still worth having.
+	assert.Empty(t, markers, "reservations left pending 30 s after the load")
 	var costs []soakCost
 	for i := range gws {
 		path := filepath.Join(dir, strconv.Itoa(i), "costs.jsonl")
