@@ -198,9 +198,9 @@ func soakPhase(t *testing.T, d soakDeployment, dur time.Duration, f *soakFigures
 	rc, breakRedis := d.start(t)
 	dir := t.TempDir()
 	gws := make([]*emulated, soakInstances)
-	logs := make([]*soakLog, soakInstances)
+	logs := make([]*syncBuffer, soakInstances)
 	for i := range gws {
-		logs[i] = &soakLog{}
+		logs[i] = &syncBuffer{}
 		gws[i] = startEmulated(t, soakRules(rc, filepath.Join(dir, strconv.Itoa(i))), withLogs(logs[i]))
 	}
 
@@ -343,7 +343,7 @@ func soakPhase(t *testing.T, d soakDeployment, dur time.Duration, f *soakFigures
 	// lines, plus a second for calls that took the local path just before
 	// the switch back): anything more would be lost writes.
 	for i, g := range gws {
-		spans := logs[i].degraded(t, "rate limiter backend")
+		spans := soakDegraded(logs[i].String(), "rate limiter backend")
 		f.degradedTime += spans.total()
 		for _, r := range g.records.snapshot() {
 			at, ok := rateLimitAdmission(r)
@@ -596,31 +596,16 @@ func serverGoroutines() int {
 	return n
 }
 
-// soakLog keeps a server's JSON log lines. It is safe for concurrent use.
-type soakLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *soakLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
 // soakSpans are time intervals, [from, to].
 type soakSpans [][2]time.Time
 
-// degraded returns the spans between each "<what> unavailable" line and
-// the next "<what> recovered" (open spans end now).
-func (l *soakLog) degraded(t *testing.T, what string) soakSpans {
-	t.Helper()
-	l.mu.Lock()
-	text := l.buf.String()
-	l.mu.Unlock()
+// soakDegraded returns the spans, in a server's JSON log, between each
+// "<what> unavailable" line and the next "<what> recovered" (open spans end
+// now).
+func soakDegraded(log, what string) soakSpans {
 	var spans soakSpans
 	var open *time.Time
-	for _, line := range strings.Split(text, "\n") {
+	for _, line := range strings.Split(log, "\n") {
 		var e struct {
 			Time time.Time `json:"time"`
 			Msg  string    `json:"msg"`
