@@ -1,9 +1,8 @@
-package e2e
+package quota_test
 
 import (
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,22 +16,15 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
-// Found by the fault campaign (make soak, single deployment, about one run
-// in four): a reservation whose script ran in Redis but whose reply never
-// reached the server, and whose one retry failed too (Redis killed right
-// after executing it; an I/O timeout on a slow server is not retried at
-// all), stays charged, with its marker, until its window ends: the caller
-// got an error, fell back to its fail mode and holds no reservation to
-// settle or release. The reservation id is known before the call, so a
-// release queued for it on an error (a no-op when the script never ran:
-// the marker decides) would leave nothing behind.
-//
-// It belongs in pkg/quota (owned by another change); it is skipped until
-// the fix lands there. Set LLM_PROXY_KNOWN_BUGS=1 to run it.
+// TestReserveWithLostReplyLeavesNoCharge is the fault campaign's finding
+// (make soak, single deployment, about one run in four): a reservation
+// whose script ran in Redis but whose reply never reached the server, and
+// whose one retry failed too (Redis killed right after executing it; an I/O
+// timeout is not retried at all), stayed charged with its marker until its
+// window ended, while the caller, given an error, held nothing to settle or
+// release. Reserve now queues a release for every slot that answered with
+// an error; the marker makes it a no-op where the script never ran.
 func TestReserveWithLostReplyLeavesNoCharge(t *testing.T) {
-	if os.Getenv("LLM_PROXY_KNOWN_BUGS") == "" {
-		t.Skip("known bug (docs/soak.md, findings): a Reserve whose reply is lost stays charged; LLM_PROXY_KNOWN_BUGS=1 runs it")
-	}
 	s := redistest.Start(t)
 	p := startLossyProxy(t, s.Addr)
 	metrics := []quota.Metric{{Field: "r"}}
