@@ -42,6 +42,13 @@ test: ## Run every test with the race detector.
 test-stress: ## Run every test with -race -count=3 beside a CPU hog (catches scheduling-dependent tests).
 	./scripts/test-stress.sh
 
+# SOAK_DURATION is the fault campaign's load time, split over its three Redis deployments.
+SOAK_DURATION ?= 3m
+
+.PHONY: soak
+soak: ## Run the fault campaign: 2 instances per Redis deployment (single, Sentinel, Cluster) under vendor and Redis faults, with its figures (docs/soak.md).
+	LLM_PROXY_SOAK=1 SOAK_DURATION=$(SOAK_DURATION) go test -race -count=1 -timeout 30m -run '^TestSoak$$' -v ./e2e/
+
 .PHONY: e2e
 e2e: ## Run the end-to-end suite (emulated Envoy, fake vendor, official SDKs).
 	go test -race -count=1 $(GO_TEST_ARGS) ./e2e/...

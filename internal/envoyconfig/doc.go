@@ -14,5 +14,12 @@
 // configs name a configured filter, upstream TLS verifies the server, no
 // deprecated field is used. All problems are reported together.
 //
+// MatchRoute and RewritePath pick a route for a request and rewrite its
+// path as Envoy's route table does, so tests can route configurations
+// that are not bootstraps (the routes Istio or Envoy Gateway generate);
+// ReroutePaths lists the :paths a failover at admission sets
+// (pkg/failover.Rewrite), which every variant must route to the target's
+// vendor.
+//
 // Everything here is read-only on its inputs and safe for concurrent use.
 package envoyconfig

@@ -3,7 +3,6 @@ package envoyconfig_test
 import (
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -212,70 +211,27 @@ func routes(t *testing.T, b *bootstrapv3.Bootstrap) []*routev3.Route {
 	return vhs[0].GetRoutes()
 }
 
-// route returns the first route matching path the way Envoy does for the
-// match kinds used here (path, prefix, safe_regex; RE2 in both), for a
-// request without the headers routes match on.
+// route returns the route Envoy picks for path on a request without the
+// headers routes match on.
 func route(t *testing.T, rs []*routev3.Route, path string) *routev3.Route {
 	t.Helper()
 	return routeWith(t, rs, path, nil)
 }
 
-// routeWith is route for a request with headers: a route's exact and
-// present header matchers must all hold.
+// routeWith is route for a request with headers.
 func routeWith(t *testing.T, rs []*routev3.Route, path string, headers map[string]string) *routev3.Route {
 	t.Helper()
-	for _, r := range rs {
-		m := r.GetMatch()
-		if !headersMatch(t, m.GetHeaders(), headers) {
-			continue
-		}
-		switch {
-		case m.GetPath() != "":
-			if path == m.GetPath() {
-				return r
-			}
-		case m.GetSafeRegex() != nil:
-			if regexp.MustCompile("^(?:" + m.GetSafeRegex().GetRegex() + ")$").MatchString(path) {
-				return r
-			}
-		case m.GetPrefix() != "":
-			if strings.HasPrefix(path, m.GetPrefix()) {
-				return r
-			}
-		}
-	}
-	t.Fatalf("no route for %s", path)
-	return nil
-}
-
-func headersMatch(t *testing.T, ms []*routev3.HeaderMatcher, headers map[string]string) bool {
-	t.Helper()
-	for _, hm := range ms {
-		v, ok := headers[hm.GetName()]
-		switch {
-		case hm.GetStringMatch().GetExact() != "":
-			ok = ok && v == hm.GetStringMatch().GetExact()
-		case hm.GetPresentMatch():
-		default:
-			t.Fatalf("header matcher %v not handled by the test", hm)
-		}
-		if ok == hm.GetInvertMatch() {
-			return false
-		}
-	}
-	return true
+	r, err := envoyconfig.MatchRoute(rs, path, headers)
+	require.NoError(t, err)
+	return r
 }
 
 // rewrite applies the route's path rewrite the way the router does.
-func rewrite(r *routev3.Route, path string) string {
-	a := r.GetRoute()
-	if rr := a.GetRegexRewrite(); rr != nil {
-		return regexp.MustCompile(rr.GetPattern().GetRegex()).ReplaceAllLiteralString(path, rr.GetSubstitution())
-	}
-	if a.GetPrefixRewrite() != "" {
-		return a.GetPrefixRewrite() + strings.TrimPrefix(path, r.GetMatch().GetPrefix())
-	}
-	return path
+func rewrite(t *testing.T, r *routev3.Route, path string) string {
+	t.Helper()
+	out, err := envoyconfig.RewritePath(r, path)
+	require.NoError(t, err)
+	return out
 }
 
 func extProcDisabled(t *testing.T, r *routev3.Route) bool {
@@ -321,7 +277,7 @@ func TestRoutes(t *testing.T) {
 			}
 			a := r.GetRoute()
 			require.Equal(t, tt.cluster, a.GetCluster())
-			require.Equal(t, tt.upstreamPath, rewrite(r, tt.path))
+			require.Equal(t, tt.upstreamPath, rewrite(t, r, tt.path))
 			require.Equal(t, tt.host, a.GetHostRewriteLiteral())
 		})
 	}

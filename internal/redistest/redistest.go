@@ -34,6 +34,14 @@ func Start(t testing.TB) *Server {
 	return startServer(t, lookPath(t, "redis-server"))
 }
 
+// StartDurable is [Start] with an append-only file synced on every write
+// (appendfsync always) in the server's directory: a kill and [Server.Restart]
+// keep every write Redis acknowledged, as a production Redis with AOF does.
+func StartDurable(t testing.TB) *Server {
+	t.Helper()
+	return startServer(t, lookPath(t, "redis-server"), "--appendonly", "yes", "--appendfsync", "always")
+}
+
 func lookPath(t testing.TB, name string) string {
 	t.Helper()
 	bin, err := exec.LookPath(name)

@@ -1,6 +1,9 @@
 package redistest
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestStartPingRestartStop(t *testing.T) {
 	s := Start(t)
@@ -34,5 +37,31 @@ func TestCluster(t *testing.T) {
 	c := StartCluster(t)
 	if len(c.Addrs()) != 3 || !c.ok() {
 		t.Fatal("cluster not healthy")
+	}
+}
+
+func TestDurableKeepsWritesAcrossRestart(t *testing.T) {
+	s := StartDurable(t)
+	if _, err := Do(s.Addr, "SET", "k", "v"); err != nil {
+		t.Fatalf("set: %v", err)
+	}
+	s.Restart(t)
+	if got, err := Do(s.Addr, "GET", "k"); err != nil || got != "v" {
+		t.Fatalf("after restart: %q (%v), want v", got, err)
+	}
+}
+
+func TestClusterKillMasterFailsOver(t *testing.T) {
+	c := StartClusterWithReplicas(t)
+	if len(c.Nodes) != 6 {
+		t.Fatalf("%d nodes, want 6", len(c.Nodes))
+	}
+	killed := c.KillMaster(t)
+	if killed.Running() || !c.ok() {
+		t.Fatal("cluster not healthy after the failover")
+	}
+	killed.Restart(t)
+	if !waitFor(30*time.Second, func() bool { return hasRole(killed, "slave") && c.ok() && c.replicasInSync() }) {
+		t.Fatal("the killed master did not rejoin as a replica")
 	}
 }

@@ -295,9 +295,12 @@ func (r *Redis) Reserve(ctx context.Context, checks []Check, amounts []int64, no
 				lost = true
 			}
 		})
-		if lost {
-			// Released in the background: slots never charged, or already
-			// released, have no marker and ignore it.
+		// A slot that answered with an error may still have run its
+		// script (the reply was lost, or the call timed out after Redis
+		// took it): its charge is released in the background too. Slots
+		// never charged, or already released, have no marker and ignore
+		// the release.
+		if lost || len(errs) > 0 {
 			r.enqueue(res, neg)
 		}
 	}
