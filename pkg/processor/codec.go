@@ -91,26 +91,28 @@ func (c replyCodec) Marshal(v any) (mem.BufferSlice, error) {
 func sizeStruct(s *structpb.Struct) int {
 	n := 0
 	for k, v := range s.GetFields() {
-		e := mapEntrySize(k, v)
+		e := mapEntrySize(k, sizeValue(v))
 		n += protowire.SizeTag(fieldStructFields) + protowire.SizeBytes(e)
 	}
 	return n
 }
 
-func mapEntrySize(k string, v *structpb.Value) int {
-	vs := sizeValue(v)
+// mapEntrySize is the size of a fields entry whose value encodes in vs
+// bytes.
+func mapEntrySize(k string, vs int) int {
 	return protowire.SizeTag(fieldMapKey) + protowire.SizeBytes(len(k)) +
 		protowire.SizeTag(fieldMapValue) + protowire.SizeBytes(vs)
 }
 
 func appendStruct(b []byte, s *structpb.Struct) []byte {
 	for k, v := range s.GetFields() {
+		vs := sizeValue(v)
 		b = protowire.AppendTag(b, fieldStructFields, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(mapEntrySize(k, v)))
+		b = protowire.AppendVarint(b, uint64(mapEntrySize(k, vs)))
 		b = protowire.AppendTag(b, fieldMapKey, protowire.BytesType)
 		b = protowire.AppendString(b, k)
 		b = protowire.AppendTag(b, fieldMapValue, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(sizeValue(v)))
+		b = protowire.AppendVarint(b, uint64(vs))
 		b = appendValue(b, v)
 	}
 	return b
