@@ -65,3 +65,23 @@ func TestClusterKillMasterFailsOver(t *testing.T) {
 		t.Fatal("the killed master did not rejoin as a replica")
 	}
 }
+
+func TestCPUAndScriptStats(t *testing.T) {
+	s := Start(t)
+	calls0, _, err := s.ScriptStats()
+	if err != nil || calls0 != 0 {
+		t.Fatalf("fresh server: %d script calls, err %v", calls0, err)
+	}
+	for range 3 {
+		if _, err := Do(s.Addr, "EVAL", "return 1", "0"); err != nil {
+			t.Fatalf("eval: %v", err)
+		}
+	}
+	calls, _, err := s.ScriptStats()
+	if err != nil || calls != 3 {
+		t.Fatalf("after 3 EVALs: %d script calls, err %v", calls, err)
+	}
+	if cpu, err := s.CPUTime(); err != nil || cpu <= 0 {
+		t.Fatalf("cpu time %v, err %v", cpu, err)
+	}
+}

@@ -28,11 +28,11 @@ func benchRequests() []Request {
 	return reqs
 }
 
-func benchRedisConfig(b *testing.B) Config {
+func benchRedisConfig(b *testing.B) (Config, *redistest.Server) {
 	s := redistest.Start(b)
 	c := benchConfig()
 	c.Backend, c.Redis = quota.BackendRedis, redisconf.Config{Address: s.Addr}
-	return c
+	return c, s
 }
 
 // BenchmarkReserveSettle measures one admission plus its settlement, the
@@ -40,23 +40,24 @@ func benchRedisConfig(b *testing.B) Config {
 func BenchmarkReserveSettle(b *testing.B) {
 	backends := []struct {
 		name string
-		new  func(b *testing.B) Limiter
+		new  func(b *testing.B) (Limiter, func())
 	}{
-		{name: "disabled", new: func(*testing.B) Limiter { return Nop{} }},
-		{name: "memory", new: func(b *testing.B) Limiter { return newMemory(b, benchConfig()) }},
-		{name: "redis", new: func(b *testing.B) Limiter {
-			r, err := Open(b.Context(), benchRedisConfig(b), quota.Hooks{})
+		{name: "disabled", new: func(*testing.B) (Limiter, func()) { return Nop{}, func() {} }},
+		{name: "memory", new: func(b *testing.B) (Limiter, func()) { return newMemory(b, benchConfig()), func() {} }},
+		{name: "redis", new: func(b *testing.B) (Limiter, func()) {
+			c, s := benchRedisConfig(b)
+			r, err := Open(b.Context(), c, quota.Hooks{})
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { _ = r.Close() })
-			return r
+			return r, redistest.MeasureCPU(b, s)
 		}},
 	}
 	reqs := benchRequests()
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
-			l := be.new(b)
+			l, reportCPU := be.new(b)
 			ctx := b.Context()
 			now := time.Now()
 			b.ReportAllocs()
@@ -71,9 +72,10 @@ func BenchmarkReserveSettle(b *testing.B) {
 				}
 				i++
 			}
+			reportCPU()
 		})
 		b.Run(be.name+"/parallel", func(b *testing.B) {
-			l := be.new(b)
+			l, reportCPU := be.new(b)
 			ctx := b.Context()
 			now := time.Now()
 			var seq atomic.Int64
@@ -91,6 +93,7 @@ func BenchmarkReserveSettle(b *testing.B) {
 					}
 				}
 			})
+			reportCPU()
 		})
 	}
 }

@@ -39,27 +39,25 @@ const RetryInterval = time.Second
 var reserveScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end
 local m = tonumber(ARGV[1])
-local fields, amt, opt = {}, {}, {}
-for j = 1, m do
-  fields[j] = ARGV[2 + j]
-  opt[j] = ARGV[2 + m + j] == 'true'
-  amt[j] = tonumber(ARGV[2 + 2 * m + j])
-end
 local base = 3 + 3 * m
-for i = 1, #KEYS - 1 do
-  local a = base + (i - 1) * (m + 1)
-  local v = redis.call('HMGET', KEYS[i + 1], unpack(fields))
+for i = 2, #KEYS do
+  local a = base + (i - 2) * (m + 1)
+  local v
+  if m == 1 then v = {redis.call('HGET', KEYS[i], ARGV[3])} else v = redis.call('HMGET', KEYS[i], unpack(ARGV, 3, 2 + m)) end
   for j = 1, m do
-    local lim, u = tonumber(ARGV[a + j]), tonumber(v[j]) or 0
-    if lim > 0 and not (opt[j] and u == 0) and (u >= lim or u + amt[j] > lim) then
-      return {0, i, j, u}
+    local lim = tonumber(ARGV[a + j])
+    if lim > 0 then
+      local u = tonumber(v[j]) or 0
+      if not (u == 0 and ARGV[2 + m + j] == 'true') and (u >= lim or u + tonumber(ARGV[2 + 2 * m + j]) > lim) then
+        return {0, i - 1, j, u}
+      end
     end
   end
 end
-for i = 1, #KEYS - 1 do
-  local k = KEYS[i + 1]
-  for j = 1, m do redis.call('HINCRBY', k, fields[j], ARGV[2 + 2 * m + j]) end
-  redis.call('PEXPIRE', k, ARGV[base + (i - 1) * (m + 1)])
+for i = 2, #KEYS do
+  local k = KEYS[i]
+  for j = 1, m do redis.call('HINCRBY', k, ARGV[2 + j], ARGV[2 + 2 * m + j]) end
+  redis.call('PEXPIRE', k, ARGV[base + (i - 2) * (m + 1)])
 end
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
 return {1}
@@ -127,9 +125,10 @@ type Redis struct {
 	cluster bool
 	prefix  string
 	metrics []Metric
-	names   []string // the metrics' field names
-	fields  []any    // the same, as script arguments
-	flags   []any    // their optimistic flags, "true" or "false"
+	names   []string  // the metrics' field names
+	fields  []any     // the same, as script arguments
+	flags   []any     // their optimistic flags, "true" or "false"
+	whole   [][]group // off a cluster: whole[n] is the one group of n checks
 	health  *backendhealth.Tracker
 	now     func() time.Time
 
@@ -162,6 +161,12 @@ func NewRedis(client redis.UniversalClient, metrics []Metric, o RedisOptions) *R
 	for _, mt := range metrics {
 		r.names, r.fields = append(r.names, mt.Field), append(r.fields, mt.Field)
 		r.flags = append(r.flags, strconv.FormatBool(mt.Optimistic))
+	}
+	members := make([]int, wholeGroups)
+	r.whole = make([][]group, wholeGroups)
+	for n := range wholeGroups {
+		members[n] = n
+		r.whole[n] = []group{{members: members[:n:n]}}
 	}
 	go r.retryLoop()
 	return r
@@ -231,6 +236,10 @@ func (r *Redis) enqueue(res Reservation, deltas []int64) {
 	r.queue = append(r.queue, pendingAdjust{res: res, deltas: append([]int64(nil), deltas...)})
 }
 
+// wholeGroups bounds the check counts whose single group (off a cluster)
+// is built once in [NewRedis]; a larger reservation builds its own.
+const wholeGroups = 32
+
 // group is the checks (or charges) of a reservation that live in one slot.
 type group struct {
 	slot    int
@@ -238,8 +247,11 @@ type group struct {
 }
 
 // groups splits n scopes into slot groups, in slot order; off a cluster,
-// everything is one group.
+// everything is one group (shared, read-only: no allocation).
 func (r *Redis) groups(n int, scope func(int) string) []group {
+	if !r.cluster && n < len(r.whole) {
+		return r.whole[n]
+	}
 	var gs []group
 	for i := range n {
 		s := 0
@@ -432,12 +444,17 @@ func (r *Redis) adjustGroup(ctx context.Context, res Reservation, members []int,
 // marker, so a lost reply is never charged twice.
 func (r *Redis) run(ctx context.Context, s *redis.Script, keys []string, args []any) *redis.Cmd {
 	cmd := s.Run(ctx, r.client, keys, args...)
-	var re redis.Error
-	var ne net.Error
-	if err := cmd.Err(); err != nil && ctx.Err() == nil && !errors.As(err, &re) && !(errors.As(err, &ne) && ne.Timeout()) {
+	if err := cmd.Err(); err != nil && ctx.Err() == nil && retriable(err) {
 		cmd = s.Run(ctx, r.client, keys, args...)
 	}
 	return cmd
+}
+
+// retriable reports whether err is a transport error other than a timeout.
+func retriable(err error) bool {
+	var re redis.Error
+	var ne net.Error
+	return !errors.As(err, &re) && !(errors.As(err, &ne) && ne.Timeout())
 }
 
 // Usage implements [Store.Usage]: one HMGET per check, pipelined (split by
@@ -519,14 +536,19 @@ func (r *Redis) skipped(op string) error {
 		ErrUnavailable, op, r.health.Status().LastError)
 }
 
+// windowKey and markerKey build in a stack buffer: the key string is the
+// only allocation.
 func (r *Redis) windowKey(scope string, w Window, idx int64) string {
-	b := append(make([]byte, 0, len(r.prefix)+len(scope)+20), r.prefix...)
-	b = append(append(append(append(b, '{'), scope...), "}:"...), w.code()...)
-	return string(strconv.AppendInt(append(b, ':'), idx, 10))
+	var buf [128]byte
+	b := append(append(append(append(buf[:0], r.prefix...), '{'), scope...), "}:"...)
+	b = append(append(b, w.code()...), ':')
+	return string(strconv.AppendInt(b, idx, 10))
 }
 
 func (r *Redis) markerKey(scope, id string) string {
-	return r.prefix + "{" + scope + "}:res:" + id
+	var buf [128]byte
+	b := append(append(append(append(buf[:0], r.prefix...), '{'), scope...), "}:res:"...)
+	return string(append(b, id...))
 }
 
 // ttlMillis is the TTL, in ms, of a key whose window ends at end.

@@ -40,11 +40,11 @@ func BenchmarkReserveSettle(b *testing.B) {
 	cfg := benchConfig()
 	backends := []struct {
 		name string
-		new  func(b *testing.B) Limiter
+		new  func(b *testing.B) (Limiter, func())
 	}{
-		{name: "disabled", new: func(*testing.B) Limiter { return Nop{} }},
-		{name: "memory", new: func(b *testing.B) Limiter { return newMemory(b, cfg) }},
-		{name: "redis", new: func(b *testing.B) Limiter {
+		{name: "disabled", new: func(*testing.B) (Limiter, func()) { return Nop{}, func() {} }},
+		{name: "memory", new: func(b *testing.B) (Limiter, func()) { return newMemory(b, cfg), func() {} }},
+		{name: "redis", new: func(b *testing.B) (Limiter, func()) {
 			s := redistest.Start(b)
 			c := cfg
 			c.Backend, c.Redis = quota.BackendRedis, redisconf.Config{Address: s.Addr}
@@ -53,9 +53,9 @@ func BenchmarkReserveSettle(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { _ = r.Close() })
-			return r
+			return r, redistest.MeasureCPU(b, s)
 		}},
-		{name: "redis-cluster", new: func(b *testing.B) Limiter {
+		{name: "redis-cluster", new: func(b *testing.B) (Limiter, func()) {
 			c := cfg
 			c.Backend = quota.BackendRedis
 			c.Redis = redisconf.Config{Mode: "cluster", Addresses: redistest.StartCluster(b).Addrs()}
@@ -64,13 +64,13 @@ func BenchmarkReserveSettle(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { _ = r.Close() })
-			return r
+			return r, func() {}
 		}},
 	}
 	reqs := benchRequests()
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
-			l := be.new(b)
+			l, reportCPU := be.new(b)
 			ctx := b.Context()
 			now := time.Now()
 			b.ReportAllocs()
@@ -85,9 +85,10 @@ func BenchmarkReserveSettle(b *testing.B) {
 				}
 				i++
 			}
+			reportCPU()
 		})
 		b.Run(be.name+"/parallel", func(b *testing.B) {
-			l := be.new(b)
+			l, reportCPU := be.new(b)
 			ctx := b.Context()
 			now := time.Now()
 			var seq atomic.Int64
@@ -105,6 +106,7 @@ func BenchmarkReserveSettle(b *testing.B) {
 					}
 				}
 			})
+			reportCPU()
 		})
 	}
 }
