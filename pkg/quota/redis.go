@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,63 +27,75 @@ const TTLGrace = 2 * time.Second
 // [Redis.Status] always tries.
 const RetryInterval = time.Second
 
-// reserveScript checks every window of one slot and, only if all admit,
-// charges them all (atomic: a script runs alone).
+// reserveSource is the Lua of a reservation for metrics, their fields and
+// optimistic flags written in: it checks every window of one slot and,
+// only if all admit, charges them all (atomic: a script runs alone).
 //
 // KEYS[1] is the reservation's marker in this slot, KEYS[2..] the window
-// hashes in plan order. ARGV: 1 metric count M, 2 marker TTL in ms, then M
-// field names, M optimistic flags ("true" or "false"), M amounts, then per
-// window its TTL in ms and M limits.
+// hashes in plan order. ARGV: 1 marker TTL in ms, 2..M+1 the M amounts,
+// then per window its TTL in ms and M limits.
 //
 // Returns {1} when admitted (also when the marker exists: a retried call is
 // not charged twice), or {0, window, metric, used} for the first refusal.
-var reserveScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end
-local m = tonumber(ARGV[1])
-local base = 3 + 3 * m
-for i = 2, #KEYS do
-  local a = base + (i - 2) * (m + 1)
-  local v
-  if m == 1 then v = {redis.call('HGET', KEYS[i], ARGV[3])} else v = redis.call('HMGET', KEYS[i], unpack(ARGV, 3, 2 + m)) end
-  for j = 1, m do
-    local lim = tonumber(ARGV[a + j])
-    if lim > 0 then
-      local u = tonumber(v[j]) or 0
-      if not (u == 0 and ARGV[2 + m + j] == 'true') and (u >= lim or u + tonumber(ARGV[2 + 2 * m + j]) > lim) then
-        return {0, i - 1, j, u}
-      end
-    end
-  end
-end
-for i = 2, #KEYS do
-  local k = KEYS[i]
-  for j = 1, m do redis.call('HINCRBY', k, ARGV[2 + j], ARGV[2 + 2 * m + j]) end
-  redis.call('PEXPIRE', k, ARGV[base + (i - 2) * (m + 1)])
-end
-redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
-return {1}
-`)
+func reserveSource(metrics []Metric) string {
+	m := len(metrics)
+	fields := make([]string, m)
+	for j, mt := range metrics {
+		fields[j] = luaString(mt.Field)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end\nfor i = 2, #KEYS do\n  local w = %d + (i - 2) * %d\n", m+2, m+1)
+	used := func(j int) string { return fmt.Sprintf("v[%d]", j+1) }
+	if m == 1 {
+		fmt.Fprintf(&b, "  local v = redis.call('HGET', KEYS[i], %s)\n", fields[0])
+		used = func(int) string { return "v" }
+	} else {
+		fmt.Fprintf(&b, "  local v = redis.call('HMGET', KEYS[i], %s)\n", strings.Join(fields, ", "))
+	}
+	for j, mt := range metrics {
+		skip := "" // an optimistic metric is not checked while the window holds 0
+		if mt.Optimistic {
+			skip = " and u ~= 0"
+		}
+		fmt.Fprintf(&b, "  do local l, u = tonumber(ARGV[w + %d]), tonumber(%s) or 0\n", j+1, used(j))
+		fmt.Fprintf(&b, "    if l > 0%s and (u >= l or u + tonumber(ARGV[%d]) > l) then return {0, i - 1, %d, u} end end\n", skip, j+2, j+1)
+	}
+	b.WriteString("end\nfor i = 2, #KEYS do\n")
+	for j := range metrics {
+		fmt.Fprintf(&b, "  redis.call('HINCRBY', KEYS[i], %s, ARGV[%d])\n", fields[j], j+2)
+	}
+	fmt.Fprintf(&b, "  redis.call('PEXPIRE', KEYS[i], ARGV[%d + (i - 2) * %d])\nend\nredis.call('SET', KEYS[1], '1', 'PX', ARGV[1])\nreturn {1}\n", m+2, m+1)
+	return b.String()
+}
 
-// adjustScript applies an adjustment once per reservation and slot.
-//
-// KEYS[1] is the marker, KEYS[2..] the unrotated window hashes. ARGV: 1
-// metric count M, then M field names, M deltas. Counters are clamped at 0
-// and expired hashes are not recreated. Returns 0 when the marker was
-// already gone.
-var adjustScript = redis.NewScript(`
-if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-local m = tonumber(ARGV[1])
-for i = 2, #KEYS do
-  local k = KEYS[i]
-  if redis.call('EXISTS', k) == 1 then
-    for j = 1, m do
-      local d = ARGV[1 + m + j]
-      if d ~= '0' and redis.call('HINCRBY', k, ARGV[1 + j], d) < 0 then redis.call('HSET', k, ARGV[1 + j], 0) end
-    end
-  end
-end
-return 1
-`)
+// adjustSource is the Lua that applies an adjustment once per reservation
+// and slot. KEYS[1] is the marker, KEYS[2..] the unrotated window hashes,
+// ARGV the M deltas. Counters are clamped at 0 and expired hashes are not
+// recreated. Returns 0 when the marker was already gone.
+func adjustSource(metrics []Metric) string {
+	var b, zero strings.Builder
+	for j, mt := range metrics {
+		f := luaString(mt.Field)
+		fmt.Fprintf(&zero, "ARGV[%d] == '0' and ", j+1)
+		fmt.Fprintf(&b, "    if ARGV[%d] ~= '0' and redis.call('HINCRBY', KEYS[i], %s, ARGV[%d]) < 0 then redis.call('HSET', KEYS[i], %s, 0) end\n", j+1, f, j+1, f)
+	}
+	return "if redis.call('DEL', KEYS[1]) == 0 then return 0 end\nif " + zero.String() + "true then return 1 end\n" +
+		"for i = 2, #KEYS do\n  if redis.call('EXISTS', KEYS[i]) == 1 then\n" + b.String() + "  end\nend\nreturn 1\n"
+}
+
+// luaString quotes s as a Lua string literal, every byte but letters,
+// digits and '_' as a decimal escape.
+func luaString(s string) string {
+	b := []byte{'\''}
+	for _, c := range []byte(s) {
+		if c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' {
+			b = append(b, c)
+		} else {
+			b = fmt.Appendf(b, "\\%03d", c)
+		}
+	}
+	return string(append(b, '\''))
+}
 
 // RedisOptions configure [NewRedis].
 type RedisOptions struct {
@@ -125,9 +138,9 @@ type Redis struct {
 	cluster bool
 	prefix  string
 	metrics []Metric
-	names   []string  // the metrics' field names
-	fields  []any     // the same, as script arguments
-	flags   []any     // their optimistic flags, "true" or "false"
+	names   []string // the metrics' field names
+	reserve *redis.Script
+	adjust  *redis.Script
 	whole   [][]group // off a cluster: whole[n] is the one group of n checks
 	health  *backendhealth.Tracker
 	now     func() time.Time
@@ -159,9 +172,9 @@ func NewRedis(client redis.UniversalClient, metrics []Metric, o RedisOptions) *R
 		health: backendhealth.New("redis", o.OnStateChange, RetryInterval),
 		stop:   make(chan struct{}), done: make(chan struct{})}
 	for _, mt := range metrics {
-		r.names, r.fields = append(r.names, mt.Field), append(r.fields, mt.Field)
-		r.flags = append(r.flags, strconv.FormatBool(mt.Optimistic))
+		r.names = append(r.names, mt.Field)
 	}
+	r.reserve, r.adjust = redis.NewScript(reserveSource(metrics)), redis.NewScript(adjustSource(metrics))
 	members := make([]int, wholeGroups)
 	r.whole = make([][]group, wholeGroups)
 	for n := range wholeGroups {
@@ -349,8 +362,8 @@ func (r *Redis) reserveGroup(ctx context.Context, id string, checks []Check, mem
 	m := len(r.metrics)
 	keys := make([]string, 0, len(members)+1)
 	keys = append(keys, r.markerKey(checks[members[0]].Scope, id))
-	args := make([]any, 0, 2+3*m+len(members)*(m+1))
-	args = append(append(append(args, m, 0), r.fields...), r.flags...)
+	args := make([]any, 0, 1+m+len(members)*(m+1))
+	args = append(args, 0) // the marker's TTL, set below
 	for _, a := range amounts {
 		args = append(args, a)
 	}
@@ -367,8 +380,8 @@ func (r *Redis) reserveGroup(ctx context.Context, id string, checks []Check, mem
 			args = append(args, l)
 		}
 	}
-	args[1] = ttlMillis(last, now)
-	out, err := r.run(ctx, reserveScript, keys, args).Int64Slice()
+	args[0] = ttlMillis(last, now)
+	out, err := r.run(ctx, r.reserve, keys, args).Int64Slice()
 	if err != nil {
 		return groupOutcome{err: err}
 	}
@@ -430,12 +443,11 @@ func (r *Redis) adjustGroup(ctx context.Context, res Reservation, members []int,
 	if len(keys) == 1 {
 		return nil
 	}
-	args := make([]any, 0, 1+2*len(r.metrics))
-	args = append(append(args, len(r.metrics)), r.fields...)
-	for _, d := range deltas {
-		args = append(args, d)
+	args := make([]any, len(deltas))
+	for j, d := range deltas {
+		args[j] = d
 	}
-	return r.run(ctx, adjustScript, keys, args).Err()
+	return r.run(ctx, r.adjust, keys, args).Err()
 }
 
 // run runs s (EVALSHA, then EVAL when the server lacks the script), once

@@ -172,8 +172,9 @@ func TestRedisReserveScriptIdempotent(t *testing.T) {
 	c := single(s)()
 	t.Cleanup(func() { _ = c.Close() })
 	keys := []string{"idem:{user:alice}:res:same-id", "idem:{user:alice}:m:1"}
+	script := redis.NewScript(reserveSource([]Metric{{Field: "r"}, {Field: "t", Optimistic: true}}))
 	for range 3 {
-		out, err := reserveScript.Run(t.Context(), c, keys, 2, 60000, "r", "t", "false", "true", 1, 7, 60000, 10, 0).Int64Slice()
+		out, err := script.Run(t.Context(), c, keys, 60000, 1, 7, 60000, 10, 0).Int64Slice()
 		require.NoError(t, err)
 		require.Equal(t, []int64{1}, out)
 	}
@@ -235,4 +236,10 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	require.False(t, r.Status(t.Context()).Healthy)
 	_, err = r.Reserve(t.Context(), []Check{dayCheck("user:a", t0, 10)}, []int64{1}, t0)
 	require.ErrorIs(t, err, ErrUnavailable)
+}
+
+func TestLuaString(t *testing.T) {
+	for in, want := range map[string]string{"r": "'r'", "tok_2": "'tok_2'", "a'b\\": `'a\039b\092'`, "": "''"} {
+		require.Equal(t, want, luaString(in), in)
+	}
 }
