@@ -150,7 +150,7 @@ func (s *Server) Providers() providers.Registry { return s.providers }
 func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := srv.Context()
 	st := newStream(s)
-	defer st.finish(ctx)
+	defer st.end(ctx)
 	for {
 		req, err := srv.Recv()
 		if err != nil {

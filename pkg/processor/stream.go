@@ -881,6 +881,16 @@ func (st *stream) usage() providers.Usage {
 	return u
 }
 
+// end runs when the stream ends: finish, then the usage parser is
+// recycled (every use of it, the settlement included, is over).
+func (st *stream) end(ctx context.Context) {
+	st.finish(ctx)
+	if st.parser != nil {
+		providers.ReleaseUsageParser(st.parser)
+		st.parser = nil
+	}
+}
+
 // finish runs when the stream ends; a provider request that did not end
 // normally is settled as aborted.
 func (st *stream) finish(context.Context) {

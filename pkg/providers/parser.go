@@ -1,5 +1,7 @@
 package providers
 
+import "sync"
+
 // bodyMode is how a response body is framed.
 type bodyMode uint8
 
@@ -46,12 +48,21 @@ var _ UsageParser = (*usageParser)(nil)
 // type is not needed to read the body (see usageParser) and is accepted for
 // the Provider contract.
 func newUsageParser(paths *pathNode, info RequestInfo, _ string) *usageParser {
-	p := &usageParser{requestModel: info.Model}
+	p := parserPool.Get().(*usageParser)
+	*p = usageParser{requestModel: info.Model}
 	p.t.root = paths
 	p.t.sink = &p.v
 	p.t.reset()
 	return p
 }
+
+// parserPool recycles parsers (about 1 KiB each, one per response).
+var parserPool = sync.Pool{New: func() any { return new(usageParser) }}
+
+// Release hands the parser back for another response; the caller must not
+// use it afterwards, nor release it twice. Calling it is optional: a parser
+// never released is garbage collected as usual.
+func (p *usageParser) Release() { parserPool.Put(p) }
 
 // Write implements [UsageParser.Write].
 func (p *usageParser) Write(chunk []byte) {

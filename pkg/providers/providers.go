@@ -192,6 +192,18 @@ type UsageParser interface {
 	Held() int
 }
 
+// Releaser is implemented by parsers that can be recycled once their
+// response is done (see [ReleaseUsageParser]).
+type Releaser interface{ Release() }
+
+// ReleaseUsageParser recycles p when it supports it. p must not be used
+// afterwards.
+func ReleaseUsageParser(p UsageParser) {
+	if r, ok := p.(Releaser); ok {
+		r.Release()
+	}
+}
+
 // Registry maps provider names to providers.
 type Registry map[string]Provider
 

@@ -449,6 +449,13 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 func (t *tracker) write(b []byte) {
 	i := 0
 	for i < len(b) {
+		if t.st != tsKeyStr && t.st < tsStr && isSpace(b[i]) {
+			// Between tokens: pass a run of whitespace at once (vendors
+			// pretty-print JSON bodies).
+			for i++; i < len(b) && isSpace(b[i]); i++ {
+			}
+			continue
+		}
 		switch t.st {
 		case tsBad:
 			return
