@@ -375,3 +375,25 @@ func TestReportIgnoresRefusedRequests(t *testing.T) {
 	require.Equal(t, Verdict{}, report(t, b, adm, Degraded, at(1)))
 	require.Equal(t, 3, stats(t, b, "openai", at(1)).Failures)
 }
+
+// Remote says when Allow waits on Redis: never on memory; on Redis unless
+// this instance saw the key refused with its cooldown still running.
+func TestRemote(t *testing.T) {
+	mem := newMemoryBreaker(t, suiteConfig(), Hooks{})
+	require.False(t, mem.Remote("openai", "gpt-a", at(0)), "memory backend")
+
+	b := redisBreakers(redistest.Start(t))(t, suiteConfig(), Hooks{})
+	require.True(t, b.Remote("openai", "gpt-a", at(0)))
+	trip(t, b, at(2)) // open until at(32)
+	require.True(t, b.Remote("openai", "gpt-a", at(3)), "not refused here yet")
+	adm, err := b.Allow(t.Context(), "openai", "gpt-a", at(3))
+	require.NoError(t, err)
+	require.False(t, adm.Allowed)
+	require.False(t, b.Remote("openai", "gpt-a", at(4)), "refused, cooldown running")
+	require.True(t, b.Remote("openai", "gpt-b", at(4)), "another model")
+	require.True(t, b.Remote("openai", "gpt-a", at(32)), "cooldown over: Allow may probe")
+	adm, err = b.Allow(t.Context(), "openai", "gpt-a", at(33))
+	require.NoError(t, err)
+	require.True(t, adm.Allowed && adm.Probe)
+	require.True(t, b.Remote("openai", "gpt-a", at(33)))
+}

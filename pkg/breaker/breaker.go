@@ -134,7 +134,14 @@ type Breaker struct {
 	tokenPrefix string
 	seq         atomic.Uint64
 	closeOnce   sync.Once
+
+	hintMu    sync.Mutex
+	openUntil map[Key]time.Time // keys this instance saw refused, until their cooldown ends (Remote)
 }
+
+// maxOpenHints bounds [Breaker.Remote]'s memory of refused keys; when full
+// it starts over (the hints only choose how admission is scheduled).
+const maxOpenHints = 1024
 
 // New builds a breaker from cfg (defaults applied, then validated). With
 // backend "redis" it pings the server (bounded by ctx and 2 s) and starts
@@ -269,6 +276,9 @@ func (b *Breaker) Allow(ctx context.Context, provider, model string, now time.Ti
 	if !b.enforce {
 		adm.WouldReject, adm.Allowed = !adm.Allowed, true
 	}
+	if b.fb != nil {
+		b.hint(key, adm, now)
+	}
 	if d.Announce && b.hooks.OnStateChange != nil {
 		b.hooks.OnStateChange(adm.ProbeKey, StateOpen, StateHalfOpen, ReasonCooldownElapsed)
 	}
@@ -276,6 +286,40 @@ func (b *Breaker) Allow(ctx context.Context, provider, model string, now time.Ti
 		b.hooks.OnFastFail(adm)
 	}
 	return adm, nil
+}
+
+// Remote reports whether [Breaker.Allow] for provider/model at now waits on
+// the shared store (Redis), so that a caller may run it at the same time as
+// other such checks. It is false for the memory backend, and while this
+// instance last saw the key refused with its cooldown still running: that
+// Allow most likely refuses, and is best run alone, before anything is
+// reserved. The store's health is not consulted (on the memory fallback
+// Allow is merely fast).
+func (b *Breaker) Remote(provider, model string, now time.Time) bool {
+	if !b.Enabled() || b.fb == nil || provider == "" {
+		return false
+	}
+	b.hintMu.Lock()
+	until, seen := b.openUntil[ModelKey(provider, model)]
+	b.hintMu.Unlock()
+	return !seen || !now.Before(until)
+}
+
+// hint remembers until when key is refused, or forgets it once admitted.
+func (b *Breaker) hint(key Key, adm Admission, now time.Time) {
+	b.hintMu.Lock()
+	defer b.hintMu.Unlock()
+	if adm.Allowed {
+		delete(b.openUntil, key)
+		return
+	}
+	if !adm.CooldownUntil.After(now) {
+		return
+	}
+	if b.openUntil == nil || len(b.openUntil) >= maxOpenHints {
+		b.openUntil = make(map[Key]time.Time)
+	}
+	b.openUntil[key] = adm.CooldownUntil
 }
 
 // View is what [Breaker.Peek] read for one key.
