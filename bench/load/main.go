@@ -59,6 +59,7 @@ type options struct {
 	rules      []string
 	lifecycles []string
 	base       string
+	redisDelay time.Duration
 }
 
 func run(args []string) error {
@@ -72,6 +73,7 @@ func run(args []string) error {
 	rules := fs.String("rules", "off,memory,redis", "rule sets: off (every feature off), memory (every guard on, memory backends), redis (every guard on, Redis backends)")
 	lcs := fs.String("lifecycles", "json-cl,json-nocl,sse50", "lifecycles: json-cl, json-nocl (JSON completion with and without content-length), sse50 (SSE stream of 50 chunks)")
 	fs.StringVar(&o.base, "base", "configs/base.yml", "base rule `file` the rule sets are merged onto")
+	fs.DurationVar(&o.redisDelay, "redis-delay", 0, "with -rules redis: hold every chunk to and from Redis this long (a Redis across a network: each round trip takes 2× longer)")
 	var lo longOptions
 	fs.IntVar(&lo.streams, "long-streams", 0, "instead of the comparison: hold this many streamed SSE responses open at once (see long.go)")
 	fs.DurationVar(&lo.hold, "long-hold", 60*time.Second, "with -long-streams: how long every stream stays open")
@@ -463,6 +465,15 @@ func compare(o options) error {
 			}
 			defer stop()
 			redisAddr = addr
+			if o.redisDelay > 0 {
+				p, err := startDelayProxy(addr, o.redisDelay)
+				if err != nil {
+					return err
+				}
+				defer p.Close()
+				redisAddr = p.Addr()
+				fmt.Printf("# redis: every chunk held %s each way\n", o.redisDelay)
+			}
 		}
 		overlay := filepath.Join(dir, rules+".yml")
 		body := ruleOverlay(rules, dir, redisAddr)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/budget"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 )
 
 // BudgetDetails is the %RESPONSE_CODE_DETAILS% of a budget refusal.
@@ -52,7 +53,7 @@ func NewBudget(lim budget.Limiter, cfg budget.Config, est Estimator, provs provi
 	}
 	return &Budget{lim: lim, est: est, hooks: hooks, quotaGuard: quotaGuard{providers: provs, now: now,
 		failClosed: cfg.FailClosed(), onBackendError: hooks.OnBackendError, subject: "Budget store",
-		details: "llm_proxy_budget_unavailable"}}
+		details: "llm_proxy_budget_unavailable", remote: cfg.Backend == quota.BackendRedis}}
 }
 
 // Name implements [NamedGuard].

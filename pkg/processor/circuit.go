@@ -48,6 +48,12 @@ func NewCircuit(b *breaker.Breaker, testMode bool, now func() time.Time) *Circui
 // Name implements [NamedGuard].
 func (*Circuit) Name() string { return "circuit_breaker" }
 
+// Remote implements [RemoteGuard] (see [breaker.Breaker.Remote]); a test
+// mode request never reaches the breaker's store.
+func (g *Circuit) Remote(c *Call) bool {
+	return g.testModeOf(c) == "" && g.b.Remote(c.Provider, c.Info.Model, g.now())
+}
+
 // testModeOf returns the request's test mode: the header wins over the
 // query parameter; unknown values are ignored (and, like every proxy-only
 // header and parameter, never reach the vendor).

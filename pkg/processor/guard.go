@@ -79,10 +79,25 @@ type Reply struct {
 // processor settles exactly once when the request ends (whatever the way),
 // or a Reply that refuses the request (and then no Ticket). An error means
 // the guard could not decide; the processor logs it and lets the request
-// through, so a guard that wants to fail closed returns a Reply instead.
-// Implementations must be safe for concurrent use.
+// through (keeping the Ticket returned with it, if any), so a guard that
+// wants to fail closed returns a Reply instead. Implementations must be safe
+// for concurrent use, and Admit may run at the same time as other guards'
+// (see [RemoteGuard]).
 type Guard interface {
 	Admit(ctx context.Context, c *Call) (Ticket, *Reply, error)
+}
+
+// RemoteGuard is a Guard whose Admit waits on a network store (Redis).
+// Consecutive guards that are remote for a call are admitted at once, so
+// the call waits one store round trip instead of one per guard; when one
+// refuses, the tickets of the others are settled as refused, as those of
+// guards before a refusal always are. Remote reports whether c would wait
+// on the store; a guard that is about to refuse (a circuit this instance
+// saw open) should say false, so that it runs alone, before later guards
+// reserve anything.
+type RemoteGuard interface {
+	Guard
+	Remote(c *Call) bool
 }
 
 // Ticket is an admitted request's claim on a Guard, settled exactly once.

@@ -23,7 +23,12 @@ type quotaGuard struct {
 	// subject names the store in the fail-closed 503's message ("Rate
 	// limiter"), and details is that 503's %RESPONSE_CODE_DETAILS%.
 	subject, details string
+	// remote is set when the store is Redis (see [RemoteGuard]).
+	remote bool
 }
+
+// Remote implements [RemoteGuard]: the store is Redis.
+func (q *quotaGuard) Remote(*Call) bool { return q.remote }
 
 // storeFailed applies the fail mode to a store that could not decide: nil
 // (fail open: admit unchecked) or the 503 of fail mode closed.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/correction"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/quota"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/ratelimit"
 )
 
@@ -76,7 +77,8 @@ func NewRateLimit(o RateLimitOptions) *RateLimit {
 	}
 	return &RateLimit{lim: o.Limiter, cfg: o.Config, corrector: o.Corrector, hooks: o.Hooks,
 		quotaGuard: quotaGuard{providers: o.Providers, now: o.Now, failClosed: o.Config.FailClosed(),
-			onBackendError: o.Hooks.OnBackendError, subject: "Rate limiter", details: "llm_proxy_rate_limiter_unavailable"}}
+			onBackendError: o.Hooks.OnBackendError, subject: "Rate limiter", details: "llm_proxy_rate_limiter_unavailable",
+			remote: o.Config.Backend == quota.BackendRedis}}
 }
 
 // Name implements [NamedGuard].

@@ -461,46 +461,72 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	}
 }
 
-// runGuards runs every guard on the call in order, keeping the tickets of
-// those that admit. It returns the first refusal, if any; the tickets taken
-// before it are still held (refuse or failOver settles them).
+// runGuards runs every guard on the call in order (consecutive remote
+// guards at once: admission.go), keeping the tickets of those that admit.
+// It returns the first refusal, if any; the tickets taken before it, and
+// those of guards admitted together with it, are still held (refuse or
+// failOver settles them).
 func (st *stream) runGuards(ctx context.Context) *Reply {
-	for _, g := range st.s.guards {
-		t, reply, err := g.Admit(ctx, &st.call)
-		d := GuardDecision{Verdict: VerdictAdmitted, At: st.s.now()}
-		if ng, ok := g.(NamedGuard); ok {
-			d.Guard = ng.Name()
+	gs := st.s.guards
+	for i := 0; i < len(gs); {
+		j := batchEnd(gs, i, &st.call)
+		var one [1]answer
+		out := one[:]
+		if j-i == 1 {
+			t, reply, err := gs[i].Admit(ctx, &st.call)
+			one[0] = answer{ticket: t, reply: reply, err: err}
+		} else {
+			out = admitBatch(ctx, gs[i:j], &st.call)
 		}
-		switch {
-		case err != nil:
-			d.Verdict = VerdictError
-		case reply != nil:
-			d.Verdict, d.Details = VerdictRefused, reply.Details
-		default:
-			if stt, ok := t.(StateTicket); ok {
-				d.State = stt.State()
-			}
-		}
-		st.decisions = append(st.decisions, d)
-		if err != nil {
-			st.s.log.Warn("guard failed; request let through", "provider", st.call.Provider, "request_id", st.call.RequestID, "error", err)
-			continue
-		}
-		if reply != nil {
-			return reply
-		}
-		if t != nil {
-			st.tickets = append(st.tickets, t)
-			if hs, ok := t.(RequestHeaderSetter); ok {
-				st.setHeaders = append(st.setHeaders, hs.RequestHeaders()...)
-			}
-			if mt, ok := t.(MetadataTicket); ok {
-				for k, v := range mt.Metadata() {
-					if st.extraMD == nil {
-						st.extraMD = map[string]any{}
+		for k, a := range out {
+			if reply := st.take(gs[i+k], a); reply != nil {
+				for _, later := range out[k+1:] {
+					if later.ticket != nil && later.reply == nil {
+						st.tickets = append(st.tickets, later.ticket) // settled as refused
 					}
-					st.extraMD[k] = v
 				}
+				return reply
+			}
+		}
+		i = j
+	}
+	return nil
+}
+
+// take records guard g's answer a and keeps its ticket. It returns the
+// refusal, if a is one.
+func (st *stream) take(g Guard, a answer) *Reply {
+	d := GuardDecision{Verdict: VerdictAdmitted, At: st.s.now()}
+	if ng, ok := g.(NamedGuard); ok {
+		d.Guard = ng.Name()
+	}
+	switch {
+	case a.err != nil:
+		d.Verdict = VerdictError
+	case a.reply != nil:
+		d.Verdict, d.Details = VerdictRefused, a.reply.Details
+	default:
+		if stt, ok := a.ticket.(StateTicket); ok {
+			d.State = stt.State()
+		}
+	}
+	st.decisions = append(st.decisions, d)
+	if a.err != nil {
+		st.s.log.Warn("guard failed; request let through", "provider", st.call.Provider, "request_id", st.call.RequestID, "error", a.err)
+	} else if a.reply != nil {
+		return a.reply
+	}
+	if t := a.ticket; t != nil {
+		st.tickets = append(st.tickets, t)
+		if hs, ok := t.(RequestHeaderSetter); ok {
+			st.setHeaders = append(st.setHeaders, hs.RequestHeaders()...)
+		}
+		if mt, ok := t.(MetadataTicket); ok {
+			for k, v := range mt.Metadata() {
+				if st.extraMD == nil {
+					st.extraMD = map[string]any{}
+				}
+				st.extraMD[k] = v
 			}
 		}
 	}
