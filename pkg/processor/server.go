@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"runtime"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -135,11 +136,21 @@ const MaxRecvMsgBytes = math.MaxInt32
 // GRPCServerOptions returns the grpc.ServerOptions every gRPC server that
 // serves [Server] needs: the receive limit [MaxRecvMsgBytes] (grpc-go's
 // default of 4 MiB is far below the 32 MiB request bodies envoy.yaml
-// buffers), and the protobuf codec that writes replies' dynamic metadata
-// without reflection (replyCodec; the same bytes on the wire).
+// buffers), the protobuf codec that writes replies' dynamic metadata
+// without reflection (replyCodec; the same bytes on the wire), and
+// [StreamWorkers] stream workers.
 func GRPCServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxRecvMsgBytes), grpc.ForceServerCodecV2(newReplyCodec())}
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxRecvMsgBytes), grpc.ForceServerCodecV2(newReplyCodec()),
+		grpc.NumStreamWorkers(StreamWorkers())}
 }
+
+// StreamWorkers is the number of goroutines gRPC keeps to serve streams:
+// 16 per GOMAXPROCS. Without them every Process stream starts a goroutine
+// whose stack then grows (copied) to what a lifecycle needs; a worker keeps
+// its grown stack from one stream to the next (grpc-go resets it every
+// 65,536 streams). Streams beyond the workers, such as many long SSE
+// responses held open, get a goroutine of their own as before.
+func StreamWorkers() uint32 { return uint32(16 * runtime.GOMAXPROCS(0)) }
 
 // Providers returns the enabled providers.
 func (s *Server) Providers() providers.Registry { return s.providers }
