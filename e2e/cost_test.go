@@ -72,6 +72,13 @@ func readRecords(t *testing.T, path string) []costlog.Record {
 	return out
 }
 
+// recorded waits, for call i of calls alternating between two instances
+// writing cost records in dirs, until the call's record is written: its
+// settlement, which runs before the record, has landed.
+func recorded(t *testing.T, dirs [2]string) func(i int) {
+	return func(i int) { waitRecords(t, filepath.Join(dirs[i%2], "costs.jsonl"), i/2+1) }
+}
+
 func waitRecords(t *testing.T, path string, n int) []costlog.Record {
 	t.Helper()
 	var recs []costlog.Record
@@ -232,7 +239,7 @@ func TestBudgetAcrossInstancesZeroDrift(t *testing.T) {
 	}
 	// $0, $0.005, $0.010 spent before calls 1-3: each estimate fits; after
 	// the third ($0.015 > $0.012) the budget refuses on either instance.
-	for _, apiErr := range spendThenRefuse(t, call) {
+	for _, apiErr := range spendThenRefuse(t, call, recorded(t, dirs)) {
 		h := apiErr.Response.Header
 		require.Equal(t, "daily_cost_limit_exceeded", h.Get("X-Cost-Limit-Reason"))
 		require.Equal(t, "0.012", h.Get("X-Cost-Limit-USD"))
@@ -261,11 +268,15 @@ func TestBudgetAcrossInstancesZeroDrift(t *testing.T) {
 
 // spendThenRefuse makes five calls of $0.005 against a budget of $0.012:
 // the first three must pass (the third is estimated to fit), the last two
-// must be refused with 402; it returns their errors.
-func spendThenRefuse(t *testing.T, call func(i int) error) []*openai.Error {
+// must be refused with 402; it returns their errors. After each served call
+// it waits for settled(i): a call is settled after its reply was sent (off
+// the client's path), so a client's next call may otherwise be admitted
+// against the previous call's estimate rather than its cost.
+func spendThenRefuse(t *testing.T, call func(i int) error, settled func(i int)) []*openai.Error {
 	t.Helper()
 	for i := range 3 {
 		require.NoError(t, call(i), "call %d", i+1)
+		settled(i)
 	}
 	var refused []*openai.Error
 	for i := 3; i < 5; i++ {

@@ -315,7 +315,7 @@ func TestTeamBudgetSharedByTwoKeysOnTwoInstances(t *testing.T) {
 	// Each call costs exactly $0.005: with $0.012 for the team, the third
 	// call still fits ($0.010 spent), the fourth does not, on either
 	// instance and with either key.
-	spendThenRefuse(t, call)
+	spendThenRefuse(t, call, recorded(t, dirs))
 	var sum float64
 	// Every call is recorded: the three served and the two refused with 402.
 	recs := append(waitRecords(t, filepath.Join(dirs[0], "costs.jsonl"), 3), waitRecords(t, filepath.Join(dirs[1], "costs.jsonl"), 2)...)
