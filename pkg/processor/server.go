@@ -69,6 +69,7 @@ type Server struct {
 	gatewayKeys *gatewayauth.Admission
 	keysMode    map[string]bool
 	failover    *failover.Set
+	envoyChains bool // failover.HasEnvoyChains
 	// injectUsage asks OpenAI for usage in streams (config
 	// processing.inject_stream_usage).
 	injectUsage bool
@@ -90,6 +91,7 @@ func New(opts Options) *Server {
 
 		gatewayKeys: opts.GatewayKeys,
 		failover:    opts.Failover,
+		envoyChains: opts.Failover.HasEnvoyChains(),
 
 		injectUsage: opts.Config.Processing.InjectStreamUsage == nil || *opts.Config.Processing.InjectStreamUsage,
 	}

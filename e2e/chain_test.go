@@ -1,0 +1,280 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/stretchr/testify/require"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/envoytest"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/fakevendor"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/failover"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
+)
+
+// exampleChain is the chain envoy-mock.yaml carries (route and cluster
+// failover_openai_gpt_4o): the rules must list the same targets in the
+// same order.
+var exampleChain = map[string][]string{
+	"openai:gpt-4o": {"openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5", "gemini:gemini-2.5-flash"},
+}
+
+// envoyChain turns failover on with exampleChain, carried by Envoy.
+func envoyChain() emuOption {
+	return withConfig(func(c *config.Config) {
+		c.Features.Failover = failover.Config{Enabled: true, Chains: exampleChain, EnvoyChains: []string{"openai:gpt-4o"}}
+	})
+}
+
+// chainPerTry sets the chain route's per_try_timeout (the
+// timeout_before_first_byte of the test).
+func chainPerTry(d time.Duration) emuOption {
+	return withEnvoy(func(c *envoytest.Config) {
+		for i := range c.VirtualHosts {
+			for j := range c.VirtualHosts[i].Routes {
+				if r := &c.VirtualHosts[i].Routes[j]; r.Name == "failover_openai_gpt_4o" {
+					r.Retry.PerTryTimeout = d
+				}
+			}
+		}
+	})
+}
+
+// recordCount is the number of records the server made so far.
+func (e *emulated) recordCount(t *testing.T) int { return len(e.Records(t, 0)) }
+
+// failingVendor stands before the fake vendor and fails the calls for the
+// models in fail before any byte: with that status and a JSON error, or,
+// for 0, by never answering (until Envoy gives up on the attempt). It
+// records every call as "host model".
+type failingVendor struct {
+	next http.Handler
+	mu   sync.Mutex
+	fail map[string]int
+	hits []string
+}
+
+func (v *failingVendor) set(fail map[string]int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.fail, v.hits = fail, nil
+}
+
+func (v *failingVendor) calls() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]string(nil), v.hits...)
+}
+
+func (v *failingVendor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var m struct {
+		Model string `json:"model"`
+	}
+	_ = json.Unmarshal(body, &m)
+	v.mu.Lock()
+	status, fails := v.fail[m.Model]
+	v.hits = append(v.hits, r.Host+" "+m.Model)
+	v.mu.Unlock()
+	if !fails {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		v.next.ServeHTTP(w, r)
+		return
+	}
+	if status == 0 {
+		<-r.Context().Done()
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, `{"error":{"type":"overloaded_error","message":"failing on purpose"}}`)
+}
+
+func TestFailoverBeforeFirstByte(t *testing.T) {
+	rdb := redistest.Start(t)
+	dir := t.TempDir()
+	fake := fakevendor.New(fakevendor.Options{Seed: 7})
+	v := &failingVendor{next: fake}
+	s := startEmulated(t, append(gatewayKeysOn(rdb.Addr), withVendor(v), costTracking(dir, nil), envoyChain(),
+		chainPerTry(500*time.Millisecond))...)
+	k := createKey(t, s, keys.KeySpec{Owner: "ann", Description: "chain e2e"})
+	oc := openaiClient(s, option.WithAPIKey(k.Key))
+	gpt4o := chatParams()
+	gpt4o.Model = "gpt-4o"
+
+	callJSON := func(t *testing.T) (string, http.Header, error) {
+		var resp *http.Response
+		out, err := oc.Chat.Completions.New(t.Context(), gpt4o, option.WithResponseInto(&resp))
+		if err != nil {
+			return "", nil, err
+		}
+		require.NotEmpty(t, out.Choices[0].Message.Content)
+		return out.Model, resp.Header, nil
+	}
+	callStream := func(t *testing.T) (string, http.Header, error) {
+		var resp *http.Response
+		st := oc.Chat.Completions.NewStreaming(t.Context(), gpt4o, option.WithResponseInto(&resp))
+		acc := openai.ChatCompletionAccumulator{}
+		for st.Next() {
+			acc.AddChunk(st.Current())
+		}
+		if err := st.Err(); err != nil {
+			return "", nil, err
+		}
+		require.NotEmpty(t, acc.Choices[0].Message.Content)
+		return acc.Model, resp.Header, nil
+	}
+	hosts := map[string]string{"openai": "api.openai.com", "anthropic": "api.anthropic.com", "gemini": "generativelanguage.googleapis.com"}
+	paths := map[fakevendor.Vendor]string{fakevendor.VendorOpenAI: "/v1/chat/completions",
+		fakevendor.VendorAnthropic: "/v1/chat/completions", fakevendor.VendorGemini: "/v1beta/openai/chat/completions"}
+
+	tests := []struct {
+		name   string
+		fail   map[string]int
+		served failover.Target
+		reason string
+		tried  []string // the targets attempted, in order
+	}{
+		{"a 503 moves to the next model of the vendor", map[string]int{"gpt-4o": 503},
+			failover.Target{Provider: "openai", Model: "gpt-4o-mini"}, "upstream_5xx",
+			[]string{"openai:gpt-4o", "openai:gpt-4o-mini"}},
+		{"a 429 too", map[string]int{"gpt-4o": 429},
+			failover.Target{Provider: "openai", Model: "gpt-4o-mini"}, "rate_limited",
+			[]string{"openai:gpt-4o", "openai:gpt-4o-mini"}},
+		{"a 529 then a 503 move to another vendor", map[string]int{"gpt-4o": 529, "gpt-4o-mini": 503},
+			failover.Target{Provider: "anthropic", Model: "claude-sonnet-4-5"}, "upstream_5xx",
+			[]string{"openai:gpt-4o", "openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5"}},
+		{"no response headers in time, down to the last target", map[string]int{"gpt-4o": 0, "gpt-4o-mini": 429, "claude-sonnet-4-5": 529},
+			failover.Target{Provider: "gemini", Model: "gemini-2.5-flash"}, "timeout_before_first_byte",
+			[]string{"openai:gpt-4o", "openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5", "gemini:gemini-2.5-flash"}},
+	}
+	// Each call makes one record; waiting for all of them before reading
+	// the last one makes it the call's own.
+	made := s.recordCount(t)
+	for _, tt := range tests {
+		for name, call := range map[string]func(*testing.T) (string, http.Header, error){"json": callJSON, "stream": callStream} {
+			t.Run(tt.name+"/"+name, func(t *testing.T) {
+				v.set(tt.fail)
+				before := len(fake.Calls())
+				model, h, err := call(t)
+				require.NoError(t, err)
+				require.Equal(t, tt.served.Model, model)
+				require.Equal(t, tt.served.String(), h.Get("X-LLM-Proxy-Fallback"))
+				var want []string
+				for _, tr := range tt.tried {
+					p, m, _ := strings.Cut(tr, ":")
+					want = append(want, hosts[p]+" "+m)
+				}
+				require.Equal(t, want, v.calls(), "one attempt per target, in chain order, each rewritten for its host")
+				calls := fake.Calls()
+				require.Len(t, calls, before+1, "only the serving target answered")
+				vc := calls[len(calls)-1]
+				require.Equal(t, fakevendor.Vendor(tt.served.Provider), vc.Vendor)
+				require.Equal(t, paths[vc.Vendor], vc.Path)
+				require.Equal(t, tt.served.Model, vc.Model)
+				require.Equal(t, vendorKeys[tt.served.Provider], vc.APIKey, "the target vendor's key, never the gateway key")
+				require.Empty(t, vc.Header.Get("X-Llm-Proxy-Chain"), "the chain header stays in Envoy")
+				if tt.served.Provider != "openai" {
+					require.Empty(t, vc.Header.Get("X-Api-Key"), "no other vendor's key")
+					require.Empty(t, vc.Header.Get("X-Goog-Api-Key"))
+				}
+				made++
+				recs := s.Records(t, made)
+				rec := recs[len(recs)-1]
+				log := s.AccessLog(t, made)
+				md := log[len(log)-1]
+				require.Equal(t, tt.served.Provider, rec.Provider)
+				require.Equal(t, tt.served.Model, rec.Info.Model)
+				require.NotNil(t, rec.Failover)
+				require.Equal(t, failover.Target{Provider: "openai", Model: "gpt-4o"}, rec.Failover.Requested)
+				require.Equal(t, tt.reason, rec.Failover.Reason)
+				require.Equal(t, "openai:gpt-4o", rec.Failover.Chain)
+				require.True(t, rec.Usage.Found, "the served target's usage")
+				require.Equal(t, 200, rec.Status)
+				require.Equal(t, tt.served.Provider, md["provider"], "%v", md)
+				require.Equal(t, tt.served.Model, md["model"])
+				require.Equal(t, "openai", md["requested_provider"])
+				require.Equal(t, "gpt-4o", md["requested_model"])
+				// The cost record charges the served target, at its price.
+				var charged costlog.Record
+				require.Eventually(t, func() bool {
+					for _, r := range readRecords(t, filepath.Join(dir, "costs.jsonl")) {
+						if r.RequestID == rec.RequestID {
+							charged = r
+							return true
+						}
+					}
+					return false
+				}, 30*time.Second, 10*time.Millisecond)
+				require.Equal(t, tt.served.Provider, charged.Provider)
+				require.Equal(t, tt.served.Model, charged.Model)
+				require.Equal(t, "gpt-4o", charged.RequestedModel)
+			})
+		}
+	}
+
+	t.Run("served by the requested target: no failover", func(t *testing.T) {
+		v.set(nil)
+		model, h, err := callJSON(t)
+		require.NoError(t, err)
+		require.Equal(t, "gpt-4o", model)
+		require.Empty(t, h.Get("X-LLM-Proxy-Fallback"))
+		require.Equal(t, []string{"api.openai.com gpt-4o"}, v.calls())
+		made++
+		recs := s.Records(t, made)
+		require.Nil(t, recs[len(recs)-1].Failover)
+	})
+
+	t.Run("a failure after bytes reached the client does not fail over", func(t *testing.T) {
+		v.set(nil)
+		made++
+		// The vendor's in-stream error after two events: the response
+		// (200, its first events) is the client's already.
+		var resp *http.Response
+		st := oc.Chat.Completions.NewStreaming(t.Context(), gpt4o, option.WithHeader(fakevendor.HeaderStreamErrorAfter, "2"),
+			option.WithResponseInto(&resp))
+		chunks := 0
+		for st.Next() {
+			chunks++
+		}
+		require.Error(t, st.Err(), "the stream ends with the vendor's error, as without a chain")
+		require.Equal(t, 2, chunks)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Empty(t, resp.Header.Get("X-LLM-Proxy-Fallback"))
+		require.Equal(t, []string{"api.openai.com gpt-4o"}, v.calls(), "one attempt")
+	})
+
+	t.Run("every target failing ends with the last target's answer", func(t *testing.T) {
+		v.set(map[string]int{"gpt-4o": 503, "gpt-4o-mini": 503, "claude-sonnet-4-5": 529, "gemini-2.5-flash": 503})
+		_, _, err := callJSON(t)
+		var apiErr *openai.Error
+		require.ErrorAs(t, err, &apiErr)
+		require.Equal(t, http.StatusServiceUnavailable, apiErr.StatusCode)
+		require.Equal(t, "gemini:gemini-2.5-flash", apiErr.Response.Header.Get("X-LLM-Proxy-Fallback"))
+		require.Len(t, v.calls(), 4, "every target once")
+	})
+
+	t.Run("llm_proxy_failover_total counts each call by chain, served target and reason", func(t *testing.T) {
+		text := readAll(t, mustGet(t, s.adminURL+"/metrics"))
+		for _, line := range []string{
+			`llm_proxy_failover_total{from="openai:gpt-4o",reason="upstream_5xx",to="openai:gpt-4o-mini"} 2`,
+			`llm_proxy_failover_total{from="openai:gpt-4o",reason="rate_limited",to="openai:gpt-4o-mini"} 2`,
+			`llm_proxy_failover_total{from="openai:gpt-4o",reason="upstream_5xx",to="anthropic:claude-sonnet-4-5"} 2`,
+			`llm_proxy_failover_total{from="openai:gpt-4o",reason="timeout_before_first_byte",to="gemini:gemini-2.5-flash"} 2`,
+		} {
+			require.Contains(t, text, line)
+		}
+	})
+}
