@@ -278,3 +278,38 @@ func TestFailoverBeforeFirstByte(t *testing.T) {
 		}
 	})
 }
+
+// The requested target's failures before the first byte count in its
+// circuit, though another target served every call: once it opens, calls
+// fail over at admission and never reach it again.
+func TestFailoverBeforeFirstByteFeedsTheBreaker(t *testing.T) {
+	rdb := redistest.Start(t)
+	fake := fakevendor.New(fakevendor.Options{Seed: 7})
+	v := &failingVendor{next: fake}
+	s := startEmulated(t, append(gatewayKeysOn(rdb.Addr), withVendor(v), circuit(nil), envoyChain())...)
+	k := createKey(t, s, keys.KeySpec{Owner: "ann", Description: "chain breaker e2e"})
+	oc := openaiClient(s, option.WithAPIKey(k.Key))
+	p := chatParams()
+	p.Model = "gpt-4o"
+	v.set(map[string]int{"gpt-4o": 503})
+	for i := range 5 {
+		var resp *http.Response
+		out, err := oc.Chat.Completions.New(t.Context(), p, option.WithResponseInto(&resp))
+		require.NoError(t, err, "call %d", i+1)
+		require.Equal(t, "gpt-4o-mini", out.Model)
+		require.Equal(t, "openai:gpt-4o-mini", resp.Header.Get("X-LLM-Proxy-Fallback"))
+	}
+	require.Len(t, v.calls(), 10, "each call: one attempt on gpt-4o, one on gpt-4o-mini")
+
+	v.set(map[string]int{"gpt-4o": 503})
+	var resp *http.Response
+	out, err := oc.Chat.Completions.New(t.Context(), p, option.WithResponseInto(&resp))
+	require.NoError(t, err)
+	require.NotEqual(t, "gpt-4o", out.Model)
+	require.NotEmpty(t, resp.Header.Get("X-LLM-Proxy-Fallback"))
+	for _, c := range v.calls() {
+		require.NotEqual(t, "api.openai.com gpt-4o", c, "the open circuit keeps calls away from gpt-4o")
+	}
+	recs := s.Records(t, 6)
+	require.Equal(t, "circuit_open", recs[len(recs)-1].Failover.Reason)
+}
