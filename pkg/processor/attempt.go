@@ -284,7 +284,9 @@ func (st *stream) chainAttempt(hs []*corev3.HeaderValue) (*extprocv3.ProcessingR
 	if _, known := st.s.providers[provider]; !known {
 		provider, a.served = from.Provider, false
 	}
-	st.attempt = &attemptState{n: n, provider: provider, chain: a}
+	// Test mode force_transient_recover fails the first attempt: on a
+	// chain route the next target serves.
+	st.attempt = &attemptState{n: n, provider: provider, chain: a, force: n == 1 && ns[attemptForcedKey].GetBoolValue()}
 	class := ""
 	if st.s.attempts != nil {
 		class = AttemptNoResponse

@@ -351,10 +351,8 @@ func (st *stream) chainRoute() {
 	}
 	route := make([]failover.Target, 0, len(fo.chain.Targets))
 	for _, t := range fo.chain.Targets {
-		if t != fo.req.From {
-			if _, ok := st.plan(t); !ok {
-				break
-			}
+		if t != fo.req.From && !st.mayUse(t) {
+			break
 		}
 		route = append(route, t)
 	}
@@ -366,6 +364,32 @@ func (st *stream) chainRoute() {
 		st.setHeaders = append(st.setHeaders, [2]string{"x-envoy-max-retries", strconv.Itoa(len(route))})
 	}
 	st.setHeaders = append(st.setHeaders, [2]string{HeaderChain, fo.chain.Key})
+}
+
+// mayUse reports whether the gateway may send the call to t: plan's
+// checks that need no rewritten request (the rewrite is the upstream
+// filter's, per attempt, which fails an attempt it cannot rewrite): t's
+// provider is enabled, another vendor gets an OpenAI chat-completions
+// request with a gateway key and t's vendor key, and a gateway key may use
+// t's model.
+func (st *stream) mayUse(t failover.Target) bool {
+	p, ok := st.s.providers[t.Provider]
+	if !ok {
+		return false
+	}
+	id, ga := st.call.Identity.GatewayKey, st.s.gatewayKeys
+	if t.Provider != st.fo.req.From.Provider &&
+		(st.fo.req.Shape != failover.ChatCompletions || id == nil || ga == nil || !st.s.keysMode[t.Provider]) {
+		return false
+	}
+	if id != nil && ga != nil {
+		info := st.call.Info
+		info.Model = t.Model
+		if ga.Permit(id, p, info) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // chainPath is the vendor path and query every attempt starts from.
