@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +18,6 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/fakevendor"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/redistest"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
-	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/costlog"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/failover"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/keys"
 )
@@ -208,16 +206,7 @@ func TestFailoverBeforeFirstByte(t *testing.T) {
 				require.Equal(t, "openai", md["requested_provider"])
 				require.Equal(t, "gpt-4o", md["requested_model"])
 				// The cost record charges the served target, at its price.
-				var charged costlog.Record
-				require.Eventually(t, func() bool {
-					for _, r := range readRecords(t, filepath.Join(dir, "costs.jsonl")) {
-						if r.RequestID == rec.RequestID {
-							charged = r
-							return true
-						}
-					}
-					return false
-				}, 30*time.Second, 10*time.Millisecond)
+				charged := costRecordOf(t, dir, rec.RequestID)
 				require.Equal(t, tt.served.Provider, charged.Provider)
 				require.Equal(t, tt.served.Model, charged.Model)
 				require.Equal(t, "gpt-4o", charged.RequestedModel)
