@@ -256,15 +256,31 @@ func TestFailoverBeforeFirstByte(t *testing.T) {
 	})
 
 	t.Run("llm_proxy_failover_total counts each call by chain, served target and reason", func(t *testing.T) {
-		text := readAll(t, mustGet(t, s.adminURL+"/metrics"))
+		var got []string
+		for _, line := range strings.Split(readAll(t, mustGet(t, s.adminURL+"/metrics")), "\n") {
+			if strings.HasPrefix(line, "llm_proxy_failover_total{") {
+				got = append(got, line)
+			}
+		}
 		for _, line := range []string{
 			`llm_proxy_failover_total{from="openai:gpt-4o",reason="upstream_5xx",to="openai:gpt-4o-mini"} 2`,
 			`llm_proxy_failover_total{from="openai:gpt-4o",reason="rate_limited",to="openai:gpt-4o-mini"} 2`,
 			`llm_proxy_failover_total{from="openai:gpt-4o",reason="upstream_5xx",to="anthropic:claude-sonnet-4-5"} 2`,
 			`llm_proxy_failover_total{from="openai:gpt-4o",reason="timeout_before_first_byte",to="gemini:gemini-2.5-flash"} 2`,
 		} {
-			require.Contains(t, text, line)
+			require.Contains(t, got, line)
 		}
+	})
+
+	t.Run("attempts stop before a target the gateway key may not use", func(t *testing.T) {
+		narrow := createKey(t, s, keys.KeySpec{Owner: "bob", Description: "openai only", Models: []string{"gpt-4o*"}})
+		v.set(map[string]int{"gpt-4o": 503, "gpt-4o-mini": 503})
+		_, err := openaiClient(s, option.WithAPIKey(narrow.Key)).Chat.Completions.New(t.Context(), gpt4o)
+		var apiErr *openai.Error
+		require.ErrorAs(t, err, &apiErr)
+		require.Equal(t, http.StatusServiceUnavailable, apiErr.StatusCode, "the last usable target's answer")
+		require.Equal(t, []string{"api.openai.com gpt-4o", "api.openai.com gpt-4o-mini"}, v.calls(),
+			"never sent to anthropic or gemini")
 	})
 }
 

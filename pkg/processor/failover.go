@@ -571,9 +571,10 @@ func isFailedOverTicket(t Ticket) bool {
 
 // servedAttempts keeps, of a chained call's attempt classes (attempt 1
 // first), those of the target that served: the served target's breaker
-// judges its own attempts only.
+// judges its own attempts only (also the requested target's, when it
+// served after another).
 func (st *stream) servedAttempts(classes []string) []string {
-	if !st.chained() || st.call.Failover == nil {
+	if !st.chained() {
 		return classes
 	}
 	ns := namespace(st.md, st.s.cfg.Processing.MetadataNamespace)
