@@ -10,9 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anthropics/anthropic-sdk-go"
+	aoption "github.com/anthropics/anthropic-sdk-go/option"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/genai"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/envoytest"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/fakevendor"
@@ -82,6 +85,9 @@ func (v *failingVendor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Model string `json:"model"`
 	}
 	_ = json.Unmarshal(body, &m)
+	if rest, ok := strings.CutPrefix(r.URL.Path, "/v1beta/models/"); ok && m.Model == "" {
+		m.Model, _, _ = strings.Cut(rest, ":") // Gemini's native API: the model is in the path
+	}
 	v.mu.Lock()
 	status, fails := v.fail[m.Model]
 	v.hits = append(v.hits, r.Host+" "+m.Model)
@@ -317,4 +323,126 @@ func TestFailoverBeforeFirstByteFeedsTheBreaker(t *testing.T) {
 	}
 	recs := s.Records(t, 6)
 	require.Equal(t, "circuit_open", recs[len(recs)-1].Failover.Reason)
+}
+
+// withChain adds a chain route and cluster beside envoy-mock.yaml's, built
+// like failover_openai_gpt_4o: the route matching x-llm-proxy-chain with
+// key, the cluster's hosts the targets (the requested one first) on the
+// fake vendor, each with its vendor's hostname and llm_proxy.failover
+// metadata.
+func withChain(key string, targets ...string) emuOption {
+	return withEnvoy(func(c *envoytest.Config) {
+		hosts := map[string]string{"openai": "api.openai.com", "anthropic": "api.anthropic.com", "gemini": "generativelanguage.googleapis.com"}
+		name := "failover_" + strings.NewReplacer(":", "_", "-", "_", ".", "_").Replace(key)
+		addr := c.ClusterEndpoints["failover_openai_gpt_4o"][0].Address
+		var eps []envoytest.Endpoint
+		for i, tg := range append([]string{key}, targets...) {
+			p, _, _ := strings.Cut(tg, ":")
+			eps = append(eps, envoytest.Endpoint{Address: addr, Priority: i, Hostname: hosts[p],
+				Metadata: map[string]map[string]any{"llm_proxy.failover": {"chain": key, "target": tg}}})
+		}
+		c.ClusterEndpoints[name] = eps
+		for i := range c.VirtualHosts {
+			rs := c.VirtualHosts[i].Routes
+			for j := range rs {
+				if rs[j].Name != "failover_openai_gpt_4o" {
+					continue
+				}
+				r := rs[j]
+				r.Name, r.Cluster = name, name
+				r.Headers = []envoytest.HeaderMatcher{{Name: "x-llm-proxy-chain", Match: &envoytest.StringMatcher{Exact: key}}}
+				retry := *r.Retry
+				retry.NumRetries = len(targets)
+				r.Retry = &retry
+				c.VirtualHosts[i].Routes = append(rs[:j:j], append([]envoytest.Route{r}, rs[j:]...)...)
+				return
+			}
+		}
+	})
+}
+
+// Same-vendor chains with each vendor's own SDK: Anthropic's Messages
+// answering 529, Gemini's generateContent answering 503, before any byte.
+func TestFailoverBeforeFirstByteWithEachVendorsSDK(t *testing.T) {
+	rdb := redistest.Start(t)
+	fake := fakevendor.New(fakevendor.Options{Seed: 7})
+	v := &failingVendor{next: fake}
+	chains := map[string][]string{"anthropic:claude-opus-4-1": {"anthropic:claude-sonnet-4-5"},
+		"gemini:gemini-2.5-pro": {"gemini:gemini-2.5-flash"}}
+	s := startEmulated(t, append(gatewayKeysOn(rdb.Addr), withVendor(v),
+		withConfig(func(c *config.Config) {
+			c.Features.Failover = failover.Config{Enabled: true, Chains: chains,
+				EnvoyChains: []string{"anthropic:claude-opus-4-1", "gemini:gemini-2.5-pro"}}
+		}),
+		withChain("anthropic:claude-opus-4-1", "anthropic:claude-sonnet-4-5"),
+		withChain("gemini:gemini-2.5-pro", "gemini:gemini-2.5-flash"))...)
+	k := createKey(t, s, keys.KeySpec{Owner: "ann", Description: "chain SDK e2e"})
+
+	t.Run("anthropic-sdk-go", func(t *testing.T) {
+		ac := anthropicClient(s, "/anthropic/", aoption.WithAPIKey(k.Key))
+		opus := messageParams()
+		opus.Model = "claude-opus-4-1"
+		v.set(map[string]int{"claude-opus-4-1": 529})
+		var resp *http.Response
+		msg, err := ac.Messages.New(t.Context(), opus, aoption.WithResponseInto(&resp))
+		require.NoError(t, err)
+		require.Equal(t, anthropic.Model("claude-sonnet-4-5"), msg.Model)
+		require.Equal(t, "anthropic:claude-sonnet-4-5", resp.Header.Get("X-LLM-Proxy-Fallback"))
+		require.Equal(t, []string{"api.anthropic.com claude-opus-4-1", "api.anthropic.com claude-sonnet-4-5"}, v.calls())
+		vc := fake.Calls()[len(fake.Calls())-1]
+		require.Equal(t, "/v1/messages", vc.Path)
+		require.Equal(t, vendorKeys["anthropic"], vc.APIKey)
+
+		v.set(map[string]int{"claude-opus-4-1": 529})
+		st := ac.Messages.NewStreaming(t.Context(), opus, aoption.WithResponseInto(&resp))
+		var streamed anthropic.Message
+		for st.Next() {
+			require.NoError(t, streamed.Accumulate(st.Current()))
+		}
+		require.NoError(t, st.Err())
+		require.Equal(t, anthropic.Model("claude-sonnet-4-5"), streamed.Model)
+		require.Equal(t, "anthropic:claude-sonnet-4-5", resp.Header.Get("X-LLM-Proxy-Fallback"))
+		require.Positive(t, streamed.Usage.OutputTokens)
+	})
+
+	t.Run("genai", func(t *testing.T) {
+		gc, err := genai.NewClient(t.Context(), &genai.ClientConfig{APIKey: k.Key, Backend: genai.BackendGeminiAPI,
+			HTTPOptions: genai.HTTPOptions{BaseURL: s.URL() + "/gemini/"}})
+		require.NoError(t, err)
+		v.set(map[string]int{"gemini-2.5-pro": 503})
+		out, err := gc.Models.GenerateContent(t.Context(), "gemini-2.5-pro", genai.Text("hi"), nil)
+		require.NoError(t, err)
+		require.NotEmpty(t, out.Text())
+		require.Equal(t, "gemini:gemini-2.5-flash", out.SDKHTTPResponse.Headers.Get("X-LLM-Proxy-Fallback"))
+		require.Equal(t, []string{"generativelanguage.googleapis.com gemini-2.5-pro", "generativelanguage.googleapis.com gemini-2.5-flash"}, v.calls())
+		vc := fake.Calls()[len(fake.Calls())-1]
+		require.Equal(t, "/v1beta/models/gemini-2.5-flash:generateContent", vc.Path, "the model is in Gemini's path")
+		require.Equal(t, vendorKeys["gemini"], vc.APIKey)
+
+		v.set(map[string]int{"gemini-2.5-pro": 503})
+		n := 0
+		for chunk, err := range gc.Models.GenerateContentStream(t.Context(), "gemini-2.5-pro", genai.Text("hi"), nil) {
+			require.NoError(t, err)
+			n++
+			require.Equal(t, "gemini:gemini-2.5-flash", chunk.SDKHTTPResponse.Headers.Get("X-LLM-Proxy-Fallback"))
+		}
+		require.Positive(t, n)
+		vc = fake.Calls()[len(fake.Calls())-1]
+		require.Equal(t, "/v1beta/models/gemini-2.5-flash:streamGenerateContent", vc.Path)
+		require.Equal(t, "sse", vc.Query.Get("alt"), "the query is kept")
+	})
+
+	t.Run("a client's own chain header is ignored", func(t *testing.T) {
+		v.set(nil)
+		haiku := messageParams()
+		haiku.Model = "claude-haiku-4-5"
+		var resp *http.Response
+		_, err := anthropicClient(s, "/anthropic/", aoption.WithAPIKey(k.Key), aoption.WithHeader("x-llm-proxy-chain", "anthropic:claude-opus-4-1")).
+			Messages.New(t.Context(), haiku, aoption.WithResponseInto(&resp))
+		require.NoError(t, err)
+		require.Empty(t, resp.Header.Get("X-LLM-Proxy-Fallback"))
+		vc := fake.Calls()[len(fake.Calls())-1]
+		require.Equal(t, "/v1/messages", vc.OriginalPath, "the vendor route's prefix_rewrite: not the chain route Envoy chose on it")
+		require.Empty(t, vc.Header.Get("X-Llm-Proxy-Chain"))
+	})
 }
