@@ -16,8 +16,9 @@ import (
 )
 
 // HeaderFallback names, on the response, the provider:model that served a
-// call failed over at admission ("anthropic:claude-sonnet-4-5"). It is set
-// on every response of such a call, the gateway's own refusals included.
+// call failed over ("anthropic:claude-sonnet-4-5"), at admission or before
+// the first byte. It is set on every response of such a call, the
+// gateway's own refusals included.
 const HeaderFallback = "x-llm-proxy-fallback"
 
 // Failover describes a call that another target of its chain serves. The
@@ -27,7 +28,10 @@ type Failover struct {
 	Requested failover.Target
 	// Chain is the rules key of the chain followed ("openai:gpt-4o").
 	Chain string
-	// Reason is the condition that moved the call ("circuit_open").
+	// Reason is the condition that moved the call: "circuit_open" at
+	// admission; "upstream_5xx", "rate_limited" or
+	// "timeout_before_first_byte" on a chain route (the requested target's
+	// first failed attempt).
 	Reason string
 }
 
