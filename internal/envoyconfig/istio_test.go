@@ -210,15 +210,7 @@ func TestIstioEnvoyFilterPatchesAreValidEnvoyConfig(t *testing.T) {
 				vendorClusters[host] = true
 				o := protocolOptions(t, v)
 				require.NotNil(t, o.GetExplicitHttpConfig().GetHttpProtocolOptions(), "HTTP/1.1 to the vendor, as envoy.yaml")
-				fs := o.GetHttpFilters()
-				require.Len(t, fs, 2)
-				require.Equal(t, "envoy.filters.http.upstream_codec", fs[1].GetName())
-				e := &extprocv3.ExternalProcessor{}
-				require.NoError(t, fs[0].GetTypedConfig().UnmarshalTo(e))
-				require.Equal(t, want, e.GetGrpcService().GetEnvoyGrpc().GetClusterName())
-				local := upstreamExtProc(t, load(t, prodPath))
-				e.GrpcService, local.GrpcService = nil, nil
-				require.Empty(t, cmp.Diff(local, e, protocmp.Transform()))
+				requireClusterExtProc(t, o, want)
 			case *routev3.VirtualHost:
 				require.True(t, v.GetIncludeRequestAttemptCount())
 				require.True(t, v.GetIncludeAttemptCountInResponse())
@@ -301,14 +293,11 @@ func localRoute(t *testing.T, name string) *routev3.Route {
 }
 
 // protocolOptions returns the cluster's HttpProtocolOptions.
-// requireIstioChainCluster checks the chain cluster an Istio gateway adds:
-// envoy.yaml's failover cluster, with envoy.yaml's per-attempt ext_proc
-// filter (pointed at the ext_proc Service cluster want) as a cluster-level
-// upstream filter, Istio's gateways having no router upstream filters.
-func requireIstioChainCluster(t *testing.T, c *clusterv3.Cluster, want string) {
+// requireClusterExtProc checks a cluster's upstream filters: envoy.yaml's
+// router upstream ext_proc, pointed at the ext_proc Service cluster want,
+// then the codec.
+func requireClusterExtProc(t *testing.T, o *upstreamhttpv3.HttpProtocolOptions, want string) {
 	t.Helper()
-	c = proto.Clone(c).(*clusterv3.Cluster)
-	o := protocolOptions(t, c)
 	fs := o.GetHttpFilters()
 	require.Len(t, fs, 2)
 	require.Equal(t, "envoy.filters.http.upstream_codec", fs[1].GetName())
@@ -318,6 +307,17 @@ func requireIstioChainCluster(t *testing.T, c *clusterv3.Cluster, want string) {
 	local := upstreamExtProc(t, load(t, prodPath))
 	e.GrpcService, local.GrpcService = nil, nil
 	require.Empty(t, cmp.Diff(local, e, protocmp.Transform()))
+}
+
+// requireIstioChainCluster checks the chain cluster an Istio gateway adds:
+// envoy.yaml's failover cluster, with envoy.yaml's per-attempt ext_proc
+// filter (pointed at the ext_proc Service cluster want) as a cluster-level
+// upstream filter, Istio's gateways having no router upstream filters.
+func requireIstioChainCluster(t *testing.T, c *clusterv3.Cluster, want string) {
+	t.Helper()
+	c = proto.Clone(c).(*clusterv3.Cluster)
+	o := protocolOptions(t, c)
+	requireClusterExtProc(t, o, want)
 	o.HttpFilters = nil
 	a, err := anypb.New(o)
 	require.NoError(t, err)
