@@ -47,6 +47,22 @@ func tripCircuit(t *testing.T, s *emulated, key, model string) {
 	}
 }
 
+// costRecordOf waits for the cost record of requestID in dir's costs.jsonl.
+func costRecordOf(t *testing.T, dir, requestID string) costlog.Record {
+	t.Helper()
+	var charged costlog.Record
+	require.Eventually(t, func() bool {
+		for _, r := range readRecords(t, filepath.Join(dir, "costs.jsonl")) {
+			if r.RequestID == requestID {
+				charged = r
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 10*time.Millisecond)
+	return charged
+}
+
 // lastVendorCall is the fake vendor's latest call.
 func lastVendorCall(t *testing.T, s *emulated) fakevendor.Call {
 	t.Helper()
@@ -142,16 +158,7 @@ func TestFailoverAtAdmission(t *testing.T) {
 		require.Equal(t, "gpt-4o", md["requested_model"])
 		// The cost record charges the target, at the target's price, and
 		// keeps what the client asked for.
-		var charged costlog.Record
-		require.Eventually(t, func() bool {
-			for _, r := range readRecords(t, filepath.Join(dir, "costs.jsonl")) {
-				if r.RequestID == rec.RequestID {
-					charged = r
-					return true
-				}
-			}
-			return false
-		}, 10*time.Second, 10*time.Millisecond)
+		charged := costRecordOf(t, dir, rec.RequestID)
 		require.Equal(t, "anthropic", charged.Provider)
 		require.Equal(t, "claude-sonnet-4-5", charged.Model)
 		require.Equal(t, "claude-sonnet-4-5", charged.PricedModel)

@@ -132,6 +132,8 @@ func startEmulated(t *testing.T, opts ...emuOption) *emulated {
 		"openai":        vendorAddr,
 		"anthropic":     vendorAddr,
 		"gemini":        vendorAddr,
+		// The failover chain of envoy-mock.yaml: every target on the fake.
+		"failover_openai_gpt_4o": vendorAddr,
 	})
 	require.NoError(t, err)
 	relaxMessageTimeouts(&cfg, testMessageTimeout)

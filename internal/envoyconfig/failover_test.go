@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/envoytest"
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/processor"
 )
 
 // chainHeader is the request header the ext_proc server sets at admission
@@ -173,5 +174,21 @@ func TestFailoverChainInEmulator(t *testing.T) {
 	require.Equal(t, 3, e.Attempts)
 	for i, a := range e.UpstreamAttempts {
 		require.Equal(t, i, a.Priority)
+	}
+}
+
+// TestFailoverChainUpstreamFilter pins what the chain route's attempts
+// need of the router's upstream ext_proc filter: the host's target
+// attribute, and mode_override honoured (the server asks for each
+// attempt's body to set the target's model).
+func TestFailoverChainUpstreamFilter(t *testing.T) {
+	for _, p := range []string{prodPath, mockPath} {
+		t.Run(p, func(t *testing.T) {
+			e := upstreamExtProc(t, load(t, p))
+			require.Contains(t, e.GetRequestAttributes(), processor.ChainTargetAttribute)
+			require.True(t, e.GetAllowModeOverride())
+			require.Empty(t, e.GetAllowedOverrideModes(), "any body mode may be asked for")
+			require.False(t, e.GetSendBodyWithoutWaitingForHeaderResponse(), "it disables mode_override")
+		})
 	}
 }

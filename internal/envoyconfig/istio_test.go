@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/anypb"
 	"sigs.k8s.io/yaml"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/internal/envoyconfig"
@@ -193,6 +194,11 @@ func TestIstioEnvoyFilterPatchesAreValidEnvoyConfig(t *testing.T) {
 				e.GrpcService, local.GrpcService = nil, nil
 				require.Empty(t, cmp.Diff(local, e, protocmp.Transform()))
 			case *clusterv3.Cluster:
+				if p.Patch.Operation == "ADD" {
+					requireIstioChainCluster(t, v, want)
+					seen["chain cluster"] = true
+					return
+				}
 				require.Equal(t, "MERGE", p.Patch.Operation)
 				if p.Match.Cluster.Name == want {
 					require.NotNil(t, httpTwo(t, v), "the patch must pin HTTP/2")
@@ -204,20 +210,22 @@ func TestIstioEnvoyFilterPatchesAreValidEnvoyConfig(t *testing.T) {
 				vendorClusters[host] = true
 				o := protocolOptions(t, v)
 				require.NotNil(t, o.GetExplicitHttpConfig().GetHttpProtocolOptions(), "HTTP/1.1 to the vendor, as envoy.yaml")
-				fs := o.GetHttpFilters()
-				require.Len(t, fs, 2)
-				require.Equal(t, "envoy.filters.http.upstream_codec", fs[1].GetName())
-				e := &extprocv3.ExternalProcessor{}
-				require.NoError(t, fs[0].GetTypedConfig().UnmarshalTo(e))
-				require.Equal(t, want, e.GetGrpcService().GetEnvoyGrpc().GetClusterName())
-				local := upstreamExtProc(t, load(t, prodPath))
-				e.GrpcService, local.GrpcService = nil, nil
-				require.Empty(t, cmp.Diff(local, e, protocmp.Transform()))
+				requireClusterExtProc(t, o, want)
 			case *routev3.VirtualHost:
 				require.True(t, v.GetIncludeRequestAttemptCount())
 				require.True(t, v.GetIncludeAttemptCountInResponse())
 				seen["attempt counts"] = true
 			case *routev3.Route:
+				if p.Patch.Operation == "INSERT_FIRST" {
+					// The chain route: first in every virtual host (no
+					// route match), envoy.yaml's as it is.
+					require.Empty(t, p.Match.RouteConfiguration.Vhost.Route.Name)
+					local := routeWith(t, routes(t, load(t, prodPath)), "/openai/v1/chat/completions",
+						map[string]string{chainHeader: exampleChain.key})
+					require.Empty(t, cmp.Diff(local, v, protocmp.Transform()))
+					seen["chain route"] = true
+					return
+				}
 				name := p.Match.RouteConfiguration.Vhost.Route.Name
 				patchedRoutes[name] = true
 				local := localRoute(t, name).GetRoute().GetRetryPolicy()
@@ -235,6 +243,8 @@ func TestIstioEnvoyFilterPatchesAreValidEnvoyConfig(t *testing.T) {
 	require.True(t, seen["HTTP_FILTER"])
 	require.True(t, seen["CLUSTER"])
 	require.True(t, seen["attempt counts"], "x-envoy-attempt-count on requests and final responses")
+	require.True(t, seen["chain cluster"], "the chain cluster of envoy.yaml")
+	require.True(t, seen["chain route"], "the chain route of envoy.yaml")
 	for _, host := range vendorHosts {
 		require.True(t, vendorClusters[host], "no upstream ext_proc filter on %s", host)
 	}
@@ -283,6 +293,40 @@ func localRoute(t *testing.T, name string) *routev3.Route {
 }
 
 // protocolOptions returns the cluster's HttpProtocolOptions.
+// requireClusterExtProc checks a cluster's upstream filters: envoy.yaml's
+// router upstream ext_proc, pointed at the ext_proc Service cluster want,
+// then the codec.
+func requireClusterExtProc(t *testing.T, o *upstreamhttpv3.HttpProtocolOptions, want string) {
+	t.Helper()
+	fs := o.GetHttpFilters()
+	require.Len(t, fs, 2)
+	require.Equal(t, "envoy.filters.http.upstream_codec", fs[1].GetName())
+	e := &extprocv3.ExternalProcessor{}
+	require.NoError(t, fs[0].GetTypedConfig().UnmarshalTo(e))
+	require.Equal(t, want, e.GetGrpcService().GetEnvoyGrpc().GetClusterName())
+	local := upstreamExtProc(t, load(t, prodPath))
+	e.GrpcService, local.GrpcService = nil, nil
+	require.Empty(t, cmp.Diff(local, e, protocmp.Transform()))
+}
+
+// requireIstioChainCluster checks the chain cluster an Istio gateway adds:
+// envoy.yaml's failover cluster, with envoy.yaml's per-attempt ext_proc
+// filter (pointed at the ext_proc Service cluster want) as a cluster-level
+// upstream filter, Istio's gateways having no router upstream filters.
+func requireIstioChainCluster(t *testing.T, c *clusterv3.Cluster, want string) {
+	t.Helper()
+	c = proto.Clone(c).(*clusterv3.Cluster)
+	o := protocolOptions(t, c)
+	requireClusterExtProc(t, o, want)
+	o.HttpFilters = nil
+	a, err := anypb.New(o)
+	require.NoError(t, err)
+	c.TypedExtensionProtocolOptions["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"] = a
+	prod := clustersByName(load(t, prodPath))[exampleChain.cluster]
+	require.NotNil(t, prod)
+	require.Empty(t, cmp.Diff(prod, c, protocmp.Transform()), "the chain cluster is envoy.yaml's")
+}
+
 func protocolOptions(t *testing.T, c *clusterv3.Cluster) *upstreamhttpv3.HttpProtocolOptions {
 	t.Helper()
 	a := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]

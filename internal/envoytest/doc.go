@@ -213,7 +213,11 @@
 // cuts a stream mid-response: downstream reset, details
 // upstream_per_try_idle_timeout, flag UT), retry_on (5xx,
 // gateway-error, reset, connect-failure, retriable-4xx,
-// retriable-status-codes), num_retries, fully jittered exponential back-off
+// retriable-status-codes), num_retries, x-envoy-max-retries set by a filter
+// before the router (takes precedence over num_retries when the route
+// retries on anything; RetryStateImpl::create removes it and the other
+// x-envoy retry headers, which are not emulated and reported unsupported,
+// from the upstream request), fully jittered exponential back-off
 // (uniform in [0, interval), interval base, 2·base, 4·base… until it reaches
 // max_interval/2, then max_interval), rate_limited_retry_back_off
 // (retry-after seconds, x-ratelimit-reset Unix timestamps, max_interval;

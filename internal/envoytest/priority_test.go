@@ -374,3 +374,59 @@ func TestParseBootstrapChainErrors(t *testing.T) {
 		})
 	}
 }
+
+// x-envoy-max-retries, set by a filter before the router, takes precedence
+// over num_retries (RetryStateImpl's constructor, when the route retries on
+// anything) and never reaches an upstream: RetryStateImpl::create consumes
+// it and the other retry headers.
+func TestMaxRetriesHeader(t *testing.T) {
+	tests := []struct {
+		name     string
+		value    string
+		retryOn  string
+		attempts int
+	}{
+		{"lowers the limit", "1", "5xx", 2},
+		{"none at all", "0", "5xx", 1},
+		{"raises it too", "3", "5xx", 4},
+		{"whitespace and plus sign, as absl::SimpleAtoi", " +1 ", "5xx", 2},
+		{"not a number: num_retries", "one", "5xx", 3},
+		{"negative: num_retries", "-1", "5xx", 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var hosts []*upstream
+			var urls []string
+			for range 4 {
+				u := startUpstream(t, statusesUpstream(503))
+				hosts = append(hosts, u)
+				urls = append(urls, u.URL)
+			}
+			_, downAddr := startProc(t, respond(&recorder{}, func(req *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
+				if req.GetRequestHeaders() == nil {
+					return nil
+				}
+				return withCommon(req, &extprocsvc.CommonResponse{HeaderMutation: &extprocsvc.HeaderMutation{
+					SetHeaders: []*corev3.HeaderValueOption{setHeader("x-envoy-max-retries", tt.value)}}})
+			}))
+			_, upAddr := startUpstreamProc(t, nil)
+			cfg := chainConfig(downAddr, upAddr, &RetryPolicy{RetryOn: tt.retryOn, NumRetries: 2, PreviousPriorities: 1}, urls...)
+			cfg.ExtProc.MutationRules.AllowEnvoy = true
+			cfg.OnViolation = Strict(t)
+			_, s := startFront(t, cfg)
+			resp, _, err := do(t, "POST", s.URL+"/chain/v1/chat/completions", `{"model":"orig"}`, nil)
+			require.NoError(t, err)
+			require.Equal(t, 503, resp.StatusCode)
+			require.Equal(t, strconv.Itoa(tt.attempts), resp.Header.Get("X-Envoy-Attempt-Count"))
+			for i, u := range hosts {
+				reqs := u.requests()
+				if i >= tt.attempts {
+					require.Empty(t, reqs, "host %d", i)
+					continue
+				}
+				require.Len(t, reqs, 1, "host %d", i)
+				require.Empty(t, reqs[0].Header.Get("X-Envoy-Max-Retries"), "consumed by the router")
+			}
+		})
+	}
+}

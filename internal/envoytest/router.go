@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"regexp"
@@ -91,6 +92,9 @@ type router struct {
 	routeTimer *time.Timer
 	routeGen   int
 	bodyLen    int64
+	// maxRetries is x-envoy-max-retries when the router honoured it, -1
+	// otherwise (the route's num_retries applies).
+	maxRetries int
 }
 
 // cancel stops every attempt and timer.
@@ -132,6 +136,7 @@ func (r *router) headers(h headerMap, eos bool) {
 	r.hosts = hosts
 	r.retryPrio = -1
 	r.upHeaders = r.rewrite(h.clone(), route)
+	r.maxRetries = r.consumeRetryHeaders(route)
 	r.started = true
 	if eos {
 		r.requestComplete()
@@ -708,6 +713,37 @@ func (r *router) retryOnReset(connFail bool) bool {
 	return connFail && r.retryOn("connect-failure")
 }
 
+// retryHeaders are the request headers Envoy's retry state consumes
+// (RetryStateImpl::create removes them, honoured or not, so none reaches an
+// upstream). Only x-envoy-max-retries is emulated.
+var retryHeaders = []string{"x-envoy-max-retries", "x-envoy-retry-on", "x-envoy-retry-grpc-on",
+	"x-envoy-hedge-on-per-try-timeout", "x-envoy-retriable-header-names", "x-envoy-retriable-status-codes",
+	"x-envoy-upstream-rq-per-try-timeout-ms"}
+
+// consumeRetryHeaders removes retryHeaders from the upstream request and
+// returns the retry limit x-envoy-max-retries sets, -1 for none. As in
+// RetryStateImpl's constructor, the header takes precedence over
+// num_retries when the route retries on anything (retry_on_ != 0) and its
+// value parses as an unsigned integer (absl::SimpleAtoi: surrounding ASCII
+// whitespace and a leading '+' allowed); it may raise the limit as well as
+// lower it.
+func (r *router) consumeRetryHeaders(route *Route) int {
+	limit := -1
+	if v, ok := r.upHeaders.get("x-envoy-max-retries"); ok && route.Retry != nil && strings.TrimSpace(route.Retry.RetryOn) != "" {
+		v = strings.TrimPrefix(strings.TrimSpace(v), "+")
+		if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+			limit = int(min(n, math.MaxInt32))
+		}
+	}
+	for i, name := range retryHeaders {
+		if _, ok := r.upHeaders.get(name); ok && i > 0 {
+			r.x.violation(KindUnsupported, name+" request header", "removed without effect by the harness")
+		}
+		r.upHeaders.del(name)
+	}
+	return limit
+}
+
 // retry schedules the next attempt after a back-off; false when retries are
 // exhausted or the body was too large to buffer.
 func (r *router) retry(respHeader http.Header) bool {
@@ -715,6 +751,9 @@ func (r *router) retry(respHeader http.Header) bool {
 	limit := p.NumRetries
 	if limit <= 0 {
 		limit = 1
+	}
+	if r.maxRetries >= 0 {
+		limit = r.maxRetries
 	}
 	if r.attempts > limit || r.bodyLen > int64(r.x.cfg.BufferLimit) {
 		return false

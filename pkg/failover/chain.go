@@ -42,6 +42,9 @@ type Chain struct {
 	Targets []Target
 	// On is the set of conditions that move a call down this chain.
 	On Condition
+	// Envoy is true when the Envoy configuration carries this chain's
+	// route and cluster (Config.EnvoyChains).
+	Envoy bool
 }
 
 // literal reports whether the chain's model is a plain name.
@@ -91,6 +94,20 @@ func (s *Set) Lookup(provider, model string) (*Chain, bool) {
 		}
 	}
 	return nil, false
+}
+
+// HasEnvoyChains reports whether any chain in force has its route and
+// cluster in the Envoy configuration.
+func (s *Set) HasEnvoyChains() bool {
+	if s == nil {
+		return false
+	}
+	for _, c := range s.chains {
+		if c.Envoy {
+			return true
+		}
+	}
+	return false
 }
 
 // Shape is what a request's API allows a failover to change.

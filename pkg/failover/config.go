@@ -104,7 +104,21 @@ type Config struct {
 	Conditions []string `json:"conditions"`
 	// ChainConditions overrides Conditions per chain, keyed like Chains.
 	ChainConditions map[string][]string `json:"chain_conditions"`
+	// EnvoyChains lists the chain keys whose chain route and cluster are
+	// in the Envoy configuration: a route matching the request header
+	// x-llm-proxy-chain with the chain key, to a cluster with one host per
+	// target at priorities 0 (the requested model), 1, 2... in the chain's
+	// order, each naming its target in the host metadata
+	// llm_proxy.failover/target (docs/failover.md). A call of such a chain
+	// is sent there at admission, and Envoy retries it on the next target
+	// before the first byte. Default none: every call keeps its vendor's
+	// route, as in deployments without that Envoy configuration.
+	EnvoyChains []string `json:"envoy_chains"`
 }
+
+// BeforeFirstByte are the conditions Envoy's retry policy on a chain
+// route acts on: the vendor's 429, its 5xx, no response headers in time.
+const BeforeFirstByte = RateLimited | Upstream5xx | TimeoutBeforeFirstByte
 
 // ProviderInfo tells Compile what it needs to know about a provider named
 // in a chain.
@@ -135,6 +149,13 @@ func Compile(c Config, lookup func(provider string) ProviderInfo) (*Set, error) 
 			errs = append(errs, fmt.Errorf("features.failover.chain_conditions[%q]: no chain with this key", key))
 		}
 	}
+	envoy := map[string]bool{}
+	for _, key := range c.EnvoyChains {
+		if _, ok := c.Chains[key]; !ok {
+			errs = append(errs, fmt.Errorf("features.failover.envoy_chains: %q: no chain with this key", key))
+		}
+		envoy[key] = true
+	}
 	set := &Set{}
 	keys := make([]string, 0, len(c.Chains))
 	for key := range c.Chains {
@@ -151,6 +172,12 @@ func Compile(c Config, lookup func(provider string) ProviderInfo) (*Set, error) 
 		if names, ok := c.ChainConditions[key]; ok {
 			if ch.On, err = parseConditions(names); err != nil {
 				bad(key, "conditions: %v", err)
+			}
+		}
+		if envoy[key] {
+			ch.Envoy = true
+			if ch.On&BeforeFirstByte == 0 {
+				bad(key, "in envoy_chains, but none of its conditions (%s) is one Envoy retries on (%s)", ch.On, BeforeFirstByte)
 			}
 		}
 		fromInfo := lookup(from.Provider)

@@ -47,6 +47,11 @@ func TestCompileRefusesImpossibleChains(t *testing.T) {
 			[]string{`features.failover.conditions: unknown condition "always"`}},
 		{"conditions for no chain", Config{ChainConditions: map[string][]string{"openai:x": {"circuit_open"}}},
 			[]string{`chain_conditions["openai:x"]: no chain`}},
+		{"envoy chain that is no chain", Config{EnvoyChains: []string{"openai:x"}, Chains: map[string][]string{"openai:a": {"openai:b"}}},
+			[]string{`envoy_chains: "openai:x": no chain`}},
+		{"envoy chain that Envoy would never retry", Config{EnvoyChains: []string{"openai:a"},
+			Chains: map[string][]string{"openai:a": {"openai:b"}}, ChainConditions: map[string][]string{"openai:a": {"circuit_open", "quota_exhausted"}}},
+			[]string{`chains["openai:a"]: in envoy_chains, but none of its conditions (circuit_open,quota_exhausted)`}},
 		{"every problem at once", Config{Chains: map[string][]string{
 			"openai:a": {"openai:a"}, "anthropic:b": {"nope:c"}}},
 			[]string{`chains["openai:a"]`, `chains["anthropic:b"]`}},
@@ -63,6 +68,21 @@ func TestCompileRefusesImpossibleChains(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestEnvoyChains(t *testing.T) {
+	set, err := Compile(Config{Enabled: true, EnvoyChains: []string{"openai:a"}, Chains: map[string][]string{
+		"openai:a": {"openai:b"}, "openai:c": {"openai:b"}}}, lookup)
+	require.NoError(t, err)
+	require.True(t, set.HasEnvoyChains())
+	a, _ := set.Lookup("openai", "a")
+	c, _ := set.Lookup("openai", "c")
+	require.True(t, a.Envoy)
+	require.False(t, c.Envoy, "only the chains listed")
+	set, err = Compile(Config{Enabled: true, Chains: map[string][]string{"openai:a": {"openai:b"}}}, lookup)
+	require.NoError(t, err)
+	require.False(t, set.HasEnvoyChains(), "default: none")
+	require.False(t, (*Set)(nil).HasEnvoyChains())
 }
 
 func TestLookupExactBeforeLongestPattern(t *testing.T) {

@@ -173,6 +173,34 @@ func (t *circuitTicket) report(ctx context.Context, r *Response, body []byte) *R
 	return nil
 }
 
+// FailedOver implements failedOverTicket: the admitted target's attempts
+// (classes, attempt order) failed before the first byte and Envoy's chain
+// route served the call from another target. The last is the terminal
+// outcome, the others retried failures, as report counts them; an attempt
+// with no class (the upstream filter did not see it) is degraded.
+func (t *circuitTicket) FailedOver(ctx context.Context, classes []string) {
+	t.mu.Lock()
+	done := t.reported
+	t.reported = true
+	t.mu.Unlock()
+	if done {
+		return
+	}
+	out := breaker.Outcome{Class: breaker.Degraded, Terminal: true}
+	for i, a := range classes {
+		c, ok := breaker.ParseClass(a)
+		if !ok || c == breaker.Canceled {
+			c = breaker.Degraded
+		}
+		if i == len(classes)-1 {
+			out.Class = c
+		} else {
+			out.Attempts = append(out.Attempts, c)
+		}
+	}
+	_, _ = t.g.b.Report(ctx, t.adm, out, t.g.now())
+}
+
 // Settle implements [Ticket.Settle]: a request that ended without a final
 // response (client gone, refused by a later guard) releases its probe slot.
 func (t *circuitTicket) Settle(ctx context.Context, _ *Record) {

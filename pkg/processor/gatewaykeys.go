@@ -107,7 +107,9 @@ func (st *stream) setCredential(m credentials.HeaderMutation) {
 // reportCredential tells the vendor key pool how the vendor answered the
 // key used (a 429 feeds least_recently_limited selection).
 func (st *stream) reportCredential(status int) {
-	if st.credential != "" && st.s.gatewayKeys != nil {
+	// A chained call's attempts chose their keys upstream and reported
+	// them there (attempt.go).
+	if st.credential != "" && st.s.gatewayKeys != nil && !st.chained() {
 		st.s.gatewayKeys.Report(st.call.Provider, st.credential, status, st.s.now())
 	}
 }

@@ -33,10 +33,11 @@ type Call struct {
 	// RawQuery is the request's query as the client sent it, before
 	// proxy-only parameters (llm_proxy_*) were removed.
 	RawQuery string
-	// Failover is set when the call was moved at admission to another
-	// target of its failover chain: Provider, Path and Info are then the
-	// target's, and Failover.Requested what the client asked for. Nil
-	// otherwise.
+	// Failover is set when another target of the call's failover chain
+	// serves it, chosen at admission (an open circuit) or by Envoy's chain
+	// route before the first byte (set at the final response headers):
+	// Provider, Path and Info are then the target's, and
+	// Failover.Requested what the client asked for. Nil otherwise.
 	Failover *Failover
 }
 

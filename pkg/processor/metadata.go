@@ -33,10 +33,26 @@ func (st *stream) metadata() *structpb.Struct {
 			f.str("requested_model", fo.Requested.Model)
 			f.str("failover_reason", fo.Reason)
 		}
+		if st.chained() {
+			f.str(mdChain, st.fo.chain.Key)
+			f.str(mdChainPath, st.chainPath())
+			f.str(mdChainTargets, chainTargets(st.fo.route))
+		}
 		for k, v := range st.extraMD {
 			if pv, err := structpb.NewValue(v); err == nil {
 				f.f[k] = pv
 			}
+		}
+	}
+	if st.reMD {
+		// Served by another target than admission wrote: the log names it.
+		st.reMD = false
+		f.str("provider", st.call.Provider)
+		f.str("model", st.call.Info.Model)
+		if fo := st.call.Failover; fo != nil {
+			f.str("requested_provider", fo.Requested.Provider)
+			f.str("requested_model", fo.Requested.Model)
+			f.str("failover_reason", fo.Reason)
 		}
 	}
 	if r := st.rec; r != nil {
@@ -92,6 +108,12 @@ func (st *stream) metadataFields() int {
 		if st.call.Identity.GatewayKey != nil {
 			n += 3 // key_id, key_owner, team
 		}
+		if st.chained() {
+			n += 3 // chain, chain_path, chain_targets
+		}
+	}
+	if st.reMD {
+		n += 5
 	}
 	if r := st.rec; r != nil {
 		n++ // model

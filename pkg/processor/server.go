@@ -70,6 +70,7 @@ type Server struct {
 	gatewayKeys *gatewayauth.Admission
 	keysMode    map[string]bool
 	failover    *failover.Set
+	envoyChains bool // failover.HasEnvoyChains
 	// injectUsage asks OpenAI for usage in streams (config
 	// processing.inject_stream_usage).
 	injectUsage bool
@@ -91,6 +92,7 @@ func New(opts Options) *Server {
 
 		gatewayKeys: opts.GatewayKeys,
 		failover:    opts.Failover,
+		envoyChains: opts.Failover.HasEnvoyChains(),
 
 		injectUsage: opts.Config.Processing.InjectStreamUsage == nil || *opts.Config.Processing.InjectStreamUsage,
 	}

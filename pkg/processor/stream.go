@@ -43,23 +43,26 @@ type stream struct {
 	bodyOver    bool // body exceeded the sample limit
 	admitted    bool
 	tickets     []Ticket
+	ticketGuard []int // the index in s.guards of each ticket's guard
 	decisions   []GuardDecision
 	refusedBy   string
-	setHeaders  [][2]string      // request headers asked for by tickets
-	credHeaders [][2]string      // the vendor key header (gateway_keys mode)
-	metaUser    string           // the user of a /meta/{user}/ path
-	fo          *failoverState   // the call's chain, once it failed over (failover.go)
-	reqBody     []byte           // the request body as it came, with failover on
-	extraMD     map[string]any   // admission metadata asked for by tickets
-	oneMessage  bool             // the whole body came in the message being answered
-	newBody     []byte           // request body with include_usage added
-	stripUsage  bool             // remove the usage chunk we asked for
-	injected    bool             // newBody carries include_usage the client did not ask for
-	md          *corev3.Metadata // metadata_context of the current message
-	attempt     *attemptState    // set on an upstream filter's stream
-	fullPath    string           // :path as the client sent it, query included
-	keysMode    bool             // the provider runs in gateway_keys mode
-	credential  string           // name of the vendor key used (gateway_keys mode)
+	setHeaders  [][2]string                 // request headers asked for by tickets
+	credHeaders [][2]string                 // the vendor key header (gateway_keys mode)
+	metaUser    string                      // the user of a /meta/{user}/ path
+	fo          *failoverState              // the call's chain, once it failed over (failover.go)
+	reqBody     []byte                      // the request body as it came, with failover on
+	extraMD     map[string]any              // admission metadata asked for by tickets
+	oneMessage  bool                        // the whole body came in the message being answered
+	newBody     []byte                      // request body with include_usage added
+	stripUsage  bool                        // remove the usage chunk we asked for
+	injected    bool                        // newBody carries include_usage the client did not ask for
+	md          *corev3.Metadata            // metadata_context of the current message
+	attrs       map[string]*structpb.Struct // attributes of the current message
+	reMD        bool                        // the call moved after admission: write who it is again
+	attempt     *attemptState               // set on an upstream filter's stream
+	fullPath    string                      // :path as the client sent it, query included
+	keysMode    bool                        // the provider runs in gateway_keys mode
+	credential  string                      // name of the vendor key used (gateway_keys mode)
 
 	// Response side.
 	status     int
@@ -96,6 +99,7 @@ func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) 
 		st.bodyMode = pc.GetRequestBodyMode()
 	}
 	st.md = req.GetMetadataContext()
+	st.attrs = req.GetAttributes()
 	switch r := req.GetRequest().(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
 		return st.requestHeaders(ctx, r.RequestHeaders)
@@ -164,6 +168,9 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 			RequestHeaders: &extprocv3.HeadersResponse{}}}
 	}
 	hs := headersOf(h)
+	if a, ok := st.chainAttempt(hs); ok {
+		return a
+	}
 	fullPath, ok := header(hs, ":path")
 	if !ok || fullPath == "" {
 		return st.passThrough()
@@ -195,6 +202,7 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 	mut := &extprocv3.HeaderMutation{}
 	var auth, xAPIKey, googKey string
 	var seen uint8
+	clientChain := false
 	first := func(bit uint8) bool {
 		if seen&bit != 0 {
 			return false
@@ -253,6 +261,7 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 		default:
 			if strings.HasPrefix(k, proxyHeaderPrefix) {
 				mut.RemoveHeaders = appendUnique(mut.RemoveHeaders, k)
+				clientChain = clientChain || k == HeaderChain
 			}
 		}
 	}
@@ -282,8 +291,11 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 		}
 		st.call.Identity.KeyID = KeyID(key)
 	}
+	// A client's own x-llm-proxy-chain chose the route Envoy holds: clear
+	// it, so that only the server's (chainRoute) selects a chain route.
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
-		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}}}}
+		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut,
+			ClearRouteCache: clientChain}}}}
 	if h.GetEndOfStream() {
 		if reply := st.admit(ctx); reply != nil {
 			return reply
@@ -307,6 +319,9 @@ func appendUnique(list []string, v string) []string {
 }
 
 func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if st.attempt != nil && st.attempt.chain != nil {
+		return st.chainRewrite(b)
+	}
 	cont := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{
 		RequestBody: &extprocv3.BodyResponse{}}}
 	if st.provider == nil || st.admitted {
@@ -357,7 +372,7 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 		// A failover's new :path re-routes the request to the target's
 		// cluster: Envoy honours clear_route_cache on a request body reply
 		// that carries a header mutation (docs/failover.md).
-		common := &extprocv3.CommonResponse{HeaderMutation: mut, ClearRouteCache: st.failedOver()}
+		common := &extprocv3.CommonResponse{HeaderMutation: mut, ClearRouteCache: st.failedOver() || st.chained()}
 		if st.newBody != nil {
 			// Replace the body, and keep content-length true to the new
 			// body (Envoy rejects a mismatch).
@@ -452,6 +467,7 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	for {
 		reply := st.runGuards(ctx)
 		if reply == nil {
+			st.chainRoute()
 			return nil
 		}
 		reply, again := st.failOver(ctx, reply)
@@ -479,10 +495,11 @@ func (st *stream) runGuards(ctx context.Context) *Reply {
 			out = admitBatch(ctx, gs[i:j], &st.call)
 		}
 		for k, a := range out {
-			if reply := st.take(gs[i+k], a); reply != nil {
-				for _, later := range out[k+1:] {
+			if reply := st.take(i+k, a); reply != nil {
+				for m, later := range out[k+1:] {
 					if later.ticket != nil && later.reply == nil {
-						st.tickets = append(st.tickets, later.ticket) // settled as refused
+						// Settled as refused.
+						st.tickets, st.ticketGuard = append(st.tickets, later.ticket), append(st.ticketGuard, i+k+1+m)
 					}
 				}
 				return reply
@@ -493,9 +510,10 @@ func (st *stream) runGuards(ctx context.Context) *Reply {
 	return nil
 }
 
-// take records guard g's answer a and keeps its ticket. It returns the
-// refusal, if a is one.
-func (st *stream) take(g Guard, a answer) *Reply {
+// take records the answer a of guard number i and keeps its ticket. It
+// returns the refusal, if a is one.
+func (st *stream) take(i int, a answer) *Reply {
+	g := st.s.guards[i]
 	d := GuardDecision{Verdict: VerdictAdmitted, At: st.s.now()}
 	if ng, ok := g.(NamedGuard); ok {
 		d.Guard = ng.Name()
@@ -517,7 +535,7 @@ func (st *stream) take(g Guard, a answer) *Reply {
 		return a.reply
 	}
 	if t := a.ticket; t != nil {
-		st.tickets = append(st.tickets, t)
+		st.tickets, st.ticketGuard = append(st.tickets, t), append(st.ticketGuard, i)
 		if hs, ok := t.(RequestHeaderSetter); ok {
 			st.setHeaders = append(st.setHeaders, hs.RequestHeaders()...)
 		}
@@ -652,6 +670,9 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 		if st.finished {
 			return resp
 		}
+	}
+	if st.chained() {
+		st.chainServed(ctx, hs)
 	}
 	st.reportCredential(st.status)
 	if reply := st.inspectResponse(ctx, hs); reply != nil {
@@ -856,7 +877,7 @@ func (st *stream) inspectResponse(ctx context.Context, hs []*corev3.HeaderValue)
 			return v
 		},
 		EnvoyLocal: local,
-		Attempts:   attemptClasses(st.md, st.s.cfg.Processing.MetadataNamespace, attemptCount(count), local),
+		Attempts:   st.servedAttempts(attemptClasses(st.md, st.s.cfg.Processing.MetadataNamespace, attemptCount(count), local)),
 	}
 	for _, rt := range rts {
 		reply, wantBody := rt.ResponseHeaders(ctx, st.response)
