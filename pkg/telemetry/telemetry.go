@@ -97,7 +97,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"team", "key_id"}),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llm_proxy_failover_total",
-			Help: "Calls moved at admission to another target of their failover chain, by chain key (from, as written in the rules), target provider:model (to) and condition (reason). Every label comes from the rules, so the series are bounded by them.",
+			Help: "Calls served by another target of their failover chain (moved at admission, or retried on it before the first byte), one per call, by chain key (from, as written in the rules), serving target provider:model (to) and the condition that moved it (reason). Every label comes from the rules, so the series are bounded by them.",
 		}, []string{"from", "to", "reason"}),
 		models:   newLabelSet(MaxModels),
 		keyNames: newLabelSet(MaxKeyLabels),
