@@ -53,7 +53,7 @@ func providerHealth(t *testing.T, s stack, p string) map[string]any {
 }
 
 // requireDegradedSignal checks the exact degraded contract on a response.
-func requireDegradedSignal(t *testing.T, status int, h http.Header, body, provider, source, signal string) {
+func requireDegradedSignal(t *testing.T, status int, h http.Header, body, provider, source, signal string, note ...string) {
 	t.Helper()
 	require.Equal(t, 503, status)
 	require.Equal(t, "application/json", h.Get("Content-Type"))
@@ -63,7 +63,11 @@ func requireDegradedSignal(t *testing.T, status int, h http.Header, body, provid
 	if source == "upstream" {
 		tag = "[UPSTREAM]"
 	}
-	msg, err := json.Marshal(fmt.Sprintf("%s %s Provider %s is currently degraded or unavailable. Please try again later.", tag, signal, provider))
+	noted := ""
+	for _, n := range note {
+		noted += " " + n + "."
+	}
+	msg, err := json.Marshal(fmt.Sprintf("%s %s Provider %s is currently degraded or unavailable.%s Please try again later.", tag, signal, provider, noted))
 	require.NoError(t, err)
 	want := `{"error":{"code":"provider_degraded","message":` + string(msg) + `,"type":"provider_degraded"}}`
 	require.JSONEq(t, want, body)

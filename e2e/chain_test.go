@@ -446,3 +446,26 @@ func TestFailoverBeforeFirstByteWithEachVendorsSDK(t *testing.T) {
 		require.Empty(t, vc.Header.Get("X-Llm-Proxy-Chain"))
 	})
 }
+
+// With the circuit breaker on, every target of a chain route failing
+// before the first byte ends, as without a chain, with the degraded signal:
+// the last target's degraded answer is replaced, its marker unchanged.
+func TestFailoverBeforeFirstByteEveryTargetDownIsTheDegradedSignal(t *testing.T) {
+	rdb := redistest.Start(t)
+	fake := fakevendor.New(fakevendor.Options{Seed: 7})
+	v := &failingVendor{next: fake}
+	s := startEmulated(t, append(gatewayKeysOn(rdb.Addr), withVendor(v), circuit(nil), envoyChain())...)
+	k := createKey(t, s, keys.KeySpec{Owner: "ann", Description: "chain all down"})
+	p := chatParams()
+	p.Model = "gpt-4o"
+	v.set(map[string]int{"gpt-4o": 503, "gpt-4o-mini": 503, "claude-sonnet-4-5": 529, "gemini-2.5-flash": 503})
+	_, err := openaiClient(s, option.WithAPIKey(k.Key)).Chat.Completions.New(t.Context(), p)
+	var apiErr *openai.Error
+	require.ErrorAs(t, err, &apiErr)
+	require.Equal(t, http.StatusServiceUnavailable, apiErr.StatusCode)
+	require.Len(t, v.calls(), 4, "every target once")
+	require.Equal(t, "provider_degraded", apiErr.Response.Header.Get("X-Llm-Proxy-Error-Class"))
+	require.Equal(t, "gemini:gemini-2.5-flash", apiErr.Response.Header.Get("X-LLM-Proxy-Fallback"))
+	requireDegradedSignal(t, apiErr.StatusCode, apiErr.Response.Header, `{"error":`+apiErr.RawJSON()+`}`, "gemini", "upstream",
+		"[LLM_PROXY_PROVIDER_DEGRADED]", `Failover chain "openai:gpt-4o": last tried gemini:gemini-2.5-flash`)
+}

@@ -235,7 +235,8 @@ func TestFailoverAtAdmission(t *testing.T) {
 		resp, err := httpClient().Do(req)
 		require.NoError(t, err)
 		text := readAll(t, resp)
-		requireDegradedSignal(t, resp.StatusCode, resp.Header, text, "openai", "proxy", marker)
+		requireDegradedSignal(t, resp.StatusCode, resp.Header, text, "openai", "proxy", marker,
+			`Failover chain "openai:gpt-4o": no target left`)
 		require.Empty(t, resp.Header.Get("X-LLM-Proxy-Fallback"))
 		require.Len(t, s.VendorCalls(t), before, "no vendor was called")
 	})

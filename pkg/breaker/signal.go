@@ -4,7 +4,48 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strings"
 )
+
+// retryLater ends every degraded message.
+const retryLater = " Please try again later."
+
+// degradedBody is the JSON body of the degraded signal.
+type degradedBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		Type    string `json:"type"`
+	} `json:"error"`
+}
+
+// encodeDegraded renders the body for message, compact, strings
+// JSON-escaped without HTML escaping.
+func encodeDegraded(message string) []byte {
+	var b degradedBody
+	b.Error.Code, b.Error.Message, b.Error.Type = ErrorClassValue, message, ErrorClassValue
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	// Encoding a struct of strings cannot fail; invalid UTF-8 becomes U+FFFD.
+	_ = enc.Encode(b)
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// NoteDegraded returns body, a body of [DegradedResponse], with note added
+// as a sentence of its message before "Please try again later." (the
+// signal's marker is unchanged); any other body is returned as it is.
+func NoteDegraded(body []byte, note string) []byte {
+	var b degradedBody
+	if note == "" || json.Unmarshal(body, &b) != nil || b.Error.Code != ErrorClassValue {
+		return body
+	}
+	msg, ok := strings.CutSuffix(b.Error.Message, retryLater)
+	if !ok {
+		return body
+	}
+	return encodeDegraded(msg + " " + note + "." + retryLater)
+}
 
 // Source says who decided a degraded answer.
 type Source int
@@ -55,23 +96,7 @@ func DegradedResponse(provider, signal string, source Source) (status int, heade
 	if source == SourceUpstream {
 		tag = "[UPSTREAM] "
 	}
-	type errBody struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-		Type    string `json:"type"`
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	// Encoding a struct of strings cannot fail; invalid UTF-8 becomes U+FFFD.
-	_ = enc.Encode(struct {
-		Error errBody `json:"error"`
-	}{errBody{
-		Code:    ErrorClassValue,
-		Message: tag + signal + " Provider " + provider + " is currently degraded or unavailable. Please try again later.",
-		Type:    ErrorClassValue,
-	}})
-	body = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	body = encodeDegraded(tag + signal + " Provider " + provider + " is currently degraded or unavailable." + retryLater)
 	headers = [][2]string{
 		{"Content-Type", "application/json"},
 		{HeaderErrorClass, ErrorClassValue},

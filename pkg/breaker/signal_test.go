@@ -45,3 +45,13 @@ func TestSourceString(t *testing.T) {
 	require.Equal(t, "proxy", SourceProxy.String())
 	require.Equal(t, "upstream", SourceUpstream.String())
 }
+
+func TestNoteDegraded(t *testing.T) {
+	_, _, body := DegradedResponse("gemini", `[MY <DOWN>]`, SourceUpstream)
+	got := NoteDegraded(body, `Failover chain "openai:gpt-4o": no target left`)
+	require.Equal(t, `{"error":{"code":"provider_degraded","message":"[UPSTREAM] [MY <DOWN>] Provider gemini is currently degraded or unavailable. Failover chain \"openai:gpt-4o\": no target left. Please try again later.","type":"provider_degraded"}}`, string(got))
+	for _, other := range []string{`{"error":{"code":"rate_limit_exceeded","message":"x. Please try again later."}}`, `not json`, ``} {
+		require.Equal(t, other, string(NoteDegraded([]byte(other), "note")), "left alone")
+	}
+	require.Equal(t, string(body), string(NoteDegraded(body, "")))
+}

@@ -285,10 +285,13 @@ func TestChainServedTargetTakesTheCall(t *testing.T) {
 		require.EqualValues(t, 10, served.Usage.TotalTokens)
 		require.Equal(t, "upstream_5xx", served.Failover.Reason)
 		require.Equal(t, "openai:gpt-4o", served.Failover.Requested.String())
-		require.Equal(t, "anthropic", mdField(t, end, "provider"), "the access log names the served target")
-		require.Equal(t, "claude-sonnet-4-5", mdField(t, end, "model"))
-		require.Equal(t, "gpt-4o", mdField(t, end, "requested_model"))
-		require.Equal(t, "upstream_5xx", mdField(t, end, "failover_reason"))
+		// Written with the response headers, so that a client hanging up
+		// before the last reply still leaves them in the access log.
+		require.Equal(t, "anthropic", mdField(t, head, "provider"), "the access log names the served target")
+		require.Equal(t, "claude-sonnet-4-5", mdField(t, head, "model"))
+		require.Equal(t, "gpt-4o", mdField(t, head, "requested_model"))
+		require.Equal(t, "upstream_5xx", mdField(t, head, "failover_reason"))
+		require.EqualValues(t, 10, mdField(t, end, "total_tokens"), "the usage comes with the last reply")
 		adm, _ := r.b.Allow(context.Background(), "openai", "gpt-4o", r.now)
 		require.Equal(t, i+1 < breaker.DefaultFailureThreshold, adm.Allowed, "call %d: each failure counts against gpt-4o", i+1)
 		if adm.Allowed {
@@ -315,8 +318,8 @@ func TestChainServedReasons(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newFailoverRig(t, chainRules, true)
-			_, end := r.chainedCall(t, nil, tt.targets, tt.statuses)
-			require.Equal(t, tt.reason, mdField(t, end, "failover_reason"))
+			head, _ := r.chainedCall(t, nil, tt.targets, tt.statuses)
+			require.Equal(t, tt.reason, mdField(t, head, "failover_reason"))
 		})
 	}
 }

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -9,6 +10,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/breaker"
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/credentials"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/failover"
@@ -132,7 +134,16 @@ func (st *stream) failOver(ctx context.Context, refusal *Reply) (*Reply, bool) {
 		st.restore(fo.orig)
 		fo.path = ""
 	}
+	noteChain(fo.first, fo.chain.Key, "no target left")
 	return fo.first, false
+}
+
+// noteChain names the failover chain a call followed, and what became of
+// it, in a degraded signal answered for the call (its marker unchanged).
+func noteChain(reply *Reply, chain, what string) {
+	if reply.Details == CircuitOpenDetails || reply.Details == CircuitDegradedDetails {
+		reply.Body = breaker.NoteDegraded(reply.Body, fmt.Sprintf("Failover chain %q: %s", chain, what))
+	}
 }
 
 // targetState is what retarget changes, kept to undo it.

@@ -745,6 +745,12 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	if mut != nil {
 		resp.GetResponseHeaders().Response = &extprocv3.CommonResponse{HeaderMutation: mut}
 	}
+	if st.reMD {
+		// The target that served is known now: the access log names it even
+		// when the client hangs up before the last reply (as the OpenAI SDK
+		// does at a stream's [DONE]).
+		resp.DynamicMetadata = st.metadata()
+	}
 	return resp
 }
 
@@ -895,6 +901,9 @@ func (st *stream) inspectResponse(ctx context.Context, hs []*corev3.HeaderValue)
 // At response headers, and at a BUFFERED response body, Envoy writes it
 // straight to the client (the response was still held).
 func (st *stream) replace(reply *Reply) *extprocv3.ProcessingResponse {
+	if fo := st.call.Failover; fo != nil {
+		noteChain(reply, fo.Chain, "last tried "+st.call.Provider+":"+st.call.Info.Model)
+	}
 	reply.Headers = st.fallbackHeaders(reply.Headers)
 	st.status = reply.Status
 	st.replacedBy = reply.Details
