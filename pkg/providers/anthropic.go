@@ -213,7 +213,7 @@ func (Anthropic) ParseRequest(r Request) RequestInfo {
 		return info
 	}
 	w := anthropicReader{s: newScan(r.Body), info: &info}
-	w.s.weights = &claudeWeights
+	w.s.tok = &claudeTokenizer
 	var f anthropicFields
 	w.s.document(func(i int) int { return w.top(i, &f) })
 	if f.stream && streamable {

@@ -109,7 +109,7 @@ func (Gemini) ParseRequest(r Request) RequestInfo {
 	}
 	var turn geminiTurn
 	w := geminiReader{s: newScan(r.Body), info: &info, turn: &turn}
-	w.s.weights = &geminiWeights
+	w.s.tok = &geminiTokenizer
 	// Gemini's tokenizer (shared with Gemma, whose report documents it)
 	// splits every digit into a token of its own: digits weigh as wide
 	// text.

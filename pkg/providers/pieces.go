@@ -18,95 +18,91 @@ import (
 // The counts are taken eight bytes at a time (SWAR masks, as in span), in
 // the same walk that counts code points, with no allocation.
 
-// pieces counts the pre-tokenizer features of a text.
+// pieces is what a count found in a text: its o200k price and the counts
+// other tokenizers price differently or the scanner reports.
 type pieces struct {
-	// runs counts the pieces: runs of letters (ASCII letters and every
-	// non-ASCII code point; a lower-case letter followed by an upper-case
-	// one starts a new run), runs of ASCII digits and runs of ASCII
-	// punctuation and symbols.
-	runs int64
-	// letters counts the ASCII letters and non-ASCII code points: long
-	// words cost more than one token.
-	letters int64
+	// milli is the text's price for o200k, in thousandths of a token:
+	// o200kRun a piece (a run of letters, that is ASCII letters and every
+	// non-ASCII code point, a lower-case letter followed by an upper-case
+	// one starting a new run; a run of ASCII digits; a run of ASCII
+	// punctuation and symbols), o200kLetter an ASCII letter or non-ASCII
+	// code point (long words cost more than one token), o200kDigit a
+	// digit, o200kSpaceRun a run of two or more spaces (indentation),
+	// o200kHigh more a non-ASCII code point, o200kWide more a wide one.
+	milli int64
 	// digits counts ASCII digits.
 	digits int64
-	// spaceRuns counts runs of two or more spaces (indentation).
-	spaceRuns int64
-	// high counts non-ASCII code points; wide those of them that are CJK,
-	// kana, hangul or four-byte (led by 0xE3-0xED or 0xF0-0xF4): scripts
-	// tokenizers split into about one token per one or two characters.
-	high, wide int64
-	// cont counts UTF-8 continuation bytes (not a feature: code points are
-	// the bytes less these).
+	// wide counts the non-ASCII code points of scripts tokenizers split
+	// into about one token per one or two characters: CJK, kana, hangul
+	// and four-byte ones (led by 0xE3-0xED or 0xF0-0xF4).
+	wide int64
+	// cont counts UTF-8 continuation bytes (code points are the bytes
+	// less these).
 	cont int64
+	// priced and skipped count the bytes that were priced and the bytes
+	// past the first pricedPrefix of a text, which are only scanned:
+	// milli, digits and wide stand for the priced bytes.
+	priced, skipped int64
 }
 
-// carry holds the class masks of the last word a pieces count has seen,
-// aligned so that its last byte is byte 7, so that runs continue across
-// chunks.
+// pricedPrefix is how many bytes of one text (one JSON string or value)
+// are priced piece by piece; the rest is priced at the prefix's rate per
+// byte, so that pricing costs what scanning does on long texts.
+var pricedPrefix int64 = 256
+
+// carry holds the class masks of the last word a count has seen, aligned
+// so that its last byte is byte 7, so that runs continue across escapes.
 type carry struct {
 	letter, lower, digit, punct, space uint64
 }
 
-// textWeights turns pieces into tokens: the cost of each feature, in
-// thousandths of a token.
-type textWeights struct {
-	runs, letters, digits, spaceRuns, high, wide int64
-}
-
-// o200kWeights is the cost of each feature for OpenAI's o200k_base
-// encoding (the gpt-4o, gpt-4.1, o-series and gpt-5 families). Digits:
-// the encoding's pre-tokenizer splits numbers into groups of up to three
-// digits (\p{N}{1,3}), a third of a token a digit on top of the run. The
-// rest is measured on train: a least-squares fit (weighted by 1/tokens) to
-// the exact o200k count of 6,500 texts, the synthetic corpus of
-// bench/estimation and the string values and tool definitions of the real
-// corpus's training split.
-var o200kWeights = textWeights{
-	runs:      827,
-	letters:   58,
-	digits:    333,
-	spaceRuns: 1372,
-	high:      114,
-	wide:      551,
-}
-
-// claudeWeights prices pieces for Anthropic's tokenizer, which is not
-// published: o200k's weights scaled by claudeScale, measured on train (the
-// real corpus's training split, text and image calls).
-var claudeWeights = o200kWeights.scaled(claudeScale)
-
-// geminiWeights prices pieces for Gemini's tokenizer (shared with Gemma):
-// o200k's weights scaled by geminiScale, measured on train, except digits,
-// which Gemini splits one token each (the Gemma report).
-var geminiWeights = func() textWeights {
-	w := o200kWeights.scaled(geminiScale)
-	w.digits = 1000
-	return w
-}()
-
-// Tokenizer scales, measured on train (the scale in 0.90-1.30, step 0.02,
-// with the lowest MAPE on the real corpus's training split, text and image
-// calls): Anthropic's tokenizer makes about a fifth more tokens of the
-// same text than o200k; Gemini's as many.
+// The price of each feature of pieces.milli for OpenAI's o200k_base
+// encoding (the gpt-4o, gpt-4.1, o-series and gpt-5 families), in
+// thousandths of a token. Digits: the encoding's pre-tokenizer splits
+// numbers into groups of up to three digits (\p{N}{1,3}), a third of a
+// token a digit on top of the run. The rest is measured on train: a
+// least-squares fit (weighted by 1/tokens) to the exact o200k count of
+// 6,500 texts, the training half of bench/estimation's synthetic corpus
+// and the string values and tool definitions of the real corpus's
+// training split.
 const (
-	claudeScale = 1.20
-	geminiScale = 1.00
+	o200kRun      = 827
+	o200kLetter   = 58
+	o200kDigit    = 333
+	o200kSpaceRun = 1372
+	o200kHigh     = 114
+	o200kWide     = 551
 )
 
-// scaled returns w with every weight multiplied by f.
-func (w textWeights) scaled(f float64) textWeights {
-	m := func(v int64) int64 { return int64(float64(v)*f + 0.5) }
-	return textWeights{
-		runs: m(w.runs), letters: m(w.letters), digits: m(w.digits),
-		spaceRuns: m(w.spaceRuns), high: m(w.high), wide: m(w.wide),
-	}
+// tokenizer prices pieces for one vendor's tokenizer family.
+type tokenizer struct {
+	// scale multiplies the o200k price, in thousandths.
+	scale int64
+	// digit is the price of a digit, in thousandths of a token, instead
+	// of o200kDigit.
+	digit int64
 }
 
+// Tokenizer families. Anthropic's and Gemini's tokenizers are not
+// published; their scales are measured on train (the scale in 0.90-1.30,
+// step 0.02, with the lowest MAPE on the real corpus's training split,
+// text and image calls): Anthropic's makes about a fifth more tokens of
+// the same text than o200k, Gemini's as many. Gemini's tokenizer (shared
+// with Gemma, whose report documents it) splits every digit into a token
+// of its own.
+var (
+	o200kTokenizer  = tokenizer{scale: 1000, digit: o200kDigit}
+	claudeTokenizer = tokenizer{scale: 1200, digit: o200kDigit}
+	geminiTokenizer = tokenizer{scale: 1000, digit: 1000}
+)
+
 // milli returns the tokens of p in thousandths of a token.
-func (w *textWeights) milli(p *pieces) int64 {
-	return w.runs*p.runs + w.letters*p.letters + w.digits*p.digits +
-		w.spaceRuns*p.spaceRuns + w.high*p.high + w.wide*p.wide
+func (t *tokenizer) milli(p *pieces) int64 {
+	m := (p.milli + (t.digit-o200kDigit)*p.digits) * t.scale / 1000
+	if p.skipped > 0 && p.priced > 0 {
+		m += m * p.skipped / p.priced
+	}
+	return m
 }
 
 // topBits counts the bytes of m whose top bit is set; m has no other bits
@@ -124,8 +120,8 @@ func topBits(m uint64) int {
 // from one call to the next, so that runs continue across escapes.
 func (p *pieces) count(b []byte, i int, stop bool, c *carry) int {
 	var (
-		runs, letters, digits, spaceRuns, high, wide, cont int
-		cLetter, cLower, cDigit, cPunct, cSpace            = c.letter, c.lower, c.digit, c.punct, c.space
+		milli, digits, wide, cont, pricedLocal, skippedLocal int
+		cLetter, cLower, cDigit, cPunct, cSpace              = c.letter, c.lower, c.digit, c.punct, c.space
 	)
 	for i < len(b) {
 		var w uint64
@@ -152,7 +148,25 @@ func (p *pieces) count(b []byte, i int, stop bool, c *carry) int {
 		if n == 0 {
 			break
 		}
-		valid := uint64(msb) >> (8 * uint(8-n))
+		if p.priced+int64(pricedLocal) >= pricedPrefix {
+			// Past the priced prefix: scan the rest as span does.
+			end := len(b)
+			nc := 0
+			if stop {
+				end, nc = span(b, i)
+			} else {
+				nc = contBytes(b[i:])
+			}
+			cont += nc
+			skippedLocal += end - i
+			i = end
+			break
+		}
+		pricedLocal += n
+		valid := uint64(msb)
+		if n < 8 {
+			valid >>= 8 * uint(8-n)
+		}
 		// Class masks, the top bit of each byte.
 		hi := w & valid
 		low := w &^ msb
@@ -169,43 +183,59 @@ func (p *pieces) count(b []byte, i int, stop bool, c *carry) int {
 		if hi != 0 {
 			lead := hi & (w << 1) // 11xxxxxx: a non-ASCII code point starts
 			wideLead := lead & ((low+(0x80-0x63)*lsb)&^(low+(0x80-0x6E)*lsb) | (low+(0x80-0x70)*lsb)&^(low+(0x80-0x75)*lsb))
-			nLead := topBits(lead)
-			letters += nLead
-			high += nLead
+			nWide := topBits(wideLead)
+			milli += (o200kLetter+o200kHigh)*topBits(lead) + o200kWide*nWide
 			cont += topBits(hi &^ lead)
-			wide += topBits(wideLead)
+			wide += nWide
 		}
-
-		runs += topBits(letter&^(letter<<8|cLetter>>56) |
-			upper&(lower<<8|cLower>>56) |
-			digit&^(digit<<8|cDigit>>56) |
-			punct&^(punct<<8|cPunct>>56))
-		letters += topBits(letterA)
-		digits += topBits(digit)
-		spaceRuns += topBits(space & (space<<8 | cSpace>>56) &^ (space<<16 | cSpace>>48))
+		nDigit := topBits(digit)
+		digits += nDigit
+		milli += o200kRun*topBits(letter&^(letter<<8|cLetter>>56)|
+			upper&(lower<<8|cLower>>56)|
+			digit&^(digit<<8|cDigit>>56)|
+			punct&^(punct<<8|cPunct>>56)) +
+			o200kLetter*topBits(letterA) + o200kDigit*nDigit +
+			o200kSpaceRun*topBits(space&(space<<8|cSpace>>56)&^(space<<16|cSpace>>48))
 
 		// Carry the classes with the last byte counted as byte 7.
-		align := 8 * uint(8-n)
-		cLetter, cLower, cDigit, cPunct = letter<<align, lower<<align, digit<<align, punct<<align
-		if n == 1 {
-			cSpace = cSpace>>8 | space<<56
-		} else {
-			cSpace = space << align
+		switch {
+		case n == 8:
+			cLetter, cLower, cDigit, cPunct, cSpace = letter, lower, digit, punct, space
+		case n == 1:
+			cLetter, cLower, cDigit, cPunct, cSpace = letter<<56, lower<<56, digit<<56, punct<<56, cSpace>>8|space<<56
+		default:
+			align := 8 * uint(8-n)
+			cLetter, cLower, cDigit, cPunct, cSpace = letter<<align, lower<<align, digit<<align, punct<<align, space<<align
 		}
 		i += n
 		if end {
 			break
 		}
 	}
-	p.runs += int64(runs)
-	p.letters += int64(letters)
+	p.milli += int64(milli)
+	p.priced += int64(pricedLocal)
+	p.skipped += int64(skippedLocal)
 	p.digits += int64(digits)
-	p.spaceRuns += int64(spaceRuns)
-	p.high += int64(high)
 	p.wide += int64(wide)
 	p.cont += int64(cont)
 	c.letter, c.lower, c.digit, c.punct, c.space = cLetter, cLower, cDigit, cPunct, cSpace
 	return i
+}
+
+// contBytes counts the UTF-8 continuation bytes of b, eight bytes at a
+// time.
+func contBytes(b []byte) int {
+	n, i := 0, 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		n += topBits(w &^ (w << 1) & msb)
+	}
+	for ; i < len(b); i++ {
+		if b[i]&0xC0 == 0x80 {
+			n++
+		}
+	}
+	return n
 }
 
 // text counts b whole (JSON text as sent; escapes are not decoded here,

@@ -41,19 +41,20 @@ func refPieces(b []byte) pieces {
 	}
 	letter := func(k int) bool { return k == lower || k == upper || k == high }
 	var p pieces
+	var runs, letters, spaceRuns, nonASCII int64
 	prev, prev2 := none, none
 	for _, c := range b {
 		k := class(c)
 		if letter(k) && (!letter(prev) || k == upper && prev == lower) ||
 			k == digit && prev != digit || k == punct && prev != punct {
-			p.runs++
+			runs++
 		}
 		switch {
 		case k == lower || k == upper:
-			p.letters++
+			letters++
 		case k == high && c >= 0xC0:
-			p.letters++
-			p.high++
+			letters++
+			nonASCII++
 			if c >= 0xE3 && c <= 0xED || c >= 0xF0 && c <= 0xF4 {
 				p.wide++
 			}
@@ -62,17 +63,19 @@ func refPieces(b []byte) pieces {
 		case k == digit:
 			p.digits++
 		case k == space && prev == space && prev2 != space:
-			p.spaceRuns++
+			spaceRuns++
 		}
 		prev2, prev = prev, k
 	}
+	p.priced = int64(len(b)) // the callers' texts are shorter than pricedPrefix
+	p.milli = o200kRun*runs + o200kLetter*letters + o200kDigit*p.digits + o200kSpaceRun*spaceRuns + o200kHigh*nonASCII + o200kWide*p.wide
 	return p
 }
 
 // refTextTokens prices decoded text by refPieces.
-func refTextTokens(w *textWeights, text string) int64 {
+func refTextTokens(t *tokenizer, text string) int64 {
 	p := refPieces([]byte(text))
-	return (w.milli(&p) + 999) / 1000
+	return (t.milli(&p) + 999) / 1000
 }
 
 func TestPiecesMatchReference(t *testing.T) {
@@ -120,13 +123,28 @@ func TestTextTokens(t *testing.T) {
 		require.True(t, utf8.ValidString(text))
 		t.Run(text, func(t *testing.T) {
 			openai := OpenAI{}.ParseRequest(Request{Path: "/v1/chat/completions", Body: []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":` + quoted + `}]}`)})
-			require.Equal(t, refTextTokens(&o200kWeights, text), openai.TextTokens)
+			require.Equal(t, refTextTokens(&o200kTokenizer, text), openai.TextTokens)
 			anthropic := Anthropic{}.ParseRequest(Request{Path: "/v1/messages", Body: []byte(`{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[{"role":"user","content":` + quoted + `}]}`)})
-			require.Equal(t, refTextTokens(&claudeWeights, text), anthropic.TextTokens)
+			require.Equal(t, refTextTokens(&claudeTokenizer, text), anthropic.TextTokens)
 			gemini := Gemini{}.ParseRequest(Request{Path: "/v1beta/models/gemini-2.5-flash:generateContent", Body: []byte(`{"contents":[{"role":"user","parts":[{"text":` + quoted + `}]}]}`)})
-			require.Equal(t, refTextTokens(&geminiWeights, text), gemini.TextTokens)
+			require.Equal(t, refTextTokens(&geminiTokenizer, text), gemini.TextTokens)
 		})
 	}
+}
+
+// TestPricedPrefix: past pricedPrefix bytes a text is priced at its
+// prefix's rate, so a long homogeneous text costs what its parts do.
+func TestPricedPrefix(t *testing.T) {
+	part := "The quick brown fox jumps over the lazy dog, 42 times. "
+	long := strings.Repeat(part, 40)
+	require.Greater(t, int64(len(long)), 4*pricedPrefix)
+	price := func(s string) int64 {
+		return OpenAI{}.ParseRequest(Request{Path: "/v1/chat/completions", Body: []byte(`{"messages":[{"role":"user","content":` + jsonQuote(s) + `}]}`)}).TextTokens
+	}
+	whole := 40 * refTextTokens(&o200kTokenizer, part)
+	require.InDelta(t, whole, price(long), float64(whole)/20)
+	info := OpenAI{}.ParseRequest(Request{Path: "/v1/chat/completions", Body: []byte(`{"messages":[{"role":"user","content":` + jsonQuote(long) + `}]}`)})
+	require.EqualValues(t, len(long), info.TextRunes, "code points stay exact past the prefix")
 }
 
 // TestTextTokensDenserThanProse: the point of counting pieces. Per

@@ -41,9 +41,9 @@ type jscan struct {
 	// digitsWide counts ASCII digits among wide: for tokenizers that split
 	// every digit into a token of its own (Gemini's; see Gemini).
 	digitsWide bool
-	// weights prices the counted text's pieces (see pieces.go): the
-	// vendor's tokenizer family.
-	weights *textWeights
+	// tok prices the counted text's pieces (see pieces.go): the vendor's
+	// tokenizer family.
+	tok *tokenizer
 }
 
 // textCount is counted text: its code points and its estimated tokens,
@@ -63,7 +63,7 @@ func (t textCount) tokens() int64 {
 }
 
 func newScan(b []byte) *jscan {
-	return &jscan{b: b, valid: utf8.Valid(b), weights: &o200kWeights}
+	return &jscan{b: b, valid: utf8.Valid(b), tok: &o200kTokenizer}
 }
 
 // fail records a syntax error and returns the end of input.
@@ -413,7 +413,7 @@ func (s *jscan) counted(n int64, p *pieces) textCount {
 	if s.digitsWide {
 		s.wide += p.digits
 	}
-	return textCount{runes: n, milli: s.weights.milli(p)}
+	return textCount{runes: n, milli: s.tok.milli(p)}
 }
 
 // escapeByte returns the byte that stands for the valid escape of size
@@ -487,7 +487,7 @@ func (s *jscan) keyText(raw []byte) textCount {
 		c carry
 	)
 	p.text(raw, &c)
-	return textCount{runes: rawKeyRunes(raw), milli: s.weights.milli(&p)}
+	return textCount{runes: rawKeyRunes(raw), milli: s.tok.milli(&p)}
 }
 
 // text adds the string at i to *n. null is accepted and counts nothing;
