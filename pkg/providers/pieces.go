@@ -48,7 +48,7 @@ type pieces struct {
 // pricedPrefix is how many bytes of one text (one JSON string or value)
 // are priced piece by piece; the rest is priced at the prefix's rate per
 // byte, so that pricing costs what scanning does on long texts.
-var pricedPrefix int64 = 256
+const pricedPrefix = 256
 
 // carry holds the class masks of the last word a count has seen, aligned
 // so that its last byte is byte 7, so that runs continue across escapes.

@@ -101,7 +101,9 @@ type RequestInfo struct {
 	TextTokens int64
 	// WideRunes counts, among TextRunes, the code points of scripts that
 	// tokenizers split into about one token per one or two characters
-	// (CJK ideographs, kana, hangul, emoji): estimates weigh them apart.
+	// (CJK ideographs, kana, hangul, emoji; Gemini: and digits), in the
+	// priced prefix of each text (see pricedPrefix): TextTokens prices
+	// them; this count is informational.
 	WideRunes int64
 	// ImageTokens is the input-token cost of images, by the vendor's
 	// documented rule or a stated constant per image.
