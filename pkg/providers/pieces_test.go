@@ -137,7 +137,7 @@ func TestTextTokens(t *testing.T) {
 func TestPricedPrefix(t *testing.T) {
 	part := "The quick brown fox jumps over the lazy dog, 42 times. "
 	long := strings.Repeat(part, 40)
-	require.Greater(t, int64(len(long)), 4*pricedPrefix)
+	require.Greater(t, len(long), 4*pricedPrefix)
 	price := func(s string) int64 {
 		return OpenAI{}.ParseRequest(Request{Path: "/v1/chat/completions", Body: []byte(`{"messages":[{"role":"user","content":` + jsonQuote(s) + `}]}`)}).TextTokens
 	}
