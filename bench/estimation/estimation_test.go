@@ -19,16 +19,20 @@ import (
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 )
 
-// estimate is the gateway's text estimate (pkg/processor): the billable
-// code points divided by chars_per_token, rounded up, plus image tokens.
-// estimate is the gateway's estimate (config.Estimation.InputTokens) with
-// chars_per_token cpt for the narrow scripts and the shipped
-// wide_chars_per_token for CJK, kana, hangul and emoji.
-func estimate(info providers.RequestInfo, cpt float64) int64 {
-	e := config.Defaults().Features.RateLimiting.Estimation
-	e.CharsPerToken, e.ProviderCharsPerToken = cpt, nil
-	return e.InputTokens("", info)
+// charsEstimate is the former estimate: the billable code points at cpt
+// characters per token (CJK, kana, hangul and emoji at formerWideCPT),
+// rounded up, plus the image and overhead tokens.
+func charsEstimate(info providers.RequestInfo, cpt float64) int64 {
+	narrow := float64(info.TextRunes - info.WideRunes)
+	return int64(math.Ceil(narrow/cpt+float64(info.WideRunes)/formerWideCPT)) + info.ImageTokens + info.OverheadTokens
 }
+
+// The estimator before 2026-12-03 counted text by characters per token
+// (configs/base.yml then: openai 4, anthropic 3.5, gemini 4; CJK, kana,
+// hangul and emoji 1.5); kept here as the "chars" comparison.
+var formerCPT = map[string]float64{"openai": 4, "anthropic": 3.5, "gemini": 4}
+
+const formerWideCPT = 1.5
 
 // fixture is the corpus with the shipped estimation settings.
 type fixture struct {
@@ -70,7 +74,8 @@ func (f *fixture) request(vi, i int) providers.Request {
 type sample struct {
 	c      *conversation
 	runes  []int64 // TextRunes per vendor
-	est    []int64 // raw estimate per vendor, with the shipped chars_per_token
+	est    []int64 // raw estimate per vendor, the shipped estimator
+	chars  []int64 // the former characters-per-token estimate per vendor
 	actual int64   // o200k prompt tokens of the OpenAI request
 }
 
@@ -89,7 +94,7 @@ func measure(t *testing.T, f *fixture) []sample {
 	wantModel := map[string]string{"openai": openAIModel, "anthropic": anthropicModel, "gemini": geminiModel}
 	out := make([]sample, len(f.corpus))
 	for i, c := range f.corpus {
-		s := sample{c: c, runes: make([]int64, len(vendors)), est: make([]int64, len(vendors))}
+		s := sample{c: c, runes: make([]int64, len(vendors)), est: make([]int64, len(vendors)), chars: make([]int64, len(vendors))}
 		text := textRunes(c)
 		for vi, v := range vendors {
 			p, ok := reg[v.name]
@@ -106,7 +111,8 @@ func measure(t *testing.T, f *fixture) []sample {
 				require.Greater(t, info.TextRunes, text, "%s request %d: tool definitions count", v.name, i)
 			}
 			s.runes[vi] = info.TextRunes
-			s.est[vi] = estimate(info, f.est.CharsPerTokenFor(v.name))
+			s.est[vi] = f.est.InputTokens(v.name, info)
+			s.chars[vi] = charsEstimate(info, formerCPT[v.name])
 		}
 		// OpenAI counts tools in the layout it renders them in: names,
 		// descriptions, types and enum values, not the JSON.
@@ -201,7 +207,6 @@ func TestEstimationError(t *testing.T) {
 	f := loadFixture(t)
 	require.GreaterOrEqual(t, len(f.corpus), 200)
 	samples := measure(t, f)
-	cptOpenAI := f.est.CharsPerTokenFor("openai")
 
 	var train, held []sample
 	for _, s := range samples {
@@ -252,26 +257,27 @@ func TestEstimationError(t *testing.T) {
 	}
 	t.Logf("corpus: %d requests (%d training, %d held out), %d KiB of OpenAI bodies, %d o200k prompt tokens in all",
 		len(samples), len(train), len(held), bodyBytes/1024, sumActual(samples))
-	t.Logf("chars_per_token from configs/base.yml: openai %.2f, anthropic %.2f, gemini %.2f",
-		cptOpenAI, f.est.CharsPerTokenFor("anthropic"), f.est.CharsPerTokenFor("gemini"))
+	t.Logf("estimate: text priced by its pieces (pkg/providers/pieces.go); \"chars\": the former estimate at chars_per_token openai %.2f, anthropic %.2f, gemini %.2f, wide scripts %.1f",
+		formerCPT["openai"], formerCPT["anthropic"], formerCPT["gemini"], formerWideCPT)
 
 	// 1. Raw estimate against the exact count, all requests.
 	for _, dim := range []struct {
 		title  string
 		groups []group
 	}{{"content type", byKind()}, {"language mix", byLang()}} {
-		tb := table{head: []string{dim.title, "n", "runes/token", "median", "p10", "p90", "MAPE %", "under %", "best cpt", "MAPE % at best"}}
+		tb := table{head: []string{dim.title, "n", "runes/token", "median", "p10", "p90", "MAPE %", "under %", "chars MAPE %", "best cpt", "MAPE % at best"}}
 		for _, g := range dim.groups {
 			ss := filter(samples, g.keep)
 			if len(ss) == 0 {
 				continue
 			}
 			s := checked(t, "raw "+g.name, pairs(ss, raw))
+			ch := checked(t, "chars "+g.name, pairs(ss, func(s sample) int64 { return s.chars[0] }))
 			best, bestMAPE := bestCharsPerToken(points(ss))
-			tb.add(g.name, s.N, runesPerToken(ss), s.Median, s.P10, s.P90, s.MAPE, s.Under, best, bestMAPE)
+			tb.add(g.name, s.N, runesPerToken(ss), s.Median, s.P10, s.P90, s.MAPE, s.Under, ch.MAPE, best, bestMAPE)
 		}
-		t.Logf("OpenAI: raw estimate (chars_per_token %.2f) / exact o200k prompt tokens, all %d requests, by %s:\n%s",
-			cptOpenAI, len(samples), dim.title, tb.String())
+		t.Logf("OpenAI: raw estimate / exact o200k prompt tokens, all %d requests, by %s (best cpt: the chars_per_token that would have fitted):\n%s",
+			len(samples), dim.title, tb.String())
 	}
 
 	// 2. Held-out half: raw, corrected (both deployments) and re-tuned.
@@ -318,8 +324,8 @@ func TestEstimationError(t *testing.T) {
 		}
 		tb.add(row...)
 	}
-	t.Logf("PROXY, not truth: Anthropic (chars_per_token %.2f) and Gemini (%.2f) estimates / o200k prompt tokens of the same conversation as an OpenAI request; their own tokenizers differ from o200k:\n%s",
-		f.est.CharsPerTokenFor("anthropic"), f.est.CharsPerTokenFor("gemini"), tb.String())
+	t.Logf("PROXY, not truth: Anthropic and Gemini estimates / o200k prompt tokens of the same conversation as an OpenAI request; their own tokenizers differ from o200k:\n%s",
+		tb.String())
 
 	t.Logf("elapsed %s", time.Since(start).Round(time.Millisecond))
 }
@@ -508,7 +514,6 @@ func BenchmarkEstimate(b *testing.B) {
 	for vi, v := range vendors {
 		b.Run(v.name, func(b *testing.B) {
 			p := reg[v.name]
-			cpt := f.est.CharsPerTokenFor(v.name)
 			corr := correction.New(correction.Config{})
 			reqs := make([]providers.Request, len(f.corpus))
 			size := 0
@@ -524,7 +529,7 @@ func BenchmarkEstimate(b *testing.B) {
 			for b.Loop() {
 				for _, r := range reqs {
 					info := p.ParseRequest(r)
-					sink += corr.Correct(v.name, info.Model, estimate(info, cpt))
+					sink += corr.Correct(v.name, info.Model, f.est.InputTokens(v.name, info))
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(reqs)), "ns/request")

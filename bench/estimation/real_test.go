@@ -332,9 +332,9 @@ const (
 // and image calls), with a little slack: a change that makes estimates
 // worse fails here.
 var realGuard = map[string]struct{ mape, p10 float64 }{
-	"openai":    {mape: 16.5, p10: 0.73},
-	"anthropic": {mape: 14.5, p10: 0.88},
-	"gemini":    {mape: 14.5, p10: 0.81},
+	"openai":    {mape: 14.5, p10: 0.73},
+	"anthropic": {mape: 14.0, p10: 0.89},
+	"gemini":    {mape: 13.0, p10: 0.81},
 }
 
 // realTables renders the report on the real corpus: per vendor, per vendor
@@ -401,6 +401,9 @@ func TestRealTrafficEstimation(t *testing.T) {
 	t.Logf("real traffic: %d calls from %d sources, %d distinct requests\n\n**estimate / vendor prompt tokens, per vendor (server-tool calls and input the request does not carry excluded); \"text and images\" leaves out documents, audio and video, which vendors bill by pages or duration the gateway does not decode:**\n\n%s\n**by request shape (a call counts in every shape it has):**\n\n%s\n**calls left out of the targets: the vendor ran server-side tools, or the request refers to input it does not carry:**\n\n%s",
 		len(recs), countSources(recs), len(ss), perVendor, perShape, server)
 	worst(t, ss)
+	if name := os.Getenv("ESTIMATION_DUMP"); name != "" {
+		dumpReal(t, name, ss)
+	}
 	for _, v := range realVendors {
 		s := sums[v]
 		require.GreaterOrEqualf(t, s.N, 150, "%s: calls measured", v)
@@ -414,19 +417,16 @@ func TestRealTrafficEstimation(t *testing.T) {
 		t.Logf("%s: target MAPE <= %.0f %% and p10 >= %.1f: %v (MAPE %.1f %%, p10 %.2f)", v, realTargetMAPE, realTargetP10,
 			s.MAPE <= realTargetMAPE && s.P10 >= realTargetP10, s.MAPE, s.P10)
 	}
-	if name := os.Getenv("ESTIMATION_DUMP"); name != "" {
-		dumpReal(t, name, ss)
-	}
 }
 
 // dumpReal writes one line per call (TSV) for offline analysis:
 // ESTIMATION_DUMP=/tmp/real.tsv go test -run TestRealTrafficEstimation.
 func dumpReal(t *testing.T, name string, ss []realSample) {
 	var b strings.Builder
-	b.WriteString("vendor\tendpoint\tmodel\tserver\theld\tshapes\tactual\test\ttext_runes\twide\timages\timage_tokens\toverhead\theld_out\tpath\n")
+	b.WriteString("vendor\tendpoint\tmodel\tserver\theld\tshapes\tactual\test\ttext_runes\ttext_tokens\twide\timages\timage_tokens\toverhead\theld_out\tpath\n")
 	for _, s := range ss {
-		fmt.Fprintf(&b, "%s\t%s\t%s\t%v\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\t%s#%d\n", s.rec.Vendor, s.rec.Endpoint, s.rec.Model, s.rec.ServerTools, s.held,
-			strings.Join(s.shapes, "|"), s.rec.PromptTokens, s.est, s.info.TextRunes, s.info.WideRunes, s.info.Images, s.info.ImageTokens, s.info.OverheadTokens, s.heldOut, s.rec.Path, s.rec.Interaction)
+		fmt.Fprintf(&b, "%s\t%s\t%s\t%v\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\t%s#%d\n", s.rec.Vendor, s.rec.Endpoint, s.rec.Model, s.rec.ServerTools, s.held,
+			strings.Join(s.shapes, "|"), s.rec.PromptTokens, s.est, s.info.TextRunes, s.info.TextTokens, s.info.WideRunes, s.info.Images, s.info.ImageTokens, s.info.OverheadTokens, s.heldOut, s.rec.Path, s.rec.Interaction)
 	}
 	require.NoError(t, os.WriteFile(name, []byte(b.String()), 0o644))
 }

@@ -42,7 +42,7 @@ func TestKeyIDFlag(t *testing.T) {
 func TestValidateConfigFlag(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yml")
-	require.NoError(t, os.WriteFile(bad, []byte("processing: {nope: 1}\nfeatures: {rate_limiting: {estimation: {chars_per_token: -2}}}\n"), 0o600))
+	require.NoError(t, os.WriteFile(bad, []byte("processing: {nope: 1}\nfeatures: {rate_limiting: {estimation: {bytes_per_token: -2}}}\n"), 0o600))
 	var out bytes.Buffer
 	require.NoError(t, run(t.Context(), []string{"-validate-config", "../../configs/base.yml"}, getenv(nil), nil, &out, io.Discard))
 	require.Contains(t, out.String(), "configuration valid")
@@ -50,7 +50,7 @@ func TestValidateConfigFlag(t *testing.T) {
 	err := run(t.Context(), []string{"-validate-config", "../../configs/base.yml," + bad}, getenv(nil), nil, &out, io.Discard)
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "processing.nope: unknown key")
-	require.Contains(t, err.Error(), "chars_per_token: must be a positive number")
+	require.Contains(t, err.Error(), "bytes_per_token: must be a positive number")
 }
 
 func TestBadSettings(t *testing.T) {

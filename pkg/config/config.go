@@ -95,25 +95,16 @@ type Estimation struct {
 	// BytesPerToken divides the body length when the text cannot be read.
 	// Default 4.
 	BytesPerToken float64 `json:"bytes_per_token"`
-	// CharsPerToken divides the billable text's code points. Default 4.
-	CharsPerToken float64 `json:"chars_per_token"`
-	// ProviderCharsPerToken overrides CharsPerToken per provider.
-	ProviderCharsPerToken map[string]float64 `json:"provider_chars_per_token"`
-	// WideCharsPerToken divides the code points of CJK, kana, hangul and
-	// emoji, which tokenizers split far finer than Latin text (about 1.4
-	// characters per token for Chinese and Japanese with OpenAI's o200k).
-	// Default 1.5.
-	WideCharsPerToken float64 `json:"wide_chars_per_token"`
 }
 
 // InputTokens estimates the input tokens of a request the provider read:
-// the billable text at the provider's characters per token (wide scripts
-// at WideCharsPerToken), rounded up, plus the image tokens and the
+// the billable text priced by its pieces for the vendor's tokenizer
+// (providers.RequestInfo.TextTokens), plus the image tokens and the
 // vendor's documented overhead (providers.RequestInfo.OverheadTokens).
+// provider is accepted for estimators that differ per provider; the
+// pricing per tokenizer family is the provider's own.
 func (e Estimation) InputTokens(provider string, info providers.RequestInfo) int64 {
-	narrow := float64(info.TextRunes - info.WideRunes)
-	t := narrow/e.CharsPerTokenFor(provider) + float64(info.WideRunes)/e.WideCharsPerToken
-	return int64(math.Ceil(t)) + info.ImageTokens + info.OverheadTokens
+	return info.TextTokens + info.ImageTokens + info.OverheadTokens
 }
 
 // Processing tunes the ext_proc pipeline.
@@ -144,8 +135,6 @@ type Processing struct {
 const (
 	DefaultMaxSampleBytes           = 1 << 20
 	DefaultBytesPerToken            = 4
-	DefaultCharsPerToken            = 4
-	DefaultWideCharsPerToken        = 1.5
 	DefaultResponseBufferLimitBytes = 1 << 20
 	DefaultMaxRequestBodyBytes      = 32 << 20
 	DefaultMetadataNamespace        = "llm_proxy"
@@ -173,12 +162,6 @@ func (c *Config) applyDefaults() {
 	}
 	if e.BytesPerToken == 0 {
 		e.BytesPerToken = DefaultBytesPerToken
-	}
-	if e.CharsPerToken == 0 {
-		e.CharsPerToken = DefaultCharsPerToken
-	}
-	if e.WideCharsPerToken == 0 {
-		e.WideCharsPerToken = DefaultWideCharsPerToken
 	}
 	c.Features.RateLimiting.Config.ApplyDefaults()
 	c.Features.CircuitBreaker.ApplyDefaults()
@@ -260,25 +243,6 @@ func (c *Config) Validate() error {
 	if !positiveFinite(e.BytesPerToken) {
 		bad(est+".bytes_per_token", "must be a positive number, got %v", e.BytesPerToken)
 	}
-	if !positiveFinite(e.CharsPerToken) {
-		bad(est+".chars_per_token", "must be a positive number, got %v", e.CharsPerToken)
-	}
-	if !positiveFinite(e.WideCharsPerToken) {
-		bad(est+".wide_chars_per_token", "must be a positive number, got %v", e.WideCharsPerToken)
-	}
-	pnames := make([]string, 0, len(e.ProviderCharsPerToken))
-	for name := range e.ProviderCharsPerToken {
-		pnames = append(pnames, name)
-	}
-	sort.Strings(pnames)
-	for _, name := range pnames {
-		if !isKnownProvider(name) {
-			bad(est+".provider_chars_per_token."+name, "unknown provider")
-		}
-		if v := e.ProviderCharsPerToken[name]; !positiveFinite(v) {
-			bad(est+".provider_chars_per_token."+name, "must be a positive number, got %v", v)
-		}
-	}
 	if c.Processing.ResponseBufferLimitBytes < 0 {
 		bad("processing.response_buffer_limit_bytes", "must be positive, got %d", c.Processing.ResponseBufferLimitBytes)
 	}
@@ -303,14 +267,6 @@ func (c *Config) FailoverChains() (*failover.Set, error) {
 		}
 		return failover.ProviderInfo{Known: true, HoldsCredentials: p.GatewayKeys()}
 	})
-}
-
-// CharsPerTokenFor returns the characters-per-token ratio for provider.
-func (e Estimation) CharsPerTokenFor(provider string) float64 {
-	if v, ok := e.ProviderCharsPerToken[provider]; ok && v > 0 {
-		return v
-	}
-	return e.CharsPerToken
 }
 
 func isKnownProvider(name string) bool {

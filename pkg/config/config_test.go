@@ -34,15 +34,13 @@ func TestParse(t *testing.T) {
 		{
 			name: "later file wins key by key and maps merge",
 			docs: []string{
-				"features: {rate_limiting: {estimation: {chars_per_token: 3, provider_chars_per_token: {openai: 5}}}}",
-				"features: {rate_limiting: {estimation: {provider_chars_per_token: {anthropic: 2}}}}\nproviders: {gemini: {enabled: false}}",
+				"features: {rate_limiting: {estimation: {bytes_per_token: 3, max_sample_bytes: 10}}}\nproviders: {openai: {enabled: true}}",
+				"features: {rate_limiting: {estimation: {bytes_per_token: 5}}}\nproviders: {gemini: {enabled: false}}",
 			},
 			check: func(t *testing.T, c Config) {
 				e := c.Features.RateLimiting.Estimation
-				require.InDelta(t, 3, e.CharsPerToken, 0)
-				require.InDelta(t, 5, e.CharsPerTokenFor("openai"), 0)
-				require.InDelta(t, 2, e.CharsPerTokenFor("anthropic"), 0)
-				require.InDelta(t, 3, e.CharsPerTokenFor("gemini"), 0)
+				require.InDelta(t, 5, e.BytesPerToken, 0)
+				require.EqualValues(t, 10, e.MaxSampleBytes)
 				require.False(t, c.Providers["gemini"].IsEnabled())
 				require.True(t, c.Providers["openai"].IsEnabled())
 			},
@@ -61,22 +59,24 @@ func TestParse(t *testing.T) {
 providers: {bedrock: {enabled: true}}
 features:
   rate_limiting:
-    estimation: {chars_per_token: -1, max_sample_bytes: -5, typo_key: 1}
+    estimation: {chars_per_token: 4, max_sample_bytes: -5, typo_key: 1}
 processing: {unknown: true}
 `},
 			wantErr: []string{
 				"providers.bedrock: unknown provider",
 				"features.rate_limiting.estimation.typo_key: unknown key",
+				// Text is priced by its pieces since 2026-12-03 (README,
+				// estimation): the characters-per-token keys are gone.
+				"features.rate_limiting.estimation.chars_per_token: unknown key",
 				"processing.unknown: unknown key",
 			},
 		},
 		{
 			name: "values are validated after defaults",
-			docs: []string{"features: {rate_limiting: {estimation: {chars_per_token: -1, max_sample_bytes: -5, provider_chars_per_token: {openai: -2}}}}"},
+			docs: []string{"features: {rate_limiting: {estimation: {bytes_per_token: -1, max_sample_bytes: -5}}}"},
 			wantErr: []string{
-				"chars_per_token: must be a positive number",
+				"bytes_per_token: must be a positive number",
 				"max_sample_bytes: must be -1",
-				"provider_chars_per_token.openai: must be a positive number",
 			},
 		},
 		{

@@ -48,6 +48,8 @@ func (fakeProvider) ParseRequest(r providers.Request) providers.RequestInfo {
 	}
 	info.Model, info.Stream, info.User = b.Model, b.Stream, b.User
 	info.TextRunes = int64(utf8.RuneCountInString(b.Text))
+	// The fake's tokenizer: four code points a token, rounded up.
+	info.TextTokens = (info.TextRunes + 3) / 4
 	return info
 }
 

@@ -213,6 +213,7 @@ func (Anthropic) ParseRequest(r Request) RequestInfo {
 		return info
 	}
 	w := anthropicReader{s: newScan(r.Body), info: &info}
+	w.s.tok = &claudeTokenizer
 	var f anthropicFields
 	w.s.document(func(i int) int { return w.top(i, &f) })
 	if f.stream && streamable {
@@ -222,6 +223,7 @@ func (Anthropic) ParseRequest(r Request) RequestInfo {
 	info.MaxOutputTokens = max(info.MaxOutputTokens, 0)
 	info.Malformed = w.s.bad || !w.s.valid
 	info.WideRunes = w.s.wide
+	info.finishText()
 	return info
 }
 
@@ -370,7 +372,7 @@ func (w anthropicReader) top(i int, f *anthropicFields) int {
 // schema counts a structured-output format (its JSON as sent).
 func (w anthropicReader) schema(i int) int {
 	n, end := w.s.rawRunes(i)
-	w.info.TextRunes += n
+	w.info.text.add(n)
 	return end
 }
 
@@ -383,7 +385,7 @@ func (w anthropicReader) tool(i int, f *anthropicFields) int {
 	s := w.s
 	var (
 		typ      []byte
-		runes    int64
+		runes    textCount
 		deferred bool
 	)
 	end := s.object(i, func(k []byte, v int) int {
@@ -395,9 +397,9 @@ func (w anthropicReader) tool(i int, f *anthropicFields) int {
 		case "name", "description":
 			end = s.text(v, &runes)
 		case "input_schema":
-			var n int64
+			var n textCount
 			n, end = s.rawRunes(v)
-			runes += n
+			runes.add(n)
 		case "defer_loading":
 			deferred, end = s.boolean(v)
 		default:
@@ -410,7 +412,7 @@ func (w anthropicReader) tool(i int, f *anthropicFields) int {
 	}
 	if len(typ) == 0 || string(typ) == "custom" {
 		f.tools++
-		w.info.TextRunes += runes
+		w.info.text.add(runes)
 		return end
 	}
 	tokens, computer := anthropicBuiltinTool(string(typ))
@@ -418,7 +420,7 @@ func (w anthropicReader) tool(i int, f *anthropicFields) int {
 	f.computer = f.computer || computer
 	if tokens == 0 {
 		// No documented cost: the definition is what the client sent.
-		w.info.TextRunes += runes
+		w.info.text.add(runes)
 	}
 	return end
 }
@@ -432,7 +434,7 @@ func (w anthropicReader) content(i int) int {
 	case '{':
 		return w.block(i)
 	}
-	return w.s.text(i, &w.info.TextRunes)
+	return w.s.text(i, &w.info.text)
 }
 
 // block reads one content block. Text and thinking blocks count their text;
@@ -444,7 +446,7 @@ func (w anthropicReader) block(i int) int {
 	s := w.s
 	var (
 		typ    []byte
-		text   int64
+		text   textCount
 		w0, h0 int
 		sized  bool
 	)
@@ -457,11 +459,11 @@ func (w anthropicReader) block(i int) int {
 		case "text", "thinking":
 			end = s.text(v, &text)
 		case "name", "title", "context", "stdout", "stderr", "url":
-			end = s.text(v, &w.info.TextRunes)
+			end = s.text(v, &w.info.text)
 		case "input":
-			var n int64
+			var n textCount
 			n, end = s.rawRunes(v)
-			w.info.TextRunes += n
+			w.info.text.add(n)
 		case "content":
 			end = w.content(v)
 		case "source":
@@ -473,7 +475,7 @@ func (w anthropicReader) block(i int) int {
 	})
 	switch string(typ) {
 	case "text", "thinking":
-		w.info.TextRunes += text
+		w.info.text.add(text)
 	case "tool_use", "tool_result", "server_tool_use":
 		w.info.OverheadTokens += anthropicToolBlockTokens
 	case "image":
@@ -511,9 +513,7 @@ func (w anthropicReader) source(i int, width, height *int, sized *bool) int {
 	})
 	switch {
 	case string(typ) == "text" && dataAt >= 0:
-		var n int64
-		w.s.text(dataAt, &n)
-		w.info.TextRunes += n
+		w.s.text(dataAt, &w.info.text)
 	case string(typ) == "base64" && !containsByte(data, '\\'):
 		*width, *height, *sized = imageSize(data)
 	}

@@ -109,6 +109,7 @@ func (Gemini) ParseRequest(r Request) RequestInfo {
 	}
 	var turn geminiTurn
 	w := geminiReader{s: newScan(r.Body), info: &info, turn: &turn}
+	w.s.tok = &geminiTokenizer
 	// Gemini's tokenizer (shared with Gemma, whose report documents it)
 	// splits every digit into a token of its own: digits weigh as wide
 	// text.
@@ -122,6 +123,7 @@ func (Gemini) ParseRequest(r Request) RequestInfo {
 	info.MaxOutputTokens = max(info.MaxOutputTokens, 0)
 	info.Malformed = w.s.bad || !w.s.valid
 	info.WideRunes = w.s.wide
+	info.finishText()
 	return info
 }
 
@@ -296,7 +298,7 @@ func (w geminiReader) tool(i int) int {
 				return s.object(v, func(k []byte, v int) int {
 					switch string(keyBytes(k)) {
 					case "name", "description":
-						return s.text(v, &w.info.TextRunes)
+						return s.text(v, &w.info.text)
 					case "parameters", "parametersJsonSchema", "parameters_json_schema", "response", "responseJsonSchema":
 						return w.schema(v)
 					}
@@ -317,11 +319,11 @@ func (w geminiReader) schema(i int) int {
 	if isGeminiCompactTools(w.info.Model) {
 		var layout RequestInfo
 		e := schemaLayout(s, &layout, i)
-		w.info.TextRunes += layout.TextRunes
+		w.info.text.add(layout.text)
 		return e
 	}
 	n, e := s.rawRunes(i)
-	w.info.TextRunes += n
+	w.info.text.add(n)
 	return e
 }
 
@@ -386,7 +388,7 @@ func (w geminiReader) part(i int) int {
 			if w.turn != nil {
 				w.turn.partText = true
 			}
-			return s.text(v, &w.info.TextRunes)
+			return s.text(v, &w.info.text)
 		case "thoughtSignature", "thought_signature":
 			raw, end := s.optStr(v)
 			if w.turn != nil {
@@ -421,14 +423,14 @@ func (w geminiReader) part(i int) int {
 			return s.object(v, func(k []byte, v int) int {
 				switch string(keyBytes(k)) {
 				case "name":
-					return s.text(v, &w.info.TextRunes)
+					return s.text(v, &w.info.text)
 				case "parts":
 					return s.array(v, w.part)
 				case "id":
 					return s.skip(v)
 				}
 				n, end := s.rawRunes(v)
-				w.info.TextRunes += n
+				w.info.text.add(n)
 				return end
 			})
 		}

@@ -150,6 +150,7 @@ func TestSchemaLayout(t *testing.T) {
 	s := newScan(body)
 	var info RequestInfo
 	end := schemaLayout(s, &info, 0)
+	info.finishText()
 	require.False(t, s.bad)
 	require.Equal(t, len(body), end)
 	// "object" and "array" are structure (braces, a "[]" suffix), not text.

@@ -270,6 +270,7 @@ func readOpenAIRequest(r Request, ep Endpoint, streamable bool) RequestInfo {
 	}
 	info.Malformed = w.s.bad || !w.s.valid
 	info.WideRunes = w.s.wide
+	info.finishText()
 	return info
 }
 
@@ -313,7 +314,7 @@ func (w openAIReader) top(i int, f *openAIFields) int {
 			if s.at(v) == '"' {
 				w.info.OverheadTokens += openAIMessageTokens
 			}
-			end = s.text(v, &w.info.TextRunes)
+			end = s.text(v, &w.info.text)
 		case "prompt":
 			end = w.prompt(v)
 		case "tools", "functions":
@@ -370,7 +371,7 @@ func (w openAIReader) format(i int) int {
 		case "json_schema": // Chat Completions nests the schema
 			return w.format(v)
 		case "name", "description":
-			return s.text(v, &w.info.TextRunes)
+			return s.text(v, &w.info.text)
 		case "schema":
 			return schemaLayout(s, w.info, v)
 		}
@@ -396,7 +397,7 @@ func (w openAIReader) tool(i int, f *openAIFields) int {
 	}
 	var (
 		typ              []byte
-		other            int64
+		other            textCount
 		nested, deferred bool
 		// def holds the definition's counts until defer_loading is known.
 		def RequestInfo
@@ -414,7 +415,7 @@ func (w openAIReader) tool(i int, f *openAIFields) int {
 			nested = true
 			return w.tool(v, f)
 		case "name", "description":
-			return s.text(v, &def.TextRunes)
+			return s.text(v, &def.text)
 		case "parameters":
 			return schemaLayout(s, &def, v)
 		case "strict":
@@ -425,7 +426,7 @@ func (w openAIReader) tool(i int, f *openAIFields) int {
 			return e
 		}
 		n, e := s.rawRunes(v)
-		other += n
+		other.add(n)
 		return e
 	})
 	if deferred {
@@ -433,7 +434,7 @@ func (w openAIReader) tool(i int, f *openAIFields) int {
 		// search guide); the loaded definition arrives as an input item.
 		return end
 	}
-	w.info.TextRunes += def.TextRunes
+	w.info.text.add(def.text)
 	w.info.OverheadTokens += def.OverheadTokens
 	switch {
 	case nested:
@@ -441,7 +442,7 @@ func (w openAIReader) tool(i int, f *openAIFields) int {
 		f.functions++
 		w.info.OverheadTokens += layoutFuncInit
 	default:
-		w.info.TextRunes += other
+		w.info.text.add(other)
 		w.info.OverheadTokens += openAIHostedToolTokens(typ)
 	}
 	return end
@@ -473,7 +474,7 @@ func (w openAIReader) message(i int) int {
 			return w.content(v)
 		case "name":
 			w.info.OverheadTokens += openAINameTokens
-			return s.text(v, &w.info.TextRunes)
+			return s.text(v, &w.info.text)
 		case "tool_calls":
 			if s.at(v) != '[' {
 				return s.skip(v)
@@ -514,10 +515,10 @@ func (w openAIReader) toolCall(i int) int {
 		switch string(keyBytes(k)) {
 		case "name", "arguments":
 			if c := s.at(v); c == '"' || c == 'n' {
-				return s.text(v, &w.info.TextRunes)
+				return s.text(v, &w.info.text)
 			}
 			n, end := s.rawRunes(v)
-			w.info.TextRunes += n
+			w.info.text.add(n)
 			return end
 		}
 		return s.skip(v)
@@ -530,7 +531,7 @@ func (w openAIReader) content(i int) int {
 	case '[':
 		return w.s.array(i, w.part)
 	default:
-		return w.s.text(i, &w.info.TextRunes)
+		return w.s.text(i, &w.info.text)
 	}
 }
 
@@ -538,13 +539,13 @@ func (w openAIReader) content(i int) int {
 // Embeddings "input" (a string, or a list of strings or token arrays).
 func (w openAIReader) input(i int) int {
 	if w.s.at(i) != '[' {
-		return w.s.text(i, &w.info.TextRunes)
+		return w.s.text(i, &w.info.text)
 	}
 	return w.s.array(i, func(v int) int {
 		switch w.s.at(v) {
 		case '"':
 			n, end := w.s.runes(v)
-			w.info.TextRunes += n
+			w.info.text.add(n)
 			return end
 		case '{':
 			return w.part(v)
@@ -559,11 +560,11 @@ func (w openAIReader) input(i int) int {
 func (w openAIReader) prompt(i int) int {
 	switch w.s.at(i) {
 	case '"':
-		return w.s.text(i, &w.info.TextRunes)
+		return w.s.text(i, &w.info.text)
 	case '[':
 		return w.s.array(i, func(v int) int {
 			if w.s.at(v) == '"' {
-				return w.s.text(v, &w.info.TextRunes)
+				return w.s.text(v, &w.info.text)
 			}
 			return w.s.skip(v)
 		})
@@ -578,7 +579,7 @@ func (w openAIReader) part(i int) int {
 	s := w.s
 	var (
 		typ           []byte
-		text, refusal int64
+		text, refusal textCount
 		detail, url   []byte
 		hasText       bool
 		role          []byte
@@ -606,7 +607,7 @@ func (w openAIReader) part(i int) int {
 			raw, end = s.optStr(v)
 			encrypted = len(raw)
 		case "name":
-			end = s.text(v, &w.info.TextRunes)
+			end = s.text(v, &w.info.text)
 		case "image_url":
 			switch s.at(v) {
 			case '{':
@@ -637,11 +638,11 @@ func (w openAIReader) part(i int) int {
 			end = s.array(v, func(v int) int { return w.tool(v, w.fields) })
 		case "arguments", "input":
 			if c := s.at(v); c == '"' || c == 'n' {
-				end = s.text(v, &w.info.TextRunes)
+				end = s.text(v, &w.info.text)
 			} else {
-				var n int64
+				var n textCount
 				n, end = s.rawRunes(v)
-				w.info.TextRunes += n
+				w.info.text.add(n)
 			}
 		default:
 			end = s.skip(v)
@@ -664,10 +665,10 @@ func (w openAIReader) part(i int) int {
 		w.info.OverheadTokens += openAIMessageTokens
 	case "text", "input_text", "output_text":
 		if hasText {
-			w.info.TextRunes += text
+			w.info.text.add(text)
 		}
 	case "refusal":
-		w.info.TextRunes += refusal
+		w.info.text.add(refusal)
 	case "image_url", "input_image":
 		w.info.Images++
 		var iw, ih int

@@ -95,9 +95,15 @@ type RequestInfo struct {
 	// and enum values its rendering shows; Anthropic and Gemini: their JSON
 	// as sent).
 	TextRunes int64
+	// TextTokens estimates the tokens of that text from its pre-tokenizer
+	// pieces (words, number groups, punctuation runs, line breaks; see
+	// pieces.go), priced for the vendor's tokenizer family, rounded up.
+	TextTokens int64
 	// WideRunes counts, among TextRunes, the code points of scripts that
 	// tokenizers split into about one token per one or two characters
-	// (CJK ideographs, kana, hangul, emoji): estimates weigh them apart.
+	// (CJK ideographs, kana, hangul, emoji; Gemini: and digits), in the
+	// priced prefix of each text (see pricedPrefix): TextTokens prices
+	// them; this count is informational.
 	WideRunes int64
 	// ImageTokens is the input-token cost of images, by the vendor's
 	// documented rule or a stated constant per image.
@@ -121,6 +127,17 @@ type RequestInfo struct {
 	// Malformed is set when a body was given but is not a JSON object of the
 	// expected shape; the other fields then hold what could be read.
 	Malformed bool
+
+	// text accumulates TextRunes and TextTokens while a body is read;
+	// finishText moves it to them.
+	text textCount
+}
+
+// finishText sets TextRunes and TextTokens from the text counted.
+func (r *RequestInfo) finishText() {
+	r.TextRunes += r.text.runes
+	r.TextTokens += r.text.tokens()
+	r.text = textCount{}
 }
 
 // Usage is the token accounting a vendor reported for one response.

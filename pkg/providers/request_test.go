@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -283,7 +284,9 @@ var requestCases = []requestCase{
 func TestParseRequest(t *testing.T) {
 	for _, tc := range requestCases {
 		t.Run(tc.name, func(t *testing.T) {
-			require.Equal(t, tc.want, tc.provider.ParseRequest(tc.req))
+			got := tc.provider.ParseRequest(tc.req)
+			got.TextTokens = 0 // priced separately, see TestTextTokens
+			require.Equal(t, tc.want, got)
 		})
 	}
 }
@@ -312,6 +315,14 @@ func TestParseRequestEscapes(t *testing.T) {
 			require.Equal(t, tt.want, info.TextRunes)
 			ref := refParseRequest(OpenAI{}, Request{Path: "/v1/chat/completions", Body: []byte(body)})
 			info.WideRunes = 0 // weighted separately, see TestWideRunes
+			var decoded string
+			require.NoError(t, json.Unmarshal([]byte(`"`+tt.content+`"`), &decoded))
+			if want := refTextTokens(&o200kTokenizer, decoded); int64(len(tt.content)) <= pricedPrefix {
+				require.Equal(t, want, info.TextTokens, "the pieces of the decoded text")
+			} else {
+				require.InDelta(t, want, info.TextTokens, float64(want)/20, "past pricedPrefix: priced at the prefix's rate")
+			}
+			info.TextTokens = 0
 			require.Equal(t, ref, info)
 		})
 	}
@@ -370,6 +381,7 @@ func TestParseRequestBadInput(t *testing.T) {
 				got := e.p.ParseRequest(Request{Path: e.path, Body: []byte(tt.body)})
 				require.True(t, got.Malformed, "%s %s", e.p.Name(), e.path)
 				require.Equal(t, e.ep, got.Endpoint)
+				got.TextTokens = 0 // priced separately, see TestTextTokens
 				if e.ep == EndpointChatCompletions {
 					want := tt.want
 					want.Endpoint, want.Malformed = e.ep, true
@@ -492,23 +504,17 @@ func TestGeminiDigitsWide(t *testing.T) {
 	require.Zero(t, info.WideRunes, "OpenAI: digits are narrow text")
 }
 
-// TestASCIIDigits checks the word-at-a-time digit count against a byte
-// loop on every byte value at every position of a word.
-func TestASCIIDigits(t *testing.T) {
-	want := func(b []byte) int64 {
-		var n int64
-		for _, c := range b {
-			if c >= '0' && c <= '9' {
-				n++
-			}
-		}
-		return n
-	}
+// TestPiecesEveryByte checks the word-at-a-time piece count against the
+// byte loop on every byte value at every position of a word.
+func TestPiecesEveryByte(t *testing.T) {
 	for c := 0; c < 256; c++ {
 		for pos := 0; pos < 11; pos++ {
 			b := []byte("a9/:0Zé\x7f\xff12")
 			b[pos] = byte(c)
-			require.Equal(t, want(b), asciiDigits(b), "byte %#x at %d", c, pos)
+			var got pieces
+			var cr carry
+			got.text(b, &cr)
+			require.Equal(t, refPieces(b), got, "byte %#x at %d", c, pos)
 		}
 	}
 }

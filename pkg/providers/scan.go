@@ -35,52 +35,35 @@ type jscan struct {
 	bad   bool
 	depth int
 	// wide counts the code points of the counted text that are CJK, kana,
-	// hangul or four-byte (see wideLeads), and ASCII digits when
-	// digitsWide is set.
+	// hangul or four-byte (see pieces), and ASCII digits when digitsWide
+	// is set.
 	wide int64
 	// digitsWide counts ASCII digits among wide: for tokenizers that split
 	// every digit into a token of its own (Gemini's; see Gemini).
 	digitsWide bool
+	// tok prices the counted text's pieces (see pieces.go): the vendor's
+	// tokenizer family.
+	tok *tokenizer
 }
 
-// asciiDigits counts the bytes '0'-'9' in b, eight bytes at a time: with
-// the top bit of each byte cleared, adding 0x80-0x30 (0x80-0x3A) sets it
-// exactly in the bytes >= '0' (> '9'), and no sum carries into the next
-// byte; bytes that had the top bit set (UTF-8 sequences) are no digits.
-func asciiDigits(b []byte) int64 {
-	var n int
-	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		w := binary.LittleEndian.Uint64(b[i:])
-		low := w &^ msb
-		atLeast0 := (low + (0x80-'0')*lsb) & msb
-		above9 := (low + (0x80-'9'-1)*lsb) & msb
-		n += bits.OnesCount64(atLeast0 &^ above9 &^ (w & msb))
-	}
-	for ; i < len(b); i++ {
-		if b[i]-'0' < 10 {
-			n++
-		}
-	}
-	return int64(n)
+// textCount is counted text: its code points and its estimated tokens,
+// in thousandths of a token.
+type textCount struct {
+	runes, milli int64
 }
 
-// wideLeads counts the code points in b that tokenizers split into about
-// one token each: three-byte UTF-8 sequences led by 0xE3-0xED (CJK
-// ideographs, kana, hangul and their punctuation) and four-byte sequences
-// (emoji, rare ideographs).
-func wideLeads(b []byte) int64 {
-	var n int64
-	for _, c := range b {
-		if c >= 0xE3 && c <= 0xED || c >= 0xF0 && c <= 0xF4 {
-			n++
-		}
-	}
-	return n
+func (t *textCount) add(u textCount) {
+	t.runes += u.runes
+	t.milli += u.milli
+}
+
+// tokens returns the estimated tokens, rounded up.
+func (t textCount) tokens() int64 {
+	return (t.milli + 999) / 1000
 }
 
 func newScan(b []byte) *jscan {
-	return &jscan{b: b, valid: utf8.Valid(b)}
+	return &jscan{b: b, valid: utf8.Valid(b), tok: &o200kTokenizer}
 }
 
 // fail records a syntax error and returns the end of input.
@@ -371,113 +354,150 @@ func (s *jscan) optStr(i int) (raw []byte, end int) {
 	return s.str(i)
 }
 
-// runes returns the number of code points of the string at i once unescaped,
-// and the offset after it, without building the string.
-func (s *jscan) runes(i int) (n int64, end int) {
+// runes returns the code points of the string at i once unescaped and
+// the tokens of its pieces, and the offset after it, without building the
+// string.
+func (s *jscan) runes(i int) (t textCount, end int) {
 	if s.at(i) != '"' {
 		s.bad = true
-		return 0, s.skip(i)
+		return t, s.skip(i)
 	}
+	var (
+		p pieces
+		c carry
+		n int64
+	)
 	j := i + 1
 	for {
-		var k, cont int
+		k := j
 		if s.valid {
-			k, cont = span(s.b, j)
-			n += int64(k - j - cont)
-			if cont > 0 {
-				s.wide += wideLeads(s.b[j:k])
-			}
-			if s.digitsWide {
-				s.wide += asciiDigits(s.b[j:k])
-			}
+			cont := p.cont
+			k = p.count(s.b, j, true, &c)
+			n += int64(k-j) - (p.cont - cont)
 		} else {
-			k = j
 			for k < len(s.b) {
 				c := s.b[k]
 				if c == '"' || c == '\\' || c < 0x20 {
 					break
 				}
-				if s.digitsWide && c-'0' < 10 {
-					s.wide++
-				}
 				_, size := utf8.DecodeRune(s.b[k:])
 				k += size
 				n++
 			}
+			p.text(s.b[j:k], &c)
 		}
 		if k >= len(s.b) {
-			return n, s.fail()
+			return s.counted(n, &p), s.fail()
 		}
 		switch s.b[k] {
 		case '"':
-			return n, k + 1
+			return s.counted(n, &p), k + 1
 		case '\\':
 			size, r := s.escape(k)
 			if size == 0 {
-				return n, s.fail()
+				return s.counted(n, &p), s.fail()
 			}
 			n += int64(r)
-			if size == 12 {
-				s.wide++ // a surrogate pair: a four-byte code point
-			} else if size == 6 {
-				if c := hex4(s.b, k+2); c >= 0x3000 && c <= 0xD7FF {
-					s.wide++
-				}
-			}
+			p.char(escapeByte(s.b, k, size), &c)
 			j = k + size
 		default:
-			return n, s.fail()
+			return s.counted(n, &p), s.fail()
 		}
 	}
 }
 
-// rawRunes skips the value at i and returns the code points of its JSON text
-// as sent; null counts nothing.
-func (s *jscan) rawRunes(i int) (n int64, end int) {
+// counted prices text of n code points and pieces p, and adds its wide
+// code points (and its digits, when they weigh as wide) to s.wide.
+func (s *jscan) counted(n int64, p *pieces) textCount {
+	s.wide += p.wide
+	if s.digitsWide {
+		s.wide += p.digits
+	}
+	return textCount{runes: n, milli: s.tok.milli(p)}
+}
+
+// escapeByte returns the byte that stands for the valid escape of size
+// bytes at i when counting pieces: the character itself when it is ASCII
+// (a line break for \n and \r, a control byte for \t, \b and \f), else
+// the UTF-8 lead byte of the code point's length and range, so that
+// wideLeads' ranges hold (0xC3; 0xE2 below U+3000, 0xE3 up to U+D7FF,
+// 0xEF for a lone surrogate, which decodes to U+FFFD, 0xEE above; 0xF0 for
+// a surrogate pair).
+func escapeByte(b []byte, i, size int) byte {
+	switch c := b[i+1]; c {
+	case 'n':
+		return '\n'
+	case 'r':
+		return '\r'
+	case 't':
+		return '\t'
+	case 'b', 'f':
+		return 0x08
+	case 'u':
+	default:
+		return c
+	}
+	if size == 12 {
+		return 0xF0
+	}
+	switch r := hex4(b, i+2); {
+	case r < 0x80:
+		return byte(r)
+	case r < 0x800:
+		return 0xC3
+	case r < 0x3000:
+		return 0xE2
+	case r < 0xD800:
+		return 0xE3
+	case r < 0xE000:
+		return 0xEF
+	default:
+		return 0xEE
+	}
+}
+
+// rawRunes skips the value at i and returns the code points and pieces of
+// its JSON text as sent; null counts nothing.
+func (s *jscan) rawRunes(i int) (t textCount, end int) {
 	if s.at(i) == 'n' {
-		return 0, s.literal(i, "null")
+		return t, s.literal(i, "null")
 	}
 	end = s.skip(i)
 	if s.bad && end == len(s.b) {
-		return 0, end
+		return t, end
 	}
 	seg := s.b[i:end]
-	if s.digitsWide {
-		s.wide += asciiDigits(seg)
-	}
+	var (
+		p pieces
+		c carry
+	)
+	p.text(seg, &c)
+	n := int64(len(seg)) - p.cont
 	if !s.valid {
-		return int64(utf8.RuneCount(seg)), end
+		n = int64(utf8.RuneCount(seg))
 	}
-	_, cont := spanAll(seg)
-	if cont > 0 {
-		s.wide += wideLeads(seg)
-	}
-	return int64(len(seg) - cont), end
+	return s.counted(n, &p), end
 }
 
-// spanAll counts the UTF-8 continuation bytes of b.
-func spanAll(b []byte) (n, cont int) {
-	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		w := binary.LittleEndian.Uint64(b[i:])
-		cont += bits.OnesCount64(w &^ (w << 1) & msb)
-	}
-	for ; i < len(b); i++ {
-		if b[i]&0xC0 == 0x80 {
-			cont++
-		}
-	}
-	return len(b), cont
+// keyText counts a raw object key (escapes kept) as text: its code points
+// (an escape counts one) and pieces.
+func (s *jscan) keyText(raw []byte) textCount {
+	var (
+		p pieces
+		c carry
+	)
+	p.text(raw, &c)
+	return textCount{runes: rawKeyRunes(raw), milli: s.tok.milli(&p)}
 }
 
-// text adds the code points of the string at i to *n. null is accepted and
-// counts nothing; any other kind is a shape error.
-func (s *jscan) text(i int, n *int64) int {
+// text adds the string at i to *n. null is accepted and counts nothing;
+// any other kind is a shape error.
+func (s *jscan) text(i int, n *textCount) int {
 	if s.at(i) == 'n' {
 		return s.literal(i, "null")
 	}
 	r, end := s.runes(i)
-	*n += r
+	n.add(r)
 	return end
 }
 

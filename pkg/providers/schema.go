@@ -41,7 +41,7 @@ func schemaLayout(s *jscan, info *RequestInfo, i int) int {
 			return s.skip(v)
 		case "description", "format", "const":
 			if s.at(v) == '"' {
-				return s.text(v, &info.TextRunes)
+				return s.text(v, &info.text)
 			}
 			return s.skip(v)
 		case "properties", "$defs", "definitions", "patternProperties":
@@ -56,7 +56,7 @@ func schemaLayout(s *jscan, info *RequestInfo, i int) int {
 					first = false
 				}
 				info.OverheadTokens += layoutPropKey
-				info.TextRunes += rawKeyRunes(name)
+				info.text.add(s.keyText(name))
 				return schemaLayout(s, info, pv)
 			})
 		case "items", "additionalProperties", "not", "if", "then", "else":
@@ -74,14 +74,14 @@ func schemaLayout(s *jscan, info *RequestInfo, i int) int {
 			return s.array(v, func(e int) int {
 				info.OverheadTokens += layoutEnumItem
 				if s.at(e) == '"' {
-					return s.text(e, &info.TextRunes)
+					return s.text(e, &info.text)
 				}
 				n, end := s.rawRunes(e)
-				info.TextRunes += n
+				info.text.add(n)
 				return end
 			})
 		case "$ref":
-			return s.text(v, &info.TextRunes)
+			return s.text(v, &info.text)
 		}
 		return s.skip(v)
 	})
@@ -97,7 +97,7 @@ func schemaType(s *jscan, info *RequestInfo, i int) int {
 	case "object", "array", "OBJECT", "ARRAY": // Gemini's Schema types are upper case
 		return end
 	}
-	info.TextRunes += rawKeyRunes(raw)
+	info.text.add(s.keyText(raw))
 	return end
 }
 
