@@ -156,6 +156,7 @@ func start(ctx context.Context, s Settings, logOut io.Writer) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load configuration %s:\n%w", s.ConfigFiles, err)
 	}
+	warnDeprecated(log, cfg)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &app{settings: s, log: log, errs: make(chan error, 2), hup: make(chan os.Signal, 1),
@@ -238,6 +239,14 @@ func (a *app) wait(ctx context.Context) error {
 	return err
 }
 
+// warnDeprecated logs, once per load, the keys cfg sets that are accepted
+// but no longer have an effect (config.Config.Deprecated).
+func warnDeprecated(log *slog.Logger, cfg config.Config) {
+	if keys := cfg.Deprecated(); len(keys) > 0 {
+		log.Warn("rules set keys that no longer have an effect; remove them (README: estimation)", "keys", keys)
+	}
+}
+
 // reloadRules re-reads the rule files and puts their live-reloadable rules
 // in force (see config.Reloadable); an invalid file keeps the running
 // rules. Either outcome is logged once and counted in
@@ -256,6 +265,7 @@ func (a *app) reloadRules() {
 		return
 	}
 	a.reloads.WithLabelValues("ok").Inc()
+	warnDeprecated(a.log, cfg)
 	if len(res.RestartRequired) > 0 {
 		a.log.Warn("rules reloaded; some changed settings need a restart and keep their running value",
 			"version", res.Version, "restart_required", res.RestartRequired)

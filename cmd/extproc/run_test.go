@@ -171,3 +171,21 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.w.Write(p)
 }
+
+// A rule file written for the characters-per-token estimate still starts
+// the server, which names the keys that no longer have an effect.
+func TestDeprecatedKeysLoadWithAWarning(t *testing.T) {
+	var logs bytes.Buffer
+	extra := filepath.Join(t.TempDir(), "old.yml")
+	require.NoError(t, os.WriteFile(extra, []byte("features: {rate_limiting: {estimation: {chars_per_token: 3.5}}}\n"), 0o600))
+	s := Settings{GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", ConfigFiles: "../../configs/base.yml," + extra,
+		LogLevel: "info", LogFormat: "json", ShutdownTimeout: 2 * time.Second}
+	ctx, cancel := context.WithCancel(t.Context())
+	a, err := start(ctx, s, &syncWriter{w: &logs})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- a.wait(ctx) }()
+	cancel()
+	require.NoError(t, <-done)
+	require.Contains(t, logs.String(), `"msg":"rules set keys that no longer have an effect; remove them (README: estimation)","keys":["features.rate_limiting.estimation.chars_per_token"]`)
+}

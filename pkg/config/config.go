@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -95,6 +97,34 @@ type Estimation struct {
 	// BytesPerToken divides the body length when the text cannot be read.
 	// Default 4.
 	BytesPerToken float64 `json:"bytes_per_token"`
+
+	// CharsPerToken, ProviderCharsPerToken and WideCharsPerToken are
+	// accepted and validated (positive numbers, known providers) so that a
+	// rule file written for the characters-per-token estimate still loads,
+	// but no longer used: text is priced by its tokenizer pieces (see
+	// InputTokens). [Config.Deprecated] names them when set.
+	CharsPerToken         float64            `json:"chars_per_token"`
+	ProviderCharsPerToken map[string]float64 `json:"provider_chars_per_token"`
+	WideCharsPerToken     float64            `json:"wide_chars_per_token"`
+}
+
+// Deprecated lists the keys set in c that are accepted but no longer have
+// an effect, each with its place in the YAML; the server logs them once at
+// start and on each reload.
+func (c *Config) Deprecated() []string {
+	e := c.Features.RateLimiting.Estimation
+	const est = "features.rate_limiting.estimation."
+	var out []string
+	if e.CharsPerToken != 0 {
+		out = append(out, est+"chars_per_token")
+	}
+	if len(e.ProviderCharsPerToken) > 0 {
+		out = append(out, est+"provider_chars_per_token")
+	}
+	if e.WideCharsPerToken != 0 {
+		out = append(out, est+"wide_chars_per_token")
+	}
+	return out
 }
 
 // InputTokens estimates the input tokens of a request the provider read:
@@ -242,6 +272,20 @@ func (c *Config) Validate() error {
 	}
 	if !positiveFinite(e.BytesPerToken) {
 		bad(est+".bytes_per_token", "must be a positive number, got %v", e.BytesPerToken)
+	}
+	if e.CharsPerToken != 0 && !positiveFinite(e.CharsPerToken) {
+		bad(est+".chars_per_token", "must be a positive number, got %v", e.CharsPerToken)
+	}
+	if e.WideCharsPerToken != 0 && !positiveFinite(e.WideCharsPerToken) {
+		bad(est+".wide_chars_per_token", "must be a positive number, got %v", e.WideCharsPerToken)
+	}
+	for _, name := range slices.Sorted(maps.Keys(e.ProviderCharsPerToken)) {
+		if !isKnownProvider(name) {
+			bad(est+".provider_chars_per_token."+name, "unknown provider")
+		}
+		if v := e.ProviderCharsPerToken[name]; !positiveFinite(v) {
+			bad(est+".provider_chars_per_token."+name, "must be a positive number, got %v", v)
+		}
 	}
 	if c.Processing.ResponseBufferLimitBytes < 0 {
 		bad("processing.response_buffer_limit_bytes", "must be positive, got %d", c.Processing.ResponseBufferLimitBytes)

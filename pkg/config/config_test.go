@@ -65,11 +65,25 @@ processing: {unknown: true}
 			wantErr: []string{
 				"providers.bedrock: unknown provider",
 				"features.rate_limiting.estimation.typo_key: unknown key",
-				// Text is priced by its pieces since 2026-12-03 (README,
-				// estimation): the characters-per-token keys are gone.
-				"features.rate_limiting.estimation.chars_per_token: unknown key",
 				"processing.unknown: unknown key",
 			},
+		},
+		{
+			// Text is priced by its pieces since 2026-12-03 (README,
+			// estimation): the characters-per-token keys still load, are
+			// validated, and are named as having no effect.
+			name: "characters-per-token keys load and are named as deprecated",
+			docs: []string{"features: {rate_limiting: {estimation: {chars_per_token: 3.5, provider_chars_per_token: {openai: 4}, wide_chars_per_token: 1.2}}}"},
+			check: func(t *testing.T, c Config) {
+				require.Equal(t, []string{"features.rate_limiting.estimation.chars_per_token",
+					"features.rate_limiting.estimation.provider_chars_per_token",
+					"features.rate_limiting.estimation.wide_chars_per_token"}, c.Deprecated())
+			},
+		},
+		{
+			name:    "characters-per-token keys are still validated",
+			docs:    []string{"features: {rate_limiting: {estimation: {chars_per_token: -1, provider_chars_per_token: {bedrock: 4, openai: 0}}}}"},
+			wantErr: []string{"chars_per_token: must be a positive number", "provider_chars_per_token.bedrock: unknown provider", "provider_chars_per_token.openai: must be a positive number"},
 		},
 		{
 			name: "values are validated after defaults",
