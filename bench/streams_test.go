@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/config"
@@ -141,6 +143,10 @@ func TestOpenStreamsHoldNoMemoryPerChunk(t *testing.T) {
 		_, err := s.Recv()
 		require.True(t, errors.Is(err, io.EOF), "the server ends each stream: %v", err)
 	}
-	require.Eventually(t, func() bool { return runtime.NumGoroutine() <= goroutines0 },
-		30*time.Second, 10*time.Millisecond, "the streams' goroutines end with them (%d before)", goroutines0)
+	if !assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= goroutines0 },
+		30*time.Second, 10*time.Millisecond, "the streams' goroutines end with them (%d before)", goroutines0) {
+		var b strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+		t.Fatalf("%d goroutines left:\n%s", runtime.NumGoroutine(), b.String())
+	}
 }
