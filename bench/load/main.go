@@ -60,6 +60,7 @@ type options struct {
 	lifecycles []string
 	base       string
 	redisDelay time.Duration
+	profiles   string // directory for our server's CPU profiles; "" for none
 }
 
 func run(args []string) error {
@@ -74,6 +75,7 @@ func run(args []string) error {
 	lcs := fs.String("lifecycles", "json-cl,json-nocl,sse50", "lifecycles: json-cl, json-nocl (JSON completion with and without content-length), sse50 (SSE stream of 50 chunks)")
 	fs.StringVar(&o.base, "base", "configs/base.yml", "base rule `file` the rule sets are merged onto")
 	fs.DurationVar(&o.redisDelay, "redis-delay", 0, "with -rules redis: hold every chunk to and from Redis this long (a Redis across a network: each round trip takes 2× longer)")
+	fs.StringVar(&o.profiles, "cpuprofile", "", "write a CPU profile of our server per case to this `directory`, taken in one extra round after the measured ones (the server runs with LLM_PROXY_PPROF=1)")
 	var lo longOptions
 	fs.IntVar(&lo.streams, "long-streams", 0, "instead of the comparison: hold this many streamed SSE responses open at once (see long.go)")
 	fs.DurationVar(&lo.hold, "long-hold", 60*time.Second, "with -long-streams: how long every stream stays open")
@@ -453,6 +455,12 @@ func compare(o options) error {
 		"rules", "lifecycle", "conc", "cpu-µs/lc", "×null", "p50-µs", "×null", "p99-µs", "×null", "lc/s", "×null")
 	for _, rules := range o.rules {
 		var env []string
+		if o.profiles != "" {
+			if err := os.MkdirAll(o.profiles, 0o755); err != nil {
+				return err
+			}
+			env = append(env, "LLM_PROXY_PPROF=1")
+		}
 		redisAddr := ""
 		if rules == "redis" {
 			addr, stop, err := startRedis(dir)
@@ -529,7 +537,45 @@ func compareCase(o options, null, ours *proc, rules, lc string, msgs []*extprocv
 	}
 	fmt.Printf("%-7s %-9s %4d  %9.1f %7.2f  %8.0f %7.2f  %8.0f %7.2f  %9.0f %7.2f\n",
 		rules, lc, conc, median(cpu), median(rcpu), median(p50), median(rp50), median(p99), median(rp99), median(thr), median(rthr))
+	if o.profiles != "" {
+		return profileRound(o, ours, filepath.Join(o.profiles, fmt.Sprintf("%s-%s-c%d.pprof", rules, lc, conc)), msgs, conc)
+	}
 	return nil
+}
+
+// profileRound plays one more round against ours while taking a CPU
+// profile of it from /debug/pprof/profile, and writes the profile to name.
+// It is not one of the measured rounds: the profiler's own cost stays out of
+// the figures.
+func profileRound(o options, ours *proc, name string, msgs []*extprocv3.ProcessingRequest, conc int) error {
+	secs := max(1, int(o.round.Round(time.Second)/time.Second))
+	type fetched struct {
+		body []byte
+		err  error
+	}
+	done := make(chan fetched, 1)
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", ours.admin, secs))
+		if err != nil {
+			done <- fetched{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s", resp.Status, b)
+		}
+		done <- fetched{b, err}
+	}()
+	if _, err := round(ours, msgs, conc, time.Duration(secs)*time.Second+200*time.Millisecond); err != nil {
+		return err
+	}
+	f := <-done
+	if f.err != nil {
+		return fmt.Errorf("cpu profile of %s: %w", ours.name, f.err)
+	}
+	fmt.Printf("# cpu profile: %s\n", name)
+	return os.WriteFile(name, f.body, 0o644)
 }
 
 // lifecycles are the message sequences Envoy sends for one request, with

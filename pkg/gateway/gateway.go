@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"sort"
@@ -189,6 +190,9 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Gateway, err err
 
 	sections["config_reload"] = func(context.Context) any { return g.reload.health() }
 	handlers := map[string]http.Handler{}
+	if o.Getenv("LLM_PROXY_PPROF") == "1" {
+		maps.Copy(handlers, pprofHandlers())
+	}
 	ct := cfg.Features.CostTracking
 	if ct.Budgets.Enabled {
 		lim, err := budget.New(ctx, ct.Budgets, quota.Hooks{OnStateChange: qm.observe("budgets", failModeOf(ct.Budgets.FailMode),
