@@ -34,7 +34,8 @@ const (
 )
 
 // replyCodec is the gRPC codec [GRPCServerOptions] installs. It is the
-// standard protobuf codec except for one field: a ProcessingResponse's
+// standard protobuf codec except for Envoy's requests, decoded by hand
+// (see Unmarshal), and one field of the replies: a ProcessingResponse's
 // dynamic_metadata (a google.protobuf.Struct) is encoded by hand, because
 // protobuf-go sizes and writes map fields through reflection, which made up
 // most of the cost of sending a reply that carries metadata. The bytes are
@@ -56,8 +57,22 @@ func newReplyCodec() replyCodec {
 // Name implements [encoding.CodecV2]: the codec replaces "proto".
 func (replyCodec) Name() string { return protocodec.Name }
 
-// Unmarshal implements [encoding.CodecV2] with the standard codec.
-func (c replyCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.std.Unmarshal(data, v) }
+// Unmarshal implements [encoding.CodecV2]. A ProcessingRequest is decoded
+// by decodeRequest from one copy of the message, which its strings and
+// bytes then share; anything decodeRequest does not read, and every other
+// message, goes to the standard codec.
+func (c replyCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(*extprocv3.ProcessingRequest)
+	if !ok {
+		return c.std.Unmarshal(data, v)
+	}
+	b := data.Materialize()
+	if decodeRequest(b, m) {
+		return nil
+	}
+	proto.Reset(m)
+	return proto.Unmarshal(b, m)
+}
 
 // Marshal implements [encoding.CodecV2].
 func (c replyCodec) Marshal(v any) (mem.BufferSlice, error) {
