@@ -66,6 +66,7 @@ type options struct {
 func run(args []string) error {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	serveNull := fs.Bool("serve-null", false, "internal: serve bench.Null on 127.0.0.1 and print the address")
+	fs.BoolVar(&nullOurCodec, "null-our-codec", false, "give the null server our codec (processor.GRPCServerOptions: Envoy's requests decoded by hand) instead of grpc-go's standard one, so that the ratios show our message handling alone")
 	var o options
 	fs.StringVar(&o.extproc, "extproc", "", "path of the extproc `binary` (go build ./cmd/extproc)")
 	fs.IntVar(&o.rounds, "rounds", 5, "rounds per server and case (medians are over rounds)")
@@ -85,7 +86,7 @@ func run(args []string) error {
 		return err
 	}
 	if *serveNull {
-		return serveNullChild()
+		return serveNullChild(nullOurCodec)
 	}
 	if o.extproc == "" {
 		return errors.New("-extproc is required")
@@ -111,14 +112,22 @@ func run(args []string) error {
 	return compare(o)
 }
 
-// serveNullChild serves bench.Null with cmd/extproc's gRPC options until
-// stdin closes.
-func serveNullChild() error {
+// nullOurCodec is -null-our-codec.
+var nullOurCodec bool
+
+// serveNullChild serves bench.Null until stdin closes, with cmd/extproc's
+// transport options and grpc-go's standard codec (see the bench package's
+// serve), or with all of cmd/extproc's options when ourCodec is set.
+func serveNullChild(ourCodec bool) error {
+	opts := processor.GRPCTransportOptions()
+	if ourCodec {
+		opts = processor.GRPCServerOptions()
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	gs := grpc.NewServer(append(processor.GRPCServerOptions(),
+	gs := grpc.NewServer(append(opts,
 		grpc.MaxConcurrentStreams(1<<16),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -195,7 +204,7 @@ func startNull() (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{name: "null", cmd: exec.Command(exe, "-serve-null")}
+	p := &proc{name: "null", cmd: exec.Command(exe, "-serve-null", fmt.Sprintf("-null-our-codec=%t", nullOurCodec))}
 	p.cmd.Stderr = os.Stderr
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
 		return nil, err
@@ -451,6 +460,11 @@ func compare(o options) error {
 	}
 	defer null.close()
 	fmt.Printf("# bench-load: %d rounds of %s per server, alternating; medians; ratios are median of per-round ratios vs null\n", o.rounds, o.round)
+	codec := "grpc-go's standard codec"
+	if nullOurCodec {
+		codec = "our codec (-null-our-codec)"
+	}
+	fmt.Printf("# null server: cmd/extproc's transport options, %s\n", codec)
 	fmt.Printf("%-7s %-9s %4s  %9s %7s  %8s %7s  %8s %7s  %9s %7s\n",
 		"rules", "lifecycle", "conc", "cpu-µs/lc", "×null", "p50-µs", "×null", "p99-µs", "×null", "lc/s", "×null")
 	for _, rules := range o.rules {

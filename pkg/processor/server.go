@@ -136,14 +136,21 @@ func New(opts Options) *Server {
 const MaxRecvMsgBytes = math.MaxInt32
 
 // GRPCServerOptions returns the grpc.ServerOptions every gRPC server that
-// serves [Server] needs: the receive limit [MaxRecvMsgBytes] (grpc-go's
-// default of 4 MiB is far below the 32 MiB request bodies envoy.yaml
-// buffers), the protobuf codec that writes replies' dynamic metadata
-// without reflection (replyCodec; the same bytes on the wire), and
-// [StreamWorkers] stream workers.
+// serves [Server] needs: [GRPCTransportOptions] and the protobuf codec that
+// decodes Envoy's requests by hand and writes replies' dynamic metadata
+// without reflection (replyCodec; the same messages and the same bytes on
+// the wire as the standard codec).
 func GRPCServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxRecvMsgBytes), grpc.ForceServerCodecV2(newReplyCodec()),
-		grpc.NumStreamWorkers(StreamWorkers())}
+	return append(GRPCTransportOptions(), grpc.ForceServerCodecV2(newReplyCodec()))
+}
+
+// GRPCTransportOptions are the transport settings of [GRPCServerOptions]:
+// the receive limit [MaxRecvMsgBytes] (grpc-go's default of 4 MiB is far
+// below the 32 MiB request bodies envoy.yaml buffers) and [StreamWorkers]
+// stream workers. The benchmarks' null server uses them with grpc-go's
+// standard codec.
+func GRPCTransportOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxRecvMsgBytes), grpc.NumStreamWorkers(StreamWorkers())}
 }
 
 // StreamWorkers is the number of goroutines gRPC keeps to serve streams:
