@@ -15,16 +15,22 @@ type answer struct {
 // maxBatch bounds the guards admitted at once; longer runs are split.
 const maxBatch = 8
 
-// batchEnd returns the end of the guards to admit together from guards[i]:
-// the run of consecutive guards remote for c, or i+1 when guards[i] is not
-// remote or is remote alone.
-func batchEnd(guards []Guard, i int, c *Call) int {
+// remoteFlags appends to dst whether each guard is remote for c (asked once
+// per guard and admission).
+func remoteFlags(dst []bool, guards []Guard, c *Call) []bool {
+	for _, g := range guards {
+		rg, ok := g.(RemoteGuard)
+		dst = append(dst, ok && rg.Remote(c))
+	}
+	return dst
+}
+
+// batchEnd returns the end of the guards to admit together from number i,
+// given remoteFlags: the run of consecutive remote guards, or i+1 when
+// guard i is not remote or is remote alone.
+func batchEnd(remote []bool, i int) int {
 	j := i
-	for j < len(guards) && j-i < maxBatch {
-		rg, ok := guards[j].(RemoteGuard)
-		if !ok || !rg.Remote(c) {
-			break
-		}
+	for j < len(remote) && j-i < maxBatch && remote[j] {
 		j++
 	}
 	return max(j, i+1)

@@ -484,8 +484,10 @@ func (st *stream) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 // failOver settles them).
 func (st *stream) runGuards(ctx context.Context) *Reply {
 	gs := st.s.guards
+	var flags [maxBatch]bool
+	remote := remoteFlags(flags[:0], gs, &st.call)
 	for i := 0; i < len(gs); {
-		j := batchEnd(gs, i, &st.call)
+		j := batchEnd(remote, i)
 		var one [1]answer
 		out := one[:]
 		if j-i == 1 {
