@@ -145,13 +145,30 @@ func GRPCServerOptions() []grpc.ServerOption {
 }
 
 // GRPCTransportOptions are the transport settings of [GRPCServerOptions]:
-// the receive limit [MaxRecvMsgBytes] (grpc-go's default of 4 MiB is far
-// below the 32 MiB request bodies envoy.yaml buffers) and [StreamWorkers]
-// stream workers. The benchmarks' null server uses them with grpc-go's
-// standard codec.
+//   - the receive limit [MaxRecvMsgBytes] (grpc-go's default of 4 MiB is far
+//     below the 32 MiB request bodies envoy.yaml buffers);
+//   - [StreamWorkers] stream workers;
+//   - fixed HTTP/2 flow-control windows of [StreamWindowBytes] per stream
+//     and [ConnWindowBytes] per connection. A fixed window turns off
+//     grpc-go's bandwidth-delay estimation, which pings the client on
+//     every data frame it receives so as to grow the windows from 64 KiB:
+//     on ext_proc, where each body arrives as one message from a nearby
+//     Envoy, those pings and their acknowledgements were 24 of a JSON
+//     lifecycle's allocations and gained nothing. The windows bound data
+//     in flight, not memory the server sets aside.
+//
+// The benchmarks' null server uses them with grpc-go's standard codec.
 func GRPCTransportOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxRecvMsgBytes), grpc.NumStreamWorkers(StreamWorkers())}
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxRecvMsgBytes), grpc.NumStreamWorkers(StreamWorkers()),
+		grpc.InitialWindowSize(StreamWindowBytes), grpc.InitialConnWindowSize(ConnWindowBytes)}
 }
+
+// Flow-control windows of [GRPCTransportOptions], in bytes: a 32 MiB body
+// crosses the stream window in eight window updates.
+const (
+	StreamWindowBytes = 4 << 20
+	ConnWindowBytes   = 16 << 20
+)
 
 // StreamWorkers is the number of goroutines gRPC keeps to serve streams:
 // 16 per GOMAXPROCS. Without them every Process stream starts a goroutine
