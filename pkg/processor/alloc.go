@@ -1,6 +1,9 @@
 package processor
 
 import (
+	"strings"
+	"unicode/utf8"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -35,7 +38,13 @@ func (s *fieldSlab) next() *structpb.Value {
 	return &s.vals[len(s.vals)-1]
 }
 
+// str sets k to v, with any byte that is not UTF-8 replaced by U+FFFD: a
+// protobuf string must be UTF-8 (Envoy refuses a reply whose metadata is
+// not), and values such as the user come from request headers.
 func (s *fieldSlab) str(k, v string) {
+	if !utf8.ValidString(v) {
+		v = strings.ToValidUTF8(v, "\uFFFD")
+	}
 	val := s.next()
 	if len(s.strs) < cap(s.strs) {
 		s.strs = s.strs[:len(s.strs)+1]

@@ -74,20 +74,34 @@ func (c replyCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return proto.Unmarshal(b, m)
 }
 
-// Marshal implements [encoding.CodecV2].
+// Marshal implements [encoding.CodecV2]. A ProcessingResponse is encoded by
+// hand (encode.go) when it holds only what the server sends; otherwise
+// everything but its dynamic metadata goes through protobuf-go.
 func (c replyCodec) Marshal(v any) (mem.BufferSlice, error) {
 	resp, ok := v.(*extprocv3.ProcessingResponse)
-	if !ok || resp.DynamicMetadata == nil {
+	if !ok {
 		return c.std.Marshal(v)
 	}
+	pool := mem.DefaultBufferPool()
 	md := resp.DynamicMetadata
+	mdSize := -1
+	if md != nil {
+		mdSize = sizeStruct(md)
+	}
+	if handEncodable(resp) {
+		size := sizeResponse(resp, mdSize)
+		buf := pool.Get(size)
+		*buf = appendResponse((*buf)[:0], resp, mdSize)
+		return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
+	}
+	if md == nil {
+		return c.std.Marshal(v)
+	}
 	resp.DynamicMetadata = nil
 	defer func() { resp.DynamicMetadata = md }()
 	opts := proto.MarshalOptions{UseCachedSize: true}
 	rest := proto.Size(resp) // UseCachedSize is sound right after Size
-	mdSize := sizeStruct(md)
 	size := rest + protowire.SizeTag(fieldResponseDynamicMetadata) + protowire.SizeBytes(mdSize)
-	pool := mem.DefaultBufferPool()
 	buf := pool.Get(size)
 	b, err := opts.MarshalAppend((*buf)[:0], resp)
 	if err != nil {

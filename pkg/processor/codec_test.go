@@ -5,12 +5,15 @@ import (
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 func mustStruct(t *testing.T, m map[string]any) *structpb.Struct {
@@ -116,4 +119,111 @@ func BenchmarkReplyCodec(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestReplyCodecEncodesByHandWhatProtobufWrites covers every reply shape
+// the server builds: the hand encoder takes it, writes protobuf-go's bytes
+// (without metadata, whose map order protobuf leaves open) and, with
+// metadata, a message protobuf-go reads back equal.
+func TestReplyCodecEncodesByHandWhatProtobufWrites(t *testing.T) {
+	set := func(k, v string) *corev3.HeaderValueOption {
+		return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, RawValue: []byte(v)},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
+	}
+	mutation := &extprocv3.HeaderMutation{
+		SetHeaders: []*corev3.HeaderValueOption{set("x-llm-input-tokens", "412"), set("x-empty", ""),
+			{Header: &corev3.HeaderValue{Key: "k", Value: "v"}, KeepEmptyValue: true}, {}},
+		RemoveHeaders: []string{"content-length", "x-api-key"},
+	}
+	common := &extprocv3.CommonResponse{Status: extprocv3.CommonResponse_CONTINUE_AND_REPLACE, HeaderMutation: mutation,
+		BodyMutation:    &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: []byte(`{"model":"gpt-4o"}`)}},
+		ClearRouteCache: true}
+	mode := &filterv3.ProcessingMode{ResponseBodyMode: filterv3.ProcessingMode_BUFFERED, ResponseTrailerMode: filterv3.ProcessingMode_SEND}
+	md := mustStruct(t, map[string]any{"llm_proxy": map[string]any{"provider": "openai", "input_tokens": 412.0, "stream": false}})
+	cases := map[string]*extprocv3.ProcessingResponse{
+		"empty":                     {},
+		"continue":                  {Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}},
+		"empty common response":     {Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{}}}},
+		"request headers":           {Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: common}}},
+		"response headers, mode":    {Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{Response: common}}, ModeOverride: mode},
+		"empty mode override":       {Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}, ModeOverride: &filterv3.ProcessingMode{}},
+		"request body, metadata":    {Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: common}}, DynamicMetadata: md},
+		"response body, metadata":   {Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mutation}}}, DynamicMetadata: md},
+		"clear body false":          {Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_ClearBody{}}}}}},
+		"clear body":                {Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_ClearBody{ClearBody: true}}}}}},
+		"empty body replacement":    {Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{}}}}}},
+		"no body mutation kind":     {Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{}}}}},
+		"request trailers":          {Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}},
+		"response trailers":         {Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{HeaderMutation: mutation}}},
+		"immediate":                 {Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{Status: &typev3.HttpStatus{Code: typev3.StatusCode_TooManyRequests}, Headers: mutation, Body: []byte(`{"error":{}}`), GrpcStatus: &extprocv3.GrpcStatus{Status: 8}, Details: "llm_proxy_rate_limited"}}, DynamicMetadata: md},
+		"immediate, empty status":   {Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{Status: &typev3.HttpStatus{}}}},
+		"immediate, nothing set":    {Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{}}},
+		"metadata, nothing else":    {DynamicMetadata: md},
+		"a negative enum, as sent":  {Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{Status: -1}}}},
+		"a unicode header and name": {Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-ü", Value: "✓"}}}, RemoveHeaders: []string{"ß"}}}}}},
+	}
+	c := newReplyCodec()
+	for name, resp := range cases {
+		t.Run(name, func(t *testing.T) {
+			require.True(t, handEncodable(resp), "encoded by hand")
+			data, err := c.Marshal(resp)
+			require.NoError(t, err)
+			wire := data.Materialize()
+			data.Free()
+			if resp.DynamicMetadata == nil {
+				want, err := proto.MarshalOptions{Deterministic: true}.Marshal(resp)
+				require.NoError(t, err)
+				require.Equal(t, string(want), string(wire), "protobuf-go's bytes")
+			}
+			var got extprocv3.ProcessingResponse
+			require.NoError(t, proto.Unmarshal(wire, &got))
+			sameMessage(t, resp, &got)
+		})
+	}
+}
+
+// TestReplyCodecLeavesTheRestToProtobuf: replies with fields the hand
+// encoder does not write, or strings protobuf refuses, get protobuf-go's
+// answer.
+func TestReplyCodecLeavesTheRestToProtobuf(t *testing.T) {
+	badKey := &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-\xff"}}}}
+	for _, tc := range []struct {
+		name    string
+		resp    *extprocv3.ProcessingResponse
+		wantErr bool
+	}{
+		{"message timeout", &extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(5e9)}, false},
+		{"deprecated append", &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "a"}, Append: wrapperspb.Bool(true)}}}}}}}, false},
+		{"trailers in a common response", &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{Trailers: &corev3.HeaderMap{}}}}}, false},
+		{"streamed body response", &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{StreamedResponse: &extprocv3.StreamedBodyResponse{Body: []byte("x")}}}}}}}, false},
+		{"a oneof wrapper around nothing", &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{}}, false},
+		{"a key that is not UTF-8", &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: badKey}}}}, true},
+		{"details that are not UTF-8", &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{Details: "\xc3"}}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.False(t, handEncodable(tc.resp))
+			data, err := newReplyCodec().Marshal(tc.resp)
+			_, wantErr := proto.Marshal(tc.resp)
+			require.Equal(t, tc.wantErr, wantErr != nil, "protobuf: %v", wantErr)
+			require.Equal(t, wantErr != nil, err != nil, "the codec answers as protobuf does: %v", err)
+			if err != nil {
+				return
+			}
+			wire := data.Materialize()
+			data.Free()
+			var got extprocv3.ProcessingResponse
+			require.NoError(t, proto.Unmarshal(wire, &got))
+			sameMessage(t, tc.resp, &got)
+		})
+	}
+}
+
+func TestMetadataStringsAreUTF8(t *testing.T) {
+	f := newFieldSlab(2)
+	f.str("user", "caf\xe9")
+	f.str("model", "gpt-4o")
+	md := &structpb.Struct{Fields: f.f}
+	require.Equal(t, "caf\uFFFD", md.Fields["user"].GetStringValue())
+	_, err := proto.Marshal(md)
+	require.NoError(t, err, "a reply protobuf (and Envoy) accepts")
 }
