@@ -67,11 +67,35 @@ var anthropicToolPromptDefault = struct{ auto, any int64 }{346 + 150, 313 + 290}
 // the framing of each tool_use and tool_result block, the extended-thinking
 // instructions a request with thinking enabled gets, and the instructions
 // of a structured-output format besides its schema.
+//
+// anthropicThinkingTokens is what thinking {"type": "enabled"} (a fixed
+// budget_tokens) adds: 28-31 tokens over the same request without it on
+// the training split (Claude Sonnet 4, 4.5, 4.6). Adaptive thinking
+// ({"type": "adaptive"}) adds nothing measurable (Opus 4.6 with tools, 4.7,
+// 4.8, 5: 0 to 5 tokens) and is not charged.
 const (
 	anthropicToolBlockTokens = 25
 	anthropicThinkingTokens  = 30
 	anthropicFormatTokens    = 120
 )
+
+// anthropicKeepsThinking reports whether a model keeps the thinking blocks
+// of earlier assistant turns in its context (Claude docs, "Extended
+// thinking" and "Context windows"): Opus 4.5 and later, Sonnet 4.6 and
+// later and the later families do; Claude 3.7, Opus 4 and 4.1, Sonnet 4 and
+// 4.5 and every Haiku through 4.5 drop them, the API stripping them from
+// the input, and keep only the current assistant turn's (the thinking of a
+// tool-use loop, since the last user message that carries no tool
+// results).
+func anthropicKeepsThinking(model string) bool {
+	for _, p := range []string{"claude-3", "claude-haiku-", "claude-opus-4-0", "claude-opus-4-1", "claude-opus-4-2",
+		"claude-sonnet-4-0", "claude-sonnet-4-5", "claude-sonnet-4-2"} {
+		if strings.HasPrefix(model, p) {
+			return false
+		}
+	}
+	return true
+}
 
 // anthropicTaskBudgetTokens is what an output_config.task_budget adds: the
 // model is told the budget it has left (Claude docs, "Task budgets"); the
@@ -150,7 +174,7 @@ func anthropicOverhead(model string, f *anthropicFields) int64 {
 	if f.computer {
 		n += anthropicComputerSystemTokens
 	}
-	if f.thinking {
+	if f.thinkingEnabled {
 		n += anthropicThinkingTokens
 	}
 	if f.format {
@@ -212,10 +236,14 @@ func (Anthropic) ParseRequest(r Request) RequestInfo {
 		readLooseModel(r.Body, &info)
 		return info
 	}
-	w := anthropicReader{s: newScan(r.Body), info: &info}
-	w.s.tok = &claudeTokenizer
 	var f anthropicFields
+	w := anthropicReader{s: newScan(r.Body), info: &info, f: &f}
+	w.s.tok = &claudeTokenizer
 	w.s.document(func(i int) int { return w.top(i, &f) })
+	info.text.add(f.turnThinking)
+	if anthropicKeepsThinking(info.Model) {
+		info.text.add(f.pastThinking)
+	}
 	if f.stream && streamable {
 		info.Stream = true
 	}
@@ -276,6 +304,7 @@ var anthropicUsage = newPaths(mergePaths(chatUsagePaths, map[string]field{
 type anthropicReader struct {
 	s    *jscan
 	info *RequestInfo
+	f    *anthropicFields
 }
 
 // anthropicFields holds what the walk learns before it can price the
@@ -288,7 +317,14 @@ type anthropicFields struct {
 	builtin    int64
 	computer   bool
 	toolChoice []byte
-	thinking   bool
+	// thinkingEnabled is set for thinking {"type": "enabled"}.
+	thinkingEnabled bool
+	// pastThinking and turnThinking are the replayed thinking blocks'
+	// text before and since the last user message without tool results
+	// (see anthropicKeepsThinking); msgThinking is the current message's,
+	// toolResults whether it has tool_result blocks.
+	pastThinking, turnThinking, msgThinking textCount
+	toolResults                             bool
 	// format is set when the request asks for structured output
 	// (output_config.format or output_format).
 	format bool
@@ -321,12 +357,25 @@ func (w anthropicReader) top(i int, f *anthropicFields) int {
 		case "messages":
 			end = s.array(v, func(v int) int {
 				w.info.OverheadTokens += anthropicMessageTokens
-				return s.object(v, func(k []byte, v int) int {
-					if keyIs(k, "content") {
+				f.msgThinking, f.toolResults = textCount{}, false
+				var role []byte
+				e := s.object(v, func(k []byte, v int) int {
+					switch string(keyBytes(k)) {
+					case "content":
 						return w.content(v)
+					case "role":
+						var e int
+						role, e = s.optStr(v)
+						return e
 					}
 					return s.skip(v)
 				})
+				if string(role) == "user" && !f.toolResults {
+					f.pastThinking.add(f.turnThinking)
+					f.turnThinking = textCount{}
+				}
+				f.turnThinking.add(f.msgThinking)
+				return e
 			})
 		case "tools":
 			end = s.array(v, func(v int) int { return w.tool(v, f) })
@@ -343,7 +392,7 @@ func (w anthropicReader) top(i int, f *anthropicFields) int {
 			end = s.object(v, func(k []byte, v int) int {
 				if keyIs(k, "type") {
 					t, e := s.optStr(v)
-					f.thinking = len(t) > 0 && string(t) != "disabled"
+					f.thinkingEnabled = string(t) == "enabled"
 					return e
 				}
 				return s.skip(v)
@@ -437,7 +486,8 @@ func (w anthropicReader) content(i int) int {
 	return w.s.text(i, &w.info.text)
 }
 
-// block reads one content block. Text and thinking blocks count their text;
+// block reads one content block. Text blocks count their text, thinking
+// blocks theirs where the model keeps them (anthropicKeepsThinking);
 // tool_use input (JSON as sent), tool names and tool_result content count
 // whatever the type; images cost by their size (anthropicImageTokensFor);
 // text documents count their text. Signatures, encrypted and binary data
@@ -474,9 +524,14 @@ func (w anthropicReader) block(i int) int {
 		return end
 	})
 	switch string(typ) {
-	case "text", "thinking":
+	case "text":
 		w.info.text.add(text)
-	case "tool_use", "tool_result", "server_tool_use":
+	case "thinking":
+		w.f.msgThinking.add(text)
+	case "tool_result":
+		w.f.toolResults = true
+		w.info.OverheadTokens += anthropicToolBlockTokens
+	case "tool_use", "server_tool_use":
 		w.info.OverheadTokens += anthropicToolBlockTokens
 	case "image":
 		w.info.Images++

@@ -52,6 +52,44 @@ var overheadCases = []requestCase{
 		},
 	},
 	{
+		name:     "anthropic sonnet 4.5 drops an earlier turn's thinking, keeps the tool loop's",
+		provider: Anthropic{},
+		req: Request{Path: "/v1/messages", Body: []byte(`{
+			"model": "claude-sonnet-4-5", "max_tokens": 2048,
+			"thinking": {"type": "enabled", "budget_tokens": 1024},
+			"messages": [
+				{"role": "user", "content": "q1"},
+				{"role": "assistant", "content": [{"type": "thinking", "thinking": "earlier", "signature": "s"}, {"type": "text", "text": "a1"}]},
+				{"role": "user", "content": [{"type": "text", "text": "q2"}]},
+				{"role": "assistant", "content": [{"type": "thinking", "thinking": "current", "signature": "s"}, {"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+				{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}, {"type": "text", "text": "and?"}]}
+			]
+		}`)},
+		want: RequestInfo{
+			Endpoint: EndpointMessages, Model: "claude-sonnet-4-5", MaxOutputTokens: 2048,
+			TextRunes:      runes("q1", "a1", "q2", "current", "f", "{}", "ok", "and?"),
+			OverheadTokens: 5*anthropicMessageTokens + 2*anthropicToolBlockTokens + anthropicThinkingTokens,
+		},
+	},
+	{
+		name:     "anthropic opus 4.6 keeps every turn's thinking; adaptive thinking costs nothing",
+		provider: Anthropic{},
+		req: Request{Path: "/v1/messages", Body: []byte(`{
+			"model": "claude-opus-4-6", "max_tokens": 2048,
+			"thinking": {"type": "adaptive"},
+			"messages": [
+				{"role": "user", "content": "q1"},
+				{"role": "assistant", "content": [{"type": "thinking", "thinking": "earlier", "signature": "s"}, {"type": "text", "text": "a1"}]},
+				{"role": "user", "content": "q2"}
+			]
+		}`)},
+		want: RequestInfo{
+			Endpoint: EndpointMessages, Model: "claude-opus-4-6", MaxOutputTokens: 2048,
+			TextRunes:      runes("q1", "earlier", "a1", "q2"),
+			OverheadTokens: 3 * anthropicMessageTokens,
+		},
+	},
+	{
 		name:     "anthropic task budget",
 		provider: Anthropic{},
 		req: Request{Path: "/v1/messages", Body: []byte(`{

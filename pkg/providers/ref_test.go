@@ -503,6 +503,10 @@ type refANState struct {
 	info *RequestInfo
 	bad  *bool
 	f    anthropicFields
+	// thinking is the runes of the current message's thinking blocks;
+	// results is set when a message has tool_result blocks.
+	thinking int64
+	results  bool
 }
 
 func refAnthropic(r Request) RequestInfo {
@@ -528,6 +532,7 @@ func refAnthropic(r Request) RequestInfo {
 		} `json:"metadata"`
 		System   json.RawMessage `json:"system"`
 		Messages []struct {
+			Role    string          `json:"role"`
 			Content json.RawMessage `json:"content"`
 		} `json:"messages"`
 		Tools      []json.RawMessage `json:"tools"`
@@ -556,9 +561,19 @@ func refAnthropic(r Request) RequestInfo {
 		info.User = body.Metadata.UserID
 	}
 	st.content(body.System)
+	var past, turn int64
 	for _, m := range body.Messages {
 		info.OverheadTokens += anthropicMessageTokens
+		st.thinking, st.results = 0, false
 		st.content(m.Content)
+		if m.Role == "user" && !st.results {
+			past, turn = past+turn, 0
+		}
+		turn += st.thinking
+	}
+	info.TextRunes += turn
+	if anthropicKeepsThinking(body.Model) {
+		info.TextRunes += past
 	}
 	for _, t := range body.Tools {
 		st.tool(t)
@@ -567,8 +582,7 @@ func refAnthropic(r Request) RequestInfo {
 		st.f.toolChoice = []byte(refStr(body.ToolChoice.Type))
 	}
 	if body.Thinking != nil {
-		t := refStr(body.Thinking.Type)
-		st.f.thinking = t != "" && t != "disabled"
+		st.f.thinkingEnabled = refStr(body.Thinking.Type) == "enabled"
 	}
 	for _, f := range []json.RawMessage{body.OutputFormat, func() json.RawMessage {
 		if body.OutputConfig == nil {
@@ -661,9 +675,14 @@ func (st *refANState) block(raw json.RawMessage) {
 		}
 	}
 	switch typ {
-	case "text", "thinking":
-		info.TextRunes += refText(m["text"], st.bad) + refText(m["thinking"], st.bad)
-	case "tool_use", "tool_result", "server_tool_use":
+	case "text":
+		info.TextRunes += refText(m["text"], st.bad)
+	case "thinking":
+		st.thinking += refText(m["thinking"], st.bad)
+	case "tool_result":
+		st.results = true
+		info.OverheadTokens += anthropicToolBlockTokens
+	case "tool_use", "server_tool_use":
 		info.OverheadTokens += anthropicToolBlockTokens
 	case "image":
 		info.Images++
