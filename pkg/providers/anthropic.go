@@ -37,9 +37,10 @@ func anthropicImageTokensFor(w, h int, sized bool) int64 {
 }
 
 // anthropicMessageTokens is the framing of one message (its role turn
-// markers), measured on the real-traffic corpus: Anthropic does not
+// markers), measured on the training split of the real-traffic corpus
+// (2026-12-07, with text priced by its pieces): Anthropic does not
 // document it.
-const anthropicMessageTokens = 4
+const anthropicMessageTokens = 6
 
 // Tool-use system prompt, in tokens, that Anthropic adds whenever a request
 // has tools (Claude docs, "Tool use": pricing table), by model family and
@@ -58,15 +59,17 @@ var anthropicToolPrompt = []struct {
 // anthropicToolPromptDefault is the tool-use system prompt of every later
 // model (Claude 3.5 and 3.7 Sonnet, the Claude 4 family and on). The
 // pricing table gives 346 (auto, none) and 313 (any, tool); on the
-// real-traffic corpus (Claude 4.x, first turns with one or two client
-// tools) the median cost is about 150 tokens more for auto and 290 more for
-// any, so the measured values are used.
-var anthropicToolPromptDefault = struct{ auto, any int64 }{346 + 150, 313 + 290}
+// training split of the real-traffic corpus (Claude 4.x, one to four
+// client tools) the cost that fits best is 164 tokens more for auto and
+// 312 more for any (re-measured on 2026-12-07 with text priced by its
+// pieces), so the measured values are used.
+var anthropicToolPromptDefault = struct{ auto, any int64 }{346 + 164, 313 + 312}
 
-// Measured on the real-traffic corpus (Anthropic does not document them):
-// the framing of each tool_use and tool_result block, the extended-thinking
-// instructions a request with thinking enabled gets, and the instructions
-// of a structured-output format besides its schema.
+// Measured on the training split of the real-traffic corpus (Anthropic
+// does not document them; re-measured on 2026-12-07 with text priced by
+// its pieces): the framing of each tool_use and tool_result block, the
+// extended-thinking instructions a request with thinking enabled gets, and
+// the instructions of a structured-output format besides its schema.
 //
 // anthropicThinkingTokens is what thinking {"type": "enabled"} (a fixed
 // budget_tokens) adds: 28-31 tokens over the same request without it on
@@ -74,9 +77,9 @@ var anthropicToolPromptDefault = struct{ auto, any int64 }{346 + 150, 313 + 290}
 // ({"type": "adaptive"}) adds nothing measurable (Opus 4.6 with tools, 4.7,
 // 4.8, 5: 0 to 5 tokens) and is not charged.
 const (
-	anthropicToolBlockTokens = 25
+	anthropicToolBlockTokens = 28
 	anthropicThinkingTokens  = 30
-	anthropicFormatTokens    = 120
+	anthropicFormatTokens    = 140
 )
 
 // anthropicKeepsThinking reports whether a model keeps the thinking blocks
