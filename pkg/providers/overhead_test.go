@@ -200,8 +200,9 @@ var overheadCases = []requestCase{
 			// nothing; "object" is structure, not text.
 			TextRunes: runes("q1", "a1", "q2", "f", "{}", "done", "f", "out", "v", "number"),
 			// the replayed call and its output are messages of their own
+			// f has no properties: "() => any".
 			OverheadTokens: 5*openAIMessageTokens + openAIToolCallTokens + (2000-openAIReasoningBaseChars)/openAIReasoningCharsPerToken +
-				layoutFuncInit + layoutFuncEnd + openAIFormatTokens + layoutPropInit + layoutPropKey,
+				layoutFuncEmpty + layoutFuncEnd + openAIFormatTokens + layoutPropInit + layoutPropKey + openAIResponsesReplyTokens,
 			// 512x512 at high detail: one tile
 			Images: 1, ImageTokens: 85 + 170,
 		},
@@ -220,7 +221,17 @@ var overheadCases = []requestCase{
 		want: RequestInfo{
 			Endpoint: EndpointResponses, Model: "gpt-5.4",
 			TextRunes:      runes("q", "g", "d", "x", "string"),
-			OverheadTokens: 2*openAIMessageTokens + layoutFuncInit + layoutPropInit + layoutPropKey + layoutFuncEnd,
+			OverheadTokens: 2*openAIMessageTokens + openAIAdditionalToolsTokens + layoutFuncInit + layoutPropInit + layoutPropKey +
+				layoutFuncEnd + openAIResponsesReplyTokens,
+		},
+	},
+	{
+		name:     "openai responses: empty instructions add no message",
+		provider: OpenAI{},
+		req:      Request{Path: "/v1/responses", Body: []byte(`{"model": "gpt-5", "instructions": "", "input": [{"role": "user", "content": "What is 2+2?"}]}`)},
+		want: RequestInfo{
+			Endpoint: EndpointResponses, Model: "gpt-5", TextRunes: runes("What is 2+2?"),
+			OverheadTokens: openAIMessageTokens + openAIResponsesReplyTokens,
 		},
 	},
 	{
@@ -236,7 +247,7 @@ var overheadCases = []requestCase{
 			Endpoint: EndpointChatCompletions, Model: "o3-mini",
 			TextRunes: runes("ann", "hi", "g", "r", "string"),
 			OverheadTokens: openAIMessageTokens + openAINameTokens + openAIReplyTokens +
-				layoutFuncInit + layoutFuncEnd + openAIReasoningChatToolTokens + openAIFormatTokens,
+				layoutFuncEmpty + layoutFuncEnd + openAIReasoningChatToolTokens + openAIFormatTokens,
 		},
 	},
 }

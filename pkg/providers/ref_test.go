@@ -300,6 +300,9 @@ func refOpenAI(r Request, ep Endpoint, streamable bool) RequestInfo {
 	default:
 		info.MaxOutputTokens = max(refInt(body.MaxTokens), 0)
 	}
+	if body.Messages == nil && (info.Endpoint == EndpointResponses || info.Endpoint == EndpointCountTokens) {
+		info.OverheadTokens += openAIResponsesReplyTokens
+	}
 	if body.Messages != nil {
 		info.OverheadTokens += openAIReplyTokens
 		for _, m := range *body.Messages {
@@ -327,7 +330,7 @@ func refOpenAI(r Request, ep Endpoint, streamable bool) RequestInfo {
 	} else {
 		info.TextRunes += refText(body.Input, &bad)
 	}
-	if len(body.Instructions) > 0 && body.Instructions[0] == '"' {
+	if len(body.Instructions) > 0 && body.Instructions[0] == '"' && string(body.Instructions) != `""` {
 		info.OverheadTokens += openAIMessageTokens
 	}
 	info.TextRunes += refText(body.Instructions, &bad)
@@ -394,6 +397,7 @@ func (st *refOAState) tool(raw json.RawMessage) {
 		return
 	}
 	st.info.TextRunes += refText(m["name"], st.bad) + refText(m["description"], st.bad)
+	before := st.info.OverheadTokens
 	if p, ok := m["parameters"]; ok {
 		refSchema(p, st.info, st.bad)
 	}
@@ -401,7 +405,11 @@ func (st *refOAState) tool(raw json.RawMessage) {
 	case nested:
 	case typ == "" || typ == "function":
 		st.functions++
-		st.info.OverheadTokens += layoutFuncInit
+		if st.info.OverheadTokens == before {
+			st.info.OverheadTokens += layoutFuncEmpty
+		} else {
+			st.info.OverheadTokens += layoutFuncInit
+		}
 	default:
 		for k, v := range m {
 			switch k {
@@ -480,6 +488,8 @@ func (st *refOAState) part(raw json.RawMessage) {
 		st.reasoning += int64((len(refStr(p.Encrypted)) - openAIReasoningBaseChars) / openAIReasoningCharsPerToken)
 	}
 	switch refStr(p.Type) {
+	case "additional_tools":
+		st.info.OverheadTokens += openAIAdditionalToolsTokens
 	case "function_call", "custom_tool_call":
 		st.info.OverheadTokens += openAIMessageTokens + openAIToolCallTokens
 	case "function_call_output", "custom_tool_call_output":
