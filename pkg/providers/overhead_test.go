@@ -220,7 +220,7 @@ var overheadCases = []requestCase{
 		}`)},
 		want: RequestInfo{
 			Endpoint: EndpointResponses, Model: "gpt-5.4",
-			TextRunes:      runes("q", "g", "d", "x", "string"),
+			TextRunes: runes("q", "g", "d", "x", "string"),
 			OverheadTokens: 2*openAIMessageTokens + openAIAdditionalToolsTokens + layoutFuncInit + layoutPropInit + layoutPropKey +
 				layoutFuncEnd + openAIResponsesReplyTokens,
 		},
