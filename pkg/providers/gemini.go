@@ -228,11 +228,18 @@ type geminiReader struct {
 }
 
 // geminiTurn tracks the thought signatures of the current turn: the model
-// and function contents after the last user content that has text.
+// and function contents after the last user content with standard content
+// (text, inline or file data; Google's thought signatures guide: a turn is
+// one exchange with the user, function calls and responses are steps
+// within it).
 type geminiTurn struct {
-	// partSig and partText are set by part for the content being read.
+	// partSig and partText are set by part for the content being read:
+	// its signature bytes, and whether it is standard content.
 	partSig  int64
 	partText bool
+	// nested counts the function call or response parts being read
+	// inside a part, which are not the content's own.
+	nested int
 	// sig is the signature bytes of the current turn so far.
 	sig int64
 }
@@ -241,7 +248,10 @@ type geminiTurn struct {
 // only: about one token per geminiSignatureCharsPerToken characters of
 // signature, measured on the real-traffic corpus (Google documents that
 // signatures must be sent back, not what they cost). Earlier turns'
-// signatures cost nothing.
+// signatures cost nothing; a user content with an image or file and no
+// text also starts a turn (2026-12-07: three training calls whose image
+// followed a function response were estimated 1.9-2.6 times their count
+// when it did not).
 const geminiSignatureCharsPerToken = 4.7
 
 func (w geminiReader) top(i int, model *string) int {
@@ -385,7 +395,7 @@ func (w geminiReader) part(i int) int {
 	return s.object(i, func(k []byte, v int) int {
 		switch string(keyBytes(k)) {
 		case "text":
-			if w.turn != nil {
+			if w.turn != nil && w.turn.nested == 0 {
 				w.turn.partText = true
 			}
 			return s.text(v, &w.info.text)
@@ -396,6 +406,9 @@ func (w geminiReader) part(i int) int {
 			}
 			return end
 		case "inlineData", "inline_data", "fileData", "file_data":
+			if w.turn != nil && w.turn.nested == 0 {
+				w.turn.partText = true
+			}
 			var mime, data []byte
 			end := s.object(v, func(k []byte, v int) int {
 				var e int
@@ -425,7 +438,13 @@ func (w geminiReader) part(i int) int {
 				case "name":
 					return s.text(v, &w.info.text)
 				case "parts":
-					return s.array(v, w.part)
+					if w.turn == nil {
+						return s.array(v, w.part)
+					}
+					w.turn.nested++
+					e := s.array(v, w.part)
+					w.turn.nested--
+					return e
 				case "id":
 					return s.skip(v)
 				}

@@ -160,6 +160,23 @@ var overheadCases = []requestCase{
 		},
 	},
 	{
+		name:     "gemini 3: an image sent after a function response starts a turn",
+		provider: Gemini{},
+		req: Request{Path: "/v1beta/models/gemini-3-flash-preview:generateContent", Body: []byte(`{
+			"contents": [
+				{"role": "user", "parts": [{"text": "q"}]},
+				{"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "` + strings.Repeat("A", 470) + `"}]},
+				{"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"ok": true}}}]},
+				{"role": "user", "parts": [{"inlineData": {"mimeType": "image/png", "data": "` + pngBase64(64, 64) + `"}}]}
+			]
+		}`)},
+		want: RequestInfo{
+			Endpoint: EndpointGenerateContent, Model: "gemini-3-flash-preview",
+			TextRunes: runes("q", "f", "{}", "f", `{"ok": true}`),
+			Images:    1, ImageTokens: gemini3ImageTokens,
+		},
+	},
+	{
 		name:     "gemini 2.5 signatures cost nothing, images by size",
 		provider: Gemini{},
 		req: Request{Path: "/v1beta/models/gemini-2.5-flash:generateContent", Body: []byte(`{

@@ -775,10 +775,10 @@ func refGemini(r Request) RequestInfo {
 }
 
 // refGeminiParts counts parts and returns their signature bytes and
-// whether any has text.
+// whether any has standard content (text, inline or file data).
 func refGeminiParts(parts []refGeminiPart, info *RequestInfo, bad *bool) (sig int64, text bool) {
 	for _, p := range parts {
-		if !refIsNull(p.Text) {
+		if !refIsNull(p.Text) || p.InlineData != nil || p.InlineData2 != nil || p.FileData != nil || p.FileData2 != nil {
 			text = true
 		}
 		info.TextRunes += refText(p.Text, bad)
