@@ -133,6 +133,8 @@ func TestImageTokenRules(t *testing.T) {
 	require.EqualValues(t, 258, geminiImageTokensFor("gemini-2.5-flash", 384, 384, true))
 	require.EqualValues(t, 2*258, geminiImageTokensFor("gemini-2.5-flash", 1000, 500, true))
 	require.EqualValues(t, 258, geminiImageTokensFor("gemini-2.0-flash", 0, 0, false))
+	require.EqualValues(t, 258, geminiImageTokensFor("gemini-2.0-flash", 384, 300, true))
+	require.EqualValues(t, 13*258, geminiImageTokensFor("gemini-2.0-flash", 3008, 2000, true))
 	require.EqualValues(t, 1120, geminiImageTokensFor("gemini-3-flash-preview", 100, 100, true))
 	require.True(t, isGemini3("gemini-3.5-flash"))
 	require.False(t, isGemini3("gemini-2.5-pro"))
