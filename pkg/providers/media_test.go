@@ -120,6 +120,8 @@ func TestImageTokenRules(t *testing.T) {
 	require.EqualValues(t, 1659, openAI("gpt-4.1-mini", 1024, 1024, true, false), "1024 patches x 1.62")
 	require.EqualValues(t, 2353, openAI("gpt-4.1-mini", 1800, 2400, true, false), "1452 patches x 1.62")
 	require.EqualValues(t, 3742, openAI("gpt-4.1-nano", 4000, 4000, true, false), "scaled to 39x39 patches, x 2.46")
+	require.EqualValues(t, 1229, openAI("gpt-5-mini", 1024, 1024, true, false), "1024 patches x 1.2 (pricing page calculator)")
+	require.EqualValues(t, 1536, openAI("gpt-5-nano", 1024, 1024, true, false), "1024 patches x 1.5")
 
 	// Anthropic "Vision": width*height/750 after fitting 1568 px and
 	// about 1.15 megapixels.
