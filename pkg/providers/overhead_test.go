@@ -177,6 +177,29 @@ var overheadCases = []requestCase{
 		},
 	},
 	{
+		name:     "gemini 2.5: an explicit function calling config",
+		provider: Gemini{},
+		req: Request{Path: "/v1beta/models/gemini-2.5-flash:generateContent", Body: []byte(`{
+			"contents": [{"role": "user", "parts": [{"text": "q"}]}],
+			"toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f"]}},
+			"tools": [{"functionDeclarations": [{"name": "f", "description": "d"}]}]
+		}`)},
+		want: RequestInfo{
+			Endpoint: EndpointGenerateContent, Model: "gemini-2.5-flash", TextRunes: runes("q", "f", "d"),
+			OverheadTokens: geminiFunctionTokens + geminiCallingConfigTokens,
+		},
+	},
+	{
+		name:     "gemini 2.0: a function calling config costs nothing",
+		provider: Gemini{},
+		req: Request{Path: "/v1beta/models/gemini-2.0-flash:generateContent", Body: []byte(`{
+			"contents": [{"role": "user", "parts": [{"text": "q"}]}],
+			"tool_config": {"function_calling_config": {"mode": "ANY"}},
+			"tools": [{"function_declarations": [{"name": "f", "description": "d"}]}]
+		}`)},
+		want: RequestInfo{Endpoint: EndpointGenerateContent, Model: "gemini-2.0-flash", TextRunes: runes("q", "f", "d")},
+	},
+	{
 		name:     "gemini 2.5 signatures cost nothing, images by size",
 		provider: Gemini{},
 		req: Request{Path: "/v1beta/models/gemini-2.5-flash:generateContent", Body: []byte(`{

@@ -737,6 +737,8 @@ type refGeminiBody struct {
 	SystemInstruction2      *refGeminiContent  `json:"system_instruction"`
 	Content                 *refGeminiContent  `json:"content"`
 	Tools                   json.RawMessage    `json:"tools"`
+	ToolConfig              map[string]any     `json:"toolConfig"`
+	ToolConfig2             map[string]any     `json:"tool_config"`
 	GenerationConfig        *refGeminiConfig   `json:"generationConfig"`
 	GenerationConfig2       *refGeminiConfig   `json:"generation_config"`
 	GenerateContentRequest  *refGeminiBody     `json:"generateContentRequest"`
@@ -764,8 +766,13 @@ func refGemini(r Request) RequestInfo {
 	}
 	bad := false
 	var sig int64
-	refGeminiWalk(&body, &info, &bad, &sig)
+	var decls int
+	var calling bool
+	refGeminiWalk(&body, &info, &bad, &sig, &decls, &calling)
 	info.Model = firstNonEmpty(model, strings.TrimPrefix(body.Model, "models/"))
+	if calling && decls > 0 && !isGeminiCompactTools(info.Model) {
+		info.OverheadTokens += geminiCallingConfigTokens
+	}
 	if isGemini3(info.Model) {
 		info.OverheadTokens += int64(math.Ceil(float64(sig) / geminiSignatureCharsPerToken))
 	}
@@ -809,7 +816,14 @@ func refGeminiParts(parts []refGeminiPart, info *RequestInfo, bad *bool) (sig in
 	return sig, text
 }
 
-func refGeminiWalk(body *refGeminiBody, info *RequestInfo, bad *bool, turnSig *int64) {
+func refGeminiWalk(body *refGeminiBody, info *RequestInfo, bad *bool, turnSig *int64, decls *int, calling *bool) {
+	for _, tc := range []map[string]any{body.ToolConfig, body.ToolConfig2} {
+		for _, k := range []string{"functionCallingConfig", "function_calling_config"} {
+			if _, ok := tc[k].(map[string]any); ok {
+				*calling = true
+			}
+		}
+	}
 	for _, c := range body.Contents {
 		sig, text := refGeminiParts(c.Parts, info, bad)
 		if c.Role == "user" && text {
@@ -834,6 +848,7 @@ func refGeminiWalk(body *refGeminiBody, info *RequestInfo, bad *bool, turnSig *i
 			}
 			compact := isGeminiCompactTools(info.Model)
 			for _, d := range refArray(v) {
+				*decls++
 				if !compact {
 					info.OverheadTokens += geminiFunctionTokens
 				}
@@ -865,7 +880,7 @@ func refGeminiWalk(body *refGeminiBody, info *RequestInfo, bad *bool, turnSig *i
 	}
 	for _, sub := range []*refGeminiBody{body.GenerateContentRequest, body.GenerateContentRequest2} {
 		if sub != nil {
-			refGeminiWalk(sub, info, bad, turnSig)
+			refGeminiWalk(sub, info, bad, turnSig, decls, calling)
 		}
 	}
 }
