@@ -332,7 +332,7 @@ func (w openAIReader) top(i int, f *openAIFields) int {
 		case "instructions":
 			// Empty instructions add no system message.
 			if s.at(v) == '"' && s.at(v+1) != '"' {
-				w.info.OverheadTokens += openAIMessageTokens
+				w.info.OverheadTokens += openAIInstructionsTokens
 			}
 			end = s.text(v, &w.info.text)
 		case "prompt":
@@ -525,9 +525,23 @@ func (w openAIReader) message(i int) int {
 
 // openAIToolCallTokens frames one tool call replayed in an assistant
 // message: the recipient ("to=functions.") and the content type around the
-// name and arguments (OpenAI's harmony response format, tokenized with
-// o200k). The call's id and type are not part of the prompt.
-const openAIToolCallTokens = 5
+// name and arguments (OpenAI's harmony response format). The call's id and
+// type are not part of the prompt. The o200k count of that framing alone
+// is 5; 6 is measured on the training split of the real-traffic corpus
+// (2026-12-07).
+const openAIToolCallTokens = 6
+
+// Responses framing OpenAI does not document, measured on the training
+// split of the real-traffic corpus (2026-12-07): the system (developer)
+// message that non-empty instructions become, and a replayed
+// function_call or custom_tool_call item, a message of its own addressed
+// to the function (harmony's channel, recipient and constraint tokens
+// around the name and arguments; 17 where a chat message and a chat tool
+// call would give 4 + 6).
+const (
+	openAIInstructionsTokens  = 5
+	openAIResponsesCallTokens = 17
+)
 
 // toolCall reads a replayed call {"name":..., "arguments":"..."}: its name
 // and its arguments as text, plus openAIToolCallTokens.
@@ -687,7 +701,7 @@ func (w openAIReader) part(i int) int {
 	case "function_call", "custom_tool_call":
 		// A replayed call is a message of its own, addressed to the
 		// function (harmony format), like a Chat Completions tool call.
-		w.info.OverheadTokens += openAIMessageTokens + openAIToolCallTokens
+		w.info.OverheadTokens += openAIResponsesCallTokens
 	case "function_call_output", "custom_tool_call_output":
 		// Its output is a message of its own too.
 		w.info.OverheadTokens += openAIMessageTokens

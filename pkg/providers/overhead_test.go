@@ -241,7 +241,7 @@ var overheadCases = []requestCase{
 			TextRunes: runes("q1", "a1", "q2", "f", "{}", "done", "f", "out", "v", "number"),
 			// the replayed call and its output are messages of their own
 			// f has no properties: "() => any".
-			OverheadTokens: 5*openAIMessageTokens + openAIToolCallTokens + (2000-openAIReasoningBaseChars)/openAIReasoningCharsPerToken +
+			OverheadTokens: 4*openAIMessageTokens + openAIResponsesCallTokens + (2000-openAIReasoningBaseChars)/openAIReasoningCharsPerToken +
 				layoutFuncEmpty + layoutFuncEnd + openAIFormatTokens + layoutPropInit + layoutPropKey + openAIResponsesReplyTokens,
 			// 512x512 at high detail: one tile
 			Images: 1, ImageTokens: 85 + 170,

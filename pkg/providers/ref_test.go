@@ -331,7 +331,7 @@ func refOpenAI(r Request, ep Endpoint, streamable bool) RequestInfo {
 		info.TextRunes += refText(body.Input, &bad)
 	}
 	if len(body.Instructions) > 0 && body.Instructions[0] == '"' && string(body.Instructions) != `""` {
-		info.OverheadTokens += openAIMessageTokens
+		info.OverheadTokens += openAIInstructionsTokens
 	}
 	info.TextRunes += refText(body.Instructions, &bad)
 	switch {
@@ -491,7 +491,7 @@ func (st *refOAState) part(raw json.RawMessage) {
 	case "additional_tools":
 		st.info.OverheadTokens += openAIAdditionalToolsTokens
 	case "function_call", "custom_tool_call":
-		st.info.OverheadTokens += openAIMessageTokens + openAIToolCallTokens
+		st.info.OverheadTokens += openAIResponsesCallTokens
 	case "function_call_output", "custom_tool_call_output":
 		st.info.OverheadTokens += openAIMessageTokens
 	case "text", "input_text", "output_text":

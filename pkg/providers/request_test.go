@@ -109,7 +109,7 @@ var requestCases = []requestCase{
 			// instructions and two messages framed, a replayed call and
 			// its output as messages of their own; the hosted web search
 			// tool's definition; the reply primer.
-			OverheadTokens: 5*openAIMessageTokens + openAIToolCallTokens + 300 + openAIResponsesReplyTokens,
+			OverheadTokens: openAIInstructionsTokens + 3*openAIMessageTokens + openAIResponsesCallTokens + 300 + openAIResponsesReplyTokens,
 			// gpt-5: unknown size as 1024x1024, 4 tiles of 140 over 70.
 			Images: 1, ImageTokens: 70 + 4*140, MaxOutputTokens: 256,
 		},
