@@ -120,6 +120,8 @@ func TestImageTokenRules(t *testing.T) {
 	require.EqualValues(t, 1659, openAI("gpt-4.1-mini", 1024, 1024, true, false), "1024 patches x 1.62")
 	require.EqualValues(t, 2353, openAI("gpt-4.1-mini", 1800, 2400, true, false), "1452 patches x 1.62")
 	require.EqualValues(t, 3742, openAI("gpt-4.1-nano", 4000, 4000, true, false), "scaled to 39x39 patches, x 2.46")
+	require.EqualValues(t, 1229, openAI("gpt-5-mini", 1024, 1024, true, false), "1024 patches x 1.2 (pricing page calculator)")
+	require.EqualValues(t, 1536, openAI("gpt-5-nano", 1024, 1024, true, false), "1024 patches x 1.5")
 
 	// Anthropic "Vision": width*height/750 after fitting 1568 px and
 	// about 1.15 megapixels.
@@ -133,6 +135,8 @@ func TestImageTokenRules(t *testing.T) {
 	require.EqualValues(t, 258, geminiImageTokensFor("gemini-2.5-flash", 384, 384, true))
 	require.EqualValues(t, 2*258, geminiImageTokensFor("gemini-2.5-flash", 1000, 500, true))
 	require.EqualValues(t, 258, geminiImageTokensFor("gemini-2.0-flash", 0, 0, false))
+	require.EqualValues(t, 258, geminiImageTokensFor("gemini-2.0-flash", 384, 300, true))
+	require.EqualValues(t, 13*258, geminiImageTokensFor("gemini-2.0-flash", 3008, 2000, true))
 	require.EqualValues(t, 1120, geminiImageTokensFor("gemini-3-flash-preview", 100, 100, true))
 	require.True(t, isGemini3("gemini-3.5-flash"))
 	require.False(t, isGemini3("gemini-2.5-pro"))

@@ -52,6 +52,44 @@ var overheadCases = []requestCase{
 		},
 	},
 	{
+		name:     "anthropic sonnet 4.5 drops an earlier turn's thinking, keeps the tool loop's",
+		provider: Anthropic{},
+		req: Request{Path: "/v1/messages", Body: []byte(`{
+			"model": "claude-sonnet-4-5", "max_tokens": 2048,
+			"thinking": {"type": "enabled", "budget_tokens": 1024},
+			"messages": [
+				{"role": "user", "content": "q1"},
+				{"role": "assistant", "content": [{"type": "thinking", "thinking": "earlier", "signature": "s"}, {"type": "text", "text": "a1"}]},
+				{"role": "user", "content": [{"type": "text", "text": "q2"}]},
+				{"role": "assistant", "content": [{"type": "thinking", "thinking": "current", "signature": "s"}, {"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+				{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}, {"type": "text", "text": "and?"}]}
+			]
+		}`)},
+		want: RequestInfo{
+			Endpoint: EndpointMessages, Model: "claude-sonnet-4-5", MaxOutputTokens: 2048,
+			TextRunes:      runes("q1", "a1", "q2", "current", "f", "{}", "ok", "and?"),
+			OverheadTokens: 5*anthropicMessageTokens + 2*anthropicToolBlockTokens + anthropicThinkingTokens,
+		},
+	},
+	{
+		name:     "anthropic opus 4.6 keeps every turn's thinking; adaptive thinking costs nothing",
+		provider: Anthropic{},
+		req: Request{Path: "/v1/messages", Body: []byte(`{
+			"model": "claude-opus-4-6", "max_tokens": 2048,
+			"thinking": {"type": "adaptive"},
+			"messages": [
+				{"role": "user", "content": "q1"},
+				{"role": "assistant", "content": [{"type": "thinking", "thinking": "earlier", "signature": "s"}, {"type": "text", "text": "a1"}]},
+				{"role": "user", "content": "q2"}
+			]
+		}`)},
+		want: RequestInfo{
+			Endpoint: EndpointMessages, Model: "claude-opus-4-6", MaxOutputTokens: 2048,
+			TextRunes:      runes("q1", "earlier", "a1", "q2"),
+			OverheadTokens: 3 * anthropicMessageTokens,
+		},
+	},
+	{
 		name:     "anthropic task budget",
 		provider: Anthropic{},
 		req: Request{Path: "/v1/messages", Body: []byte(`{
@@ -122,6 +160,46 @@ var overheadCases = []requestCase{
 		},
 	},
 	{
+		name:     "gemini 3: an image sent after a function response starts a turn",
+		provider: Gemini{},
+		req: Request{Path: "/v1beta/models/gemini-3-flash-preview:generateContent", Body: []byte(`{
+			"contents": [
+				{"role": "user", "parts": [{"text": "q"}]},
+				{"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "` + strings.Repeat("A", 470) + `"}]},
+				{"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"ok": true}}}]},
+				{"role": "user", "parts": [{"inlineData": {"mimeType": "image/png", "data": "` + pngBase64(64, 64) + `"}}]}
+			]
+		}`)},
+		want: RequestInfo{
+			Endpoint: EndpointGenerateContent, Model: "gemini-3-flash-preview",
+			TextRunes: runes("q", "f", "{}", "f", `{"ok": true}`),
+			Images:    1, ImageTokens: gemini3ImageTokens,
+		},
+	},
+	{
+		name:     "gemini 2.5: an explicit function calling config",
+		provider: Gemini{},
+		req: Request{Path: "/v1beta/models/gemini-2.5-flash:generateContent", Body: []byte(`{
+			"contents": [{"role": "user", "parts": [{"text": "q"}]}],
+			"toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f"]}},
+			"tools": [{"functionDeclarations": [{"name": "f", "description": "d"}]}]
+		}`)},
+		want: RequestInfo{
+			Endpoint: EndpointGenerateContent, Model: "gemini-2.5-flash", TextRunes: runes("q", "f", "d"),
+			OverheadTokens: geminiFunctionTokens + geminiCallingConfigTokens,
+		},
+	},
+	{
+		name:     "gemini 2.0: a function calling config costs nothing",
+		provider: Gemini{},
+		req: Request{Path: "/v1beta/models/gemini-2.0-flash:generateContent", Body: []byte(`{
+			"contents": [{"role": "user", "parts": [{"text": "q"}]}],
+			"tool_config": {"function_calling_config": {"mode": "ANY"}},
+			"tools": [{"function_declarations": [{"name": "f", "description": "d"}]}]
+		}`)},
+		want: RequestInfo{Endpoint: EndpointGenerateContent, Model: "gemini-2.0-flash", TextRunes: runes("q", "f", "d")},
+	},
+	{
 		name:     "gemini 2.5 signatures cost nothing, images by size",
 		provider: Gemini{},
 		req: Request{Path: "/v1beta/models/gemini-2.5-flash:generateContent", Body: []byte(`{
@@ -162,8 +240,9 @@ var overheadCases = []requestCase{
 			// nothing; "object" is structure, not text.
 			TextRunes: runes("q1", "a1", "q2", "f", "{}", "done", "f", "out", "v", "number"),
 			// the replayed call and its output are messages of their own
-			OverheadTokens: 5*openAIMessageTokens + openAIToolCallTokens + (2000-openAIReasoningBaseChars)/openAIReasoningCharsPerToken +
-				layoutFuncInit + layoutFuncEnd + openAIFormatTokens + layoutPropInit + layoutPropKey,
+			// f has no properties: "() => any".
+			OverheadTokens: 4*openAIMessageTokens + openAIResponsesCallTokens + (2000-openAIReasoningBaseChars)/openAIReasoningCharsPerToken +
+				layoutFuncEmpty + layoutFuncEnd + openAIFormatTokens + layoutPropInit + layoutPropKey + openAIResponsesReplyTokens,
 			// 512x512 at high detail: one tile
 			Images: 1, ImageTokens: 85 + 170,
 		},
@@ -181,8 +260,18 @@ var overheadCases = []requestCase{
 		}`)},
 		want: RequestInfo{
 			Endpoint: EndpointResponses, Model: "gpt-5.4",
-			TextRunes:      runes("q", "g", "d", "x", "string"),
-			OverheadTokens: 2*openAIMessageTokens + layoutFuncInit + layoutPropInit + layoutPropKey + layoutFuncEnd,
+			TextRunes: runes("q", "g", "d", "x", "string"),
+			OverheadTokens: 2*openAIMessageTokens + openAIAdditionalToolsTokens + layoutFuncInit + layoutPropInit + layoutPropKey +
+				layoutFuncEnd + openAIResponsesReplyTokens,
+		},
+	},
+	{
+		name:     "openai responses: empty instructions add no message",
+		provider: OpenAI{},
+		req:      Request{Path: "/v1/responses", Body: []byte(`{"model": "gpt-5", "instructions": "", "input": [{"role": "user", "content": "What is 2+2?"}]}`)},
+		want: RequestInfo{
+			Endpoint: EndpointResponses, Model: "gpt-5", TextRunes: runes("What is 2+2?"),
+			OverheadTokens: openAIMessageTokens + openAIResponsesReplyTokens,
 		},
 	},
 	{
@@ -198,7 +287,7 @@ var overheadCases = []requestCase{
 			Endpoint: EndpointChatCompletions, Model: "o3-mini",
 			TextRunes: runes("ann", "hi", "g", "r", "string"),
 			OverheadTokens: openAIMessageTokens + openAINameTokens + openAIReplyTokens +
-				layoutFuncInit + layoutFuncEnd + openAIReasoningChatToolTokens + openAIFormatTokens,
+				layoutFuncEmpty + layoutFuncEnd + openAIReasoningChatToolTokens + openAIFormatTokens,
 		},
 	},
 }

@@ -300,6 +300,9 @@ func refOpenAI(r Request, ep Endpoint, streamable bool) RequestInfo {
 	default:
 		info.MaxOutputTokens = max(refInt(body.MaxTokens), 0)
 	}
+	if body.Messages == nil && (info.Endpoint == EndpointResponses || info.Endpoint == EndpointCountTokens) {
+		info.OverheadTokens += openAIResponsesReplyTokens
+	}
 	if body.Messages != nil {
 		info.OverheadTokens += openAIReplyTokens
 		for _, m := range *body.Messages {
@@ -327,8 +330,8 @@ func refOpenAI(r Request, ep Endpoint, streamable bool) RequestInfo {
 	} else {
 		info.TextRunes += refText(body.Input, &bad)
 	}
-	if len(body.Instructions) > 0 && body.Instructions[0] == '"' {
-		info.OverheadTokens += openAIMessageTokens
+	if len(body.Instructions) > 0 && body.Instructions[0] == '"' && string(body.Instructions) != `""` {
+		info.OverheadTokens += openAIInstructionsTokens
 	}
 	info.TextRunes += refText(body.Instructions, &bad)
 	switch {
@@ -394,6 +397,7 @@ func (st *refOAState) tool(raw json.RawMessage) {
 		return
 	}
 	st.info.TextRunes += refText(m["name"], st.bad) + refText(m["description"], st.bad)
+	before := st.info.OverheadTokens
 	if p, ok := m["parameters"]; ok {
 		refSchema(p, st.info, st.bad)
 	}
@@ -401,7 +405,11 @@ func (st *refOAState) tool(raw json.RawMessage) {
 	case nested:
 	case typ == "" || typ == "function":
 		st.functions++
-		st.info.OverheadTokens += layoutFuncInit
+		if st.info.OverheadTokens == before {
+			st.info.OverheadTokens += layoutFuncEmpty
+		} else {
+			st.info.OverheadTokens += layoutFuncInit
+		}
 	default:
 		for k, v := range m {
 			switch k {
@@ -480,8 +488,10 @@ func (st *refOAState) part(raw json.RawMessage) {
 		st.reasoning += int64((len(refStr(p.Encrypted)) - openAIReasoningBaseChars) / openAIReasoningCharsPerToken)
 	}
 	switch refStr(p.Type) {
+	case "additional_tools":
+		st.info.OverheadTokens += openAIAdditionalToolsTokens
 	case "function_call", "custom_tool_call":
-		st.info.OverheadTokens += openAIMessageTokens + openAIToolCallTokens
+		st.info.OverheadTokens += openAIResponsesCallTokens
 	case "function_call_output", "custom_tool_call_output":
 		st.info.OverheadTokens += openAIMessageTokens
 	case "text", "input_text", "output_text":
@@ -503,6 +513,10 @@ type refANState struct {
 	info *RequestInfo
 	bad  *bool
 	f    anthropicFields
+	// thinking is the runes of the current message's thinking blocks;
+	// results is set when a message has tool_result blocks.
+	thinking int64
+	results  bool
 }
 
 func refAnthropic(r Request) RequestInfo {
@@ -528,6 +542,7 @@ func refAnthropic(r Request) RequestInfo {
 		} `json:"metadata"`
 		System   json.RawMessage `json:"system"`
 		Messages []struct {
+			Role    string          `json:"role"`
 			Content json.RawMessage `json:"content"`
 		} `json:"messages"`
 		Tools      []json.RawMessage `json:"tools"`
@@ -556,9 +571,19 @@ func refAnthropic(r Request) RequestInfo {
 		info.User = body.Metadata.UserID
 	}
 	st.content(body.System)
+	var past, turn int64
 	for _, m := range body.Messages {
 		info.OverheadTokens += anthropicMessageTokens
+		st.thinking, st.results = 0, false
 		st.content(m.Content)
+		if m.Role == "user" && !st.results {
+			past, turn = past+turn, 0
+		}
+		turn += st.thinking
+	}
+	info.TextRunes += turn
+	if anthropicKeepsThinking(body.Model) {
+		info.TextRunes += past
 	}
 	for _, t := range body.Tools {
 		st.tool(t)
@@ -567,8 +592,7 @@ func refAnthropic(r Request) RequestInfo {
 		st.f.toolChoice = []byte(refStr(body.ToolChoice.Type))
 	}
 	if body.Thinking != nil {
-		t := refStr(body.Thinking.Type)
-		st.f.thinking = t != "" && t != "disabled"
+		st.f.thinkingEnabled = refStr(body.Thinking.Type) == "enabled"
 	}
 	for _, f := range []json.RawMessage{body.OutputFormat, func() json.RawMessage {
 		if body.OutputConfig == nil {
@@ -661,9 +685,14 @@ func (st *refANState) block(raw json.RawMessage) {
 		}
 	}
 	switch typ {
-	case "text", "thinking":
-		info.TextRunes += refText(m["text"], st.bad) + refText(m["thinking"], st.bad)
-	case "tool_use", "tool_result", "server_tool_use":
+	case "text":
+		info.TextRunes += refText(m["text"], st.bad)
+	case "thinking":
+		st.thinking += refText(m["thinking"], st.bad)
+	case "tool_result":
+		st.results = true
+		info.OverheadTokens += anthropicToolBlockTokens
+	case "tool_use", "server_tool_use":
 		info.OverheadTokens += anthropicToolBlockTokens
 	case "image":
 		info.Images++
@@ -708,6 +737,8 @@ type refGeminiBody struct {
 	SystemInstruction2      *refGeminiContent  `json:"system_instruction"`
 	Content                 *refGeminiContent  `json:"content"`
 	Tools                   json.RawMessage    `json:"tools"`
+	ToolConfig              map[string]any     `json:"toolConfig"`
+	ToolConfig2             map[string]any     `json:"tool_config"`
 	GenerationConfig        *refGeminiConfig   `json:"generationConfig"`
 	GenerationConfig2       *refGeminiConfig   `json:"generation_config"`
 	GenerateContentRequest  *refGeminiBody     `json:"generateContentRequest"`
@@ -735,8 +766,13 @@ func refGemini(r Request) RequestInfo {
 	}
 	bad := false
 	var sig int64
-	refGeminiWalk(&body, &info, &bad, &sig)
+	var decls int
+	var calling bool
+	refGeminiWalk(&body, &info, &bad, &sig, &decls, &calling)
 	info.Model = firstNonEmpty(model, strings.TrimPrefix(body.Model, "models/"))
+	if calling && decls > 0 && !isGeminiCompactTools(info.Model) {
+		info.OverheadTokens += geminiCallingConfigTokens
+	}
 	if isGemini3(info.Model) {
 		info.OverheadTokens += int64(math.Ceil(float64(sig) / geminiSignatureCharsPerToken))
 	}
@@ -746,10 +782,10 @@ func refGemini(r Request) RequestInfo {
 }
 
 // refGeminiParts counts parts and returns their signature bytes and
-// whether any has text.
+// whether any has standard content (text, inline or file data).
 func refGeminiParts(parts []refGeminiPart, info *RequestInfo, bad *bool) (sig int64, text bool) {
 	for _, p := range parts {
-		if !refIsNull(p.Text) {
+		if !refIsNull(p.Text) || p.InlineData != nil || p.InlineData2 != nil || p.FileData != nil || p.FileData2 != nil {
 			text = true
 		}
 		info.TextRunes += refText(p.Text, bad)
@@ -780,7 +816,14 @@ func refGeminiParts(parts []refGeminiPart, info *RequestInfo, bad *bool) (sig in
 	return sig, text
 }
 
-func refGeminiWalk(body *refGeminiBody, info *RequestInfo, bad *bool, turnSig *int64) {
+func refGeminiWalk(body *refGeminiBody, info *RequestInfo, bad *bool, turnSig *int64, decls *int, calling *bool) {
+	for _, tc := range []map[string]any{body.ToolConfig, body.ToolConfig2} {
+		for _, k := range []string{"functionCallingConfig", "function_calling_config"} {
+			if _, ok := tc[k].(map[string]any); ok {
+				*calling = true
+			}
+		}
+	}
 	for _, c := range body.Contents {
 		sig, text := refGeminiParts(c.Parts, info, bad)
 		if c.Role == "user" && text {
@@ -805,6 +848,7 @@ func refGeminiWalk(body *refGeminiBody, info *RequestInfo, bad *bool, turnSig *i
 			}
 			compact := isGeminiCompactTools(info.Model)
 			for _, d := range refArray(v) {
+				*decls++
 				if !compact {
 					info.OverheadTokens += geminiFunctionTokens
 				}
@@ -836,7 +880,7 @@ func refGeminiWalk(body *refGeminiBody, info *RequestInfo, bad *bool, turnSig *i
 	}
 	for _, sub := range []*refGeminiBody{body.GenerateContentRequest, body.GenerateContentRequest2} {
 		if sub != nil {
-			refGeminiWalk(sub, info, bad, turnSig)
+			refGeminiWalk(sub, info, bad, turnSig, decls, calling)
 		}
 	}
 }

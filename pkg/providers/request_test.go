@@ -108,8 +108,8 @@ var requestCases = []requestCase{
 			TextRunes: runes("Sys ✓", "abc", "prior answer", "n", `{"a":1}`, "ok", "loose"),
 			// instructions and two messages framed, a replayed call and
 			// its output as messages of their own; the hosted web search
-			// tool's definition.
-			OverheadTokens: 5*openAIMessageTokens + openAIToolCallTokens + 300,
+			// tool's definition; the reply primer.
+			OverheadTokens: openAIInstructionsTokens + 3*openAIMessageTokens + openAIResponsesCallTokens + 300 + openAIResponsesReplyTokens,
 			// gpt-5: unknown size as 1024x1024, 4 tiles of 140 over 70.
 			Images: 1, ImageTokens: 70 + 4*140, MaxOutputTokens: 256,
 		},
@@ -118,7 +118,7 @@ var requestCases = []requestCase{
 		name:     "openai responses string input and prompt template",
 		provider: OpenAI{},
 		req:      Request{Path: "/v1/responses", Body: []byte(`{"model":"gpt-5","input":"hello","prompt":{"id":"pmpt_1","variables":{"x":"y"}}}`)},
-		want:     RequestInfo{Endpoint: EndpointResponses, Model: "gpt-5", TextRunes: 5},
+		want:     RequestInfo{Endpoint: EndpointResponses, Model: "gpt-5", TextRunes: 5, OverheadTokens: openAIResponsesReplyTokens},
 	},
 	{
 		name:     "openai completions prompt list",
