@@ -60,7 +60,11 @@ const (
 // anything else the codec uses proto.Marshal.
 func handEncodable(r *extprocv3.ProcessingResponse) bool {
 	if r.TypedDynamicMetadata != nil || r.OverrideMessageTimeout != nil || r.ServerWindowUpdate != nil ||
-		r.RequestDrain || r.RequestDrainRequests || r.RequestDrainResponses || len(r.ProtoReflect().GetUnknown()) > 0 {
+		r.RequestDrainRequests || r.RequestDrainResponses || len(r.ProtoReflect().GetUnknown()) > 0 {
+		return false
+	}
+	//lint:ignore SA1019 a reply that sets the deprecated request_drain is left to protobuf-go
+	if r.RequestDrain {
 		return false
 	}
 	switch v := r.Response.(type) {
@@ -107,6 +111,7 @@ func mutationEncodable(m *extprocv3.HeaderMutation) bool {
 		return true
 	}
 	for _, o := range m.SetHeaders {
+		//lint:ignore SA1019 an option that sets the deprecated append is left to protobuf-go
 		if o == nil || o.Append != nil {
 			return false
 		}
