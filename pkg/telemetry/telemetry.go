@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -230,27 +231,74 @@ func NewLogger(log *slog.Logger) *Logger { return &Logger{log: log} }
 
 // AsyncLogger writes the request log lines from one long-lived goroutine:
 // formatting a wide JSON line on each stream's fresh goroutine grew that
-// goroutine's stack on every request. When its queue (4096 lines) is full
-// it writes on the caller's goroutine instead, so no line is lost. Close
-// drains the queue. It is safe for concurrent use.
+// goroutine's stack on every request. The writer does not wake for every
+// line: after writing what is queued it waits [logGather] for more before
+// it looks again, and only a line that finds it idle wakes it, so under
+// load it wakes a few hundred times a second instead of once per request
+// (each wake-up is a futex call on both sides). A line is written at most
+// about logGather after it is observed. When its queue (4096 lines) is
+// full it writes on the caller's goroutine instead, so no line is lost.
+// Close drains the queue. It is safe for concurrent use.
 type AsyncLogger struct {
 	l    *Logger
 	q    chan *processor.Record
+	kick chan struct{} // capacity 1: wakes the writer while it is idle
+	idle atomic.Bool   // the writer waits on kick
 	done chan struct{}
 	mu   sync.RWMutex
 	shut bool
 }
 
+// logGather is how long the AsyncLogger's writer lets lines gather after
+// writing some.
+const logGather = 2 * time.Millisecond
+
 // NewAsyncLogger starts an AsyncLogger writing to log.
 func NewAsyncLogger(log *slog.Logger) *AsyncLogger {
-	a := &AsyncLogger{l: NewLogger(log), q: make(chan *processor.Record, 4096), done: make(chan struct{})}
-	go func() {
-		defer close(a.done)
-		for r := range a.q {
-			a.l.Observe(r)
-		}
-	}()
+	a := &AsyncLogger{l: NewLogger(log), q: make(chan *processor.Record, 4096), kick: make(chan struct{}, 1),
+		done: make(chan struct{})}
+	go a.write()
 	return a
+}
+
+// write is the writer goroutine.
+func (a *AsyncLogger) write() {
+	defer close(a.done)
+	for {
+		n, open := a.drain()
+		switch {
+		case !open:
+			return
+		case n > 0:
+			time.Sleep(logGather)
+			continue
+		}
+		a.idle.Store(true)
+		if len(a.q) > 0 {
+			// Queued between the drain and idle: its sender may have
+			// seen the writer busy and not kicked.
+			a.idle.Store(false)
+			continue
+		}
+		<-a.kick
+	}
+}
+
+// drain writes every queued line; open is false once Close closed the
+// queue and it is empty.
+func (a *AsyncLogger) drain() (n int, open bool) {
+	for {
+		select {
+		case r, ok := <-a.q:
+			if !ok {
+				return n, false
+			}
+			a.l.Observe(r)
+			n++
+		default:
+			return n, true
+		}
+	}
 }
 
 // Observe implements [processor.Observer]. Records are not modified after
@@ -264,8 +312,18 @@ func (a *AsyncLogger) Observe(r *processor.Record) {
 	}
 	select {
 	case a.q <- r:
+		if a.idle.Load() && a.idle.CompareAndSwap(true, false) {
+			a.wake()
+		}
 	default:
 		a.l.Observe(r)
+	}
+}
+
+func (a *AsyncLogger) wake() {
+	select {
+	case a.kick <- struct{}{}:
+	default: // a wake-up is already pending
 	}
 }
 
@@ -276,6 +334,7 @@ func (a *AsyncLogger) Close() error {
 	if !a.shut {
 		a.shut = true
 		close(a.q)
+		a.wake()
 	}
 	a.mu.Unlock()
 	<-a.done

@@ -120,6 +120,29 @@ func TestAsyncLoggerWritesEveryLine(t *testing.T) {
 	require.Equal(t, 10001, strings.Count(w.String(), "\n"))
 }
 
+// TestAsyncLoggerWakesWhenIdle: a line observed while the writer waits is
+// written without Close, however the lines of concurrent callers fall
+// around the writer's gather and idle steps (a lost wake-up would leave a
+// line queued until Close, and the wait below would time out).
+func TestAsyncLoggerWakesWhenIdle(t *testing.T) {
+	var buf bytes.Buffer
+	w := &lockedWriter{w: &buf}
+	a := NewAsyncLogger(slog.New(slog.NewJSONHandler(w, nil)))
+	defer a.Close()
+	want := 0
+	for round := range 200 {
+		callers := 1 + round%4
+		var wg sync.WaitGroup
+		for range callers {
+			wg.Go(func() { a.Observe(record("gpt-4o")) })
+		}
+		wg.Wait()
+		want += callers
+		require.Eventually(t, func() bool { return strings.Count(w.String(), "\n") == want },
+			10*time.Second, 100*time.Microsecond, "round %d", round)
+	}
+}
+
 type lockedWriter struct {
 	mu sync.Mutex
 	w  *bytes.Buffer
