@@ -226,8 +226,16 @@ type sentStream struct {
 
 func (s sentStream) SendMsg(m any) error {
 	err := s.ServerStream.SendMsg(m)
-	if r, ok := m.(*extprocv3.ProcessingResponse); ok && err == nil {
+	if err != nil {
+		return err
+	}
+	switch r := m.(type) {
+	case *extprocv3.ProcessingResponse:
 		s.sent(r)
+	case interface {
+		ProcessingResponse() *extprocv3.ProcessingResponse
+	}: // a reply with metadata (processor's outgoing)
+		s.sent(r.ProcessingResponse())
 	}
 	return err
 }

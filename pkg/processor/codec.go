@@ -74,44 +74,77 @@ func (c replyCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return proto.Unmarshal(b, m)
 }
 
-// Marshal implements [encoding.CodecV2]. A ProcessingResponse is encoded by
-// hand (encode.go) when it holds only what the server sends; otherwise
-// everything but its dynamic metadata goes through protobuf-go.
+// outgoing is a reply with its dynamic metadata as fields of namespace ns
+// (Process sends it; see stream.metadata): the codec writes the fields as
+// the Struct, and only builds it for a reply it leaves to protobuf-go.
+type outgoing struct {
+	resp   *extprocv3.ProcessingResponse
+	ns     string
+	fields mdFields
+}
+
+// ProcessingResponse returns the reply as Envoy receives it, metadata
+// included (built as a Struct). A gRPC interceptor or stats handler that
+// looks at the messages Process sends gets either a
+// *extprocv3.ProcessingResponse or a value with this method.
+func (o *outgoing) ProcessingResponse() *extprocv3.ProcessingResponse {
+	r := proto.Clone(o.resp).(*extprocv3.ProcessingResponse)
+	if len(o.fields) > 0 {
+		r.DynamicMetadata = o.fields.Struct(o.ns)
+	}
+	return r
+}
+
+// Marshal implements [encoding.CodecV2]. A ProcessingResponse (or an
+// outgoing one) is encoded by hand (encode.go) when it holds only what the
+// server sends; otherwise everything but its dynamic metadata goes through
+// protobuf-go.
 func (c replyCodec) Marshal(v any) (mem.BufferSlice, error) {
+	var md replyMD
 	resp, ok := v.(*extprocv3.ProcessingResponse)
+	if out, isOut := v.(*outgoing); isOut {
+		resp, ok = out.resp, true
+		if len(out.fields) > 0 {
+			if resp.DynamicMetadata != nil {
+				return nil, fmt.Errorf("marshal ext_proc reply: metadata set twice")
+			}
+			md.ns, md.fields = out.ns, out.fields
+		}
+	}
 	if !ok {
 		return c.std.Marshal(v)
 	}
-	pool := mem.DefaultBufferPool()
-	md := resp.DynamicMetadata
-	mdSize := -1
-	if md != nil {
-		mdSize = sizeStruct(md)
+	if md.fields == nil {
+		md.s = resp.DynamicMetadata
 	}
+	mdp := &md
+	if md.s == nil && md.fields == nil {
+		mdp = nil
+	} else {
+		md.prepare()
+	}
+	pool := mem.DefaultBufferPool()
 	if handEncodable(resp) {
-		size := sizeResponse(resp, mdSize)
-		buf := pool.Get(size)
-		*buf = appendResponse((*buf)[:0], resp, mdSize)
+		buf := pool.Get(sizeResponse(resp, mdp))
+		*buf = appendResponse((*buf)[:0], resp, mdp)
 		return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 	}
-	if md == nil {
-		return c.std.Marshal(v)
+	if mdp == nil {
+		return c.std.Marshal(resp)
 	}
+	saved := resp.DynamicMetadata
 	resp.DynamicMetadata = nil
-	defer func() { resp.DynamicMetadata = md }()
+	defer func() { resp.DynamicMetadata = saved }()
 	opts := proto.MarshalOptions{UseCachedSize: true}
 	rest := proto.Size(resp) // UseCachedSize is sound right after Size
-	size := rest + protowire.SizeTag(fieldResponseDynamicMetadata) + protowire.SizeBytes(mdSize)
-	buf := pool.Get(size)
+	buf := pool.Get(rest + sizeField(fieldResponseDynamicMetadata, md.size))
 	b, err := opts.MarshalAppend((*buf)[:0], resp)
 	if err != nil {
 		pool.Put(buf)
 		return nil, fmt.Errorf("marshal ext_proc reply: %w", err)
 	}
-	b = protowire.AppendTag(b, fieldResponseDynamicMetadata, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(mdSize))
-	b = appendStruct(b, md)
-	*buf = b
+	b = appendMessageHeader(b, fieldResponseDynamicMetadata, md.size)
+	*buf = md.append(b)
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 

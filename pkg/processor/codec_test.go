@@ -219,11 +219,47 @@ func TestReplyCodecLeavesTheRestToProtobuf(t *testing.T) {
 }
 
 func TestMetadataStringsAreUTF8(t *testing.T) {
-	f := newFieldSlab(2)
+	var f mdFields
 	f.str("user", "caf\xe9")
 	f.str("model", "gpt-4o")
-	md := &structpb.Struct{Fields: f.f}
-	require.Equal(t, "caf\uFFFD", md.Fields["user"].GetStringValue())
+	md := f.Struct("llm_proxy")
+	require.Equal(t, "caf\uFFFD", md.Fields["llm_proxy"].GetStructValue().Fields["user"].GetStringValue())
 	_, err := proto.Marshal(md)
 	require.NoError(t, err, "a reply protobuf (and Envoy) accepts")
+}
+
+// TestReplyCodecWritesMetadataFields: fields sent as an outgoing reply
+// reach the wire as the Struct mdFields.Struct builds, with a key set twice
+// holding its last value, by hand and through protobuf-go alike.
+func TestReplyCodecWritesMetadataFields(t *testing.T) {
+	var f mdFields
+	f.str("provider", "openai")
+	f.str("empty", "")
+	f.num("estimated_input_tokens", 412)
+	f.num("zero", 0)
+	f.boolean("stream", true)
+	f.boolean("cached", false)
+	f.value("nested", structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewStringValue("a"), structpb.NewNullValue()}}))
+	f.str("model", "gpt-4o")
+	f.str("model", "gpt-4o-2024-08-06")
+	require.Len(t, f, 8)
+	body := &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}
+	for name, resp := range map[string]*extprocv3.ProcessingResponse{
+		"by hand":          {Response: body},
+		"through protobuf": {Response: body, OverrideMessageTimeout: durationpb.New(5e9)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			data, err := newReplyCodec().Marshal(&outgoing{resp: resp, ns: "llm_proxy", fields: f})
+			require.NoError(t, err)
+			wire := data.Materialize()
+			data.Free()
+			var got extprocv3.ProcessingResponse
+			require.NoError(t, proto.Unmarshal(wire, &got))
+			want := proto.Clone(resp).(*extprocv3.ProcessingResponse)
+			want.DynamicMetadata = f.Struct("llm_proxy")
+			sameMessage(t, want, &got)
+			require.Nil(t, resp.DynamicMetadata, "the reply is left as it was")
+			require.Equal(t, "gpt-4o-2024-08-06", got.DynamicMetadata.Fields["llm_proxy"].GetStructValue().Fields["model"].GetStringValue())
+		})
+	}
 }

@@ -1,12 +1,14 @@
 package processor
 
 import (
+	"math"
 	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // The replies the server sends are encoded by hand (appendResponse), in
@@ -127,9 +129,9 @@ func mutationEncodable(m *extprocv3.HeaderMutation) bool {
 	return true
 }
 
-// sizeResponse is the encoded size of r with mdSize bytes of dynamic
-// metadata (sizeStruct; -1 for none); r must be handEncodable.
-func sizeResponse(r *extprocv3.ProcessingResponse, mdSize int) int {
+// sizeResponse is the encoded size of r with the dynamic metadata md (nil
+// for none; prepared); r must be handEncodable.
+func sizeResponse(r *extprocv3.ProcessingResponse, md *replyMD) int {
 	n := 0
 	switch v := r.Response.(type) {
 	case *extprocv3.ProcessingResponse_RequestHeaders:
@@ -147,8 +149,8 @@ func sizeResponse(r *extprocv3.ProcessingResponse, mdSize int) int {
 	case *extprocv3.ProcessingResponse_ImmediateResponse:
 		n += sizeField(fieldRespImmediate, sizeImmediate(v.ImmediateResponse))
 	}
-	if mdSize >= 0 {
-		n += sizeField(fieldResponseDynamicMetadata, mdSize)
+	if md != nil {
+		n += sizeField(fieldResponseDynamicMetadata, md.size)
 	}
 	if m := r.ModeOverride; m != nil {
 		n += sizeField(fieldRespModeOverride, sizeMode(m))
@@ -156,12 +158,12 @@ func sizeResponse(r *extprocv3.ProcessingResponse, mdSize int) int {
 	return n
 }
 
-// appendResponse appends r, whose dynamic metadata encodes in mdSize bytes
-// (sizeStruct; -1 for none); r must be handEncodable.
-func appendResponse(b []byte, r *extprocv3.ProcessingResponse, mdSize int) []byte {
-	if mdSize >= 0 {
-		b = appendMessageHeader(b, fieldResponseDynamicMetadata, mdSize)
-		b = appendStruct(b, r.DynamicMetadata)
+// appendResponse appends r with the dynamic metadata md (nil for none;
+// prepared); r must be handEncodable.
+func appendResponse(b []byte, r *extprocv3.ProcessingResponse, md *replyMD) []byte {
+	if md != nil {
+		b = appendMessageHeader(b, fieldResponseDynamicMetadata, md.size)
+		b = md.append(b)
 	}
 	if m := r.ModeOverride; m != nil {
 		b = appendMessageHeader(b, fieldRespModeOverride, sizeMode(m))
@@ -414,4 +416,78 @@ func appendMode(b []byte, m *filterv3.ProcessingMode) []byte {
 		b = appendVarintField(b, protowire.Number(i+1), v)
 	}
 	return b
+}
+
+// replyMD is a reply's dynamic metadata for the encoder: a Struct, or
+// fields of namespace ns (mdFields), which are written as the Struct
+// mdFields.Struct returns.
+type replyMD struct {
+	s      *structpb.Struct
+	ns     string
+	fields mdFields
+	// size is the encoded size of the metadata Struct's content, inner
+	// that of the namespace's Struct (fields only); set by prepare.
+	size, inner int
+}
+
+// prepare computes the sizes.
+func (m *replyMD) prepare() {
+	if m.s != nil {
+		m.size = sizeStruct(m.s)
+		return
+	}
+	m.inner = 0
+	for i := range m.fields {
+		m.inner += sizeField(fieldStructFields, mapEntrySize(m.fields[i].key, sizeMDValue(&m.fields[i])))
+	}
+	m.size = sizeField(fieldStructFields, mapEntrySize(m.ns, sizeField(fieldValueStruct, m.inner)))
+}
+
+func (m *replyMD) append(b []byte) []byte {
+	if m.s != nil {
+		return appendStruct(b, m.s)
+	}
+	vs := sizeField(fieldValueStruct, m.inner)
+	b = appendMessageHeader(b, fieldStructFields, mapEntrySize(m.ns, vs))
+	b = appendStringField(b, fieldMapKey, m.ns)
+	b = appendMessageHeader(b, fieldMapValue, vs)
+	b = appendMessageHeader(b, fieldValueStruct, m.inner)
+	for i := range m.fields {
+		f := &m.fields[i]
+		n := sizeMDValue(f)
+		b = appendMessageHeader(b, fieldStructFields, mapEntrySize(f.key, n))
+		b = protowire.AppendTag(b, fieldMapKey, protowire.BytesType)
+		b = protowire.AppendString(b, f.key)
+		b = appendMessageHeader(b, fieldMapValue, n)
+		b = appendMDValue(b, f)
+	}
+	return b
+}
+
+// sizeMDValue is the encoded size of f's value (a structpb.Value).
+func sizeMDValue(f *mdEntry) int {
+	switch f.kind {
+	case mdString:
+		return sizeField(fieldValueString, len(f.str))
+	case mdNumber:
+		return protowire.SizeTag(fieldValueNumber) + protowire.SizeFixed64()
+	case mdBool:
+		return protowire.SizeTag(fieldValueBool) + 1
+	}
+	return sizeValue(f.val)
+}
+
+func appendMDValue(b []byte, f *mdEntry) []byte {
+	switch f.kind {
+	case mdString:
+		b = protowire.AppendTag(b, fieldValueString, protowire.BytesType)
+		return protowire.AppendString(b, f.str)
+	case mdNumber:
+		b = protowire.AppendTag(b, fieldValueNumber, protowire.Fixed64Type)
+		return protowire.AppendFixed64(b, math.Float64bits(f.num))
+	case mdBool:
+		b = protowire.AppendTag(b, fieldValueBool, protowire.VarintType)
+		return protowire.AppendVarint(b, protowire.EncodeBool(f.num != 0))
+	}
+	return appendValue(b, f.val)
 }

@@ -1,6 +1,10 @@
 package processor
 
 import (
+	"strings"
+	"unicode/utf8"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -11,12 +15,14 @@ import (
 // the final reply carries only what the response added: usage (cache and
 // reasoning counts only when non-zero), the vendor's request id, finish
 // reason, TTFB, and refused_by for local refusals. The status is Envoy's own
-// %RESPONSE_CODE%. Token counts are numbers; ids are strings.
-func (st *stream) metadata() *structpb.Struct {
+// %RESPONSE_CODE%. Token counts are numbers; ids are strings. The fields
+// are a list, not a google.protobuf.Struct: the codec writes them as the
+// namespace's Struct (mdFields), which spares a map per reply.
+func (st *stream) metadata() mdFields {
 	if st.provider == nil {
 		return nil
 	}
-	f := newFieldSlab(st.metadataFields())
+	f := mdFields(make([]mdEntry, 0, st.metadataFields()))
 	if !st.mdSent {
 		f.str("provider", st.call.Provider)
 		f.str("model", st.call.Info.Model)
@@ -40,7 +46,7 @@ func (st *stream) metadata() *structpb.Struct {
 		}
 		for k, v := range st.extraMD {
 			if pv, err := structpb.NewValue(v); err == nil {
-				f.f[k] = pv
+				f.value(k, pv)
 			}
 		}
 	}
@@ -64,9 +70,9 @@ func (st *stream) metadata() *structpb.Struct {
 			f.num("input_tokens", float64(u.InputTokens))
 			f.num("output_tokens", float64(u.OutputTokens))
 			f.num("total_tokens", float64(u.TotalTokens))
-			putCount(f, "cache_read_tokens", u.CacheReadTokens)
-			putCount(f, "cache_write_tokens", u.CacheWriteTokens)
-			putCount(f, "reasoning_tokens", u.ReasoningTokens)
+			putCount(&f, "cache_read_tokens", u.CacheReadTokens)
+			putCount(&f, "cache_write_tokens", u.CacheWriteTokens)
+			putCount(&f, "reasoning_tokens", u.ReasoningTokens)
 		}
 		if r.Cost.Known {
 			f.num("cost_usd", r.Cost.TotalUSD)
@@ -87,12 +93,10 @@ func (st *stream) metadata() *structpb.Struct {
 			f.str("replaced_by", r.ReplacedBy)
 		}
 	}
-	if len(f.f) == 0 {
+	if len(f) == 0 {
 		return nil
 	}
-	return &structpb.Struct{Fields: map[string]*structpb.Value{
-		st.s.cfg.Processing.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f.f}),
-	}}
+	return f
 }
 
 // metadataFields returns an upper bound of the fields metadata writes, so
@@ -135,8 +139,120 @@ func boolInt(b bool) int {
 	return 0
 }
 
-func putCount(f *fieldSlab, key string, n int64) {
+func putCount(f *mdFields, key string, n int64) {
 	if n != 0 {
 		f.num(key, float64(n))
 	}
+}
+
+// mdEntry is one field of a reply's dynamic metadata: a string, a number,
+// a bool or (val) any other structpb value.
+type mdEntry struct {
+	key  string
+	kind mdKind
+	str  string
+	num  float64
+	val  *structpb.Value
+}
+
+type mdKind uint8
+
+const (
+	mdString mdKind = iota
+	mdNumber
+	mdBool
+	mdValue
+)
+
+// mdFields are the fields of a reply's metadata namespace, in the order
+// set; setting a key again replaces its value, as in a map.
+type mdFields []mdEntry
+
+func (f *mdFields) set(m mdEntry) {
+	for i := range *f {
+		if (*f)[i].key == m.key {
+			(*f)[i] = m
+			return
+		}
+	}
+	*f = append(*f, m)
+}
+
+// str sets k to v, with any byte that is not UTF-8 replaced by U+FFFD: a
+// protobuf string must be UTF-8 (Envoy refuses a reply whose metadata is
+// not), and values such as the user come from request headers.
+func (f *mdFields) str(k, v string) {
+	if !utf8.ValidString(v) {
+		v = strings.ToValidUTF8(v, "\uFFFD")
+	}
+	f.set(mdEntry{key: k, kind: mdString, str: v})
+}
+
+func (f *mdFields) num(k string, v float64) { f.set(mdEntry{key: k, kind: mdNumber, num: v}) }
+
+func (f *mdFields) boolean(k string, v bool) {
+	n := 0.0
+	if v {
+		n = 1
+	}
+	f.set(mdEntry{key: k, kind: mdBool, num: n})
+}
+
+func (f *mdFields) value(k string, v *structpb.Value) { f.set(mdEntry{key: k, kind: mdValue, val: v}) }
+
+// structValue returns m's value as protobuf-go's structpb.Value.
+func (m *mdEntry) structValue() *structpb.Value {
+	switch m.kind {
+	case mdString:
+		return structpb.NewStringValue(m.str)
+	case mdNumber:
+		return structpb.NewNumberValue(m.num)
+	case mdBool:
+		return structpb.NewBoolValue(m.num != 0)
+	}
+	return m.val
+}
+
+// Struct returns the metadata as Envoy receives it: namespace ns holding
+// the fields (nil for no fields). The codec writes the same message without
+// building it.
+func (f mdFields) Struct(ns string) *structpb.Struct {
+	if len(f) == 0 {
+		return nil
+	}
+	inner := make(map[string]*structpb.Value, len(f))
+	for i := range f {
+		inner[f[i].key] = f[i].structValue()
+	}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{ns: structpb.NewStructValue(&structpb.Struct{Fields: inner})}}
+}
+
+// pendingMD is the metadata built for one reply of the message being
+// handled (withMetadata); Process sends it with the reply.
+type pendingMD struct {
+	resp   *extprocv3.ProcessingResponse
+	fields mdFields
+}
+
+// withMetadata records the metadata for resp (st.metadata; nothing when it
+// has none) and returns resp.
+func (st *stream) withMetadata(resp *extprocv3.ProcessingResponse) *extprocv3.ProcessingResponse {
+	if f := st.metadata(); len(f) > 0 {
+		st.pendingMD = append(st.pendingMD, pendingMD{resp, f})
+	}
+	return resp
+}
+
+// takeMetadata returns the metadata recorded for resp (the last, if more
+// than once; nil for none) and forgets what was recorded for any reply.
+func (st *stream) takeMetadata(resp *extprocv3.ProcessingResponse) mdFields {
+	var f mdFields
+	for _, p := range st.pendingMD {
+		if p.resp == resp {
+			f = p.fields
+		}
+	}
+	clear(st.pendingMD)
+	st.pendingMD = st.pendingMD[:0]
+	return f
 }

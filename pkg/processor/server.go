@@ -183,7 +183,10 @@ func (s *Server) Providers() providers.Registry { return s.providers }
 
 // Process implements [extprocv3.ExternalProcessorServer.Process]. It serves
 // one HTTP request. End of stream and cancellation are normal ends; the
-// server never returns an error for anything a client sent.
+// server never returns an error for anything a client sent. A reply with
+// dynamic metadata is sent as a value whose ProcessingResponse method
+// returns it (the codec of [GRPCServerOptions] writes the metadata without
+// building its Struct); the others as *extprocv3.ProcessingResponse.
 func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := srv.Context()
 	st := newStream(s)
@@ -203,9 +206,13 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 			s.log.Debug("ext_proc stream receive failed", "error", err)
 			return nil
 		}
-		resp := st.handle(ctx, req)
-		if resp != nil {
-			if err := srv.Send(resp); err != nil {
+		resp := st.process(ctx, req)
+		if fields := st.takeMetadata(resp); resp != nil {
+			var msg any = resp
+			if fields != nil {
+				msg = &outgoing{resp: resp, ns: s.cfg.Processing.MetadataNamespace, fields: fields}
+			}
+			if err := srv.SendMsg(msg); err != nil {
 				s.log.Debug("ext_proc stream send failed", "error", err)
 				return nil
 			}

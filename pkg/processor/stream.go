@@ -59,6 +59,7 @@ type stream struct {
 	md          *corev3.Metadata            // metadata_context of the current message
 	attrs       map[string]*structpb.Struct // attributes of the current message
 	reMD        bool                        // the call moved after admission: write who it is again
+	pendingMD   []pendingMD                 // metadata of the replies to the message being handled
 	attempt     *attemptState               // set on an upstream filter's stream
 	fullPath    string                      // :path as the client sent it, query included
 	keysMode    bool                        // the provider runs in gateway_keys mode
@@ -90,7 +91,7 @@ type stream struct {
 func newStream(s *Server) *stream { return &stream{s: s, reqLength: -1} }
 
 // handle answers one message. It returns nil when no answer is due.
-func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+func (st *stream) process(ctx context.Context, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 	if req.GetObservabilityMode() {
 		st.observe(ctx, req)
 		return nil
@@ -123,7 +124,7 @@ func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) 
 			ResponseTrailers: &extprocv3.TrailersResponse{}}}
 		if st.attempt == nil && st.provider != nil && !st.finished {
 			st.endResponse(ctx)
-			resp.DynamicMetadata = st.metadata()
+			st.withMetadata(resp)
 			st.closed = true
 		}
 		return resp
@@ -303,7 +304,7 @@ func (st *stream) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 		st.addRequestHeaders(mut)
 		// Written now so the access log names the call even if the stream
 		// later breaks before a response reply could carry it.
-		resp.DynamicMetadata = st.metadata()
+		st.withMetadata(resp)
 		st.mdSent = true
 	}
 	return resp
@@ -387,7 +388,7 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	}
 	// Written now so the access log names the call even if the stream later
 	// breaks before a response reply could carry it.
-	cont.DynamicMetadata = st.metadata()
+	st.withMetadata(cont)
 	st.mdSent = true
 	return cont
 }
@@ -422,7 +423,7 @@ func (st *stream) refuseTooLarge(size int64) *extprocv3.ProcessingResponse {
 	st.status = reply.Status
 	st.closed = true
 	st.settle(OutcomeRefused)
-	return immediate(reply, st.metadata())
+	return st.withMetadata(immediate(reply))
 }
 
 // sampleLimit is the largest body, in bytes, read for estimation; -1 is
@@ -560,7 +561,7 @@ func (st *stream) refuse(reply *Reply) *extprocv3.ProcessingResponse {
 	st.status = reply.Status
 	st.closed = true
 	st.settle(OutcomeRefused)
-	return immediate(reply, st.metadata())
+	return st.withMetadata(immediate(reply))
 }
 
 // estimate reads the body and returns what the provider saw in it, with an
@@ -661,7 +662,7 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 			st.call.Info, st.call.EstimatedInputTokens, st.call.EstimateSource = st.estimate()
 			st.respDone = true
 			st.settle(OutcomeCompleted)
-			resp.DynamicMetadata = st.metadata()
+			st.withMetadata(resp)
 			st.closed = true
 			return resp
 		}
@@ -682,7 +683,7 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	}
 	if h.GetEndOfStream() {
 		st.endResponse(ctx)
-		resp.DynamicMetadata = st.metadata()
+		st.withMetadata(resp)
 		if st.call.Failover != nil {
 			resp.GetResponseHeaders().Response = &extprocv3.CommonResponse{HeaderMutation: st.fallbackMutation(nil)}
 		}
@@ -751,7 +752,7 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 		// The target that served is known now: the access log names it even
 		// when the client hangs up before the last reply (as the OpenAI SDK
 		// does at a stream's [DONE]).
-		resp.DynamicMetadata = st.metadata()
+		st.withMetadata(resp)
 	}
 	return resp
 }
@@ -797,7 +798,7 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 		}
 		st.cutShort = !b.GetEndOfStream()
 		st.endResponse(ctx)
-		resp.DynamicMetadata = st.metadata()
+		st.withMetadata(resp)
 		if st.buffered {
 			// The response headers are still held: the client sees usage.
 			resp.GetResponseBody().Response = &extprocv3.CommonResponse{HeaderMutation: st.usageHeaders()}
@@ -911,7 +912,7 @@ func (st *stream) replace(reply *Reply) *extprocv3.ProcessingResponse {
 	st.replacedBy = reply.Details
 	st.closed = true
 	st.settle(OutcomeCompleted)
-	return immediate(reply, st.metadata())
+	return st.withMetadata(immediate(reply))
 }
 
 // endResponse records that the response ended normally.
@@ -1027,7 +1028,7 @@ func (st *stream) flush() {
 }
 
 // immediate builds an ImmediateResponse for reply.
-func immediate(reply *Reply, md *structpb.Struct) *extprocv3.ProcessingResponse {
+func immediate(reply *Reply) *extprocv3.ProcessingResponse {
 	mut := &extprocv3.HeaderMutation{}
 	for _, h := range reply.Headers {
 		mut.SetHeaders = append(mut.SetHeaders, setHeader(strings.ToLower(h[0]), h[1]))
@@ -1039,6 +1040,5 @@ func immediate(reply *Reply, md *structpb.Struct) *extprocv3.ProcessingResponse 
 			Body:    reply.Body,
 			Details: reply.Details,
 		}},
-		DynamicMetadata: md,
 	}
 }
