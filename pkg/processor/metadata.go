@@ -6,6 +6,8 @@ import (
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/llm-proxy-extproc/llm-proxy-extproc/pkg/providers"
 )
 
 // metadata returns the dynamic metadata for Envoy's access log and later
@@ -67,12 +69,7 @@ func (st *stream) metadata() mdFields {
 			f.str("model", u.Model)
 		}
 		if u.Found {
-			f.num("input_tokens", float64(u.InputTokens))
-			f.num("output_tokens", float64(u.OutputTokens))
-			f.num("total_tokens", float64(u.TotalTokens))
-			putCount(&f, "cache_read_tokens", u.CacheReadTokens)
-			putCount(&f, "cache_write_tokens", u.CacheWriteTokens)
-			putCount(&f, "reasoning_tokens", u.ReasoningTokens)
+			putUsage(&f, u)
 		}
 		if r.Cost.Known {
 			f.num("cost_usd", r.Cost.TotalUSD)
@@ -137,6 +134,42 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// putUsage sets the token counts of u.
+func putUsage(f *mdFields, u providers.Usage) {
+	f.num("input_tokens", float64(u.InputTokens))
+	f.num("output_tokens", float64(u.OutputTokens))
+	f.num("total_tokens", float64(u.TotalTokens))
+	putCount(f, "cache_read_tokens", u.CacheReadTokens)
+	putCount(f, "cache_write_tokens", u.CacheWriteTokens)
+	putCount(f, "reasoning_tokens", u.ReasoningTokens)
+}
+
+// streamUsageMetadata records the usage read so far from a streamed body
+// for resp, a chunk's reply, when its counts changed since the last chunk
+// that sent them. Envoy merges each reply's metadata into the namespace, so
+// the access log has the usage even when the client hangs up between the
+// usage event and the body's end (the OpenAI SDK closes at [DONE], before
+// the end-of-stream chunk); the final reply sends it again.
+func (st *stream) streamUsageMetadata(resp *extprocv3.ProcessingResponse) {
+	u := st.parser.Usage()
+	if !u.Found {
+		return
+	}
+	c := usageCounts(u)
+	if c == st.mdUsage {
+		return
+	}
+	st.mdUsage = c
+	f := mdFields(make([]mdEntry, 0, 6))
+	putUsage(&f, u)
+	st.pendingMD = append(st.pendingMD, pendingMD{resp, f})
+}
+
+// usageCounts are the counts of u that the metadata carries.
+func usageCounts(u providers.Usage) [6]int64 {
+	return [6]int64{u.InputTokens, u.OutputTokens, u.TotalTokens, u.CacheReadTokens, u.CacheWriteTokens, u.ReasoningTokens}
 }
 
 func putCount(f *mdFields, key string, n int64) {

@@ -492,6 +492,27 @@ func TestClientCancelMidStreamSettlesOnceAsAborted(t *testing.T) {
 	}, 5*time.Second, time.Millisecond)
 }
 
+// TestStreamedUsageReachesTheMetadataAtOnce: the chunk that completes the
+// usage carries it in its reply's metadata, so the access log has it even
+// when the client hangs up before the body's end (the OpenAI SDK does at
+// [DONE]); a chunk that changes nothing carries none.
+func TestStreamedUsageReachesTheMetadataAtOnce(t *testing.T) {
+	h := newHarness(t, config.Defaults())
+	c := h.open()
+	c.do(reqHeaders(hdrs(false, ":method", "POST", ":path", "/fake/v1/x", "content-type", "application/json")))
+	c.do(reqBody([]byte(`{"model":"m","stream":true,"text":"abcd"}`), true))
+	c.do(respHeaders(hdrs(false, ":status", "200", "content-type", "text/event-stream")))
+	require.Nil(t, c.do(respBody([]byte("data: {\"x\":1}\n\n"), false)).GetDynamicMetadata(), "no usage yet")
+	resp := c.do(respBody([]byte("data: {\"in\":4,\"out\":9}\n\n"), false))
+	require.EqualValues(t, 4, mdField(t, resp, "input_tokens"))
+	require.EqualValues(t, 9, mdField(t, resp, "output_tokens"))
+	require.EqualValues(t, 13, mdField(t, resp, "total_tokens"))
+	require.Nil(t, c.do(respBody([]byte("data: [DONE]\n\n"), false)).GetDynamicMetadata(), "nothing changed")
+	c.cf() // the client hangs up before the end-of-stream chunk
+	recs := h.waitRecords(1)
+	require.Equal(t, OutcomeAborted, recs[0].Outcome)
+}
+
 func TestHalfCloseBeforeBodySettlesAborted(t *testing.T) {
 	g := &countingGuard{}
 	h := newHarness(t, config.Defaults(), g)

@@ -60,6 +60,7 @@ type stream struct {
 	attrs       map[string]*structpb.Struct // attributes of the current message
 	reMD        bool                        // the call moved after admission: write who it is again
 	pendingMD   []pendingMD                 // metadata of the replies to the message being handled
+	mdUsage     [6]int64                    // the stream's usage counts last sent in metadata (usageCounts)
 	attempt     *attemptState               // set on an upstream filter's stream
 	fullPath    string                      // :path as the client sent it, query included
 	keysMode    bool                        // the provider runs in gateway_keys mode
@@ -804,6 +805,8 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 			resp.GetResponseBody().Response = &extprocv3.CommonResponse{HeaderMutation: st.usageHeaders()}
 		}
 		st.closed = true
+	} else if len(chunk) > 0 {
+		st.streamUsageMetadata(resp)
 	}
 	return resp
 }
