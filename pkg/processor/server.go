@@ -150,12 +150,12 @@ func GRPCServerOptions() []grpc.ServerOption {
 //   - [StreamWorkers] stream workers;
 //   - fixed HTTP/2 flow-control windows of [StreamWindowBytes] per stream
 //     and [ConnWindowBytes] per connection. A fixed window turns off
-//     grpc-go's bandwidth-delay estimation, which pings the client on
-//     every data frame it receives so as to grow the windows from 64 KiB:
-//     on ext_proc, where each body arrives as one message from a nearby
-//     Envoy, those pings and their acknowledgements were 24 of a JSON
-//     lifecycle's allocations and gained nothing. The windows bound data
-//     in flight, not memory the server sets aside.
+//     grpc-go's bandwidth-delay estimation, which pings the client as
+//     data arrives (one ping in flight at a time) to grow the windows
+//     from 64 KiB: on ext_proc, where each body arrives as one message
+//     from a nearby Envoy, those pings and their acknowledgements were 24
+//     of a JSON lifecycle's allocations and gained nothing. The windows
+//     bound data in flight, not memory the server sets aside.
 //
 // The benchmarks' null server uses them with grpc-go's standard codec.
 func GRPCTransportOptions() []grpc.ServerOption {
