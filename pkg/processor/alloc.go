@@ -4,10 +4,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 )
 
-// The replies that carry metadata and usage headers are built on every
-// request; these builders take their small objects from a few slabs
-// instead of one allocation each (the lifecycle benchmark showed them among
-// the server's main allocation sources).
+// The replies that carry usage headers are built on every request; their
+// header mutations take their small objects from one slab instead of one
+// allocation each (the lifecycle benchmark showed them among the server's
+// main allocation sources).
 
 // headerSlab builds header-mutation entries.
 type headerSlab struct {

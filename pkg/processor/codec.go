@@ -104,21 +104,17 @@ func (c replyCodec) Marshal(v any) (mem.BufferSlice, error) {
 	resp, ok := v.(*extprocv3.ProcessingResponse)
 	if out, isOut := v.(*outgoing); isOut {
 		resp, ok = out.resp, true
-		if len(out.fields) > 0 {
-			if resp.DynamicMetadata != nil {
-				return nil, fmt.Errorf("marshal ext_proc reply: metadata set twice")
-			}
-			md.ns, md.fields = out.ns, out.fields
-		}
+		md.ns, md.fields = out.ns, out.fields
 	}
 	if !ok {
 		return c.std.Marshal(v)
 	}
-	if md.fields == nil {
-		md.s = resp.DynamicMetadata
+	if len(md.fields) > 0 && resp.DynamicMetadata != nil {
+		return nil, fmt.Errorf("marshal ext_proc reply: metadata set twice")
 	}
+	md.s = resp.DynamicMetadata
 	mdp := &md
-	if md.s == nil && md.fields == nil {
+	if md.s == nil && len(md.fields) == 0 {
 		mdp = nil
 	} else {
 		md.prepare()

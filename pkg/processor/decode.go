@@ -317,8 +317,10 @@ func decodeProtocolConfig(b []byte, pc *extprocv3.ProtocolConfiguration) bool {
 // decodeAttribute decodes one attributes entry (key, Struct) into m's map;
 // a later entry with the same key replaces an earlier one, as in protobuf.
 func decodeAttribute(b []byte, m *extprocv3.ProcessingRequest) bool {
-	var key string
-	val := &structpb.Struct{}
+	var (
+		key string
+		val *structpb.Struct
+	)
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 || typ != protowire.BytesType {
@@ -343,6 +345,9 @@ func decodeAttribute(b []byte, m *extprocv3.ProcessingRequest) bool {
 		default:
 			return false
 		}
+	}
+	if val == nil { // an entry without a value holds an empty one
+		val = &structpb.Struct{}
 	}
 	if m.Attributes == nil {
 		m.Attributes = map[string]*structpb.Struct{}

@@ -164,7 +164,7 @@ func (st *stream) streamUsageMetadata(resp *extprocv3.ProcessingResponse) {
 	st.mdUsage = c
 	f := mdFields(make([]mdEntry, 0, 6))
 	putUsage(&f, u)
-	st.pendingMD = append(st.pendingMD, pendingMD{resp, f})
+	st.mdReply = pendingMD{resp, f}
 }
 
 // usageCounts are the counts of u that the metadata carries.
@@ -260,7 +260,7 @@ func (f mdFields) Struct(ns string) *structpb.Struct {
 	return &structpb.Struct{Fields: map[string]*structpb.Value{ns: structpb.NewStructValue(&structpb.Struct{Fields: inner})}}
 }
 
-// pendingMD is the metadata built for one reply of the message being
+// pendingMD is the metadata built for the reply to the message being
 // handled (withMetadata); Process sends it with the reply.
 type pendingMD struct {
 	resp   *extprocv3.ProcessingResponse
@@ -268,24 +268,22 @@ type pendingMD struct {
 }
 
 // withMetadata records the metadata for resp (st.metadata; nothing when it
-// has none) and returns resp.
+// has none) and returns resp. A message has one reply: a later call, for
+// any reply, replaces what an earlier one recorded.
 func (st *stream) withMetadata(resp *extprocv3.ProcessingResponse) *extprocv3.ProcessingResponse {
 	if f := st.metadata(); len(f) > 0 {
-		st.pendingMD = append(st.pendingMD, pendingMD{resp, f})
+		st.mdReply = pendingMD{resp, f}
 	}
 	return resp
 }
 
-// takeMetadata returns the metadata recorded for resp (the last, if more
-// than once; nil for none) and forgets what was recorded for any reply.
+// takeMetadata returns the metadata recorded for resp (nil for none) and
+// forgets what was recorded.
 func (st *stream) takeMetadata(resp *extprocv3.ProcessingResponse) mdFields {
-	var f mdFields
-	for _, p := range st.pendingMD {
-		if p.resp == resp {
-			f = p.fields
-		}
+	p := st.mdReply
+	st.mdReply = pendingMD{}
+	if p.resp != resp {
+		return nil
 	}
-	clear(st.pendingMD)
-	st.pendingMD = st.pendingMD[:0]
-	return f
+	return p.fields
 }

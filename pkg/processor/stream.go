@@ -59,7 +59,7 @@ type stream struct {
 	md          *corev3.Metadata            // metadata_context of the current message
 	attrs       map[string]*structpb.Struct // attributes of the current message
 	reMD        bool                        // the call moved after admission: write who it is again
-	pendingMD   []pendingMD                 // metadata of the replies to the message being handled
+	mdReply     pendingMD                   // metadata of the reply to the message being handled
 	mdUsage     [6]int64                    // the stream's usage counts last sent in metadata (usageCounts)
 	attempt     *attemptState               // set on an upstream filter's stream
 	fullPath    string                      // :path as the client sent it, query included
