@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -29,7 +31,14 @@ type RedisStore struct {
 }
 
 // maxCASAttempts bounds the retries of an update that keeps losing races.
-const maxCASAttempts = 16
+// After the first loss each retry waits a random time below casBackoff
+// times the losses so far, so that writers racing for one record spread
+// out instead of colliding again (under load, 4 writers without a wait
+// could lose 16 rounds in a row).
+const (
+	maxCASAttempts = 16
+	casBackoff     = 500 * time.Microsecond
+)
 
 // NewRedisStore uses rdb with prefix (DefaultRedisKeyPrefix when empty).
 // When ownClient is true, Close closes rdb.
@@ -89,7 +98,16 @@ func (s *RedisStore) create(ctx context.Context, hash, kind, id string, v any) e
 // into a fresh value, apply fn, write back if unchanged.
 func update[T any](ctx context.Context, s *RedisStore, hash, kind, id string, fn func(*T) error) (T, error) {
 	var zero T
-	for range maxCASAttempts {
+	for attempt := range maxCASAttempts {
+		if attempt > 0 {
+			wait := time.NewTimer(rand.N(time.Duration(attempt) * casBackoff))
+			select {
+			case <-ctx.Done():
+				wait.Stop()
+				return zero, unavailable("update "+kind, ctx.Err())
+			case <-wait.C:
+			}
+		}
 		cur, err := s.rdb.HGet(ctx, hash, id).Result()
 		if errors.Is(err, redis.Nil) {
 			return zero, fmt.Errorf("%s %s: %w", kind, id, ErrNotFound)
